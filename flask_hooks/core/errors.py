@@ -1,0 +1,91 @@
+"""One exception hierarchy; ``flask_hooks.view`` maps each to a response.
+
+Every error carries the HTTP ``status`` a sender should see and a short,
+sender-safe ``reason``. Exception text never reaches a response.
+"""
+
+from __future__ import annotations
+
+
+class HookError(Exception):
+    """Base class of every flask-hooks error."""
+
+    status: int = 500
+    reason: str = "error"
+
+    def __init__(self, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(self.reason)
+
+
+class ConfigError(HookError):
+    """A receiver is set up wrongly; raised at ``init_app``, never per request."""
+
+
+class VerificationError(HookError):
+    """The signature, token or timestamp did not check out (401)."""
+
+    status = 401
+    reason = "invalid signature"
+
+
+class PayloadError(HookError):
+    """The body was verified but is not an event we can read (400)."""
+
+    status = 400
+    reason = "invalid payload"
+
+
+class BodyTooLarge(HookError):
+    """The body is larger than ``max_body`` (413)."""
+
+    status = 413
+    reason = "body too large"
+
+
+class _RetryLater(HookError):
+    """Errors that tell the sender to come back after ``after`` seconds."""
+
+    after: int = 1
+
+    def __init__(self, reason: str | None = None, *, after: float | None = None) -> None:
+        super().__init__(reason)
+        if after is not None:
+            self.after = max(1, int(after + 0.999))
+
+
+class InFlight(_RetryLater):
+    """The same delivery is being handled by another worker (409)."""
+
+    status = 409
+    reason = "delivery in flight"
+
+
+class Retry(_RetryLater):
+    """Raise from a handler to ask the sender to retry later (503).
+
+    The claim is released so the retry runs the handler again::
+
+        raise Retry(after=30)
+    """
+
+    status = 503
+    reason = "retry later"
+
+    def __init__(self, reason: str | None = None, *, after: float = 30) -> None:
+        super().__init__(reason, after=after)
+
+
+class StoreUnavailable(_RetryLater):
+    """The dedupe store could not be reached; never acknowledge without it (503)."""
+
+    status = 503
+    reason = "store unavailable"
+    after = 5
+
+
+class LeaseLost(InFlight):
+    """Our claim expired and another worker took the delivery over (409)."""
+
+    reason = "lease lost"

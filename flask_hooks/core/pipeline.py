@@ -1,0 +1,238 @@
+"""One delivery, start to finish, without Flask.
+
+verify -> parse -> claim -> run the pending handlers -> complete -> answer.
+The transport passes headers and the exact body bytes in, a ``run``
+callable that invokes one handler (and renders its return value), and a
+``notify`` callable for signals. It gets an :class:`Outcome` back and
+maps it to a response in one place.
+
+Nothing is acknowledged before ``complete`` has durably stored the
+outcome; a failing handler releases the claim so the sender's retry runs
+it again, and handlers that already succeeded are not run twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..stores.base import DedupeStore, LogEntry, Reply
+from .clock import Clock
+from .errors import HookError, InFlight, PayloadError, Retry, StoreUnavailable, VerificationError
+from .event import Event, Headers
+from .providers.base import Provider, Tolerance
+from .routing import Route, Router
+
+log = logging.getLogger("flask_hooks")
+
+Run = Callable[[Route, Event], "Reply | None"]
+Notify = Callable[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened, for the transport to turn into a response.
+
+    ``kind`` is the word in the response body (``received``, ``ignored``,
+    ``duplicate``, ``rejected``, ``invalid``, ``in-flight``, ``error``,
+    ``retry``, ``unavailable``); ``error`` carries status and reason.
+    """
+
+    kind: str
+    status: int = 200
+    reply: Reply | None = None
+    error: HookError | None = None
+    event: Event | None = None
+    extra: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiverConfig:
+    """Everything the pipeline needs about one receiver, resolved once."""
+
+    name: str
+    provider: Provider
+    keys: tuple[bytes, ...]
+    store: DedupeStore
+    router: Router
+    dedupe_ttl: float
+    lease: float
+    tolerance: Tolerance
+    clock: Clock
+
+
+def _noop(_name: str, **_kwargs: Any) -> None:
+    return None
+
+
+class Pipeline:
+    """Processes deliveries for one receiver."""
+
+    def __init__(self, config: ReceiverConfig) -> None:
+        self.config = config
+
+    @property
+    def namespace(self) -> str:
+        return self.config.name
+
+    def process(self, headers: Headers, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
+        cfg = self.config
+        started = time.perf_counter()
+        received_at = cfg.clock()
+        notify("delivery_received", receiver=cfg.name)
+        try:
+            verified = cfg.provider.verify(
+                headers, body, cfg.keys, now=received_at, tolerance=cfg.tolerance
+            )
+        except VerificationError as exc:
+            return self._reject("rejected", exc, received_at, started, notify)
+        try:
+            parsed = cfg.provider.parse(headers, body)
+        except PayloadError as exc:
+            return self._reject("invalid", exc, received_at, started, notify)
+        event = Event(
+            id=parsed.id,
+            type=parsed.type,
+            payload=parsed.payload,
+            body=body,
+            headers=headers,
+            provider=cfg.provider.name,
+            receiver=cfg.name,
+            timestamp=verified.timestamp,
+            received_at=received_at,
+            attempt=parsed.attempt,
+            secret_index=verified.secret_index,
+        )
+        notify("delivery_verified", receiver=cfg.name, event=event)
+        immediate = cfg.provider.immediate(parsed)
+        if immediate is not None:
+            return Outcome("received", event=event, extra=immediate)
+        try:
+            return self._dispatch(event, run, notify, started)
+        except StoreUnavailable as exc:
+            log.warning("dedupe store unavailable for %s", cfg.name, exc_info=True)
+            return Outcome("unavailable", exc.status, error=exc, event=event)
+
+    # Steps ----------------------------------------------------------------
+
+    def _reject(
+        self, kind: str, exc: HookError, received_at: float, started: float, notify: Notify
+    ) -> Outcome:
+        cfg = self.config
+        status = cfg.provider.rejection_status if kind == "rejected" else exc.status
+        notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
+        self._log_quietly(
+            LogEntry(None, None, kind, status, exc.reason, None, received_at, time.perf_counter() - started)
+        )
+        return Outcome(kind, status, error=exc)
+
+    def _dispatch(self, event: Event, run: Run, notify: Notify, started: float) -> Outcome:
+        cfg = self.config
+        routes = cfg.router.match(event.type)
+        now = event.received_at
+        claim = cfg.store.claim(cfg.name, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl)
+        if claim.state == "done":
+            notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=False)
+            self._log_quietly(self._entry(event, "duplicate", 200, started))
+            return Outcome("duplicate", reply=claim.reply, event=event)
+        if claim.state == "inflight":
+            notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=True)
+            busy = InFlight(after=claim.retry_after)
+            return Outcome("in-flight", busy.status, error=busy, event=event)
+
+        replies: dict[str, Reply | None] = dict(claim.handlers)
+        ran: list[str] = []
+        pending = [r for r in routes if r.name not in replies]
+        for position, route in enumerate(pending):
+            try:
+                reply = run(route, event)
+            except Exception as exc:  # noqa: BLE001 - any handler failure is the sender's retry
+                return self._failed(event, route, exc, claim.token, ran, notify, started)
+            replies[route.name] = reply
+            ran.append(route.name)
+            if position < len(pending) - 1:
+                # Durable per-handler success, so a later failure re-runs only the rest.
+                cfg.store.mark(cfg.name, event.id, claim.token, route.name, reply, now=cfg.clock())
+        reply = _first_reply(routes, replies)
+        kind = "received" if routes else "ignored"
+        cfg.store.complete(
+            cfg.name,
+            event.id,
+            claim.token,
+            outcome=kind,
+            reply=reply,
+            now=cfg.clock(),
+            ttl=cfg.dedupe_ttl,
+            entry=self._entry(event, kind, reply.status if reply else 200, started, ran),
+        )
+        if routes:
+            notify("event_handled", receiver=cfg.name, event=event, handlers=tuple(ran))
+        else:
+            notify("event_ignored", receiver=cfg.name, event=event)
+        return Outcome(kind, reply=reply, event=event)
+
+    def _failed(
+        self,
+        event: Event,
+        route: Route,
+        exc: Exception,
+        token: str,
+        ran: Sequence[str],
+        notify: Notify,
+        started: float,
+    ) -> Outcome:
+        cfg = self.config
+        error: HookError
+        if isinstance(exc, (Retry, StoreUnavailable)):
+            error = exc
+            kind = "retry"
+        else:
+            log.error("handler %s failed on %s %s", route.name, cfg.name, event.id, exc_info=exc)
+            error = HookError("handler failed")
+            kind = "error"
+        notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
+        try:
+            cfg.store.release(cfg.name, event.id, token, now=cfg.clock())
+        except StoreUnavailable:
+            log.warning("could not release %s; its lease will expire", event.id)
+        self._log_quietly(self._entry(event, kind, error.status, started, ran, error.reason))
+        return Outcome(kind, error.status, error=error, event=event)
+
+    def _entry(
+        self,
+        event: Event,
+        status: str,
+        code: int,
+        started: float,
+        ran: Sequence[str] = (),
+        reason: str = "",
+    ) -> LogEntry:
+        return LogEntry(
+            id=event.id,
+            type=event.type,
+            status=status,
+            code=code,
+            reason=reason,
+            secret_index=event.secret_index,
+            received_at=event.received_at,
+            duration=time.perf_counter() - started,
+            handlers=tuple(ran),
+        )
+
+    def _log_quietly(self, entry: LogEntry) -> None:
+        """The log is for operators; losing a line must not change the answer."""
+        try:
+            self.config.store.log(self.config.name, entry)
+        except StoreUnavailable:
+            log.warning("delivery log unavailable for %s", self.config.name)
+
+
+def _first_reply(routes: Sequence[Route], replies: dict[str, Reply | None]) -> Reply | None:
+    for route in routes:
+        reply = replies.get(route.name)
+        if reply is not None:
+            return reply
+    return None

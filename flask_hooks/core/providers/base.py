@@ -1,0 +1,184 @@
+"""The provider interface: how one sender signs, identifies and types events.
+
+A provider is a small, immutable description of a scheme. It never does
+I/O and never reads a clock: ``now`` and the tolerance are passed in.
+Subclass :class:`Provider` for a custom scheme; implement ``verify``,
+``parse`` and ``sign`` (the last so tests can forge deliveries).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from ..errors import ConfigError, PayloadError, VerificationError
+from ..event import Headers
+
+Tolerance = tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """What a successful verification learnt: which secret, which timestamp."""
+
+    secret_index: int = 0
+    timestamp: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Parsed:
+    """The identity of a delivery: dedupe id, event type, payload."""
+
+    id: str
+    type: str
+    payload: Any
+    attempt: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outgoing:
+    """What a test (or ``flask hooks send``) wants to forge."""
+
+    type: str
+    payload: Any
+    id: str
+    timestamp: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedRequest:
+    """The exact bytes and headers a real sender would post."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+class Provider(ABC):
+    """Base class of every signing scheme.
+
+    ``keys`` turns the configured secrets (newest first) into key bytes
+    once, at ``init_app``; a secret in the wrong format is a
+    :class:`ConfigError` there rather than a failure per request.
+    """
+
+    #: The short name used in ``HOOKS_PROVIDER`` and in the delivery log.
+    name: ClassVar[str] = "custom"
+    #: Status for a failed verification; some senders document their own.
+    rejection_status: ClassVar[int] = 401
+    #: Whether the scheme needs ``secret=``/``HOOKS_SECRET`` at all.
+    needs_secret: ClassVar[bool] = True
+
+    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
+        """Validate the configured secrets and derive the MAC keys."""
+        out = []
+        for secret in secrets:
+            if not isinstance(secret, str) or not secret:
+                raise ConfigError(f"{self.name}: every secret must be a non-empty string")
+            out.append(secret.encode("utf-8"))
+        return tuple(out)
+
+    @abstractmethod
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        """Check ``body`` against ``headers``; raise :class:`VerificationError`."""
+
+    @abstractmethod
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        """Extract id, type and payload; raise :class:`PayloadError`."""
+
+    @abstractmethod
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        """Produce the request the real sender would make (for tests and the CLI)."""
+
+    def immediate(self, parsed: Parsed) -> Any:
+        """A reply owed before any dedupe or handler (Slack's url_verification)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+# Helpers shared by the presets. ------------------------------------------
+
+
+def header(headers: Headers, name: str) -> str:
+    """A required header, or a rejection naming it."""
+    value = headers.get(name)
+    if not value:
+        raise VerificationError(f"missing {name} header")
+    return str(value)
+
+
+def match_any(expected: Sequence[bytes], candidates: Sequence[bytes]) -> int:
+    """Index of the first expected MAC equal to any candidate, in constant time per pair."""
+    for index, mac in enumerate(expected):
+        for candidate in candidates:
+            if hmac.compare_digest(mac, candidate):
+                return index
+    raise VerificationError("signature mismatch")
+
+
+def check_timestamp(raw: str, *, now: float, tolerance: Tolerance) -> float:
+    """Parse a unix timestamp and check it lies within ``tolerance`` of ``now``."""
+    try:
+        stamp = float(raw) if raw.isascii() and raw.strip().lstrip("-").isdigit() else math.nan
+    except ValueError:
+        stamp = math.nan
+    if math.isnan(stamp):
+        raise VerificationError("invalid timestamp")
+    past, future = tolerance
+    if stamp < now - past:
+        raise VerificationError("timestamp too old")
+    if stamp > now + future:
+        raise VerificationError("timestamp in the future")
+    return stamp
+
+
+def load_json(body: bytes) -> Any:
+    """Parse JSON strictly (no NaN/Infinity), as the sender produced it."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError("body is not JSON") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def require_str(value: Any, what: str) -> str:
+    """A non-empty string field (numbers are accepted and stringified), or a 400."""
+    if isinstance(value, bool) or value is None:
+        raise PayloadError(f"missing {what}")
+    if isinstance(value, (int, float)):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > 512:
+        raise PayloadError(f"missing {what}")
+    return value
+
+
+def field(payload: Any, *path: str) -> Any:
+    """``payload[a][b]...`` or None, without raising on odd shapes."""
+    node = payload
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def dump(payload: Any) -> bytes:
+    """Compact JSON bytes, as most senders emit."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,95 @@
+"""``generic``: hex HMAC-SHA256 of the raw body (seeds 001 and 003).
+
+Both seeds leave header names open or name ``X-Webhook-Signature``; the
+header names are parameters so a tenant's own spelling is one argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from ..errors import PayloadError, VerificationError
+from ..event import Headers
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    dump,
+    field,
+    header,
+    load_json,
+    match_any,
+    require_str,
+)
+
+
+def hex_to_bytes(value: str) -> bytes:
+    """Decode a hex digest, or reject it (never raise anything else)."""
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise VerificationError("malformed signature") from None
+
+
+class Generic(Provider):
+    """Hex HMAC-SHA256 of the body in one header, optionally ``sha256=``-prefixed."""
+
+    name = "generic"
+
+    def __init__(
+        self,
+        *,
+        signature_header: str = "X-Webhook-Signature",
+        id_header: str = "X-Webhook-Id",
+        prefix: str = "sha256=",
+    ) -> None:
+        self.signature_header = signature_header
+        self.id_header = id_header
+        self.prefix = prefix
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        value = header(headers, self.signature_header).strip()
+        if self.prefix and value[: len(self.prefix)].lower() == self.prefix:
+            value = value[len(self.prefix) :]
+        given = hex_to_bytes(value)
+        expected = [hmac.new(key, body, hashlib.sha256).digest() for key in keys]
+        return Verified(secret_index=match_any(expected, [given]))
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        payload = load_json(body)
+        if not isinstance(payload, dict):
+            raise PayloadError("payload is not a JSON object")
+        delivery = headers.get(self.id_header) or field(payload, "id")
+        return Parsed(
+            id=require_str(delivery, "id"),
+            type=require_str(field(payload, "type"), "type"),
+            payload=payload,
+        )
+
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        payload = outgoing.payload if outgoing.payload is not None else {}
+        if isinstance(payload, dict):
+            payload = {"id": outgoing.id, "type": outgoing.type, **payload}
+        body = dump(payload)
+        digest = hmac.new(key, body, hashlib.sha256).hexdigest()
+        return SignedRequest(
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                self.signature_header: digest,
+                self.id_header: outgoing.id,
+            },
+        )

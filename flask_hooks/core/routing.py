@@ -1,0 +1,84 @@
+"""Event-type patterns and the ordered handler table.
+
+``"a.b"`` matches ``a.b`` and its subtypes ``a.b.c``; ``"a.*"`` matches
+everything below ``a``; ``"*"`` matches all. Matching keeps registration
+order, so several handlers for one event run in the order they were
+declared (gidgethub's router returns an unordered set; we do not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ConfigError
+from .event import Event
+
+Handler = Callable[[Event], Any]
+
+
+def check_pattern(pattern: str) -> str:
+    """Reject patterns that would silently never match."""
+    if not isinstance(pattern, str) or not pattern or pattern != pattern.strip():
+        raise ConfigError(f"invalid event pattern {pattern!r}")
+    parts = pattern.split(".")
+    if "" in parts or "*" in parts[:-1] or any("*" in p and p != "*" for p in parts):
+        raise ConfigError(f"invalid event pattern {pattern!r}: '*' may only be the last part")
+    return pattern
+
+
+def matches(pattern: str, type: str) -> bool:
+    """Whether ``type`` falls under ``pattern``."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return type.startswith(pattern[:-1])
+    return type == pattern or type.startswith(pattern + ".")
+
+
+def handler_name(func: Handler) -> str:
+    """A name stable across processes, used to record each handler's success."""
+    module = getattr(func, "__module__", None) or "?"
+    qualname = getattr(func, "__qualname__", None) or repr(func)
+    return f"{module}.{qualname}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """One registered handler with its patterns and options."""
+
+    func: Handler
+    patterns: tuple[str, ...]
+    name: str
+    defer: Any = None
+
+    def accepts(self, type: str) -> bool:
+        return any(matches(p, type) for p in self.patterns)
+
+
+class Router:
+    """Routes in registration order."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, func: Handler, patterns: tuple[str, ...], *, defer: Any = None) -> Route:
+        if not patterns:
+            raise ConfigError("on() needs at least one event pattern")
+        route = Route(func, tuple(check_pattern(p) for p in patterns), handler_name(func), defer)
+        for existing in self.routes:
+            if existing.name == route.name and existing.func is not func:
+                raise ConfigError(f"two different handlers are both named {route.name!r}")
+        self.routes.append(route)
+        return route
+
+    def match(self, type: str) -> list[Route]:
+        """Every route accepting ``type``, in order, each handler once."""
+        seen: set[str] = set()
+        out = []
+        for route in self.routes:
+            if route.name not in seen and route.accepts(type):
+                seen.add(route.name)
+                out.append(route)
+        return out

@@ -1,0 +1,176 @@
+"""The Flask extension: ``Hooks``, ``init_app`` and the ``on`` decorator.
+
+Handlers live on the ``Hooks`` object; everything that depends on an app
+(settings, keys, store, URL rules) lives in ``app.extensions["hooks"]``,
+so one ``Hooks`` can serve several apps and several receivers can share
+one app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app
+
+from .core.clock import Clock
+from .core.errors import ConfigError
+from .core.event import Event, Headers
+from .core.pipeline import Notify, Outcome, Pipeline, ReceiverConfig, Run
+from .core.providers import Provider
+from .core.routing import Router
+from .settings import Settings, resolve
+from .stores import DedupeStore, open_store
+
+H = TypeVar("H", bound=Callable[[Event], object])
+
+
+class Receiver:
+    """One ``Hooks`` bound to one app: resolved settings, keys and store."""
+
+    def __init__(self, hooks: Hooks, settings: Settings, store: DedupeStore) -> None:
+        self.hooks = hooks
+        self.settings = settings
+        self.name = settings.name
+        self.provider = settings.provider
+        self.store = store
+        #: The receiver's clock; tests swap it (``webhook_clock``) without patching time.
+        self.clock: Clock = settings.clock
+        self.keys = settings.provider.keys(settings.secrets)
+        self.pipeline = Pipeline(
+            ReceiverConfig(
+                name=settings.name,
+                provider=settings.provider,
+                keys=self.keys,
+                store=store,
+                router=hooks.router,
+                dedupe_ttl=settings.dedupe_ttl,
+                lease=settings.lease,
+                tolerance=settings.tolerance,
+                clock=self.now,
+            )
+        )
+
+    def now(self) -> float:
+        return self.clock()
+
+    def process(self, headers: Headers, body: bytes, *, run: Run, notify: Notify) -> Outcome:
+        return self.pipeline.process(headers, body, run=run, notify=notify)
+
+    def __repr__(self) -> str:
+        return f"<Receiver {self.name!r} {self.settings.url} {self.provider.name}>"
+
+
+class HooksState:
+    """``app.extensions["hooks"]``: the app's receivers by name and its stores."""
+
+    def __init__(self) -> None:
+        self.receivers: dict[str, Receiver] = {}
+        self.stores: dict[str, DedupeStore] = {}
+
+    def open_store(self, spec: str | DedupeStore, instance_path: str) -> DedupeStore:
+        if isinstance(spec, DedupeStore):
+            return spec
+        if spec not in self.stores:
+            self.stores[spec] = open_store(spec, instance_path=instance_path)
+        return self.stores[spec]
+
+
+class Hooks:
+    """A webhook receiver: one URL, one provider, its secrets and handlers.
+
+    Every option is keyword-only and wins over the app config
+    (``HOOKS_URL``, ``HOOKS_PROVIDER``, ``HOOKS_SECRET``, ``HOOKS_STORE``,
+    ``HOOKS_DEDUPE_TTL``, ``HOOKS_LEASE``, ``HOOKS_TOLERANCE``,
+    ``HOOKS_MAX_BODY``; ``HOOKS_<NAME>_*`` for ``name="<name>"``).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        name: str = "hooks",
+        url: str | None = None,
+        provider: str | Provider | None = None,
+        secret: str | list[str] | tuple[str, ...] | None = None,
+        store: str | DedupeStore | None = None,
+        dedupe_ttl: float | None = None,
+        lease: float | None = None,
+        tolerance: float | tuple[float, float] | None = None,
+        max_body: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = name
+        self.options: dict[str, Any] = {
+            "url": url,
+            "provider": provider,
+            "secret": secret,
+            "store": store,
+            "dedupe_ttl": dedupe_ttl,
+            "lease": lease,
+            "tolerance": tolerance,
+            "max_body": max_body,
+            "clock": clock,
+        }
+        self.router = Router()
+        if app is not None:
+            self.init_app(app)
+
+    def on(self, *patterns: str, defer: Any = None) -> Callable[[H], H]:
+        """Register a handler for event types; returns the function unchanged.
+
+        ``"a.b"`` matches ``a.b`` and ``a.b.c``; ``"a.*"`` everything below
+        ``a``; ``"*"`` everything. All matching handlers run, in order.
+        """
+
+        def decorator(func: H) -> H:
+            self.router.add(func, patterns, defer=defer)
+            return func
+
+        return decorator
+
+    def init_app(self, app: Flask) -> None:
+        """Resolve settings, open the store and add the receiver's URL rules.
+
+        Raises :class:`ConfigError` when the receiver has no secret, a
+        setting is invalid, or a receiver with this name already exists.
+        """
+        from .cli import cli
+        from .view import add_url_rules
+
+        state = app.extensions.setdefault("hooks", HooksState())
+        if self.name in state.receivers:
+            raise ConfigError(
+                f"a receiver named {self.name!r} is already registered on this app;"
+                " give the second Hooks(name=...) its own name"
+            )
+        settings = resolve(self.name, self.options, app.config)
+        for other in state.receivers.values():
+            if other.settings.url.rstrip("/") == settings.url.rstrip("/"):
+                raise ConfigError(f"receivers {other.name!r} and {self.name!r} share the URL {settings.url}")
+        store = state.open_store(settings.store, app.instance_path)
+        receiver = Receiver(self, settings, store)
+        state.receivers[self.name] = receiver
+        add_url_rules(app, receiver)
+        if "hooks" not in app.cli.commands:
+            app.cli.add_command(cli)
+
+    def receiver(self, app: Flask | None = None) -> Receiver:
+        """This receiver's state on ``app`` (default: the current app)."""
+        return get_receiver(app or current_app, self.name)
+
+
+def get_state(app: Flask) -> HooksState:
+    state = app.extensions.get("hooks")
+    if not isinstance(state, HooksState):
+        raise RuntimeError("flask_hooks is not set up on this app. Did you forget to call 'init_app'?")
+    return state
+
+
+def get_receiver(app: Flask, name: str) -> Receiver:
+    state = get_state(app)
+    try:
+        return state.receivers[name]
+    except KeyError:
+        known = ", ".join(sorted(state.receivers)) or "none"
+        raise RuntimeError(f"no receiver named {name!r} on this app (receivers: {known})") from None

@@ -1,0 +1,27 @@
+"""Blinker signals, sent with the application as sender.
+
+Every signal gets ``receiver`` (the receiver's name) and, once the
+delivery is verified, ``event``. Connect with ``**extra`` so new keyword
+arguments never break a subscriber.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: A request reached a receiver (nothing is verified yet).
+delivery_received = _signals.signal("delivery-received")
+#: The signature checked out and the body parsed; ``event``.
+delivery_verified = _signals.signal("delivery-verified")
+#: Verification or parsing failed; ``reason`` says why. No handler runs.
+delivery_rejected = _signals.signal("delivery-rejected")
+#: The id was seen before; ``in_flight`` tells whether it is still running.
+delivery_duplicate = _signals.signal("delivery-duplicate")
+#: Every matching handler succeeded and the outcome is stored; ``handlers``.
+event_handled = _signals.signal("event-handled")
+#: No handler matched; the id is recorded all the same.
+event_ignored = _signals.signal("event-ignored")
+#: A handler raised; ``handler`` and ``error``. The claim is released.
+handler_failed = _signals.signal("handler-failed")

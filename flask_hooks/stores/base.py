@@ -1,0 +1,155 @@
+"""The dedupe store: a small state machine per delivery id.
+
+States: absent -> in flight (a claim with a token and a lease) -> done
+(kept for ``ttl``). ``mark``, ``complete`` and ``release`` carry the
+claim's token, so a worker whose lease ran out cannot overwrite the claim
+of the worker that took over. Handler successes are kept across a
+release, so a retry runs only the handlers that have not succeeded.
+
+Every method takes ``now`` from the receiver's clock; backends never read
+the time themselves. Backend failures raise :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, Literal
+
+ClaimState = Literal["new", "inflight", "done"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A recorded response, replayed verbatim to duplicates."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "content_type": self.content_type,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
+        if data is None:
+            return None
+        return cls(int(data["status"]), base64.b64decode(data["body"]), str(data["content_type"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """The answer to ``claim``.
+
+    ``new``: this caller owns the delivery (``token``); ``handlers`` lists
+    the handlers an earlier attempt already completed, with their replies.
+    ``inflight``: another caller owns it for ``retry_after`` more seconds.
+    ``done``: completed earlier with ``outcome`` and the recorded ``reply``.
+    """
+
+    state: ClaimState
+    token: str = ""
+    handlers: Mapping[str, Reply | None] = dataclasses.field(default_factory=dict)
+    reply: Reply | None = None
+    outcome: str = ""
+    retry_after: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEntry:
+    """One line of the bounded delivery log (``flask hooks deliveries``)."""
+
+    id: str | None
+    type: str | None
+    status: str
+    code: int
+    reason: str = ""
+    secret_index: int | None = None
+    received_at: float = 0.0
+    duration: float = 0.0
+    handlers: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LogEntry:
+        data = json.loads(raw)
+        data["handlers"] = tuple(data.get("handlers") or ())
+        return cls(**data)
+
+
+def new_token() -> str:
+    """An unguessable claim token."""
+    return secrets.token_hex(12)
+
+
+def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:
+    return json.dumps({k: (v.to_json() if v else None) for k, v in handlers.items()})
+
+
+def decode_handlers(raw: str | bytes | None) -> dict[str, Reply | None]:
+    if not raw:
+        return {}
+    return {k: Reply.from_json(v) for k, v in json.loads(raw).items()}
+
+
+def encode_reply(reply: Reply | None) -> str | None:
+    return None if reply is None else json.dumps(reply.to_json())
+
+
+def decode_reply(raw: str | bytes | None) -> Reply | None:
+    return None if not raw else Reply.from_json(json.loads(raw))
+
+
+class DedupeStore(ABC):
+    """Abstract store; one instance may serve many receivers (``ns``)."""
+
+    #: How many delivery-log lines to keep per receiver.
+    log_size: int = 1000
+
+    @abstractmethod
+    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
+        """Take the delivery, or say who has it and whether it is done."""
+
+    @abstractmethod
+    def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
+        """Record that one handler succeeded; :class:`LeaseLost` if not ours."""
+
+    @abstractmethod
+    def complete(
+        self,
+        ns: str,
+        id: str,
+        token: str,
+        *,
+        outcome: str,
+        reply: Reply | None,
+        now: float,
+        ttl: float,
+        entry: LogEntry | None = None,
+    ) -> None:
+        """Mark the delivery done (and log it) durably; :class:`LeaseLost` if not ours."""
+
+    @abstractmethod
+    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
+        """Give the claim up (a handler failed) so the sender's retry can run."""
+
+    @abstractmethod
+    def log(self, ns: str, entry: LogEntry) -> None:
+        """Append to the bounded delivery log."""
+
+    @abstractmethod
+    def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
+        """The newest log entries first."""
+
+    def close(self) -> None:
+        """Release connections; the store may be used again afterwards."""

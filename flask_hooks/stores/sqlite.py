@@ -1,0 +1,282 @@
+"""``sqlite:///path``: the embedded default, correct across processes.
+
+Writers are serialised by an ``flock`` on a sidecar file before
+``BEGIN IMMEDIATE``. The kernel wakes the next waiter as soon as the lock
+is free, so concurrent gunicorn workers never fall into SQLite's
+sleeping busy handler (which backs off for up to 100 ms a try and is
+what makes naive SQLite receivers stall for seconds). The busy timeout
+stays as a bound for foreign lockers: past it the store is unavailable
+and the sender gets a 503.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..core.errors import LeaseLost, StoreUnavailable
+from .base import (
+    Claim,
+    DedupeStore,
+    LogEntry,
+    Reply,
+    decode_handlers,
+    decode_reply,
+    encode_handlers,
+    encode_reply,
+    new_token,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hooks_deliveries (
+    ns TEXT NOT NULL,
+    id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    token TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL,
+    handlers TEXT NOT NULL DEFAULT '{}',
+    reply TEXT,
+    outcome TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (ns, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hooks_deliveries_expiry ON hooks_deliveries (expires_at);
+CREATE TABLE IF NOT EXISTS hooks_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ns TEXT NOT NULL,
+    status TEXT NOT NULL,
+    entry TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hooks_log_ns ON hooks_log (ns, seq);
+"""
+
+#: Expired rows are purged every this many completions, a bounded batch each.
+_PURGE_EVERY = 256
+_PURGE_BATCH = 500
+
+
+class SqliteStore(DedupeStore):
+    """A store in one SQLite file (WAL), shared by every process that opens it.
+
+    ``synchronous`` is ``FULL`` by default so an acknowledged delivery
+    survives a power cut, not only a crash; ``NORMAL`` trades that for
+    speed.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float = 2.0,
+        synchronous: str = "FULL",
+        log_size: int = 1000,
+    ) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        self.path = path
+        self.timeout = timeout
+        self.synchronous = synchronous.upper()
+        self.log_size = log_size
+        self._local = threading.local()
+        self._thread_lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self._pid = os.getpid()
+        self._writes = 0
+
+    def __repr__(self) -> str:
+        return f"<SqliteStore {self.path!r}>"
+
+    # Connections: one per thread and process (gunicorn forks after import).
+
+    def _conn(self) -> sqlite3.Connection:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid, self._lock_fd = pid, None
+            self._thread_lock = threading.Lock()
+            self._local = threading.local()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            with self._write(conn):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable() from exc
+        return conn
+
+    def _flock(self) -> int:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._lock_fd
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, serialised across threads and processes."""
+        with self._thread_lock:
+            fd = self._flock()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _txn(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._conn()
+            with self._write(conn):
+                yield conn
+        except (sqlite3.Error, OSError) as exc:
+            self._drop()
+            raise StoreUnavailable() from exc
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    # The state machine.
+
+    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
+        with self._txn() as db:
+            row = db.execute(
+                "SELECT state, token, lease_until, expires_at, handlers, reply, outcome"
+                " FROM hooks_deliveries WHERE ns = ? AND id = ?",
+                (ns, id),
+            ).fetchone()
+            handlers = "{}"
+            if row is not None and row[3] > now:
+                state, _token, lease_until, _exp, handlers, reply, outcome = row
+                if state == "done":
+                    return Claim("done", reply=decode_reply(reply), outcome=outcome)
+                if state == "inflight" and lease_until > now:
+                    return Claim("inflight", retry_after=lease_until - now)
+            token = new_token()
+            db.execute(
+                "INSERT OR REPLACE INTO hooks_deliveries"
+                " (ns, id, state, token, lease_until, expires_at, handlers, reply, outcome)"
+                " VALUES (?, ?, 'inflight', ?, ?, ?, ?, NULL, '')",
+                (ns, id, token, now + lease, now + max(ttl, lease), handlers),
+            )
+        return Claim("new", token=token, handlers=decode_handlers(handlers))
+
+    def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
+        with self._txn() as db:
+            row = db.execute(
+                "SELECT handlers FROM hooks_deliveries"
+                " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+                (ns, id, token),
+            ).fetchone()
+            if row is None:
+                raise LeaseLost()
+            handlers = decode_handlers(row[0])
+            handlers[handler] = reply
+            db.execute(
+                "UPDATE hooks_deliveries SET handlers = ? WHERE ns = ? AND id = ?",
+                (encode_handlers(handlers), ns, id),
+            )
+
+    def complete(
+        self,
+        ns: str,
+        id: str,
+        token: str,
+        *,
+        outcome: str,
+        reply: Reply | None,
+        now: float,
+        ttl: float,
+        entry: LogEntry | None = None,
+    ) -> None:
+        with self._txn() as db:
+            cur = db.execute(
+                "UPDATE hooks_deliveries SET state = 'done', token = '', reply = ?,"
+                " outcome = ?, expires_at = ?"
+                " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+                (encode_reply(reply), outcome, now + ttl, ns, id, token),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost()
+            if entry is not None:
+                self._append(db, ns, entry)
+            self._writes += 1
+            if self._writes % _PURGE_EVERY == 0:
+                db.execute(
+                    "DELETE FROM hooks_deliveries WHERE (ns, id) IN (SELECT ns, id FROM"
+                    " hooks_deliveries WHERE expires_at <= ? LIMIT ?)",
+                    (now, _PURGE_BATCH),
+                )
+
+    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
+        with self._txn() as db:
+            db.execute(
+                "UPDATE hooks_deliveries SET state = 'free', token = '', lease_until = 0"
+                " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+                (ns, id, token),
+            )
+
+    # The delivery log.
+
+    def _append(self, db: sqlite3.Connection, ns: str, entry: LogEntry) -> None:
+        cur = db.execute(
+            "INSERT INTO hooks_log (ns, status, entry) VALUES (?, ?, ?)",
+            (ns, entry.status, entry.to_json()),
+        )
+        if cur.lastrowid is not None and cur.lastrowid % 64 == 0:
+            db.execute(
+                "DELETE FROM hooks_log WHERE ns = ? AND seq <= (SELECT seq FROM hooks_log"
+                " WHERE ns = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (ns, ns, self.log_size),
+            )
+
+    def log(self, ns: str, entry: LogEntry) -> None:
+        with self._txn() as db:
+            self._append(db, ns, entry)
+
+    def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
+        sql = "SELECT entry FROM hooks_log WHERE ns = ?"
+        args: list[object] = [ns]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        args.append(min(limit, self.log_size))
+        try:
+            rows = self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable() from exc
+        return [LogEntry.from_json(row[0]) for row in rows]
+
+    def close(self) -> None:
+        self._drop()
+        if self._lock_fd is not None and self._pid == os.getpid():
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,0 +1,1 @@
+"""pytest fixtures for applications that receive webhooks with flask_hooks."""
