@@ -6,6 +6,7 @@ from .core.errors import HookError as HookError
 from .core.errors import InFlight as InFlight
 from .core.errors import LeaseLost as LeaseLost
 from .core.errors import PayloadError as PayloadError
+from .core.errors import QueueUnavailable as QueueUnavailable
 from .core.errors import Retry as Retry
 from .core.errors import StoreUnavailable as StoreUnavailable
 from .core.errors import VerificationError as VerificationError

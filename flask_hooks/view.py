@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 from flask import Flask, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import signals
 from .core.errors import BodyTooLarge, HookError, _RetryLater
@@ -41,7 +40,7 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     base = receiver.settings.url.rstrip("/")
     view = functools.partial(receive, receiver.name)
     rules = [base, base + "/"] if base else ["/"]
-    for suffix, rule in zip(("", ".slash"), rules):
+    for suffix, rule in zip(("", ".slash"), rules, strict=False):
         app.add_url_rule(
             rule,
             endpoint=f"flask_hooks.{receiver.name}{suffix}",
@@ -74,14 +73,24 @@ def receive(_receiver: str) -> Response:
 
 
 def _read_body(limit: int) -> bytes:
-    """The 413 comes from Content-Length before reading, or while streaming."""
+    """The 413 comes from Content-Length before reading, or while streaming.
+
+    Werkzeug's own ``max_content_length`` silently truncates a chunked
+    body at the limit, so the stream is read here with ``limit + 1``.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge()
-    request.max_content_length = limit
-    try:
-        return request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        raise BodyTooLarge() from None
+    stream = request.stream
+    first = stream.read(limit + 1)
+    chunks = [first]
+    size = len(first)
+    while first and size <= limit:
+        first = stream.read(limit + 1 - size)
+        chunks.append(first)
+        size += len(first)
+    if size > limit:
+        raise BodyTooLarge()
+    return chunks[0] if len(chunks) <= 2 and not chunks[-1] else b"".join(chunks)
 
 
 def render(value: object) -> Reply | None:

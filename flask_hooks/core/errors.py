@@ -85,6 +85,18 @@ class StoreUnavailable(_RetryLater):
     after = 5
 
 
+class QueueUnavailable(_RetryLater):
+    """A deferred handler could not be handed to its task queue (503).
+
+    The claim is released and nothing is acknowledged, so the sender's
+    retry enqueues it again once the broker is back.
+    """
+
+    status = 503
+    reason = "queue unavailable"
+    after = 5
+
+
 class LeaseLost(InFlight):
     """Our claim expired and another worker took the delivery over (409)."""
 

@@ -29,7 +29,7 @@ class Headers(Mapping[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._items
 
-    def get(self, key: str, default: Any = None) -> Any:  # noqa: D102
+    def get(self, key: str, default: Any = None) -> Any:
         return self._items.get(key.lower(), default)
 
     def __iter__(self) -> Iterator[str]:

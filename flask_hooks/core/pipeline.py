@@ -149,7 +149,7 @@ class Pipeline:
         for position, route in enumerate(pending):
             try:
                 reply = run(route, event)
-            except Exception as exc:  # noqa: BLE001 - any handler failure is the sender's retry
+            except Exception as exc:
                 return self._failed(event, route, exc, claim.token, ran, notify, started)
             replies[route.name] = reply
             ran.append(route.name)

@@ -151,5 +151,5 @@ class DedupeStore(ABC):
     def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
         """The newest log entries first."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
         """Release connections; the store may be used again afterwards."""

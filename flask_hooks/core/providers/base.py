@@ -70,8 +70,9 @@ class Provider(ABC):
     name: ClassVar[str] = "custom"
     #: Status for a failed verification; some senders document their own.
     rejection_status: ClassVar[int] = 401
-    #: Whether the scheme needs ``secret=``/``HOOKS_SECRET`` at all.
-    needs_secret: ClassVar[bool] = True
+    #: Whether the scheme needs ``secret=``/``HOOKS_SECRET`` at all (an
+    #: instance carrying its own credentials may set it to False).
+    needs_secret: bool = True
 
     def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
         """Validate the configured secrets and derive the MAC keys."""

@@ -1,0 +1,62 @@
+"""Bounded parsing of signature headers, shared where the logic is the same.
+
+Every function here either returns a value or raises
+:class:`VerificationError`; oversized or odd input is refused early so a
+hostile header costs no more than a few kilobytes of work.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from ..errors import VerificationError
+from ..event import Headers
+
+#: Longer signature headers are refused without parsing.
+MAX_HEADER = 8 * 1024
+#: At most this many slots/entries of one header are considered.
+MAX_SLOTS = 64
+
+
+def bounded_header(headers: Headers, name: str) -> str:
+    """A required, ASCII, at most 8 KiB header, stripped."""
+    value = headers.get(name)
+    if not value:
+        raise VerificationError(f"missing {name} header")
+    value = str(value)
+    if len(value) > MAX_HEADER:
+        raise VerificationError(f"{name} header too long")
+    if not value.isascii():
+        raise VerificationError(f"malformed {name} header")
+    return value.strip()
+
+
+def parse_slots(value: str, *, separator: str = ",") -> list[tuple[str, str]]:
+    """``k=v`` pairs in order; slots without ``=`` or with empty parts are skipped."""
+    out: list[tuple[str, str]] = []
+    for slot in value.split(separator, MAX_SLOTS)[:MAX_SLOTS]:
+        key, sep, val = slot.strip().partition("=")
+        if sep and key.strip() and val.strip():
+            out.append((key.strip(), val.strip()))
+    return out
+
+
+def from_hex(value: str) -> bytes | None:
+    """A hex digest's bytes, or None when it is not hex."""
+    if not value.isascii():
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        return None
+
+
+def from_base64(value: str) -> bytes | None:
+    """Standard base64 (padding required) as bytes, or None when malformed."""
+    if not value.isascii():
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None

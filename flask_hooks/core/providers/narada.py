@@ -1,0 +1,183 @@
+"""``narada``: Narada Cloud task callbacks (seed 002); no signature at all.
+
+Narada authenticates a callback with what the caller chose when
+submitting the task: ``callbackHeaders`` echoed on the POST (typically
+``Authorization: Bearer <token>``) and/or ``callbackSecret`` echoed in
+the body field ``secret``. Each configured credential is required and
+compared in constant time.
+
+``Hooks(provider="narada", secret="x")`` checks the body secret only;
+``Hooks(provider=Narada(token="t", secret="s"))`` checks both and needs no
+``HOOKS_SECRET``. The instance's ``secret`` wins over ``secret=``/
+``HOOKS_SECRET``; with ``Narada(token=...)`` alone, a configured secret is
+required as the body secret as well.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigError, PayloadError, VerificationError
+from ..event import Headers
+from ._parsing import MAX_HEADER
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    dump,
+    field,
+    load_json,
+    require_str,
+)
+
+STATUSES = ("success", "error", "input-required")
+
+
+def _listed(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    if not all(isinstance(item, str) and item for item in items):
+        raise ConfigError(f"narada: {what} must be a non-empty string or a list of them (newest first)")
+    return tuple(items)
+
+
+def _equal(given: str, wanted: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), wanted.encode("utf-8", "surrogatepass"))
+
+
+def _first_match(given: str, wanted: Sequence[str]) -> int | None:
+    found = None
+    for index, candidate in enumerate(wanted):
+        if _equal(given, candidate) and found is None:
+            found = index
+    return found
+
+
+class Narada(Provider):
+    """Bearer token and/or body secret; ``token``/``secret`` take a list during rotation."""
+
+    name = "narada"
+
+    def __init__(
+        self,
+        *,
+        token: str | Sequence[str] | None = None,
+        secret: str | Sequence[str] | None = None,
+        header: str = "Authorization",
+        scheme: str = "Bearer",
+    ) -> None:
+        self.tokens = _listed(token, "token")
+        self.secrets = _listed(secret, "secret")
+        self.header = header
+        self.scheme = scheme
+        # Credentials carried by the instance make HOOKS_SECRET optional.
+        self.needs_secret = not (self.tokens or self.secrets)
+
+    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
+        """One key per rotation position, each packing ``[token, secret]``."""
+        if self.secrets:
+            body_secrets = self.secrets
+        else:
+            super().keys(secrets)  # validates them
+            body_secrets = tuple(secrets)
+        if not (self.tokens or body_secrets):
+            raise ConfigError("narada: configure a token and/or a secret")
+        count = max(len(self.tokens), len(body_secrets))
+
+        def at(items: tuple[str, ...], index: int) -> str | None:
+            return items[min(index, len(items) - 1)] if items else None
+
+        return tuple(
+            json.dumps([at(self.tokens, i), at(body_secrets, i)]).encode("utf-8") for i in range(count)
+        )
+
+    @staticmethod
+    def _unpack(keys: Sequence[bytes]) -> tuple[list[str], list[str]]:
+        tokens: list[str] = []
+        secrets: list[str] = []
+        for key in keys:
+            token, secret = json.loads(key)
+            if token is not None and token not in tokens:
+                tokens.append(token)
+            if secret is not None and secret not in secrets:
+                secrets.append(secret)
+        return tokens, secrets
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        tokens, secrets = self._unpack(keys)
+        if not (tokens or secrets):
+            raise VerificationError("no credential configured")
+        index: int | None = None
+        if tokens:
+            value = str(headers.get(self.header) or "")
+            prefix = f"{self.scheme} " if self.scheme else ""
+            if not value or len(value) > MAX_HEADER or not value.startswith(prefix):
+                raise VerificationError(f"missing {self.header} header")
+            index = _first_match(value[len(prefix) :], tokens)
+            if index is None:
+                raise VerificationError("invalid token")
+        if secrets:
+            given = self._body_secret(body)
+            matched = _first_match(given, secrets)
+            if matched is None:
+                raise VerificationError("invalid secret")
+            index = matched
+        return Verified(secret_index=index or 0)
+
+    @staticmethod
+    def _body_secret(body: bytes) -> str:
+        try:
+            payload = load_json(body)
+        except PayloadError:
+            raise VerificationError("missing secret") from None
+        given = field(payload, "secret")
+        if not isinstance(given, str) or not given:
+            raise VerificationError("missing secret")
+        return given
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        payload = load_json(body)
+        if not isinstance(payload, dict):
+            raise PayloadError("payload is not a JSON object")
+        request_id = require_str(field(payload, "requestId"), "requestId")
+        status = require_str(field(payload, "status"), "status")
+        return Parsed(id=f"{request_id}:{status}", type=status, payload=payload)
+
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        token, secret = json.loads(key)
+        request_id = outgoing.id
+        if request_id.endswith(f":{outgoing.type}"):
+            request_id = request_id[: -len(outgoing.type) - 1]
+        stamp = datetime.datetime.fromtimestamp(outgoing.timestamp, datetime.timezone.utc).isoformat()
+        extra: Any = outgoing.payload if isinstance(outgoing.payload, dict) else {}
+        payload = {
+            "requestId": request_id,
+            "secret": secret,
+            "status": outgoing.type,
+            "browserWindowId": None,
+            "response": {"text": ""},
+            "createdAt": stamp,
+            "completedAt": stamp,
+            "usage": None,
+            **extra,
+        }
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers[self.header] = f"{self.scheme} {token}" if self.scheme else token
+        return SignedRequest(body=dump(payload), headers=headers)

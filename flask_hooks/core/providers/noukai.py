@@ -1,0 +1,152 @@
+"""``noukai``: ``X-Noukai-Signature`` with ``v1``/``v2`` slots (seed 000).
+
+During a 24 h rotation Noukai sends ``v1=`` (new secret) and ``v2=``
+(previous secret); old pods match on v2, new pods on v1. The seed does
+not state the hash, encoding or signed bytes, so the header name, slot
+names, timestamp slot and what is signed are constructor parameters.
+Our reading: hex HMAC-SHA256 of the raw body, or of ``t.body`` when a
+``t=`` slot is present (and then the timestamp tolerance applies).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from typing import Literal
+
+from ..errors import PayloadError, VerificationError
+from ..event import Headers
+from ._parsing import bounded_header, from_base64, from_hex, parse_slots
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    check_timestamp,
+    dump,
+    field,
+    load_json,
+    match_any,
+    require_str,
+)
+
+Signed = Literal["auto", "body", "timestamp.body"]
+Encoding = Literal["hex", "base64"]
+
+
+class Noukai(Provider):
+    """Noukai job callbacks.
+
+    ``signed``: ``"auto"`` signs ``t.body`` when a timestamp slot is
+    present and the body otherwise; ``"body"`` always the body (a ``t``
+    slot is then unauthenticated and ignored); ``"timestamp.body"``
+    requires the timestamp slot.
+    """
+
+    name = "noukai"
+
+    def __init__(
+        self,
+        *,
+        signature_header: str = "X-Noukai-Signature",
+        id_header: str = "X-Noukai-Delivery",
+        slots: Sequence[str] = ("v1", "v2"),
+        timestamp_slot: str = "t",
+        signed: Signed = "auto",
+        encoding: Encoding = "hex",
+    ) -> None:
+        self.signature_header = signature_header
+        self.id_header = id_header
+        self.slots = tuple(slots)
+        self.timestamp_slot = timestamp_slot
+        self.signed = signed
+        self.encoding = encoding
+
+    def _mac(self, key: bytes, message: bytes) -> bytes:
+        return hmac.new(key, message, hashlib.sha256).digest()
+
+    def _encode(self, mac: bytes) -> str:
+        return mac.hex() if self.encoding == "hex" else base64.b64encode(mac).decode("ascii")
+
+    def _decode(self, value: str) -> bytes | None:
+        return from_hex(value) if self.encoding == "hex" else from_base64(value)
+
+    def _message(self, timestamp: str | None, body: bytes) -> bytes:
+        if timestamp is None:
+            return body
+        return timestamp.encode("ascii") + b"." + body
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        slots = parse_slots(bounded_header(headers, self.signature_header))
+        stamps = [v for k, v in slots if k == self.timestamp_slot]
+        candidates = [mac for k, v in slots if k in self.slots and (mac := self._decode(v)) is not None]
+        if not candidates:
+            raise VerificationError("no usable signature slot")
+        timestamp: float | None = None
+        raw_stamp: str | None = None
+        if self.signed != "body" and stamps:
+            raw_stamp = stamps[0]
+            timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
+        elif self.signed == "timestamp.body":
+            raise VerificationError("missing timestamp slot")
+        message = self._message(raw_stamp, body)
+        expected = [self._mac(key, message) for key in keys]
+        return Verified(secret_index=match_any(expected, candidates), timestamp=timestamp)
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        payload = load_json(body)
+        if not isinstance(payload, dict):
+            raise PayloadError("payload is not a JSON object")
+        kind = field(payload, "type") or field(payload, "event")
+        return Parsed(
+            id=require_str(headers.get(self.id_header), "delivery id"),
+            type=require_str(kind, "type"),
+            payload=payload,
+        )
+
+    def sign(
+        self,
+        outgoing: Outgoing,
+        key: bytes,
+        *,
+        previous: bytes | None = None,
+        timestamped: bool | None = None,
+    ) -> SignedRequest:
+        """Sign with ``key`` in the first slot; ``previous`` fills the second.
+
+        ``previous`` reproduces a rotation window (``v1=`` new, ``v2=``
+        previous secret). ``timestamped`` adds a ``t=`` slot; by default
+        only when ``signed="timestamp.body"``.
+        """
+        payload = outgoing.payload if outgoing.payload is not None else {}
+        if isinstance(payload, dict):
+            payload = {"type": outgoing.type, **payload}
+        body = dump(payload)
+        if timestamped is None:
+            timestamped = self.signed == "timestamp.body"
+        stamp = str(outgoing.timestamp) if timestamped and self.signed != "body" else None
+        message = self._message(stamp, body)
+        parts = [f"{self.timestamp_slot}={outgoing.timestamp}"] if timestamped else []
+        parts.append(f"{self.slots[0]}={self._encode(self._mac(key, message))}")
+        if previous is not None and len(self.slots) > 1:
+            parts.append(f"{self.slots[1]}={self._encode(self._mac(previous, message))}")
+        return SignedRequest(
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                self.signature_header: ",".join(parts),
+                self.id_header: outgoing.id,
+            },
+        )

@@ -1,0 +1,142 @@
+"""``standard-webhooks`` and its alias ``svix``.
+
+Headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``
+(Svix sends ``svix-*``; those win when both spellings are present). The
+signature header is a space-separated list of ``v1,<base64>`` entries, one
+per active key; other versions (``v1a`` is ed25519) are skipped, not
+errors. The signed content is ``id.timestamp.body``; the key is the
+base64 that follows ``whsec_`` (decoded here, unlike Stripe's keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from ..errors import ConfigError, PayloadError, VerificationError
+from ..event import Headers
+from ._parsing import MAX_SLOTS, bounded_header, from_base64
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    check_timestamp,
+    dump,
+    field,
+    load_json,
+    match_any,
+    require_str,
+)
+
+PREFIX = "whsec_"
+
+
+def decode_secret(secret: str | bytes) -> bytes:
+    """``whsec_<base64>`` (or bare base64) -> key bytes; bytes are taken as the raw key."""
+    if isinstance(secret, bytes):
+        if not secret:
+            raise ConfigError("standard-webhooks: empty secret")
+        return secret
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError("standard-webhooks: every secret must be a non-empty string")
+    raw = secret[len(PREFIX) :] if secret.startswith(PREFIX) else secret
+    raw = raw.strip()
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            "standard-webhooks: a secret must be 'whsec_' followed by base64 (as the sender shows it)"
+        ) from None
+    if not key:
+        raise ConfigError("standard-webhooks: empty secret")
+    return key
+
+
+class StandardWebhooks(Provider):
+    """The Standard Webhooks spec (HMAC ``v1`` signatures)."""
+
+    name = "standard-webhooks"
+    #: Header prefixes, the first present one wins for each header.
+    prefixes: tuple[str, ...] = ("svix-", "webhook-")
+    #: The prefix :meth:`sign` uses.
+    sign_prefix = "webhook-"
+
+    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
+        return tuple(decode_secret(secret) for secret in secrets)
+
+    def _header(self, headers: Headers, suffix: str) -> str:
+        for prefix in self.prefixes:
+            if headers.get(prefix + suffix):
+                return bounded_header(headers, prefix + suffix)
+        raise VerificationError(f"missing webhook-{suffix} header")
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        msg_id = self._header(headers, "id")
+        raw_stamp = self._header(headers, "timestamp")
+        entries = self._header(headers, "signature").split(" ", MAX_SLOTS)[:MAX_SLOTS]
+        candidates = []
+        for entry in entries:
+            version, sep, value = entry.partition(",")
+            if sep and version == "v1" and (mac := from_base64(value)) is not None:
+                candidates.append(mac)
+        if not candidates:
+            raise VerificationError("no v1 signature")
+        timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
+        content = f"{msg_id}.{raw_stamp}.".encode("ascii") + body
+        expected = [hmac.new(key, content, hashlib.sha256).digest() for key in keys]
+        return Verified(secret_index=match_any(expected, candidates), timestamp=timestamp)
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        payload = load_json(body)
+        if not isinstance(payload, dict):
+            raise PayloadError("payload is not a JSON object")
+        msg_id = next((headers.get(p + "id") for p in self.prefixes if headers.get(p + "id")), None)
+        return Parsed(
+            id=require_str(msg_id, "webhook-id"),
+            type=require_str(field(payload, "type"), "type"),
+            payload=payload,
+        )
+
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        """The spec's envelope: ``{"type", "timestamp", "data"}``."""
+        when = datetime.datetime.fromtimestamp(outgoing.timestamp, datetime.timezone.utc)
+        payload = {
+            "type": outgoing.type,
+            "timestamp": when.isoformat().replace("+00:00", "Z"),
+            "data": outgoing.payload if outgoing.payload is not None else {},
+        }
+        body = dump(payload)
+        content = f"{outgoing.id}.{outgoing.timestamp}.".encode() + body
+        mac = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode("ascii")
+        p = self.sign_prefix
+        return SignedRequest(
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                p + "id": outgoing.id,
+                p + "timestamp": str(outgoing.timestamp),
+                p + "signature": f"v1,{mac}",
+            },
+        )
+
+
+class Svix(StandardWebhooks):
+    """Svix: Standard Webhooks under ``svix-*`` headers (``webhook-*`` accepted)."""
+
+    name = "svix"
+    sign_prefix = "svix-"

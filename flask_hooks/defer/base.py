@@ -1,0 +1,149 @@
+"""What crosses the queue, and the interface every queue adapter implements.
+
+The web side verifies, claims, hands each deferred handler a :class:`Job`
+and acknowledges only once every hand-over succeeded and the delivery is
+durably completed. A job carries everything the worker needs to rebuild
+the exact :class:`~flask_hooks.Event` (the body as base64) plus the
+handler's name, as plain JSON, so any queue serializer can carry it.
+
+This module imports neither Flask nor a queue library: the pipeline uses
+it, and the adapters import Celery or RQ only when they are used.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.errors import ConfigError, HookError, QueueUnavailable
+from ..core.event import Event, Headers
+
+log = logging.getLogger("flask_hooks")
+
+#: The Celery task name and the version of the job format.
+TASK_NAME = "flask_hooks.run_deferred"
+JOB_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One handler to run for one verified delivery, on a worker."""
+
+    handler: str
+    event: Event
+    #: ``"pkg.module:create_app"``: how a worker without an app context gets the app.
+    app: str | None = None
+    #: Seconds the worker's per-handler claim lasts; None: the receiver's ``lease``.
+    lease: float | None = None
+    max_retries: int = 10
+    retry_delay: float = 5.0
+
+    def to_json(self) -> dict[str, Any]:
+        e = self.event
+        return {
+            "v": JOB_VERSION,
+            "handler": self.handler,
+            "receiver": e.receiver,
+            "id": e.id,
+            "type": e.type,
+            "payload": e.payload,
+            "body": base64.b64encode(e.body).decode("ascii"),
+            "headers": list(e.headers.items()),
+            "provider": e.provider,
+            "timestamp": e.timestamp,
+            "received_at": e.received_at,
+            "attempt": e.attempt,
+            "secret_index": e.secret_index,
+            "app": self.app,
+            "lease": self.lease,
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Job:
+        if data.get("v") != JOB_VERSION:
+            raise HookError(f"unknown deferred job format {data.get('v')!r}")
+        event = Event(
+            id=str(data["id"]),
+            type=str(data["type"]),
+            payload=data["payload"],
+            body=base64.b64decode(data["body"]),
+            headers=Headers([(str(k), str(v)) for k, v in data["headers"]]),
+            provider=str(data["provider"]),
+            receiver=str(data["receiver"]),
+            timestamp=data["timestamp"],
+            received_at=float(data["received_at"]),
+            attempt=data["attempt"],
+            secret_index=int(data["secret_index"]),
+        )
+        return cls(
+            handler=str(data["handler"]),
+            event=event,
+            app=data.get("app"),
+            lease=data.get("lease"),
+            max_retries=int(data.get("max_retries", 10)),
+            retry_delay=float(data.get("retry_delay", 5.0)),
+        )
+
+    def backoff(self, retries: int) -> float:
+        """Seconds before retry number ``retries + 1``: doubling, capped at 10 minutes."""
+        return float(min(self.retry_delay * 2 ** max(retries, 0), 600.0))
+
+
+class Deferral(ABC):
+    """A task queue that ``@hooks.on(..., defer=...)`` hands handlers to.
+
+    ``app`` is the import path of the Flask app or factory for workers
+    that run outside an app context; ``lease`` bounds how long one worker
+    may hold a handler before a redelivery may run it again (default: the
+    receiver's ``lease``, so keep it above the handler's longest run).
+    """
+
+    def __init__(
+        self,
+        *,
+        app: str | None = None,
+        lease: float | None = None,
+        max_retries: int = 10,
+        retry_delay: float = 5.0,
+    ) -> None:
+        if app is not None and ":" not in app:
+            raise ConfigError(f"app={app!r} must be an import path like 'pkg.module:create_app'")
+        if max_retries < 0 or retry_delay < 0 or (lease is not None and lease <= 0):
+            raise ConfigError("max_retries and retry_delay must be >= 0, lease > 0")
+        self.app = app
+        self.lease = lease
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+
+    def job(self, handler: str, event: Event) -> Job:
+        return Job(handler, event, self.app, self.lease, self.max_retries, self.retry_delay)
+
+    @abstractmethod
+    def enqueue(self, job: Job) -> None:
+        """Hand the job to the broker; return only once the broker has it."""
+
+
+def hand_over(deferral: Deferral, handler: str, event: Event) -> None:
+    """Enqueue one deferred handler; any broker failure becomes a 503."""
+    try:
+        deferral.enqueue(deferral.job(handler, event))
+    except HookError:
+        raise
+    except Exception as exc:
+        log.warning("could not enqueue %s for %s %s", handler, event.receiver, event.id, exc_info=True)
+        raise QueueUnavailable() from exc
+
+
+def handler_namespace(receiver: str) -> str:
+    """Where workers keep one record per (delivery, handler), apart from deliveries."""
+    return f"{receiver}/handlers"
+
+
+def handler_key(delivery_id: str, handler: str) -> str:
+    return f"{delivery_id}/{handler}"

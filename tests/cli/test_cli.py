@@ -1,0 +1,230 @@
+"""``flask hooks routes|send|deliveries`` through ``app.test_cli_runner()``.
+
+``send`` posts to a real server on a loopback port, so the whole path
+(sign -> HTTP -> verify -> dedupe -> answer) is exercised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from flask_hooks import Event, Hooks
+from tests.conftest import free_port, generic_post
+
+MakeApp = Callable[..., Flask]
+Serve = Callable[[Flask], str]
+
+
+def two_receivers(make_app: MakeApp) -> tuple[Flask, list[str]]:
+    seen: list[str] = []
+    hooks = Hooks()
+    billing = Hooks(name="billing", secret="billing-secret")
+
+    @hooks.on("resource.created", "resource.updated")
+    def sync_resource(event: Event) -> None:
+        seen.append(event.id)
+
+    @hooks.on("*")
+    def audit(event: Event) -> None:
+        seen.append("audit")
+
+    @billing.on("invoice.*")
+    def bill(event: Event) -> dict[str, str]:
+        return {"billed": event.id}
+
+    return make_app(hooks, billing), seen
+
+
+def run(app: Flask, *args: str) -> Any:
+    return app.test_cli_runner().invoke(args=["hooks", *args])
+
+
+# routes ------------------------------------------------------------------
+
+
+def test_routes_lists_receivers_handlers_and_patterns(make_app: MakeApp) -> None:
+    app, _ = two_receivers(make_app)
+    result = run(app, "routes")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("hooks  POST /webhooks  provider=generic  secrets=1")
+    assert "sync_resource  <-  resource.created, resource.updated" in result.output
+    assert "audit  <-  *" in result.output
+    assert any(line.startswith("billing  POST /webhooks/billing") for line in lines)
+    assert "bill  <-  invoice.*" in result.output
+
+
+def test_routes_says_when_a_receiver_has_no_handler(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    result = run(app, "routes")
+    assert result.exit_code == 0
+    assert "no handlers" in result.output
+
+
+# send ----------------------------------------------------------------------
+
+
+def test_send_posts_a_signed_delivery_to_a_running_server(make_app: MakeApp, serve: Serve) -> None:
+    app, seen = two_receivers(make_app)
+    base = serve(app)
+    data = '{"data": {"object": {"id": "r1"}}}'
+    first = run(app, "send", "resource.created", "--data", data, "--receiver", "hooks", "--url", base,
+                "--id", "evt_cli_1")
+    assert first.exit_code == 0, first.output + first.stderr
+    assert "200" in first.stdout and '"received"' in first.stdout
+    assert seen == ["evt_cli_1", "audit"]
+
+    again = run(app, "send", "resource.created", "--data", data, "--receiver", "hooks", "--url", base,
+                "--id", "evt_cli_1")
+    assert again.exit_code == 0
+    assert '"duplicate"' in again.stdout
+    assert seen == ["evt_cli_1", "audit"]
+
+
+def test_send_uses_the_chosen_receivers_provider_and_secret(make_app: MakeApp, serve: Serve) -> None:
+    app, _ = two_receivers(make_app)
+    base = serve(app)
+    result = run(app, "send", "invoice.paid", "--receiver", "billing", "--url", base, "--id", "in_1")
+    assert result.exit_code == 0, result.stderr
+    assert f"POST {base}/webhooks/billing" in result.stdout
+    assert '{"billed":"in_1"}' in result.stdout
+
+
+def test_send_reads_a_payload_file_and_accepts_a_full_url(
+    make_app: MakeApp, serve: Serve, tmp_path: Path
+) -> None:
+    app = make_app(Hooks())
+    base = serve(app)
+    payload = tmp_path / "event.json"
+    payload.write_text(json.dumps({"data": {"n": 1}}))
+    result = run(app, "send", "thing.happened", "--data", f"@{payload}", "--url", f"{base}/webhooks/")
+    assert result.exit_code == 0, result.stderr
+    assert '"ignored"' in result.stdout
+    assert "id=evt_" in result.stdout
+
+
+def test_send_exits_non_zero_when_the_server_rejects(make_app: MakeApp, serve: Serve) -> None:
+    server_app = make_app(Hooks())
+    base = serve(server_app)
+    # The CLI's app holds another secret than the server: a real 401 comes back.
+    cli_app = Flask("other", instance_path=server_app.instance_path)
+    Hooks(secret="not-the-servers-secret").init_app(cli_app)
+    result = run(cli_app, "send", "resource.created", "--url", base)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1].startswith("401")
+    assert "signature mismatch" in result.stdout
+
+
+def test_send_reports_an_unreachable_server(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    result = run(app, "send", "resource.created", "--url", f"http://127.0.0.1:{free_port()}")
+    assert result.exit_code == 1
+    assert "could not reach" in result.stderr
+    assert "Is the app running" in result.stderr
+
+
+def test_send_needs_a_receiver_when_there_are_several(make_app: MakeApp) -> None:
+    app, _ = two_receivers(make_app)
+    result = run(app, "send", "resource.created")
+    assert result.exit_code == 2
+    assert "choose one with --receiver (billing, hooks)" in result.stderr
+
+
+def test_send_rejects_an_unknown_receiver(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    result = run(app, "send", "x", "--receiver", "nope")
+    assert result.exit_code == 2
+    assert "no receiver named 'nope' (receivers: hooks)" in result.stderr
+
+
+def test_send_rejects_bad_json_and_a_missing_file(make_app: MakeApp, tmp_path: Path) -> None:
+    app = make_app(Hooks())
+    bad = run(app, "send", "x", "--data", "{not json")
+    assert bad.exit_code == 2
+    assert "--data is not valid JSON" in bad.stderr
+    missing = run(app, "send", "x", "--data", f"@{tmp_path / 'absent.json'}")
+    assert missing.exit_code == 2
+    assert "cannot read" in missing.stderr and "absent.json" in missing.stderr
+
+
+def test_send_rejects_a_url_that_is_not_http(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    result = run(app, "send", "x", "--url", "ftp://example.invalid")
+    assert result.exit_code == 2
+    assert "is not an http(s) URL" in result.stderr
+
+
+# deliveries ------------------------------------------------------------------
+
+
+def test_deliveries_shows_the_log_with_matched_secret_and_handlers(make_app: MakeApp) -> None:
+    hooks = Hooks(secret=["new-secret", "old-secret"])
+
+    @hooks.on("resource.*")
+    def sync_resource(event: Event) -> None:
+        return None
+
+    app = make_app(hooks)
+    client = app.test_client()
+    body = {"id": "evt_old", "type": "resource.created"}
+    assert generic_post(client, body, secret="old-secret").status_code == 200
+    newer = {"id": "evt_new", "type": "resource.created"}
+    assert generic_post(client, newer, secret="new-secret").status_code == 200
+    assert generic_post(client, body, secret="old-secret").status_code == 200
+    assert generic_post(client, body, secret="wrong").status_code == 401
+
+    result = run(app, "deliveries")
+    assert result.exit_code == 0, result.stderr
+    header, *lines = result.output.splitlines()
+    assert header.split() == ["RECEIVED", "(UTC)", "RECEIVER", "ID", "TYPE", "STATUS", "CODE", "SECRET",
+                              "MS", "HANDLERS", "REASON"]
+    assert len(lines) == 4
+    rejected, duplicate, new, old = (line.split() for line in lines)
+    assert rejected[3:8] == ["-", "-", "rejected", "401", "-"]
+    assert "signature mismatch" in lines[0]
+    assert duplicate[3:8] == ["evt_old", "resource.created", "duplicate", "200", "1"]
+    assert new[3:8] == ["evt_new", "resource.created", "received", "200", "0"]
+    assert old[3:8] == ["evt_old", "resource.created", "received", "200", "1"]
+    assert old[9].endswith("sync_resource")
+
+    only = run(app, "deliveries", "--status", "received", "--limit", "1")
+    assert only.exit_code == 0
+    assert len(only.output.splitlines()) == 2
+    assert "evt_new" in only.output
+
+
+def test_deliveries_filters_by_receiver(make_app: MakeApp) -> None:
+    app, _ = two_receivers(make_app)
+    client = app.test_client()
+    invoice = {"id": "in_9", "type": "invoice.paid"}
+    generic_post(client, invoice, secret="billing-secret", url="/webhooks/billing")
+    generic_post(client, {"id": "evt_9", "type": "resource.created"})
+    both = run(app, "deliveries")
+    assert "in_9" in both.output and "evt_9" in both.output
+    billing = run(app, "deliveries", "--receiver", "billing")
+    assert "in_9" in billing.output and "evt_9" not in billing.output
+    unknown = run(app, "deliveries", "--receiver", "nope")
+    assert unknown.exit_code == 2
+    assert "no receiver named 'nope'" in unknown.stderr
+
+
+def test_deliveries_on_an_empty_log(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    result = run(app, "deliveries", "--status", "error")
+    assert result.exit_code == 0
+    assert result.output.strip() == "no deliveries with status 'error'"
+
+
+def test_commands_explain_a_missing_init_app(tmp_path: Path) -> None:
+    from flask_hooks.cli import cli
+
+    app = Flask("bare", instance_path=str(tmp_path))
+    app.cli.add_command(cli)
+    result = run(app, "routes")
+    assert result.exit_code == 1
+    assert "Did you forget to call 'init_app'" in result.stderr

@@ -1,0 +1,74 @@
+"""What only the Redis store does: key layout, server-side TTLs, prefixes, clients."""
+
+from __future__ import annotations
+
+import redis
+
+from flask_hooks.stores.base import LogEntry, Reply
+from flask_hooks.stores.redis import RedisStore
+from flask_hooks.stores.url import open_store
+
+T0 = 1_700_000_000.0
+
+
+def test_records_get_a_server_side_ttl_from_the_passed_times(redis_url: str) -> None:
+    store = RedisStore(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    claim = store.claim("ns", "evt_1", now=T0, lease=30, ttl=120)
+    assert 110_000 < client.pttl("hooks:{ns}:d:evt_1") <= 120_000
+    store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0 + 1, ttl=10)
+    assert 0 < client.pttl("hooks:{ns}:d:evt_1") <= 10_000
+    assert client.hget("hooks:{ns}:d:evt_1", "expires_at") == repr(T0 + 11).encode()
+
+
+def test_log_list_is_trimmed_in_the_same_script(redis_url: str) -> None:
+    store = RedisStore(redis_url, log_size=3)
+    client = redis.Redis.from_url(redis_url)
+    for n in range(10):
+        claim = store.claim("ns", f"evt_{n}", now=T0, lease=30, ttl=60)
+        store.complete(
+            "ns",
+            f"evt_{n}",
+            claim.token,
+            outcome="received",
+            reply=None,
+            now=T0,
+            ttl=60,
+            entry=LogEntry(f"evt_{n}", "a", "received", 200),
+        )
+    assert client.llen("hooks:{ns}:log") == 3
+    assert [e.id for e in store.deliveries("ns")] == ["evt_9", "evt_8", "evt_7"]
+
+
+def test_key_prefixes_separate_applications(redis_url: str) -> None:
+    one = RedisStore.from_url(redis_url + "?key_prefix=one:")
+    two = open_store(redis_url + "?key_prefix=two:", instance_path="/nonexistent")
+    assert isinstance(two, RedisStore)
+    assert (one.key_prefix, two.key_prefix) == ("one:", "two:")
+    one.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+    assert two.claim("ns", "evt_1", now=T0, lease=30, ttl=60).state == "new"
+    assert one.claim("ns", "evt_1", now=T0, lease=30, ttl=60).state == "inflight"
+
+
+def test_accepts_a_ready_client_with_decoded_responses(redis_url: str) -> None:
+    store = RedisStore(redis.Redis.from_url(redis_url, decode_responses=True), key_prefix="d:")
+    claim = store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+    store.mark("ns", "evt_1", claim.token, "first", Reply(201, b"\xff\x00"), now=T0)
+    store.release("ns", "evt_1", claim.token, now=T0)
+    again = store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+    assert dict(again.handlers) == {"first": Reply(201, b"\xff\x00")}
+    reply = Reply(200, b"{}", "application/json")
+    store.complete("ns", "evt_1", again.token, outcome="received", reply=reply, now=T0, ttl=60)
+    assert store.claim("ns", "evt_1", now=T0, lease=30, ttl=60).reply == reply
+    store.log("ns", LogEntry("evt_1", "a", "received", 200))
+    assert [e.id for e in store.deliveries("ns")] == ["evt_1"]
+
+
+def test_in_flight_retry_after_keeps_full_precision(redis_url: str) -> None:
+    store = RedisStore(redis_url)
+    now = 1_763_900_000.123456
+    store.claim("ns", "evt_1", now=now, lease=2.5, ttl=60)
+    busy = store.claim("ns", "evt_1", now=now + 2.499999, lease=2.5, ttl=60)
+    assert busy.state == "inflight"
+    assert 0 < busy.retry_after < 0.00001
+    assert store.claim("ns", "evt_1", now=now + 2.5, lease=2.5, ttl=60).state == "new"

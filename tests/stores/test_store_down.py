@@ -1,0 +1,107 @@
+"""When the store goes away: ``StoreUnavailable`` (a 503), then recovery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_hooks import Hooks
+from flask_hooks.core.errors import StoreUnavailable
+from flask_hooks.core.event import Event
+from flask_hooks.stores.redis import RedisStore
+from flask_hooks.stores.sqlite import SqliteStore
+from tests.conftest import RedisServer, generic_post
+
+from .conftest import ForeignLock
+
+T0 = 1_700_000_000.0
+
+
+def test_redis_stopped_is_unavailable_then_recovers(private_redis: RedisServer) -> None:
+    store = RedisStore(private_redis.url)
+    try:
+        claim = store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+        private_redis.stop()
+        with pytest.raises(StoreUnavailable):
+            store.claim("ns", "evt_2", now=T0, lease=30, ttl=60)
+        with pytest.raises(StoreUnavailable):
+            store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+        with pytest.raises(StoreUnavailable):
+            store.release("ns", "evt_1", claim.token, now=T0)
+        with pytest.raises(StoreUnavailable):
+            store.deliveries("ns")
+        private_redis.start()
+        assert store.claim("ns", "evt_2", now=T0, lease=30, ttl=60).state == "new"
+    finally:
+        store.close()
+
+
+def test_sqlite_locked_by_a_foreign_writer(tmp_path: Path, foreign_lock: type[ForeignLock]) -> None:
+    path = tmp_path / "hooks.sqlite3"
+    store = SqliteStore(str(path), timeout=0.2)
+    try:
+        claim = store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+        lock = foreign_lock(path)
+        lock.acquire()
+        with pytest.raises(StoreUnavailable):
+            store.claim("ns", "evt_2", now=T0, lease=30, ttl=60)
+        with pytest.raises(StoreUnavailable):
+            store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+        lock.release()
+        store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+        assert store.claim("ns", "evt_2", now=T0, lease=30, ttl=60).state == "new"
+        assert store.claim("ns", "evt_1", now=T0, lease=30, ttl=60).state == "done"
+    finally:
+        store.close()
+
+
+def _counting_app(make_app: Callable[..., Flask], store: str, calls: list[str]) -> Flask:
+    hooks = Hooks()
+
+    @hooks.on("*")
+    def handle(event: Event) -> None:
+        calls.append(event.id)
+
+    return make_app(hooks, HOOKS_STORE=store)
+
+
+def test_app_answers_503_while_redis_is_down(
+    make_app: Callable[..., Flask], private_redis: RedisServer
+) -> None:
+    calls: list[str] = []
+    app = _counting_app(make_app, private_redis.url, calls)
+    client = app.test_client()
+    try:
+        private_redis.stop()
+        down = generic_post(client, {"id": "evt_1", "type": "a.b"})
+        assert down.status_code == 503
+        assert down.json == {"status": "unavailable", "reason": "store unavailable"}
+        assert "Retry-After" in down.headers
+        assert calls == []
+        private_redis.start()
+        up = generic_post(client, {"id": "evt_1", "type": "a.b"})
+        assert up.status_code == 200
+        assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 200
+        assert calls == ["evt_1"]
+    finally:
+        app.extensions["hooks"].receivers["hooks"].store.close()
+
+
+def test_app_answers_503_while_sqlite_is_locked(
+    make_app: Callable[..., Flask], tmp_path: Path, foreign_lock: type[ForeignLock]
+) -> None:
+    path = tmp_path / "locked.sqlite3"
+    calls: list[str] = []
+    app = _counting_app(make_app, f"sqlite:///{path}?timeout=0.2", calls)
+    client = app.test_client()
+    assert generic_post(client, {"id": "evt_0", "type": "a.b"}).status_code == 200
+    lock = foreign_lock(path)
+    lock.acquire()
+    assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 503
+    assert calls == ["evt_0"]
+    lock.release()
+    assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 200
+    assert calls == ["evt_0", "evt_1"]

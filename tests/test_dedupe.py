@@ -1,0 +1,176 @@
+"""The claim state machine seen from the sender: crashes, partial failures, rotation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_hooks import Event, Hooks
+from tests.conftest import SECRET, generic_post
+from tests.helpers import Crash, ManualClock
+
+PAYLOAD = {"id": "evt_1", "type": "payment.succeeded", "data": {"amount": 100}}
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'hooks.sqlite3'}"
+
+
+def test_crash_mid_handler_holds_the_claim_until_the_lease_expires(
+    make_app: Callable[..., Flask], store_url: str
+) -> None:
+    clock = ManualClock()
+    hooks = Hooks(store=store_url, clock=clock, lease=60)
+    runs: list[str] = []
+
+    @hooks.on("payment.succeeded")
+    def charge(event: Event) -> None:
+        runs.append(event.id)
+        if len(runs) == 1:
+            raise Crash()  # the worker dies: no release, no completion
+
+    app = make_app(hooks)
+    client = app.test_client()
+    with pytest.raises(Crash):
+        generic_post(client, PAYLOAD)
+
+    clock.advance(30)
+    busy = generic_post(client, PAYLOAD)
+    assert busy.status_code == 409
+    assert busy.headers["Retry-After"] == "30"
+    assert runs == ["evt_1"]
+
+    clock.advance(31)  # lease over: the sender's retry runs the handler again
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+    assert runs == ["evt_1", "evt_1"]
+
+
+def test_retry_runs_only_the_handlers_that_failed(make_app: Callable[..., Flask], store_url: str) -> None:
+    hooks = Hooks(store=store_url)
+    calls: list[str] = []
+    fail = {"email": True}
+
+    @hooks.on("payment")
+    def ledger(event: Event) -> dict[str, str]:
+        calls.append("ledger")
+        return {"booked": event.id}
+
+    @hooks.on("payment.*")
+    def email(event: Event) -> None:
+        calls.append("email")
+        if fail["email"]:
+            raise RuntimeError("smtp down")
+
+    @hooks.on("*")
+    def audit(event: Event) -> None:
+        calls.append("audit")
+
+    client = make_app(hooks).test_client()
+    assert generic_post(client, PAYLOAD).status_code == 500
+    assert calls == ["ledger", "email"]
+
+    fail["email"] = False
+    response = generic_post(client, PAYLOAD)
+    assert response.status_code == 200
+    # ledger succeeded before and is not run again; its return value is still the answer.
+    assert calls == ["ledger", "email", "email", "audit"]
+    assert response.get_json() == {"booked": "evt_1"}
+    assert generic_post(client, PAYLOAD).get_json() == {"booked": "evt_1"}
+
+
+def test_crash_after_first_handler_keeps_its_success(make_app: Callable[..., Flask], store_url: str) -> None:
+    clock = ManualClock()
+    hooks = Hooks(store=store_url, clock=clock, lease=10)
+    calls: list[str] = []
+    crash = {"on": True}
+
+    @hooks.on("payment.succeeded")
+    def first(event: Event) -> None:
+        calls.append("first")
+
+    @hooks.on("payment.succeeded")
+    def second(event: Event) -> None:
+        calls.append("second")
+        if crash["on"]:
+            raise Crash()
+
+    client = make_app(hooks).test_client()
+    with pytest.raises(Crash):
+        generic_post(client, PAYLOAD)
+    crash["on"] = False
+    clock.advance(11)
+    assert generic_post(client, PAYLOAD).status_code == 200
+    assert calls == ["first", "second", "second"]
+
+
+def test_done_records_expire_after_the_dedupe_ttl(make_app: Callable[..., Flask], store_url: str) -> None:
+    clock = ManualClock()
+    hooks = Hooks(store=store_url, clock=clock, dedupe_ttl=3600)
+    calls: list[str] = []
+    hooks.on("*")(lambda e: calls.append(e.id))
+    client = make_app(hooks).test_client()
+    generic_post(client, PAYLOAD)
+    clock.advance(3599)
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+    clock.advance(2)
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}
+    assert calls == ["evt_1", "evt_1"]
+
+
+def test_rotation_accepts_old_secret_and_reports_it(make_app: Callable[..., Flask], store_url: str) -> None:
+    hooks = Hooks(store=store_url, secret=["new-secret", "old-secret"])
+    seen: list[int] = []
+    hooks.on("*")(lambda e: seen.append(e.secret_index))
+    app = make_app(hooks)
+    client = app.test_client()
+    assert generic_post(client, {**PAYLOAD, "id": "a"}, secret="new-secret").status_code == 200
+    assert generic_post(client, {**PAYLOAD, "id": "b"}, secret="old-secret").status_code == 200
+    assert generic_post(client, {**PAYLOAD, "id": "c"}, secret="unknown").status_code == 401
+    assert seen == [0, 1]
+    log = hooks.receiver(app).store.deliveries("hooks")
+    assert [(e.id, e.status, e.secret_index) for e in log] == [
+        (None, "rejected", None),
+        ("b", "received", 1),
+        ("a", "received", 0),
+    ]
+
+
+def test_receivers_have_their_own_dedupe_namespace(make_app: Callable[..., Flask], store_url: str) -> None:
+    one = Hooks(store=store_url)
+    two = Hooks(name="billing", store=store_url)
+    calls: list[str] = []
+    one.on("*")(lambda e: calls.append("one"))
+    two.on("*")(lambda e: calls.append("two"))
+    client = make_app(one, two, HOOKS_BILLING_SECRET=SECRET).test_client()
+    assert generic_post(client, PAYLOAD).status_code == 200
+    assert generic_post(client, PAYLOAD, url="/webhooks/billing").status_code == 200
+    assert calls == ["one", "two"]
+
+
+def test_delivery_log_records_failures_and_handlers(make_app: Callable[..., Flask], store_url: str) -> None:
+    hooks = Hooks(store=store_url)
+    state = {"fail": True}
+
+    @hooks.on("*")
+    def handler(event: Event) -> None:
+        if state["fail"]:
+            raise ValueError("boom")
+
+    app = make_app(hooks)
+    client = app.test_client()
+    generic_post(client, PAYLOAD)
+    state["fail"] = False
+    generic_post(client, PAYLOAD)
+    generic_post(client, PAYLOAD)
+    store = hooks.receiver(app).store
+    entries = store.deliveries("hooks")
+    assert [(e.status, e.code) for e in entries] == [("duplicate", 200), ("received", 200), ("error", 500)]
+    assert entries[1].handlers == ("tests.test_dedupe.test_delivery_log_records_failures_and_handlers."
+                                   "<locals>.handler",)
+    assert [e.status for e in store.deliveries("hooks", status="error")] == ["error"]
+    assert len(store.deliveries("hooks", limit=1)) == 1

@@ -1,0 +1,284 @@
+"""Every row of the response table, through a real app and the test client."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask, Response, jsonify
+
+from flask_hooks import Event, Hooks, Retry
+from flask_hooks.stores import MemoryStore
+from tests.conftest import SECRET, generic_post, generic_signature
+
+from tests.helpers import ManualClock
+
+
+@pytest.fixture
+def hooks() -> Hooks:
+    return Hooks(store="memory://")
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], hooks: Hooks) -> Flask:
+    return make_app(hooks)
+
+
+def payload(id: str = "evt_1", type: str = "resource.created", **extra: Any) -> dict[str, Any]:
+    return {"id": id, "type": type, "data": {"object": {"id": "res_1"}}, **extra}
+
+
+def test_new_delivery_is_received(app: Flask, hooks: Hooks) -> None:
+    seen: list[Event] = []
+    hooks.on("resource.created")(seen.append)
+    response = generic_post(app.test_client(), payload())
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "received"}
+    [event] = seen
+    assert (event.id, event.type, event.receiver, event.provider) == ("evt_1", "resource.created", "hooks", "generic")
+    assert event.payload["data"]["object"]["id"] == "res_1"
+    assert json.loads(event.body) == event.payload
+
+
+def test_no_matching_handler_is_ignored_but_recorded(app: Flask, hooks: Hooks) -> None:
+    hooks.on("user.*")(lambda e: None)
+    client = app.test_client()
+    assert generic_post(client, payload()).get_json() == {"status": "ignored"}
+    assert generic_post(client, payload()).get_json() == {"status": "duplicate"}
+
+
+def test_duplicate_of_completed_delivery(app: Flask, hooks: Hooks) -> None:
+    calls: list[str] = []
+    hooks.on("resource")(lambda e: calls.append(e.id))
+    client = app.test_client()
+    generic_post(client, payload())
+    again = generic_post(client, payload())
+    assert (again.status_code, again.get_json()) == (200, {"status": "duplicate"})
+    assert calls == ["evt_1"]
+
+
+def test_handler_return_value_is_the_body_and_is_replayed(app: Flask, hooks: Hooks) -> None:
+    @hooks.on("resource.created")
+    def created(event: Event) -> dict[str, Any]:
+        return {"exit_code": "success", "data": {"id": event.id}}
+
+    client = app.test_client()
+    first = generic_post(client, payload())
+    second = generic_post(client, payload())
+    assert first.get_json() == second.get_json() == {"exit_code": "success", "data": {"id": "evt_1"}}
+    assert first.status_code == second.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "body", "mimetype"),
+    [
+        ("plain text", b"plain text", "text/html"),
+        ([1, 2], b"[1,2]\n", "application/json"),
+        (Response("custom", status=202, mimetype="text/plain"), b"custom", "text/plain"),
+    ],
+)
+def test_return_value_kinds(app: Flask, hooks: Hooks, value: Any, body: bytes, mimetype: str) -> None:
+    hooks.on("*")(lambda e: value)
+    client = app.test_client()
+    first = generic_post(client, payload())
+    second = generic_post(client, payload())
+    assert first.get_data() == second.get_data() == body
+    assert first.mimetype == second.mimetype == mimetype
+    assert first.status_code == second.status_code
+
+
+def test_flask_response_helpers_work_as_return_values(app: Flask, hooks: Hooks) -> None:
+    hooks.on("*")(lambda e: jsonify(ok=True))
+    assert generic_post(app.test_client(), payload()).get_json() == {"ok": True}
+
+
+def test_handler_exception_is_500_without_its_text_and_released(app: Flask, hooks: Hooks) -> None:
+    attempts: list[int] = []
+
+    @hooks.on("resource.created")
+    def flaky(event: Event) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("database password is hunter2")
+
+    client = app.test_client()
+    failed = generic_post(client, payload())
+    assert failed.status_code == 500
+    assert failed.get_json() == {"status": "error", "reason": "handler failed"}
+    assert b"hunter2" not in failed.get_data() and b"RuntimeError" not in failed.get_data()
+    retried = generic_post(client, payload())
+    assert retried.get_json() == {"status": "received"}
+    assert len(attempts) == 2
+
+
+def test_handler_retry_is_503_with_retry_after_and_released(app: Flask, hooks: Hooks) -> None:
+    attempts: list[int] = []
+
+    @hooks.on("resource.created")
+    def later(event: Event) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise Retry(after=30)
+
+    client = app.test_client()
+    response = generic_post(client, payload())
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert generic_post(client, payload()).status_code == 200
+    assert len(attempts) == 2
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Webhook-Signature": ""},
+        {"X-Webhook-Signature": "0" * 64},
+        {"X-Webhook-Signature": "not hex at all"},
+    ],
+)
+def test_bad_signature_is_401_and_nothing_claimed(app: Flask, hooks: Hooks, headers: dict[str, str]) -> None:
+    calls: list[Event] = []
+    hooks.on("*")(calls.append)
+    client = app.test_client()
+    body = json.dumps(payload()).encode()
+    response = client.post("/webhooks", data=body, headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["status"] == "rejected"
+    assert response.get_json()["reason"]
+    assert calls == []
+    # Nothing was claimed: the genuine delivery afterwards is new, not a duplicate.
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+def test_wrong_secret_is_401(app: Flask) -> None:
+    response = generic_post(app.test_client(), payload(), secret="not-the-secret")
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "body is not JSON"),
+        (b"", "body is not JSON"),
+        (b'{"type": "resource.created"}', "missing id"),
+        (b'{"id": "evt_1"}', "missing type"),
+        (b"[]", "payload is not a JSON object"),
+    ],
+)
+def test_signed_but_unreadable_is_400(app: Flask, hooks: Hooks, body: bytes, reason: str) -> None:
+    calls: list[Event] = []
+    hooks.on("*")(calls.append)
+    response = generic_post(app.test_client(), body)
+    assert response.status_code == 400
+    assert response.get_json() == {"status": "invalid", "reason": reason}
+    assert calls == []
+
+
+class Exploding(io.RawIOBase):
+    """A request stream that fails the test if anyone reads it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def readinto(self, buffer: Any) -> int:
+        raise AssertionError("the body was read")
+
+
+def test_oversized_body_is_413_before_reading(make_app: Callable[..., Flask]) -> None:
+    app = make_app(Hooks(store="memory://", max_body=1000))
+    client = app.test_client()
+    response = client.post(
+        "/webhooks",
+        headers={"X-Webhook-Signature": "00"},
+        environ_overrides={"wsgi.input": Exploding(), "CONTENT_LENGTH": "5000"},
+    )
+    assert response.status_code == 413
+    assert response.get_json()["status"] == "rejected"
+
+
+def test_oversized_streamed_body_is_413(make_app: Callable[..., Flask]) -> None:
+    app = make_app(Hooks(store="memory://", max_body=1000))
+    body = json.dumps(payload(pad="x" * 5000)).encode()
+    response = app.test_client().post(
+        "/webhooks",
+        headers={"X-Webhook-Signature": generic_signature(body)},
+        environ_overrides={"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+    )
+    assert response.status_code == 413
+
+
+def test_body_at_the_limit_is_accepted(make_app: Callable[..., Flask]) -> None:
+    body = json.dumps(payload()).encode()
+    app = make_app(Hooks(store="memory://", max_body=len(body)))
+    assert generic_post(app.test_client(), body).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_other_methods_are_405(app: Flask, method: str) -> None:
+    response = app.test_client().open("/webhooks", method=method)
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]
+
+
+@pytest.mark.parametrize("path", ["/webhooks", "/webhooks/", "/webhooks//"])
+def test_path_variants_never_redirect(app: Flask, hooks: Hooks, path: str) -> None:
+    hooks.on("*")(lambda e: None)
+    client = app.test_client()
+    assert generic_post(client, payload(), url=path).status_code == 200
+    for method in ("GET", "POST"):
+        assert not 300 <= client.open(path, method=method).status_code < 400
+
+
+@pytest.mark.parametrize("url", ["/hooks/in/", "/deep/path"])
+def test_configured_url_with_or_without_slash(make_app: Callable[..., Flask], url: str) -> None:
+    app = make_app(Hooks(store="memory://", url=url))
+    client = app.test_client()
+    for path in (url.rstrip("/"), url.rstrip("/") + "/"):
+        assert generic_post(client, payload(id=path), url=path).status_code == 200
+
+
+def test_in_flight_duplicate_is_409_with_retry_after(make_app: Callable[..., Flask]) -> None:
+    clock = ManualClock()
+    store = MemoryStore()
+    hooks = Hooks(store=store, clock=clock, lease=60)
+    app = make_app(hooks)
+    store.claim("hooks", "evt_1", now=clock(), lease=60, ttl=86400)  # another worker holds it
+    clock.advance(20)
+    response = generic_post(app.test_client(), payload())
+    assert response.status_code == 409
+    assert response.get_json()["status"] == "in-flight"
+    assert response.headers["Retry-After"] == "40"
+
+
+def test_store_unreachable_is_503_never_2xx(make_app: Callable[..., Flask], tmp_path: Any) -> None:
+    # A directory where the database file should be: SQLite cannot open it.
+    (tmp_path / "store.sqlite3").mkdir()
+    calls: list[Event] = []
+    hooks = Hooks(store=f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    hooks.on("*")(calls.append)
+    app = make_app(hooks)
+    response = generic_post(app.test_client(), payload())
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "reason": "store unavailable"}
+    assert "Retry-After" in response.headers
+    assert calls == []
+
+
+def test_secret_from_config_and_keyword_wins(make_app: Callable[..., Flask]) -> None:
+    app = make_app(Hooks(store="memory://", secret="kw-secret"))
+    client = app.test_client()
+    assert generic_post(client, payload(), secret=SECRET).status_code == 401
+    assert generic_post(client, payload(), secret="kw-secret").status_code == 200

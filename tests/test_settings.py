@@ -1,0 +1,133 @@
+"""init_app conventions: config keys, precedence, fail-closed secrets, several receivers and apps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_hooks import ConfigError, Hooks
+from flask_hooks.extension import get_state
+from flask_hooks.stores import MemoryStore, SqliteStore
+from tests.conftest import SECRET, generic_post
+
+PAYLOAD = {"id": "evt_1", "type": "resource.created"}
+
+
+def test_missing_secret_fails_closed_naming_the_key(tmp_path: Path) -> None:
+    app = Flask("x", instance_path=str(tmp_path))
+    with pytest.raises(ConfigError, match="HOOKS_SECRET"):
+        Hooks(app)
+    app2 = Flask("y", instance_path=str(tmp_path))
+    with pytest.raises(ConfigError, match="HOOKS_STRIPE_SECRET"):
+        Hooks(app2, name="stripe")
+
+
+def test_config_keys_are_read_once_and_keywords_win(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(lease=5)
+    app = make_app(
+        hooks,
+        HOOKS_URL="/in",
+        HOOKS_STORE="memory://",
+        HOOKS_LEASE=99,
+        HOOKS_DEDUPE_TTL=10,
+        HOOKS_TOLERANCE=(60, 5),
+        HOOKS_MAX_BODY=2048,
+    )
+    settings = hooks.receiver(app).settings
+    assert (settings.url, settings.lease, settings.dedupe_ttl) == ("/in", 5, 10)
+    assert settings.tolerance == (60.0, 5.0)
+    assert settings.max_body == 2048
+    assert isinstance(hooks.receiver(app).store, MemoryStore)
+    app.config["HOOKS_URL"] = "/changed"  # read at init_app only
+    assert generic_post(app.test_client(), PAYLOAD, url="/in").status_code == 200
+
+
+def test_named_receivers_read_their_own_keys(make_app: Callable[..., Flask]) -> None:
+    default = Hooks(store="memory://")
+    stripe = Hooks(name="stripe", store="memory://")
+    app = make_app(default, stripe, HOOKS_STRIPE_SECRET="other", HOOKS_STRIPE_URL="/stripe")
+    assert [r.settings.url for r in get_state(app).receivers.values()] == ["/webhooks", "/stripe"]
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD, url="/stripe", secret="other").status_code == 200
+    assert generic_post(client, PAYLOAD, url="/stripe", secret=SECRET).status_code == 401
+
+
+def test_a_name_registered_twice_is_an_error(make_app: Callable[..., Flask]) -> None:
+    app = make_app(Hooks(store="memory://"))
+    with pytest.raises(ConfigError, match="already registered"):
+        Hooks(store="memory://").init_app(app)
+
+
+def test_two_receivers_on_one_url_is_an_error(make_app: Callable[..., Flask]) -> None:
+    with pytest.raises(ConfigError, match="share the URL"):
+        make_app(Hooks(store="memory://"), Hooks(name="b", url="/webhooks/", store="memory://"),
+                 HOOKS_B_SECRET="x")
+
+
+def test_one_hooks_object_serves_several_apps(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    hooks = Hooks(store="memory://")
+    calls: list[str] = []
+    hooks.on("*")(lambda e: calls.append(e.receiver))
+    first = make_app(hooks)
+    second = Flask("second", instance_path=str(tmp_path / "second"))
+    second.config["HOOKS_SECRET"] = "second-secret"
+    hooks.init_app(second)
+    assert generic_post(first.test_client(), PAYLOAD).status_code == 200
+    assert generic_post(second.test_client(), PAYLOAD, secret="second-secret").status_code == 200
+    assert generic_post(second.test_client(), PAYLOAD).status_code == 401  # its own secret
+    assert hooks.receiver(first) is not hooks.receiver(second)
+    assert calls == ["hooks", "hooks"]
+
+
+def test_handlers_may_be_registered_before_or_after_init_app(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    calls: list[str] = []
+    hooks.on("*")(lambda e: calls.append(e.id))
+    generic_post(app.test_client(), PAYLOAD)
+    assert calls == ["evt_1"]
+
+
+def test_default_store_is_sqlite_in_the_instance_folder(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks()
+    app = make_app(hooks)
+    store = hooks.receiver(app).store
+    assert isinstance(store, SqliteStore)
+    assert Path(store.path).parent == Path(app.instance_path)
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 200
+    assert Path(store.path).exists()
+
+
+def test_receivers_sharing_a_store_url_share_the_store(make_app: Callable[..., Flask]) -> None:
+    a, b = Hooks(), Hooks(name="b")
+    app = make_app(a, b, HOOKS_B_SECRET="x")
+    assert a.receiver(app).store is b.receiver(app).store
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("lease", 0, "HOOKS_LEASE"),
+        ("dedupe_ttl", -1, "HOOKS_DEDUPE_TTL"),
+        ("tolerance", "soon", "HOOKS_TOLERANCE"),
+        ("max_body", 1.5, "HOOKS_MAX_BODY"),
+        ("url", "webhooks", "HOOKS_URL"),
+        ("provider", "carrier-pigeon", "unknown provider"),
+        ("store", "ftp://x", "unknown store URL"),
+        ("secret", [""], "HOOKS_SECRET"),
+    ],
+)
+def test_invalid_settings_fail_at_init_app(
+    make_app: Callable[..., Flask], option: str, value: object, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        make_app(Hooks(**{option: value}))  # type: ignore[arg-type]
+
+
+def test_receiver_before_init_app_says_what_to_do(tmp_path: Path) -> None:
+    app = Flask("z", instance_path=str(tmp_path))
+    with pytest.raises(RuntimeError, match="init_app"):
+        Hooks().receiver(app)

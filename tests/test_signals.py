@@ -1,0 +1,109 @@
+"""Signals: sent with the app as sender, in order, with receiver and event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_hooks import Event, Hooks, signals
+from tests.conftest import generic_post
+
+ALL = [
+    "delivery_received",
+    "delivery_verified",
+    "delivery_rejected",
+    "delivery_duplicate",
+    "event_handled",
+    "event_ignored",
+    "handler_failed",
+]
+
+
+@contextmanager
+def recording(app: Flask) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    with ExitStack() as stack:
+        for name in ALL:
+            def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
+                assert sender is app
+                seen.append((_name, kwargs))
+
+            stack.enter_context(getattr(signals, name).connected_to(receiver, sender=app))
+        yield seen
+
+
+def names(seen: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    return [n for n, _ in seen]
+
+
+@pytest.fixture
+def hooks() -> Hooks:
+    return Hooks(store="memory://")
+
+
+def test_signal_names_are_hyphenated_in_a_private_namespace() -> None:
+    assert signals.delivery_received.name == "delivery-received"
+    assert signals.handler_failed.name == "handler-failed"
+
+
+def test_handled_delivery_then_duplicate(make_app: Callable[..., Flask], hooks: Hooks) -> None:
+    @hooks.on("resource.created")
+    def created(event: Event) -> None:
+        pass
+
+    app = make_app(hooks)
+    client = app.test_client()
+    with recording(app) as seen:
+        generic_post(client, {"id": "e1", "type": "resource.created"})
+        generic_post(client, {"id": "e1", "type": "resource.created"})
+    assert names(seen) == [
+        "delivery_received",
+        "delivery_verified",
+        "event_handled",
+        "delivery_received",
+        "delivery_verified",
+        "delivery_duplicate",
+    ]
+    assert all(kwargs["receiver"] == "hooks" for _, kwargs in seen)
+    event = seen[1][1]["event"]
+    assert isinstance(event, Event) and event.id == "e1"
+    assert seen[2][1]["handlers"] == (f"{__name__}.test_handled_delivery_then_duplicate.<locals>.created",)
+    assert seen[5][1]["in_flight"] is False
+
+
+def test_rejected_ignored_and_failed(make_app: Callable[..., Flask], hooks: Hooks) -> None:
+    error = ValueError("nope")
+
+    @hooks.on("fails")
+    def failing(event: Event) -> None:
+        raise error
+
+    app = make_app(hooks)
+    client = app.test_client()
+    with recording(app) as seen:
+        generic_post(client, {"id": "e1", "type": "x"}, secret="wrong")
+        generic_post(client, b"not json")
+        generic_post(client, {"id": "e2", "type": "unrouted"})
+        generic_post(client, {"id": "e3", "type": "fails"})
+    assert names(seen) == [
+        "delivery_received",
+        "delivery_rejected",
+        "delivery_received",
+        "delivery_rejected",
+        "delivery_received",
+        "delivery_verified",
+        "event_ignored",
+        "delivery_received",
+        "delivery_verified",
+        "handler_failed",
+    ]
+    assert seen[1][1] == {"receiver": "hooks", "reason": "signature mismatch"}
+    assert seen[3][1] == {"receiver": "hooks", "reason": "body is not JSON"}
+    assert seen[6][1]["event"].id == "e2"
+    failed = seen[9][1]
+    assert failed["error"] is error and failed["event"].id == "e3"
+    assert failed["handler"].endswith("failing")
