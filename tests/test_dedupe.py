@@ -174,3 +174,26 @@ def test_delivery_log_records_failures_and_handlers(make_app: Callable[..., Flas
                                    "<locals>.handler",)
     assert [e.status for e in store.deliveries("hooks", status="error")] == ["error"]
     assert len(store.deliveries("hooks", limit=1)) == 1
+
+
+def test_a_handler_outliving_its_lease_does_not_acknowledge(
+    make_app: Callable[..., Flask], store_url: str
+) -> None:
+    """The slow worker's completion is refused; the sender is told to come back."""
+    clock = ManualClock()
+    hooks = Hooks(store=store_url, clock=clock, lease=10)
+    app = make_app(hooks)
+    store = hooks.receiver(app).store
+    calls: list[str] = []
+
+    @hooks.on("payment.succeeded")
+    def slow(event: Event) -> None:
+        calls.append("slow")
+        clock.advance(11)  # the lease runs out while we work...
+        taken = store.claim("hooks", event.id, now=clock(), lease=10, ttl=86400)
+        assert taken.state == "new"  # ...and another worker takes the delivery over
+
+    response = generic_post(app.test_client(), PAYLOAD)
+    assert response.status_code == 409
+    assert "Retry-After" in response.headers
+    assert calls == ["slow"]

@@ -13,7 +13,6 @@ from flask import Flask, Response, jsonify
 from flask_hooks import Event, Hooks, Retry
 from flask_hooks.stores import MemoryStore
 from tests.conftest import SECRET, generic_post, generic_signature
-
 from tests.helpers import ManualClock
 
 
@@ -38,7 +37,8 @@ def test_new_delivery_is_received(app: Flask, hooks: Hooks) -> None:
     assert response.status_code == 200
     assert response.get_json() == {"status": "received"}
     [event] = seen
-    assert (event.id, event.type, event.receiver, event.provider) == ("evt_1", "resource.created", "hooks", "generic")
+    assert (event.id, event.type) == ("evt_1", "resource.created")
+    assert (event.receiver, event.provider) == ("hooks", "generic")
     assert event.payload["data"]["object"]["id"] == "res_1"
     assert json.loads(event.body) == event.payload
 
@@ -215,7 +215,11 @@ def test_oversized_streamed_body_is_413(make_app: Callable[..., Flask]) -> None:
     response = app.test_client().post(
         "/webhooks",
         headers={"X-Webhook-Signature": generic_signature(body)},
-        environ_overrides={"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True, "CONTENT_LENGTH": ""},
+        environ_overrides={
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,
+            "CONTENT_LENGTH": "",
+        },
     )
     assert response.status_code == 413
 

@@ -21,7 +21,15 @@ from typing import Any
 
 from ..stores.base import DedupeStore, LogEntry, Reply
 from .clock import Clock
-from .errors import HookError, InFlight, PayloadError, Retry, StoreUnavailable, VerificationError
+from .errors import (
+    HookError,
+    InFlight,
+    LeaseLost,
+    PayloadError,
+    Retry,
+    StoreUnavailable,
+    VerificationError,
+)
 from .event import Event, Headers
 from .providers.base import Provider, Tolerance
 from .routing import Route, Router
@@ -115,6 +123,10 @@ class Pipeline:
         except StoreUnavailable as exc:
             log.warning("dedupe store unavailable for %s", cfg.name, exc_info=True)
             return Outcome("unavailable", exc.status, error=exc, event=event)
+        except LeaseLost as exc:
+            # Our lease ran out mid-handler and another worker owns the delivery now.
+            log.warning("lease lost on %s %s", cfg.name, event.id)
+            return Outcome("in-flight", exc.status, error=exc, event=event)
 
     # Steps ----------------------------------------------------------------
 
