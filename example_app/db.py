@@ -99,7 +99,8 @@ def add_resource_event(id: str, type: str, object_id: str, secret_index: int, re
     # idempotent all the same if a crash lands between this and the ack.
     with connect() as conn:
         conn.execute(
-            "INSERT OR IGNORE INTO resource_events (id, type, object_id, secret_index, received_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO resource_events (id, type, object_id, secret_index, received_at)"
+            " VALUES (?, ?, ?, ?, ?)",
             (id, type, object_id, secret_index, received_at),
         )
 

@@ -56,7 +56,11 @@ def pick_receiver(state: HooksState, name: str | None) -> Receiver:
 
 @cli.command("routes")
 def routes_command() -> None:
-    """List receivers, their URLs and providers, and each handler's patterns."""
+    """List receivers, URLs, providers and handlers.
+
+    Each receiver's line gives its URL, provider, number of secrets and
+    store; below it, each handler with its patterns, in the order they run.
+    """
     state = _state()
     if not state.receivers:
         click.echo("no receivers")
@@ -123,7 +127,7 @@ def send_command(
     delivery_id: str | None,
     timeout: float,
 ) -> None:
-    """Forge a correctly signed TYPE delivery and POST it to a running server.
+    """POST a correctly signed TYPE delivery to a running server.
 
     Signs with the receiver's provider and its newest secret, like the
     provider's "send test event" button. Prints the status and body;

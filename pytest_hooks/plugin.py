@@ -1,1 +1,140 @@
-"""The ``hooks`` pytest plugin (registered through the ``pytest11`` entry point)."""
+"""The ``hooks`` pytest plugin (registered through the ``pytest11`` entry point).
+
+Thin on purpose: the fixtures wire pytest to plain classes that work
+without pytest. Flask and flask_hooks are imported inside the fixtures,
+so merely having the plugin installed costs a project nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .clock import FakeClock
+    from .delivery import SignedDelivery
+    from .fake_api import ProviderAPI
+    from .recorder import SignalRecorder
+    from .sender import Sender
+
+NO_APP = (
+    "{fixture} needs an `app` fixture that returns your Flask app (the pytest-flask"
+    " convention). Define one, e.g. in conftest.py:\n\n"
+    "    @pytest.fixture\n"
+    "    def app():\n"
+    "        return create_app()\n"
+)
+
+
+def _app(request: pytest.FixtureRequest, fixture: str) -> Flask:
+    """The user's ``app`` fixture value, or a failure naming what to define."""
+    try:
+        app = request.getfixturevalue("app")
+    except pytest.FixtureLookupError:
+        pytest.fail(NO_APP.format(fixture=fixture), pytrace=False)
+    from flask import Flask
+
+    if not isinstance(app, Flask):
+        pytest.fail(f"{fixture}: the `app` fixture returned {app!r}, not a Flask app", pytrace=False)
+    return app
+
+
+@pytest.fixture
+def webhook_clock(request: pytest.FixtureRequest) -> Iterator[FakeClock]:
+    """A frozen clock installed as every receiver's ``clock`` on ``app``; restored after."""
+    from flask_hooks.extension import HooksState
+
+    from .clock import FakeClock
+
+    app = _app(request, "webhook_clock")
+    state = app.extensions.get("hooks")
+    if not isinstance(state, HooksState) or not state.receivers:
+        pytest.fail(
+            "webhook_clock: the app from your `app` fixture has no flask_hooks receiver;"
+            " call Hooks.init_app(app) (or Hooks(app)) in the app factory",
+            pytrace=False,
+        )
+    clock = FakeClock()
+    receivers = list(state.receivers.values())
+    saved = [(receiver, receiver.clock) for receiver in receivers]
+    for receiver in receivers:
+        receiver.clock = clock
+    try:
+        yield clock
+    finally:
+        for receiver, original in saved:
+            receiver.clock = original
+
+
+@pytest.fixture
+def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDelivery]:
+    """Forge deliveries signed by a receiver's own provider and key.
+
+    ``signed_delivery(type, payload=None, *, receiver=None, id=None,
+    timestamp=None, secret_index=0, headers=None)``; the timestamp
+    defaults to the receiver's clock.
+    """
+    from .delivery import SignedDelivery, find_receiver
+
+    app = _app(request, "signed_delivery")
+
+    def forge(
+        type: str,
+        payload: Any = None,
+        *,
+        receiver: Any = None,
+        id: str | None = None,
+        timestamp: int | None = None,
+        secret_index: int = 0,
+        headers: dict[str, str] | None = None,
+    ) -> SignedDelivery:
+        try:
+            target = find_receiver(app, receiver, what="signed_delivery")
+        except LookupError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return SignedDelivery.forge(
+            app, target, type, payload, id=id, timestamp=timestamp, secret_index=secret_index, headers=headers
+        )
+
+    return forge
+
+
+@pytest.fixture
+def webhook_sender(request: pytest.FixtureRequest, webhook_clock: FakeClock) -> Callable[..., Sender]:
+    """``webhook_sender(schedule="archived", timeout=None)``: a retry simulator on ``webhook_clock``."""
+    from .presets import resolve
+    from .sender import Sender
+
+    app = _app(request, "webhook_sender")
+
+    def make(schedule: str | Sequence[float] = "archived", timeout: float | None = None) -> Sender:
+        return Sender(app, webhook_clock, resolve(schedule, timeout))
+
+    return make
+
+
+@pytest.fixture
+def hook_signals() -> Iterator[SignalRecorder]:
+    """Every flask_hooks signal sent during the test, as ``(name, kwargs)``."""
+    from .recorder import SignalRecorder
+
+    recorder = SignalRecorder()
+    with recorder.recording():
+        yield recorder
+
+
+@pytest.fixture
+def provider_api(request: pytest.FixtureRequest) -> Iterator[ProviderAPI]:
+    """A fake of the senders' job APIs; ``.narada()`` / ``.noukai()`` turn them on."""
+    from .fake_api import ProviderAPI
+
+    api = ProviderAPI(_app(request, "provider_api"))
+    with api.mock:
+        yield api
+        problems = api.problems()  # before the mock's exit resets its call list
+    if problems:
+        pytest.fail("provider_api:\n  " + "\n  ".join(problems), pytrace=False)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..defer.base import hand_over
 from ..stores.base import DedupeStore, LogEntry, Reply
 from .clock import Clock
 from .errors import (
@@ -26,6 +27,7 @@ from .errors import (
     InFlight,
     LeaseLost,
     PayloadError,
+    QueueUnavailable,
     Retry,
     StoreUnavailable,
     VerificationError,
@@ -157,14 +159,20 @@ class Pipeline:
 
         replies: dict[str, Reply | None] = dict(claim.handlers)
         ran: list[str] = []
+        deferred: list[str] = []
         pending = [r for r in routes if r.name not in replies]
         for position, route in enumerate(pending):
             try:
-                reply = run(route, event)
+                if route.defer is None:
+                    reply = run(route, event)
+                else:
+                    # Handed to a queue; its mark means "enqueued", shared with the sync path.
+                    hand_over(route.defer, route.name, event)
+                    reply = None
             except Exception as exc:
                 return self._failed(event, route, exc, claim.token, ran, notify, started)
             replies[route.name] = reply
-            ran.append(route.name)
+            (ran if route.defer is None else deferred).append(route.name)
             if position < len(pending) - 1:
                 # Durable per-handler success, so a later failure re-runs only the rest.
                 cfg.store.mark(cfg.name, event.id, claim.token, route.name, reply, now=cfg.clock())
@@ -181,7 +189,9 @@ class Pipeline:
             entry=self._entry(event, kind, reply.status if reply else 200, started, ran),
         )
         if routes:
-            notify("event_handled", receiver=cfg.name, event=event, handlers=tuple(ran))
+            notify(
+                "event_handled", receiver=cfg.name, event=event, handlers=tuple(ran), deferred=tuple(deferred)
+            )
         else:
             notify("event_ignored", receiver=cfg.name, event=event)
         return Outcome(kind, reply=reply, event=event)
@@ -198,7 +208,7 @@ class Pipeline:
     ) -> Outcome:
         cfg = self.config
         error: HookError
-        if isinstance(exc, (Retry, StoreUnavailable)):
+        if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
             error = exc
             kind = "retry"
         else:

@@ -66,6 +66,10 @@ class Router:
     def add(self, func: Handler, patterns: tuple[str, ...], *, defer: Any = None) -> Route:
         if not patterns:
             raise ConfigError("on() needs at least one event pattern")
+        if defer is not None and not all(callable(getattr(defer, a, None)) for a in ("job", "enqueue")):
+            raise ConfigError(
+                f"defer={defer!r} is not a queue; use flask_hooks.defer.CeleryQueue(...) or RQQueue(...)"
+            )
         route = Route(func, tuple(check_pattern(p) for p in patterns), handler_name(func), defer)
         for existing in self.routes:
             if existing.name == route.name and existing.func is not func:

@@ -131,8 +131,9 @@ class Deferral(ABC):
 
 def hand_over(deferral: Deferral, handler: str, event: Event) -> None:
     """Enqueue one deferred handler; any broker failure becomes a 503."""
+    job = deferral.job(handler, event)
     try:
-        deferral.enqueue(deferral.job(handler, event))
+        deferral.enqueue(job)
     except HookError:
         raise
     except Exception as exc:

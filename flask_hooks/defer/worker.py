@@ -87,18 +87,21 @@ def run_job(app: Flask, job: Job) -> str:
     store, ns, key = receiver.store, handler_namespace(receiver.name), handler_key(event.id, route.name)
     lease = job.lease if job.lease is not None else receiver.settings.lease
     ttl = receiver.settings.dedupe_ttl
+    started = time.perf_counter()
     claim = store.claim(ns, key, now=receiver.now(), lease=lease, ttl=max(ttl, lease))
     if claim.state == "done":
         log.info("deferred %s for %s %s already ran", route.name, receiver.name, event.id)
+        _log(receiver, _entry(job, route, "duplicate", 200, started))
         return "duplicate"
     if claim.state == "inflight":
         raise InFlight(after=claim.retry_after)
-    started = time.perf_counter()
     try:
         route.func(event)
     except BaseException as exc:
         if isinstance(exc, Exception):
-            signals.handler_failed.send(app, receiver=receiver.name, event=event, handler=route.name, error=exc)
+            signals.handler_failed.send(
+                app, receiver=receiver.name, event=event, handler=route.name, error=exc
+            )
             _log(receiver, _entry(job, route, "error", 500, started, "handler failed"))
         try:
             store.release(ns, key, claim.token, now=receiver.now())
@@ -132,4 +135,3 @@ def _log(receiver: Receiver, entry: LogEntry) -> None:
         receiver.store.log(receiver.name, entry)
     except StoreUnavailable:
         log.warning("delivery log unavailable for %s", receiver.name)
-

@@ -78,7 +78,9 @@ class LogEntry:
     handlers: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        # vars(), not dataclasses.asdict(): asdict deep-copies every field, a
+        # measurable share of a delivery's CPU (bench/RESULTS.md).
+        return json.dumps(vars(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> LogEntry:

@@ -1,13 +1,23 @@
-"""A real HTTP server on a free loopback port for ``flask hooks send``."""
+"""Real HTTP servers on free loopback ports for ``flask hooks send``: a thread or ``flask run``."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
+
+from tests.conftest import free_port
+
+FLASK = os.path.join(os.path.dirname(sys.executable), "flask")
 
 
 @pytest.fixture
@@ -27,3 +37,70 @@ def serve() -> Iterator[Callable[[Flask], str]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class FlaskRun:
+    """``flask --app <file> run`` in its own process on a free loopback port."""
+
+    def __init__(self, app_file: Path, port: int) -> None:
+        self.app_file = app_file
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def flask(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``flask --app <file> ...`` as a user would, from the app's folder."""
+        return subprocess.run(
+            [FLASK, "--app", str(self.app_file), *args],
+            cwd=self.app_file.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [FLASK, "--app", str(self.app_file), "run", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.app_file.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail("flask run exited early")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail("flask run did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def flask_run(tmp_path: Path) -> Iterator[Callable[[str], FlaskRun]]:
+    """Write an app module to ``tmp_path`` and serve it with ``flask run``; stopped after."""
+    started: list[FlaskRun] = []
+
+    def start(source: str) -> FlaskRun:
+        app_file = tmp_path / "hooks_app.py"
+        app_file.write_text(source)
+        server = FlaskRun(app_file, free_port())
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -37,8 +37,6 @@ from .base import (
     require_str,
 )
 
-STATUSES = ("success", "error", "input-required")
-
 
 def _listed(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     if value is None:
@@ -50,7 +48,10 @@ def _listed(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
 
 
 def _equal(given: str, wanted: str) -> bool:
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), wanted.encode("utf-8", "surrogatepass"))
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"),
+        wanted.encode("utf-8", "surrogatepass"),
+    )
 
 
 def _first_match(given: str, wanted: Sequence[str]) -> int | None:
@@ -123,22 +124,24 @@ class Narada(Provider):
         tokens, secrets = self._unpack(keys)
         if not (tokens or secrets):
             raise VerificationError("no credential configured")
-        index: int | None = None
+        # The oldest credential in use is what an operator needs to see.
+        index = 0
         if tokens:
             value = str(headers.get(self.header) or "")
             prefix = f"{self.scheme} " if self.scheme else ""
-            if not value or len(value) > MAX_HEADER or not value.startswith(prefix):
+            if not value or len(value) > MAX_HEADER or value[: len(prefix)].lower() != prefix.lower():
                 raise VerificationError(f"missing {self.header} header")
-            index = _first_match(value[len(prefix) :], tokens)
-            if index is None:
+            token_index = _first_match(value[len(prefix) :], tokens)
+            if token_index is None:
                 raise VerificationError("invalid token")
+            index = token_index
         if secrets:
             given = self._body_secret(body)
             matched = _first_match(given, secrets)
             if matched is None:
                 raise VerificationError("invalid secret")
-            index = matched
-        return Verified(secret_index=index or 0)
+            index = max(index, matched)
+        return Verified(secret_index=index)
 
     @staticmethod
     def _body_secret(body: bytes) -> str:

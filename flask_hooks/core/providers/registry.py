@@ -4,11 +4,30 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Provider
+from .flowstep import FlowStep
 from .generic import Generic
+from .github import GitHub
+from .narada import Narada
+from .noukai import Noukai
+from .shopify import Shopify
+from .signed import ItsDangerous
+from .slack import Slack
+from .standard import StandardWebhooks, Svix
+from .stripe import Stripe
 
 #: Preset name -> class. Each preset module is listed here once.
 PRESETS: dict[str, type[Provider]] = {
     "generic": Generic,
+    "noukai": Noukai,
+    "narada": Narada,
+    "flowstep": FlowStep,
+    "standard-webhooks": StandardWebhooks,
+    "svix": Svix,
+    "stripe": Stripe,
+    "github": GitHub,
+    "shopify": Shopify,
+    "slack": Slack,
+    "itsdangerous": ItsDangerous,
 }
 
 

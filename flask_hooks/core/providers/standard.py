@@ -55,7 +55,7 @@ def decode_secret(secret: str | bytes) -> bytes:
             "standard-webhooks: a secret must be 'whsec_' followed by base64 (as the sender shows it)"
         ) from None
     if not key:
-        raise ConfigError("standard-webhooks: empty secret")
+        raise ConfigError("standard-webhooks: nothing follows 'whsec_' in a secret")
     return key
 
 

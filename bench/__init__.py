@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m bench``): ratios measured in one run, never CI gates."""

@@ -1,0 +1,197 @@
+"""CPU per delivery: flask_hooks vs the hand-written view, in-process and under gunicorn."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+from .apps import hooks_app, plain_app
+from .common import Fact, Result, Row, free_port, generic_request, percentile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _environs(prefix: str, n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        body, headers = generic_request(f"{prefix}-{i}")
+        out.append(
+            EnvironBuilder("/webhooks", method="POST", data=body, headers=list(headers.items())).get_environ()
+        )
+    return out
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    if not status.startswith("200"):
+        raise RuntimeError(f"unexpected {status}")
+    return None
+
+
+def _cpu(app: Flask, environs: list[dict[str, Any]]) -> float:
+    wsgi = app.wsgi_app
+    start = time.process_time()
+    for environ in environs:
+        for chunk in wsgi(environ, _start_response):
+            del chunk
+    return (time.process_time() - start) / len(environs)
+
+
+def in_process(n: int = 2000, rounds: int = 5) -> list[Row]:
+    """Direct WSGI calls (no test client): CPU seconds per new delivery."""
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, store in [("memory", "memory://"), ("sqlite", f"sqlite:///{tmp}/{{}}.sqlite3")]:
+            apps = {
+                "hooks": hooks_app(store.format("hooks")),
+                "plain": plain_app(store.format("plain")),
+            }
+            for app in apps.values():  # warm up: imports, connections, schema
+                _cpu(app, _environs(f"warm-{app.name}", 50))
+            best = {"hooks": float("inf"), "plain": float("inf")}
+            for r in range(rounds):
+                for kind, app in apps.items():
+                    environs = _environs(f"{kind}-{r}", n)
+                    best[kind] = min(best[kind], _cpu(app, environs))
+            rows.append(
+                Result(
+                    "cpu",
+                    f"in-process, {label} store (CPU/delivery)",
+                    best["hooks"],
+                    best["plain"],
+                    "s",
+                    1.10,
+                )
+            )
+    return rows
+
+
+@contextmanager
+def gunicorn(kind: str, store: str, workers: int = 4) -> Iterator[int]:
+    port = free_port()
+    env = dict(os.environ, BENCH_KIND=kind, BENCH_STORE=store)
+    exe = Path(sys.executable).parent / "gunicorn"
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "-w",
+            str(workers),
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "bench.apps:create_app()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                conn.request("GET", "/")
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("gunicorn did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def load(port: int, prefix: str, n: int, threads: int) -> tuple[float, list[float]]:
+    """Send ``n`` new deliveries over keep-alive connections; (req/s, latencies)."""
+    requests = [generic_request(f"{prefix}-{i}") for i in range(n)]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker(part: list[tuple[bytes, dict[str, str]]]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine = []
+        for body, headers in part:
+            t0 = time.perf_counter()
+            conn.request("POST", "/webhooks", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            mine.append(time.perf_counter() - t0)
+            if response.status != 200:
+                errors.append(str(response.status))
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    parts = [requests[i::threads] for i in range(threads)]
+    pool = [threading.Thread(target=worker, args=(part,)) for part in parts]
+    start = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{len(errors)} non-200 answers, e.g. {errors[0]}")
+    return n / elapsed, latencies
+
+
+def under_gunicorn(n: int = 3000, threads: int = 8) -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, store in [("memory", "memory://"), ("sqlite", f"sqlite:///{tmp}/{{}}.sqlite3")]:
+            stats: dict[str, tuple[float, float]] = {}
+            for kind in ("hooks", "plain"):
+                with gunicorn(kind, store.format(kind)) as port:
+                    load(port, f"warm-{kind}", 200, threads)
+                    rate, lat = load(port, kind, n, threads)
+                stats[kind] = (rate, percentile(lat, 99))
+            rows.append(
+                Result(
+                    "gunicorn",
+                    f"{label}: throughput, 4 gthread workers, {threads} clients",
+                    stats["hooks"][0],
+                    stats["plain"][0],
+                    "req/s",
+                    1.10,
+                    higher_is_better=True,
+                )
+            )
+            rows.append(
+                Fact(
+                    "gunicorn",
+                    f"{label}: p99 latency, 4 gthread workers, {threads} clients",
+                    stats["hooks"][1] * 1000,
+                    "ms",
+                    baseline=stats["plain"][1] * 1000,
+                )
+            )
+    return rows
+
+
+SECTIONS: dict[str, Callable[[], list[Row]]] = {"cpu": in_process, "gunicorn": under_gunicorn}

@@ -1,0 +1,129 @@
+"""SQLite under contention: 4 processes claiming and completing at once.
+
+flask_hooks' ``SqliteStore`` queues writers on an ``flock`` (the kernel
+wakes the next one as soon as the lock is free). The baseline is the
+naive receiver: the same transactions relying on SQLite's busy timeout,
+whose handler sleeps up to 100 ms per try while another process writes.
+Claim latency is wall time around ``claim`` (one write transaction).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+from flask_hooks.stores.base import LogEntry
+from flask_hooks.stores.sqlite import SqliteStore
+
+from .apps import PlainSqlite
+from .common import Fact, Result, Row, percentile
+
+PROCESSES = 4
+PER_PROCESS = 600
+
+
+def _ours(path: str, worker: int, barrier: Barrier, out: Any) -> None:
+    store = SqliteStore(path)
+    store.claim("warm", f"w{worker}", now=time.time(), lease=60, ttl=60)
+    barrier.wait()
+    started = time.perf_counter()
+    latencies = []
+    for i in range(PER_PROCESS):
+        id = f"{worker}-{i}"
+        t0 = time.perf_counter()
+        claim = store.claim("hooks", id, now=time.time(), lease=60, ttl=86400)
+        latencies.append(time.perf_counter() - t0)
+        store.complete(
+            "hooks",
+            id,
+            claim.token,
+            outcome="received",
+            reply=None,
+            now=time.time(),
+            ttl=86400,
+            entry=LogEntry(id, "order.created", "received", 200),
+        )
+    store.close()
+    out.put((latencies, time.perf_counter() - started))
+
+
+def _naive(path: str, worker: int, barrier: Barrier, out: Any) -> None:
+    store = PlainSqlite(path)
+    store.claim(f"warm-{worker}", time.time())
+    barrier.wait()
+    started = time.perf_counter()
+    latencies = []
+    for i in range(PER_PROCESS):
+        id = f"{worker}-{i}"
+        t0 = time.perf_counter()
+        store.claim(id, time.time())
+        latencies.append(time.perf_counter() - t0)
+        store.complete(id, f'{{"id": "{id}"}}')
+    out.put((latencies, time.perf_counter() - started))
+
+
+def _run(target: Callable[..., None], path: str) -> tuple[list[float], float]:
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(PROCESSES)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(path, n, barrier, out)) for n in range(PROCESSES)]
+    for p in procs:
+        p.start()
+    latencies: list[float] = []
+    elapsed = 0.0
+    for _ in procs:
+        mine, took = out.get(timeout=300)
+        latencies.extend(mine)
+        elapsed = max(elapsed, took)
+    for p in procs:
+        p.join(30)
+    return latencies, len(latencies) / elapsed
+
+
+def contention() -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, ours_rate = _run(_ours, os.path.join(tmp, "ours.sqlite3"))
+        naive, naive_rate = _run(_naive, os.path.join(tmp, "naive.sqlite3"))
+    label = f"{PROCESSES} processes on {len(os.sched_getaffinity(0))} cores"
+    return [
+        Fact(
+            "sqlite",
+            f"claim p50, {label}",
+            percentile(ours, 50) * 1000,
+            "ms",
+            baseline=percentile(naive, 50) * 1000,
+        ),
+        Fact(
+            "sqlite",
+            f"claim p99, {label}",
+            percentile(ours, 99) * 1000,
+            "ms",
+            goal=5.0,
+            baseline=percentile(naive, 99) * 1000,
+        ),
+        Fact(
+            "sqlite",
+            f"claim max stall, {label}",
+            max(ours) * 1000,
+            "ms",
+            goal=50.0,
+            baseline=max(naive) * 1000,
+            note="reference column: the same transactions with only SQLite's busy timeout",
+        ),
+        Result(
+            "sqlite",
+            f"claim+complete throughput, {label}",
+            ours_rate,
+            naive_rate,
+            "req/s",
+            higher_is_better=True,
+        ),
+    ]
+
+
+SECTIONS: dict[str, Callable[[], list[Row]]] = {"sqlite": contention}

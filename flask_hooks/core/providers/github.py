@@ -1,0 +1,90 @@
+"""``github``: ``X-Hub-Signature-256: sha256=<hex>`` of the raw body.
+
+GitHub sends no timestamp and never retries on its own; a manual
+redelivery keeps ``X-GitHub-Delivery``, so that is the dedupe id. The
+event type is ``X-GitHub-Event`` plus ``.action`` when the payload has
+one (``issues.opened``, ``ping``), so ``@hooks.on("issues")`` gets every
+issues action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from ..errors import PayloadError, VerificationError
+from ..event import Headers
+from ._parsing import bounded_header, from_hex
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    dump,
+    field,
+    load_json,
+    match_any,
+    require_str,
+)
+
+HEADER = "X-Hub-Signature-256"
+PREFIX = "sha256="
+
+
+class GitHub(Provider):
+    """GitHub repository, organisation and app webhooks (JSON content type)."""
+
+    name = "github"
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        value = bounded_header(headers, HEADER)
+        if not value.startswith(PREFIX):
+            raise VerificationError("signature must start with sha256=")
+        given = from_hex(value[len(PREFIX) :])
+        if given is None:
+            raise VerificationError("malformed signature")
+        expected = [hmac.new(key, body, hashlib.sha256).digest() for key in keys]
+        return Verified(secret_index=match_any(expected, [given]))
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        payload = load_json(body)
+        if not isinstance(payload, dict):
+            raise PayloadError("payload is not a JSON object")
+        event = require_str(headers.get("X-GitHub-Event"), "X-GitHub-Event")
+        action = field(payload, "action")
+        kind = f"{event}.{action}" if isinstance(action, str) and action else event
+        return Parsed(
+            id=require_str(headers.get("X-GitHub-Delivery"), "X-GitHub-Delivery"),
+            type=kind,
+            payload=payload,
+        )
+
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        """``"issues.opened"`` becomes event ``issues`` with ``action: "opened"``."""
+        event, _, action = outgoing.type.partition(".")
+        payload = outgoing.payload if outgoing.payload is not None else {}
+        if isinstance(payload, dict) and action:
+            payload = {"action": action, **payload}
+        body = dump(payload)
+        mac = hmac.new(key, body, hashlib.sha256).hexdigest()
+        return SignedRequest(
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/flask-hooks",
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": outgoing.id,
+                HEADER: PREFIX + mac,
+            },
+        )

@@ -1,0 +1,151 @@
+"""``slack``: ``X-Slack-Signature: v0=<hex>`` of ``v0:timestamp:body``.
+
+``X-Slack-Request-Timestamp`` is checked both ways (Slack's own helper
+rejects ``abs(now - ts) > 300``). Events API envelopes are deduplicated on
+``event_id`` and typed by ``event.type``; the ``url_verification``
+handshake is answered at once with ``{"challenge": ...}``. Slash commands
+and interactivity (form bodies) are typed ``command.<name>`` and
+``interactive.<type>`` and deduplicated on ``trigger_id``.
+``X-Slack-Retry-Num`` (1..3 on retries) becomes ``event.attempt`` (2..4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import PayloadError, VerificationError
+from ..event import Headers
+from ._parsing import bounded_header, from_hex
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    check_timestamp,
+    dump,
+    field,
+    load_json,
+    match_any,
+    require_str,
+)
+
+SIGNATURE = "X-Slack-Signature"
+TIMESTAMP = "X-Slack-Request-Timestamp"
+VERSION = "v0"
+
+
+def _attempt(headers: Headers) -> int:
+    raw = str(headers.get("X-Slack-Retry-Num") or "0").strip()
+    return int(raw) + 1 if raw.isascii() and raw.isdigit() and len(raw) < 4 else 1
+
+
+class Slack(Provider):
+    """Slack apps: Events API, slash commands and interactivity."""
+
+    name = "slack"
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        raw_stamp = bounded_header(headers, TIMESTAMP)
+        value = bounded_header(headers, SIGNATURE)
+        if not value.startswith(VERSION + "="):
+            raise VerificationError("signature must start with v0=")
+        given = from_hex(value[len(VERSION) + 1 :])
+        if given is None:
+            raise VerificationError("malformed signature")
+        timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
+        base = f"{VERSION}:{raw_stamp}:".encode("ascii") + body
+        expected = [hmac.new(key, base, hashlib.sha256).digest() for key in keys]
+        return Verified(secret_index=match_any(expected, [given]), timestamp=timestamp)
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        attempt = _attempt(headers)
+        if body.lstrip()[:1] != b"{":
+            return self._parse_form(body, attempt)
+        payload = load_json(body)
+        kind = field(payload, "type")
+        if kind == "url_verification":
+            return Parsed(id="url_verification", type=kind, payload=payload, attempt=attempt)
+        if kind == "app_rate_limited":
+            minute = require_str(field(payload, "minute_rate_limited"), "minute_rate_limited")
+            return Parsed(id=f"app_rate_limited:{minute}", type=kind, payload=payload, attempt=attempt)
+        return Parsed(
+            id=require_str(field(payload, "event_id"), "event_id"),
+            type=require_str(field(payload, "event", "type"), "event.type"),
+            payload=payload,
+            attempt=attempt,
+        )
+
+    @staticmethod
+    def _parse_form(body: bytes, attempt: int) -> Parsed:
+        try:
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), max_num_fields=256))
+        except (UnicodeDecodeError, ValueError):
+            raise PayloadError("body is neither JSON nor a form") from None
+        if "payload" in form:
+            payload: Any = load_json(form["payload"].encode("utf-8", "surrogatepass"))
+            kind = require_str(field(payload, "type"), "type")
+            delivery = field(payload, "trigger_id") or field(payload, "view", "id")
+            return Parsed(
+                id=require_str(delivery, "trigger_id"),
+                type=f"interactive.{kind}",
+                payload=payload,
+                attempt=attempt,
+            )
+        command = require_str(form.get("command"), "command").lstrip("/")
+        return Parsed(
+            id=require_str(form.get("trigger_id"), "trigger_id"),
+            type=f"command.{require_str(command, 'command')}",
+            payload=form,
+            attempt=attempt,
+        )
+
+    def immediate(self, parsed: Parsed) -> Any:
+        if parsed.type == "url_verification":
+            return {"challenge": str(field(parsed.payload, "challenge") or "")}
+        return None
+
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        """An Events API ``event_callback`` (or the ``url_verification`` handshake)."""
+        given = outgoing.payload if outgoing.payload is not None else {}
+        payload: dict[str, Any]
+        if outgoing.type == "url_verification":
+            challenge = given.get("challenge", "challenge") if isinstance(given, dict) else "challenge"
+            payload = {"token": "verification-token", "challenge": challenge, "type": "url_verification"}
+        else:
+            event = {"type": outgoing.type, **given} if isinstance(given, dict) else {"type": outgoing.type}
+            payload = {
+                "token": "verification-token",
+                "team_id": "T00000000",
+                "api_app_id": "A00000000",
+                "event": event,
+                "type": "event_callback",
+                "event_id": outgoing.id,
+                "event_time": outgoing.timestamp,
+            }
+        body = dump(payload)
+        base = f"{VERSION}:{outgoing.timestamp}:".encode() + body
+        mac = hmac.new(key, base, hashlib.sha256).hexdigest()
+        return SignedRequest(
+            body=body,
+            headers={
+                "Content-Type": "application/json",
+                TIMESTAMP: str(outgoing.timestamp),
+                SIGNATURE: f"{VERSION}={mac}",
+            },
+        )
+
+

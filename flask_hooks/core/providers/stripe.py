@@ -1,0 +1,98 @@
+"""``stripe``: ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]``.
+
+The signed content is ``t.body``, HMAC-SHA256 in hex. The key is the
+whole secret string, ``whsec_`` included, as UTF-8: Stripe does not
+base64-decode it (Standard Webhooks does; that code is not shared).
+Several ``v1`` entries appear while a rolled secret is still alive; any
+may match. ``v0`` and unknown entries are ignored. Stripe's own helper
+checks only the past (300 s); the receiver's ``(past, future)``
+tolerance applies here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from ..errors import ConfigError, PayloadError, VerificationError
+from ..event import Headers
+from ._parsing import bounded_header, from_hex, parse_slots
+from .base import (
+    Outgoing,
+    Parsed,
+    Provider,
+    SignedRequest,
+    Tolerance,
+    Verified,
+    check_timestamp,
+    dump,
+    field,
+    load_json,
+    match_any,
+    require_str,
+)
+
+HEADER = "Stripe-Signature"
+
+
+class Stripe(Provider):
+    """Stripe webhook endpoints (``whsec_...`` signing secrets)."""
+
+    name = "stripe"
+
+    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
+        for secret in secrets:
+            if isinstance(secret, str) and (not secret.isascii() or secret != secret.strip()):
+                raise ConfigError("stripe: a signing secret is ASCII without surrounding spaces (whsec_...)")
+        return super().keys(secrets)
+
+    def verify(
+        self,
+        headers: Headers,
+        body: bytes,
+        keys: Sequence[bytes],
+        *,
+        now: float,
+        tolerance: Tolerance,
+    ) -> Verified:
+        slots = parse_slots(bounded_header(headers, HEADER))
+        stamps = [value for key, value in slots if key == "t"]
+        candidates = [mac for key, value in slots if key == "v1" and (mac := from_hex(value)) is not None]
+        if not stamps:
+            raise VerificationError("missing timestamp")
+        if not candidates:
+            raise VerificationError("no v1 signature")
+        timestamp = check_timestamp(stamps[0], now=now, tolerance=tolerance)
+        content = stamps[0].encode("ascii") + b"." + body
+        expected = [hmac.new(key, content, hashlib.sha256).digest() for key in keys]
+        return Verified(secret_index=match_any(expected, candidates), timestamp=timestamp)
+
+    def parse(self, headers: Headers, body: bytes) -> Parsed:
+        payload = load_json(body)
+        if not isinstance(payload, dict):
+            raise PayloadError("payload is not a JSON object")
+        return Parsed(
+            id=require_str(field(payload, "id"), "id"),
+            type=require_str(field(payload, "type"), "type"),
+            payload=payload,
+        )
+
+    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+        """A Stripe ``event`` object whose ``data.object`` is the payload."""
+        payload = {
+            "id": outgoing.id,
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": outgoing.timestamp,
+            "type": outgoing.type,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "data": {"object": outgoing.payload if outgoing.payload is not None else {}},
+        }
+        body = dump(payload)
+        mac = hmac.new(key, f"{outgoing.timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        return SignedRequest(
+            body=body,
+            headers={"Content-Type": "application/json", HEADER: f"t={outgoing.timestamp},v1={mac}"},
+        )

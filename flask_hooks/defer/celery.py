@@ -1,0 +1,113 @@
+"""Defer handlers to Celery (``pip install flask-webhooks[celery]``).
+
+One task, ``flask_hooks.run_deferred``, is registered as a shared task, so
+it exists on the user's Celery app in the web process and in the worker
+(``celery -A module worker``) alike. It runs inside the app context that
+Flask's ``celery_init_app`` pattern gives every task, or, without one, in
+the app named by ``CeleryQueue(app="pkg.module:create_app")``.
+
+``celery`` is imported only when a queue is created.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..core.errors import ConfigError, _RetryLater
+from .base import TASK_NAME, Deferral, Job
+
+_registered = False
+_register_lock = threading.Lock()
+
+
+class CeleryQueue(Deferral):
+    """``@hooks.on("x", defer=CeleryQueue(celery_app))``.
+
+    Without ``celery_app``, the Celery app in ``current_app.extensions["celery"]``
+    (where Flask's pattern puts it) is used at enqueue time, so handlers can
+    be declared before any app exists. ``queue`` routes the task; publishing
+    is retried ``publish_retries`` times (within about a second) before the
+    delivery is answered 503.
+    """
+
+    def __init__(
+        self,
+        celery_app: Any = None,
+        *,
+        queue: str | None = None,
+        publish_retries: int = 2,
+        app: str | None = None,
+        lease: float | None = None,
+        max_retries: int = 10,
+        retry_delay: float = 5.0,
+    ) -> None:
+        super().__init__(app=app, lease=lease, max_retries=max_retries, retry_delay=retry_delay)
+        self.celery_app = celery_app
+        self.queue = queue
+        self.publish_retries = publish_retries
+        register_task()
+
+    def enqueue(self, job: Job) -> None:
+        celery_app = self.celery_app or _celery_of_current_app()
+        celery_app.send_task(
+            TASK_NAME,
+            args=(job.to_json(),),
+            queue=self.queue,
+            retry=self.publish_retries > 0,
+            retry_policy={
+                "max_retries": self.publish_retries,
+                "interval_start": 0,
+                "interval_step": 0.2,
+                "interval_max": 0.5,
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"<CeleryQueue {self.queue or 'default'}>"
+
+
+def _celery_of_current_app() -> Any:
+    from flask import current_app
+
+    celery_app = current_app.extensions.get("celery")
+    if celery_app is None:
+        raise ConfigError(
+            "CeleryQueue() without a Celery app needs app.extensions['celery']"
+            " (Flask's celery_init_app pattern); or pass CeleryQueue(celery_app)"
+        )
+    return celery_app
+
+
+def register_task() -> None:
+    """Register ``flask_hooks.run_deferred`` on every Celery app, once per process."""
+    global _registered
+    with _register_lock:
+        if _registered:
+            return
+        from celery import shared_task
+
+        shared_task(
+            name=TASK_NAME,
+            bind=True,
+            # Ack after the run: a worker killed mid-handler gets the job redelivered,
+            # and the per-handler record makes that redelivery safe.
+            acks_late=True,
+            reject_on_worker_lost=True,
+        )(run_deferred)
+        _registered = True
+
+
+def run_deferred(task: Any, data: dict[str, Any]) -> str:
+    """The Celery task: run the handler once; on failure, let Celery retry it."""
+    from .worker import perform
+
+    try:
+        return perform(data)
+    except Exception as exc:
+        # Configuration errors are retried too: during a rolling deploy a worker
+        # may not know a new handler yet; max_retries bounds it.
+        job = Job.from_json(data)
+        retries = int(task.request.retries or 0)
+        after = exc.after if isinstance(exc, _RetryLater) else job.backoff(retries)
+        raise task.retry(exc=exc, countdown=after, max_retries=job.max_retries) from exc

@@ -1,0 +1,201 @@
+"""Forged deliveries: the exact bytes and headers a real sender would post.
+
+A :class:`SignedDelivery` is signed by the receiver's own provider with
+one of the receiver's own keys, so it exercises the real verification
+path. It never goes through ``json=``: the body bytes that were signed
+are the bytes that are posted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from flask_hooks.core.errors import HookError
+from flask_hooks.core.event import Headers
+from flask_hooks.core.providers.base import Outgoing, SignedRequest
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.test import TestResponse
+
+    from flask_hooks import Hooks, Receiver
+
+
+def find_receiver(app: Flask, receiver: str | Hooks | Receiver | None, *, what: str) -> Receiver:
+    """The receiver a fixture should target, or an error saying how to choose one."""
+    from flask_hooks.extension import HooksState, Receiver
+
+    if isinstance(receiver, Receiver):
+        return receiver
+    state = app.extensions.get("hooks")
+    receivers = state.receivers if isinstance(state, HooksState) else {}
+    if not receivers:
+        raise LookupError(
+            f"{what}: the app from your `app` fixture has no flask_hooks receiver;"
+            " call Hooks.init_app(app) (or Hooks(app)) in the app factory"
+        )
+    name = receiver if isinstance(receiver, str) or receiver is None else receiver.name
+    known = ", ".join(repr(n) for n in receivers)
+    if name is None:
+        if len(receivers) > 1:
+            raise LookupError(f"{what}: the app has several receivers ({known}); pass receiver=<name>")
+        return next(iter(receivers.values()))
+    if name not in receivers:
+        raise LookupError(f"{what}: no receiver named {name!r} on the app (receivers: {known})")
+    return receivers[name]
+
+
+def new_id() -> str:
+    """A fresh delivery id in the ``evt_`` style most senders use."""
+    return "evt_" + uuid.uuid4().hex[:24]
+
+
+def _flip(body: bytes) -> bytes:
+    """Change one byte, preferring the last letter or digit (JSON usually stays valid)."""
+    data = bytearray(body or b" ")
+    for index in range(len(data) - 1, -1, -1):
+        char = data[index]
+        if 0x30 <= char <= 0x39:
+            data[index] = 0x30 + (char - 0x30 + 1) % 10
+            return bytes(data)
+        if 0x61 <= char <= 0x7A or 0x41 <= char <= 0x5A:
+            data[index] = char ^ 0x20  # swap case: a different byte, same length
+            return bytes(data)
+    data[-1] ^= 0x01
+    return bytes(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedDelivery:
+    """One forged delivery aimed at one receiver of one app.
+
+    ``id`` and ``type`` are what the receiver will see (its provider's
+    ``parse`` of these bytes), which for some schemes differs from the
+    id given when forging (Narada's is ``requestId:status``).
+    """
+
+    app: Flask
+    receiver: Receiver
+    outgoing: Outgoing
+    secret_index: int
+    body: bytes
+    headers: dict[str, str]
+    extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def forge(
+        cls,
+        app: Flask,
+        receiver: Receiver,
+        type: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        timestamp: int | None = None,
+        secret_index: int = 0,
+        headers: Mapping[str, str] | None = None,
+    ) -> SignedDelivery:
+        """Sign ``payload`` as ``type`` with the receiver's provider and key."""
+        if not 0 <= secret_index < len(receiver.keys):
+            raise IndexError(
+                f"receiver {receiver.name!r} has {len(receiver.keys)} secret(s);"
+                f" secret_index={secret_index} is out of range"
+            )
+        stamp = int(receiver.now()) if timestamp is None else int(timestamp)
+        outgoing = Outgoing(type=type, payload=payload, id=id or new_id(), timestamp=stamp)
+        extra = dict(headers or {})
+        signed = receiver.provider.sign(outgoing, receiver.keys[secret_index])
+        return cls(app, receiver, outgoing, secret_index, signed.body, {**signed.headers, **extra}, extra)
+
+    # What the receiver will make of it ------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The dedupe id the receiver will record."""
+        parsed = self._parsed()
+        return parsed.id if parsed is not None else self.outgoing.id
+
+    @property
+    def type(self) -> str:
+        """The event type the receiver will route on."""
+        parsed = self._parsed()
+        return parsed.type if parsed is not None else self.outgoing.type
+
+    @property
+    def url(self) -> str:
+        return self.receiver.settings.url
+
+    @property
+    def timestamp(self) -> int:
+        """The timestamp it was signed with (meaningful when :attr:`timestamped`)."""
+        return self.outgoing.timestamp
+
+    @property
+    def timestamped(self) -> bool:
+        """Whether the scheme signs a timestamp that verification checks.
+
+        Asked of the provider itself: a verified timestamp means one is
+        signed (a time that only appears in the body, like Narada's
+        ``createdAt``, is not).
+        """
+        try:
+            verified = self.receiver.provider.verify(
+                Headers(self.headers),
+                self.body,
+                self.receiver.keys,
+                now=float(self.outgoing.timestamp),
+                tolerance=(math.inf, math.inf),
+            )
+        except HookError:
+            return False
+        return verified.timestamp is not None
+
+    def _parsed(self) -> Any:
+        try:
+            return self.receiver.provider.parse(Headers(self.headers), self.body)
+        except HookError:
+            return None
+
+    def _sign(self, outgoing: Outgoing) -> SignedRequest:
+        return self.receiver.provider.sign(outgoing, self.receiver.keys[self.secret_index])
+
+    # Sending ----------------------------------------------------------------
+
+    def send(self, headers: Mapping[str, str] | None = None) -> TestResponse:
+        """POST the exact signed bytes to the receiver's URL through the test client."""
+        sent = {**self.headers, **(headers or {})}
+        return self.app.test_client().post(self.url, data=self.body, headers=sent)
+
+    def resend(self, headers: Mapping[str, str] | None = None) -> TestResponse:
+        """The same bytes and headers again: a sender's retry, or a replay."""
+        return self.send(headers)
+
+    # Variants ----------------------------------------------------------------
+
+    def signed_at(self, timestamp: int) -> SignedDelivery:
+        """The same delivery (id, payload, key) re-signed at ``timestamp``."""
+        outgoing = dataclasses.replace(self.outgoing, timestamp=int(timestamp))
+        signed = self._sign(outgoing)
+        headers = {**signed.headers, **self.extra_headers}
+        return dataclasses.replace(self, outgoing=outgoing, body=signed.body, headers=headers)
+
+    def tampered(self) -> SignedDelivery:
+        """A copy whose body differs by one byte while the headers (signature) stay."""
+        return dataclasses.replace(self, body=_flip(self.body))
+
+    def stale(self) -> SignedDelivery:
+        """A copy re-signed with a timestamp just outside the receiver's tolerance."""
+        if not self.timestamped:
+            raise ValueError(
+                f"provider {self.receiver.provider.name!r} signs no timestamp, so a delivery"
+                " cannot be stale; replay protection for this scheme comes from dedupe (use .resend())"
+            )
+        past = self.receiver.settings.tolerance[0]
+        return self.signed_at(int(self.receiver.now() - past) - 60)
+
+    def __repr__(self) -> str:
+        return f"<SignedDelivery {self.type!r} id={self.id!r} -> {self.receiver.name}:{self.url}>"

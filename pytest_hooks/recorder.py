@@ -1,0 +1,153 @@
+"""Record every flask_hooks signal for the length of one test.
+
+Receivers are connected with blinker's ``connected_to``, so they are
+disconnected when the block ends, even when the test fails; nothing is
+left connected to the global signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+from blinker import ANY
+
+#: The signal attributes of :mod:`flask_hooks.signals`, in pipeline order.
+SIGNALS = (
+    "delivery_received",
+    "delivery_verified",
+    "delivery_rejected",
+    "delivery_duplicate",
+    "event_handled",
+    "event_ignored",
+    "handler_failed",
+)
+
+
+class Record(NamedTuple):
+    """One signal as sent: its name (the attribute in ``flask_hooks.signals``) and kwargs."""
+
+    name: str
+    kwargs: dict[str, Any]
+
+    @property
+    def event_id(self) -> str | None:
+        event = self.kwargs.get("event")
+        return getattr(event, "id", None)
+
+
+def _describe(record: Record) -> str:
+    kwargs = record.kwargs
+    parts = [f"receiver={kwargs.get('receiver')!r}"]
+    if record.event_id is not None:
+        parts.append(f"id={record.event_id!r}")
+    for key in ("reason", "handlers", "handler", "in_flight", "error"):
+        if key in kwargs:
+            parts.append(f"{key}={kwargs[key]!r}")
+    return f"{record.name}({', '.join(parts)})"
+
+
+class SignalRecorder:
+    """A list of :class:`Record` plus assertions that read like the contract."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    @contextlib.contextmanager
+    def recording(self, sender: Any = ANY) -> Iterator[SignalRecorder]:
+        """Connect to every signal (from ``sender``, default any app) for the block."""
+        from flask_hooks import signals
+
+        with contextlib.ExitStack() as stack:
+            for name in SIGNALS:
+                stack.enter_context(getattr(signals, name).connected_to(self._receiver(name), sender=sender))
+            yield self
+
+    def _receiver(self, name: str) -> Any:
+        def receive(_sender: Any, **kwargs: Any) -> None:
+            self.records.append(Record(name, kwargs))
+
+        return receive
+
+    # Reading ---------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> Record:
+        return self.records[index]
+
+    @property
+    def names(self) -> list[str]:
+        return [record.name for record in self.records]
+
+    def of(self, name: str) -> list[dict[str, Any]]:
+        """The kwargs of every ``name`` signal, in order."""
+        if name not in SIGNALS:
+            raise KeyError(f"no signal {name!r}; known: {', '.join(SIGNALS)}")
+        return [record.kwargs for record in self.records if record.name == name]
+
+    def for_id(self, id: str) -> list[Record]:
+        """Every record about the delivery ``id``."""
+        return [record for record in self.records if record.event_id == id]
+
+    def handler_calls(self, id: str | None = None) -> Counter[str]:
+        """How often each handler ran (succeeded or raised), optionally for one id."""
+        calls: Counter[str] = Counter()
+        for record in self.records:
+            if id is not None and record.event_id != id:
+                continue
+            if record.name == "event_handled":
+                calls.update(record.kwargs.get("handlers", ()))
+            elif record.name == "handler_failed":
+                calls[record.kwargs["handler"]] += 1
+        return calls
+
+    def clear(self) -> None:
+        self.records.clear()
+
+    def timeline(self, records: list[Record] | None = None) -> str:
+        shown = self.records if records is None else records
+        return "\n".join(f"  {_describe(r)}" for r in shown) or "  (no signals)"
+
+    # Assertions --------------------------------------------------------------
+
+    def assert_processed_once(self, id: str) -> None:
+        """The delivery ``id`` completed exactly once and no handler succeeded twice."""
+        mine = self.for_id(id)
+        done = [r for r in mine if r.name in ("event_handled", "event_ignored")]
+        succeeded: Counter[str] = Counter()
+        for record in done:
+            succeeded.update(record.kwargs.get("handlers", ()))
+        twice = sorted(name for name, count in succeeded.items() if count > 1)
+        if len(done) == 1 and not twice:
+            return
+        if not done:
+            problem = f"delivery {id!r} was never processed"
+            rejected = [r for r in self.records if r.name == "delivery_rejected"]
+            if not mine and rejected:
+                problem += f" ({len(rejected)} delivery(ies) rejected)"
+        else:
+            problem = f"delivery {id!r} was processed {len(done)} times"
+            if twice:
+                problem += f"; handler(s) run more than once: {', '.join(twice)}"
+        raise AssertionError(f"{problem}\nsignals:\n{self.timeline()}")
+
+    def assert_rejected(self, reason: str | None = None) -> None:
+        """Some delivery was rejected, with ``reason`` in its reason when given."""
+        reasons = [str(kwargs.get("reason", "")) for kwargs in self.of("delivery_rejected")]
+        if reason is None and reasons:
+            return
+        if reason is not None and any(reason.lower() in seen.lower() for seen in reasons):
+            return
+        wanted = "a rejection" if reason is None else f"a rejection with reason {reason!r}"
+        seen = ", ".join(repr(r) for r in reasons) or "none"
+        raise AssertionError(f"expected {wanted}; rejections seen: {seen}\nsignals:\n{self.timeline()}")
+
+    def __repr__(self) -> str:
+        return f"<SignalRecorder {len(self.records)} signal(s)>"

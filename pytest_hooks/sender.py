@@ -1,0 +1,273 @@
+"""A retry simulator: replay one sender's schedule on a fake clock.
+
+``Sender.send(delivery, faults=[...])`` moves the receivers' clock to
+each attempt, posts the same delivery (re-signed at the new time when
+the scheme signs a timestamp, with the same id, as real senders do),
+reads the answer the way that sender would, and returns a
+:class:`Report`. Nothing sleeps.
+
+=====================  ==================================================  =======
+preset                 attempts (delays after the previous failure)        timeout
+=====================  ==================================================  =======
+``archived``           at 0, 60, 300, 1800, 7200 s after the first one     5 s
+``noukai``             0, 1 min, 5 min, 30 min, 2 h (*approximation*)      20 s
+``standard-webhooks``  0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h,  15 s
+                       24 h
+``svix``               0, 5, 300, 1800, 7200, 18000, 36000, 36000 s        15 s
+``stripe``             0, 1, 2, 4, 8, 16, 24, 17 h (*approximation*)       20 s
+``shopify``            0, 2, 4, 8, 16, 32, 64, 114 min (*approximation*)   5 s
+``slack``              0, 0, 1 min, 5 min                                  3 s
+``github``             0 (no retries)                                      10 s
+a list of delays       as given                                            10 s
+=====================  ==================================================  =======
+
+Rules beyond the schedule:
+
+* ``archived`` (seed 003): the endpoint is disabled after those 5 failures.
+* ``noukai`` (seed 000): a 3xx is a permanent failure, never retried.
+  The schedule is not published.
+* ``standard-webhooks``: a 410 disables the endpoint.
+* ``svix``: ``Retry-After`` is honoured, clamped to [scheduled, 2x]; a 429
+  or a timeout waits at least 60 s; the response header
+  ``webhook-delivery: abort-message`` stops, ``webhook-delivery: disable``
+  disables the endpoint.
+* ``stripe``: up to 3 days of exponential backoff; intervals and timeout
+  are not published.
+* ``shopify``: 8 tries over 4 h, intervals not published; then the
+  subscription is deleted (reported as disabled).
+* ``slack``: retries carry ``X-Slack-Retry-Num`` (1..3) and
+  ``X-Slack-Retry-Reason``; a non-2xx with ``X-Slack-No-Retry: 1``
+  stops; up to 2 redirects are followed (more: ``too_many_redirects``).
+
+Any 3xx the sender does not follow is a failed attempt. A delay counts
+from the moment the sender saw the failure: the response, or the end of
+the timeout. Faults, one per attempt (``None`` = none): an ``int`` status
+returned without calling the app; ``"timeout"`` (the app ran, the sender
+gave up, as it also does when the handler advances the clock past the
+timeout); ``"reset"`` (never reached the app); ``"lost"`` (the app ran,
+the response was lost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .clock import FakeClock
+from .presets import Preset
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from werkzeug.test import TestResponse
+
+    from .delivery import SignedDelivery
+
+Fault = int | str | None
+FAULTS = ("timeout", "reset", "lost")
+SLACK_REASONS = {"timeout": "http_timeout", "reset": "connection_failed", "lost": "unknown_error"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One try: when (seconds after the first), what came back, which fault."""
+
+    number: int
+    offset: float
+    status: int | None
+    fault: str | int | None = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    response: TestResponse | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclasses.dataclass
+class Report:
+    """What the sender did with one delivery.
+
+    ``outcome`` is one of ``delivered``, ``exhausted``, ``permanent``
+    (Noukai's 3xx), ``aborted`` (Svix ``abort-message``), ``disabled``
+    (410 or Svix ``disable``) and ``no-retry`` (Slack ``X-Slack-No-Retry``).
+    """
+
+    preset: Preset
+    attempts: list[Attempt] = dataclasses.field(default_factory=list)
+    outcome: str = ""
+    disabled: bool = False
+    handler_calls: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome == "delivered"
+
+    @property
+    def exhausted(self) -> bool:
+        """Every scheduled attempt was made and none succeeded."""
+        return self.outcome == "exhausted"
+
+    @property
+    def offsets(self) -> list[float]:
+        return [attempt.offset for attempt in self.attempts]
+
+    @property
+    def statuses(self) -> list[int | None]:
+        return [attempt.status for attempt in self.attempts]
+
+    def __str__(self) -> str:
+        rows = [
+            f"  #{a.number} +{a.offset:g}s status={a.status} fault={a.fault!r}" for a in self.attempts
+        ]
+        head = f"{self.preset.name}: {self.outcome}" + (" (endpoint disabled)" if self.disabled else "")
+        return "\n".join([head, *rows, f"  handler calls: {dict(self.handler_calls)}"])
+
+
+def _retry_after(response: TestResponse | None) -> float | None:
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class Sender:
+    """Replays one preset against one app whose receivers read ``clock``."""
+
+    def __init__(self, app: Flask, clock: FakeClock, preset: Preset) -> None:
+        self.app = app
+        self.clock = clock
+        self.preset = preset
+
+    def send(self, delivery: SignedDelivery, faults: Sequence[Fault] = ()) -> Report:
+        """Deliver until success or the schedule ends; see the module table."""
+        for fault in faults:
+            if not (fault is None or fault in FAULTS or (isinstance(fault, int) and 100 <= fault <= 599)):
+                raise ValueError(f"unknown fault {fault!r}; use an HTTP status, None, or one of {FAULTS}")
+        report = Report(self.preset)
+        with self._counting(report.handler_calls):
+            self._run(delivery, list(faults), report)
+        return report
+
+    @contextlib.contextmanager
+    def _counting(self, calls: Counter[str]) -> Iterator[None]:
+        from flask_hooks import signals
+
+        def handled(_sender: Any, **kwargs: Any) -> None:
+            calls.update(kwargs.get("handlers", ()))
+
+        def failed(_sender: Any, **kwargs: Any) -> None:
+            calls[kwargs["handler"]] += 1
+
+        with (
+            signals.event_handled.connected_to(handled, sender=self.app),
+            signals.handler_failed.connected_to(failed, sender=self.app),
+        ):
+            yield
+
+    def _run(self, delivery: SignedDelivery, faults: list[Fault], report: Report) -> None:
+        preset = self.preset
+        start = self.clock.now()
+        failed_at = 0.0
+        delay_floor = 0.0
+        reason = ""
+        for index, scheduled in enumerate(preset.schedule):
+            if preset.from_start:
+                offset = scheduled
+            else:
+                offset = failed_at + max(scheduled, delay_floor) if index else scheduled
+            self.clock.advance_to(start + offset)
+            fault = faults[index] if index < len(faults) else None
+            began = self.clock.now()
+            attempt, reason = self._attempt(delivery, index + 1, offset, fault, reason)
+            report.attempts.append(attempt)
+            # The sender saw the failure when the response came, or when it gave up.
+            ended = began + preset.timeout if attempt.fault == "timeout" else self.clock.now()
+            failed_at = ended - start
+            if self._decide(attempt, report):
+                return
+            delay_floor = self._next_floor(attempt, index)
+        report.outcome = "exhausted"
+        report.disabled = preset.disable_when_exhausted
+
+    def _decide(self, attempt: Attempt, report: Report) -> bool:
+        """Whether the delivery is over after ``attempt`` (and how)."""
+        preset, status = self.preset, attempt.status
+        if attempt.ok:
+            report.outcome = "delivered"
+            return True
+        control = attempt.response.headers.get("webhook-delivery", "") if attempt.response else ""
+        if preset.delivery_control and control.lower() in ("abort-message", "disable"):
+            report.outcome = "aborted" if control.lower() == "abort-message" else "disabled"
+            report.disabled = control.lower() == "disable"
+            return True
+        if status is not None and 300 <= status < 400 and preset.redirect_is_permanent:
+            report.outcome = "permanent"
+            return True
+        if status == 410 and preset.disable_on_410:
+            report.outcome = "disabled"
+            report.disabled = True
+            return True
+        no_retry = attempt.response.headers.get("X-Slack-No-Retry") if attempt.response else None
+        if preset.slack_retries and no_retry == "1":
+            report.outcome = "no-retry"
+            return True
+        return False
+
+    def _next_floor(self, attempt: Attempt, index: int) -> float:
+        """Svix: Retry-After within [scheduled, 2x]; 429s and timeouts wait longer."""
+        preset = self.preset
+        if index + 1 >= len(preset.schedule):
+            return 0.0
+        scheduled = preset.schedule[index + 1]
+        floor = 0.0
+        retry_after = _retry_after(attempt.response) if preset.honour_retry_after else None
+        if retry_after is not None:
+            floor = min(max(retry_after, scheduled), 2 * scheduled)
+        if preset.overload_penalty and (attempt.status == 429 or attempt.fault == "timeout"):
+            floor = max(floor, preset.overload_penalty)
+        return floor
+
+    def _attempt(
+        self, delivery: SignedDelivery, number: int, offset: float, fault: Fault, reason: str
+    ) -> tuple[Attempt, str]:
+        """Make one attempt; returns it and the Slack retry reason it leaves behind."""
+        preset = self.preset
+        if delivery.timestamped:
+            delivery = delivery.signed_at(int(self.clock.now()))
+        headers = dict(delivery.headers)
+        if preset.slack_retries and number > 1:
+            headers["X-Slack-Retry-Num"] = str(number - 1)
+            headers["X-Slack-Retry-Reason"] = reason
+        if isinstance(fault, int) or fault == "reset":
+            status = fault if isinstance(fault, int) else None
+            failure = "http_error" if isinstance(fault, int) else SLACK_REASONS["reset"]
+            return Attempt(number, offset, status, fault, headers), failure
+        began = self.clock.now()
+        response, status, failure = self._post(delivery, headers)
+        if fault == "timeout" or self.clock.now() - began > preset.timeout:
+            self.clock.advance_to(began + preset.timeout)
+            return Attempt(number, offset, None, "timeout", headers, response), SLACK_REASONS["timeout"]
+        if fault == "lost":
+            return Attempt(number, offset, None, "lost", headers, response), SLACK_REASONS["lost"]
+        return Attempt(number, offset, status, None, headers, response), failure
+
+    def _post(self, delivery: SignedDelivery, headers: dict[str, str]) -> tuple[TestResponse, int, str]:
+        """POST the bytes, following redirects as far as the preset does."""
+        client = self.app.test_client()
+        url = delivery.url
+        response = client.post(url, data=delivery.body, headers=headers)
+        for _ in range(self.preset.follow_redirects):
+            if not 300 <= response.status_code < 400 or "Location" not in response.headers:
+                break
+            target = urlsplit(response.headers["Location"])
+            url = target.path + (f"?{target.query}" if target.query else "")
+            response = client.post(url, data=delivery.body, headers=headers)
+        status = response.status_code
+        if 300 <= status < 400 and self.preset.follow_redirects:
+            return response, status, "too_many_redirects"
+        return response, status, "http_error"

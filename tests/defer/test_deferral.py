@@ -1,0 +1,282 @@
+"""Deferral in one process: the web side's hand-over and the worker's run, with an in-memory queue."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_hooks import (
+    ConfigError,
+    Event,
+    Headers,
+    Hooks,
+    InFlight,
+    QueueUnavailable,
+    StoreUnavailable,
+    signals,
+)
+from flask_hooks.defer import CeleryQueue, Deferral, Job, RQQueue
+from flask_hooks.defer.base import handler_key, handler_namespace
+from flask_hooks.defer.worker import perform, run_job
+from flask_hooks.stores.memory import MemoryStore
+
+from ..conftest import generic_post
+from ..helpers import ManualClock
+
+
+class ListQueue(Deferral):
+    """A queue in a list; ``down`` makes every enqueue fail like a dead broker."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.jobs: list[dict[str, Any]] = []
+        self.down = False
+
+    def enqueue(self, job: Job) -> None:
+        if self.down:
+            raise ConnectionError("connection refused")
+        self.jobs.append(job.to_json())
+
+
+calls: list[str] = []
+
+
+def audit(event: Event) -> None:
+    calls.append(f"audit {event.id}")
+
+
+def charge(event: Event) -> None:
+    calls.append(f"charge {event.id}")
+
+
+def flaky(event: Event) -> None:
+    calls.append(f"flaky {event.id}")
+    if event.payload.get("fail"):
+        raise RuntimeError("downstream is down")
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls() -> None:
+    calls.clear()
+
+
+class LosingStore(MemoryStore):
+    """Loses the connection on the next ``complete``, as a store going down would."""
+
+    fail_next_complete = False
+
+    def complete(self, ns: str, id: str, token: str, **kwargs: Any) -> None:
+        if self.fail_next_complete:
+            self.fail_next_complete = False
+            raise StoreUnavailable()
+        super().complete(ns, id, token, **kwargs)
+
+
+@pytest.fixture
+def store() -> LosingStore:
+    return LosingStore()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def build(make_app: Callable[..., Flask], store: MemoryStore, clock: ManualClock) -> Callable[..., Flask]:
+    """An app whose handlers are ``(func, defer)`` pairs, all on ``payment.succeeded``."""
+
+    def factory(*handlers: tuple[Callable[[Event], None], Deferral | None]) -> Flask:
+        hooks = Hooks(store=store, clock=clock)
+        for func, defer in handlers:
+            hooks.on("payment.succeeded", defer=defer)(func)
+        return make_app(hooks)
+
+    return factory
+
+
+def send(app: Flask, id: str = "evt_1", **payload: Any) -> Any:
+    return generic_post(app.test_client(), {"id": id, "type": "payment.succeeded", **payload})
+
+
+def test_job_round_trips_the_exact_event() -> None:
+    event = Event(
+        id="e1",
+        type="a.b",
+        payload={"x": [1, 2.5, None]},
+        body=b'\x00{"x": 1}\xff',
+        headers=Headers({"X-Webhook-Id": "e1", "Content-Type": "json"}),
+        provider="generic",
+        receiver="hooks",
+        timestamp=1.5,
+        received_at=2.5,
+        attempt=3,
+        secret_index=1,
+    )
+    data = Job("mod.f", event, app="pkg:create_app", lease=9).to_json()
+    assert data["body"] == base64.b64encode(event.body).decode()
+    job = Job.from_json(data)
+    assert job.event == event
+    assert (job.handler, job.app, job.lease) == ("mod.f", "pkg:create_app", 9)
+
+
+def test_defer_must_be_a_queue() -> None:
+    with pytest.raises(ConfigError, match="not a queue"):
+        Hooks().on("x", defer="celery")(audit)
+    with pytest.raises(ConfigError, match="import path"):
+        RQQueue(app="create_app")
+    with pytest.raises(ConfigError):
+        CeleryQueue(lease=0)
+
+
+def test_deferred_handler_is_enqueued_and_acknowledged(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((audit, None), (charge, queue))
+    handled: list[dict[str, Any]] = []
+    with signals.event_handled.connected_to(lambda _s, **kw: handled.append(kw), app):
+        response = send(app)
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "received"}
+    assert calls == ["audit evt_1"]  # charge waits for a worker
+    assert [(j["handler"], j["id"]) for j in queue.jobs] == [(f"{__name__}.charge", "evt_1")]
+    assert handled[0]["handlers"] == (f"{__name__}.audit",)
+    assert handled[0]["deferred"] == (f"{__name__}.charge",)
+
+
+def test_duplicate_while_queued_is_not_enqueued_again(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    assert send(app).status_code == 200
+    again = send(app)
+    assert again.status_code == 200 and again.get_json() == {"status": "duplicate"}
+    assert len(queue.jobs) == 1
+
+
+def test_broker_down_is_503_and_the_retry_enqueues(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    queue.down = True
+    failed: list[dict[str, Any]] = []
+    with signals.handler_failed.connected_to(lambda _s, **kw: failed.append(kw), app):
+        down = send(app)
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == str(QueueUnavailable.after)
+    assert down.get_json() == {"status": "retry", "reason": "queue unavailable"}
+    assert b"refused" not in down.data
+    assert isinstance(failed[0]["error"], QueueUnavailable)
+    queue.down = False
+    assert send(app).status_code == 200  # the claim was released, not left in flight
+    assert len(queue.jobs) == 1
+
+
+def test_a_failure_after_the_hand_over_does_not_enqueue_twice(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((charge, queue), (flaky, None))
+    assert send(app, fail=True).status_code == 500
+    assert send(app, fail=False).status_code == 200
+    assert len(queue.jobs) == 1
+    assert calls == ["flaky evt_1", "flaky evt_1"]
+
+
+def test_moving_a_handler_from_sync_to_deferred_does_not_run_it_twice(
+    build: Callable[..., Flask],
+) -> None:
+    sync_app = build((audit, None), (flaky, None))
+    assert send(sync_app, fail=True).status_code == 500  # audit succeeded and is recorded
+    queue = ListQueue()
+    deferred_app = build((audit, queue), (flaky, None))
+    assert send(deferred_app, fail=False).status_code == 200
+    assert queue.jobs == []
+    assert calls.count("audit evt_1") == 1
+
+
+def test_moving_a_handler_from_deferred_to_sync_does_not_run_it_twice(
+    build: Callable[..., Flask],
+) -> None:
+    queue = ListQueue()
+    deferred_app = build((audit, queue), (flaky, None))
+    assert send(deferred_app, fail=True).status_code == 500  # audit is already queued
+    sync_app = build((audit, None), (flaky, None))
+    assert send(sync_app, fail=False).status_code == 200
+    assert "audit evt_1" not in calls
+    assert len(queue.jobs) == 1
+
+
+def test_the_worker_runs_a_job_once_and_signals(build: Callable[..., Flask], store: MemoryStore) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    job = Job.from_json(queue.jobs[0])
+    handled: list[dict[str, Any]] = []
+    with app.app_context(), signals.event_handled.connected_to(lambda _s, **kw: handled.append(kw), app):
+        assert perform(queue.jobs[0]) == "handled"
+        assert perform(queue.jobs[0]) == "duplicate"  # a redelivery of the same job
+    assert calls == ["charge evt_1"]
+    assert handled == [{"receiver": "hooks", "event": job.event, "handlers": (f"{__name__}.charge",)}]
+    statuses = [e.status for e in store.deliveries("hooks")]
+    assert statuses[:2] == ["duplicate", "handled"]
+
+
+def test_a_failing_worker_run_releases_and_reraises(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((flaky, queue))
+    send(app, fail=True)
+    job = Job.from_json(queue.jobs[0])
+    failed: list[dict[str, Any]] = []
+    with signals.handler_failed.connected_to(lambda _s, **kw: failed.append(kw), app):
+        with pytest.raises(RuntimeError):
+            run_job(app, job)
+        with pytest.raises(RuntimeError):
+            run_job(app, job)  # released, so the queue's retry runs it again
+    assert calls == ["flaky evt_1", "flaky evt_1"]
+    assert [f["handler"] for f in failed] == [f"{__name__}.flaky"] * 2
+
+
+def test_a_job_held_by_another_worker_is_in_flight(build: Callable[..., Flask], store: MemoryStore) -> None:
+    queue = ListQueue(lease=30)
+    app = build((charge, queue))
+    send(app)
+    job = Job.from_json(queue.jobs[0])
+    key = handler_key("evt_1", job.handler)
+    held = store.claim(handler_namespace("hooks"), key, now=job.event.received_at, lease=30, ttl=60)
+    assert held.state == "new"
+    with pytest.raises(InFlight) as info:
+        run_job(app, job)
+    assert info.value.after == 30
+    assert calls == []
+
+
+def test_a_worker_outside_an_app_context_needs_an_app_path(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    with pytest.raises(ConfigError, match="app context"):
+        perform(queue.jobs[0])
+
+
+def test_celery_queue_without_a_celery_app_fails_loudly(build: Callable[..., Flask]) -> None:
+    app = build((charge, CeleryQueue()))
+    response = send(app)
+    assert response.status_code == 500
+    assert response.get_json() == {"status": "error", "reason": "handler failed"}
+    assert calls == []
+
+
+def test_no_ack_before_the_completion_is_stored_and_the_re_enqueued_job_runs_once(
+    build: Callable[..., Flask], store: LosingStore, clock: ManualClock
+) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    store.fail_next_complete = True
+    lost = send(app)
+    assert lost.status_code == 503  # enqueued, but the outcome is not durable: no 2xx
+    clock.advance(61)  # the web side's lease runs out; the sender retries
+    assert send(app).status_code == 200
+    assert len(queue.jobs) == 2
+    with app.app_context():
+        assert [perform(data) for data in queue.jobs] == ["handled", "duplicate"]
+    assert calls == ["charge evt_1"]

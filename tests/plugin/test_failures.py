@@ -1,0 +1,139 @@
+"""Misuse and real bugs fail with a message that says what happened."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+Project = Callable[..., pytest.RunResult]
+
+
+def test_no_app_fixture_names_what_to_define(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_it(signed_delivery):
+            pass
+
+        def test_clock(webhook_clock):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*signed_delivery needs an `app` fixture that returns your Flask app*", "*def app():*"]
+    )
+    result.stdout.fnmatch_lines(["*webhook_clock needs an `app` fixture*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_an_app_without_receivers_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+
+        @pytest.fixture
+        def app():
+            return Flask("bare")
+
+        def test_it(signed_delivery):
+            signed_delivery("order.paid")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*has no flask_hooks receiver; call Hooks.init_app(app)*"])
+
+
+def test_several_receivers_need_a_name(user_project: Project) -> None:
+    result = user_project(
+        source="""
+        from flask_hooks import Hooks
+
+        def test_it(app, signed_delivery):
+            Hooks(app, name="github", provider="github", secret="gh")
+            signed_delivery("order.paid")
+        """
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the app has several receivers ('hooks', 'github'); pass receiver=<name>*"])
+
+
+def test_a_wrong_secret_shows_the_rejection(user_project: Project) -> None:
+    # The sender still signs with a secret the app no longer has.
+    result = user_project(
+        source="""
+        import hashlib, hmac
+
+        def test_it(signed_delivery, hook_signals):
+            delivery = signed_delivery("order.paid")
+            old = hmac.new(b"old-secret", delivery.body, hashlib.sha256).hexdigest()
+            delivery.send(headers={"X-Webhook-Signature": old})
+            hook_signals.assert_processed_once(delivery.id)
+        """
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: delivery 'evt_*' was never processed (1 delivery(ies) rejected)",
+            "*delivery_rejected(receiver='hooks', reason='signature mismatch')*",
+        ]
+    )
+
+
+def test_a_handler_that_ran_twice_fails_processed_once(user_project: Project) -> None:
+    # Past the dedupe window the same delivery is new again: a real double run.
+    result = user_project(
+        source="""
+        def test_it(signed_delivery, webhook_clock, hook_signals):
+            delivery = signed_delivery("order.paid", id="evt_twice")
+            delivery.send()
+            webhook_clock.advance(2 * 86400)
+            delivery.resend()
+            hook_signals.assert_processed_once(delivery.id)
+        """
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: delivery 'evt_twice' was processed 2 times;"
+            " handler(s) run more than once: shop.fulfil",
+            "*event_handled(receiver='hooks', id='evt_twice', handlers=('shop.fulfil',))",
+        ]
+    )
+
+
+def test_assert_rejected_lists_what_was_seen(user_project: Project) -> None:
+    result = user_project(
+        source="""
+        def test_it(signed_delivery, hook_signals):
+            signed_delivery("order.paid").send()
+            hook_signals.assert_rejected("timestamp")
+        """
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*expected a rejection with reason 'timestamp'; rejections seen: none"])
+
+
+def test_an_unexpected_outbound_call_fails_loudly(user_project: Project) -> None:
+    result = user_project(
+        source="""
+        import requests
+
+        def test_it(provider_api):
+            provider_api.narada()
+            try:
+                requests.post("https://api.narada.ai/v1/other", json={}, timeout=1)
+            except requests.ConnectionError:
+                pass  # code under test swallowing the error must not hide it
+        """
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*provider_api.narada() was set up but no job was submitted*",
+            "*unexpected outbound call POST https://api.narada.ai/v1/other",
+        ]
+    )

@@ -1,0 +1,54 @@
+"""Nothing outlives a test: signal receivers are disconnected, clocks restored."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_signals_and_clock_are_restored_after_each_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+        from flask_hooks import Hooks, signals
+        from flask_hooks.core.clock import system_clock
+        from flask_hooks.extension import get_state
+
+        NAMES = ["delivery_received", "delivery_verified", "delivery_rejected",
+                 "delivery_duplicate", "event_handled", "event_ignored", "handler_failed"]
+        BEFORE = {}
+
+        def counts():
+            return {name: len(getattr(signals, name).receivers) for name in NAMES}
+
+        @pytest.fixture(scope="module")
+        def app():
+            app = Flask("leaky")
+            app.config.update(HOOKS_SECRET="s", HOOKS_STORE="memory://")
+            Hooks(app)
+            Hooks(app, name="other", secret="t")
+            return app
+
+        def test_0_before(app):
+            BEFORE.update(counts())
+
+        def test_1_uses_everything(app, webhook_clock, hook_signals, signed_delivery, webhook_sender):
+            receivers = get_state(app).receivers.values()
+            assert all(r.clock is webhook_clock for r in receivers)
+            assert counts() != BEFORE  # the recorder is connected now
+            delivery = signed_delivery("x.y", receiver="hooks")
+            webhook_sender(schedule="archived").send(delivery, faults=[500])
+            assert len(hook_signals) > 0
+
+        def test_2_fails_midway(app, webhook_clock, hook_signals):
+            webhook_clock.advance(10)
+            raise RuntimeError("a failing test must not leak either")
+
+        def test_3_after(app):
+            assert counts() == BEFORE
+            assert all(r.clock is system_clock for r in get_state(app).receivers.values())
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *::test_2_fails_midway*"])

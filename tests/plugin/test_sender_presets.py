@@ -1,0 +1,290 @@
+"""``webhook_sender`` presets follow SENDERS.md: schedules, timeouts and stop rules."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask, Response, request
+
+from flask_hooks import Event, Hooks
+from pytest_hooks.clock import FakeClock
+from pytest_hooks.presets import PRESETS
+from pytest_hooks.sender import Sender
+
+Script = list[Any]
+
+
+def cumulative(*delays: float) -> list[float]:
+    return list(itertools.accumulate(delays))
+
+
+MIN, HOUR = 60, 3600
+EXPECTED = {
+    "archived": ([0, 60, 300, 1800, 7200], True),
+    "noukai": (cumulative(0, MIN, 5 * MIN, 30 * MIN, 2 * HOUR), False),
+    "standard-webhooks": (
+        cumulative(0, 5, 5 * MIN, 30 * MIN, 2 * HOUR, 5 * HOUR, 10 * HOUR, 14 * HOUR, 20 * HOUR, 24 * HOUR),
+        False,
+    ),
+    "svix": (cumulative(0, 5, 300, 1800, 7200, 18000, 36000, 36000), False),
+    "stripe": (cumulative(0, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, 16 * HOUR, 24 * HOUR, 17 * HOUR), False),
+    "shopify": (cumulative(0, 2 * MIN, 4 * MIN, 8 * MIN, 16 * MIN, 32 * MIN, 64 * MIN, 114 * MIN), True),
+    "slack": ([0, 0, 60, 360], False),
+    "github": ([0], False),
+}
+
+
+@pytest.fixture
+def provider(request: pytest.FixtureRequest) -> str:
+    """The receiver's provider; ``parametrize("provider", [...])``."""
+    return str(getattr(request, "param", "generic"))
+
+
+@pytest.fixture
+def script() -> Script:
+    """Responses to force, one per request (None: the app's own answer)."""
+    return []
+
+
+@pytest.fixture
+def seen() -> list[dict[str, str]]:
+    """The headers of every request that reached the app."""
+    return []
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask], provider: str, script: Script, seen: list[dict[str, str]]) -> Flask:
+    hooks = Hooks(provider=provider, store="memory://")
+
+    @hooks.on("*")
+    def handle(event: Event) -> None:
+        slow = event.payload.get("slow") if isinstance(event.payload, dict) else None
+        if slow:
+            app.extensions["hooks"].receivers["hooks"].clock.advance(slow)
+
+    app = make_app(hooks)
+
+    @app.before_request
+    def record() -> None:
+        seen.append(dict(request.headers))
+
+    @app.after_request
+    def scripted(response: Response) -> Response:
+        step = script.pop(0) if script else None
+        if step is None:
+            return response
+        status, headers = step
+        return Response(b"{}", status, headers)
+
+    return app
+
+
+def test_every_preset_is_covered() -> None:
+    assert set(PRESETS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_schedule_when_every_attempt_fails(name: str, webhook_sender: Any, signed_delivery: Any) -> None:
+    offsets, disabled = EXPECTED[name]
+
+    report = webhook_sender(schedule=name).send(signed_delivery("a.b"), faults=[500] * 20)
+
+    assert report.offsets == offsets
+    assert report.exhausted and not report.delivered
+    assert report.disabled is disabled
+    assert report.statuses == [500] * len(offsets)
+
+
+@pytest.mark.parametrize(("name", "timeout"), [(n, p.timeout) for n, p in PRESETS.items()])
+def test_timeouts(name: str, timeout: float, webhook_sender: Any) -> None:
+    assert webhook_sender(schedule=name).preset.timeout == timeout
+    assert webhook_sender(schedule=name, timeout=1).preset.timeout == 1
+
+
+def test_published_timeouts() -> None:
+    published = {"archived": 5, "noukai": 20, "svix": 15, "github": 10, "shopify": 5, "slack": 3}
+    assert {name: PRESETS[name].timeout for name in published} == published
+    assert PRESETS["stripe"].approximate and PRESETS["shopify"].approximate and PRESETS["noukai"].approximate
+    assert not PRESETS["archived"].approximate and not PRESETS["svix"].approximate
+
+
+def test_archived_recovers_and_counts_handler_calls(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule="archived").send(
+        signed_delivery("a.b"), faults=["reset", "timeout", "lost"]
+    )
+
+    assert report.delivered and not report.disabled
+    assert [a.fault for a in report.attempts] == ["reset", "timeout", "lost", None]
+    assert report.statuses == [None, None, None, 200]
+    assert report.offsets == [0, 60, 300, 1800]
+    assert sum(report.handler_calls.values()) == 1  # the timeout's run; the rest were duplicates
+
+
+def test_a_slow_handler_times_out(
+    webhook_sender: Any, signed_delivery: Any, webhook_clock: FakeClock
+) -> None:
+    report = webhook_sender(schedule=[0, 30]).send(signed_delivery("a.b", {"slow": 11}))
+
+    assert [a.fault for a in report.attempts] == ["timeout", None]
+    assert report.attempts[1].response is not None
+    assert report.attempts[1].response.json == {"status": "duplicate"}
+    assert report.offsets == [0, 40]  # the delay counts from the end of the 10 s timeout
+
+
+def test_noukai_treats_3xx_as_permanent(webhook_sender: Any, signed_delivery: Any, script: Script) -> None:
+    script.append((302, {"Location": "/elsewhere"}))
+
+    report = webhook_sender(schedule="noukai").send(signed_delivery("a.b"))
+
+    assert report.outcome == "permanent"
+    assert report.statuses == [302]
+    assert not report.exhausted and not report.delivered and not report.disabled
+
+
+def test_other_senders_retry_a_3xx(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule="archived").send(signed_delivery("a.b"), faults=[301])
+
+    assert report.statuses == [301, 200]
+
+
+def test_github_makes_a_single_attempt(webhook_sender: Any, signed_delivery: Any) -> None:
+    assert webhook_sender(schedule="github").send(signed_delivery("a.b")).statuses == [200]
+    report = webhook_sender(schedule="github").send(signed_delivery("a.b"), faults=["timeout"])
+    assert report.offsets == [0] and report.exhausted
+
+
+@pytest.mark.parametrize("provider", ["slack"])
+def test_slack_retries_carry_their_headers(
+    provider: str,
+    webhook_sender: Any,
+    signed_delivery: Any,
+    script: Script,
+    seen: list[dict[str, str]],
+    hook_signals: Any,
+) -> None:
+    script.extend([(500, {}), (500, {}), (500, {})])
+
+    report = webhook_sender(schedule="slack").send(signed_delivery("app_mention"))
+
+    assert report.delivered and report.offsets == [0, 0, 60, 360]
+    assert [h.get("X-Slack-Retry-Num") for h in seen] == [None, "1", "2", "3"]
+    assert [h.get("X-Slack-Retry-Reason") for h in seen] == [None, "http_error", "http_error", "http_error"]
+    # Re-signed at each attempt: the last one, 6 min later, still verifies.
+    assert len({h["X-Slack-Request-Timestamp"] for h in seen}) == 3
+    assert hook_signals.of("delivery_rejected") == []
+
+
+@pytest.mark.parametrize("provider", ["slack"])
+def test_slack_timeout_is_retried_after_3_seconds(
+    provider: str, webhook_sender: Any, signed_delivery: Any, seen: list[dict[str, str]]
+) -> None:
+    report = webhook_sender(schedule="slack").send(
+        signed_delivery("app_mention"), faults=["timeout", "reset"]
+    )
+
+    assert report.offsets == [0, 3, 63]
+    assert seen[-1]["X-Slack-Retry-Reason"] == "connection_failed"
+    assert seen[-1]["X-Slack-Retry-Num"] == "2"
+
+
+def test_slack_no_retry_header_stops(webhook_sender: Any, signed_delivery: Any, script: Script) -> None:
+    script.append((500, {"X-Slack-No-Retry": "1"}))
+
+    report = webhook_sender(schedule="slack").send(signed_delivery("a.b"))
+
+    assert report.outcome == "no-retry" and len(report.attempts) == 1
+
+
+def test_slack_follows_two_redirects(webhook_sender: Any, signed_delivery: Any, script: Script) -> None:
+    script.extend([(307, {"Location": "/webhooks/"}), (307, {"Location": "https://x.example/webhooks"})])
+
+    report = webhook_sender(schedule="slack").send(signed_delivery("a.b"))
+
+    assert report.statuses == [200]
+
+
+def test_slack_gives_up_on_a_third_redirect(
+    webhook_sender: Any, signed_delivery: Any, script: Script, seen: list[dict[str, str]]
+) -> None:
+    script.extend([(307, {"Location": "/webhooks"})] * 3)
+
+    report = webhook_sender(schedule="slack").send(signed_delivery("a.b"))
+
+    assert report.statuses == [307, 200]
+    assert seen[-1]["X-Slack-Retry-Reason"] == "too_many_redirects"
+
+
+@pytest.mark.parametrize(("retry_after", "second"), [("100", 10), ("7", 7), ("1", 5)])
+def test_svix_clamps_retry_after(
+    webhook_sender: Any, signed_delivery: Any, script: Script, retry_after: str, second: float
+) -> None:
+    script.append((503, {"Retry-After": retry_after}))
+
+    report = webhook_sender(schedule="svix").send(signed_delivery("a.b"))
+
+    assert report.offsets == [0, second]
+
+
+def test_svix_waits_a_minute_after_429_or_timeout(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule="svix").send(signed_delivery("a.b"), faults=[429, "timeout"])
+
+    assert report.offsets == [0, 60, 60 + 15 + 300]
+
+
+@pytest.mark.parametrize(
+    ("control", "outcome", "disabled"), [("abort-message", "aborted", False), ("disable", "disabled", True)]
+)
+def test_svix_delivery_control(
+    webhook_sender: Any, signed_delivery: Any, script: Script, control: str, outcome: str, disabled: bool
+) -> None:
+    script.append((500, {"webhook-delivery": control}))
+
+    report = webhook_sender(schedule="svix").send(signed_delivery("a.b"))
+
+    assert (report.outcome, report.disabled, len(report.attempts)) == (outcome, disabled, 1)
+
+
+def test_standard_webhooks_410_disables(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule="standard-webhooks").send(signed_delivery("a.b"), faults=[410])
+
+    assert report.disabled and report.outcome == "disabled" and len(report.attempts) == 1
+
+
+@pytest.mark.parametrize("provider", ["stripe"])
+def test_retries_keep_the_id_and_re_sign(
+    provider: str, webhook_sender: Any, signed_delivery: Any, seen: list[dict[str, str]]
+) -> None:
+    delivery = signed_delivery("invoice.paid")
+
+    report = webhook_sender(schedule="archived").send(delivery, faults=["timeout", "lost", "timeout", "lost"])
+
+    assert report.statuses == [None, None, None, None, 200]
+    stamps = [h["Stripe-Signature"].split(",")[0] for h in seen]
+    assert len(set(stamps)) == 5  # 2 h later, only a fresh signature would verify
+    assert report.attempts[-1].response is not None
+    assert report.attempts[-1].response.json == {"status": "duplicate"}
+
+
+def test_report_reads_well(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule=[0, 1]).send(signed_delivery("a.b"), faults=[500])
+
+    assert str(report).splitlines()[:3] == [
+        "custom: delivered",
+        "  #1 +0s status=500 fault=500",
+        "  #2 +1s status=200 fault=None",
+    ]
+
+
+def test_bad_arguments_are_explained(app: Flask, webhook_clock: FakeClock, signed_delivery: Any) -> None:
+    from pytest_hooks.presets import resolve
+
+    with pytest.raises(ValueError, match="unknown sender preset 'nope'; use one of archived, noukai"):
+        resolve("nope", None)
+    with pytest.raises(ValueError, match="non-empty list of delays"):
+        resolve([], None)
+    sender = Sender(app, webhook_clock, resolve("github", None))
+    with pytest.raises(ValueError, match="unknown fault 'boom'"):
+        sender.send(signed_delivery("a.b"), faults=["boom"])

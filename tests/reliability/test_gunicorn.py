@@ -1,0 +1,144 @@
+"""Exactly-once side effects under real gunicorn workers, crashes and outages."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import RedisServer
+from tests.stores.conftest import ForeignLock
+
+from .conftest import Gunicorn, StartGunicorn, signed
+
+pytestmark = pytest.mark.slow
+
+IDS = 1000
+COPIES = 3
+THREADS = 24
+KILL_LEASE = 3.0
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hooks.sqlite3'}"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+class Sender:
+    """A sender with keep-alive per thread that retries 409s after a short pause."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.local = threading.local()
+
+    def send(self, id: str) -> tuple[int, object]:
+        session: requests.Session | None = getattr(self.local, "session", None)
+        if session is None:
+            session = self.local.session = requests.Session()
+        body, headers = signed({"id": id, "type": "job.slow"})
+        for _ in range(300):
+            try:
+                response = session.post(self.url, data=body, headers=headers, timeout=10)
+            except requests.ConnectionError:
+                time.sleep(0.05)
+                continue
+            if response.status_code != 409:
+                return response.status_code, response.json()
+            time.sleep(0.02)
+        return 0, None
+
+
+def test_duplicate_storm_runs_every_handler_once(gunicorn: StartGunicorn, store_url: str) -> None:
+    server = gunicorn(store_url)
+    sender = Sender(server.url)
+    ids = [f"evt_{n}" for n in range(IDS)]
+    with ThreadPoolExecutor(THREADS) as pool:
+        results = list(pool.map(sender.send, [id for id in ids for _ in range(COPIES)]))
+    sent = [id for id in ids for _ in range(COPIES)]
+    assert [status for status, _ in results] == [200] * len(sent)
+    assert [body for _, body in results] == [{"done": id} for id in sent]
+    completed = collections.Counter(id for id, _ in server.lines("completed"))
+    assert completed == dict.fromkeys(ids, 1)
+    assert len(server.lines("started")) == IDS
+
+
+def _wait_for(predicate: object, limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        time.sleep(0.01)
+    pytest.fail("timed out waiting")
+
+
+def test_worker_killed_mid_handler(gunicorn: StartGunicorn, store_url: str) -> None:
+    server = gunicorn(store_url, lease=KILL_LEASE)
+    block = server.workdir / "block"
+    block.touch()
+    payload = {"id": "evt_kill", "type": "job.block"}
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(server.post, payload, 30)
+        _wait_for(lambda: server.lines("started"))
+        [(_, victim)] = server.lines("started")
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(requests.ConnectionError):
+            first.result()
+    block.unlink()
+
+    busy = server.post(payload)
+    assert busy.status_code == 409
+    assert int(busy.headers["Retry-After"]) >= 1
+    statuses = []
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        response = server.post(payload)
+        statuses.append(response.status_code)
+        if response.status_code != 409:
+            break
+        time.sleep(0.2)
+    assert statuses[-1] == 200
+    assert set(statuses[:-1]) <= {409}
+    assert server.post(payload).json() == {"done": "evt_kill"}
+    [(_, survivor)] = server.lines("completed")
+    assert survivor != victim
+    assert [id for id, _ in server.lines("started")] == ["evt_kill", "evt_kill"]
+
+
+def _outage(server: Gunicorn, ids: range, expected: int) -> None:
+    for n in ids:
+        response = server.post({"id": f"evt_{n}", "type": "job.slow"})
+        assert response.status_code == expected, response.text
+
+
+def test_redis_goes_away(gunicorn: StartGunicorn, private_redis: RedisServer) -> None:
+    server = gunicorn(private_redis.url)
+    _outage(server, range(0, 1), 200)
+    private_redis.stop()
+    _outage(server, range(1, 9), 503)
+    private_redis.start()
+    _outage(server, range(1, 9), 200)
+    assert sorted(id for id, _ in server.lines("completed")) == sorted(f"evt_{n}" for n in range(9))
+
+
+def test_sqlite_locked_by_a_foreign_transaction(gunicorn: StartGunicorn, tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    server = gunicorn(f"sqlite:///{path}?timeout=0.2")
+    _outage(server, range(0, 1), 200)
+    lock = ForeignLock(path)
+    lock.acquire()
+    try:
+        _outage(server, range(1, 9), 503)
+    finally:
+        lock.release()
+    _outage(server, range(1, 9), 200)
+    assert sorted(id for id, _ in server.lines("completed")) == sorted(f"evt_{n}" for n in range(9))
