@@ -7,6 +7,7 @@ what it posts is exactly what the real sender would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import urllib.error
@@ -180,7 +181,8 @@ _HEADER = ["RECEIVED (UTC)", "RECEIVER", "ID", "TYPE", "STATUS", "CODE", "SECRET
 @click.option("--receiver", "receiver_name", metavar="NAME", help="Only this receiver (default: all).")
 @click.option("--status", metavar="STATUS", help="Only this outcome (received, duplicate, rejected, ...).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many lines.")
-def deliveries_command(receiver_name: str | None, status: str | None, limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
+def deliveries_command(receiver_name: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """Show the delivery log, newest first.
 
     SECRET is the position of the secret that matched (0 = newest): once
@@ -188,15 +190,20 @@ def deliveries_command(receiver_name: str | None, status: str | None, limit: int
     """
     state = _state()
     receivers = [pick_receiver(state, receiver_name)] if receiver_name else list(state.receivers.values())
-    rows: list[tuple[float, list[str]]] = []
+    found: list[tuple[str, LogEntry]] = []
     for receiver in receivers:
         try:
             entries = receiver.store.deliveries(receiver.name, status=status, limit=limit)
         except StoreUnavailable as exc:
             message = f"cannot read the delivery log of {receiver.name!r}: {exc.reason}"
             raise click.ClickException(message) from None
-        rows.extend((entry.received_at, _format(entry, receiver.name)) for entry in entries)
-    rows.sort(key=lambda row: row[0], reverse=True)
+        found.extend((receiver.name, entry) for entry in entries)
+    found.sort(key=lambda item: item[1].received_at, reverse=True)
+    if as_json:
+        for name, entry in found[:limit]:
+            click.echo(json.dumps({"receiver": name, **dataclasses.asdict(entry)}))
+        return
+    rows = [(entry.received_at, _format(entry, name)) for name, entry in found]
     if not rows:
         click.echo("no deliveries" + (f" with status {status!r}" if status else ""))
         return

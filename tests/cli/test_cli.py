@@ -213,6 +213,22 @@ def test_deliveries_filters_by_receiver(make_app: MakeApp) -> None:
     assert "no receiver named 'nope'" in unknown.stderr
 
 
+def test_deliveries_as_json_lines(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    client = app.test_client()
+    generic_post(client, {"id": "evt_j", "type": "a.b"})
+    generic_post(client, {"id": "evt_j", "type": "a.b"}, secret="wrong")
+    result = run(app, "deliveries", "--json")
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [(x["receiver"], x["id"], x["status"], x["code"], x["secret_index"]) for x in lines] == [
+        ("hooks", None, "rejected", 401, None),
+        ("hooks", "evt_j", "ignored", 200, 0),
+    ]
+    assert lines[0]["reason"] == "signature mismatch"
+    assert lines[1]["handlers"] == []
+
+
 def test_deliveries_on_an_empty_log(make_app: MakeApp) -> None:
     app = make_app(Hooks())
     result = run(app, "deliveries", "--status", "error")
