@@ -21,7 +21,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .core.errors import StoreUnavailable
+from .core.errors import HookError, StoreUnavailable
 from .core.providers.base import Outgoing
 from .extension import HooksState, Receiver, get_state
 from .stores.base import LogEntry
@@ -113,6 +113,16 @@ def target_url(receiver: Receiver, url: str | None) -> str:
     return base
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Senders do not follow redirects, so neither does ``send``: a 3xx is the answer."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 @cli.command("send")
 @click.argument("type")
 @click.option("--data", "data", metavar="JSON|@FILE", help="The payload: inline JSON or @path to a file.")
@@ -139,10 +149,13 @@ def send_command(
     target = target_url(receiver, url)
     delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
     key = receiver.keys[0] if receiver.keys else b""
-    signed = receiver.provider.sign(Outgoing(type, payload, delivery_id, int(receiver.now())), key)
+    try:
+        signed = receiver.provider.sign(Outgoing(type, payload, delivery_id, int(receiver.now())), key)
+    except (HookError, ValueError, TypeError) as exc:
+        raise click.ClickException(f"{receiver.provider.name} cannot sign this delivery: {exc}") from None
     request = urllib.request.Request(target, data=signed.body, headers=signed.headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, redirect
 
 from flask_hooks import Event, Hooks
 from tests.conftest import free_port, generic_post
@@ -118,6 +118,17 @@ def test_send_exits_non_zero_when_the_server_rejects(make_app: MakeApp, serve: S
     assert result.exit_code == 1
     assert result.stdout.splitlines()[-1].startswith("401")
     assert "signature mismatch" in result.stdout
+
+
+def test_send_does_not_follow_redirects(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app(Hooks())
+    app.add_url_rule("/old-hooks", "moved", lambda: redirect("/webhooks", code=308), methods=["POST"])
+    base = serve(app)
+    result = run(app, "send", "resource.created", "--url", f"{base}/old-hooks")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[1].startswith("308  ")
+    with app.app_context():
+        assert Hooks().receiver(app).store.deliveries("hooks") == []
 
 
 def test_send_reports_an_unreachable_server(make_app: MakeApp) -> None:

@@ -137,3 +137,33 @@ def test_an_unexpected_outbound_call_fails_loudly(user_project: Project) -> None
             "*unexpected outbound call POST https://api.narada.ai/v1/other",
         ]
     )
+
+
+def test_webhook_clock_needs_a_receiver(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+
+        @pytest.fixture
+        def app():
+            return Flask("bare")
+
+        def test_it(webhook_clock):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*webhook_clock: the app from your `app` fixture has no flask_hooks receiver*"])
+
+
+def test_the_clock_only_moves_forward() -> None:
+    from pytest_hooks.clock import FakeClock
+
+    clock = FakeClock(start=100)
+    assert clock() == clock.now() == 100
+    assert clock.advance(5) == 105 and clock.elapsed == 5
+    assert clock.advance_to(50) == 105
+    with pytest.raises(ValueError, match="only moves forward"):
+        clock.advance(-1)

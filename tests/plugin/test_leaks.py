@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 
@@ -52,3 +55,13 @@ def test_signals_and_clock_are_restored_after_each_test(pytester: pytest.Pyteste
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["FAILED *::test_2_fails_midway*"])
+
+
+def test_loading_the_plugin_imports_no_flask() -> None:
+    """Projects without a Flask app pay nothing for the installed plugin."""
+    code = (
+        "import sys, pytest_hooks.plugin;"
+        " print(sorted(m for m in ('flask', 'flask_hooks') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
