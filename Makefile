@@ -33,7 +33,7 @@ lint: $(STAMP)
 unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint unit
+test: lint unit docs
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
