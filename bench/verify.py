@@ -138,7 +138,7 @@ def _reference(
             from svix.webhooks import Webhook as SvixWebhook
 
             svix = SvixWebhook(secret)
-            return (lambda: svix.verify(body, headers)), "svix.webhooks.Webhook.verify (parses JSON too)"
+            return (lambda: svix.verify(body, headers)), "svix.webhooks.Webhook.verify"
         from standardwebhooks import Webhook
 
         std = Webhook(secret)

@@ -19,7 +19,8 @@ delivery_verified = _signals.signal("delivery-verified")
 delivery_rejected = _signals.signal("delivery-rejected")
 #: The id was seen before; ``in_flight`` tells whether it is still running.
 delivery_duplicate = _signals.signal("delivery-duplicate")
-#: Every matching handler succeeded and the outcome is stored; ``handlers``.
+#: Every matching handler succeeded (or was enqueued) and the outcome is
+#: stored; ``handlers`` ran in this request, ``deferred`` went to a queue.
 event_handled = _signals.signal("event-handled")
 #: No handler matched; the id is recorded all the same.
 event_ignored = _signals.signal("event-ignored")
