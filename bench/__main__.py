@@ -1,6 +1,6 @@
 """``python -m bench [section ...]``: run, print the table, write ``bench/RESULTS.md``.
 
-Sections: cpu, gunicorn, sqlite, verify, providers (default: all). Every
+Sections: cpu, gunicorn, sqlite, verify, providers, defer (default: all). Every
 number is a ratio against a reference measured in the same run on the
 same machine; nothing here fails a build.
 """
@@ -14,10 +14,31 @@ import time
 from pathlib import Path
 
 from . import cpu, sqlite_contention, verify
-from .common import Row, machine, table
+from .common import Fact, Row, machine, table
 
-SECTIONS = {**cpu.SECTIONS, **sqlite_contention.SECTIONS, **verify.SECTIONS}
+
+def defer() -> list[Row]:
+    """Acknowledgement latency with RQ and Celery (``bench/defer_ack.py``)."""
+    from . import defer_ack
+
+    result = defer_ack.measure()
+    return [
+        Fact(
+            "defer",
+            f"ack latency (median) via {name}, handler doing {defer_ack.WORK_SECONDS:.0f} s of work",
+            result[name] * 1000,
+            "ms",
+            baseline=result["sync"] * 1000,
+            note="reference column: the same handler run synchronously" if name == "celery" else "",
+        )
+        for name in ("rq", "celery")
+    ]
+
+
+SECTIONS = {**cpu.SECTIONS, **sqlite_contention.SECTIONS, **verify.SECTIONS, "defer": defer}
 RESULTS = Path(__file__).with_name("RESULTS.md")
+#: Hand-written analysis (what the references are, where the time goes), appended to RESULTS.md.
+NOTES = Path(__file__).with_name("NOTES.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             "# Benchmark results\n\n"
             f"`python -m bench {' '.join(chosen)}` on {stamp}, {elapsed:.0f} s.\n\n"
             f"Machine: {machine()}.\n\n"
-            "Ratios compare flask_hooks with a reference measured in the same run; "
-            "above 1.00x means flask_hooks costs more. See `bench/NOTES` in the module "
-            "docstrings for what each reference is.\n\n" + text + "\n"
+            "Ratios compare flask_hooks with a reference measured in the same run; above 1.00x "
+            "means flask_hooks costs more (for req/s: the reference's rate over ours).\n\n"
+            + text
+            + "\n\n"
+            + NOTES.read_text()
         )
         print(f"\nwrote {RESULTS}", file=sys.stderr)
     return 0

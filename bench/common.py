@@ -130,6 +130,10 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:.2f} {unit}"
 
 
+def _ratio(value: float) -> str:
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.4f}x"
+
+
 def table(rows: Sequence[Row]) -> str:
     """A Markdown table (readable on a terminal too)."""
     lines = [
@@ -141,12 +145,12 @@ def table(rows: Sequence[Row]) -> str:
             goal = f"<= {row.goal:.2f}x" if row.goal else ""
             lines.append(
                 f"| {row.section} | {row.name} | {fmt(row.ours, row.unit)} | "
-                f"{fmt(row.reference, row.unit)} | {row.ratio:.2f}x | {goal} | {row.verdict} |"
+                f"{fmt(row.reference, row.unit)} | {_ratio(row.ratio)} | {goal} | {row.verdict} |"
             )
         else:
             goal = f"<= {fmt(row.goal, row.unit)}" if row.goal is not None else ""
             base = fmt(row.baseline, row.unit) if row.baseline is not None else ""
-            ratio = f"{row.value / row.baseline:.2f}x" if row.baseline else ""
+            ratio = _ratio(row.value / row.baseline) if row.baseline else ""
             lines.append(
                 f"| {row.section} | {row.name} | {fmt(row.value, row.unit)} | {base} | {ratio} | "
                 f"{goal} | {row.verdict} |"

@@ -112,8 +112,9 @@ def _request_copies(body: bytes, headers: dict[str, str]) -> list[Row]:
             out["hooks"],
             "copies",
             baseline=out["plain"],
-            note="one copy is the body read from the stream; parsing the JSON payload "
-            "(the handler's event.payload) adds its own strings, in both apps",
+            note="the request keeps one copy (the body bytes); verify adds none. The peak is "
+            "werkzeug's get_data (reads chunks, then joins them: 2 copies) and json.loads "
+            "(decodes to str, then builds the payload's strings), the same in both apps",
         )
     ]
 

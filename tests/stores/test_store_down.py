@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +37,24 @@ def test_redis_stopped_is_unavailable_then_recovers(private_redis: RedisServer) 
             store.deliveries("ns")
         private_redis.start()
         assert store.claim("ns", "evt_2", now=T0, lease=30, ttl=60).state == "new"
+    finally:
+        store.close()
+
+
+def test_redis_not_answering_is_unavailable(private_redis: RedisServer) -> None:
+    """A hung server (SIGSTOP) is a timeout, and a timeout is a 503 like any other failure."""
+    store = RedisStore.from_url(private_redis.url + "?socket_timeout=0.2")
+    assert private_redis.proc is not None
+    pid = private_redis.proc.pid
+    try:
+        store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.claim("ns", "evt_2", now=T0, lease=30, ttl=60)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert store.claim("ns", "evt_3", now=T0, lease=30, ttl=60).state == "new"
     finally:
         store.close()
 
