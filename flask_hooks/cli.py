@@ -7,7 +7,6 @@ what it posts is exactly what the real sender would.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import urllib.error
@@ -214,7 +213,7 @@ def deliveries_command(receiver_name: str | None, status: str | None, limit: int
     found.sort(key=lambda item: item[1].received_at, reverse=True)
     if as_json:
         for name, entry in found[:limit]:
-            click.echo(json.dumps({"receiver": name, **dataclasses.asdict(entry)}))
+            click.echo(json.dumps({"receiver": name, **entry._asdict()}))
         return
     rows = [(entry.received_at, _format(entry, name)) for name, entry in found]
     if not rows:

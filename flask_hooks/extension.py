@@ -15,8 +15,8 @@ from flask import Flask, current_app
 
 from .core.clock import Clock
 from .core.errors import ConfigError
-from .core.event import Event, Headers
-from .core.pipeline import Notify, Outcome, Pipeline, ReceiverConfig, Run
+from .core.event import Event
+from .core.pipeline import Pipeline, ReceiverConfig
 from .core.providers import Provider
 from .core.routing import Router
 from .settings import Settings, resolve
@@ -53,9 +53,6 @@ class Receiver:
 
     def now(self) -> float:
         return self.clock()
-
-    def process(self, headers: Headers, body: bytes, *, run: Run, notify: Notify) -> Outcome:
-        return self.pipeline.process(headers, body, run=run, notify=notify)
 
     def __repr__(self) -> str:
         return f"<Receiver {self.name!r} {self.settings.url} {self.provider.name}>"

@@ -9,7 +9,7 @@ import functools
 import json
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Request, Response, current_app, request
 
 from . import signals
 from .core.errors import BodyTooLarge, HookError, _RetryLater
@@ -55,42 +55,52 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
 def receive(_receiver: str) -> Response:
     """The view: everything but reading the body is the core's job."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
     receiver = get_receiver(app, _receiver)
     try:
-        body = _read_body(receiver.settings.max_body)
+        body = _read_body(req, receiver.settings.max_body)
     except BodyTooLarge as exc:
         signals.delivery_rejected.send(app, receiver=receiver.name, reason=exc.reason)
         return respond(Outcome("rejected", exc.status, error=exc), receiver.provider)
 
     def notify(name: str, **kwargs: Any) -> None:
-        _SIGNALS[name].send(app, **kwargs)
+        signal = _SIGNALS[name]
+        if signal.receivers:
+            signal.send(app, **kwargs)
 
     def run(route: Route, event: Event) -> Reply | None:
         return render(route.func(event))
 
-    outcome = receiver.process(Headers(request.headers.items()), body, run=run, notify=notify)
+    outcome = receiver.pipeline.process(Headers.from_environ(req.environ), body, run=run, notify=notify)
     return respond(outcome, receiver.provider)
 
 
-def _read_body(limit: int) -> bytes:
+def _read_body(req: Request, limit: int) -> bytes:
     """The 413 comes from Content-Length before reading, or while streaming.
 
     Werkzeug's own ``max_content_length`` silently truncates a chunked
-    body at the limit, so the stream is read here with ``limit + 1``.
+    body at the limit, so a body without a length is read to ``limit + 1``.
     """
-    if request.content_length is not None and request.content_length > limit:
+    length = req.content_length
+    if length is not None and length > limit:
         raise BodyTooLarge()
-    stream = request.stream
-    first = stream.read(limit + 1)
-    chunks = [first]
-    size = len(first)
-    while first and size <= limit:
-        first = stream.read(limit + 1 - size)
-        chunks.append(first)
-        size += len(first)
-    if size > limit:
+    if length is not None and not req.environ.get("wsgi.input_terminated"):
+        return req.get_data(cache=True)  # werkzeug bounds the read by Content-Length
+    # A server that terminates the input (chunked bodies) is read to EOF, as werkzeug does.
+    stream = req.stream
+    want = limit + 1
+    body = stream.read(want)
+    if len(body) < want and body:
+        # Short reads are allowed by WSGI; keep reading to the end or the limit.
+        chunks = [body]
+        size = len(body)
+        while size < want and (chunk := stream.read(want - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        body = b"".join(chunks)
+    if len(body) > limit:
         raise BodyTooLarge()
-    return chunks[0] if len(chunks) <= 2 and not chunks[-1] else b"".join(chunks)
+    return body
 
 
 def render(value: object) -> Reply | None:
@@ -105,6 +115,12 @@ def _json(data: dict[str, Any], status: int) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json")
 
 
+#: The fixed success bodies, serialised once.
+_STATUS_BODIES = {
+    kind: json.dumps({"status": kind}).encode() for kind in ("received", "ignored", "duplicate")
+}
+
+
 def respond(outcome: Outcome, provider: Provider) -> Response:
     """Map an outcome (and its error, if any) to the sender-facing response."""
     if outcome.extra is not None:
@@ -114,7 +130,8 @@ def respond(outcome: Outcome, provider: Provider) -> Response:
         return Response(reply.body, status=reply.status, content_type=reply.content_type)
     error = outcome.error
     if error is None:
-        return _json({"status": outcome.kind}, 200)
+        body = _STATUS_BODIES.get(outcome.kind) or json.dumps({"status": outcome.kind}).encode()
+        return Response(body, status=200, mimetype="application/json")
     status = provider.rejection_status if outcome.kind == "rejected" and error.status == 401 else error.status
     response = _json({"status": outcome.kind, "reason": _safe_reason(error)}, status)
     if isinstance(error, _RetryLater):

@@ -218,10 +218,30 @@ def test_oversized_streamed_body_is_413(make_app: Callable[..., Flask]) -> None:
         environ_overrides={
             "wsgi.input": io.BytesIO(body),
             "wsgi.input_terminated": True,
-            "CONTENT_LENGTH": "",
+            "HTTP_TRANSFER_ENCODING": "chunked",
         },
     )
     assert response.status_code == 413
+
+
+def test_streamed_body_under_the_limit_is_read_whole(make_app: Callable[..., Flask]) -> None:
+    app = make_app(Hooks(store="memory://", max_body=100_000))
+    body = json.dumps(payload(pad="x" * 50_000)).encode()
+
+    class Trickle(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:  # short reads, as WSGI allows
+            return super().read(min(size if size and size > 0 else 4096, 4096))
+
+    response = app.test_client().post(
+        "/webhooks",
+        headers={"X-Webhook-Signature": generic_signature(body)},
+        environ_overrides={
+            "wsgi.input": Trickle(body),
+            "wsgi.input_terminated": True,
+            "HTTP_TRANSFER_ENCODING": "chunked",
+        },
+    )
+    assert response.status_code == 200
 
 
 def test_body_at_the_limit_is_accepted(make_app: Callable[..., Flask]) -> None:

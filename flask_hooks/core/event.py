@@ -2,53 +2,94 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+_SPECIAL = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
+
+
+@functools.lru_cache(maxsize=512)
+def _environ_key(name: str) -> str:
+    """``X-Hub-Signature-256`` -> ``HTTP_X_HUB_SIGNATURE_256`` (PEP 3333 naming)."""
+    key = name.upper().replace("-", "_")
+    return key if key in _SPECIAL else "HTTP_" + key
 
 
 class Headers(Mapping[str, str]):
     """A read-only, case-insensitive header mapping.
 
-    Built once from whatever the transport gives (a dict, werkzeug
-    ``Headers``, a list of pairs) so the core never depends on it.
+    Built from whatever the transport gives (a dict, a list of pairs) so
+    the core never depends on it; :meth:`from_environ` reads a WSGI
+    environ in place, so a delivery costs no copy of its headers.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_environ", "_items")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
         pairs = items.items() if isinstance(items, Mapping) else items
-        self._items: dict[str, str] = {}
+        self._environ: Mapping[str, Any] | None = None
+        self._items: dict[str, str] | None = {}
         for key, value in pairs:
             # Keep the first of repeated headers, like most servers do.
             self._items.setdefault(str(key).lower(), str(value))
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, Any]) -> Headers:
+        """The request headers of a WSGI environ, looked up lazily."""
+        self = cls.__new__(cls)
+        self._environ, self._items = environ, None
+        return self
+
+    def _dict(self) -> dict[str, str]:
+        if self._items is None:
+            assert self._environ is not None
+            items = {}
+            for key, value in self._environ.items():
+                if key.startswith("HTTP_"):
+                    items[key[5:].replace("_", "-").lower()] = str(value)
+                elif key in _SPECIAL and value:
+                    items[_SPECIAL[key]] = str(value)
+            self._items = items
+        return self._items
+
     def __getitem__(self, key: str) -> str:
-        return self._items[key.lower()]
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return str(value)
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and key.lower() in self._items
+        return isinstance(key, str) and self.get(key) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
+        if self._items is None:
+            value = self._environ.get(_environ_key(key)) if self._environ is not None else None
+            return default if value is None or (value == "" and key.lower() in _LENGTHS) else value
         return self._items.get(key.lower(), default)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(self._dict())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._dict())
 
     def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+        return f"Headers({self._dict()!r})"
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
+_LENGTHS = frozenset(_SPECIAL.values())
+
+
+class Event(NamedTuple):
     """One verified, parsed delivery.
 
     ``body`` is the exact bytes that were verified; ``payload`` was parsed
     from those same bytes. ``secret_index`` is the position of the secret
     that matched (0 is the newest), so rotations can be watched.
+
+    A named tuple, so it is immutable and cheap to build on every request;
+    its fields are read by name.
     """
 
     id: str

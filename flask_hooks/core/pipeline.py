@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..defer.base import hand_over
 from ..stores.base import DedupeStore, LogEntry, Reply
@@ -42,8 +42,7 @@ Run = Callable[[Route, Event], "Reply | None"]
 Notify = Callable[..., None]
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What happened, for the transport to turn into a response.
 
     ``kind`` is the word in the response body (``received``, ``ignored``,
@@ -103,18 +102,18 @@ class Pipeline:
             parsed = cfg.provider.parse(headers, body)
         except PayloadError as exc:
             return self._reject("invalid", exc, received_at, started, notify)
-        event = Event(
-            id=parsed.id,
-            type=parsed.type,
-            payload=parsed.payload,
-            body=body,
-            headers=headers,
-            provider=cfg.provider.name,
-            receiver=cfg.name,
-            timestamp=verified.timestamp,
-            received_at=received_at,
-            attempt=parsed.attempt,
-            secret_index=verified.secret_index,
+        event = Event(  # positional: this runs on every delivery
+            parsed.id,
+            parsed.type,
+            parsed.payload,
+            body,
+            headers,
+            cfg.provider.name,
+            cfg.name,
+            verified.timestamp,
+            received_at,
+            parsed.attempt,
+            verified.secret_index,
         )
         notify("delivery_verified", receiver=cfg.name, event=event)
         immediate = cfg.provider.immediate(parsed)
@@ -232,17 +231,8 @@ class Pipeline:
         ran: Sequence[str] = (),
         reason: str = "",
     ) -> LogEntry:
-        return LogEntry(
-            id=event.id,
-            type=event.type,
-            status=status,
-            code=code,
-            reason=reason,
-            secret_index=event.secret_index,
-            received_at=event.received_at,
-            duration=time.perf_counter() - started,
-            handlers=tuple(ran),
-        )
+        e, duration = event, time.perf_counter() - started
+        return LogEntry(e.id, e.type, status, code, reason, e.secret_index, e.received_at, duration, (*ran,))
 
     def _log_quietly(self, entry: LogEntry) -> None:
         """The log is for operators; losing a line must not change the answer."""

@@ -60,8 +60,12 @@ class Route:
 class Router:
     """Routes in registration order."""
 
+    #: How many event types' matches are remembered (types come from senders).
+    cache_size = 1024
+
     def __init__(self) -> None:
         self.routes: list[Route] = []
+        self._cache: dict[str, tuple[Route, ...]] = {}
 
     def add(self, func: Handler, patterns: tuple[str, ...], *, defer: Any = None) -> Route:
         if not patterns:
@@ -75,14 +79,21 @@ class Router:
             if existing.name == route.name and existing.func is not func:
                 raise ConfigError(f"two different handlers are both named {route.name!r}")
         self.routes.append(route)
+        self._cache.clear()
         return route
 
-    def match(self, type: str) -> list[Route]:
+    def match(self, type: str) -> tuple[Route, ...]:
         """Every route accepting ``type``, in order, each handler once."""
-        seen: set[str] = set()
-        out = []
-        for route in self.routes:
-            if route.name not in seen and route.accepts(type):
-                seen.add(route.name)
-                out.append(route)
-        return out
+        found = self._cache.get(type)
+        if found is None:
+            seen: set[str] = set()
+            out = []
+            for route in self.routes:
+                if route.name not in seen and route.accepts(type):
+                    seen.add(route.name)
+                    out.append(route)
+            found = tuple(out)
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            self._cache[type] = found
+        return found

@@ -16,9 +16,10 @@ import base64
 import dataclasses
 import json
 import secrets
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 ClaimState = Literal["new", "inflight", "done"]
 
@@ -45,9 +46,11 @@ class Reply:
         return cls(int(data["status"]), base64.b64decode(data["body"]), str(data["content_type"]))
 
 
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """The answer to ``claim``.
+_NO_HANDLERS: Mapping[str, Reply | None] = types.MappingProxyType({})
+
+
+class Claim(NamedTuple):
+    """The answer to ``claim`` (a named tuple: one per delivery).
 
     ``new``: this caller owns the delivery (``token``); ``handlers`` lists
     the handlers an earlier attempt already completed, with their replies.
@@ -57,15 +60,18 @@ class Claim:
 
     state: ClaimState
     token: str = ""
-    handlers: Mapping[str, Reply | None] = dataclasses.field(default_factory=dict)
+    handlers: Mapping[str, Reply | None] = _NO_HANDLERS
     reply: Reply | None = None
     outcome: str = ""
     retry_after: float = 0.0
 
 
-@dataclasses.dataclass(frozen=True)
-class LogEntry:
-    """One line of the bounded delivery log (``flask hooks deliveries``)."""
+class LogEntry(NamedTuple):
+    """One line of the bounded delivery log (``flask hooks deliveries``).
+
+    A named tuple: one is built for every delivery, and it is cheaper
+    than a frozen dataclass.
+    """
 
     id: str | None
     type: str | None
@@ -78,9 +84,7 @@ class LogEntry:
     handlers: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        # vars(), not dataclasses.asdict(): asdict deep-copies every field, a
-        # measurable share of a delivery's CPU (bench/RESULTS.md).
-        return json.dumps(vars(self), separators=(",", ":"))
+        return json.dumps(self._asdict(), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> LogEntry:

@@ -24,7 +24,8 @@ def bounded_header(headers: Headers, name: str) -> str:
     value = headers.get(name)
     if not value:
         raise VerificationError(f"missing {name} header")
-    value = str(value)
+    if type(value) is not str:
+        value = str(value)
     if len(value) > MAX_HEADER:
         raise VerificationError(f"{name} header too long")
     if not value.isascii():

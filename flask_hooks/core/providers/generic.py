@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ..errors import PayloadError, VerificationError
 from ..event import Headers
+from ._parsing import bounded_header, from_hex
 from .base import (
     Outgoing,
     Parsed,
@@ -21,19 +22,10 @@ from .base import (
     Verified,
     dump,
     field,
-    header,
     load_json,
-    match_any,
+    match_body_mac,
     require_str,
 )
-
-
-def hex_to_bytes(value: str) -> bytes:
-    """Decode a hex digest, or reject it (never raise anything else)."""
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        raise VerificationError("malformed signature") from None
 
 
 class Generic(Provider):
@@ -61,12 +53,13 @@ class Generic(Provider):
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        value = header(headers, self.signature_header).strip()
+        value = bounded_header(headers, self.signature_header)
         if self.prefix and value[: len(self.prefix)].lower() == self.prefix:
             value = value[len(self.prefix) :]
-        given = hex_to_bytes(value)
-        expected = [hmac.new(key, body, hashlib.sha256).digest() for key in keys]
-        return Verified(secret_index=match_any(expected, [given]))
+        given = from_hex(value)
+        if given is None:
+            raise VerificationError("malformed signature")
+        return match_body_mac(given, body, keys)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_json(body)

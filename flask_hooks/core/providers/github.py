@@ -26,7 +26,7 @@ from .base import (
     dump,
     field,
     load_json,
-    match_any,
+    match_body_mac,
     require_str,
 )
 
@@ -54,8 +54,7 @@ class GitHub(Provider):
         given = from_hex(value[len(PREFIX) :])
         if given is None:
             raise VerificationError("malformed signature")
-        expected = [hmac.new(key, body, hashlib.sha256).digest() for key in keys]
-        return Verified(secret_index=match_any(expected, [given]))
+        return match_body_mac(given, body, keys)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_json(body)

@@ -30,8 +30,9 @@ from .base import (
     dump,
     field,
     load_json,
-    match_any,
+    match_macs,
     require_str,
+    verified,
 )
 
 Signed = Literal["auto", "body", "timestamp.body"]
@@ -101,9 +102,8 @@ class Noukai(Provider):
             timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
         elif self.signed == "timestamp.body":
             raise VerificationError("missing timestamp slot")
-        message = self._message(raw_stamp, body)
-        expected = [self._mac(key, message) for key in keys]
-        return Verified(secret_index=match_any(expected, candidates), timestamp=timestamp)
+        prefix = b"" if raw_stamp is None else raw_stamp.encode("ascii") + b"."
+        return verified(match_macs(candidates, keys, prefix, body), timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_json(body)

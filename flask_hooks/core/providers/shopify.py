@@ -25,7 +25,7 @@ from .base import (
     Verified,
     dump,
     load_json,
-    match_any,
+    match_body_mac,
     require_str,
 )
 
@@ -49,8 +49,7 @@ class Shopify(Provider):
         given = from_base64(bounded_header(headers, HEADER))
         if given is None:
             raise VerificationError("malformed signature")
-        expected = [hmac.new(key, body, hashlib.sha256).digest() for key in keys]
-        return Verified(secret_index=match_any(expected, [given]))
+        return match_body_mac(given, body, keys)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         return Parsed(

@@ -31,8 +31,9 @@ from .base import (
     dump,
     field,
     load_json,
-    match_any,
+    match_macs,
     require_str,
+    verified,
 )
 
 SIGNATURE = "X-Slack-Signature"
@@ -67,9 +68,8 @@ class Slack(Provider):
         if given is None:
             raise VerificationError("malformed signature")
         timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
-        base = f"{VERSION}:{raw_stamp}:".encode("ascii") + body
-        expected = [hmac.new(key, base, hashlib.sha256).digest() for key in keys]
-        return Verified(secret_index=match_any(expected, [given]), timestamp=timestamp)
+        index = match_macs((given,), keys, f"{VERSION}:{raw_stamp}:".encode("ascii"), body)
+        return verified(index, timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         attempt = _attempt(headers)

@@ -31,8 +31,9 @@ from .base import (
     dump,
     field,
     load_json,
-    match_any,
+    match_macs,
     require_str,
+    verified,
 )
 
 PREFIX = "whsec_"
@@ -97,9 +98,8 @@ class StandardWebhooks(Provider):
         if not candidates:
             raise VerificationError("no v1 signature")
         timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
-        content = f"{msg_id}.{raw_stamp}.".encode("ascii") + body
-        expected = [hmac.new(key, content, hashlib.sha256).digest() for key in keys]
-        return Verified(secret_index=match_any(expected, candidates), timestamp=timestamp)
+        index = match_macs(candidates, keys, f"{msg_id}.{raw_stamp}.".encode("ascii"), body)
+        return verified(index, timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_json(body)

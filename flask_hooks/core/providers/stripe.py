@@ -29,8 +29,9 @@ from .base import (
     dump,
     field,
     load_json,
-    match_any,
+    match_macs,
     require_str,
+    verified,
 )
 
 HEADER = "Stripe-Signature"
@@ -64,9 +65,8 @@ class Stripe(Provider):
         if not candidates:
             raise VerificationError("no v1 signature")
         timestamp = check_timestamp(stamps[0], now=now, tolerance=tolerance)
-        content = stamps[0].encode("ascii") + b"." + body
-        expected = [hmac.new(key, content, hashlib.sha256).digest() for key in keys]
-        return Verified(secret_index=match_any(expected, candidates), timestamp=timestamp)
+        index = match_macs(candidates, keys, stamps[0].encode("ascii") + b".", body)
+        return verified(index, timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_json(body)
