@@ -49,8 +49,12 @@ def _cpu(app: Flask, environs: list[dict[str, Any]]) -> float:
     return (time.process_time() - start) / len(environs)
 
 
-def in_process(n: int = 1000, rounds: int = 9) -> list[Row]:
-    """Direct WSGI calls (no test client): CPU seconds per new delivery."""
+def in_process(n: int = 250, rounds: int = 36) -> list[Row]:
+    """Direct WSGI calls (no test client): CPU seconds per new delivery.
+
+    Many short alternating rounds, best of each: on a shared machine a
+    long round is likely to catch a neighbour's burst on one side only.
+    """
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, store in [("memory", "memory://"), ("sqlite", f"sqlite:///{tmp}/{{}}.sqlite3")]:

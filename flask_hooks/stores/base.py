@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
+import os
 import secrets
 import types
 from abc import ABC, abstractmethod
@@ -93,9 +95,20 @@ class LogEntry(NamedTuple):
         return cls(**data)
 
 
+#: Random per process start, so tokens from different machines never meet.
+_TOKEN_PREFIX = secrets.token_hex(6)
+_token_counter = itertools.count()
+
+
 def new_token() -> str:
-    """An unguessable claim token."""
-    return secrets.token_hex(12)
+    """A claim token unique across processes and machines.
+
+    It fences claims (a worker whose lease expired cannot complete a newer
+    claim) and never leaves the server, so it must be unique, not secret:
+    a random prefix, the pid (forked workers share the prefix) and a
+    counter, without a ``getrandom`` system call per delivery.
+    """
+    return f"{_TOKEN_PREFIX}.{os.getpid():x}.{next(_token_counter):x}"
 
 
 def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import collections
-import dataclasses
 import threading
+from typing import NamedTuple
 
 from ..core.errors import LeaseLost
 from .base import Claim, DedupeStore, LogEntry, Reply, new_token
 
+#: Expired records are swept every this many claims.
+_SWEEP_EVERY = 4096
 
-@dataclasses.dataclass
-class _Record:
-    state: str = "free"
+
+class _Record(NamedTuple):
+    # Immutable and replaced on change: a tuple of plain values is untracked
+    # by the cyclic GC, so a large store does not slow every collection.
+    state: str
     token: str = ""
     lease_until: float = 0.0
     expires_at: float = 0.0
-    handlers: dict[str, Reply | None] = dataclasses.field(default_factory=dict)
+    handlers: tuple[tuple[str, Reply | None], ...] = ()
     reply: Reply | None = None
     outcome: str = ""
 
@@ -29,29 +33,42 @@ class MemoryStore(DedupeStore):
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], _Record] = {}
         self._logs: dict[str, collections.deque[LogEntry]] = {}
+        self._claims = 0
 
     def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
+        key = (ns, id)
         with self._lock:
-            rec = self._records.get((ns, id))
-            if rec is None or rec.expires_at <= now:
-                rec = self._records[(ns, id)] = _Record()
-            if rec.state == "done":
-                return Claim("done", reply=rec.reply, outcome=rec.outcome)
-            if rec.state == "inflight" and rec.lease_until > now:
-                return Claim("inflight", retry_after=rec.lease_until - now)
-            rec.state, rec.token = "inflight", new_token()
-            rec.lease_until, rec.expires_at = now + lease, now + max(ttl, lease)
-            return Claim("new", token=rec.token, handlers=dict(rec.handlers))
+            self._claims += 1
+            if self._claims % _SWEEP_EVERY == 0:
+                self._sweep(now)
+            rec = self._records.get(key)
+            handlers: tuple[tuple[str, Reply | None], ...] = ()
+            if rec is not None and rec.expires_at > now:
+                if rec.state == "done":
+                    return Claim("done", reply=rec.reply, outcome=rec.outcome)
+                if rec.state == "inflight" and rec.lease_until > now:
+                    return Claim("inflight", retry_after=rec.lease_until - now)
+                handlers = rec.handlers
+            token = new_token()
+            self._records[key] = _Record("inflight", token, now + lease, now + max(ttl, lease), handlers)
+        return Claim("new", token=token, handlers=dict(handlers))
 
-    def _owned(self, ns: str, id: str, token: str, now: float) -> _Record:
-        rec = self._records.get((ns, id))
+    def _sweep(self, now: float) -> None:
+        expired = [key for key, rec in self._records.items() if rec.expires_at <= now]
+        for key in expired:
+            del self._records[key]
+
+    def _owned(self, key: tuple[str, str], token: str) -> _Record:
+        rec = self._records.get(key)
         if rec is None or rec.state != "inflight" or rec.token != token:
             raise LeaseLost()
         return rec
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
+        key = (ns, id)
         with self._lock:
-            self._owned(ns, id, token, now).handlers[handler] = reply
+            rec = self._owned(key, token)
+            self._records[key] = rec._replace(handlers=(*rec.handlers, (handler, reply)))
 
     def complete(
         self,
@@ -65,18 +82,19 @@ class MemoryStore(DedupeStore):
         ttl: float,
         entry: LogEntry | None = None,
     ) -> None:
+        key = (ns, id)
         with self._lock:
-            rec = self._owned(ns, id, token, now)
-            rec.state, rec.token, rec.reply, rec.outcome = "done", "", reply, outcome
-            rec.expires_at = now + ttl
+            self._owned(key, token)
+            self._records[key] = _Record("done", "", 0.0, now + ttl, (), reply, outcome)
             if entry is not None:
                 self._append(ns, entry)
 
     def release(self, ns: str, id: str, token: str, *, now: float) -> None:
+        key = (ns, id)
         with self._lock:
-            rec = self._records.get((ns, id))
+            rec = self._records.get(key)
             if rec is not None and rec.state == "inflight" and rec.token == token:
-                rec.state, rec.token, rec.lease_until = "free", "", 0.0
+                self._records[key] = rec._replace(state="free", token="", lease_until=0.0)
 
     def _append(self, ns: str, entry: LogEntry) -> None:
         log = self._logs.get(ns)
