@@ -7,9 +7,7 @@ import hmac
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +16,9 @@ import pytest
 from flask import Flask
 
 from flask_hooks import Hooks
+from tests.helpers import free_port, stop_process, wait_for_port
 
 SECRET = "whsec-test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def generic_signature(body: bytes, secret: str = SECRET) -> str:
@@ -78,24 +71,11 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        pytest.fail("redis-server did not start")
+        wait_for_port(self.port, self.proc, "redis-server", timeout=10)
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, timeout=5)
             self.proc = None
 
     def flush(self) -> None:
@@ -107,6 +87,17 @@ class RedisServer:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, so stopping it disturbs nobody."""
+    server = RedisServer(tmp_path_factory.mktemp("private-redis"))
     server.start()
     try:
         yield server

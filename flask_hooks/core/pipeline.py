@@ -93,9 +93,7 @@ class Pipeline:
         received_at = cfg.clock()
         notify("delivery_received", receiver=cfg.name)
         try:
-            verified = cfg.provider.verify(
-                headers, body, cfg.keys, now=received_at, tolerance=cfg.tolerance
-            )
+            verified = cfg.provider.verify(headers, body, cfg.keys, now=received_at, tolerance=cfg.tolerance)
         except VerificationError as exc:
             return self._reject("rejected", exc, received_at, started, notify)
         try:
@@ -137,8 +135,10 @@ class Pipeline:
         cfg = self.config
         status = cfg.provider.rejection_status if kind == "rejected" else exc.status
         notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
-        self._log_quietly(
-            LogEntry(None, None, kind, status, exc.reason, None, received_at, time.perf_counter() - started)
+        log_quietly(
+            cfg.store,
+            cfg.name,
+            LogEntry(None, None, kind, status, exc.reason, None, received_at, time.perf_counter() - started),
         )
         return Outcome(kind, status, error=exc)
 
@@ -149,7 +149,7 @@ class Pipeline:
         claim = cfg.store.claim(cfg.name, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl)
         if claim.state == "done":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=False)
-            self._log_quietly(self._entry(event, "duplicate", 200, started))
+            log_quietly(cfg.store, cfg.name, log_entry(event, "duplicate", 200, started))
             return Outcome("duplicate", reply=claim.reply, event=event)
         if claim.state == "inflight":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=True)
@@ -185,7 +185,7 @@ class Pipeline:
             reply=reply,
             now=cfg.clock(),
             ttl=cfg.dedupe_ttl,
-            entry=self._entry(event, kind, reply.status if reply else 200, started, ran),
+            entry=log_entry(event, kind, reply.status if reply else 200, started, ran),
         )
         if routes:
             notify(
@@ -219,27 +219,24 @@ class Pipeline:
             cfg.store.release(cfg.name, event.id, token, now=cfg.clock())
         except StoreUnavailable:
             log.warning("could not release %s; its lease will expire", event.id)
-        self._log_quietly(self._entry(event, kind, error.status, started, ran, error.reason))
+        log_quietly(cfg.store, cfg.name, log_entry(event, kind, error.status, started, ran, error.reason))
         return Outcome(kind, error.status, error=error, event=event)
 
-    def _entry(
-        self,
-        event: Event,
-        status: str,
-        code: int,
-        started: float,
-        ran: Sequence[str] = (),
-        reason: str = "",
-    ) -> LogEntry:
-        e, duration = event, time.perf_counter() - started
-        return LogEntry(e.id, e.type, status, code, reason, e.secret_index, e.received_at, duration, (*ran,))
 
-    def _log_quietly(self, entry: LogEntry) -> None:
-        """The log is for operators; losing a line must not change the answer."""
-        try:
-            self.config.store.log(self.config.name, entry)
-        except StoreUnavailable:
-            log.warning("delivery log unavailable for %s", self.config.name)
+def log_entry(
+    event: Event, status: str, code: int, started: float, ran: Sequence[str] = (), reason: str = ""
+) -> LogEntry:
+    """The delivery-log line for ``event``; ``started`` is a ``perf_counter`` reading."""
+    e, duration = event, time.perf_counter() - started
+    return LogEntry(e.id, e.type, status, code, reason, e.secret_index, e.received_at, duration, (*ran,))
+
+
+def log_quietly(store: DedupeStore, ns: str, entry: LogEntry) -> None:
+    """The log is for operators; losing a line must not change the answer."""
+    try:
+        store.log(ns, entry)
+    except StoreUnavailable:
+        log.warning("delivery log unavailable for %s", ns)
 
 
 def _first_reply(routes: Sequence[Route], replies: dict[str, Reply | None]) -> Reply | None:

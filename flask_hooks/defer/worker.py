@@ -21,9 +21,9 @@ from flask import Flask, current_app, has_app_context
 
 from .. import signals
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
+from ..core.pipeline import log_entry, log_quietly
 from ..core.routing import Route
 from ..extension import Receiver, get_receiver
-from ..stores.base import LogEntry
 from .base import Job, handler_key, handler_namespace, log
 
 _apps: dict[str, Flask] = {}
@@ -91,7 +91,7 @@ def run_job(app: Flask, job: Job) -> str:
     claim = store.claim(ns, key, now=receiver.now(), lease=lease, ttl=max(ttl, lease))
     if claim.state == "done":
         log.info("deferred %s for %s %s already ran", route.name, receiver.name, event.id)
-        _log(receiver, _entry(job, route, "duplicate", 200, started))
+        log_quietly(store, receiver.name, log_entry(event, "duplicate", 200, started, (route.name,)))
         return "duplicate"
     if claim.state == "inflight":
         raise InFlight(after=claim.retry_after)
@@ -102,36 +102,15 @@ def run_job(app: Flask, job: Job) -> str:
             signals.handler_failed.send(
                 app, receiver=receiver.name, event=event, handler=route.name, error=exc
             )
-            _log(receiver, _entry(job, route, "error", 500, started, "handler failed"))
+            log_quietly(
+                store, receiver.name, log_entry(event, "error", 500, started, (route.name,), "handler failed")
+            )
         try:
             store.release(ns, key, claim.token, now=receiver.now())
         except StoreUnavailable:
             log.warning("could not release %s %s; its lease will expire", ns, key)
         raise
     store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
-    _log(receiver, _entry(job, route, "handled", 200, started))
+    log_quietly(store, receiver.name, log_entry(event, "handled", 200, started, (route.name,)))
     signals.event_handled.send(app, receiver=receiver.name, event=event, handlers=(route.name,))
     return "handled"
-
-
-def _entry(job: Job, route: Route, status: str, code: int, started: float, reason: str = "") -> LogEntry:
-    e = job.event
-    return LogEntry(
-        id=e.id,
-        type=e.type,
-        status=status,
-        code=code,
-        reason=reason,
-        secret_index=e.secret_index,
-        received_at=e.received_at,
-        duration=time.perf_counter() - started,
-        handlers=(route.name,),
-    )
-
-
-def _log(receiver: Receiver, entry: LogEntry) -> None:
-    """Worker runs show up in ``flask hooks deliveries``; a lost line changes nothing."""
-    try:
-        receiver.store.log(receiver.name, entry)
-    except StoreUnavailable:
-        log.warning("delivery log unavailable for %s", receiver.name)

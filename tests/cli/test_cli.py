@@ -14,7 +14,8 @@ from typing import Any
 from flask import Flask, redirect
 
 from flask_hooks import Event, Hooks
-from tests.conftest import free_port, generic_post
+from tests.conftest import generic_post
+from tests.helpers import free_port
 
 MakeApp = Callable[..., Flask]
 Serve = Callable[[Flask], str]

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 
 from flask_hooks.extension import get_receiver
+from tests.helpers import stop_process
 
 from .defer_app import create_app
 
@@ -119,13 +120,7 @@ class Workers:
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
 
 
 @pytest.fixture

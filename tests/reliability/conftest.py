@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import SECRET, RedisServer, free_port
+from tests.conftest import SECRET
+from tests.helpers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
@@ -51,13 +51,7 @@ class Gunicorn:
         return requests.post(self.url, data=body, headers=headers, timeout=timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
 
 StartGunicorn = Callable[..., Gunicorn]
@@ -125,12 +119,3 @@ def gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
             server.stop()
 
 
-@pytest.fixture
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, so stopping it disturbs nobody."""
-    server = RedisServer(tmp_path_factory.mktemp("private-redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -1,4 +1,4 @@
-"""Store fixtures: one backend per contract subclass, and a private redis for faults."""
+"""Store fixtures: one backend per contract subclass, and a foreign lock on SQLite."""
 
 from __future__ import annotations
 
@@ -7,19 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import RedisServer
-
-
-@pytest.fixture
-def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, so stopping it disturbs nobody."""
-    server = RedisServer(tmp_path_factory.mktemp("private-redis"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class ForeignLock:
