@@ -33,7 +33,7 @@ lint: $(STAMP)
 unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint unit docs
+test: lint docs unit
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
