@@ -68,20 +68,31 @@ def _naive(path: str, worker: int, barrier: Barrier, out: Any) -> None:
 
 
 def _run(target: Callable[..., None], path: str) -> tuple[list[float], float]:
+    # Both files get their schema before the race, as a deployed app's would.
+    if target is _naive:
+        PlainSqlite(path).conn()
+    else:
+        SqliteStore(path).close()
     ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(PROCESSES)
+    barrier = ctx.Barrier(PROCESSES, timeout=60)
     out = ctx.Queue()
     procs = [ctx.Process(target=target, args=(path, n, barrier, out)) for n in range(PROCESSES)]
     for p in procs:
         p.start()
     latencies: list[float] = []
     elapsed = 0.0
-    for _ in procs:
-        mine, took = out.get(timeout=300)
-        latencies.extend(mine)
-        elapsed = max(elapsed, took)
-    for p in procs:
-        p.join(30)
+    try:
+        for _ in procs:
+            mine, took = out.get(timeout=300)
+            latencies.extend(mine)
+            elapsed = max(elapsed, took)
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    if any(p.exitcode for p in procs):
+        raise RuntimeError(f"a {target.__name__} worker failed")
     return latencies, len(latencies) / elapsed
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +76,30 @@ def test_a_store_opened_before_fork_reconnects_in_the_child(tmp_path: Path) -> N
     finally:
         proc.join(30)
     assert store.claim("hooks", "child", now=2.0, lease=60, ttl=3600).state == "inflight"
+
+
+def first_use(path: str, barrier: Any, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    barrier.wait(30)
+    try:
+        state = SqliteStore(path).claim("hooks", str(os.getpid()), now=0.0, lease=60, ttl=60).state
+    except Exception as exc:
+        state = repr(exc)
+    queue.put(state)
+
+
+@pytest.mark.slow
+def test_workers_racing_to_create_a_fresh_store_all_succeed(tmp_path: Path) -> None:
+    """Gunicorn workers open the file at once; none may get a 503 for it."""
+    ctx = multiprocessing.get_context("fork")
+    for round in range(10):
+        path = str(tmp_path / f"fresh-{round}.sqlite3")
+        barrier, queue = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=first_use, args=(path, barrier, queue)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        try:
+            states = [queue.get(timeout=60) for _ in procs]
+        finally:
+            for proc in procs:
+                proc.join(30)
+        assert states == ["new"] * 6

@@ -115,12 +115,16 @@ class SqliteStore(DedupeStore):
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            with self._write(conn):
+            # Switching a new file to WAL needs an exclusive lock that SQLite
+            # refuses at once (no busy wait) when workers race at start-up.
+            with self._locked():
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable() from exc
         return conn
@@ -131,21 +135,27 @@ class SqliteStore(DedupeStore):
         return self._lock_fd
 
     @contextmanager
-    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, serialised across threads and processes."""
+    def _locked(self) -> Iterator[None]:
+        """Hold the writers' lock: this process's threads, then other processes."""
         with self._thread_lock:
             fd = self._flock()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, serialised across threads and processes."""
+        with self._locked():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def _txn(self) -> Iterator[sqlite3.Connection]:
