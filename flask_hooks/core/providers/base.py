@@ -219,6 +219,14 @@ def load_json(body: bytes) -> Any:
         raise PayloadError("body is not JSON") from exc
 
 
+def load_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, which is what every sender here posts; else a 400."""
+    payload = load_json(body)
+    if not isinstance(payload, dict):
+        raise PayloadError("payload is not a JSON object")
+    return payload
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from ..errors import PayloadError, VerificationError
+from ..errors import VerificationError
 from ..event import Headers
 from ._parsing import bounded_header, from_hex
 from .base import (
@@ -22,7 +22,7 @@ from .base import (
     Verified,
     dump,
     field,
-    load_json,
+    load_object,
     match_body_mac,
     require_str,
 )
@@ -62,9 +62,7 @@ class Generic(Provider):
         return match_body_mac(given, body, keys)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         delivery = headers.get(self.id_header) or field(payload, "id")
         return Parsed(
             id=require_str(delivery, "id"),

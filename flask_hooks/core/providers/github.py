@@ -13,7 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from ..errors import PayloadError, VerificationError
+from ..errors import VerificationError
 from ..event import Headers
 from ._parsing import bounded_header, from_hex
 from .base import (
@@ -25,7 +25,7 @@ from .base import (
     Verified,
     dump,
     field,
-    load_json,
+    load_object,
     match_body_mac,
     require_str,
 )
@@ -57,9 +57,7 @@ class GitHub(Provider):
         return match_body_mac(given, body, keys)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         event = require_str(headers.get("X-GitHub-Event"), "X-GitHub-Event")
         action = field(payload, "action")
         kind = f"{event}.{action}" if isinstance(action, str) and action else event

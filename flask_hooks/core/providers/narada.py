@@ -34,6 +34,7 @@ from .base import (
     dump,
     field,
     load_json,
+    load_object,
     require_str,
 )
 
@@ -155,9 +156,7 @@ class Narada(Provider):
         return given
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         request_id = require_str(field(payload, "requestId"), "requestId")
         status = require_str(field(payload, "status"), "status")
         return Parsed(id=f"{request_id}:{status}", type=status, payload=payload)

@@ -16,7 +16,7 @@ import hmac
 from collections.abc import Sequence
 from typing import Literal
 
-from ..errors import PayloadError, VerificationError
+from ..errors import VerificationError
 from ..event import Headers
 from ._parsing import bounded_header, from_base64, from_hex, parse_slots
 from .base import (
@@ -29,7 +29,7 @@ from .base import (
     check_timestamp,
     dump,
     field,
-    load_json,
+    load_object,
     match_macs,
     require_str,
     verified,
@@ -106,9 +106,7 @@ class Noukai(Provider):
         return verified(match_macs(candidates, keys, prefix, body), timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         kind = field(payload, "type") or field(payload, "event")
         return Parsed(
             id=require_str(headers.get(self.id_header), "delivery id"),

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from itsdangerous import BadData, TimestampSigner
 
-from ..errors import PayloadError, VerificationError
+from ..errors import VerificationError
 from ..event import Headers
 from ._parsing import bounded_header
 from .base import (
@@ -30,7 +30,7 @@ from .base import (
     check_timestamp,
     dump,
     field,
-    load_json,
+    load_object,
     require_str,
 )
 
@@ -85,9 +85,7 @@ class ItsDangerous(Provider):
         raise VerificationError("signature mismatch")
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         return Parsed(
             id=require_str(headers.get(self.id_header), self.id_header),
             type=require_str(field(payload, "type"), "type"),

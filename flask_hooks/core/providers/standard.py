@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from ..errors import ConfigError, PayloadError, VerificationError
+from ..errors import ConfigError, VerificationError
 from ..event import Headers
 from ._parsing import MAX_SLOTS, bounded_header, from_base64
 from .base import (
@@ -30,7 +30,7 @@ from .base import (
     check_timestamp,
     dump,
     field,
-    load_json,
+    load_object,
     match_macs,
     require_str,
     verified,
@@ -102,9 +102,7 @@ class StandardWebhooks(Provider):
         return verified(index, timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         msg_id = next((headers.get(p + "id") for p in self.prefixes if headers.get(p + "id")), None)
         return Parsed(
             id=require_str(msg_id, "webhook-id"),

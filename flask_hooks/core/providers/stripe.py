@@ -15,7 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from ..errors import ConfigError, PayloadError, VerificationError
+from ..errors import ConfigError, VerificationError
 from ..event import Headers
 from ._parsing import bounded_header, from_hex, parse_slots
 from .base import (
@@ -28,7 +28,7 @@ from .base import (
     check_timestamp,
     dump,
     field,
-    load_json,
+    load_object,
     match_macs,
     require_str,
     verified,
@@ -69,9 +69,7 @@ class Stripe(Provider):
         return verified(index, timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = load_json(body)
-        if not isinstance(payload, dict):
-            raise PayloadError("payload is not a JSON object")
+        payload = load_object(body)
         return Parsed(
             id=require_str(field(payload, "id"), "id"),
             type=require_str(field(payload, "type"), "type"),
