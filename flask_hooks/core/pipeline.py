@@ -83,10 +83,6 @@ class Pipeline:
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
 
-    @property
-    def namespace(self) -> str:
-        return self.config.name
-
     def process(self, headers: Headers, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
         cfg = self.config
         started = time.perf_counter()

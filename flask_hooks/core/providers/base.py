@@ -15,7 +15,7 @@ import hmac
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from ..errors import ConfigError, PayloadError, VerificationError
@@ -148,14 +148,6 @@ def _keyed(key: bytes) -> _Mac:
     return inner if inner is not None else mac
 
 
-def sha256_mac(key: bytes, *parts: bytes) -> bytes:
-    """HMAC-SHA256 of ``parts`` joined, without joining them (no copy of the body)."""
-    mac = _keyed(key).copy()
-    for part in parts:
-        mac.update(part)
-    return mac.digest()
-
-
 def match_macs(candidates: Sequence[bytes], keys: Sequence[bytes], *parts: bytes) -> int:
     """Position of the first key whose HMAC-SHA256 of ``parts`` is one of ``candidates``.
 
@@ -180,15 +172,6 @@ def match_body_mac(given: bytes, body: bytes, keys: Sequence[bytes]) -> Verified
         mac.update(body)
         if hmac.compare_digest(mac.digest(), given):
             return _PLAIN[index] if index < len(_PLAIN) else Verified(secret_index=index)
-    raise VerificationError("signature mismatch")
-
-
-def match_any(expected: Iterable[bytes], candidates: Sequence[bytes]) -> int:
-    """Index of the first expected MAC equal to any candidate, in constant time per pair."""
-    for index, mac in enumerate(expected):
-        for candidate in candidates:
-            if hmac.compare_digest(mac, candidate):
-                return index
     raise VerificationError("signature mismatch")
 
 
