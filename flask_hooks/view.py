@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
+from werkzeug.wsgi import get_content_length
 
 from . import signals
 from .core.errors import BodyTooLarge, HookError, _RetryLater
@@ -81,10 +82,11 @@ def _read_body(req: Request, limit: int) -> bytes:
     Werkzeug's own ``max_content_length`` silently truncates a chunked
     body at the limit, so a body without a length is read to ``limit + 1``.
     """
-    length = req.content_length
+    environ = req.environ
+    length = get_content_length(environ)  # from the environ: no headers object built
     if length is not None and length > limit:
         raise BodyTooLarge()
-    if length is not None and not req.environ.get("wsgi.input_terminated"):
+    if length is not None and not environ.get("wsgi.input_terminated"):
         return req.get_data(cache=True)  # werkzeug bounds the read by Content-Length
     # A server that terminates the input (chunked bodies) is read to EOF, as werkzeug does.
     stream = req.stream

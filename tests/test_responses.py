@@ -306,3 +306,4 @@ def test_secret_from_config_and_keyword_wins(make_app: Callable[..., Flask]) -> 
     client = app.test_client()
     assert generic_post(client, payload(), secret=SECRET).status_code == 401
     assert generic_post(client, payload(), secret="kw-secret").status_code == 200
+

@@ -103,3 +103,26 @@ def test_workers_racing_to_create_a_fresh_store_all_succeed(tmp_path: Path) -> N
             for proc in procs:
                 proc.join(30)
         assert states == ["new"] * 6
+
+
+def test_claim_tokens_differ_in_a_forked_child() -> None:
+    """Forked workers share the parent's memory; their fencing tokens must not collide."""
+    from flask_hooks.stores.base import new_token, process_generation
+
+    before = process_generation()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        queue.put(([new_token() for _ in range(3)], process_generation()))
+
+    parent = [new_token() for _ in range(3)]
+    proc = ctx.Process(target=child)
+    proc.start()
+    try:
+        tokens, generation = queue.get(timeout=60)
+    finally:
+        proc.join(30)
+    assert generation != before
+    assert not set(tokens) & {*parent, *(new_token() for _ in range(3))}
+    assert len(set(parent)) == 3

@@ -95,9 +95,32 @@ class LogEntry(NamedTuple):
         return cls(**data)
 
 
-#: Random per process start, so tokens from different machines never meet.
-_TOKEN_PREFIX = secrets.token_hex(6)
-_token_counter = itertools.count()
+class _Process:
+    """Per-process state that must not survive a fork (gunicorn forks workers).
+
+    ``generation`` changes in every forked child, so stores can drop
+    connections inherited from the parent without a ``getpid`` system call
+    per operation (system calls are what a delivery's time goes to in
+    sandboxed hosts).
+    """
+
+    generation = 0
+    token_prefix = secrets.token_hex(8)
+    counter = itertools.count()
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.generation += 1
+        cls.token_prefix = secrets.token_hex(8)
+        cls.counter = itertools.count()
+
+
+os.register_at_fork(after_in_child=_Process.forked)
+
+
+def process_generation() -> int:
+    """Changes in every forked child; compare to detect inherited resources."""
+    return _Process.generation
 
 
 def new_token() -> str:
@@ -105,10 +128,9 @@ def new_token() -> str:
 
     It fences claims (a worker whose lease expired cannot complete a newer
     claim) and never leaves the server, so it must be unique, not secret:
-    a random prefix, the pid (forked workers share the prefix) and a
-    counter, without a ``getrandom`` system call per delivery.
+    a random prefix per process (new in every fork) and a counter.
     """
-    return f"{_TOKEN_PREFIX}.{os.getpid():x}.{next(_token_counter):x}"
+    return f"{_Process.token_prefix}.{next(_Process.counter):x}"
 
 
 def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:

@@ -29,6 +29,7 @@ from .base import (
     encode_handlers,
     encode_reply,
     new_token,
+    process_generation,
 )
 
 _SCHEMA = """
@@ -87,7 +88,7 @@ class SqliteStore(DedupeStore):
         self._local = threading.local()
         self._thread_lock = threading.Lock()
         self._lock_fd: int | None = None
-        self._pid = os.getpid()
+        self._generation = process_generation()
         self._writes = 0
 
     def __repr__(self) -> str:
@@ -96,9 +97,10 @@ class SqliteStore(DedupeStore):
     # Connections: one per thread and process (gunicorn forks after import).
 
     def _conn(self) -> sqlite3.Connection:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid, self._lock_fd = pid, None
+        generation = process_generation()
+        if generation != self._generation:
+            # Forked: the parent's connections, lock and flock fd are not ours.
+            self._generation, self._lock_fd = generation, None
             self._thread_lock = threading.Lock()
             self._local = threading.local()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -288,6 +290,6 @@ class SqliteStore(DedupeStore):
 
     def close(self) -> None:
         self._drop()
-        if self._lock_fd is not None and self._pid == os.getpid():
+        if self._lock_fd is not None and self._generation == process_generation():
             os.close(self._lock_fd)
             self._lock_fd = None
