@@ -86,13 +86,17 @@ class LogEntry(NamedTuple):
     handlers: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(self._asdict(), separators=(",", ":"))
+        """A JSON array in field order: half the cost of an object, once per delivery."""
+        return json.dumps(self, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> LogEntry:
         data = json.loads(raw)
-        data["handlers"] = tuple(data.get("handlers") or ())
-        return cls(**data)
+        if isinstance(data, dict):  # the object form of earlier versions
+            data["handlers"] = tuple(data.get("handlers") or ())
+            return cls(**data)
+        *fields, handlers = data
+        return cls._make([*fields, tuple(handlers or ())])
 
 
 class _Process:
@@ -138,7 +142,7 @@ def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:
 
 
 def decode_handlers(raw: str | bytes | None) -> dict[str, Reply | None]:
-    if not raw:
+    if not raw or raw == "{}":  # the usual case: no handler has succeeded yet
         return {}
     return {k: Reply.from_json(v) for k, v in json.loads(raw).items()}
 

@@ -120,13 +120,16 @@ class SqliteStore(DedupeStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             # Switching a new file to WAL needs an exclusive lock that SQLite
             # refuses at once (no busy wait) when workers race at start-up.
-            with self._locked():
+            fd = self._acquire()
+            try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("COMMIT")
+            finally:
+                self._release(fd)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable() from exc
         return conn
@@ -136,35 +139,43 @@ class SqliteStore(DedupeStore):
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         return self._lock_fd
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the writers' lock: this process's threads, then other processes."""
-        with self._thread_lock:
+    def _acquire(self) -> int:
+        """Take the writers' lock: this process's threads, then other processes."""
+        self._thread_lock.acquire()
+        try:
             fd = self._flock()
             fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return fd
 
-    @contextmanager
-    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, serialised across threads and processes."""
-        with self._locked():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def _release(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     @contextmanager
     def _txn(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, serialised across threads and processes.
+
+        BEGIN, COMMIT or ROLLBACK and the error mapping in one place: it
+        runs twice per delivery.
+        """
         try:
             conn = self._conn()
-            with self._write(conn):
-                yield conn
+            fd = self._acquire()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                self._release(fd)
         except (sqlite3.Error, OSError) as exc:
             self._drop()
             raise StoreUnavailable() from exc
