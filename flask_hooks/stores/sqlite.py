@@ -52,11 +52,13 @@ CREATE TABLE IF NOT EXISTS hooks_log (
     status TEXT NOT NULL,
     entry TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS hooks_log_ns ON hooks_log (ns, seq);
 """
 
 # hooks_log.seq has no AUTOINCREMENT: only the oldest rows are ever deleted, so
 # rowids stay increasing, and AUTOINCREMENT costs an extra page write per line.
+# Nor has it an index on ns: the table is trimmed to about log_size rows per
+# receiver, so reading or trimming it scans a few thousand rows at most, while
+# an index would cost every delivery an extra b-tree insert.
 
 #: Expired rows are purged every this many completions, a bounded batch each.
 _PURGE_EVERY = 256
