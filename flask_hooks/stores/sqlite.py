@@ -90,6 +90,7 @@ class SqliteStore(DedupeStore):
         self._local = threading.local()
         self._thread_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._gate_fd = -1
         self._generation = process_generation()
         self._writes = 0
 
@@ -138,15 +139,28 @@ class SqliteStore(DedupeStore):
 
     def _flock(self) -> int:
         if self._lock_fd is None:
+            self._gate_fd = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         return self._lock_fd
 
     def _acquire(self) -> int:
-        """Take the writers' lock: this process's threads, then other processes."""
+        """Take the writers' lock: this process's threads, then other processes.
+
+        ``flock`` is not fair: a process that releases the lock and takes it
+        again at once (claim, then complete) wins before the woken waiter
+        runs, and can starve it for many transactions. So the lock is taken
+        through a gate: a waiter holds the gate while it waits, and whoever
+        comes next must pass the gate first, which hands the lock over in
+        turn.
+        """
         self._thread_lock.acquire()
         try:
             fd = self._flock()
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            finally:
+                fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
         except BaseException:
             self._thread_lock.release()
             raise
@@ -305,4 +319,5 @@ class SqliteStore(DedupeStore):
         self._drop()
         if self._lock_fd is not None and self._generation == process_generation():
             os.close(self._lock_fd)
-            self._lock_fd = None
+            os.close(self._gate_fd)
+            self._lock_fd, self._gate_fd = None, -1
