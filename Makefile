@@ -36,6 +36,7 @@ unit: $(STAMP) system-deps
 test: lint docs unit
 
 bench: $(STAMP) system-deps
+	@command -v valgrind >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind >/dev/null; }
 	$(BIN)/python -m bench
 
 docs: $(STAMP)

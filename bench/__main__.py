@@ -1,6 +1,6 @@
 """``python -m bench [section ...]``: run, print the table, write ``bench/RESULTS.md``.
 
-Sections: cpu, gunicorn, sqlite, verify, providers, defer (default: all). Every
+Sections: cpu, instructions, gunicorn, sqlite, verify, providers, defer (default: all). Every
 number is a ratio against a reference measured in the same run on the
 same machine; nothing here fails a build.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cpu, sqlite_contention, verify
+from . import cpu, instructions, sqlite_contention, verify
 from .common import Fact, Row, machine, table
 
 
@@ -35,7 +35,13 @@ def defer() -> list[Row]:
     ]
 
 
-SECTIONS = {**cpu.SECTIONS, **sqlite_contention.SECTIONS, **verify.SECTIONS, "defer": defer}
+SECTIONS = {
+    **cpu.SECTIONS,
+    **instructions.SECTIONS,
+    **sqlite_contention.SECTIONS,
+    **verify.SECTIONS,
+    "defer": defer,
+}
 RESULTS = Path(__file__).with_name("RESULTS.md")
 #: Hand-written analysis (what the references are, where the time goes), appended to RESULTS.md.
 NOTES = Path(__file__).with_name("NOTES.md")

@@ -140,6 +140,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value * 1e3:.2f} ms"
     if unit == "ms":
         return f"{value:.2f} ms"
+    if unit == "instr":
+        return f"{value / 1000:.0f}k instr"
     if unit == "req/s":
         return f"{value:.0f} req/s"
     return f"{value:.2f} {unit}"
