@@ -90,7 +90,7 @@ def instructions() -> list[Row]:
                 plain,
                 "instr",
                 1.10,
-                note="repeatable within about 1 % whatever the machine is doing; excludes system calls and fsync",
+                note="repeatable within about 1 % whatever else runs; excludes system calls and fsync",
             )
         )
     return rows
