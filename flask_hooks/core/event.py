@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 _SPECIAL = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
+#: Servers set these two empty when the request has none; read that as absent.
+_SPECIAL_NAMES = frozenset(_SPECIAL.values())
 
 
 @functools.lru_cache(maxsize=512)
@@ -54,18 +56,19 @@ class Headers(Mapping[str, str]):
         return self._items
 
     def __getitem__(self, key: str) -> str:
-        value = self.get(key)
+        value: str | None = self.get(key)
         if value is None:
             raise KeyError(key)
-        return str(value)
+        return value
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self._items is None:
-            value = self._environ.get(_environ_key(key)) if self._environ is not None else None
-            return default if value is None or (value == "" and key.lower() in _LENGTHS) else value
+        if self._items is None:  # built by from_environ and not yet iterated
+            assert self._environ is not None
+            value = self._environ.get(_environ_key(key))
+            return default if value is None or (value == "" and key.lower() in _SPECIAL_NAMES) else value
         return self._items.get(key.lower(), default)
 
     def __iter__(self) -> Iterator[str]:
@@ -76,9 +79,6 @@ class Headers(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"Headers({self._dict()!r})"
-
-
-_LENGTHS = frozenset(_SPECIAL.values())
 
 
 class Event(NamedTuple):

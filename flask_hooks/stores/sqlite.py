@@ -89,8 +89,8 @@ class SqliteStore(DedupeStore):
         self.log_size = log_size
         self._local = threading.local()
         self._thread_lock = threading.Lock()
-        self._lock_fd: int | None = None
-        self._gate_fd = -1
+        #: (gate, lock) file descriptors, opened on first use in each process.
+        self._fds: tuple[int, int] | None = None
         self._generation = process_generation()
         self._writes = 0
 
@@ -103,7 +103,7 @@ class SqliteStore(DedupeStore):
         generation = process_generation()
         if generation != self._generation:
             # Forked: the parent's connections, lock and flock fd are not ours.
-            self._generation, self._lock_fd = generation, None
+            self._generation, self._fds = generation, None
             self._thread_lock = threading.Lock()
             self._local = threading.local()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -137,11 +137,12 @@ class SqliteStore(DedupeStore):
             raise StoreUnavailable() from exc
         return conn
 
-    def _flock(self) -> int:
-        if self._lock_fd is None:
-            self._gate_fd = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        return self._lock_fd
+    def _flock_fds(self) -> tuple[int, int]:
+        if self._fds is None:
+            gate = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
+            lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._fds = (gate, lock)
+        return self._fds
 
     def _acquire(self) -> int:
         """Take the writers' lock: this process's threads, then other processes.
@@ -155,12 +156,12 @@ class SqliteStore(DedupeStore):
         """
         self._thread_lock.acquire()
         try:
-            fd = self._flock()
-            fcntl.flock(self._gate_fd, fcntl.LOCK_EX)
+            gate, fd = self._flock_fds()
+            fcntl.flock(gate, fcntl.LOCK_EX)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             finally:
-                fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
+                fcntl.flock(gate, fcntl.LOCK_UN)
         except BaseException:
             self._thread_lock.release()
             raise
@@ -317,7 +318,7 @@ class SqliteStore(DedupeStore):
 
     def close(self) -> None:
         self._drop()
-        if self._lock_fd is not None and self._generation == process_generation():
-            os.close(self._lock_fd)
-            os.close(self._gate_fd)
-            self._lock_fd, self._gate_fd = None, -1
+        if self._fds is not None and self._generation == process_generation():
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = None
