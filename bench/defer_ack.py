@@ -14,9 +14,6 @@ the default SQLite file, so every ack includes the durable completion.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import shutil
 import socket
 import statistics
@@ -32,7 +29,8 @@ from flask import Flask
 from flask_hooks import Event, Hooks
 from flask_hooks.defer import CeleryQueue, Deferral, RQQueue
 
-SECRET = "bench-secret"
+from .common import SECRET, free_port, generic_request
+
 WORK_SECONDS = 1.0
 
 
@@ -41,18 +39,12 @@ def heavy(event: Event) -> None:
     time.sleep(WORK_SECONDS)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _redis_server() -> Iterator[str]:
     exe = shutil.which("redis-server")
     if exe is None:
         raise SystemExit("bench.defer_ack needs redis-server on PATH (make system-deps)")
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         proc = subprocess.Popen(
             [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
@@ -90,9 +82,7 @@ def _ack_times(app: Flask, n: int, prefix: str) -> list[float]:
     client = app.test_client()
     times = []
     for i in range(n):
-        body = json.dumps({"id": f"{prefix}-{i}", "type": "order.created", "data": {"n": i}}).encode()
-        sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-        headers = {"Content-Type": "application/json", "X-Webhook-Signature": sig}
+        body, headers = generic_request(f"{prefix}-{i}")
         start = time.perf_counter()
         response = client.post("/webhooks", data=body, headers=headers)
         times.append(time.perf_counter() - start)
