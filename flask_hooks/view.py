@@ -13,7 +13,7 @@ from flask import Flask, Request, Response, current_app, request
 from werkzeug.wsgi import get_content_length
 
 from . import signals
-from .core.errors import BodyTooLarge, HookError, _RetryLater
+from .core.errors import BodyTooLarge, HookError, PayloadError, _RetryLater
 from .core.event import Event, Headers
 from .core.pipeline import Outcome
 from .core.providers import Provider
@@ -60,20 +60,24 @@ def receive(_receiver: str) -> Response:
     receiver = get_receiver(app, _receiver)
     try:
         body = _read_body(req, receiver.settings.max_body)
-    except BodyTooLarge as exc:
+    except (BodyTooLarge, PayloadError) as exc:
         signals.delivery_rejected.send(app, receiver=receiver.name, reason=exc.reason)
-        return respond(Outcome("rejected", exc.status, error=exc), receiver.provider)
+        kind = "rejected" if isinstance(exc, BodyTooLarge) else "invalid"
+        return respond(Outcome(kind, exc.status, error=exc), receiver.provider)
 
-    def notify(name: str, **kwargs: Any) -> None:
-        signal = _SIGNALS[name]
-        if signal.receivers:
-            signal.send(app, **kwargs)
-
-    def run(route: Route, event: Event) -> Reply | None:
-        return render(route.func(event))
-
-    outcome = receiver.pipeline.process(Headers.from_environ(req.environ), body, run=run, notify=notify)
+    outcome = receiver.pipeline.process(Headers.from_environ(req.environ), body, run=_run, notify=_notify)
     return respond(outcome, receiver.provider)
+
+
+def _notify(name: str, **kwargs: Any) -> None:
+    """Send one of our signals, with the app as sender, if anyone listens."""
+    signal = _SIGNALS[name]
+    if signal.receivers:
+        signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
+
+
+def _run(route: Route, event: Event) -> Reply | None:
+    return render(route.func(event))
 
 
 def _read_body(req: Request, limit: int) -> bytes:
@@ -81,6 +85,7 @@ def _read_body(req: Request, limit: int) -> bytes:
 
     Werkzeug's own ``max_content_length`` silently truncates a chunked
     body at the limit, so a body without a length is read to ``limit + 1``.
+    A body that does not match its Content-Length is a 400.
     """
     environ = req.environ
     length = get_content_length(environ)  # from the environ: no headers object built
@@ -88,9 +93,11 @@ def _read_body(req: Request, limit: int) -> bytes:
         raise BodyTooLarge()
     if length is not None and not environ.get("wsgi.input_terminated"):
         return req.get_data(cache=True)  # werkzeug bounds the read by Content-Length
-    # A server that terminates the input (chunked bodies) is read to EOF, as werkzeug does.
+    # A server that terminates the input (gunicorn does for every request) is
+    # read to EOF, asking for no more than the length allows: a read sized by
+    # the limit made gunicorn allocate a buffer that large per request.
     stream = req.stream
-    want = limit + 1
+    want = (limit if length is None else length) + 1
     body = stream.read(want)
     if len(body) < want and body:
         # Short reads are allowed by WSGI; keep reading to the end or the limit.
@@ -102,6 +109,8 @@ def _read_body(req: Request, limit: int) -> bytes:
         body = b"".join(chunks)
     if len(body) > limit:
         raise BodyTooLarge()
+    if length is not None and len(body) != length:
+        raise PayloadError("body does not match Content-Length")
     return body
 
 

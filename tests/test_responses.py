@@ -244,6 +244,49 @@ def test_streamed_body_under_the_limit_is_read_whole(make_app: Callable[..., Fla
     assert response.status_code == 200
 
 
+class Recording(io.BytesIO):
+    """A server-terminated input that records the sizes it was asked for."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.asked.append(-1 if size is None else size)
+        return super().read(size)
+
+
+def terminated_post(app: Flask, body: bytes, stream: io.BytesIO, length: int) -> Any:
+    """A post the way gunicorn hands it over: Content-Length and ``wsgi.input_terminated``."""
+    return app.test_client().post(
+        "/webhooks",
+        headers={"X-Webhook-Signature": generic_signature(body)},
+        environ_overrides={
+            "wsgi.input": stream,
+            "wsgi.input_terminated": True,
+            "CONTENT_LENGTH": str(length),
+        },
+    )
+
+
+def test_terminated_input_is_read_by_its_length_not_the_limit(make_app: Callable[..., Flask]) -> None:
+    # Reads sized by the 1 MiB limit made gunicorn allocate a 1 MiB buffer per request.
+    app = make_app(Hooks(store="memory://", max_body=1024 * 1024))
+    body = json.dumps(payload()).encode()
+    stream = Recording(body)
+    assert terminated_post(app, body, stream, len(body)).status_code == 200
+    assert stream.asked and max(stream.asked) <= len(body) + 1
+
+
+@pytest.mark.parametrize("delta", [-5, 5])
+def test_terminated_input_not_matching_its_length_is_400(make_app: Callable[..., Flask], delta: int) -> None:
+    app = make_app(Hooks(store="memory://"))
+    body = json.dumps(payload()).encode()
+    response = terminated_post(app, body, io.BytesIO(body), len(body) + delta)
+    assert response.status_code == 400
+    assert response.get_json() == {"status": "invalid", "reason": "body does not match Content-Length"}
+
+
 def test_body_at_the_limit_is_accepted(make_app: Callable[..., Flask]) -> None:
     body = json.dumps(payload()).encode()
     app = make_app(Hooks(store="memory://", max_body=len(body)))

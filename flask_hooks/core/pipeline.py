@@ -14,6 +14,7 @@ it again, and handlers that already succeeded are not run twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -73,6 +74,10 @@ class ReceiverConfig:
     clock: Clock
 
 
+#: ``Event(*fields)`` without the named tuple's Python-level ``__new__``.
+_new_event: Callable[[tuple[Any, ...]], Event] = functools.partial(tuple.__new__, Event)
+
+
 def _noop(_name: str, **_kwargs: Any) -> None:
     return None
 
@@ -96,18 +101,20 @@ class Pipeline:
             parsed = cfg.provider.parse(headers, body)
         except PayloadError as exc:
             return self._reject("invalid", exc, received_at, started, notify)
-        event = Event(  # positional: this runs on every delivery
-            parsed.id,
-            parsed.type,
-            parsed.payload,
-            body,
-            headers,
-            cfg.provider.name,
-            cfg.name,
-            verified.timestamp,
-            received_at,
-            parsed.attempt,
-            verified.secret_index,
+        event = _new_event(  # the tuple directly: this runs on every delivery
+            (
+                parsed.id,
+                parsed.type,
+                parsed.payload,
+                body,
+                headers,
+                cfg.provider.name,
+                cfg.name,
+                verified.timestamp,
+                received_at,
+                parsed.attempt,
+                verified.secret_index,
+            )
         )
         notify("delivery_verified", receiver=cfg.name, event=event)
         immediate = cfg.provider.immediate(parsed)
@@ -189,7 +196,7 @@ class Pipeline:
             )
         else:
             notify("event_ignored", receiver=cfg.name, event=event)
-        return Outcome(kind, reply=reply, event=event)
+        return Outcome(kind, 200, reply, None, event)
 
     def _failed(
         self,

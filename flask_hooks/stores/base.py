@@ -68,6 +68,10 @@ class Claim(NamedTuple):
     retry_after: float = 0.0
 
 
+#: ``json.dumps(value, separators=(",", ":"))`` with the encoder built once, not per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 class LogEntry(NamedTuple):
     """One line of the bounded delivery log (``flask hooks deliveries``).
 
@@ -86,17 +90,21 @@ class LogEntry(NamedTuple):
     handlers: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        """A JSON array in field order: half the cost of an object, once per delivery."""
-        return json.dumps(self, separators=(",", ":"))
+        """A JSON array in field order, the two times in whole microseconds.
+
+        Once per delivery: an array costs half an object, and printing the
+        shortest form of two floats cost more than all the rest of the line.
+        """
+        e = self
+        received, duration = round(e.received_at * 1e6), round(e.duration * 1e6)
+        return _compact(
+            (e.id, e.type, e.status, e.code, e.reason, e.secret_index, received, duration, e.handlers)
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> LogEntry:
-        data = json.loads(raw)
-        if isinstance(data, dict):  # the object form of earlier versions
-            data["handlers"] = tuple(data.get("handlers") or ())
-            return cls(**data)
-        *fields, handlers = data
-        return cls._make([*fields, tuple(handlers or ())])
+        *fields, received, duration, handlers = json.loads(raw)
+        return cls._make([*fields, received / 1e6, duration / 1e6, tuple(handlers or ())])
 
 
 class _Process:

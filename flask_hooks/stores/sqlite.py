@@ -15,8 +15,9 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, TypeVar
 
 from ..core.errors import LeaseLost, StoreUnavailable
 from .base import (
@@ -32,6 +33,8 @@ from .base import (
     process_generation,
 )
 
+T = TypeVar("T")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hooks_deliveries (
     ns TEXT NOT NULL,
@@ -43,7 +46,7 @@ CREATE TABLE IF NOT EXISTS hooks_deliveries (
     handlers TEXT NOT NULL DEFAULT '{}',
     reply TEXT,
     outcome TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (ns, id)
+    PRIMARY KEY (id, ns)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS hooks_deliveries_expiry ON hooks_deliveries (expires_at);
 CREATE TABLE IF NOT EXISTS hooks_log (
@@ -59,6 +62,11 @@ CREATE TABLE IF NOT EXISTS hooks_log (
 # Nor has it an index on ns: the table is trimmed to about log_size rows per
 # receiver, so reading or trimming it scans a few thousand rows at most, while
 # an index would cost every delivery an extra b-tree insert.
+
+_INSERT_NEW = (
+    "INSERT OR IGNORE INTO hooks_deliveries (ns, id, state, token, lease_until, expires_at)"
+    " VALUES (?, ?, 'inflight', ?, ?, ?)"
+)
 
 #: Expired rows are purged every this many completions, a bounded batch each.
 _PURGE_EVERY = 256
@@ -123,7 +131,7 @@ class SqliteStore(DedupeStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             # Switching a new file to WAL needs an exclusive lock that SQLite
             # refuses at once (no busy wait) when workers race at start-up.
-            fd = self._acquire()
+            fd = self._lock()
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN IMMEDIATE")
@@ -132,7 +140,7 @@ class SqliteStore(DedupeStore):
                         conn.execute(statement)
                 conn.execute("COMMIT")
             finally:
-                self._release(fd)
+                self._unlock(fd)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable() from exc
         return conn
@@ -144,7 +152,7 @@ class SqliteStore(DedupeStore):
             self._fds = (gate, lock)
         return self._fds
 
-    def _acquire(self) -> int:
+    def _lock(self) -> int:
         """Take the writers' lock: this process's threads, then other processes.
 
         ``flock`` is not fair: a process that releases the lock and takes it
@@ -156,7 +164,7 @@ class SqliteStore(DedupeStore):
         """
         self._thread_lock.acquire()
         try:
-            gate, fd = self._flock_fds()
+            gate, fd = self._fds or self._flock_fds()
             fcntl.flock(gate, fcntl.LOCK_EX)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -167,32 +175,33 @@ class SqliteStore(DedupeStore):
             raise
         return fd
 
-    def _release(self, fd: int) -> None:
+    def _unlock(self, fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
 
-    @contextmanager
-    def _txn(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction, serialised across threads and processes.
+    def _write(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(conn, *args)`` as one short write transaction, serialised across threads and processes.
 
-        BEGIN, COMMIT or ROLLBACK and the error mapping in one place: it
-        runs twice per delivery.
+        BEGIN, COMMIT or ROLLBACK and the error mapping in one place. It runs
+        twice per delivery, so it is a plain call rather than a generator
+        context manager, which cost several times as much.
         """
         try:
             conn = self._conn()
-            fd = self._acquire()
+            fd = self._lock()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield conn
+                    result = work(conn, *args)
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+                return result
             finally:
-                self._release(fd)
+                self._unlock(fd)
         except (sqlite3.Error, OSError) as exc:
             self._drop()
             raise StoreUnavailable() from exc
@@ -204,46 +213,54 @@ class SqliteStore(DedupeStore):
             with suppress(sqlite3.Error):
                 conn.close()
 
-    # The state machine.
+    # The state machine: each public method is one transaction of its private twin.
 
     def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
-        with self._txn() as db:
-            row = db.execute(
-                "SELECT state, token, lease_until, expires_at, handlers, reply, outcome"
-                " FROM hooks_deliveries WHERE ns = ? AND id = ?",
-                (ns, id),
-            ).fetchone()
-            handlers = "{}"
-            if row is not None and row[3] > now:
-                state, _token, lease_until, _exp, handlers, reply, outcome = row
-                if state == "done":
-                    return Claim("done", reply=decode_reply(reply), outcome=outcome)
-                if state == "inflight" and lease_until > now:
-                    return Claim("inflight", retry_after=lease_until - now)
-            token = new_token()
-            db.execute(
-                "INSERT OR REPLACE INTO hooks_deliveries"
-                " (ns, id, state, token, lease_until, expires_at, handlers, reply, outcome)"
-                " VALUES (?, ?, 'inflight', ?, ?, ?, ?, NULL, '')",
-                (ns, id, token, now + lease, now + max(ttl, lease), handlers),
-            )
-        return Claim("new", token=token, handlers=decode_handlers(handlers))
+        return self._write(self._claim, ns, id, now, lease, ttl)
+
+    def _claim(self, db: sqlite3.Connection, ns: str, id: str, now: float, lease: float, ttl: float) -> Claim:
+        token = new_token()
+        values = (ns, id, token, now + lease, now + max(ttl, lease))
+        # The usual case, a delivery never seen: one statement, no SELECT first.
+        if db.execute(_INSERT_NEW, values).rowcount == 1:
+            return Claim("new", token)
+        state, lease_until, expires_at, handlers, reply, outcome = db.execute(
+            "SELECT state, lease_until, expires_at, handlers, reply, outcome"
+            " FROM hooks_deliveries WHERE ns = ? AND id = ?",
+            (ns, id),
+        ).fetchone()
+        if expires_at <= now:
+            handlers = "{}"  # an expired record starts afresh
+        elif state == "done":
+            return Claim("done", reply=decode_reply(reply), outcome=outcome)
+        elif state == "inflight" and lease_until > now:
+            return Claim("inflight", retry_after=lease_until - now)
+        db.execute(
+            "UPDATE hooks_deliveries SET state = 'inflight', token = ?, lease_until = ?, expires_at = ?,"
+            " handlers = ?, reply = NULL, outcome = '' WHERE ns = ? AND id = ?",
+            (token, *values[3:], handlers, ns, id),
+        )
+        return Claim("new", token, decode_handlers(handlers))
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
-        with self._txn() as db:
-            row = db.execute(
-                "SELECT handlers FROM hooks_deliveries"
-                " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
-                (ns, id, token),
-            ).fetchone()
-            if row is None:
-                raise LeaseLost()
-            handlers = decode_handlers(row[0])
-            handlers[handler] = reply
-            db.execute(
-                "UPDATE hooks_deliveries SET handlers = ? WHERE ns = ? AND id = ?",
-                (encode_handlers(handlers), ns, id),
-            )
+        self._write(self._mark, ns, id, token, handler, reply)
+
+    def _mark(
+        self, db: sqlite3.Connection, ns: str, id: str, token: str, handler: str, reply: Reply | None
+    ) -> None:
+        row = db.execute(
+            "SELECT handlers FROM hooks_deliveries"
+            " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+            (ns, id, token),
+        ).fetchone()
+        if row is None:
+            raise LeaseLost()
+        handlers = decode_handlers(row[0])
+        handlers[handler] = reply
+        db.execute(
+            "UPDATE hooks_deliveries SET handlers = ? WHERE ns = ? AND id = ?",
+            (encode_handlers(handlers), ns, id),
+        )
 
     def complete(
         self,
@@ -257,32 +274,47 @@ class SqliteStore(DedupeStore):
         ttl: float,
         entry: LogEntry | None = None,
     ) -> None:
-        with self._txn() as db:
-            cur = db.execute(
-                "UPDATE hooks_deliveries SET state = 'done', token = '', reply = ?,"
-                " outcome = ?, expires_at = ?"
-                " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
-                (encode_reply(reply), outcome, now + ttl, ns, id, token),
+        self._write(self._complete, ns, id, token, outcome, reply, now, ttl, entry)
+
+    def _complete(
+        self,
+        db: sqlite3.Connection,
+        ns: str,
+        id: str,
+        token: str,
+        outcome: str,
+        reply: Reply | None,
+        now: float,
+        ttl: float,
+        entry: LogEntry | None,
+    ) -> None:
+        cur = db.execute(
+            "UPDATE hooks_deliveries SET state = 'done', token = '', reply = ?, outcome = ?, expires_at = ?"
+            " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+            (encode_reply(reply), outcome, now + ttl, ns, id, token),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost()
+        if entry is not None:
+            self._append(db, ns, entry)
+        self._writes += 1
+        if self._writes % _PURGE_EVERY == 0:
+            db.execute(
+                "DELETE FROM hooks_deliveries WHERE (ns, id) IN (SELECT ns, id FROM"
+                " hooks_deliveries WHERE expires_at <= ? LIMIT ?)",
+                (now, _PURGE_BATCH),
             )
-            if cur.rowcount != 1:
-                raise LeaseLost()
-            if entry is not None:
-                self._append(db, ns, entry)
-            self._writes += 1
-            if self._writes % _PURGE_EVERY == 0:
-                db.execute(
-                    "DELETE FROM hooks_deliveries WHERE (ns, id) IN (SELECT ns, id FROM"
-                    " hooks_deliveries WHERE expires_at <= ? LIMIT ?)",
-                    (now, _PURGE_BATCH),
-                )
 
     def release(self, ns: str, id: str, token: str, *, now: float) -> None:
-        with self._txn() as db:
-            db.execute(
-                "UPDATE hooks_deliveries SET state = 'free', token = '', lease_until = 0"
-                " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
-                (ns, id, token),
-            )
+        self._write(self._free, ns, id, token)
+
+    @staticmethod
+    def _free(db: sqlite3.Connection, ns: str, id: str, token: str) -> None:
+        db.execute(
+            "UPDATE hooks_deliveries SET state = 'free', token = '', lease_until = 0"
+            " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+            (ns, id, token),
+        )
 
     # The delivery log.
 
@@ -299,8 +331,7 @@ class SqliteStore(DedupeStore):
             )
 
     def log(self, ns: str, entry: LogEntry) -> None:
-        with self._txn() as db:
-            self._append(db, ns, entry)
+        self._write(self._append, ns, entry)
 
     def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
         sql = "SELECT entry FROM hooks_log WHERE ns = ?"

@@ -9,7 +9,6 @@ issues action.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -53,7 +52,7 @@ class GitHub(Provider):
         if not value.startswith(PREFIX):
             raise VerificationError("signature must start with sha256=")
         # Lowercase hex, as GitHub sends and its own sample code compares.
-        return match_body_mac(value[len(PREFIX) :].encode("ascii"), body, keys, binascii.hexlify)
+        return match_body_mac(value[len(PREFIX) :], body, keys, bytes.hex)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_object(body)
