@@ -1,0 +1,67 @@
+"""SQLite specifics: which writes wait for the disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flask_hooks.stores.base import LogEntry
+from flask_hooks.stores.sqlite import SqliteStore
+
+T0 = 1_700_000_000.0
+NS = "hooks"
+
+
+def commits(store: SqliteStore, work: list[str]) -> list[tuple[str, str]]:
+    """(first statement, synchronous mode) of each transaction the store commits while doing ``work``."""
+    # Connect first, and end on a durable write: the trace starts in the configured mode.
+    warm = store.claim(NS, "warm-up", now=T0, lease=30, ttl=60)
+    store.complete(NS, "warm-up", warm.token, outcome="received", reply=None, now=T0, ttl=60)
+    trace: list[str] = []
+    store._cursor().connection.set_trace_callback(trace.append)
+    claim = store.claim(NS, "evt_1", now=T0, lease=30, ttl=60)
+    if "mark" in work:
+        store.mark(NS, "evt_1", claim.token, "first", None, now=T0)
+    if "complete" in work:
+        entry = LogEntry("evt_1", "a.b", "received", 200)
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry)
+    if "release" in work:
+        store.release(NS, "evt_1", claim.token, now=T0)
+    if "log" in work:
+        store.log(NS, LogEntry(None, None, "rejected", 401))
+    mode, first, out = store.synchronous, "", []
+    for sql in trace:
+        if sql.startswith("PRAGMA synchronous="):
+            mode = sql.partition("=")[2]
+        elif sql == "BEGIN IMMEDIATE":
+            first = ""
+        elif sql == "COMMIT":
+            out.append((first, mode))
+        elif not first:
+            first = sql.split()[0] + " " + sql.split()[1]
+    return out
+
+
+def test_completions_and_marks_wait_for_the_disk_claims_do_not(tmp_path: Path) -> None:
+    # A claim lost in a power cut is an expired lease: the retry runs the handler
+    # either way. A lost completion or mark would run a handler twice.
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
+    assert commits(store, ["mark", "complete"]) == [
+        ("INSERT OR", "NORMAL"),
+        ("SELECT handlers", "FULL"),
+        ("UPDATE hooks_deliveries", "FULL"),
+    ]
+
+
+def test_releases_and_log_lines_do_not_wait(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
+    assert [mode for _, mode in commits(store, ["release", "log"])] == ["NORMAL", "NORMAL", "NORMAL"]
+
+
+@pytest.mark.parametrize(
+    ("configured", "relaxed"), [("EXTRA", "NORMAL"), ("NORMAL", "NORMAL"), ("OFF", "OFF")]
+)
+def test_configured_mode_bounds_both(tmp_path: Path, configured: str, relaxed: str) -> None:
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"), synchronous=configured)
+    assert [mode for _, mode in commits(store, ["complete"])] == [relaxed, configured]
