@@ -85,7 +85,7 @@ def _read_body(req: Request, limit: int) -> bytes:
 
     Werkzeug's own ``max_content_length`` silently truncates a chunked
     body at the limit, so a body without a length is read to ``limit + 1``.
-    A body that does not match its Content-Length is a 400.
+    A body shorter than its Content-Length is a 400.
     """
     environ = req.environ
     length = get_content_length(environ)  # from the environ: no headers object built
@@ -94,13 +94,13 @@ def _read_body(req: Request, limit: int) -> bytes:
     if length is not None and not environ.get("wsgi.input_terminated"):
         return req.get_data(cache=True)  # werkzeug bounds the read by Content-Length
     # A server that terminates the input (gunicorn does for every request) is
-    # read to EOF, asking for no more than the length allows: a read sized by
-    # the limit made gunicorn allocate a buffer that large per request.
+    # read to EOF or to Content-Length, as werkzeug reads any other server's:
+    # a read sized by the limit made gunicorn allocate a buffer that large.
     stream = req.stream
-    want = (limit if length is None else length) + 1
+    want = limit + 1 if length is None else length
     body = stream.read(want)
     if len(body) < want and body:
-        # Short reads are allowed by WSGI; keep reading to the end or the limit.
+        # Short reads are allowed by WSGI; keep reading to the end, the length or the limit.
         chunks = [body]
         size = len(body)
         while size < want and (chunk := stream.read(want - size)):
@@ -110,7 +110,7 @@ def _read_body(req: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise BodyTooLarge()
     if length is not None and len(body) != length:
-        raise PayloadError("body does not match Content-Length")
+        raise PayloadError("body shorter than Content-Length")
     return body
 
 

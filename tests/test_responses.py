@@ -275,16 +275,23 @@ def test_terminated_input_is_read_by_its_length_not_the_limit(make_app: Callable
     body = json.dumps(payload()).encode()
     stream = Recording(body)
     assert terminated_post(app, body, stream, len(body)).status_code == 200
-    assert stream.asked and max(stream.asked) <= len(body) + 1
+    assert stream.asked == [len(body)]
 
 
-@pytest.mark.parametrize("delta", [-5, 5])
-def test_terminated_input_not_matching_its_length_is_400(make_app: Callable[..., Flask], delta: int) -> None:
+def test_terminated_input_shorter_than_its_length_is_400(make_app: Callable[..., Flask]) -> None:
     app = make_app(Hooks(store="memory://"))
     body = json.dumps(payload()).encode()
-    response = terminated_post(app, body, io.BytesIO(body), len(body) + delta)
+    response = terminated_post(app, body, io.BytesIO(body), len(body) + 5)
     assert response.status_code == 400
-    assert response.get_json() == {"status": "invalid", "reason": "body does not match Content-Length"}
+    assert response.get_json() == {"status": "invalid", "reason": "body shorter than Content-Length"}
+
+
+def test_terminated_input_is_cut_at_its_length(make_app: Callable[..., Flask]) -> None:
+    # As werkzeug reads every other server's input: the bytes past Content-Length are not
+    # the body, so the signature over all of them does not match.
+    app = make_app(Hooks(store="memory://"))
+    body = json.dumps(payload()).encode()
+    assert terminated_post(app, body, io.BytesIO(body), len(body) - 5).status_code == 401
 
 
 def test_body_at_the_limit_is_accepted(make_app: Callable[..., Flask]) -> None:
