@@ -1,4 +1,4 @@
-"""SQLite specifics: which writes wait for the disk."""
+"""SQLite specifics: which writes wait for the disk, and where the WAL is checkpointed."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_hooks.stores import sqlite as sqlite_store
 from flask_hooks.stores.base import LogEntry
 from flask_hooks.stores.sqlite import SqliteStore
 
@@ -65,3 +66,36 @@ def test_releases_and_log_lines_do_not_wait(tmp_path: Path) -> None:
 def test_configured_mode_bounds_both(tmp_path: Path, configured: str, relaxed: str) -> None:
     store = SqliteStore(str(tmp_path / "hooks.sqlite3"), synchronous=configured)
     assert [mode for _, mode in commits(store, ["complete"])] == [relaxed, configured]
+
+
+def test_wal_is_checkpointed_outside_the_writers_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite's own checkpoint runs inside the commit that crosses its threshold,
+    # so every other writer waits for its fsync of the database file.
+    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_EVERY", 4)
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
+    store.log(NS, LogEntry(None, None, "rejected", 401))  # connect first
+    held = [False]
+    lock, unlock = store._lock, store._unlock
+
+    def locking() -> int:
+        fd = lock()
+        held[0] = True
+        return fd
+
+    def unlocking(fd: int) -> None:
+        held[0] = False
+        unlock(fd)
+
+    monkeypatch.setattr(store, "_lock", locking)
+    monkeypatch.setattr(store, "_unlock", unlocking)
+    trace: list[tuple[str, bool]] = []
+    cursor = store._cursor()
+    cursor.connection.set_trace_callback(lambda sql: trace.append((sql, held[0])))
+    assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (sqlite_store._BACKSTOP_PAGES,)
+    trace.clear()
+    for n in range(8):
+        store.log(NS, LogEntry(f"evt_{n}", None, "rejected", 401))
+    checkpoints = [locked for sql, locked in trace if sql.startswith("PRAGMA wal_checkpoint")]
+    assert checkpoints == [False, False]
