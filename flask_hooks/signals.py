@@ -26,3 +26,15 @@ event_handled = _signals.signal("event-handled")
 event_ignored = _signals.signal("event-ignored")
 #: A handler raised; ``handler`` and ``error``. The claim is released.
 handler_failed = _signals.signal("handler-failed")
+
+#: Every signal by its attribute name, in pipeline order: the names the core's
+#: ``notify`` uses and the pytest plugin's recorder reports.
+by_name = {
+    "delivery_received": delivery_received,
+    "delivery_verified": delivery_verified,
+    "delivery_rejected": delivery_rejected,
+    "delivery_duplicate": delivery_duplicate,
+    "event_handled": event_handled,
+    "event_ignored": event_ignored,
+    "handler_failed": handler_failed,
+}

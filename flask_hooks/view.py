@@ -21,16 +21,6 @@ from .core.routing import Route
 from .extension import Receiver, get_receiver
 from .stores.base import Reply
 
-_SIGNALS = {
-    "delivery_received": signals.delivery_received,
-    "delivery_verified": signals.delivery_verified,
-    "delivery_rejected": signals.delivery_rejected,
-    "delivery_duplicate": signals.delivery_duplicate,
-    "event_handled": signals.event_handled,
-    "event_ignored": signals.event_ignored,
-    "handler_failed": signals.handler_failed,
-}
-
 
 def add_url_rules(app: Flask, receiver: Receiver) -> None:
     """Route the URL with and without a trailing slash, never redirecting.
@@ -71,7 +61,7 @@ def receive(_receiver: str) -> Response:
 
 def _notify(name: str, **kwargs: Any) -> None:
     """Send one of our signals, with the app as sender, if anyone listens."""
-    signal = _SIGNALS[name]
+    signal = signals.by_name[name]
     if signal.receivers:
         signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
 

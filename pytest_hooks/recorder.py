@@ -14,16 +14,10 @@ from typing import Any, NamedTuple
 
 from blinker import ANY
 
+from flask_hooks import signals
+
 #: The signal attributes of :mod:`flask_hooks.signals`, in pipeline order.
-SIGNALS = (
-    "delivery_received",
-    "delivery_verified",
-    "delivery_rejected",
-    "delivery_duplicate",
-    "event_handled",
-    "event_ignored",
-    "handler_failed",
-)
+SIGNALS = tuple(signals.by_name)
 
 
 class Record(NamedTuple):
@@ -58,11 +52,9 @@ class SignalRecorder:
     @contextlib.contextmanager
     def recording(self, sender: Any = ANY) -> Iterator[SignalRecorder]:
         """Connect to every signal (from ``sender``, default any app) for the block."""
-        from flask_hooks import signals
-
         with contextlib.ExitStack() as stack:
-            for name in SIGNALS:
-                stack.enter_context(getattr(signals, name).connected_to(self._receiver(name), sender=sender))
+            for name, signal in signals.by_name.items():
+                stack.enter_context(signal.connected_to(self._receiver(name), sender=sender))
             yield self
 
     def _receiver(self, name: str) -> Any:
