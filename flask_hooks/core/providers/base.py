@@ -119,14 +119,15 @@ class Provider(ABC):
 
 
 #: Shared results for the common case (no timestamp), so a verify allocates nothing.
-_PLAIN = tuple(Verified(secret_index=i) for i in range(8))
+_SHARED = 8
+_PLAIN = tuple(Verified(secret_index=i) for i in range(_SHARED))
 #: ``Verified((index, timestamp))`` without the named tuple's Python-level ``__new__``.
 _new_verified: Callable[[tuple[int, float | None]], Verified] = functools.partial(tuple.__new__, Verified)
 
 
 def verified(index: int, timestamp: float | None = None) -> Verified:
     """The :class:`Verified` for a matching position (and timestamp)."""
-    if timestamp is None and index < 8:
+    if timestamp is None and index < _SHARED:
         return _PLAIN[index]
     return _new_verified((index, timestamp))
 
@@ -204,7 +205,7 @@ def match_body_mac(
     for index, key in enumerate(keys):
         digest = _mac(key, prefix, body)
         if _compare(digest if encode is None else encode(digest), given):
-            return _PLAIN[index] if timestamp is None and index < 8 else _new_verified((index, timestamp))
+            return verified(index, timestamp)
     raise VerificationError("signature mismatch")
 
 
