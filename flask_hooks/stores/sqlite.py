@@ -162,11 +162,11 @@ class SqliteStore(DedupeStore):
             raise StoreUnavailable() from exc
         return conn
 
-    def _flock_fds(self) -> tuple[int, int]:
-        if self._fds is None:
-            gate = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
-            lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            self._fds = (gate, lock)
+    def _open_flock_fds(self) -> tuple[int, int]:
+        """The (gate, lock) sidecar files, opened on this process's first write."""
+        gate = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
+        lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._fds = (gate, lock)
         return self._fds
 
     def _lock(self) -> int:
@@ -181,7 +181,7 @@ class SqliteStore(DedupeStore):
         """
         self._thread_lock.acquire()
         try:
-            gate, fd = self._fds or self._flock_fds()
+            gate, fd = self._fds or self._open_flock_fds()
             fcntl.flock(gate, fcntl.LOCK_EX)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -208,8 +208,8 @@ class SqliteStore(DedupeStore):
         ``durable=False`` commits without waiting for the disk (``synchronous
         = NORMAL``: lost on a power cut, never on a crash), for writes whose
         loss a power cut makes harmless anyway: a claim (the lease would
-        have expired) or a release. Completions and handler marks, which
-        stop a handler from running twice, wait for the disk.
+        have expired), a release or a log line. Completions and handler
+        marks, which stop a handler from running twice, wait for the disk.
         """
         try:
             cur = self._cursor()
