@@ -76,10 +76,10 @@ class Noukai(Provider):
     def _decode(self, value: str) -> bytes | None:
         return from_hex(value) if self.encoding == "hex" else from_base64(value)
 
-    def _message(self, timestamp: str | None, body: bytes) -> bytes:
-        if timestamp is None:
-            return body
-        return timestamp.encode("ascii") + b"." + body
+    @staticmethod
+    def _prefix(timestamp: str | None) -> bytes:
+        """What precedes the body in the signed bytes: ``<timestamp>.`` or nothing."""
+        return b"" if timestamp is None else timestamp.encode("ascii") + b"."
 
     def verify(
         self,
@@ -102,8 +102,7 @@ class Noukai(Provider):
             timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
         elif self.signed == "timestamp.body":
             raise VerificationError("missing timestamp slot")
-        prefix = b"" if raw_stamp is None else raw_stamp.encode("ascii") + b"."
-        return verified(match_macs(candidates, keys, prefix, body), timestamp)
+        return verified(match_macs(candidates, keys, self._prefix(raw_stamp), body), timestamp)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_object(body)
@@ -135,7 +134,7 @@ class Noukai(Provider):
         if timestamped is None:
             timestamped = self.signed == "timestamp.body"
         stamp = str(outgoing.timestamp) if timestamped and self.signed != "body" else None
-        message = self._message(stamp, body)
+        message = self._prefix(stamp) + body
         parts = [f"{self.timestamp_slot}={outgoing.timestamp}"] if timestamped else []
         parts.append(f"{self.slots[0]}={self._encode(self._mac(key, message))}")
         if previous is not None and len(self.slots) > 1:
