@@ -145,6 +145,22 @@ def new_token() -> str:
     return f"{_Process.token_prefix}.{next(_Process.counter):x}"
 
 
+#: How far ahead another machine's clock may run before its leases count as stale.
+CLOCK_SKEW = 1.0
+
+
+def lease_is_live(lease_until: float, now: float, lease: float) -> bool:
+    """Whether an in-flight claim still holds the delivery for a reader at ``now``.
+
+    A lease that ends more than ``lease`` seconds in the reader's future
+    (give or take :data:`CLOCK_SKEW`, the drift of synchronised clocks)
+    was written by a machine whose clock runs ahead: nobody can hold a
+    lease longer than ``lease`` from now, so it is stale, not a reason to
+    answer 409 for as long as the skew lasts.
+    """
+    return now < lease_until <= now + lease + CLOCK_SKEW
+
+
 def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:
     return json.dumps({k: (v.to_json() if v else None) for k, v in handlers.items()})
 
@@ -176,6 +192,14 @@ class DedupeStore(ABC):
     @abstractmethod
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
         """Record that one handler succeeded; :class:`LeaseLost` if not ours."""
+
+    @abstractmethod
+    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+        """Extend a running claim's lease to ``now + lease``; :class:`LeaseLost` if not ours.
+
+        Called only for handlers that run for a good part of their lease,
+        so a slow handler is not taken over (and run twice) while it runs.
+        """
 
     @abstractmethod
     def complete(

@@ -7,7 +7,7 @@ import threading
 from typing import NamedTuple
 
 from ..core.errors import LeaseLost
-from .base import Claim, DedupeStore, LogEntry, Reply, new_token
+from .base import Claim, DedupeStore, LogEntry, Reply, lease_is_live, new_token
 
 #: Expired records are swept every this many claims.
 _SWEEP_EVERY = 4096
@@ -46,7 +46,7 @@ class MemoryStore(DedupeStore):
             if rec is not None and rec.expires_at > now:
                 if rec.state == "done":
                     return Claim("done", reply=rec.reply, outcome=rec.outcome)
-                if rec.state == "inflight" and rec.lease_until > now:
+                if rec.state == "inflight" and lease_is_live(rec.lease_until, now, lease):
                     return Claim("inflight", retry_after=rec.lease_until - now)
                 handlers = rec.handlers
             token = new_token()
@@ -69,6 +69,14 @@ class MemoryStore(DedupeStore):
         with self._lock:
             rec = self._owned(key, token)
             self._records[key] = rec._replace(handlers=(*rec.handlers, (handler, reply)))
+
+    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+        key = (ns, id)
+        with self._lock:
+            rec = self._owned(key, token)
+            self._records[key] = rec._replace(
+                lease_until=now + lease, expires_at=max(rec.expires_at, now + lease)
+            )
 
     def complete(
         self,

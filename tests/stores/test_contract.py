@@ -154,6 +154,54 @@ class StoreContract:
         store.release(NS, "evt_1", "not-the-token", now=T0)
         assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "inflight"
 
+    # Lease renewal and clock skew --------------------------------------------
+
+    def test_renewed_lease_holds_the_delivery_past_its_first_end(self, store: DedupeStore) -> None:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        store.renew(NS, "evt_1", claim.token, now=T0 + 20, lease=LEASE)
+        busy = store.claim(NS, "evt_1", now=T0 + LEASE + 5, lease=LEASE, ttl=TTL)
+        assert busy.state == "inflight"
+        assert busy.retry_after == pytest.approx(20 + LEASE - (LEASE + 5))
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0 + 40, ttl=TTL)
+        assert store.claim(NS, "evt_1", now=T0 + 41, lease=LEASE, ttl=TTL).state == "done"
+
+    def test_renewal_keeps_a_record_whose_ttl_is_shorter_than_the_handler(self, store: DedupeStore) -> None:
+        claim = store.claim(NS, "evt_1", now=T0, lease=10, ttl=10)
+        for n in range(1, 6):
+            store.renew(NS, "evt_1", claim.token, now=T0 + 8 * n, lease=10)
+        assert store.claim(NS, "evt_1", now=T0 + 45, lease=10, ttl=10).state == "inflight"
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0 + 46, ttl=10)
+
+    def test_renew_with_a_wrong_or_spent_token_is_lease_lost(self, store: DedupeStore) -> None:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        with pytest.raises(LeaseLost):
+            store.renew(NS, "evt_1", "not-the-token", now=T0 + 1, lease=LEASE)
+        with pytest.raises(LeaseLost):
+            store.renew(NS, "nope", claim.token, now=T0 + 1, lease=LEASE)
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0 + 2, ttl=TTL)
+        with pytest.raises(LeaseLost):
+            store.renew(NS, "evt_1", claim.token, now=T0 + 3, lease=LEASE)
+        assert store.claim(NS, "evt_1", now=T0 + 4, lease=LEASE, ttl=TTL).state == "done"
+
+    def test_renew_after_a_takeover_is_lease_lost(self, store: DedupeStore) -> None:
+        old = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        store.claim(NS, "evt_1", now=T0 + LEASE + 1, lease=LEASE, ttl=TTL)
+        with pytest.raises(LeaseLost):
+            store.renew(NS, "evt_1", old.token, now=T0 + LEASE + 2, lease=LEASE)
+
+    def test_lease_from_a_clock_running_ahead_is_stale(self, store: DedupeStore) -> None:
+        skewed = T0 + 7200  # a worker two hours ahead claims, then crashes
+        first = store.claim(NS, "evt_1", now=skewed, lease=LEASE, ttl=TTL)
+        retry = store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL)
+        assert retry.state == "new"
+        assert retry.token != first.token
+
+    def test_lease_ending_within_lease_seconds_is_live(self, store: DedupeStore) -> None:
+        store.claim(NS, "evt_1", now=T0 + 0.5, lease=LEASE, ttl=TTL)  # a clock slightly ahead
+        busy = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        assert busy.state == "inflight"
+        assert busy.retry_after == pytest.approx(LEASE + 0.5)
+
     # TTL ------------------------------------------------------------------------
 
     def test_done_record_expires_after_ttl(self, store: DedupeStore) -> None:
