@@ -205,7 +205,7 @@ def deliveries_command(receiver_name: str | None, status: str | None, limit: int
     found: list[tuple[str, LogEntry]] = []
     for receiver in receivers:
         try:
-            entries = receiver.store.deliveries(receiver.name, status=status, limit=limit)
+            entries = receiver.store.deliveries(receiver.ns, status=status, limit=limit)
         except StoreUnavailable as exc:
             message = f"cannot read the delivery log of {receiver.name!r}: {exc.reason}"
             raise click.ClickException(message) from None

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, current_app
+from werkzeug.exceptions import HTTPException
 
 from .core.clock import Clock
 from .core.errors import ConfigError
@@ -48,8 +49,14 @@ class Receiver:
                 lease=settings.lease,
                 tolerance=settings.tolerance,
                 clock=self.now,
+                ns=settings.namespace,
             )
         )
+
+    @property
+    def ns(self) -> str:
+        """What the store keys this receiver's records under (app and receiver)."""
+        return self.settings.namespace
 
     def now(self) -> float:
         return self.clock()
@@ -64,6 +71,8 @@ class HooksState:
     def __init__(self) -> None:
         self.receivers: dict[str, Receiver] = {}
         self.stores: dict[str, DedupeStore] = {}
+        #: The view's endpoints (with and without the slash) to their receiver.
+        self.endpoints: dict[str, Receiver] = {}
 
     def open_store(self, spec: str | DedupeStore, instance_path: str) -> DedupeStore:
         if isinstance(spec, DedupeStore):
@@ -113,15 +122,18 @@ class Hooks:
         if app is not None:
             self.init_app(app)
 
-    def on(self, *patterns: str, defer: Any = None) -> Callable[[H], H]:
+    def on(self, *patterns: str, name: str | None = None, defer: Any = None) -> Callable[[H], H]:
         """Register a handler for event types; returns the function unchanged.
 
         ``"a.b"`` matches ``a.b`` and ``a.b.c``; ``"a.*"`` everything below
         ``a``; ``"*"`` everything. All matching handlers run, in order.
+        ``name`` is what the handler's success is recorded under (default:
+        ``module.qualname``); keep it when renaming the function, or a retry
+        after the deploy runs the handler again.
         """
 
         def decorator(func: H) -> H:
-            self.router.add(func, patterns, defer=defer)
+            self.router.add(func, patterns, name=name, defer=defer)
             return func
 
         return decorator
@@ -141,10 +153,11 @@ class Hooks:
                 f"a receiver named {self.name!r} is already registered on this app;"
                 " give the second Hooks(name=...) its own name"
             )
-        settings = resolve(self.name, self.options, app.config)
+        settings = resolve(self.name, self.options, app.config, import_name=app.import_name)
         for other in state.receivers.values():
             if other.settings.url.rstrip("/") == settings.url.rstrip("/"):
                 raise ConfigError(f"receivers {other.name!r} and {self.name!r} share the URL {settings.url}")
+        _check_url_is_free(app, settings.url, settings.prefix)
         store = state.open_store(settings.store, app.instance_path)
         receiver = Receiver(self, settings, store)
         state.receivers[self.name] = receiver
@@ -155,6 +168,21 @@ class Hooks:
     def receiver(self, app: Flask | None = None) -> Receiver:
         """This receiver's state on ``app`` (default: the current app)."""
         return get_receiver(app or current_app, self.name)
+
+
+def _check_url_is_free(app: Flask, url: str, prefix: str) -> None:
+    """A POST to the URL must reach the receiver, not a view the app already has."""
+    adapter = app.url_map.bind("localhost")
+    base = url.rstrip("/")
+    for path in {base or "/", base + "/"}:
+        try:
+            endpoint, _ = adapter.match(path, method="POST")
+        except HTTPException:  # 404, 405 (GET only) or a redirect: nobody takes POSTs there
+            continue
+        raise ConfigError(
+            f"{path} is already served by the view {endpoint!r}: give the receiver"
+            f" another URL ({prefix}URL) or move that view"
+        )
 
 
 def get_state(app: Flask) -> HooksState:

@@ -7,6 +7,7 @@ config per request and a wrong value fails at start-up.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,12 @@ DEFAULTS: dict[str, Any] = {
     "lease": 60,
     "tolerance": 300,
     "max_body": 1024 * 1024,
+    "namespace": None,
 }
+
+#: Settings a second receiver never borrows from ``HOOKS_*``: its own credentials,
+#: scheme and URL. Every other option falls back to the app-wide key.
+_OWN = frozenset({"url", "provider", "secret"})
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -46,6 +52,8 @@ class Settings:
     tolerance: Tolerance
     max_body: int
     clock: Clock
+    #: What the store keys this receiver's records under (``HOOKS_NAMESPACE``).
+    namespace: str
 
 
 def config_prefix(name: str) -> str:
@@ -55,10 +63,16 @@ def config_prefix(name: str) -> str:
     return "HOOKS_" if name == "hooks" else f"HOOKS_{name.upper()}_"
 
 
-def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
+def _seconds(value: Any, *, integer: bool = False) -> bool:
+    """Whether ``value`` is a finite number (NaN and infinities pass ``> 0``)."""
     kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
-        raise ConfigError(f"{key} must be a positive number, not {value!r}")
+    return not isinstance(value, bool) and isinstance(value, kind) and math.isfinite(value)
+
+
+def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
+    if not _seconds(value, integer=integer) or value <= 0:
+        what = "a positive whole number" if integer else "a positive, finite number"
+        raise ConfigError(f"{key} must be {what}, not {value!r}")
     return value
 
 
@@ -68,7 +82,7 @@ def _tolerance(key: str, value: Any) -> Tolerance:
     else:
         past = future = value
     for part in (past, future):
-        if isinstance(part, bool) or not isinstance(part, (int, float)) or part < 0:
+        if not _seconds(part) or part < 0:
             raise ConfigError(f"{key} must be seconds or a (past, future) pair, not {value!r}")
     return float(past), float(future)
 
@@ -87,16 +101,26 @@ def _secrets(key: str, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def resolve(name: str, options: Mapping[str, Any], config: Mapping[str, Any]) -> Settings:
-    """Merge keyword options over the app config over the defaults."""
+def resolve(
+    name: str, options: Mapping[str, Any], config: Mapping[str, Any], *, import_name: str = ""
+) -> Settings:
+    """Merge keyword options over ``HOOKS_<NAME>_*`` over ``HOOKS_*`` over the defaults.
+
+    ``url``, ``provider`` and ``secret`` stop at the receiver's own keys: a
+    second receiver that silently borrowed the first one's secret would
+    accept the other sender's deliveries.
+    """
     prefix = config_prefix(name)
 
     def pick(option: str) -> Any:
         if options.get(option) is not None:
             return options[option]
-        key = prefix + option.upper()
-        if config.get(key) is not None:
-            return config[key]
+        keys = [prefix + option.upper()]
+        if option not in _OWN and prefix != "HOOKS_":
+            keys.append("HOOKS_" + option.upper())
+        for key in keys:
+            if config.get(key) is not None:
+                return config[key]
         default = DEFAULTS[option]
         if option == "url" and name != "hooks":
             return f"{default}/{name}"
@@ -124,4 +148,19 @@ def resolve(name: str, options: Mapping[str, Any], config: Mapping[str, Any]) ->
         tolerance=_tolerance(prefix + "TOLERANCE", pick("tolerance")),
         max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True),
         clock=options.get("clock") or system_clock,
+        namespace=_namespace(prefix + "NAMESPACE", pick("namespace"), import_name, name),
     )
+
+
+def _namespace(key: str, value: Any, import_name: str, name: str) -> str:
+    """``<app import name>:<receiver name>``, what the store keys records under.
+
+    Two apps sharing one Redis or one SQLite file never answer each other's
+    deliveries. ``HOOKS_NAMESPACE`` replaces the app part (two deployments
+    of one app that must not share, or an app that was renamed); the
+    receiver's name is always added, so receivers never share records.
+    """
+    app_part = import_name if value is None else value
+    if not isinstance(app_part, str) or len(app_part) > 200:
+        raise ConfigError(f"{key} must be a string of at most 200 characters, not {value!r}")
+    return f"{app_part}:{name}" if app_part else name

@@ -7,7 +7,10 @@ arguments never break a subscriber.
 
 from __future__ import annotations
 
-from blinker import Namespace
+import logging
+from typing import Any
+
+from blinker import Namespace, Signal
 
 _signals = Namespace()
 
@@ -38,3 +41,20 @@ by_name = {
     "event_ignored": event_ignored,
     "handler_failed": handler_failed,
 }
+
+
+def send_safely(signal: Signal, sender: Any, **kwargs: Any) -> None:
+    """Send ``signal``; a subscriber that raises is logged and changes nothing.
+
+    Subscribers observe deliveries: one that fails must not keep a claim
+    held (every retry a 409) or turn a duplicate into a 500.
+    """
+    if signal.is_muted:
+        return
+    for receiver in signal.receivers_for(sender):
+        try:
+            receiver(sender, **kwargs)
+        except Exception:
+            logging.getLogger("flask_hooks").exception(
+                "a subscriber of %s raised; the delivery goes on", signal.name
+            )

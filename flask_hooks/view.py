@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
+import logging
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
@@ -18,8 +18,10 @@ from .core.event import Event, Headers
 from .core.pipeline import Outcome
 from .core.providers import Provider
 from .core.routing import Route
-from .extension import Receiver, get_receiver
+from .extension import Receiver, get_state
 from .stores.base import Reply
+
+log = logging.getLogger("flask_hooks")
 
 
 def add_url_rules(app: Flask, receiver: Receiver) -> None:
@@ -29,25 +31,53 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     the slash nor doubled slashes may produce a redirect.
     """
     base = receiver.settings.url.rstrip("/")
-    view = functools.partial(receive, receiver.name)
     rules = [base, base + "/"] if base else ["/"]
+    state = get_state(app)
     for suffix, rule in zip(("", ".slash"), rules, strict=False):
+        endpoint = f"flask_hooks.{receiver.name}{suffix}"
+        state.endpoints[endpoint] = receiver
         app.add_url_rule(
             rule,
-            endpoint=f"flask_hooks.{receiver.name}{suffix}",
-            view_func=view,
+            endpoint=endpoint,
+            view_func=receive,
             methods=["POST"],
             strict_slashes=False,
             merge_slashes=False,
             provide_automatic_options=False,
         )
+    exempt_from_csrf(app)
 
 
-def receive(_receiver: str) -> Response:
-    """The view: everything but reading the body is the core's job."""
+def exempt_from_csrf(app: Flask) -> None:
+    """Deliveries carry a signature, not a form token: exempt them from Flask-WTF.
+
+    ``CSRFProtect`` checks every POST in a ``before_request`` hook and keeps
+    its exemptions by view name. Initialised before us, it is in
+    ``app.extensions["csrf"]`` now; initialised after, its hook runs after
+    ours, so ours exempts the view on the first request.
+    """
+    csrf = app.extensions.get("csrf")
+    if csrf is not None and callable(getattr(csrf, "exempt", None)):
+        csrf.exempt(f"{receive.__module__}.{receive.__name__}")
+    elif _late_csrf_exempt not in app.before_request_funcs.get(None, ()):
+        app.before_request(_late_csrf_exempt)
+
+
+def _late_csrf_exempt() -> None:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if "csrf" in app.extensions:
+        exempt_from_csrf(app)
+
+
+def receive() -> Response:
+    """The view of every receiver (which one: the endpoint); the core does the rest.
+
+    A plain module-level function, so extensions that name views
+    (Flask-WTF's ``CSRFProtect`` builds ``module.name``) can see it.
+    """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    receiver = get_receiver(app, _receiver)
+    receiver = get_state(app).endpoints[req.endpoint or ""]
     try:
         body = _read_body(req, receiver.settings.max_body)
     except (BodyTooLarge, PayloadError) as exc:
@@ -63,11 +93,23 @@ def _notify(name: str, **kwargs: Any) -> None:
     """Send one of our signals, with the app as sender, if anyone listens."""
     signal = signals.by_name[name]
     if signal.receivers:
-        signal.send(current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
+        signals.send_safely(signal, current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
 
 
 def _run(route: Route, event: Event) -> Reply | None:
-    return render(route.func(event))
+    value = route.func(event)
+    try:
+        return render(value)
+    except Exception:
+        # The handler did its work; a reply we cannot build must not make the
+        # sender retry it (and repeat its side effects).
+        log.error(
+            "handler %s returned %r, which is not a response: answered with the default body",
+            route.name,
+            type(value),
+            exc_info=True,
+        )
+        return None
 
 
 def _read_body(req: Request, limit: int) -> bytes:

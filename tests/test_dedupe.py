@@ -132,7 +132,7 @@ def test_rotation_accepts_old_secret_and_reports_it(make_app: Callable[..., Flas
     assert generic_post(client, {**PAYLOAD, "id": "b"}, secret="old-secret").status_code == 200
     assert generic_post(client, {**PAYLOAD, "id": "c"}, secret="unknown").status_code == 401
     assert seen == [0, 1]
-    log = hooks.receiver(app).store.deliveries("hooks")
+    log = hooks.receiver(app).store.deliveries(hooks.receiver(app).ns)
     assert [(e.id, e.status, e.secret_index) for e in log] == [
         (None, "rejected", None),
         ("b", "received", 1),
@@ -167,13 +167,13 @@ def test_delivery_log_records_failures_and_handlers(make_app: Callable[..., Flas
     state["fail"] = False
     generic_post(client, PAYLOAD)
     generic_post(client, PAYLOAD)
-    store = hooks.receiver(app).store
-    entries = store.deliveries("hooks")
+    store, ns = hooks.receiver(app).store, hooks.receiver(app).ns
+    entries = store.deliveries(ns)
     assert [(e.status, e.code) for e in entries] == [("duplicate", 200), ("received", 200), ("error", 500)]
     assert entries[1].handlers == ("tests.test_dedupe.test_delivery_log_records_failures_and_handlers."
                                    "<locals>.handler",)
-    assert [e.status for e in store.deliveries("hooks", status="error")] == ["error"]
-    assert len(store.deliveries("hooks", limit=1)) == 1
+    assert [e.status for e in store.deliveries(ns, status="error")] == ["error"]
+    assert len(store.deliveries(ns, limit=1)) == 1
 
 
 def test_a_handler_outliving_its_lease_does_not_acknowledge(
@@ -190,7 +190,7 @@ def test_a_handler_outliving_its_lease_does_not_acknowledge(
     def slow(event: Event) -> None:
         calls.append("slow")
         clock.advance(11)  # the lease runs out while we work...
-        taken = store.claim("hooks", event.id, now=clock(), lease=10, ttl=86400)
+        taken = store.claim(hooks.receiver(app).ns, event.id, now=clock(), lease=10, ttl=86400)
         assert taken.state == "new"  # ...and another worker takes the delivery over
 
     response = generic_post(app.test_client(), PAYLOAD)

@@ -329,7 +329,7 @@ def test_in_flight_duplicate_is_409_with_retry_after(make_app: Callable[..., Fla
     store = MemoryStore()
     hooks = Hooks(store=store, clock=clock, lease=60)
     app = make_app(hooks)
-    store.claim("hooks", "evt_1", now=clock(), lease=60, ttl=86400)  # another worker holds it
+    store.claim(hooks.receiver(app).ns, "evt_1", now=clock(), lease=60, ttl=86400)  # another worker holds it
     clock.advance(20)
     response = generic_post(app.test_client(), payload())
     assert response.status_code == 409

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from flask import Flask
 
 from flask_hooks import ConfigError, Event, Hooks
 from flask_hooks.core.routing import Router, check_pattern, matches
+from tests.conftest import generic_post
 
 
 @pytest.mark.parametrize(
@@ -59,3 +63,33 @@ def test_decorator_returns_the_function_unchanged() -> None:
 def test_on_without_patterns_is_an_error() -> None:
     with pytest.raises(ConfigError):
         Hooks().on()(lambda e: None)
+
+
+def test_handlers_sharing_a_default_name_all_run_with_stable_names(
+    make_app: Callable[..., Flask],
+) -> None:
+    hooks = Hooks(store="memory://")
+    seen: list[int] = []
+    for n in range(3):
+        hooks.on("thing.done")(lambda event, n=n: seen.append(n))
+    names = [route.name for route in hooks.router.routes]
+    assert names == [names[0], names[0] + "#2", names[0] + "#3"]
+    assert names[0].endswith("<lambda>")
+    app = make_app(hooks)
+    assert generic_post(app.test_client(), {"id": "evt_1", "type": "thing.done"}).status_code == 200
+    assert seen == [0, 1, 2]
+
+
+def test_explicit_names_identify_handlers(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(store="memory://")
+
+    def first(event: Event) -> None: ...
+
+    def second(event: Event) -> None: ...
+
+    hooks.on("a", name="billing.book")(first)
+    with pytest.raises(ConfigError, match="both named 'billing.book'"):
+        hooks.on("b", name="billing.book")(second)
+    hooks.on("c", name="billing.book")(first)  # the same handler for more types
+    assert [r.name for r in hooks.router.routes] == ["billing.book", "billing.book"]
+    assert len(hooks.router.match("a")) == len(hooks.router.match("c")) == 1

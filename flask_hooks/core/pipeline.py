@@ -17,11 +17,12 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ..defer.base import hand_over
 from ..stores.base import DedupeStore, LogEntry, Reply
+from ..stores.leases import LeaseKeeper, keeper
 from .clock import Clock
 from .errors import (
     HookError,
@@ -41,6 +42,10 @@ log = logging.getLogger("flask_hooks")
 
 Run = Callable[[Route, Event], "Reply | None"]
 Notify = Callable[..., None]
+
+#: A handler's reply larger than this is not stored (every duplicate would get
+#: it again): the delivery is answered with the default body instead.
+MAX_REPLY = 64 * 1024
 
 
 class Outcome(NamedTuple):
@@ -72,6 +77,13 @@ class ReceiverConfig:
     lease: float
     tolerance: Tolerance
     clock: Clock
+    #: What the store keys records under: app and receiver (``HOOKS_NAMESPACE``).
+    ns: str = ""
+    leases: LeaseKeeper = keeper
+
+    def __post_init__(self) -> None:
+        if not self.ns:
+            object.__setattr__(self, "ns", self.name)
 
 
 #: ``Event(*fields)`` without the named tuple's Python-level ``__new__``.
@@ -87,6 +99,8 @@ class Pipeline:
 
     def __init__(self, config: ReceiverConfig) -> None:
         self.config = config
+        #: Keeps the claims of running handlers alive (tests give their own).
+        self.leases = config.leases
 
     def process(self, headers: Headers, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
         cfg = self.config
@@ -99,6 +113,8 @@ class Pipeline:
             return self._reject("rejected", exc, received_at, started, notify)
         try:
             parsed = cfg.provider.parse(headers, body)
+            _check_text("id", parsed.id)
+            _check_text("type", parsed.type)
         except PayloadError as exc:
             return self._reject("invalid", exc, received_at, started, notify)
         event = _new_event(  # the tuple directly: this runs on every delivery
@@ -140,7 +156,7 @@ class Pipeline:
         notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
         log_quietly(
             cfg.store,
-            cfg.name,
+            cfg.ns,
             LogEntry(None, None, kind, status, exc.reason, None, received_at, time.perf_counter() - started),
         )
         return Outcome(kind, status, error=exc)
@@ -149,41 +165,59 @@ class Pipeline:
         cfg = self.config
         routes = cfg.router.match(event.type)
         now = event.received_at
-        claim = cfg.store.claim(cfg.name, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl)
+        claim = cfg.store.claim(cfg.ns, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl)
         if claim.state == "done":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=False)
-            log_quietly(cfg.store, cfg.name, log_entry(event, "duplicate", 200, started))
+            log_quietly(cfg.store, cfg.ns, log_entry(event, "duplicate", 200, started))
             return Outcome("duplicate", reply=claim.reply, event=event)
         if claim.state == "inflight":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=True)
             busy = InFlight(after=claim.retry_after)
             return Outcome("in-flight", busy.status, error=busy, event=event)
 
-        replies: dict[str, Reply | None] = dict(claim.handlers)
+        held = self.leases.hold(cfg.store, cfg.ns, event.id, claim.token, lease=cfg.lease, clock=cfg.clock)
+        try:
+            return self._run_pending(event, routes, claim.handlers, claim.token, run, notify, started)
+        finally:
+            self.leases.drop(held)
+
+    def _run_pending(
+        self,
+        event: Event,
+        routes: Sequence[Route],
+        done: Mapping[str, Reply | None],
+        token: str,
+        run: Run,
+        notify: Notify,
+        started: float,
+    ) -> Outcome:
+        """Run the handlers an earlier attempt has not completed, then complete."""
+        cfg = self.config
+        replies: dict[str, Reply | None] = dict(done)
         ran: list[str] = []
         deferred: list[str] = []
         pending = [r for r in routes if r.name not in replies]
         for position, route in enumerate(pending):
             try:
                 if route.defer is None:
-                    reply = run(route, event)
+                    reply = _accepted(route, event, run(route, event))
                 else:
                     # Handed to a queue; its mark means "enqueued", shared with the sync path.
                     hand_over(route.defer, route.name, event)
                     reply = None
             except Exception as exc:
-                return self._failed(event, route, exc, claim.token, ran, notify, started)
+                return self._failed(event, route, exc, token, ran, notify, started)
             replies[route.name] = reply
             (ran if route.defer is None else deferred).append(route.name)
             if position < len(pending) - 1:
                 # Durable per-handler success, so a later failure re-runs only the rest.
-                cfg.store.mark(cfg.name, event.id, claim.token, route.name, reply, now=cfg.clock())
+                cfg.store.mark(cfg.ns, event.id, token, route.name, reply, now=cfg.clock())
         reply = _first_reply(routes, replies)
         kind = "received" if routes else "ignored"
         cfg.store.complete(
-            cfg.name,
+            cfg.ns,
             event.id,
-            claim.token,
+            token,
             outcome=kind,
             reply=reply,
             now=cfg.clock(),
@@ -213,17 +247,78 @@ class Pipeline:
         if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
             error = exc
             kind = "retry"
+        elif isinstance(exc, Declined):
+            log.warning(
+                "handler %s answered %s on %s %s: not done, the sender will retry",
+                route.name,
+                exc.reply.status,
+                cfg.name,
+                event.id,
+            )
+            error = exc
+            kind = "error"
         else:
             log.error("handler %s failed on %s %s", route.name, cfg.name, event.id, exc_info=exc)
             error = HookError("handler failed")
             kind = "error"
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
         try:
-            cfg.store.release(cfg.name, event.id, token, now=cfg.clock())
+            cfg.store.release(cfg.ns, event.id, token, now=cfg.clock())
         except StoreUnavailable:
             log.warning("could not release %s; its lease will expire", event.id)
-        log_quietly(cfg.store, cfg.name, log_entry(event, kind, error.status, started, ran, error.reason))
-        return Outcome(kind, error.status, error=error, event=event)
+        log_quietly(cfg.store, cfg.ns, log_entry(event, kind, error.status, started, ran, error.reason))
+        reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
+        return Outcome(kind, error.status, reply=reply, error=error, event=event)
+
+
+class Declined(HookError):
+    """A handler returned a non-2xx response: it did not do its work.
+
+    Nothing is recorded as done and the claim is released, so the sender
+    retries; its own status and body are answered. A 3xx is never
+    answered (senders treat a redirect as a permanent failure): it is a 500.
+    """
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.status = reply.status if reply.status >= 400 else 500
+        super().__init__(f"handler answered {reply.status}")
+
+
+def _accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
+    """A handler's rendered reply as recorded for its success (None: the default body).
+
+    Raises :class:`Declined` for a non-2xx reply. A reply over
+    :data:`MAX_REPLY` is logged and replaced by the default body: the
+    handler's side effects happened, so it must count as done.
+    """
+    if reply is None:
+        return None
+    if not 200 <= reply.status < 300:
+        raise Declined(reply)
+    if len(reply.body) > MAX_REPLY:
+        log.error(
+            "handler %s returned %d bytes for %s (more than %d): answered with the default body",
+            route.name,
+            len(reply.body),
+            event.id,
+            MAX_REPLY,
+        )
+        return None
+    return reply
+
+
+def _check_text(field: str, value: str) -> None:
+    """Ids and types are keys in stores and logs: they must be encodable text.
+
+    A lone surrogate (``"\\ud800"`` in the JSON) is valid for Python but no
+    store can write it; it is the sender's error, so a 400, not a 500.
+    """
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(f"invalid {field}: not valid Unicode text") from None
 
 
 def log_entry(

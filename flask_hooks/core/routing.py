@@ -67,20 +67,47 @@ class Router:
         self.routes: list[Route] = []
         self._cache: dict[str, tuple[Route, ...]] = {}
 
-    def add(self, func: Handler, patterns: tuple[str, ...], *, defer: Any = None) -> Route:
+    def add(
+        self, func: Handler, patterns: tuple[str, ...], *, name: str | None = None, defer: Any = None
+    ) -> Route:
+        """Append a route; its ``name`` is what its success is recorded under.
+
+        ``name=`` names it explicitly (two different handlers given one name
+        are an error). Different handlers with the same default name (two
+        lambdas, functions made in a loop) all run: the second and later get
+        ``#2``, ``#3``... in registration order, which is stable across the
+        processes that import the same code.
+        """
         if not patterns:
             raise ConfigError("on() needs at least one event pattern")
         if defer is not None and not all(callable(getattr(defer, a, None)) for a in ("job", "enqueue")):
             raise ConfigError(
                 f"defer={defer!r} is not a queue; use flask_hooks.defer.CeleryQueue(...) or RQQueue(...)"
             )
-        route = Route(func, tuple(check_pattern(p) for p in patterns), handler_name(func), defer)
-        for existing in self.routes:
-            if existing.name == route.name and existing.func is not func:
-                raise ConfigError(f"two different handlers are both named {route.name!r}")
+        checked = tuple(check_pattern(p) for p in patterns)
+        if name is not None:
+            if not isinstance(name, str) or not name or name != name.strip():
+                raise ConfigError(f"invalid handler name {name!r}")
+            if any(r.name == name and r.func is not func for r in self.routes):
+                raise ConfigError(f"two different handlers are both named {name!r}")
+        else:
+            name = self._default_name(func)
+        route = Route(func, checked, name, defer)
         self.routes.append(route)
         self._cache.clear()
         return route
+
+    def _default_name(self, func: Handler) -> str:
+        base = handler_name(func)
+        for route in self.routes:
+            if route.func is func:  # the same handler again, for more patterns
+                return route.name
+        taken = {r.name for r in self.routes}
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}#{n}"
+        return name
 
     def match(self, type: str) -> tuple[Route, ...]:
         """Every route accepting ``type``, in order, each handler once."""

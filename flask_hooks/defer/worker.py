@@ -84,14 +84,14 @@ def run_job(app: Flask, job: Job) -> str:
     event = job.event
     receiver = get_receiver(app, event.receiver)
     route = find_route(receiver, job.handler)
-    store, ns, key = receiver.store, handler_namespace(receiver.name), handler_key(event.id, route.name)
+    store, ns, key = receiver.store, handler_namespace(receiver.ns), handler_key(event.id, route.name)
     lease = job.lease if job.lease is not None else receiver.settings.lease
     ttl = receiver.settings.dedupe_ttl
     started = time.perf_counter()
     claim = store.claim(ns, key, now=receiver.now(), lease=lease, ttl=max(ttl, lease))
     if claim.state == "done":
         log.info("deferred %s for %s %s already ran", route.name, receiver.name, event.id)
-        log_quietly(store, receiver.name, log_entry(event, "duplicate", 200, started, (route.name,)))
+        log_quietly(store, receiver.ns, log_entry(event, "duplicate", 200, started, (route.name,)))
         return "duplicate"
     if claim.state == "inflight":
         raise InFlight(after=claim.retry_after)
@@ -99,11 +99,16 @@ def run_job(app: Flask, job: Job) -> str:
         route.func(event)
     except BaseException as exc:
         if isinstance(exc, Exception):
-            signals.handler_failed.send(
-                app, receiver=receiver.name, event=event, handler=route.name, error=exc
+            signals.send_safely(
+                signals.handler_failed,
+                app,
+                receiver=receiver.name,
+                event=event,
+                handler=route.name,
+                error=exc,
             )
             log_quietly(
-                store, receiver.name, log_entry(event, "error", 500, started, (route.name,), "handler failed")
+                store, receiver.ns, log_entry(event, "error", 500, started, (route.name,), "handler failed")
             )
         try:
             store.release(ns, key, claim.token, now=receiver.now())
@@ -111,6 +116,8 @@ def run_job(app: Flask, job: Job) -> str:
             log.warning("could not release %s %s; its lease will expire", ns, key)
         raise
     store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
-    log_quietly(store, receiver.name, log_entry(event, "handled", 200, started, (route.name,)))
-    signals.event_handled.send(app, receiver=receiver.name, event=event, handlers=(route.name,))
+    log_quietly(store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,)))
+    signals.send_safely(
+        signals.event_handled, app, receiver=receiver.name, event=event, handlers=(route.name,)
+    )
     return "handled"

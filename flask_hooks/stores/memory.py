@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from typing import NamedTuple
 
 from ..core.errors import LeaseLost
-from .base import Claim, DedupeStore, LogEntry, Reply, lease_is_live, new_token
+from .base import Claim, DedupeStore, LogEntry, Reply, lease_is_live, new_token, process_generation
 
 #: Expired records are swept every this many claims.
 _SWEEP_EVERY = 4096
@@ -30,6 +31,7 @@ class MemoryStore(DedupeStore):
 
     def __init__(self, *, log_size: int = 1000) -> None:
         self.log_size = log_size
+        self._generation = process_generation()
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], _Record] = {}
         self._logs: dict[str, collections.deque[LogEntry]] = {}
@@ -37,6 +39,8 @@ class MemoryStore(DedupeStore):
 
     def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
         key = (ns, id)
+        if self._generation != process_generation():
+            self._forked()
         with self._lock:
             self._claims += 1
             if self._claims % _SWEEP_EVERY == 0:
@@ -52,6 +56,16 @@ class MemoryStore(DedupeStore):
             token = new_token()
             self._records[key] = _Record("inflight", token, now + lease, now + max(ttl, lease), handlers)
         return Claim("new", token=token, handlers=dict(handlers))
+
+    def _forked(self) -> None:
+        """Each forked worker (gunicorn -w 4) has its own copy: duplicates that
+        reach another worker run again. Said once per process, at first use."""
+        self._generation = process_generation()
+        self._lock = threading.Lock()
+        logging.getLogger("flask_hooks").warning(
+            "memory:// is used in a forked process (several workers?): each process dedupes"
+            " only what it sees itself; use sqlite:/// or redis:// for more than one process"
+        )
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, rec in self._records.items() if rec.expires_at <= now]

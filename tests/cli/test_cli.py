@@ -129,7 +129,8 @@ def test_send_does_not_follow_redirects(make_app: MakeApp, serve: Serve) -> None
     assert result.exit_code == 1
     assert result.stdout.splitlines()[1].startswith("308  ")
     with app.app_context():
-        assert Hooks().receiver(app).store.deliveries("hooks") == []
+        receiver = Hooks().receiver(app)
+        assert receiver.store.deliveries(receiver.ns) == []
 
 
 def test_send_reports_an_unreachable_server(make_app: MakeApp) -> None:

@@ -52,7 +52,7 @@ def side_effects(env: dict[str, str]) -> list[str]:
 def worker_statuses(app: Flask, id: str) -> list[str]:
     """Worker outcomes for one delivery, oldest first, from the shared delivery log."""
     receiver = get_receiver(app, "hooks")
-    entries = receiver.store.deliveries("hooks", limit=1000)
+    entries = receiver.store.deliveries(receiver.ns, limit=1000)
     worker = ("handled", "error", "duplicate")
     return [e.status for e in reversed(entries) if e.id == id and e.status in worker]
 

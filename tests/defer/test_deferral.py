@@ -217,7 +217,7 @@ def test_the_worker_runs_a_job_once_and_signals(build: Callable[..., Flask], sto
         assert perform(queue.jobs[0]) == "duplicate"  # a redelivery of the same job
     assert calls == ["charge evt_1"]
     assert handled == [{"receiver": "hooks", "event": job.event, "handlers": (f"{__name__}.charge",)}]
-    statuses = [e.status for e in store.deliveries("hooks")]
+    statuses = [e.status for e in store.deliveries(Hooks().receiver(app).ns)]
     assert statuses[:2] == ["duplicate", "handled"]
 
 
@@ -242,7 +242,7 @@ def test_a_job_held_by_another_worker_is_in_flight(build: Callable[..., Flask], 
     send(app)
     job = Job.from_json(queue.jobs[0])
     key = handler_key("evt_1", job.handler)
-    held = store.claim(handler_namespace("hooks"), key, now=job.event.received_at, lease=30, ttl=60)
+    held = store.claim(handler_namespace(Hooks().receiver(app).ns), key, now=job.event.received_at, lease=30, ttl=60)
     assert held.state == "new"
     with pytest.raises(InFlight) as info:
         run_job(app, job)

@@ -1,0 +1,129 @@
+"""Keep a running handler's lease alive, so a slow handler is not run twice.
+
+A claim holds a delivery for ``lease`` seconds. A handler that runs longer
+would lose it: a copy arriving after the lease ran out is claimed again
+and runs the handler in parallel. While a handler runs, its claim sits in
+a :class:`LeaseKeeper`; one daemon thread per process renews every claim
+that has been held for a third of its lease, so only a crash (or a frozen
+process, whose thread is frozen too) lets the lease run out.
+
+Holding a claim is a dictionary insert: a handler that finishes within a
+third of its lease costs no system call and no store write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from ..core.errors import LeaseLost, StoreUnavailable
+from .base import DedupeStore
+
+log = logging.getLogger("flask_hooks")
+
+#: A claim is renewed once it has been held for this share of its lease.
+RENEW_AFTER = 1 / 3
+
+
+class Held:
+    """One claim kept alive while its handlers run."""
+
+    __slots__ = ("clock", "id", "lease", "lost", "ns", "renewed_at", "store", "token")
+
+    def __init__(
+        self,
+        store: DedupeStore,
+        ns: str,
+        id: str,
+        token: str,
+        lease: float,
+        clock: Callable[[], float],
+        held_since: float,
+    ) -> None:
+        self.store, self.ns, self.id, self.token = store, ns, id, token
+        self.lease, self.clock = lease, clock
+        #: When the lease was last taken or renewed, on the keeper's timer.
+        self.renewed_at = held_since
+        #: Set when a renewal found the claim taken over; the next mark or completion fails too.
+        self.lost = False
+
+
+class LeaseKeeper:
+    """Claims held by this process's running handlers, renewed from one thread.
+
+    The thread starts with the first claim held in a process (and again in
+    a forked child, which has no threads), wakes every sixth of the
+    shortest lease it has seen, and renews what is due: a lease of 60 s
+    is renewed 20 to 30 s after it was taken. How long a claim has been
+    held is measured on ``timer`` (monotonic: a wall clock that jumps must
+    not make every lease look due, or none); the new deadline is written
+    in the receiver's clock, like the claim's. :meth:`tick` does one round
+    and can be called directly, with an injected ``timer``.
+    """
+
+    def __init__(self, *, timer: Callable[[], float] = time.monotonic, thread: bool = True) -> None:
+        self.timer = timer
+        self._threaded = thread
+        self._held: dict[str, Held] = {}  # by claim token
+        self._period = 5.0
+        self._thread: threading.Thread | None = None
+
+    def hold(
+        self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Callable[[], float]
+    ) -> Held:
+        held = Held(store, ns, id, token, lease, clock, self.timer())
+        self._held[token] = held
+        if lease / 6 < self._period:
+            self._period = max(0.01, lease / 6)
+        if self._thread is None and self._threaded:
+            self._start()
+        return held
+
+    def drop(self, held: Held) -> None:
+        self._held.pop(held.token, None)
+
+    def tick(self) -> int:
+        """Renew every held claim that is due; the number renewed."""
+        renewed = 0
+        for held in list(self._held.values()):
+            started = self.timer()
+            if held.lost or started - held.renewed_at < held.lease * RENEW_AFTER:
+                continue
+            try:
+                held.store.renew(held.ns, held.id, held.token, now=held.clock(), lease=held.lease)
+            except LeaseLost:
+                held.lost = True
+                log.warning("lease of %s %s was taken over while its handler ran", held.ns, held.id)
+            except StoreUnavailable:
+                log.warning("could not renew the lease of %s %s; trying again", held.ns, held.id)
+            else:
+                held.renewed_at = started
+                renewed += 1
+        return renewed
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name="flask_hooks-leases", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        wake = threading.Event()  # never set: a sleep that the interpreter's shutdown does not mind
+        while True:
+            wake.wait(self._period)
+            try:
+                self.tick()
+            except Exception:  # never let the keeper die; a claim it misses only expires
+                log.exception("lease renewal failed")
+
+    def _forked(self) -> None:
+        # The parent's claims and thread are not the child's.
+        self._held = {}
+        self._thread = None
+
+
+#: The process's keeper, shared by every receiver.
+keeper = LeaseKeeper()
+os.register_at_fork(after_in_child=keeper._forked)

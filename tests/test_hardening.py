@@ -1,0 +1,354 @@
+"""The receiver against a careless world: slow handlers, odd return values,
+shared stores, raising subscribers, bad settings, other extensions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask, redirect
+from flask_wtf import CSRFProtect
+
+from flask_hooks import ConfigError, Event, Hooks, signals
+from flask_hooks.core.pipeline import MAX_REPLY
+from flask_hooks.stores import MemoryStore
+from flask_hooks.stores.leases import LeaseKeeper
+from tests.conftest import SECRET, generic_post
+from tests.helpers import ManualClock
+
+PAYLOAD = {"id": "evt_1", "type": "resource.created"}
+
+
+# A handler that outlives its lease -------------------------------------------------------
+
+
+class Timer(ManualClock):
+    """The keeper's monotonic timer, moved by hand."""
+
+
+def test_a_slow_handler_keeps_its_lease_and_is_not_run_twice(make_app: Callable[..., Flask]) -> None:
+    clock, timer = ManualClock(), Timer(0.0)
+    hooks = Hooks(store="memory://", clock=clock, lease=30)
+    app = make_app(hooks)
+    keeper = hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=timer, thread=False)
+    client = app.test_client()
+    copies: list[Any] = []
+    calls: list[str] = []
+
+    @hooks.on("resource.created")
+    def slow(event: Event) -> None:
+        calls.append(event.id)
+        for _ in range(4):  # 80 s of work against a 30 s lease
+            clock.advance(20)
+            timer.advance(20)
+            assert keeper.tick() == 1
+        copies.append(generic_post(app.test_client(), PAYLOAD))  # the sender's retry arrives
+
+    first = generic_post(client, PAYLOAD)
+    assert first.status_code == 200
+    assert calls == ["evt_1"]
+    [copy] = copies
+    assert copy.status_code == 409
+    assert copy.headers["Retry-After"] == "30"  # the renewed lease, not the first one
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+
+
+def test_a_fast_handler_costs_no_renewal(make_app: Callable[..., Flask]) -> None:
+    renewals: list[str] = []
+
+    class Counting(MemoryStore):
+        def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+            renewals.append(id)
+            super().renew(ns, id, token, now=now, lease=lease)
+
+    timer = Timer(0.0)
+    hooks = Hooks(store=Counting(), lease=30)
+    app = make_app(hooks)
+    keeper = hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=timer, thread=False)
+    hooks.on("*")(lambda event: timer.advance(9) and keeper.tick())
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 200
+    assert renewals == []
+    assert keeper.tick() == 0  # nothing is held once the delivery is answered
+
+
+def test_the_keeper_thread_renews_a_held_claim() -> None:
+    renewed = threading.Event()
+
+    class Watched(MemoryStore):
+        def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+            super().renew(ns, id, token, now=now, lease=lease)
+            renewed.set()
+
+    store, clock = Watched(), ManualClock()
+    keeper = LeaseKeeper()
+    claim = store.claim("ns", "evt_1", now=clock(), lease=0.3, ttl=60)
+    held = keeper.hold(store, "ns", "evt_1", claim.token, lease=0.3, clock=clock)
+    try:
+        assert renewed.wait(30), "the keeper's thread never renewed the claim"
+    finally:
+        keeper.drop(held)
+
+
+def test_a_renewal_that_finds_the_claim_taken_over_stops() -> None:
+    store, clock, timer = MemoryStore(), ManualClock(), Timer(0.0)
+    keeper = LeaseKeeper(timer=timer, thread=False)
+    claim = store.claim("ns", "evt_1", now=clock(), lease=10, ttl=60)
+    held = keeper.hold(store, "ns", "evt_1", claim.token, lease=10, clock=clock)
+    clock.advance(11)  # frozen past its lease: another worker took over
+    assert store.claim("ns", "evt_1", now=clock(), lease=10, ttl=60).state == "new"
+    timer.advance(11)
+    assert keeper.tick() == 0
+    assert held.lost
+
+
+# Handler return values ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def counted(make_app: Callable[..., Flask]) -> Callable[[Callable[[Event], Any]], tuple[Flask, list[str]]]:
+    def build(handler: Callable[[Event], Any]) -> tuple[Flask, list[str]]:
+        hooks = Hooks(store="memory://")
+        calls: list[str] = []
+
+        @hooks.on("*")
+        def run(event: Event) -> Any:
+            calls.append(event.id)
+            return handler(event)
+
+        return make_app(hooks), calls
+
+    return build
+
+
+def test_an_unrenderable_return_value_is_done_with_the_default_body(
+    counted: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, calls = counted(lambda event: {1, 2})
+    client = app.test_client()
+    first = generic_post(client, PAYLOAD)
+    assert (first.status_code, first.get_json()) == (200, {"status": "received"})
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+    assert calls == ["evt_1"]
+    assert "not a response" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "body"),
+    [
+        (("oops", 500), 500, b"oops"),
+        (({"error": "no such customer"}, 422), 422, b'{"error":"no such customer"}\n'),
+        (("busy", 503), 503, b"busy"),
+    ],
+)
+def test_a_non_2xx_return_is_not_done(counted: Any, value: Any, status: int, body: bytes) -> None:
+    app, calls = counted(lambda event: value)
+    client = app.test_client()
+    for _ in range(2):
+        response = generic_post(client, PAYLOAD)
+        assert (response.status_code, response.data) == (status, body)
+    assert calls == ["evt_1", "evt_1"]  # released: the sender's retry runs it again
+
+
+def test_a_redirect_return_is_never_answered(counted: Any) -> None:
+    app, calls = counted(lambda event: redirect("/elsewhere"))
+    client = app.test_client()
+    for _ in range(2):
+        response = generic_post(client, PAYLOAD)
+        assert response.status_code == 500
+        assert "Location" not in response.headers
+    assert calls == ["evt_1", "evt_1"]
+
+
+def test_a_huge_return_value_is_not_stored(counted: Any, caplog: pytest.LogCaptureFixture) -> None:
+    app, calls = counted(lambda event: "x" * (MAX_REPLY + 1))
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+    assert calls == ["evt_1"]
+    assert "default body" in caplog.text
+    app2, _ = counted(lambda event: "x" * MAX_REPLY)
+    assert len(generic_post(app2.test_client(), PAYLOAD).data) == MAX_REPLY
+
+
+# Two apps sharing a store -------------------------------------------------------------------
+
+
+def test_two_apps_sharing_a_store_never_answer_each_others_deliveries(tmp_path: Any) -> None:
+    store = MemoryStore()
+    calls: list[str] = []
+    apps = []
+    for name in ("shop", "billing"):
+        app = Flask(name, instance_path=str(tmp_path / name))
+        app.config.update(HOOKS_SECRET=SECRET, HOOKS_STORE=store)
+        hooks = Hooks(app)
+        hooks.on("*")(lambda event, name=name: calls.append(name) or {"by": name})
+        apps.append(app)
+    answers = [generic_post(app.test_client(), PAYLOAD).get_json() for app in apps]
+    assert answers == [{"by": "shop"}, {"by": "billing"}]
+    assert calls == ["shop", "billing"]
+
+
+def test_namespace_setting_names_the_app_part(make_app: Callable[..., Flask]) -> None:
+    one, two = Hooks(store="memory://"), Hooks(name="stripe", store="memory://")
+    app = make_app(one, two, HOOKS_NAMESPACE="shop-eu", HOOKS_STRIPE_SECRET="s")
+    assert (one.receiver(app).ns, two.receiver(app).ns) == ("shop-eu:hooks", "shop-eu:stripe")
+    app2 = make_app(Hooks(store="memory://"))
+    assert Hooks().receiver(app2).ns == "hooks_test:hooks"
+
+
+# Signal subscribers that raise ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal", sorted(signals.by_name))
+def test_a_raising_subscriber_changes_no_outcome(
+    make_app: Callable[..., Flask], signal: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    hooks = Hooks(store="memory://")
+    state = {"fail": True}
+
+    @hooks.on("resource.*")
+    def handler(event: Event) -> None:
+        if state["fail"]:
+            raise ValueError("first attempt fails")
+
+    app = make_app(hooks)
+    client = app.test_client()
+
+    def boom(sender: Flask, **extra: Any) -> None:
+        raise RuntimeError("subscriber bug")
+
+    with signals.by_name[signal].connected_to(boom, app), caplog.at_level(logging.ERROR):
+        assert generic_post(client, PAYLOAD).status_code == 500  # handler_failed fires
+        state["fail"] = False
+        assert generic_post(client, PAYLOAD).status_code == 200  # released, not held for the lease
+        assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+        assert generic_post(client, {"id": "evt_2", "type": "other"}).get_json() == {"status": "ignored"}
+        assert generic_post(client, PAYLOAD, secret="wrong").status_code == 401
+
+
+# Bad input and bad settings -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["memory://", "sqlite:///hooks.sqlite3"])
+def test_an_id_with_a_lone_surrogate_is_a_400(make_app: Callable[..., Flask], store: str) -> None:
+    hooks = Hooks(store=store)
+    calls: list[str] = []
+    hooks.on("*")(lambda event: calls.append(event.id))
+    client = make_app(hooks).test_client()
+    body = b'{"id": "evt-\\ud800", "type": "resource.created"}'
+    for _ in range(2):
+        response = generic_post(client, body)
+        assert response.status_code == 400
+        assert "id" in response.get_json()["reason"]
+    assert generic_post(client, b'{"id": "evt-1", "type": "a\\udfff"}').status_code == 400
+    assert generic_post(client, '{"id": "évt-✓", "type": "r"}'.encode()).status_code == 200
+    assert calls == ["évt-✓"]
+
+
+@pytest.mark.parametrize("key", ["HOOKS_DEDUPE_TTL", "HOOKS_LEASE", "HOOKS_TOLERANCE"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_seconds_are_config_errors(make_app: Callable[..., Flask], key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=key):
+        make_app(Hooks(store="memory://"), **{key: value})
+    with pytest.raises(ConfigError, match=key):
+        make_app(Hooks(store="memory://"), **{key: (value, 5) if key == "HOOKS_TOLERANCE" else value})
+
+
+@pytest.mark.parametrize("value", [-1, 0, 1.5, math.inf])
+def test_max_body_must_be_a_positive_whole_number(make_app: Callable[..., Flask], value: Any) -> None:
+    with pytest.raises(ConfigError, match="HOOKS_MAX_BODY"):
+        make_app(Hooks(store="memory://"), HOOKS_MAX_BODY=value)
+
+
+def test_memory_store_after_a_fork_warns_once_per_process(tmp_path: Any) -> None:
+    store = MemoryStore()
+    store.claim("ns", "before", now=0.0, lease=1, ttl=1)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a gunicorn worker forked after the app was built
+        try:
+            records: list[logging.LogRecord] = []
+            handler = logging.Handler()
+            handler.emit = records.append  # type: ignore[method-assign]
+            logging.getLogger("flask_hooks").addHandler(handler)
+            for n in range(3):
+                store.claim("ns", f"evt_{n}", now=0.0, lease=1, ttl=1)
+            os.write(write, json.dumps([r.getMessage() for r in records]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        messages = json.loads(pipe.read() or b"[]")
+    os.waitpid(pid, 0)
+    assert len(messages) == 1
+    assert "memory://" in messages[0] and "forked" in messages[0]
+
+
+# Settings that fall back, and URLs already taken -------------------------------------------------
+
+
+def test_a_second_receiver_falls_back_to_app_wide_settings_but_not_secrets(
+    make_app: Callable[..., Flask],
+) -> None:
+    other = Hooks(name="billing")
+    app = make_app(Hooks(), other, HOOKS_STORE="memory://", HOOKS_LEASE=7, HOOKS_BILLING_SECRET="b",
+                   HOOKS_BILLING_LEASE=9, HOOKS_DEDUPE_TTL=50, HOOKS_PROVIDER="generic")
+    receiver = other.receiver(app)
+    assert isinstance(receiver.store, MemoryStore)
+    assert (receiver.settings.lease, receiver.settings.dedupe_ttl) == (9, 50)
+    assert receiver.settings.secrets == ("b",)
+    assert receiver.settings.url == "/webhooks/billing"
+    with pytest.raises(ConfigError, match="HOOKS_STRIPE_SECRET"):
+        make_app(Hooks(name="stripe"), HOOKS_STORE="memory://")  # HOOKS_SECRET is never borrowed
+
+
+def test_a_provider_is_never_borrowed(make_app: Callable[..., Flask]) -> None:
+    other = Hooks(name="gh")
+    app = make_app(Hooks(), other, HOOKS_STORE="memory://", HOOKS_PROVIDER="github", HOOKS_GH_SECRET="g")
+    assert other.receiver(app).provider.name == "generic"
+
+
+@pytest.mark.parametrize("existing", ["/webhooks", "/webhooks/", "/<path:anything>"])
+def test_a_url_another_view_serves_is_a_config_error(existing: str, tmp_path: Any) -> None:
+    app = Flask("taken", instance_path=str(tmp_path))
+    app.config["HOOKS_SECRET"] = SECRET
+    app.add_url_rule(existing, "legacy", lambda **kw: "legacy", methods=["POST"])
+    with pytest.raises(ConfigError, match="legacy"):
+        Hooks(app, store="memory://")
+
+
+def test_a_get_only_view_at_the_url_is_no_conflict(tmp_path: Any) -> None:
+    app = Flask("get_only", instance_path=str(tmp_path))
+    app.config["HOOKS_SECRET"] = SECRET
+    app.add_url_rule("/webhooks", "docs", lambda: "how to send us webhooks")
+    Hooks(app, store="memory://")
+    assert app.test_client().get("/webhooks").data == b"how to send us webhooks"
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 200
+
+
+# Flask-WTF --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["csrf first", "hooks first"])
+def test_flask_wtf_csrf_protect_leaves_deliveries_alone(tmp_path: Any, order: str) -> None:
+    app = Flask("with_forms", instance_path=str(tmp_path))
+    app.config.update(HOOKS_SECRET=SECRET, SECRET_KEY="forms", HOOKS_STORE="memory://")
+    hooks, csrf = Hooks(), CSRFProtect()
+    hooks.on("*")(lambda event: {"got": event.id})
+    if order == "csrf first":
+        csrf.init_app(app)
+        hooks.init_app(app)
+    else:
+        hooks.init_app(app)
+        csrf.init_app(app)
+    app.add_url_rule("/form", "form", lambda: "posted", methods=["POST"])
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD).get_json() == {"got": "evt_1"}
+    assert generic_post(client, PAYLOAD, url="/webhooks/").get_json() == {"got": "evt_1"}
+    assert client.post("/form").status_code == 400  # everything else is still protected
