@@ -44,11 +44,12 @@ def test_junk_signature_headers_are_401(app: Flask, calls: list[Event], value: s
 
 
 def test_junk_in_other_headers_does_not_matter(app: Flask, calls: list[Event]) -> None:
+    body = json.dumps({"type": "resource.created"}).encode()  # no payload id: the header is used
     response = app.test_client().post(
         "/webhooks",
-        data=BODY,
+        data=body,
         headers={
-            "X-Webhook-Signature": generic_signature(BODY),
+            "X-Webhook-Signature": generic_signature(body),
             "X-Webhook-Id": "\u00ff" * 10,
             "Content-Type": "text/plain; charset=\u00e9",
             "X-Junk": "\x7f" * 100,
@@ -89,3 +90,35 @@ def test_form_bodies_are_verified_as_raw_bytes(app: Flask, calls: list[Event]) -
     )
     assert response.status_code == 400  # verified, but not JSON
     assert response.get_json()["reason"] == "body is not JSON"
+
+
+def test_a_replay_under_a_new_id_header_is_a_duplicate(app: Flask, calls: list[Event]) -> None:
+    client = app.test_client()
+    for delivery in ("dlv_1", "dlv_replayed"):
+        response = client.post(
+            "/webhooks",
+            data=BODY,
+            headers={"X-Webhook-Signature": generic_signature(BODY), "X-Webhook-Id": delivery},
+        )
+        assert response.status_code == 200
+    assert response.get_json() == {"status": "duplicate"}
+    assert [e.id for e in calls] == ["evt_1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "reason"),
+    [
+        (b'{"id":"\xed\xa0\x80","type":"a"}', {}, "body is not UTF-8"),
+        (b'{"id":1e400,"type":"a"}', {}, "id is not a finite number"),
+        (b'{"type":"a"}', {"X-Webhook-Id": "x" * 8000}, "id too long (over 512 characters)"),
+    ],
+)
+def test_signed_but_unusable_ids_get_a_400_saying_why(
+    app: Flask, calls: list[Event], body: bytes, headers: dict[str, str], reason: str
+) -> None:
+    response = app.test_client().post(
+        "/webhooks", data=body, headers={"X-Webhook-Signature": generic_signature(body), **headers}
+    )
+    assert response.status_code == 400
+    assert response.get_json()["reason"] == reason
+    assert calls == []

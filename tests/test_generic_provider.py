@@ -60,11 +60,43 @@ def test_a_signature_for_another_body_is_rejected() -> None:
         verify({"X-Webhook-Signature": mac(b"new-secret", BODY + b" ")}, BODY)
 
 
-def test_parse_takes_id_from_header_else_payload() -> None:
-    parsed = Generic().parse(Headers({}), BODY)
-    assert (parsed.id, parsed.type) == ("evt_abc123", "resource.created")
+def test_the_signed_payload_id_wins_over_the_unsigned_header() -> None:
+    # A captured body re-sent under a new X-Webhook-Id keeps its dedupe id.
     parsed = Generic().parse(Headers({"X-Webhook-Id": "dlv_9"}), BODY)
-    assert parsed.id == "dlv_9"
+    assert (parsed.id, parsed.type) == ("evt_abc123", "resource.created")
+    assert Generic().parse(Headers({}), BODY).id == "evt_abc123"
+
+
+def test_the_id_header_is_the_fallback_for_payloads_without_an_id() -> None:
+    for body in (b'{"type":"a"}', b'{"id":null,"type":"a"}'):
+        assert Generic().parse(Headers({"X-Webhook-Id": "dlv_9"}), body).id == "dlv_9"
+    with pytest.raises(PayloadError, match="id is not a string"):
+        Generic().parse(Headers({"X-Webhook-Id": "dlv_9"}), b'{"id":true,"type":"a"}')
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"2e400", b"-1e400"])
+def test_non_finite_numeric_ids_are_refused_not_collapsed_into_inf(number: bytes) -> None:
+    with pytest.raises(PayloadError, match="id is not a finite number"):
+        Generic().parse(Headers({}), b'{"id":' + number + b',"type":"a"}')
+    assert Generic().parse(Headers({}), b'{"id":12,"type":"a"}').id == "12"
+
+
+def test_an_oversized_id_header_says_too_long_not_missing() -> None:
+    with pytest.raises(PayloadError, match=r"^id too long"):
+        Generic().parse(Headers({"X-Webhook-Id": "x" * 8000}), b'{"type":"a"}')
+    with pytest.raises(PayloadError, match=r"^type too long"):
+        Generic().parse(Headers({}), b'{"id":"a","type":"' + b"t" * 513 + b'"}')
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"id":"\xed\xa0\x80","type":"a"}', b'{"id":"a","type":"a","note":"\xed\xb0\x80"}',
+     '{"id":"a","type":"a"}'.encode("utf-16"), b'\xef\xbb\xbf{"id":"a","type":"a"}'],
+)
+def test_bodies_are_strict_utf8(body: bytes) -> None:
+    # CESU-8 surrogates, UTF-16 and a BOM: json.loads(bytes) accepts all three.
+    with pytest.raises(PayloadError, match="body is not"):
+        Generic().parse(Headers({}), body)
 
 
 @pytest.mark.parametrize(
@@ -86,9 +118,10 @@ def test_sign_round_trips_and_is_what_the_sender_would_send() -> None:
 
 def test_custom_header_names() -> None:
     provider = Generic(signature_header="X-Tenant-Signature", id_header="X-Tenant-Delivery")
-    headers = Headers({"X-Tenant-Signature": mac(b"old-secret"), "X-Tenant-Delivery": "d1"})
-    assert provider.verify(headers, BODY, KEYS, now=0, tolerance=(0, 0)).secret_index == 1
-    assert provider.parse(headers, BODY).id == "d1"
+    body = b'{"type":"a"}'
+    headers = Headers({"X-Tenant-Signature": mac(b"old-secret", body), "X-Tenant-Delivery": "d1"})
+    assert provider.verify(headers, body, KEYS, now=0, tolerance=(0, 0)).secret_index == 1
+    assert provider.parse(headers, body).id == "d1"
 
 
 def test_empty_secrets_are_a_config_error() -> None:

@@ -180,3 +180,38 @@ def test_malformed_envelopes_are_rejected(body: bytes) -> None:
 def test_parse_needs_request_id_and_step(payload: Any) -> None:
     with pytest.raises(PayloadError):
         FlowStep().parse(Headers({}), json.dumps({"payload": payload, "signature": "0"}).encode())
+
+
+def _signed_body(payload: dict[str, Any]) -> bytes:
+    provider = FlowStep()
+    return provider.sign(Outgoing("step_c", payload, "mqr_1", 0), provider.keys([KEY])[0]).body
+
+
+@pytest.mark.parametrize(
+    ("signed", "edited", "seen"),
+    [(b"null", b"1e999", None), (b"null", b"-1E400", None), (b"3", b"3.0", 3), (b"3", b"3e0", 3),
+     (b"3", b"30e-1", 3), (b"9007199254740992", b"9007199254740993", 9007199254740992),
+     (b"100000000000000000000", b"1e20", 100000000000000000000), (b"0", b"-0", 0), (b"0", b"-0.0", 0)],
+)
+def test_edits_that_still_verify_hand_the_handler_only_signed_values(
+    signed: bytes, edited: bytes, seen: Any
+) -> None:
+    body = _signed_body({"x": json.loads(signed)})
+    assert b'"x":' + signed + b"}" in body
+    tampered = body.replace(b'"x":' + signed + b"}", b'"x":' + edited + b"}", 1)
+    assert verify(tampered) == 0  # JavaScript's own receiver accepts it too
+    value = FlowStep().parse(Headers({}), tampered).payload["data"]["x"]
+    assert value == seen and type(value) is type(seen)
+    assert FlowStep().parse(Headers({}), tampered).payload == FlowStep().parse(Headers({}), body).payload
+
+
+@pytest.mark.parametrize("vector", FIXTURE["vectors"], ids=lambda v: v["text"][:30])
+def test_checked_in_vectors_verify_and_parse_to_what_was_signed(vector: dict[str, str]) -> None:
+    context = '{"context":{"request_id":"r","step_name":"s"},"v":'
+    signed_text = context + vector["stringified"] + "}"
+    signature = hashlib.sha256((signed_text + KEY).encode("utf-8", "surrogatepass")).hexdigest()
+    body = envelope(context + vector["text"] + "}", signature)
+    assert verify(body) == 0
+    parsed = FlowStep().parse(Headers({}), body)
+    assert parsed.payload["v"] == json.loads(vector["stringified"])
+    assert json.dumps(parsed.payload["v"]) == json.dumps(json.loads(vector["stringified"]))

@@ -230,10 +230,44 @@ def test_itsdangerous_round_trip_rotation_and_tampering() -> None:
 def test_itsdangerous_tokens_are_plain_timestamp_signer_tokens() -> None:
     provider = ItsDangerous(salt="my-salt")
     body = b'{"type":"x"}'
-    token = TimestampSigner("k", salt="my-salt").sign(hashlib.sha256(body).hexdigest()).decode()
-    headers = Headers({"X-Hooks-Signature": token})
+    value = hashlib.sha256(body).hexdigest() + "." + hashlib.sha256(b"d1").hexdigest()
+    token = TimestampSigner("k", salt="my-salt").sign(value).decode()
+    headers = Headers({"X-Hooks-Signature": token, "X-Hooks-Id": "d1"})
     now = time.time()  # the signer above stamps the real time
     assert provider.verify(headers, body, provider.keys(["k"]), now=now, tolerance=WIDE).secret_index == 0
+
+
+def test_itsdangerous_token_covers_the_id() -> None:
+    provider = ItsDangerous()
+    keys = provider.keys(["k"])
+    request = provider.sign(Outgoing("order.shipped", {"n": 1}, "d1", NOW), keys[0])
+    replayed = {**request.headers, "X-Hooks-Id": "d2"}
+    with pytest.raises(VerificationError, match="X-Hooks-Id does not match"):
+        provider.verify(Headers(replayed), request.body, keys, now=NOW, tolerance=WIDE)
+    without = {k: v for k, v in request.headers.items() if k != "X-Hooks-Id"}
+    with pytest.raises(VerificationError, match="missing X-Hooks-Id"):
+        provider.verify(Headers(without), request.body, keys, now=NOW, tolerance=WIDE)
+    # A body-only token, as before the id was covered, no longer verifies.
+    old = TimestampSigner(keys[0], salt=provider.salt).sign(hashlib.sha256(request.body).hexdigest())
+    with pytest.raises(VerificationError):
+        provider.verify(Headers({**request.headers, "X-Hooks-Signature": old.decode()}), request.body, keys,
+                        now=time.time(), tolerance=WIDE)
+
+
+def test_itsdangerous_accepts_only_the_canonical_token_spelling() -> None:
+    provider = ItsDangerous()
+    keys = provider.keys(["k"])
+    request = provider.sign(Outgoing("order.shipped", {"n": 1}, "d1", NOW), keys[0])
+    token = request.headers["X-Hooks-Signature"]
+    # The signature's last base64 character has two unused bits: four spellings decode alike.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(token[-1])
+    twins = [token[:-1] + alphabet[(last & ~3) | bits] for bits in range(4)]
+    assert token in twins
+    for spelling in [t for t in twins if t != token] + [token[:-3] + "=" + token[-3:], token + "="]:
+        with pytest.raises(VerificationError):
+            provider.verify(Headers({**request.headers, "X-Hooks-Signature": spelling}), request.body, keys,
+                            now=NOW, tolerance=WIDE)
 
 
 # Secrets in the wrong format fail at init_app ------------------------------------------

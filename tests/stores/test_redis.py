@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
+from redis.crc import key_slot
 
-from flask_hooks.stores.base import LogEntry, Reply
+from flask_hooks.stores.base import LogEntry, Reply, lease_is_live
 from flask_hooks.stores.redis import RedisStore
 from flask_hooks.stores.url import open_store
 
@@ -72,3 +74,46 @@ def test_in_flight_retry_after_keeps_full_precision(redis_url: str) -> None:
     assert busy.state == "inflight"
     assert 0 < busy.retry_after < 0.00001
     assert store.claim("ns", "evt_1", now=now + 2.5, lease=2.5, ttl=60).state == "new"
+
+
+def test_renew_extends_the_server_side_ttl_but_never_shortens_it(redis_url: str) -> None:
+    store = RedisStore(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    short = store.claim("ns", "short", now=T0, lease=10, ttl=10)
+    store.renew("ns", "short", short.token, now=T0 + 8, lease=30)
+    assert 29_000 < client.pttl("hooks:{ns}:d:short") <= 30_000
+    assert client.hmget("hooks:{ns}:d:short", "lease_until", "expires_at") == [repr(T0 + 38).encode()] * 2
+    long = store.claim("ns", "long", now=T0, lease=30, ttl=3600)
+    store.renew("ns", "long", long.token, now=T0 + 10, lease=30)
+    assert client.pttl("hooks:{ns}:d:long") > 3_500_000
+    assert client.hget("hooks:{ns}:d:long", "expires_at") == repr(T0 + 3600).encode()
+
+
+@pytest.mark.parametrize("ahead", [-2.5, -2.0, 0.0, 0.9999997, 1.0, 1.0000002, 2.0, 7200])
+def test_in_flight_or_stale_exactly_as_lease_is_live_says(redis_url: str, ahead: float) -> None:
+    """The claim script draws the line where ``lease_is_live`` does, to the last bit (ahead=1.0)."""
+    store = RedisStore(redis_url)
+    now, lease = 1_763_900_000.123456, 2.5
+    store.claim("ns", "evt_1", now=now + ahead, lease=lease, ttl=60)  # a clock `ahead` seconds off
+    live = lease_is_live(now + ahead + lease, now, lease)
+    assert store.claim("ns", "evt_1", now=now, lease=lease, ttl=60).state == ("inflight" if live else "new")
+
+
+def test_an_id_with_unusual_characters_round_trips(redis_url: str) -> None:
+    """Braces, the key separator, globs, spaces, NUL, non-BMP text: keys are binary-safe."""
+    weird = 'evt {other}:d:x/*?[a-z]\\ "\'%\t\x00\u00e9\u4e2d\u2028\U0001f600'
+    store = RedisStore(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    first = store.claim("ns", weird, now=T0, lease=30, ttl=60)
+    store.mark("ns", weird, first.token, "h", Reply(200, b"ok"), now=T0)
+    store.release("ns", weird, first.token, now=T0)
+    again = store.claim("ns", weird, now=T0, lease=30, ttl=60)
+    assert dict(again.handlers) == {"h": Reply(200, b"ok")}
+    assert store.claim("ns", "evt ", now=T0, lease=30, ttl=60).state == "new"  # a prefix is another id
+    entry = LogEntry(weird, "a.b", "received", 200)
+    store.complete("ns", weird, again.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry)
+    assert store.claim("ns", weird, now=T0, lease=30, ttl=60).state == "done"
+    assert store.deliveries("ns") == [entry]
+    key = b"hooks:{ns}:d:" + weird.encode()
+    assert client.hget(key, "state") == b"done"
+    assert key_slot(key) == key_slot(b"{ns}")  # the id's braces do not move it to another slot

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from ..errors import VerificationError
 from ..event import Headers
@@ -44,21 +45,35 @@ def parse_slots(value: str, *, separator: str = ",") -> list[tuple[str, str]]:
     return out
 
 
+#: What a hex digest may contain: ``bytes.fromhex`` alone also skips whitespace.
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+#: Standard base64 with its padding, nothing else (``b64decode`` skips junk by default).
+_BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
 def from_hex(value: str) -> bytes | None:
-    """A hex digest's bytes, or None when it is not hex."""
-    if not value.isascii():
+    """A hex digest's bytes (either case, even length, nothing else), or None.
+
+    Strict so that no other spelling of a captured signature (spaces or
+    line breaks inside it) is accepted.
+    """
+    if not _HEX.fullmatch(value):
         return None
-    try:
-        return bytes.fromhex(value)
-    except ValueError:
-        return None
+    return bytes.fromhex(value)
 
 
 def from_base64(value: str) -> bytes | None:
-    """Standard base64 (padding required) as bytes, or None when malformed."""
-    if not value.isascii():
+    """Canonical standard base64 (padding required) as bytes, or None.
+
+    Beyond the alphabet, the unused low bits of the last character must
+    be zero (``AA==``, not ``AB==``): the encoding a sender's own
+    library produces is the only one accepted, as the reference helpers,
+    which compare base64 text, do.
+    """
+    if not value or not _BASE64.fullmatch(value):
         return None
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):  # pragma: no cover - the pattern already checked
         return None
+    return raw if base64.b64encode(raw).decode("ascii") == value else None

@@ -228,15 +228,29 @@ def check_timestamp(raw: str, *, now: float, tolerance: Tolerance) -> float:
 
 
 def load_json(body: bytes) -> Any:
-    """Parse JSON strictly (no NaN/Infinity), as the sender produced it.
+    """Parse JSON strictly: UTF-8 without a BOM (RFC 8259 section 8.1), no NaN/Infinity.
 
-    What ``json.loads(body, parse_constant=...)`` does, with one decoder
-    built once: ``json.loads`` builds a new decoder per call when given
-    an option, which cost more than the parse of a small body.
+    The bytes are decoded strictly first: ``json.loads`` on bytes would
+    also take UTF-16/32 and, through ``surrogatepass``, CESU-8 encoded
+    surrogates (``b"\\xed\\xa0\\x80"``), handing the handler text no UTF-8
+    sender wrote.
     """
     try:
-        return _STRICT.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("body is not UTF-8") from None
+    return load_json_text(text)
+
+
+def load_json_text(text: str) -> Any:
+    """:func:`load_json` for text already decoded.
+
+    One decoder is built once: ``json.loads`` builds a new one per call
+    when given an option, which cost more than the parse of a small body.
+    """
+    try:
+        return _STRICT.decode(text)
+    except (ValueError, RecursionError) as exc:
         raise PayloadError("body is not JSON") from exc
 
 
@@ -255,14 +269,28 @@ def _reject_constant(name: str) -> Any:
 _STRICT = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+#: Longest id or type accepted, in characters: stores and logs key on them.
+MAX_ID = 512
+
+
 def require_str(value: Any, what: str) -> str:
-    """A non-empty string field (numbers are accepted and stringified), or a 400."""
-    if isinstance(value, bool) or value is None:
+    """A non-empty string field (finite numbers are accepted and stringified), or a 400.
+
+    Non-finite numbers are refused: ``1e400`` and ``2e400`` both parse
+    as ``inf`` and would collapse into one id.
+    """
+    if value is None:
         raise PayloadError(f"missing {what}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PayloadError(f"{what} is not a finite number")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or not value or len(value) > 512:
+    if not isinstance(value, str):
+        raise PayloadError(f"{what} is not a string")
+    if not value:
         raise PayloadError(f"missing {what}")
+    if len(value) > MAX_ID:
+        raise PayloadError(f"{what} too long (over {MAX_ID} characters)")
     return value
 
 

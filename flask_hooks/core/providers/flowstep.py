@@ -1,4 +1,4 @@
-"""``flowstep``: flow-step webhooks (seed 004), signed inside the body.
+"""``flowstep``: flow-step webhooks, signed inside the body.
 
 The body is ``{"payload": ..., "signature": ...}`` and the signature is
 the plain SHA-256 hex of ``JSON.stringify(payload) + key`` (no HMAC). The
@@ -9,7 +9,8 @@ answered with 400, as the sender documents. The handler's return value
 reads from the response body.
 
 ``event.payload`` is the inner ``payload`` object (``data`` and
-``context``); the id is ``context.request_id + ":" + context.step_name``.
+``context``) as Python reads ``JSON.stringify(payload)``, the text that
+was signed; the id is ``context.request_id + ":" + context.step_name``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import Any
 
-from ..errors import PayloadError, VerificationError
+from ..errors import HookError, PayloadError, VerificationError
 from ..event import Headers
 from . import _jsjson
 from .base import (
@@ -30,26 +30,37 @@ from .base import (
     Tolerance,
     Verified,
     field,
-    load_json,
+    load_json_text,
     require_str,
 )
 
 
-def _envelope(body: bytes) -> tuple[Any, str]:
-    """The JS-ordered payload and the claimed signature, or a rejection."""
+def _signed(body: bytes, error: type[HookError]) -> tuple[str, str]:
+    """``JSON.stringify(payload)`` as the sender computed it, and the claimed signature.
+
+    ``error`` is what a malformed envelope raises: a failed verification
+    in :meth:`FlowStep.verify`, a bad payload in :meth:`FlowStep.parse`.
+    """
     try:
-        parsed = _jsjson.parse(body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise VerificationError("body is not JSON") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise error("body is not UTF-8") from None
+    try:
+        parsed = _jsjson.parse(text)
+    except (ValueError, RecursionError):
+        raise error("body is not JSON") from None
     if not isinstance(parsed, _jsjson.JSObject):
-        raise VerificationError("body is not a JSON object")
+        raise error("body is not a JSON object")
     fields = dict(parsed)
     if "payload" not in fields:
-        raise VerificationError("missing payload")
+        raise error("missing payload")
     signature = fields.get("signature")
     if not isinstance(signature, str) or not signature or not signature.isascii():
-        raise VerificationError("missing signature")
-    return fields["payload"], signature
+        raise error("missing signature")
+    try:
+        return _jsjson.stringify(fields["payload"]), signature
+    except RecursionError:
+        raise error("payload too deep") from None
 
 
 def digest(text: str, key: bytes) -> str:
@@ -72,11 +83,7 @@ class FlowStep(Provider):
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        payload, signature = _envelope(body)
-        try:
-            text = _jsjson.stringify(payload)
-        except RecursionError:
-            raise VerificationError("payload too deep") from None
+        text, signature = _signed(body, VerificationError)
         given = signature.encode("ascii")
         for index, key in enumerate(keys):
             if hmac.compare_digest(digest(text, key).encode("ascii"), given):
@@ -84,7 +91,14 @@ class FlowStep(Provider):
         raise VerificationError("signature mismatch")
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
-        payload = field(load_json(body), "payload")
+        """Python's reading of the very text that was hashed, not of the raw bytes.
+
+        Parsing the bytes directly would hand the handler values nobody
+        signed: JavaScript reads ``1e999`` as Infinity and signs ``null``,
+        and ``9007199254740993`` as ``9007199254740992``.
+        """
+        text, _ = _signed(body, PayloadError)
+        payload = load_json_text(text)
         if not isinstance(payload, dict):
             raise PayloadError("payload is not a JSON object")
         request_id = require_str(field(payload, "context", "request_id"), "context.request_id")

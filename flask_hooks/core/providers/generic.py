@@ -1,7 +1,10 @@
-"""``generic``: hex HMAC-SHA256 of the raw body (seeds 001 and 003).
+"""``generic``: hex HMAC-SHA256 of the raw body, no timestamp.
 
-Both seeds leave header names open or name ``X-Webhook-Signature``; the
-header names are parameters so a tenant's own spelling is one argument.
+Senders using this common scheme name their headers differently (often
+``X-Webhook-Signature``), so the header names are parameters and a
+tenant's own spelling is one argument. The dedupe id is the payload's
+``id``, which the signature covers; the id header is only a fallback for
+payloads without one, and it is not signed.
 """
 
 from __future__ import annotations
@@ -59,8 +62,11 @@ class Generic(Provider):
         return match_body_mac(value, body, keys, bytes.hex)
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
+        """The signed payload ``id`` wins: a captured body re-sent under a new id header stays a duplicate."""
         payload = load_object(body)
-        delivery = headers.get(self.id_header) or field(payload, "id")
+        delivery = field(payload, "id")
+        if delivery is None:
+            delivery = headers.get(self.id_header)
         return Parsed(require_str(delivery, "id"), require_str(field(payload, "type"), "type"), payload)
 
     def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:

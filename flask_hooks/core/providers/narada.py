@@ -1,4 +1,4 @@
-"""``narada``: Narada Cloud task callbacks (seed 002); no signature at all.
+"""``narada``: Narada Cloud task callbacks; no signature at all.
 
 Narada authenticates a callback with what the caller chose when
 submitting the task: ``callbackHeaders`` echoed on the POST (typically

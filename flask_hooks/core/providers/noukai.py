@@ -1,8 +1,8 @@
-"""``noukai``: ``X-Noukai-Signature`` with ``v1``/``v2`` slots (seed 000).
+"""``noukai``: ``X-Noukai-Signature`` with ``v1``/``v2`` slots.
 
 During a 24 h rotation Noukai sends ``v1=`` (new secret) and ``v2=``
-(previous secret); old pods match on v2, new pods on v1. The seed does
-not state the hash, encoding or signed bytes, so the header name, slot
+(previous secret); old pods match on v2, new pods on v1. Noukai's guide
+does not state the hash, encoding or signed bytes, so the header name, slot
 names, timestamp slot and what is signed are constructor parameters.
 Our reading: hex HMAC-SHA256 of the raw body, or of ``t.body`` when a
 ``t=`` slot is present (and then the timestamp tolerance applies).

@@ -1,25 +1,29 @@
 """``itsdangerous``: Flask-to-Flask webhooks signed with a ``TimestampSigner``.
 
-The sending app signs the SHA-256 hex digest of the body with
-:class:`itsdangerous.TimestampSigner` (its own key derivation, salt and
-timestamp) and sends the token in ``X-Hooks-Signature``, the delivery id
-in ``X-Hooks-Id``. Both apps share ``SECRET``-style keys; a list rotates
-them (newest first here; itsdangerous itself lists oldest first, so each
-key is tried on its own to report its position). The module is named
-``signed`` so that it never shadows the ``itsdangerous`` package.
+The sending app signs ``<sha256 hex of the body>.<sha256 hex of the id>``
+with :class:`itsdangerous.TimestampSigner` (its own key derivation, salt
+and timestamp) and sends the token in ``X-Hooks-Signature``, the delivery
+id in ``X-Hooks-Id``. The id is covered so that a captured request re-sent
+under a new id is refused rather than run again. Both apps share
+``SECRET``-style keys; a list rotates them (newest first here;
+itsdangerous itself lists oldest first, so each key is tried on its own
+to report its position). The module is named ``signed`` so that it never
+shadows the ``itsdangerous`` package.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 
 from itsdangerous import BadData, TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from ..errors import VerificationError
 from ..event import Headers
-from ._parsing import bounded_header
+from ._parsing import MAX_HEADER, bounded_header
 from .base import (
     Outgoing,
     Parsed,
@@ -34,6 +38,32 @@ from .base import (
     require_str,
 )
 
+#: The only token shape :meth:`ItsDangerous.sign` makes: two hex digests, then
+#: itsdangerous's unpadded URL-safe base64 timestamp and signature. itsdangerous
+#: decodes base64 leniently (junk characters skipped), so the shape is checked first.
+_TOKEN = re.compile(r"[0-9a-f]{64}\.[0-9a-f]{64}\.[A-Za-z0-9_-]{1,16}\.[A-Za-z0-9_-]{16,128}")
+
+
+def _canonical(token: str) -> bool:
+    """Whether the token has the shape above, its base64 spelled as itsdangerous writes it.
+
+    The last base64 character carries unused bits; without this check
+    each genuine token would have several spellings that all verify.
+    """
+    if not _TOKEN.fullmatch(token):
+        return False
+    parts = token.encode("ascii").rsplit(b".", 2)[1:]
+    try:
+        return all(base64_encode(base64_decode(part)) == part for part in parts)
+    except BadData:  # a length no base64 has
+        return False
+
+
+def signed_value(delivery_id: str, body: bytes) -> bytes:
+    """What the token signs: the body's and the id's SHA-256, hex, dot-joined."""
+    id_digest = hashlib.sha256(delivery_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{hashlib.sha256(body).hexdigest()}.{id_digest}".encode("ascii")
+
 
 class _FixedSigner(TimestampSigner):
     """A signer stamping a given time, so tests and the CLI control it."""
@@ -47,7 +77,7 @@ class _FixedSigner(TimestampSigner):
 
 
 class ItsDangerous(Provider):
-    """A token over the body digest in one header; the id in another."""
+    """A token over the body and id digests in one header; the id in another."""
 
     name = "itsdangerous"
 
@@ -72,17 +102,31 @@ class ItsDangerous(Provider):
         tolerance: Tolerance,
     ) -> Verified:
         token = bounded_header(headers, self.signature_header)
-        wanted = hashlib.sha256(body).hexdigest().encode("ascii")
+        if not _canonical(token):
+            raise VerificationError("malformed signature token")
+        delivery_id = self._delivery_id(headers)
+        wanted = signed_value(delivery_id, body)
         for index, key in enumerate(keys):
             try:
                 value, signed_at = TimestampSigner(key, salt=self.salt).unsign(token, return_timestamp=True)
             except (BadData, ValueError, OverflowError, OSError):
                 continue
-            if not hmac.compare_digest(value, wanted):
+            if not hmac.compare_digest(value[:64], wanted[:64]):
                 raise VerificationError("body does not match its signed digest")
+            if not hmac.compare_digest(value, wanted):
+                raise VerificationError(f"{self.id_header} does not match its signed digest")
             stamp = check_timestamp(str(int(signed_at.timestamp())), now=now, tolerance=tolerance)
             return Verified(secret_index=index, timestamp=stamp)
         raise VerificationError("signature mismatch")
+
+    def _delivery_id(self, headers: Headers) -> str:
+        """The id header exactly as :meth:`parse` reads it (it is part of what is signed)."""
+        value = headers.get(self.id_header)
+        if not value or not isinstance(value, str):
+            raise VerificationError(f"missing {self.id_header} header")
+        if len(value) > MAX_HEADER:
+            raise VerificationError(f"{self.id_header} header too long")
+        return value
 
     def parse(self, headers: Headers, body: bytes) -> Parsed:
         payload = load_object(body)
@@ -98,7 +142,7 @@ class ItsDangerous(Provider):
             payload = {"type": outgoing.type, **payload}
         body = dump(payload)
         signer = _FixedSigner(key, self.salt, outgoing.timestamp)
-        token = signer.sign(hashlib.sha256(body).hexdigest()).decode("ascii")
+        token = signer.sign(signed_value(outgoing.id, body)).decode("ascii")
         return SignedRequest(
             body=body,
             headers={

@@ -31,6 +31,7 @@ from .base import (
     dump,
     field,
     load_json,
+    load_json_text,
     match_body_mac,
     require_str,
 )
@@ -100,7 +101,7 @@ class Slack(Provider):
         except (UnicodeDecodeError, ValueError):
             raise PayloadError("body is neither JSON nor a form") from None
         if "payload" in form:
-            payload: Any = load_json(form["payload"].encode("utf-8", "surrogatepass"))
+            payload: Any = load_json_text(form["payload"])
             kind = require_str(field(payload, "type"), "type")
             delivery = field(payload, "trigger_id") or field(payload, "view", "id")
             return Parsed(

@@ -1,0 +1,195 @@
+"""One spelling per signature, UTF-8 bodies, usable ids, constant-time credentials: every preset."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+
+from flask_hooks.core.errors import PayloadError, VerificationError
+from flask_hooks.core.event import Headers
+from flask_hooks.core.providers import Narada, Noukai, Outgoing, Stripe
+from flask_hooks.core.providers._parsing import from_base64, from_hex
+from flask_hooks.core.providers.base import require_str
+from flask_hooks.core.providers.standard import StandardWebhooks
+
+from .samples import NOW, Case, case_id, cases, replaced, signed
+
+CASES = cases()
+WIDE = (300.0, 300.0)
+KEY = b"nk_new"
+BODY = b'{"type":"job.completed","amount":100}'
+
+
+def noukai_headers(value: str) -> Headers:
+    return Headers({"X-Noukai-Signature": value, "X-Noukai-Delivery": "d1"})
+
+
+# Signature encodings ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("inside", [" ", "\r\n", "\t", "\n", "  "])
+def test_noukai_hex_with_whitespace_inside_is_rejected(inside: str) -> None:
+    digest = hmac.new(KEY, BODY, hashlib.sha256).hexdigest()
+    keys = Noukai().keys(["nk_new"])
+    assert Noukai().verify(noukai_headers("v1=" + digest), BODY, keys, now=NOW, tolerance=WIDE)
+    spaced = digest[:32] + inside + digest[32:]
+    with pytest.raises(VerificationError):
+        Noukai().verify(noukai_headers("v1=" + spaced), BODY, keys, now=NOW, tolerance=WIDE)
+
+
+def test_stripe_hex_with_whitespace_inside_is_rejected() -> None:
+    digest = hmac.new(b"whsec_test_secret", f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
+    keys = Stripe().keys(["whsec_test_secret"])
+    good = Headers({"Stripe-Signature": f"t={NOW},v1={digest}"})
+    assert Stripe().verify(good, BODY, keys, now=NOW, tolerance=WIDE)
+    for inside in (" ", "\r\n"):
+        bad = Headers({"Stripe-Signature": f"t={NOW},v1={digest[:10]}{inside}{digest[10:]}"})
+        with pytest.raises(VerificationError, match="no v1 signature"):
+            Stripe().verify(bad, BODY, keys, now=NOW, tolerance=WIDE)
+
+
+def _unused_bit_twin(value: str) -> str:
+    """The same bytes spelled with a non-zero unused bit in the last base64 character."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    data = value.rstrip("=")
+    twin = data[:-1] + alphabet[alphabet.index(data[-1]) ^ 1] + value[len(data) :]
+    assert base64.b64decode(twin) == base64.b64decode(value) and twin != value
+    return twin
+
+
+def test_standard_webhooks_base64_must_be_canonical() -> None:
+    # The Standard Webhooks SDK's published test vector.
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    signature = "g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    provider = StandardWebhooks()
+    keys = provider.keys([secret])
+    body = b'{"test": 2432232314}'
+
+    def headers(sig: str) -> Headers:
+        return Headers({"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
+                        "webhook-signature": sig})
+
+    assert provider.verify(headers("v1," + signature), body, keys, now=1614265330, tolerance=WIDE)
+    for bad in (_unused_bit_twin(signature), signature.rstrip("="), signature[:20] + " " + signature[20:]):
+        with pytest.raises(VerificationError):
+            provider.verify(headers("v1," + bad), body, keys, now=1614265330, tolerance=WIDE)
+
+
+def test_noukai_base64_must_be_canonical() -> None:
+    provider = Noukai(encoding="base64")
+    mac = base64.b64encode(hmac.new(KEY, BODY, hashlib.sha256).digest()).decode()
+    keys = provider.keys(["nk_new"])
+    assert provider.verify(noukai_headers("v1=" + mac), BODY, keys, now=NOW, tolerance=WIDE)
+    for bad in (_unused_bit_twin(mac), mac[:8] + "\r\n" + mac[8:], mac.rstrip("=")):
+        with pytest.raises(VerificationError):
+            provider.verify(noukai_headers("v1=" + bad), BODY, keys, now=NOW, tolerance=WIDE)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("00ff", b"\x00\xff"), ("00FF", b"\x00\xff"), ("", None), ("0", None), ("00 ff", None),
+     ("00\r\nff", None), (" 00ff", None), ("00ff\n", None), ("0g", None), ("\u0660\u0660", None)],
+)
+def test_from_hex_is_strict(value: str, expected: bytes | None) -> None:
+    assert from_hex(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("AA==", b"\x00"), ("AAA=", b"\x00\x00"), ("AAAA", b"\x00\x00\x00"), ("AB==", None), ("AA", None),
+     ("", None), ("AA==AA==", None), ("A A=", None), ("AA=\n", None), ("-_==", None), ("=AA=", None)],
+)
+def test_from_base64_is_strict_and_canonical(value: str, expected: bytes | None) -> None:
+    assert from_base64(value) == expected
+
+
+def _with_whitespace_inside(value: str) -> list[str]:
+    middle = len(value) // 2 + 3
+    return [value[:middle] + inside + value[middle:] for inside in (" ", "\r\n", "\t")]
+
+
+def _signature_header(case: Case) -> str:
+    assert case.auth
+    return next((h for h in case.auth if "sig" in h.lower() or "hmac" in h.lower()), case.auth[0])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.auth], ids=case_id)
+def test_no_preset_accepts_whitespace_inside_its_signature(case: Case) -> None:
+    headers, body, keys = signed(case)
+    name = _signature_header(case)
+    for value in _with_whitespace_inside(headers[name]):
+        with pytest.raises(VerificationError):
+            case.provider.verify(replaced(headers, **{name: value}), body, keys, now=NOW, tolerance=WIDE)
+
+
+# Bodies and ids ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("raw", [b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\xaf", b"\xff"])
+def test_every_preset_refuses_bodies_that_are_not_utf8(case: Case, raw: bytes) -> None:
+    headers, body, _ = signed(case)
+    broken = body.replace(b"100", b'"' + raw + b'"', 1)
+    assert broken != body
+    with pytest.raises(PayloadError, match="not UTF-8"):
+        case.provider.parse(headers, broken)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e400])
+def test_non_finite_ids_are_refused(value: float) -> None:
+    with pytest.raises(PayloadError, match="event_id is not a finite number"):
+        require_str(value, "event_id")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(None, "missing id"), ("", "missing id"), (True, "id is not a string"), ({}, "id is not a string"),
+     ([], "id is not a string"), ("x" * 513, "id too long (over 512 characters)"),
+     (10**600, "id too long (over 512 characters)")],
+)
+def test_id_reasons_say_what_is_wrong(value: Any, reason: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        require_str(value, "id")
+    assert info.value.reason == reason
+    assert require_str("x" * 512, "id") == "x" * 512
+    assert require_str(1.5, "id") == "1.5"
+
+
+def test_an_oversized_header_id_says_too_long_in_every_header_id_preset() -> None:
+    long = "x" * 8000
+    for case in CASES:
+        if case.name == "generic":  # the signed payload id wins there; see test_generic_provider
+            continue
+        headers, body, _ = signed(case)
+        id_headers = [h for h in case.headers if h.lower().endswith(("-id", "-delivery"))]
+        for name in id_headers:
+            with pytest.raises(PayloadError, match="too long"):
+                case.provider.parse(replaced(headers, **{name: long}), body)
+
+
+# Credentials -----------------------------------------------------------------------
+
+
+def test_narada_compares_every_credential_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    provider = Narada(token=["tok_new", "tok_old"], secret="cb_secret")
+    body = json.dumps({"requestId": "r1", "secret": "cb_secret", "status": "success"}).encode()
+    headers = Headers({"Authorization": "Bearer tok_old"})
+    keys = provider.keys([])
+    assert provider.verify(headers, body, keys, now=NOW, tolerance=WIDE).secret_index == 1
+    assert (b"tok_old", b"tok_new") in seen and (b"tok_old", b"tok_old") in seen
+    assert (b"cb_secret", b"cb_secret") in seen
+    sign = Outgoing("success", {}, "r1", NOW)
+    assert provider.sign(sign, keys[0]).headers["Authorization"] == "Bearer tok_new"

@@ -1,0 +1,246 @@
+"""A Redis that may evict keys would forget acknowledged deliveries: the store refuses it.
+
+Each test starts real redis-servers with its own ``--maxmemory`` options
+(``maxmemory-policy``: https://redis.io/docs/latest/develop/reference/eviction/).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import redis
+from flask import Flask
+
+from flask_hooks import Event, Hooks
+from flask_hooks.core.errors import ConfigError, StoreUnavailable
+from flask_hooks.stores.base import LogEntry
+from flask_hooks.stores.redis import RedisStore
+from flask_hooks.stores.url import open_store
+from tests.conftest import RedisServer, generic_post
+from tests.helpers import wait_for_port
+
+T0 = 1_700_000_000.0
+LIMIT = ("--maxmemory", "10mb")
+
+
+class ConfiguredRedis(RedisServer):
+    """The conftest server, started with extra options."""
+
+    def __init__(self, workdir: Path, options: Sequence[str]) -> None:
+        super().__init__(workdir)
+        self.options = list(options)
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed; run `make test`, which installs it")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), *self.options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.proc, "redis-server", timeout=10)
+
+
+@pytest.fixture
+def redis_with(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
+    """``redis_with("--maxmemory-policy", "allkeys-lru")`` starts a server and returns its URL."""
+    servers: list[ConfiguredRedis] = []
+
+    def start(*options: str) -> str:
+        server = ConfiguredRedis(tmp_path_factory.mktemp("redis-opts"), options)
+        servers.append(server)
+        server.start()
+        return server.url
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "flask_hooks" and r.levelno >= logging.ERROR]
+
+
+def use(store: RedisStore, id: str = "evt_1") -> None:
+    """One delivery's worth of operations, which must all succeed."""
+    claim = store.claim("ns", id, now=T0, lease=30, ttl=60)
+    assert claim.state == "new"
+    store.complete("ns", id, claim.token, outcome="received", reply=None, now=T0, ttl=60)
+    assert store.claim("ns", id, now=T0, lease=30, ttl=60).state == "done"
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru"])
+def test_an_evicting_server_is_refused_by_every_operation(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture, policy: str
+) -> None:
+    url = redis_with(*LIMIT, "--maxmemory-policy", policy)
+    store = RedisStore(url)
+    operations: list[Callable[[], object]] = [
+        lambda: store.claim("ns", "evt_1", now=T0, lease=30, ttl=60),
+        lambda: store.mark("ns", "evt_1", "t", "h", None, now=T0),
+        lambda: store.renew("ns", "evt_1", "t", now=T0, lease=30),
+        lambda: store.complete("ns", "evt_1", "t", outcome="received", reply=None, now=T0, ttl=60),
+        lambda: store.release("ns", "evt_1", "t", now=T0),
+        lambda: store.log("ns", LogEntry("evt_1", "a", "received", 200)),
+        lambda: store.deliveries("ns"),
+    ]
+    try:
+        with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+            for operation in operations:
+                with pytest.raises(StoreUnavailable):
+                    operation()
+        assert redis.Redis.from_url(url).dbsize() == 0  # refused before anything was written
+        [message] = errors(caplog)  # one log per refusal, not one per operation
+        assert f"maxmemory-policy is {policy}" in message
+        assert "maxmemory-policy noeviction" in message
+        assert "?allow_eviction=true" in message
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [(*LIMIT, "--maxmemory-policy", "noeviction"), ("--maxmemory-policy", "allkeys-lru")],
+    ids=["noeviction", "no-memory-limit"],
+)
+def test_a_server_that_cannot_evict_is_accepted(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture, options: tuple[str, ...]
+) -> None:
+    store = RedisStore(redis_with(*options))
+    try:
+        use(store)
+    finally:
+        store.close()
+    assert errors(caplog) == []
+
+
+def test_allow_eviction_accepts_the_risk(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = redis_with(*LIMIT, "--maxmemory-policy", "allkeys-lru")
+    from_url = open_store(url + "?allow_eviction=true&key_prefix=a:", instance_path="/nonexistent")
+    assert isinstance(from_url, RedisStore)
+    assert (from_url.allow_eviction, from_url.key_prefix) == (True, "a:")
+    ready = RedisStore(redis.Redis.from_url(url), key_prefix="b:", allow_eviction=True)
+    refused = RedisStore.from_url(url + "?allow_eviction=false")
+    try:
+        use(from_url)
+        use(ready)
+        with pytest.raises(StoreUnavailable):
+            refused.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+    finally:
+        for store in (from_url, ready, refused):
+            store.close()
+    assert len(errors(caplog)) == 1  # only the store that did not opt in
+    with pytest.raises(ConfigError, match="allow_eviction"):
+        RedisStore.from_url(url + "?allow_eviction=maybe")
+
+
+def test_a_ready_client_is_checked_and_a_fixed_policy_is_accepted_at_once(
+    redis_with: Callable[..., str],
+) -> None:
+    url = redis_with(*LIMIT, "--maxmemory-policy", "volatile-ttl")
+    admin = redis.Redis.from_url(url)
+    store = RedisStore(redis.Redis.from_url(url, decode_responses=True))
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+        admin.config_set("maxmemory-policy", "noeviction")  # no reconnect needed
+        use(store)
+    finally:
+        store.close()
+
+
+def test_a_policy_that_cannot_be_read_is_refused(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ACL that denies INFO (as managed Redis may) fails closed, and the log says why."""
+    url = redis_with()
+    redis.Redis.from_url(url).acl_setuser("hooks", enabled=True, passwords=["+pw"], keys=["*"],
+                                          commands=["+@all", "-info"])
+    store = RedisStore(url.replace("redis://", "redis://hooks:pw@"))
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+        [message] = errors(caplog)
+        assert "INFO memory failed" in message
+        assert "?allow_eviction=true" in message
+    finally:
+        store.close()
+
+
+def test_the_policy_is_read_once_per_connection_not_per_command(redis_with: Callable[..., str]) -> None:
+    url = redis_with(*LIMIT, "--maxmemory-policy", "noeviction")
+    admin = redis.Redis.from_url(url)
+    store = RedisStore(url)
+
+    def info_calls() -> int:
+        return int(admin.info("commandstats").get("cmdstat_info", {}).get("calls", 0))
+
+    try:
+        admin.config_resetstat()
+        for n in range(10):
+            use(store, f"evt_{n}")
+        store.deliveries("ns")
+        assert info_calls() == 1
+        store.close()  # the next command connects again, so the policy is read again
+        use(store, "evt_x")
+        assert info_calls() == 3  # the count includes the previous reading's own INFO
+    finally:
+        store.close()
+
+
+def test_a_reconnect_reads_the_policy_again(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A policy changed on a live connection is seen at the next reconnect, as documented."""
+    url = redis_with(*LIMIT, "--maxmemory-policy", "noeviction")
+    admin = redis.Redis.from_url(url)
+    store = RedisStore(url)
+    try:
+        use(store, "evt_1")
+        admin.config_set("maxmemory-policy", "allkeys-lfu")
+        use(store, "evt_2")  # the same connection: not rechecked
+        admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(StoreUnavailable):  # redis-py reconnects inside this call
+            store.claim("ns", "evt_3", now=T0, lease=30, ttl=60)
+        [message] = errors(caplog)
+        assert "allkeys-lfu" in message
+    finally:
+        store.close()
+
+
+def test_an_app_on_an_evicting_redis_answers_503_and_runs_no_handler(
+    redis_with: Callable[..., str], make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = redis_with(*LIMIT, "--maxmemory-policy", "allkeys-random")
+    hooks = Hooks()
+    runs: list[str] = []
+
+    @hooks.on("*")
+    def handle(event: Event) -> None:
+        runs.append(event.id)
+
+    app = make_app(hooks, HOOKS_STORE=url)
+    payload = {"id": "evt_1", "type": "thing.done"}
+    for _ in range(2):
+        response = generic_post(app.test_client(), payload)
+        assert response.status_code == 503
+        assert "Retry-After" in response.headers
+    assert runs == []
+    assert any("?allow_eviction=true" in message for message in errors(caplog))
+
+    hooks_ok = Hooks()
+    hooks_ok.on("*")(handle)
+    accepting = make_app(hooks_ok, HOOKS_STORE=url + "?allow_eviction=true")
+    assert generic_post(accepting.test_client(), payload).status_code == 200
+    assert runs == ["evt_1"]
