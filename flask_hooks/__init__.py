@@ -1,4 +1,14 @@
-"""Receive webhooks correctly: verified, deduplicated, acknowledged after storage."""
+"""Receive webhooks correctly: verified, deduplicated, acknowledged after storage.
+
+The errors, ``Event`` and ``Provider`` come from the sans-I/O core and
+import no web framework; ``Hooks`` and ``Receiver`` import Flask, so they
+are loaded on first use (PEP 562), and ``import flask_hooks.core`` stays
+free of Flask.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import BodyTooLarge as BodyTooLarge
 from .core.errors import ConfigError as ConfigError
@@ -13,7 +23,21 @@ from .core.errors import VerificationError as VerificationError
 from .core.event import Event as Event
 from .core.event import Headers as Headers
 from .core.providers import Provider as Provider
-from .extension import Hooks as Hooks
-from .extension import Receiver as Receiver
+
+if TYPE_CHECKING:
+    from .extension import Hooks as Hooks
+    from .extension import Receiver as Receiver
 
 __version__ = "0.1.0"
+
+_LAZY = {"Hooks": "extension", "Receiver": "extension", "signals": "signals"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flask_hooks' has no attribute {name!r}")
+    import importlib
+
+    value = importlib.import_module(f".{module}", __name__)
+    return value if name == module else getattr(value, name)

@@ -22,6 +22,7 @@ from .core.providers import Provider
 from .core.routing import Router
 from .settings import Settings, resolve
 from .stores import DedupeStore, open_store
+from .stores.leases import keeper
 
 H = TypeVar("H", bound=Callable[[Event], object])
 
@@ -50,6 +51,7 @@ class Receiver:
                 tolerance=settings.tolerance,
                 clock=self.now,
                 ns=settings.namespace,
+                leases=keeper,
             )
         )
 

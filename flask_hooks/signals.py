@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from blinker import Namespace, Signal
+from blinker import NamedSignal, Namespace
 
 _signals = Namespace()
 
@@ -43,7 +43,7 @@ by_name = {
 }
 
 
-def send_safely(signal: Signal, sender: Any, **kwargs: Any) -> None:
+def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Send ``signal``; a subscriber that raises is logged and changes nothing.
 
     Subscribers observe deliveries: one that fails must not keep a claim

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,10 +12,9 @@ from flask import Flask, Request, Response, current_app, request
 from werkzeug.wsgi import get_content_length
 
 from . import signals
-from .core.errors import BodyTooLarge, HookError, PayloadError, _RetryLater
+from .core.answer import answer
+from .core.errors import BodyTooLarge, PayloadError
 from .core.event import Event, Headers
-from .core.pipeline import Outcome
-from .core.providers import Provider
 from .core.routing import Route
 from .extension import Receiver, get_state
 from .stores.base import Reply
@@ -81,12 +79,11 @@ def receive() -> Response:
     try:
         body = _read_body(req, receiver.settings.max_body)
     except (BodyTooLarge, PayloadError) as exc:
-        signals.delivery_rejected.send(app, receiver=receiver.name, reason=exc.reason)
-        kind = "rejected" if isinstance(exc, BodyTooLarge) else "invalid"
-        return respond(Outcome(kind, exc.status, error=exc), receiver.provider)
-
-    outcome = receiver.pipeline.process(Headers.from_environ(req.environ), body, run=_run, notify=_notify)
-    return respond(outcome, receiver.provider)
+        outcome = receiver.pipeline.refuse(exc, notify=_notify)
+    else:
+        outcome = receiver.pipeline.process(Headers.from_environ(req.environ), body, run=_run, notify=_notify)
+    status, headers, data = answer(outcome, receiver.provider)
+    return Response(data, status=status, headers=headers)
 
 
 def _notify(name: str, **kwargs: Any) -> None:
@@ -152,36 +149,3 @@ def render(value: object) -> Reply | None:
         return None
     response = current_app.make_response(value)  # type: ignore[arg-type]
     return Reply(response.status_code, response.get_data(), response.content_type or "")
-
-
-def _json(data: dict[str, Any], status: int) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json")
-
-
-#: The fixed success bodies, serialised once.
-_STATUS_BODIES = {
-    kind: json.dumps({"status": kind}).encode() for kind in ("received", "ignored", "duplicate")
-}
-
-
-def respond(outcome: Outcome, provider: Provider) -> Response:
-    """Map an outcome (and its error, if any) to the sender-facing response."""
-    if outcome.extra is not None:
-        return current_app.make_response(outcome.extra)
-    if outcome.reply is not None:
-        reply = outcome.reply
-        return Response(reply.body, status=reply.status, content_type=reply.content_type)
-    error = outcome.error
-    if error is None:
-        body = _STATUS_BODIES.get(outcome.kind) or json.dumps({"status": outcome.kind}).encode()
-        return Response(body, status=200, mimetype="application/json")
-    status = provider.rejection_status if outcome.kind == "rejected" and error.status == 401 else error.status
-    response = _json({"status": outcome.kind, "reason": _safe_reason(error)}, status)
-    if isinstance(error, _RetryLater):
-        response.headers["Retry-After"] = str(error.after)
-    return response
-
-
-def _safe_reason(error: HookError) -> str:
-    # Reasons are our own fixed phrases; a bare HookError from a handler says nothing more.
-    return error.reason if type(error) is not HookError else "handler failed"

@@ -88,7 +88,7 @@ def test_explicit_names_identify_handlers(make_app: Callable[..., Flask]) -> Non
     def second(event: Event) -> None: ...
 
     hooks.on("a", name="billing.book")(first)
-    with pytest.raises(ConfigError, match="both named 'billing.book'"):
+    with pytest.raises(ConfigError, match=r"both named .billing\.book."):
         hooks.on("b", name="billing.book")(second)
     hooks.on("c", name="billing.book")(first)  # the same handler for more types
     assert [r.name for r in hooks.router.routes] == ["billing.book", "billing.book"]

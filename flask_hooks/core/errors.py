@@ -12,6 +12,8 @@ class HookError(Exception):
 
     status: int = 500
     reason: str = "error"
+    #: Seconds for a ``Retry-After`` header; None for errors that send none.
+    after: int | None = None
 
     def __init__(self, reason: str | None = None) -> None:
         if reason is not None:
@@ -47,7 +49,7 @@ class BodyTooLarge(HookError):
 class _RetryLater(HookError):
     """Errors that tell the sender to come back after ``after`` seconds."""
 
-    after: int = 1
+    after: int | None = 1
 
     def __init__(self, reason: str | None = None, *, after: float | None = None) -> None:
         super().__init__(reason)

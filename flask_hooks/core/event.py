@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 _SPECIAL = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
 #: Servers set these two empty when the request has none; read that as absent.
@@ -16,6 +16,18 @@ def _environ_key(name: str) -> str:
     """``X-Hub-Signature-256`` -> ``HTTP_X_HUB_SIGNATURE_256`` (PEP 3333 naming)."""
     key = name.upper().replace("-", "_")
     return key if key in _SPECIAL else "HTTP_" + key
+
+
+class HeaderMap(Protocol):
+    """What the core reads headers from: case-insensitive ``get`` and ``in``.
+
+    werkzeug's ``request.headers`` is one (it iterates as pairs, so it is
+    no ``Mapping``), and so is :class:`Headers`, built from a plain dict.
+    """
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def __contains__(self, key: str, /) -> bool: ...
 
 
 class Headers(Mapping[str, str]):

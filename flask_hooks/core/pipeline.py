@@ -14,17 +14,17 @@ it again, and handlers that already succeeded are not run twice.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Protocol
 
-from ..defer.base import hand_over
-from ..stores.base import DedupeStore, LogEntry, Reply
-from ..stores.leases import LeaseKeeper, keeper
+from .answer import Outcome, answer
 from .clock import Clock
+from .deferral import hand_over
 from .errors import (
+    BodyTooLarge,
     HookError,
     InFlight,
     LeaseLost,
@@ -37,6 +37,7 @@ from .errors import (
 from .event import Event, Headers
 from .providers.base import Provider, Tolerance
 from .routing import Route, Router
+from .store import DedupeStore, LogEntry, Reply
 
 log = logging.getLogger("flask_hooks")
 
@@ -48,20 +49,24 @@ Notify = Callable[..., None]
 MAX_REPLY = 64 * 1024
 
 
-class Outcome(NamedTuple):
-    """What happened, for the transport to turn into a response.
+class Leases(Protocol):
+    """Keeps the claims of running handlers alive (``flask_hooks.stores.leases``)."""
 
-    ``kind`` is the word in the response body (``received``, ``ignored``,
-    ``duplicate``, ``rejected``, ``invalid``, ``in-flight``, ``error``,
-    ``retry``, ``unavailable``); ``error`` carries status and reason.
-    """
+    def hold(
+        self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Clock
+    ) -> object: ...
 
-    kind: str
-    status: int = 200
-    reply: Reply | None = None
-    error: HookError | None = None
-    event: Event | None = None
-    extra: Any = None
+    def drop(self, held: Any) -> None: ...
+
+
+class NoLeases:
+    """Renews nothing: a claim lasts its lease (for pipelines used without a keeper)."""
+
+    def hold(self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Clock) -> object:
+        return None
+
+    def drop(self, held: Any) -> None:
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,15 +84,11 @@ class ReceiverConfig:
     clock: Clock
     #: What the store keys records under: app and receiver (``HOOKS_NAMESPACE``).
     ns: str = ""
-    leases: LeaseKeeper = keeper
+    leases: Leases = dataclasses.field(default_factory=NoLeases)
 
     def __post_init__(self) -> None:
         if not self.ns:
             object.__setattr__(self, "ns", self.name)
-
-
-#: ``Event(*fields)`` without the named tuple's Python-level ``__new__``.
-_new_event: Callable[[tuple[Any, ...]], Event] = functools.partial(tuple.__new__, Event)
 
 
 def _noop(_name: str, **_kwargs: Any) -> None:
@@ -117,34 +118,43 @@ class Pipeline:
             _check_text("type", parsed.type)
         except PayloadError as exc:
             return self._reject("invalid", exc, received_at, started, notify)
-        event = _new_event(  # the tuple directly: this runs on every delivery
-            (
-                parsed.id,
-                parsed.type,
-                parsed.payload,
-                body,
-                headers,
-                cfg.provider.name,
-                cfg.name,
-                verified.timestamp,
-                received_at,
-                parsed.attempt,
-                verified.secret_index,
-            )
+        event = Event(
+            id=parsed.id,
+            type=parsed.type,
+            payload=parsed.payload,
+            body=body,
+            headers=headers,
+            provider=cfg.provider.name,
+            receiver=cfg.name,
+            timestamp=verified.timestamp,
+            received_at=received_at,
+            attempt=parsed.attempt,
+            secret_index=verified.secret_index,
         )
         notify("delivery_verified", receiver=cfg.name, event=event)
         immediate = cfg.provider.immediate(parsed)
-        if immediate is not None:
-            return Outcome("received", event=event, extra=immediate)
+        if immediate is not None:  # a handshake (Slack's url_verification): no dedupe, no handler
+            reply = immediate if isinstance(immediate, Reply) else Reply(200, json.dumps(immediate).encode())
+            return Outcome("received", reply=reply, event=event)
         try:
             return self._dispatch(event, run, notify, started)
         except StoreUnavailable as exc:
             log.warning("dedupe store unavailable for %s", cfg.name, exc_info=True)
-            return Outcome("unavailable", exc.status, error=exc, event=event)
+            return Outcome("unavailable", error=exc, event=event)
         except LeaseLost as exc:
             # Our lease ran out mid-handler and another worker owns the delivery now.
             log.warning("lease lost on %s %s", cfg.name, event.id)
-            return Outcome("in-flight", exc.status, error=exc, event=event)
+            return Outcome("in-flight", error=exc, event=event)
+
+    def refuse(self, error: BodyTooLarge | PayloadError, *, notify: Notify = _noop) -> Outcome:
+        """A request refused before its body could be read (413, or a 400 for a short body).
+
+        It goes through the same signals and delivery log as every other request.
+        """
+        started = time.perf_counter()
+        notify("delivery_received", receiver=self.config.name)
+        kind = "rejected" if isinstance(error, BodyTooLarge) else "invalid"
+        return self._reject(kind, error, self.config.clock(), started, notify)
 
     # Steps ----------------------------------------------------------------
 
@@ -152,14 +162,15 @@ class Pipeline:
         self, kind: str, exc: HookError, received_at: float, started: float, notify: Notify
     ) -> Outcome:
         cfg = self.config
-        status = cfg.provider.rejection_status if kind == "rejected" else exc.status
+        outcome = Outcome(kind, error=exc)
+        status = answer(outcome, cfg.provider).status
         notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
         log_quietly(
             cfg.store,
             cfg.ns,
             LogEntry(None, None, kind, status, exc.reason, None, received_at, time.perf_counter() - started),
         )
-        return Outcome(kind, status, error=exc)
+        return outcome
 
     def _dispatch(self, event: Event, run: Run, notify: Notify, started: float) -> Outcome:
         cfg = self.config
@@ -173,7 +184,7 @@ class Pipeline:
         if claim.state == "inflight":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=True)
             busy = InFlight(after=claim.retry_after)
-            return Outcome("in-flight", busy.status, error=busy, event=event)
+            return Outcome("in-flight", error=busy, event=event)
 
         held = self.leases.hold(cfg.store, cfg.ns, event.id, claim.token, lease=cfg.lease, clock=cfg.clock)
         try:
@@ -230,7 +241,7 @@ class Pipeline:
             )
         else:
             notify("event_ignored", receiver=cfg.name, event=event)
-        return Outcome(kind, 200, reply, None, event)
+        return Outcome(kind, reply=reply, event=event)
 
     def _failed(
         self,
@@ -268,7 +279,7 @@ class Pipeline:
             log.warning("could not release %s; its lease will expire", event.id)
         log_quietly(cfg.store, cfg.ns, log_entry(event, kind, error.status, started, ran, error.reason))
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
-        return Outcome(kind, error.status, reply=reply, error=error, event=event)
+        return Outcome(kind, reply=reply, error=error, event=event)
 
 
 class Declined(HookError):

@@ -19,7 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.errors import ConfigError, HookError, QueueUnavailable
+from ..core.deferral import hand_over as hand_over
+from ..core.errors import ConfigError, HookError
 from ..core.event import Event, Headers
 
 log = logging.getLogger("flask_hooks")
@@ -127,18 +128,6 @@ class Deferral(ABC):
     @abstractmethod
     def enqueue(self, job: Job) -> None:
         """Hand the job to the broker; return only once the broker has it."""
-
-
-def hand_over(deferral: Deferral, handler: str, event: Event) -> None:
-    """Enqueue one deferred handler; any broker failure becomes a 503."""
-    job = deferral.job(handler, event)
-    try:
-        deferral.enqueue(job)
-    except HookError:
-        raise
-    except Exception as exc:
-        log.warning("could not enqueue %s for %s %s", handler, event.receiver, event.id, exc_info=True)
-        raise QueueUnavailable() from exc
 
 
 def handler_namespace(receiver: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..core.errors import ConfigError, _RetryLater
+from ..core.errors import ConfigError, HookError
 from .base import TASK_NAME, Deferral, Job
 
 _registered = False
@@ -109,5 +109,5 @@ def run_deferred(task: Any, data: dict[str, Any]) -> str:
         # may not know a new handler yet; max_retries bounds it.
         job = Job.from_json(data)
         retries = int(task.request.retries or 0)
-        after = exc.after if isinstance(exc, _RetryLater) else job.backoff(retries)
+        after = exc.after if isinstance(exc, HookError) and exc.after is not None else job.backoff(retries)
         raise task.retry(exc=exc, countdown=after, max_retries=job.max_retries) from exc

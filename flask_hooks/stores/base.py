@@ -1,110 +1,27 @@
-"""The dedupe store: a small state machine per delivery id.
+"""Shared by the store backends: the protocol (from the core), tokens, forks.
 
-States: absent -> in flight (a claim with a token and a lease) -> done
-(kept for ``ttl``). ``mark``, ``complete`` and ``release`` carry the
-claim's token, so a worker whose lease ran out cannot overwrite the claim
-of the worker that took over. Handler successes are kept across a
-release, so a retry runs only the handlers that have not succeeded.
-
-Every method takes ``now`` from the receiver's clock; backends never read
-the time themselves. Backend failures raise :class:`StoreUnavailable`.
+The protocol and its records live in :mod:`flask_hooks.core.store` and are
+re-exported here for the backends and for custom stores.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import itertools
-import json
 import os
 import secrets
-import types
-from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
 
-ClaimState = Literal["new", "inflight", "done"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Reply:
-    """A recorded response, replayed verbatim to duplicates."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "body": base64.b64encode(self.body).decode("ascii"),
-            "content_type": self.content_type,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
-        if data is None:
-            return None
-        return cls(int(data["status"]), base64.b64decode(data["body"]), str(data["content_type"]))
-
-
-_NO_HANDLERS: Mapping[str, Reply | None] = types.MappingProxyType({})
-
-
-class Claim(NamedTuple):
-    """The answer to ``claim`` (a named tuple: one per delivery).
-
-    ``new``: this caller owns the delivery (``token``); ``handlers`` lists
-    the handlers an earlier attempt already completed, with their replies.
-    ``inflight``: another caller owns it for ``retry_after`` more seconds.
-    ``done``: completed earlier with ``outcome`` and the recorded ``reply``.
-    """
-
-    state: ClaimState
-    token: str = ""
-    handlers: Mapping[str, Reply | None] = _NO_HANDLERS
-    reply: Reply | None = None
-    outcome: str = ""
-    retry_after: float = 0.0
-
-
-#: ``json.dumps(value, separators=(",", ":"))`` with the encoder built once, not per call.
-_compact = json.JSONEncoder(separators=(",", ":")).encode
-
-
-class LogEntry(NamedTuple):
-    """One line of the bounded delivery log (``flask hooks deliveries``).
-
-    A named tuple: one is built for every delivery, and it is cheaper
-    than a frozen dataclass.
-    """
-
-    id: str | None
-    type: str | None
-    status: str
-    code: int
-    reason: str = ""
-    secret_index: int | None = None
-    received_at: float = 0.0
-    duration: float = 0.0
-    handlers: tuple[str, ...] = ()
-
-    def to_json(self) -> str:
-        """A JSON array in field order, the two times in whole microseconds.
-
-        Once per delivery: an array costs half an object, and printing the
-        shortest form of two floats cost more than all the rest of the line.
-        """
-        e = self
-        received, duration = round(e.received_at * 1e6), round(e.duration * 1e6)
-        return _compact(
-            (e.id, e.type, e.status, e.code, e.reason, e.secret_index, received, duration, e.handlers)
-        )
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> LogEntry:
-        *fields, received, duration, handlers = json.loads(raw)
-        return cls._make([*fields, received / 1e6, duration / 1e6, tuple(handlers or ())])
+from ..core.store import CLOCK_SKEW as CLOCK_SKEW
+from ..core.store import FORMAT_VERSION as FORMAT_VERSION
+from ..core.store import Claim as Claim
+from ..core.store import ClaimState as ClaimState
+from ..core.store import DedupeStore as DedupeStore
+from ..core.store import LogEntry as LogEntry
+from ..core.store import Reply as Reply
+from ..core.store import decode_handlers as decode_handlers
+from ..core.store import decode_reply as decode_reply
+from ..core.store import encode_handlers as encode_handlers
+from ..core.store import encode_reply as encode_reply
+from ..core.store import lease_is_live as lease_is_live
 
 
 class _Process:
@@ -145,88 +62,3 @@ def new_token() -> str:
     return f"{_Process.token_prefix}.{next(_Process.counter):x}"
 
 
-#: How far ahead another machine's clock may run before its leases count as stale.
-CLOCK_SKEW = 1.0
-
-
-def lease_is_live(lease_until: float, now: float, lease: float) -> bool:
-    """Whether an in-flight claim still holds the delivery for a reader at ``now``.
-
-    A lease that ends more than ``lease`` seconds in the reader's future
-    (give or take :data:`CLOCK_SKEW`, the drift of synchronised clocks)
-    was written by a machine whose clock runs ahead: nobody can hold a
-    lease longer than ``lease`` from now, so it is stale, not a reason to
-    answer 409 for as long as the skew lasts.
-    """
-    return now < lease_until <= now + lease + CLOCK_SKEW
-
-
-def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:
-    return json.dumps({k: (v.to_json() if v else None) for k, v in handlers.items()})
-
-
-def decode_handlers(raw: str | bytes | None) -> dict[str, Reply | None]:
-    if not raw or raw == "{}":  # the usual case: no handler has succeeded yet
-        return {}
-    return {k: Reply.from_json(v) for k, v in json.loads(raw).items()}
-
-
-def encode_reply(reply: Reply | None) -> str | None:
-    return None if reply is None else json.dumps(reply.to_json())
-
-
-def decode_reply(raw: str | bytes | None) -> Reply | None:
-    return None if not raw else Reply.from_json(json.loads(raw))
-
-
-class DedupeStore(ABC):
-    """Abstract store; one instance may serve many receivers (``ns``)."""
-
-    #: How many delivery-log lines to keep per receiver.
-    log_size: int = 1000
-
-    @abstractmethod
-    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
-        """Take the delivery, or say who has it and whether it is done."""
-
-    @abstractmethod
-    def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
-        """Record that one handler succeeded; :class:`LeaseLost` if not ours."""
-
-    @abstractmethod
-    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
-        """Extend a running claim's lease to ``now + lease``; :class:`LeaseLost` if not ours.
-
-        Called only for handlers that run for a good part of their lease,
-        so a slow handler is not taken over (and run twice) while it runs.
-        """
-
-    @abstractmethod
-    def complete(
-        self,
-        ns: str,
-        id: str,
-        token: str,
-        *,
-        outcome: str,
-        reply: Reply | None,
-        now: float,
-        ttl: float,
-        entry: LogEntry | None = None,
-    ) -> None:
-        """Mark the delivery done (and log it) durably; :class:`LeaseLost` if not ours."""
-
-    @abstractmethod
-    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
-        """Give the claim up (a handler failed) so the sender's retry can run."""
-
-    @abstractmethod
-    def log(self, ns: str, entry: LogEntry) -> None:
-        """Append to the bounded delivery log."""
-
-    @abstractmethod
-    def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
-        """The newest log entries first."""
-
-    def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
-        """Release connections; the store may be used again afterwards."""

@@ -242,7 +242,8 @@ def test_a_job_held_by_another_worker_is_in_flight(build: Callable[..., Flask], 
     send(app)
     job = Job.from_json(queue.jobs[0])
     key = handler_key("evt_1", job.handler)
-    held = store.claim(handler_namespace(Hooks().receiver(app).ns), key, now=job.event.received_at, lease=30, ttl=60)
+    ns = handler_namespace(Hooks().receiver(app).ns)
+    held = store.claim(ns, key, now=job.event.received_at, lease=30, ttl=60)
     assert held.state == "new"
     with pytest.raises(InFlight) as info:
         run_job(app, job)

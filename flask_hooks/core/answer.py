@@ -1,0 +1,70 @@
+"""The one place where an outcome becomes the sender's answer.
+
+Status, headers and body for every row of the response table, provider
+overrides included (the flow-step sender expects 400 for a bad
+signature). Transports only copy the :class:`Answer` into their own
+response type.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from .errors import HookError, VerificationError
+from .event import Event
+from .providers.base import Provider
+from .store import Reply
+
+JSON = "application/json"
+
+#: The fixed success bodies, serialised once.
+_STATUS_BODIES = {
+    kind: json.dumps({"status": kind}).encode() for kind in ("received", "ignored", "duplicate")
+}
+
+
+class Outcome(NamedTuple):
+    """What happened to one request, for :func:`answer` to turn into a response.
+
+    ``kind`` is the word in the response body (``received``, ``ignored``,
+    ``duplicate``, ``rejected``, ``invalid``, ``in-flight``, ``error``,
+    ``retry``, ``unavailable``); ``reply`` is a handler's (or a provider's)
+    own answer; ``error`` carries the status and a sender-safe reason.
+    """
+
+    kind: str
+    reply: Reply | None = None
+    error: HookError | None = None
+    event: Event | None = None
+
+
+class Answer(NamedTuple):
+    """What the sender receives."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+def answer(outcome: Outcome, provider: Provider) -> Answer:
+    """Map an outcome (its recorded reply, or its error) to the response."""
+    reply = outcome.reply
+    if reply is not None:
+        return Answer(reply.status, (("Content-Type", reply.content_type or JSON),), reply.body)
+    error = outcome.error
+    if error is None:
+        body = _STATUS_BODIES.get(outcome.kind) or json.dumps({"status": outcome.kind}).encode()
+        return Answer(200, (("Content-Type", JSON),), body)
+    # The provider's own status for a bad signature (flow-step expects 400), never for a 413.
+    status = provider.rejection_status if isinstance(error, VerificationError) else error.status
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", JSON),)
+    if error.after is not None:
+        headers += (("Retry-After", str(error.after)),)
+    body = json.dumps({"status": outcome.kind, "reason": _safe_reason(error)}).encode()
+    return Answer(status, headers, body)
+
+
+def _safe_reason(error: HookError) -> str:
+    # Reasons are our own fixed phrases; a bare HookError from a handler says nothing more.
+    return error.reason if type(error) is not HookError else "handler failed"

@@ -1,0 +1,38 @@
+"""Handing a handler to a task queue: the protocol the pipeline knows.
+
+The adapters (:mod:`flask_hooks.defer`) implement it for Celery and RQ;
+the pipeline only calls ``job`` and ``enqueue`` and acknowledges once the
+broker has the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from .errors import HookError, QueueUnavailable
+from .event import Event
+
+log = logging.getLogger("flask_hooks")
+
+
+class Queue(Protocol):
+    """What ``@hooks.on(..., defer=...)`` takes."""
+
+    def job(self, handler: str, event: Event) -> Any:
+        """The queue's job for one handler of one delivery."""
+
+    def enqueue(self, job: Any) -> None:
+        """Hand the job to the broker; return only once the broker has it."""
+
+
+def hand_over(queue: Queue, handler: str, event: Event) -> None:
+    """Enqueue one deferred handler; any broker failure becomes a 503."""
+    job = queue.job(handler, event)
+    try:
+        queue.enqueue(job)
+    except HookError:
+        raise
+    except Exception as exc:
+        log.warning("could not enqueue %s for %s %s", handler, event.receiver, event.id, exc_info=True)
+        raise QueueUnavailable() from exc

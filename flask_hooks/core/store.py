@@ -1,0 +1,239 @@
+"""The dedupe store's protocol and records, without I/O.
+
+States per delivery id: absent -> in flight (a claim with a token and a
+lease) -> done (kept for ``ttl``). ``mark``, ``renew``, ``complete`` and
+``release`` carry the claim's token, so a worker whose lease ran out
+cannot overwrite the claim of the worker that took over. Handler
+successes are kept across a release, so a retry runs only the handlers
+that have not succeeded.
+
+Every method takes ``now`` from the receiver's clock; backends never read
+the time themselves. Backend failures raise :class:`StoreUnavailable`.
+The backends live in :mod:`flask_hooks.stores`; the pipeline knows only
+this protocol.
+
+Persisted records (replies, handler marks, log lines) are JSON objects
+with a format version ``v``, read by field name, so a field added later
+leaves older rows readable; rows written before versions existed (log
+lines as positional arrays) are still read.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import types
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
+
+ClaimState = Literal["new", "inflight", "done"]
+
+#: The version written into every persisted record.
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """A recorded response, replayed verbatim to duplicates."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "v": FORMAT_VERSION,
+            "status": self.status,
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "content_type": self.content_type,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
+        """Read any version: fields by name, with defaults for those added later."""
+        if data is None:
+            return None
+        content_type = str(data.get("content_type", "application/json"))
+        return cls(int(data["status"]), base64.b64decode(data.get("body", "")), content_type)
+
+
+_NO_HANDLERS: Mapping[str, Reply | None] = types.MappingProxyType({})
+
+
+class Claim(NamedTuple):
+    """The answer to ``claim`` (a named tuple: one per delivery).
+
+    ``new``: this caller owns the delivery (``token``); ``handlers`` lists
+    the handlers an earlier attempt already completed, with their replies.
+    ``inflight``: another caller owns it for ``retry_after`` more seconds.
+    ``done``: completed earlier with ``outcome`` and the recorded ``reply``.
+    """
+
+    state: ClaimState
+    token: str = ""
+    handlers: Mapping[str, Reply | None] = _NO_HANDLERS
+    reply: Reply | None = None
+    outcome: str = ""
+    retry_after: float = 0.0
+
+
+#: ``json.dumps(value, separators=(",", ":"))`` with the encoder built once, not per call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+#: ``LogEntry`` fields in the order of the unversioned positional arrays of 0.1.0.
+_V0_FIELDS = (
+    "id",
+    "type",
+    "status",
+    "code",
+    "reason",
+    "secret_index",
+    "received_us",
+    "duration_us",
+    "handlers",
+)
+
+
+class LogEntry(NamedTuple):
+    """One line of the bounded delivery log (``flask hooks deliveries``)."""
+
+    id: str | None
+    type: str | None
+    status: str
+    code: int
+    reason: str = ""
+    secret_index: int | None = None
+    received_at: float = 0.0
+    duration: float = 0.0
+    handlers: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        """A versioned JSON object; the two times in whole microseconds."""
+        e = self
+        return _compact(
+            {
+                "v": FORMAT_VERSION,
+                "id": e.id,
+                "type": e.type,
+                "status": e.status,
+                "code": e.code,
+                "reason": e.reason,
+                "secret_index": e.secret_index,
+                "received_us": round(e.received_at * 1e6),
+                "duration_us": round(e.duration * 1e6),
+                "handlers": e.handlers,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LogEntry:
+        """Read a line of any version; fields it does not know are ignored."""
+        data = json.loads(raw)
+        if isinstance(data, list):  # 0.1.0 wrote positional arrays
+            data = dict(zip(_V0_FIELDS, data, strict=False))
+        return cls(
+            id=data.get("id"),
+            type=data.get("type"),
+            status=str(data.get("status", "")),
+            code=int(data.get("code", 0)),
+            reason=str(data.get("reason") or ""),
+            secret_index=data.get("secret_index"),
+            received_at=data.get("received_us", 0) / 1e6,
+            duration=data.get("duration_us", 0) / 1e6,
+            handlers=tuple(data.get("handlers") or ()),
+        )
+
+
+#: How far ahead another machine's clock may run before its leases count as stale.
+CLOCK_SKEW = 1.0
+
+
+def lease_is_live(lease_until: float, now: float, lease: float) -> bool:
+    """Whether an in-flight claim still holds the delivery for a reader at ``now``.
+
+    A lease that ends more than ``lease`` seconds in the reader's future
+    (give or take :data:`CLOCK_SKEW`, the drift of synchronised clocks)
+    was written by a machine whose clock runs ahead: nobody can hold a
+    lease longer than ``lease`` from now, so it is stale, not a reason to
+    answer 409 for as long as the skew lasts.
+    """
+    return now < lease_until <= now + lease + CLOCK_SKEW
+
+
+def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:
+    """Handler marks: ``{"v": 1, "handlers": {name: reply or null}}``."""
+    marks = {k: (v.to_json() if v else None) for k, v in handlers.items()}
+    return json.dumps({"v": FORMAT_VERSION, "handlers": marks})
+
+
+def decode_handlers(raw: str | bytes | None) -> dict[str, Reply | None]:
+    if not raw or raw == "{}":  # the usual case: no handler has succeeded yet
+        return {}
+    data = json.loads(raw)
+    # 0.1.0 stored the bare mapping; a handler named "v" maps to a reply or null, never a number.
+    marks = data.get("handlers", {}) if isinstance(data.get("v"), int) else data
+    return {k: Reply.from_json(v) for k, v in marks.items()}
+
+
+def encode_reply(reply: Reply | None) -> str | None:
+    return None if reply is None else json.dumps(reply.to_json())
+
+
+def decode_reply(raw: str | bytes | None) -> Reply | None:
+    return None if not raw else Reply.from_json(json.loads(raw))
+
+
+class DedupeStore(ABC):
+    """Abstract store; one instance may serve many receivers (``ns``)."""
+
+    #: How many delivery-log lines to keep per receiver.
+    log_size: int = 1000
+
+    @abstractmethod
+    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
+        """Take the delivery, or say who has it and whether it is done."""
+
+    @abstractmethod
+    def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
+        """Record that one handler succeeded; :class:`LeaseLost` if not ours."""
+
+    @abstractmethod
+    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+        """Extend a running claim's lease to ``now + lease``; :class:`LeaseLost` if not ours.
+
+        Called only for handlers that run for a good part of their lease,
+        so a slow handler is not taken over (and run twice) while it runs.
+        """
+
+    @abstractmethod
+    def complete(
+        self,
+        ns: str,
+        id: str,
+        token: str,
+        *,
+        outcome: str,
+        reply: Reply | None,
+        now: float,
+        ttl: float,
+        entry: LogEntry | None = None,
+    ) -> None:
+        """Mark the delivery done (and log it) durably; :class:`LeaseLost` if not ours."""
+
+    @abstractmethod
+    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
+        """Give the claim up (a handler failed) so the sender's retry can run."""
+
+    @abstractmethod
+    def log(self, ns: str, entry: LogEntry) -> None:
+        """Append to the bounded delivery log."""
+
+    @abstractmethod
+    def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
+        """The newest log entries first."""
+
+    def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
+        """Release connections; the store may be used again afterwards."""
