@@ -65,12 +65,20 @@ class RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             pytest.fail("redis-server is not installed; run `make test`, which installs it")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.workdir)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                self.proc.wait(0.2)  # exited at once: the port was taken after all
+            except subprocess.TimeoutExpired:
+                break
+            if attempt == 2:
+                pytest.fail(f"redis-server exited at start (status {self.proc.returncode})")
+            self.port = free_port()
         wait_for_port(self.port, self.proc, "redis-server", timeout=10)
 
     def stop(self) -> None:

@@ -2,35 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import subprocess
 import time
 
 import pytest
 
+from pytest_hooks.clock import FakeClock
 
-class ManualClock:
-    """A clock the test moves by hand; receivers take it via ``clock=``."""
+
+class ManualClock(FakeClock):
+    """The plugin's :class:`FakeClock`, started at a fixed instant so tests can name times."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+        super().__init__(start)
 
 
 class Crash(BaseException):
     """Stands in for a worker dying mid-handler: nothing below it runs."""
 
 
+_handed_out: set[int] = set()
+#: Below Linux's ephemeral range (32768-60999), so no outgoing connection of
+#: this machine takes a port between our check and the server's bind.
+_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nobody listens on, never handed out twice in one process.
+
+    Picking port 0 and closing it races: the kernel hands the same port to
+    the next outgoing connection. Servers that still lose a race fail to
+    start, and their fixtures try another port.
+    """
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(200):
+        port = rng.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    pytest.fail("no free loopback port found")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 15.0) -> None:

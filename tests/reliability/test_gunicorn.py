@@ -95,9 +95,9 @@ def test_worker_killed_mid_handler(gunicorn: StartGunicorn, store_url: str) -> N
             first.result()
     block.unlink()
 
-    busy = server.post(payload)
-    assert busy.status_code == 409
-    assert int(busy.headers["Retry-After"]) >= 1
+    # The victim's claim holds until its lease runs out (no process renews it
+    # any more); copies meanwhile get 409. How many depends on how fast the
+    # kill went, so only the sequence is checked: 409s, then one success.
     statuses = []
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -105,6 +105,7 @@ def test_worker_killed_mid_handler(gunicorn: StartGunicorn, store_url: str) -> N
         statuses.append(response.status_code)
         if response.status_code != 409:
             break
+        assert 1 <= int(response.headers["Retry-After"]) <= KILL_LEASE + 1
         time.sleep(0.2)
     assert statuses[-1] == 200
     assert set(statuses[:-1]) <= {409}
