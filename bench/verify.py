@@ -177,7 +177,7 @@ def _reference(
 
         return (
             lambda: verify_webhook_signature(body.decode("utf-8"), headers["X-Webhook-Signature"], secret)
-        ), "seed 003's verify_webhook_signature"
+        ), "the archived webhook guide's verify_webhook_signature"
     raise LookupError(name)
 
 
@@ -210,7 +210,7 @@ def providers() -> list[Row]:
         )
         if name in _FLOOR:
             # Informational: the bare MAC over the signed bytes, with every lookup done in advance.
-            key, signed = keys[0], _FLOOR[name](body, headers)
+            key, signed = keys[0].secret, _FLOOR[name](body, headers)
 
             def bare(key: bytes = key, signed: bytes = signed) -> bytes:
                 return hmac.new(key, signed, hashlib.sha256).digest()

@@ -14,7 +14,7 @@ from werkzeug.wsgi import get_content_length
 from . import signals
 from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
-from .core.event import Event, Headers
+from .core.event import Event
 from .core.routing import Route
 from .extension import Receiver, get_state
 from .stores.base import Reply
@@ -81,7 +81,7 @@ def receive() -> Response:
     except (BodyTooLarge, PayloadError) as exc:
         outcome = receiver.pipeline.refuse(exc, notify=_notify)
     else:
-        outcome = receiver.pipeline.process(Headers.from_environ(req.environ), body, run=_run, notify=_notify)
+        outcome = receiver.pipeline.process(req.headers, body, run=_run, notify=_notify)
     status, headers, data = answer(outcome, receiver.provider)
     return Response(data, status=status, headers=headers)
 

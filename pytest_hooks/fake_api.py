@@ -5,10 +5,10 @@ fake captures it and answers with a job id. ``complete(job, ...)`` then
 plays the sender: it posts the callback, authenticated the way that
 sender does, to the callback URL's path through the app's test client.
 
-* Narada (seed 002): ``POST https://api.narada.ai/fast/v2/remote-dispatch``
+* Narada (its webhook documentation): ``POST https://api.narada.ai/fast/v2/remote-dispatch``
   with ``callbackUrl``, ``callbackHeaders`` (echoed on the callback) and
   ``callbackSecret`` (echoed as the body field ``secret``).
-* Noukai (seed 000): ``POST {base_url}/jobs`` with ``callbackUrl``; the
+* Noukai (its "Receiving Webhooks" guide): ``POST {base_url}/jobs`` with ``callbackUrl``; the
   callback is signed (``X-Noukai-Signature``) with the receiving
   receiver's key by the ``noukai`` provider. ``truncated=True`` leaves the
   output out of the callback and serves it at ``GET {base_url}/jobs/{id}``.

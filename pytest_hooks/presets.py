@@ -1,6 +1,6 @@
 """How each real sender retries, as data (the table is in ``sender.py``).
 
-Every number comes from ``SENDERS.md``; where a sender publishes no
+Every number comes from the sender's public documentation; where a sender publishes no
 schedule the preset is an approximation and says so in ``note``.
 """
 
@@ -19,7 +19,7 @@ class Preset:
 
     ``schedule`` holds, per attempt, the delay after the previous failure
     (``from_start=False``, the usual reading) or the offset from the first
-    attempt (``from_start=True``, seed 003's "attempts at ...").
+    attempt (``from_start=True``, the archived guide's "attempts at ...").
     """
 
     name: str
@@ -65,7 +65,7 @@ PRESETS: dict[str, Preset] = {
             (0, 1 * MINUTE, 5 * MINUTE, 30 * MINUTE, 2 * HOUR),
             timeout=20,
             redirect_is_permanent=True,
-            note="seed 000 publishes no schedule or dead-letter rule: delays are an approximation",
+            note="Noukai's guide publishes no schedule or dead-letter rule: delays are an approximation",
         ),
         Preset(
             "standard-webhooks",

@@ -23,8 +23,8 @@ a list of delays       as given                                            10 s
 
 Rules beyond the schedule:
 
-* ``archived`` (seed 003): the endpoint is disabled after those 5 failures.
-* ``noukai`` (seed 000): a 3xx is a permanent failure, never retried.
+* ``archived`` (the archived "Working with Webhooks" guide): the endpoint is disabled after those 5 failures.
+* ``noukai`` (Noukai's "Receiving Webhooks" guide): a 3xx is a permanent failure, never retried.
   The schedule is not published.
 * ``standard-webhooks``: a 410 disables the endpoint.
 * ``svix``: ``Retry-After`` is honoured, clamped to [scheduled, 2x]; a 429

@@ -12,7 +12,7 @@ from flask_hooks import ConfigError, PayloadError, VerificationError
 from flask_hooks.core.event import Headers
 from flask_hooks.core.providers import Generic, Outgoing
 
-KEYS = (b"new-secret", b"old-secret")
+KEYS = Generic().keys(["new-secret", "old-secret"])
 BODY = b'{"id":"evt_abc123","type":"resource.created","data":{"object":{"id":"res_1"}}}'
 
 
@@ -110,7 +110,7 @@ def test_parse_rejects_what_it_cannot_route(body: bytes) -> None:
 
 
 def test_sign_round_trips_and_is_what_the_sender_would_send() -> None:
-    signed = Generic().sign(Outgoing("user.created", {"data": {"x": 1}}, "evt_1", 0), b"new-secret")
+    signed = Generic().sign(Outgoing("user.created", {"data": {"x": 1}}, "evt_1", 0), KEYS[0])
     assert json.loads(signed.body) == {"id": "evt_1", "type": "user.created", "data": {"x": 1}}
     assert signed.headers["X-Webhook-Signature"] == mac(b"new-secret", signed.body)
     assert Generic().verify(Headers(signed.headers), signed.body, KEYS, now=0, tolerance=(0, 0))

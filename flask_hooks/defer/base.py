@@ -21,7 +21,7 @@ from typing import Any
 
 from ..core.deferral import hand_over as hand_over
 from ..core.errors import ConfigError, HookError
-from ..core.event import Event, Headers
+from ..core.event import Event, Headers, header_pairs
 
 log = logging.getLogger("flask_hooks")
 
@@ -53,7 +53,7 @@ class Job:
             "type": e.type,
             "payload": e.payload,
             "body": base64.b64encode(e.body).decode("ascii"),
-            "headers": list(e.headers.items()),
+            "headers": header_pairs(e.headers),
             "provider": e.provider,
             "timestamp": e.timestamp,
             "received_at": e.received_at,

@@ -22,7 +22,7 @@ SECRETS = [
 ]
 #: The event type each scheme can carry (Narada's type is the task status).
 TYPES = {"narada": "success"}
-#: Schemes that authenticate the sender without signing the body (seed 002:
+#: Schemes that authenticate the sender without signing the body (Narada's webhook documentation:
 #: a bearer token and an echoed secret), so a changed byte goes unnoticed.
 UNSIGNED_BODY = {"narada"}
 

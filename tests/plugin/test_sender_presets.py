@@ -1,4 +1,4 @@
-"""``webhook_sender`` presets follow SENDERS.md: schedules, timeouts and stop rules."""
+"""``webhook_sender`` presets follow each sender's published rules: schedules, timeouts and stop rules."""
 
 from __future__ import annotations
 

@@ -121,7 +121,8 @@ def test_property_order_and_duplicates() -> None:
     assert _jsjson.stringify(_jsjson.parse(text)) == '{"1":4,"2":2,"b":5,"a":3,"01":6}'
 
 
-def test_the_seed_sample_is_not_a_valid_vector() -> None:
+def test_the_documented_sample_is_not_a_valid_vector() -> None:
+    """The sample in the flow-step sender's webhook docs: its signature is not of its payload."""
     payload = {
         "data": {"foo": "bar"},
         "context": {

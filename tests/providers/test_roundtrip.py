@@ -59,7 +59,7 @@ def test_round_trip(make_app: Callable[..., Flask], case: Case) -> None:
         assert forged.get_json()["status"] == "rejected"
     wrong_keys = case.provider.keys(["whsec_d3Jvbmcta2V5LXdyb25nLWtleQ=="])
     if isinstance(case.provider, Narada):
-        wrong_keys = (json.dumps(["tok_wrong", "wrong"]).encode(),)
+        wrong_keys = Narada(token="tok_wrong", secret="wrong").keys([])
     other = case.provider.sign(Outgoing(case.outgoing.type, {"amount": 1}, "other", NOW), wrong_keys[0])
     forged = client.post("/webhooks", data=other.body, headers=other.headers)
     assert forged.status_code == rejected
@@ -167,7 +167,8 @@ def test_noukai_rotation_window_old_and_new_pods(make_app: Callable[..., Flask])
     """During rotation v1 carries the new secret and v2 the previous one."""
     provider = Noukai()
     out = Outgoing("job.completed", {"executionId": "ex_1"}, "0b6f-uuid", NOW)
-    request = provider.sign(out, b"nk_new", previous=b"nk_old")
+    new, old = provider.keys(["nk_new", "nk_old"])
+    request = provider.sign(out, new, previous=old)
     assert request.headers["X-Noukai-Signature"].startswith("v1=")
     assert ",v2=" in request.headers["X-Noukai-Signature"]
     for secrets in (["nk_new"], ["nk_old"], ["nk_new", "nk_old"]):

@@ -18,6 +18,7 @@ from flask_hooks.core.errors import ConfigError, VerificationError
 from flask_hooks.core.event import Headers
 from flask_hooks.core.providers import (
     GitHub,
+    HmacKey,
     Outgoing,
     Shopify,
     Slack,
@@ -59,13 +60,13 @@ def test_standard_webhooks_sdk_vector() -> None:
 
 def test_standard_webhooks_key_is_the_decoded_base64_not_the_string() -> None:
     provider = StandardWebhooks()
-    literal = (SW_SECRET.encode(),)
+    literal = (HmacKey(SW_SECRET.encode()),)
     with pytest.raises(VerificationError):
         provider.verify(Headers(SW_HEADERS), SW_BODY, literal, now=1614265330, tolerance=WIDE)
     # The prefix is optional, padding is added, raw key bytes are accepted.
     bare = provider.keys([SW_SECRET.removeprefix("whsec_").rstrip("=")])
-    assert bare == provider.keys([SW_SECRET]) == (base64.b64decode(SW_SECRET[6:]),)
-    assert provider.keys([b"raw-key-bytes"]) == (b"raw-key-bytes",)  # type: ignore[list-item]
+    assert bare == provider.keys([SW_SECRET]) == (HmacKey(base64.b64decode(SW_SECRET[6:])),)
+    assert provider.keys([b"raw-key-bytes"]) == (HmacKey(b"raw-key-bytes"),)  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("secret", ["whsec_not*base64!", "whsec_", "whsec_abc=def", "\u00e9t\u00e9"])
@@ -130,7 +131,7 @@ STRIPE_BODY = b'{"id":"evt_test_webhook","object":"event"}'
 def test_stripe_self_computed_vector_keys_with_the_whole_whsec_string() -> None:
     provider = Stripe()
     keys = provider.keys([STRIPE_SECRET])
-    assert keys == (STRIPE_SECRET.encode(),)
+    assert keys == (HmacKey(STRIPE_SECRET.encode()),)
     mac = "d95c6b7477fbd7e9f90b1b0ef5f9c7ac25abca5382460e0d988c2b2a5b71b990"
     headers = Headers({"Stripe-Signature": f"t=1700000000,v1={'0' * 64},v0=abc,v1={mac}"})
     verified = provider.verify(headers, STRIPE_BODY, keys, now=1700000000, tolerance=WIDE)

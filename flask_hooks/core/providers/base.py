@@ -9,27 +9,27 @@ Subclass :class:`Provider` for a custom scheme; implement ``verify``,
 from __future__ import annotations
 
 import dataclasses
-import functools
-import hashlib
 import hmac
 import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple, TypeAlias
 
 from ..errors import ConfigError, PayloadError, VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 
 Tolerance = tuple[float, float]
 
+#: One credential as its provider's :meth:`Provider.keys` resolved it:
+#: UTF-8 bytes by default, an :class:`HmacKey` for the HMAC schemes, a
+#: ``NaradaKey`` (token and secret) for Narada. Only the provider that made
+#: it reads it; the pipeline just hands it back.
+Key: TypeAlias = Any
+
 
 class Verified(NamedTuple):
-    """What a successful verification learnt: which secret, which timestamp.
-
-    A named tuple rather than a frozen dataclass: it is built on every
-    request, and a tuple costs a third of the time.
-    """
+    """What a successful verification learnt: which secret, which timestamp."""
 
     secret_index: int = 0
     timestamp: float | None = None
@@ -62,12 +62,47 @@ class SignedRequest:
     headers: dict[str, str]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class HmacKey:
+    """One secret of an HMAC-SHA256 scheme, keyed once when the receiver starts.
+
+    :meth:`mac` copies the keyed state for each message, so a delivery
+    never re-keys, and hashes the parts in turn, so a body is never
+    copied to put a prefix in front of it.
+    """
+
+    secret: bytes = dataclasses.field(repr=False)
+    _keyed: hmac.HMAC = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_keyed", hmac.new(self.secret, digestmod="sha256"))
+
+    def mac(self, *parts: bytes) -> bytes:
+        """HMAC-SHA256 of the parts joined."""
+        state = self._keyed.copy()
+        for part in parts:
+            state.update(part)
+        return state.digest()
+
+
+def secret_bytes(name: str, secrets: Sequence[str]) -> tuple[bytes, ...]:
+    """The configured secrets as UTF-8, each a non-empty string, else a :class:`ConfigError`."""
+    out = []
+    for secret in secrets:
+        if not isinstance(secret, str) or not secret:
+            raise ConfigError(f"{name}: every secret must be a non-empty string")
+        out.append(secret.encode("utf-8"))
+    return tuple(out)
+
+
 class Provider(ABC):
     """Base class of every signing scheme.
 
-    ``keys`` turns the configured secrets (newest first) into key bytes
-    once, at ``init_app``; a secret in the wrong format is a
-    :class:`ConfigError` there rather than a failure per request.
+    ``keys`` turns the configured secrets (newest first) into the
+    provider's own credentials once, at ``init_app``; a secret in the
+    wrong format is a :class:`ConfigError` there rather than a failure per
+    request. ``verify`` gets those credentials back, and ``sign`` one of
+    them.
     """
 
     #: The short name used in ``HOOKS_PROVIDER`` and in the delivery log.
@@ -78,21 +113,16 @@ class Provider(ABC):
     #: instance carrying its own credentials may set it to False).
     needs_secret: bool = True
 
-    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
-        """Validate the configured secrets and derive the MAC keys."""
-        out = []
-        for secret in secrets:
-            if not isinstance(secret, str) or not secret:
-                raise ConfigError(f"{self.name}: every secret must be a non-empty string")
-            out.append(secret.encode("utf-8"))
-        return tuple(out)
+    def keys(self, secrets: Sequence[str]) -> tuple[Key, ...]:
+        """Validate the configured secrets; by default each becomes its UTF-8 bytes."""
+        return secret_bytes(self.name, secrets)
 
     @abstractmethod
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[Key],
         *,
         now: float,
         tolerance: Tolerance,
@@ -100,11 +130,11 @@ class Provider(ABC):
         """Check ``body`` against ``headers``; raise :class:`VerificationError`."""
 
     @abstractmethod
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         """Extract id, type and payload; raise :class:`PayloadError`."""
 
     @abstractmethod
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+    def sign(self, outgoing: Outgoing, key: Key) -> SignedRequest:
         """Produce the request the real sender would make (for tests and the CLI)."""
 
     def immediate(self, parsed: Parsed) -> Any:
@@ -115,111 +145,70 @@ class Provider(ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+class HmacProvider(Provider):
+    """A scheme signed with HMAC-SHA256: each secret becomes an :class:`HmacKey`."""
+
+    def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
+        return tuple(HmacKey(secret) for secret in secret_bytes(self.name, secrets))
+
+
 # Helpers shared by the presets. ------------------------------------------
 
 
-#: Shared results for the common case (no timestamp), so a verify allocates nothing.
-_SHARED = 8
-_PLAIN = tuple(Verified(secret_index=i) for i in range(_SHARED))
-#: ``Verified((index, timestamp))`` without the named tuple's Python-level ``__new__``.
-_new_verified: Callable[[tuple[int, float | None]], Verified] = functools.partial(tuple.__new__, Verified)
+def outgoing_payload(outgoing: Outgoing, **first: Any) -> Any:
+    """What :meth:`Provider.sign` sends: the payload, ``{}`` when None.
 
-
-def verified(index: int, timestamp: float | None = None) -> Verified:
-    """The :class:`Verified` for a matching position (and timestamp)."""
-    if timestamp is None and index < _SHARED:
-        return _PLAIN[index]
-    return _new_verified((index, timestamp))
-
-
-class _Hash(Protocol):
-    def copy(self) -> _Hash: ...
-    def update(self, data: bytes, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-#: Constant-time equality: bytes with bytes, or ASCII text with text.
-_compare: Callable[[Any, Any], bool] = hmac.compare_digest
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
-
-
-@functools.lru_cache(maxsize=256)
-def _pads(key: bytes) -> tuple[_Hash, _Hash]:
-    """HMAC-SHA256's inner and outer states after the padded key (RFC 2104).
-
-    Keying hashes the padded key twice; copying these two states skips
-    that, and copying a plain SHA-256 state costs a third of copying
-    OpenSSL's HMAC context. ``tests/providers/test_mac.py`` checks the
-    result against :func:`hmac.digest`.
+    ``first`` puts fields in front of an object payload (which may
+    override them); any other payload is returned as it is.
     """
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    return hashlib.sha256(key.translate(_IPAD)), hashlib.sha256(key.translate(_OPAD))
+    payload = {} if outgoing.payload is None else outgoing.payload
+    if first and isinstance(payload, dict):
+        return {**first, **payload}
+    return payload
 
 
-def _mac(key: bytes, prefix: bytes, body: bytes) -> bytes:
-    """HMAC-SHA256 of ``prefix + body``, without concatenating them (no body copy)."""
-    inner, outer = _pads(key)
-    state = inner.copy()
-    if prefix:
-        state.update(prefix)
-    state.update(body)
-    result = outer.copy()
-    result.update(state.digest())
-    return result.digest()
-
-
-def match_macs(candidates: Sequence[bytes], keys: Sequence[bytes], prefix: bytes, body: bytes) -> int:
+def match_macs(candidates: Sequence[bytes], keys: Sequence[HmacKey], prefix: bytes, body: bytes) -> int:
     """Position of the first key whose HMAC-SHA256 of ``prefix + body`` is one of ``candidates``.
 
-    Keys are tried lazily, newest first: during a rotation the newest key
-    costs one MAC. Each comparison is constant-time.
+    Keys are tried in order, newest first, and each comparison is
+    constant-time.
     """
     for index, key in enumerate(keys):
-        digest = _mac(key, prefix, body)
+        digest = key.mac(prefix, body)
         for candidate in candidates:
-            if _compare(digest, candidate):
+            if hmac.compare_digest(digest, candidate):
                 return index
     raise VerificationError("signature mismatch")
 
 
 def match_body_mac(
-    given: bytes | str,
+    given: str,
     body: bytes,
-    keys: Sequence[bytes],
-    encode: Callable[[bytes], bytes | str] | None = None,
+    keys: Sequence[HmacKey],
+    encode: Callable[[bytes], str],
     *,
     prefix: bytes = b"",
     timestamp: float | None = None,
 ) -> Verified:
-    """The common scheme: one HMAC-SHA256 of ``prefix + body`` against one digest (the hot path).
+    """One HMAC-SHA256 of ``prefix + body`` against the one digest a header carries.
 
-    ``given`` is the raw digest, or, with ``encode``, the header's ASCII
-    text compared with ``encode(digest)`` (``bytes.hex``,
-    ``base64.b64encode``): encoding 32 bytes is cheaper than strictly
-    decoding and validating what the sender wrote. The prefix is hashed
-    separately, so the body is never copied.
+    ``given`` is the header's ASCII text, compared with ``encode(digest)``
+    (``bytes.hex``, or base64 as text), so only the spelling the sender's
+    library writes is accepted.
     """
     for index, key in enumerate(keys):
-        digest = _mac(key, prefix, body)
-        if _compare(digest if encode is None else encode(digest), given):
-            return verified(index, timestamp)
+        if hmac.compare_digest(encode(key.mac(prefix, body)), given):
+            return Verified(secret_index=index, timestamp=timestamp)
     raise VerificationError("signature mismatch")
 
 
 def check_timestamp(raw: str, *, now: float, tolerance: Tolerance) -> float:
-    """Parse a unix timestamp and check it lies within ``tolerance`` of ``now``."""
-    if raw.isdigit() and raw.isascii() and len(raw) < 16:
-        stamp = float(raw)  # the usual case, checked first
-    else:
-        try:
-            stamp = float(raw) if raw.isascii() and raw.strip().lstrip("-").isdigit() else math.nan
-        except ValueError:
-            stamp = math.nan
-        if math.isnan(stamp):
-            raise VerificationError("invalid timestamp")
+    """Parse a unix timestamp (ASCII digits) and check it lies within ``tolerance`` of ``now``."""
+    text = raw.strip()
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise VerificationError("invalid timestamp")
+    stamp = float(text)
     if stamp < now - tolerance[0]:
         raise VerificationError("timestamp too old")
     if stamp > now + tolerance[1]:
@@ -243,11 +232,7 @@ def load_json(body: bytes) -> Any:
 
 
 def load_json_text(text: str) -> Any:
-    """:func:`load_json` for text already decoded.
-
-    One decoder is built once: ``json.loads`` builds a new one per call
-    when given an option, which cost more than the parse of a small body.
-    """
+    """:func:`load_json` for text already decoded (one strict decoder, built once)."""
     try:
         return _STRICT.decode(text)
     except (ValueError, RecursionError) as exc:

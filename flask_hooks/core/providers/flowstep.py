@@ -20,7 +20,7 @@ import hmac
 from collections.abc import Sequence
 
 from ..errors import HookError, PayloadError, VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from . import _jsjson
 from .base import (
     Outgoing,
@@ -31,6 +31,7 @@ from .base import (
     Verified,
     field,
     load_json_text,
+    outgoing_payload,
     require_str,
 )
 
@@ -76,7 +77,7 @@ class FlowStep(Provider):
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
         keys: Sequence[bytes],
         *,
@@ -90,7 +91,7 @@ class FlowStep(Provider):
                 return Verified(secret_index=index)
         raise VerificationError("signature mismatch")
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         """Python's reading of the very text that was hashed, not of the raw bytes.
 
         Parsing the bytes directly would hand the handler values nobody
@@ -115,12 +116,12 @@ class FlowStep(Provider):
         request_id = outgoing.id
         if request_id.endswith(f":{outgoing.type}"):
             request_id = request_id[: -len(outgoing.type) - 1]
-        given = outgoing.payload
+        given = outgoing_payload(outgoing)
         if isinstance(given, dict) and isinstance(given.get("context"), dict):
             payload = given
         else:
             payload = {
-                "data": given if given is not None else {},
+                "data": given,
                 "context": {
                     "flow_id": "flow",
                     "flow_name": "flow",

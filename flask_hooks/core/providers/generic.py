@@ -9,16 +9,15 @@ payloads without one, and it is not signed.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import bounded_header
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
@@ -26,11 +25,12 @@ from .base import (
     field,
     load_object,
     match_body_mac,
+    outgoing_payload,
     require_str,
 )
 
 
-class Generic(Provider):
+class Generic(HmacProvider):
     """Hex HMAC-SHA256 of the body in one header, optionally ``sha256=``-prefixed."""
 
     name = "generic"
@@ -48,20 +48,20 @@ class Generic(Provider):
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        # Hex in either case, compared as lowercase text: cheaper than decoding it.
+        # Hex in either case, compared as lowercase text.
         value = bounded_header(headers, self.signature_header).lower()
         if self.prefix and value.startswith(self.prefix):
             value = value[len(self.prefix) :]
         return match_body_mac(value, body, keys, bytes.hex)
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         """The signed payload ``id`` wins: a captured body re-sent under a new id header stays a duplicate."""
         payload = load_object(body)
         delivery = field(payload, "id")
@@ -69,12 +69,9 @@ class Generic(Provider):
             delivery = headers.get(self.id_header)
         return Parsed(require_str(delivery, "id"), require_str(field(payload, "type"), "type"), payload)
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
-        payload = outgoing.payload if outgoing.payload is not None else {}
-        if isinstance(payload, dict):
-            payload = {"id": outgoing.id, "type": outgoing.type, **payload}
-        body = dump(payload)
-        digest = hmac.new(key, body, hashlib.sha256).hexdigest()
+    def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
+        body = dump(outgoing_payload(outgoing, id=outgoing.id, type=outgoing.type))
+        digest = key.mac(body).hex()
         return SignedRequest(
             body=body,
             headers={

@@ -9,17 +9,16 @@ issues action.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 
 from ..errors import VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import bounded_header
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
@@ -27,6 +26,7 @@ from .base import (
     field,
     load_object,
     match_body_mac,
+    outgoing_payload,
     require_str,
 )
 
@@ -34,16 +34,16 @@ HEADER = "X-Hub-Signature-256"
 PREFIX = "sha256="
 
 
-class GitHub(Provider):
+class GitHub(HmacProvider):
     """GitHub repository, organisation and app webhooks (JSON content type)."""
 
     name = "github"
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
@@ -54,7 +54,7 @@ class GitHub(Provider):
         # Lowercase hex, as GitHub sends and its own sample code compares.
         return match_body_mac(value[len(PREFIX) :], body, keys, bytes.hex)
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         payload = load_object(body)
         event = require_str(headers.get("X-GitHub-Event"), "X-GitHub-Event")
         action = field(payload, "action")
@@ -65,14 +65,11 @@ class GitHub(Provider):
             payload=payload,
         )
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+    def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
         """``"issues.opened"`` becomes event ``issues`` with ``action: "opened"``."""
         event, _, action = outgoing.type.partition(".")
-        payload = outgoing.payload if outgoing.payload is not None else {}
-        if isinstance(payload, dict) and action:
-            payload = {"action": action, **payload}
-        body = dump(payload)
-        mac = hmac.new(key, body, hashlib.sha256).hexdigest()
+        body = dump(outgoing_payload(outgoing, action=action) if action else outgoing_payload(outgoing))
+        mac = key.mac(body).hex()
         return SignedRequest(
             body=body,
             headers={

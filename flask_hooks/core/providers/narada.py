@@ -15,14 +15,14 @@ required as the body secret as well.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hmac
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigError, PayloadError, VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import MAX_HEADER
 from .base import (
     Outgoing,
@@ -35,8 +35,18 @@ from .base import (
     field,
     load_json,
     load_object,
+    outgoing_payload,
     require_str,
+    secret_bytes,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class NaradaKey:
+    """The credentials of one rotation position: the bearer token and/or the body secret."""
+
+    token: str | None = dataclasses.field(default=None, repr=False)
+    secret: str | None = dataclasses.field(default=None, repr=False)
 
 
 def _listed(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
@@ -48,18 +58,18 @@ def _listed(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _equal(given: str, wanted: str) -> bool:
-    return hmac.compare_digest(
-        given.encode("utf-8", "surrogatepass"),
-        wanted.encode("utf-8", "surrogatepass"),
-    )
+def _at(items: tuple[str, ...], index: int) -> str | None:
+    """The credential at a rotation position; a shorter list repeats its last (oldest) one."""
+    return items[min(index, len(items) - 1)] if items else None
 
 
-def _first_match(given: str, wanted: Sequence[str]) -> int | None:
+def _first_match(given: str, wanted: Sequence[str | None]) -> int | None:
+    """Position of the first credential equal to ``given``, comparing against every one."""
     found = None
+    raw = given.encode("utf-8", "surrogatepass")
     for index, candidate in enumerate(wanted):
-        if _equal(given, candidate) and found is None:
-            found = index
+        if candidate is not None and hmac.compare_digest(raw, candidate.encode("utf-8", "surrogatepass")):
+            found = index if found is None else found
     return found
 
 
@@ -83,52 +93,35 @@ class Narada(Provider):
         # Credentials carried by the instance make HOOKS_SECRET optional.
         self.needs_secret = not (self.tokens or self.secrets)
 
-    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
-        """One key per rotation position, each packing ``[token, secret]``."""
+    def keys(self, secrets: Sequence[str]) -> tuple[NaradaKey, ...]:
+        """One :class:`NaradaKey` per rotation position, newest first."""
         if self.secrets:
             body_secrets = self.secrets
         else:
-            super().keys(secrets)  # validates them
+            secret_bytes(self.name, secrets)  # validates them
             body_secrets = tuple(secrets)
         if not (self.tokens or body_secrets):
             raise ConfigError("narada: configure a token and/or a secret")
         count = max(len(self.tokens), len(body_secrets))
-
-        def at(items: tuple[str, ...], index: int) -> str | None:
-            return items[min(index, len(items) - 1)] if items else None
-
-        return tuple(
-            json.dumps([at(self.tokens, i), at(body_secrets, i)]).encode("utf-8") for i in range(count)
-        )
-
-    @staticmethod
-    def _unpack(keys: Sequence[bytes]) -> tuple[list[str], list[str]]:
-        tokens: list[str] = []
-        secrets: list[str] = []
-        for key in keys:
-            token, secret = json.loads(key)
-            if token is not None and token not in tokens:
-                tokens.append(token)
-            if secret is not None and secret not in secrets:
-                secrets.append(secret)
-        return tokens, secrets
+        return tuple(NaradaKey(token=_at(self.tokens, i), secret=_at(body_secrets, i)) for i in range(count))
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[NaradaKey],
         *,
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        tokens, secrets = self._unpack(keys)
-        if not (tokens or secrets):
+        tokens = [key.token for key in keys]
+        secrets = [key.secret for key in keys]
+        if not any(tokens) and not any(secrets):
             raise VerificationError("no credential configured")
         # The oldest credential in use is what an operator needs to see.
         index = 0
-        if tokens:
-            value = str(headers.get(self.header) or "")
+        if any(tokens):
+            value = headers.get(self.header) or ""
             prefix = f"{self.scheme} " if self.scheme else ""
             if not value or len(value) > MAX_HEADER or value[: len(prefix)].lower() != prefix.lower():
                 raise VerificationError(f"missing {self.header} header")
@@ -136,9 +129,8 @@ class Narada(Provider):
             if token_index is None:
                 raise VerificationError("invalid token")
             index = token_index
-        if secrets:
-            given = self._body_secret(body)
-            matched = _first_match(given, secrets)
+        if any(secrets):
+            matched = _first_match(self._body_secret(body), secrets)
             if matched is None:
                 raise VerificationError("invalid secret")
             index = max(index, matched)
@@ -155,31 +147,30 @@ class Narada(Provider):
             raise VerificationError("missing secret")
         return given
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         payload = load_object(body)
         request_id = require_str(field(payload, "requestId"), "requestId")
         status = require_str(field(payload, "status"), "status")
         return Parsed(id=f"{request_id}:{status}", type=status, payload=payload)
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
-        token, secret = json.loads(key)
+    def sign(self, outgoing: Outgoing, key: NaradaKey) -> SignedRequest:
         request_id = outgoing.id
         if request_id.endswith(f":{outgoing.type}"):
             request_id = request_id[: -len(outgoing.type) - 1]
         stamp = datetime.datetime.fromtimestamp(outgoing.timestamp, datetime.timezone.utc).isoformat()
-        extra: Any = outgoing.payload if isinstance(outgoing.payload, dict) else {}
+        extra: Any = outgoing_payload(outgoing)
         payload = {
             "requestId": request_id,
-            "secret": secret,
+            "secret": key.secret,
             "status": outgoing.type,
             "browserWindowId": None,
             "response": {"text": ""},
             "createdAt": stamp,
             "completedAt": stamp,
             "usage": None,
-            **extra,
+            **(extra if isinstance(extra, dict) else {}),
         }
         headers = {"Content-Type": "application/json"}
-        if token is not None:
-            headers[self.header] = f"{self.scheme} {token}" if self.scheme else token
+        if key.token is not None:
+            headers[self.header] = f"{self.scheme} {key.token}" if self.scheme else key.token
         return SignedRequest(body=dump(payload), headers=headers)

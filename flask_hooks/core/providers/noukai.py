@@ -11,18 +11,17 @@ Our reading: hex HMAC-SHA256 of the raw body, or of ``t.body`` when a
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from collections.abc import Sequence
 from typing import Literal
 
 from ..errors import VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import bounded_header, from_base64, from_hex, parse_slots
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
@@ -31,15 +30,15 @@ from .base import (
     field,
     load_object,
     match_macs,
+    outgoing_payload,
     require_str,
-    verified,
 )
 
 Signed = Literal["auto", "body", "timestamp.body"]
 Encoding = Literal["hex", "base64"]
 
 
-class Noukai(Provider):
+class Noukai(HmacProvider):
     """Noukai job callbacks.
 
     ``signed``: ``"auto"`` signs ``t.body`` when a timestamp slot is
@@ -67,9 +66,6 @@ class Noukai(Provider):
         self.signed = signed
         self.encoding = encoding
 
-    def _mac(self, key: bytes, message: bytes) -> bytes:
-        return hmac.new(key, message, hashlib.sha256).digest()
-
     def _encode(self, mac: bytes) -> str:
         return mac.hex() if self.encoding == "hex" else base64.b64encode(mac).decode("ascii")
 
@@ -83,9 +79,9 @@ class Noukai(Provider):
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
@@ -102,9 +98,10 @@ class Noukai(Provider):
             timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
         elif self.signed == "timestamp.body":
             raise VerificationError("missing timestamp slot")
-        return verified(match_macs(candidates, keys, self._prefix(raw_stamp), body), timestamp)
+        index = match_macs(candidates, keys, self._prefix(raw_stamp), body)
+        return Verified(secret_index=index, timestamp=timestamp)
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         payload = load_object(body)
         kind = field(payload, "type") or field(payload, "event")
         return Parsed(
@@ -116,9 +113,9 @@ class Noukai(Provider):
     def sign(
         self,
         outgoing: Outgoing,
-        key: bytes,
+        key: HmacKey,
         *,
-        previous: bytes | None = None,
+        previous: HmacKey | None = None,
         timestamped: bool | None = None,
     ) -> SignedRequest:
         """Sign with ``key`` in the first slot; ``previous`` fills the second.
@@ -127,18 +124,15 @@ class Noukai(Provider):
         previous secret). ``timestamped`` adds a ``t=`` slot; by default
         only when ``signed="timestamp.body"``.
         """
-        payload = outgoing.payload if outgoing.payload is not None else {}
-        if isinstance(payload, dict):
-            payload = {"type": outgoing.type, **payload}
-        body = dump(payload)
+        body = dump(outgoing_payload(outgoing, type=outgoing.type))
         if timestamped is None:
             timestamped = self.signed == "timestamp.body"
         stamp = str(outgoing.timestamp) if timestamped and self.signed != "body" else None
-        message = self._prefix(stamp) + body
+        prefix = self._prefix(stamp)
         parts = [f"{self.timestamp_slot}={outgoing.timestamp}"] if timestamped else []
-        parts.append(f"{self.slots[0]}={self._encode(self._mac(key, message))}")
+        parts.append(f"{self.slots[0]}={self._encode(key.mac(prefix, body))}")
         if previous is not None and len(self.slots) > 1:
-            parts.append(f"{self.slots[1]}={self._encode(self._mac(previous, message))}")
+            parts.append(f"{self.slots[1]}={self._encode(previous.mac(prefix, body))}")
         return SignedRequest(
             body=body,
             headers={

@@ -9,55 +9,58 @@ Shopify may sign with the old secret for up to an hour: configure both.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 from collections.abc import Sequence
 
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import bounded_header
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
     dump,
     load_json,
     match_body_mac,
+    outgoing_payload,
     require_str,
 )
 
 HEADER = "X-Shopify-Hmac-Sha256"
 
 
-class Shopify(Provider):
+def _base64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+class Shopify(HmacProvider):
     """Shopify app webhooks (HTTPS subscriptions)."""
 
     name = "shopify"
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        given = bounded_header(headers, HEADER).encode("ascii")  # ASCII: checked
-        return match_body_mac(given, body, keys, base64.b64encode)
+        return match_body_mac(bounded_header(headers, HEADER), body, keys, _base64)
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         return Parsed(
             id=require_str(headers.get("X-Shopify-Webhook-Id"), "X-Shopify-Webhook-Id"),
             type=require_str(headers.get("X-Shopify-Topic"), "X-Shopify-Topic"),
             payload=load_json(body),
         )
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
-        body = dump(outgoing.payload if outgoing.payload is not None else {})
-        mac = base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode("ascii")
+    def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
+        body = dump(outgoing_payload(outgoing))
+        mac = _base64(key.mac(body))
         return SignedRequest(
             body=body,
             headers={

@@ -8,7 +8,9 @@ under a new id is refused rather than run again. Both apps share
 ``SECRET``-style keys; a list rotates them (newest first here;
 itsdangerous itself lists oldest first, so each key is tried on its own
 to report its position). The module is named ``signed`` so that it never
-shadows the ``itsdangerous`` package.
+shadows the ``itsdangerous`` package, and imports that package only when a
+token is checked or made: importing the core needs the standard library
+alone.
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-
-from itsdangerous import BadData, TimestampSigner
-from itsdangerous.encoding import base64_decode, base64_encode
+from typing import TYPE_CHECKING
 
 from ..errors import VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import MAX_HEADER, bounded_header
 from .base import (
     Outgoing,
@@ -35,8 +35,12 @@ from .base import (
     dump,
     field,
     load_object,
+    outgoing_payload,
     require_str,
 )
+
+if TYPE_CHECKING:
+    from itsdangerous import TimestampSigner
 
 #: The only token shape :meth:`ItsDangerous.sign` makes: two hex digests, then
 #: itsdangerous's unpadded URL-safe base64 timestamp and signature. itsdangerous
@@ -50,6 +54,9 @@ def _canonical(token: str) -> bool:
     The last base64 character carries unused bits; without this check
     each genuine token would have several spellings that all verify.
     """
+    from itsdangerous import BadData
+    from itsdangerous.encoding import base64_decode, base64_encode
+
     if not _TOKEN.fullmatch(token):
         return False
     parts = token.encode("ascii").rsplit(b".", 2)[1:]
@@ -65,15 +72,15 @@ def signed_value(delivery_id: str, body: bytes) -> bytes:
     return f"{hashlib.sha256(body).hexdigest()}.{id_digest}".encode("ascii")
 
 
-class _FixedSigner(TimestampSigner):
-    """A signer stamping a given time, so tests and the CLI control it."""
+def _signer_at(key: bytes, salt: str, timestamp: int) -> TimestampSigner:
+    """A signer stamping ``timestamp``, so tests and the CLI control the time."""
+    from itsdangerous import TimestampSigner
 
-    def __init__(self, key: bytes, salt: str, timestamp: int) -> None:
-        super().__init__(key, salt=salt)
-        self._timestamp = timestamp
+    class FixedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return timestamp
 
-    def get_timestamp(self) -> int:
-        return self._timestamp
+    return FixedSigner(key, salt=salt)
 
 
 class ItsDangerous(Provider):
@@ -94,13 +101,15 @@ class ItsDangerous(Provider):
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
         keys: Sequence[bytes],
         *,
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
+        from itsdangerous import BadData, TimestampSigner
+
         token = bounded_header(headers, self.signature_header)
         if not _canonical(token):
             raise VerificationError("malformed signature token")
@@ -119,16 +128,16 @@ class ItsDangerous(Provider):
             return Verified(secret_index=index, timestamp=stamp)
         raise VerificationError("signature mismatch")
 
-    def _delivery_id(self, headers: Headers) -> str:
+    def _delivery_id(self, headers: HeaderMap) -> str:
         """The id header exactly as :meth:`parse` reads it (it is part of what is signed)."""
         value = headers.get(self.id_header)
-        if not value or not isinstance(value, str):
+        if not value:
             raise VerificationError(f"missing {self.id_header} header")
         if len(value) > MAX_HEADER:
             raise VerificationError(f"{self.id_header} header too long")
         return value
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         payload = load_object(body)
         return Parsed(
             id=require_str(headers.get(self.id_header), self.id_header),
@@ -137,11 +146,8 @@ class ItsDangerous(Provider):
         )
 
     def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
-        payload = outgoing.payload if outgoing.payload is not None else {}
-        if isinstance(payload, dict):
-            payload = {"type": outgoing.type, **payload}
-        body = dump(payload)
-        signer = _FixedSigner(key, self.salt, outgoing.timestamp)
+        body = dump(outgoing_payload(outgoing, type=outgoing.type))
+        signer = _signer_at(key, self.salt, outgoing.timestamp)
         token = signer.sign(signed_value(outgoing.id, body)).decode("ascii")
         return SignedRequest(
             body=body,

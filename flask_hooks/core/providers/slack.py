@@ -11,19 +11,18 @@ and interactivity (form bodies) are typed ``command.<name>`` and
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import PayloadError, VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import bounded_header
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
@@ -33,6 +32,7 @@ from .base import (
     load_json,
     load_json_text,
     match_body_mac,
+    outgoing_payload,
     require_str,
 )
 
@@ -42,21 +42,21 @@ VERSION = "v0"
 _MARK = VERSION + "="
 
 
-def _attempt(headers: Headers) -> int:
-    raw = str(headers.get("X-Slack-Retry-Num") or "0").strip()
+def _attempt(headers: HeaderMap) -> int:
+    raw = (headers.get("X-Slack-Retry-Num") or "0").strip()
     return int(raw) + 1 if raw.isascii() and raw.isdigit() and len(raw) < 4 else 1
 
 
-class Slack(Provider):
+class Slack(HmacProvider):
     """Slack apps: Events API, slash commands and interactivity."""
 
     name = "slack"
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
@@ -76,7 +76,7 @@ class Slack(Provider):
             timestamp=timestamp,
         )
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         attempt = _attempt(headers)
         if body.lstrip()[:1] != b"{":
             return self._parse_form(body, attempt)
@@ -123,15 +123,16 @@ class Slack(Provider):
             return {"challenge": str(field(parsed.payload, "challenge") or "")}
         return None
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+    def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
         """An Events API ``event_callback`` (or the ``url_verification`` handshake)."""
-        given = outgoing.payload if outgoing.payload is not None else {}
+        event = outgoing_payload(outgoing, type=outgoing.type)
+        if not isinstance(event, dict):
+            event = {"type": outgoing.type}
         payload: dict[str, Any]
         if outgoing.type == "url_verification":
-            challenge = given.get("challenge", "challenge") if isinstance(given, dict) else "challenge"
+            challenge = event.get("challenge", "challenge")
             payload = {"token": "verification-token", "challenge": challenge, "type": "url_verification"}
         else:
-            event = {"type": outgoing.type, **given} if isinstance(given, dict) else {"type": outgoing.type}
             payload = {
                 "token": "verification-token",
                 "team_id": "T00000000",
@@ -142,8 +143,7 @@ class Slack(Provider):
                 "event_time": outgoing.timestamp,
             }
         body = dump(payload)
-        base = f"{VERSION}:{outgoing.timestamp}:".encode() + body
-        mac = hmac.new(key, base, hashlib.sha256).hexdigest()
+        mac = key.mac(f"{VERSION}:{outgoing.timestamp}:".encode(), body).hex()
         return SignedRequest(
             body=body,
             headers={

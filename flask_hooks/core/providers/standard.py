@@ -13,17 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import hashlib
-import hmac
 from collections.abc import Sequence
 
 from ..errors import ConfigError, VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import MAX_SLOTS, bounded_header, from_base64
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
@@ -32,8 +31,8 @@ from .base import (
     field,
     load_object,
     match_macs,
+    outgoing_payload,
     require_str,
-    verified,
 )
 
 PREFIX = "whsec_"
@@ -60,7 +59,7 @@ def decode_secret(secret: str | bytes) -> bytes:
     return key
 
 
-class StandardWebhooks(Provider):
+class StandardWebhooks(HmacProvider):
     """The Standard Webhooks spec (HMAC ``v1`` signatures)."""
 
     name = "standard-webhooks"
@@ -69,20 +68,24 @@ class StandardWebhooks(Provider):
     #: The prefix :meth:`sign` uses.
     sign_prefix = "webhook-"
 
-    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
-        return tuple(decode_secret(secret) for secret in secrets)
+    def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
+        return tuple(HmacKey(decode_secret(secret)) for secret in secrets)
 
-    def _header(self, headers: Headers, suffix: str) -> str:
-        for prefix in self.prefixes:
-            if headers.get(prefix + suffix):
-                return bounded_header(headers, prefix + suffix)
-        raise VerificationError(f"missing webhook-{suffix} header")
+    def _name(self, headers: HeaderMap, suffix: str) -> str | None:
+        """The first spelling of a header (``svix-id``, ``webhook-id``) that is present."""
+        return next((p + suffix for p in self.prefixes if headers.get(p + suffix)), None)
+
+    def _header(self, headers: HeaderMap, suffix: str) -> str:
+        name = self._name(headers, suffix)
+        if name is None:
+            raise VerificationError(f"missing webhook-{suffix} header")
+        return bounded_header(headers, name)
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
@@ -99,28 +102,28 @@ class StandardWebhooks(Provider):
             raise VerificationError("no v1 signature")
         timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
         index = match_macs(candidates, keys, f"{msg_id}.{raw_stamp}.".encode("ascii"), body)
-        return verified(index, timestamp)
+        return Verified(secret_index=index, timestamp=timestamp)
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         payload = load_object(body)
-        msg_id = next((headers.get(p + "id") for p in self.prefixes if headers.get(p + "id")), None)
+        name = self._name(headers, "id")
+        msg_id = None if name is None else headers.get(name)
         return Parsed(
             id=require_str(msg_id, "webhook-id"),
             type=require_str(field(payload, "type"), "type"),
             payload=payload,
         )
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+    def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
         """The spec's envelope: ``{"type", "timestamp", "data"}``."""
         when = datetime.datetime.fromtimestamp(outgoing.timestamp, datetime.timezone.utc)
         payload = {
             "type": outgoing.type,
             "timestamp": when.isoformat().replace("+00:00", "Z"),
-            "data": outgoing.payload if outgoing.payload is not None else {},
+            "data": outgoing_payload(outgoing),
         }
         body = dump(payload)
-        content = f"{outgoing.id}.{outgoing.timestamp}.".encode() + body
-        mac = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode("ascii")
+        mac = base64.b64encode(key.mac(f"{outgoing.id}.{outgoing.timestamp}.".encode(), body)).decode("ascii")
         p = self.sign_prefix
         return SignedRequest(
             body=body,

@@ -11,17 +11,16 @@ tolerance applies here.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Sequence
 
 from ..errors import ConfigError, VerificationError
-from ..event import Headers
+from ..event import HeaderMap
 from ._parsing import bounded_header, from_hex, parse_slots
 from .base import (
+    HmacKey,
+    HmacProvider,
     Outgoing,
     Parsed,
-    Provider,
     SignedRequest,
     Tolerance,
     Verified,
@@ -30,19 +29,19 @@ from .base import (
     field,
     load_object,
     match_macs,
+    outgoing_payload,
     require_str,
-    verified,
 )
 
 HEADER = "Stripe-Signature"
 
 
-class Stripe(Provider):
+class Stripe(HmacProvider):
     """Stripe webhook endpoints (``whsec_...`` signing secrets)."""
 
     name = "stripe"
 
-    def keys(self, secrets: Sequence[str]) -> tuple[bytes, ...]:
+    def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
         for secret in secrets:
             if isinstance(secret, str) and (not secret.isascii() or secret != secret.strip()):
                 raise ConfigError("stripe: a signing secret is ASCII without surrounding spaces (whsec_...)")
@@ -50,9 +49,9 @@ class Stripe(Provider):
 
     def verify(
         self,
-        headers: Headers,
+        headers: HeaderMap,
         body: bytes,
-        keys: Sequence[bytes],
+        keys: Sequence[HmacKey],
         *,
         now: float,
         tolerance: Tolerance,
@@ -66,9 +65,9 @@ class Stripe(Provider):
             raise VerificationError("no v1 signature")
         timestamp = check_timestamp(stamps[0], now=now, tolerance=tolerance)
         index = match_macs(candidates, keys, stamps[0].encode("ascii") + b".", body)
-        return verified(index, timestamp)
+        return Verified(secret_index=index, timestamp=timestamp)
 
-    def parse(self, headers: Headers, body: bytes) -> Parsed:
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         payload = load_object(body)
         return Parsed(
             id=require_str(field(payload, "id"), "id"),
@@ -76,7 +75,7 @@ class Stripe(Provider):
             payload=payload,
         )
 
-    def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
+    def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
         """A Stripe ``event`` object whose ``data.object`` is the payload."""
         payload = {
             "id": outgoing.id,
@@ -86,10 +85,10 @@ class Stripe(Provider):
             "type": outgoing.type,
             "livemode": False,
             "pending_webhooks": 1,
-            "data": {"object": outgoing.payload if outgoing.payload is not None else {}},
+            "data": {"object": outgoing_payload(outgoing)},
         }
         body = dump(payload)
-        mac = hmac.new(key, f"{outgoing.timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        mac = key.mac(f"{outgoing.timestamp}.".encode(), body).hex()
         return SignedRequest(
             body=body,
             headers={"Content-Type": "application/json", HEADER: f"t={outgoing.timestamp},v1={mac}"},
