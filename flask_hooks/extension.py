@@ -9,7 +9,7 @@ one app.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 from werkzeug.exceptions import HTTPException
@@ -23,6 +23,9 @@ from .core.routing import Router
 from .settings import Settings, resolve
 from .stores import DedupeStore, open_store
 from .stores.leases import keeper
+
+if TYPE_CHECKING:
+    from .inbox import Inbox
 
 H = TypeVar("H", bound=Callable[[Event], object])
 
@@ -52,6 +55,7 @@ class Receiver:
                 clock=self.now,
                 ns=settings.namespace,
                 leases=keeper,
+                retention=settings.retention,
             )
         )
 
@@ -106,6 +110,7 @@ class Hooks:
         lease: float | None = None,
         tolerance: float | tuple[float, float] | None = None,
         max_body: int | None = None,
+        retention: float | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.name = name
@@ -118,24 +123,29 @@ class Hooks:
             "lease": lease,
             "tolerance": tolerance,
             "max_body": max_body,
+            "retention": retention,
             "clock": clock,
         }
         self.router = Router()
         if app is not None:
             self.init_app(app)
 
-    def on(self, *patterns: str, name: str | None = None, defer: Any = None) -> Callable[[H], H]:
+    def on(
+        self, *patterns: str, name: str | None = None, defer: Any = None, atomic: bool = False
+    ) -> Callable[[H], H]:
         """Register a handler for event types; returns the function unchanged.
 
         ``"a.b"`` matches ``a.b`` and ``a.b.c``; ``"a.*"`` everything below
         ``a``; ``"*"`` everything. All matching handlers run, in order.
         ``name`` is what the handler's success is recorded under (default:
         ``module.qualname``); keep it when renaming the function, or a retry
-        after the deploy runs the handler again.
+        after the deploy runs the handler again. ``defer`` hands it to a task
+        queue; ``atomic=True`` runs it inside the database transaction that
+        records its success (a :class:`~flask_hooks.stores.sql.SqlStore`).
         """
 
         def decorator(func: H) -> H:
-            self.router.add(func, patterns, name=name, defer=defer)
+            self.router.add(func, patterns, name=name, defer=defer, atomic=atomic)
             return func
 
         return decorator
@@ -161,11 +171,24 @@ class Hooks:
                 raise ConfigError(f"receivers {other.name!r} and {self.name!r} share the URL {settings.url}")
         _check_url_is_free(app, settings.url, settings.prefix)
         store = state.open_store(settings.store, app.instance_path)
+        atomic = [r.name for r in self.router.routes if r.atomic]
+        if atomic and not store.supports_atomic:
+            raise ConfigError(
+                f"handlers {', '.join(atomic)} are atomic=True, which needs a SQL store"
+                f" (flask_hooks.stores.sql.SqlStore, {settings.prefix}STORE='postgresql+psycopg://...');"
+                f" {store!r} cannot run them in its transaction"
+            )
         receiver = Receiver(self, settings, store)
         state.receivers[self.name] = receiver
         add_url_rules(app, receiver)
         if "hooks" not in app.cli.commands:
             app.cli.add_command(cli)
+
+    def inbox(self, app: Flask | None = None) -> Inbox:
+        """The delivery inbox of this receiver on ``app`` (default: the current app)."""
+        from .inbox import Inbox
+
+        return Inbox(self.receiver(app), app or current_app._get_current_object())  # type: ignore[attr-defined]
 
     def receiver(self, app: Flask | None = None) -> Receiver:
         """This receiver's state on ``app`` (default: the current app)."""

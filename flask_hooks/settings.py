@@ -28,7 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "tolerance": 300,
     "max_body": 1024 * 1024,
     "namespace": None,
+    "retention": None,  # 7 days, or the dedupe TTL when that is longer
 }
+
+DEFAULT_RETENTION = 7 * 86400
 
 #: Settings a second receiver never borrows from ``HOOKS_*``: its own credentials,
 #: scheme and URL. Every other option falls back to the app-wide key.
@@ -54,6 +57,8 @@ class Settings:
     clock: Clock
     #: What the store keys this receiver's records under (``HOOKS_NAMESPACE``).
     namespace: str
+    #: Seconds every verified delivery is kept for the inbox (0: none).
+    retention: float
 
 
 def config_prefix(name: str) -> str:
@@ -149,7 +154,24 @@ def resolve(
         max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True),
         clock=options.get("clock") or system_clock,
         namespace=_namespace(prefix + "NAMESPACE", pick("namespace"), import_name, name),
+        retention=_retention(prefix, pick("retention"), pick("dedupe_ttl")),
     )
+
+
+def _retention(prefix: str, value: Any, dedupe_ttl: Any) -> float:
+    """At least the dedupe TTL (a delivery that still counts as a duplicate is
+    still shown); 0 keeps no delivery at all."""
+    if value is None:
+        return float(max(DEFAULT_RETENTION, dedupe_ttl))
+    if value == 0 and _seconds(value):
+        return 0.0
+    retention = float(_positive(prefix + "RETENTION", value))
+    if retention < dedupe_ttl:
+        raise ConfigError(
+            f"{prefix}RETENTION ({value!r} s) is shorter than {prefix}DEDUPE_TTL ({dedupe_ttl!r} s):"
+            " a delivery is kept at least as long as it counts as a duplicate"
+        )
+    return retention
 
 
 def _namespace(key: str, value: Any, import_name: str, name: str) -> str:

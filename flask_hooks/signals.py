@@ -29,6 +29,8 @@ event_handled = _signals.signal("event-handled")
 event_ignored = _signals.signal("event-ignored")
 #: A handler raised; ``handler`` and ``error``. The claim is released.
 handler_failed = _signals.signal("handler-failed")
+#: An operator replayed a kept delivery; ``outcome`` is its result's word.
+delivery_replayed = _signals.signal("delivery-replayed")
 
 #: Every signal by its attribute name, in pipeline order: the names the core's
 #: ``notify`` uses and the pytest plugin's recorder reports.
@@ -40,6 +42,7 @@ by_name = {
     "event_handled": event_handled,
     "event_ignored": event_ignored,
     "handler_failed": handler_failed,
+    "delivery_replayed": delivery_replayed,
 }
 
 

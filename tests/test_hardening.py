@@ -16,7 +16,7 @@ from flask import Flask, redirect
 from flask_wtf import CSRFProtect
 
 from flask_hooks import ConfigError, Event, Hooks, signals
-from flask_hooks.core.pipeline import MAX_REPLY
+from flask_hooks.core.replies import MAX_REPLY
 from flask_hooks.stores import MemoryStore
 from flask_hooks.stores.leases import LeaseKeeper
 from tests.conftest import SECRET, generic_post

@@ -1,14 +1,16 @@
 """One delivery, start to finish, without Flask.
 
-verify -> parse -> claim -> run the pending handlers -> complete -> answer.
-The transport passes headers and the exact body bytes in, a ``run``
-callable that invokes one handler (and renders its return value), and a
-``notify`` callable for signals. It gets an :class:`Outcome` back and
-maps it to a response in one place.
+verify -> parse -> claim (keeping the delivery for the inbox) -> run the
+pending handlers -> complete -> answer. The transport passes headers and
+the exact body bytes in, a ``run`` callable that invokes one handler (and
+renders its return value), and a ``notify`` callable for signals. It gets
+an :class:`~flask_hooks.core.answer.Outcome` back and turns it into a
+response with :func:`~flask_hooks.core.answer.answer`.
 
 Nothing is acknowledged before ``complete`` has durably stored the
 outcome; a failing handler releases the claim so the sender's retry runs
-it again, and handlers that already succeeded are not run twice.
+it again, and handlers that already succeeded are not run twice. A replay
+(:meth:`Pipeline.replay`) goes through the same claim, lease and marks.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from .answer import Outcome, answer
+from .attempts import log_entry, log_quietly
 from .clock import Clock
 from .deferral import hand_over
 from .errors import (
@@ -34,8 +37,10 @@ from .errors import (
     StoreUnavailable,
     VerificationError,
 )
-from .event import Event, Headers
+from .event import Event, HeaderMap, Headers, header_pairs
+from .inbox import Kept, Stored, excerpt, redact
 from .providers.base import Provider, Tolerance
+from .replies import Declined, accepted, first_reply
 from .routing import Route, Router
 from .store import DedupeStore, LogEntry, Reply
 
@@ -43,10 +48,6 @@ log = logging.getLogger("flask_hooks")
 
 Run = Callable[[Route, Event], "Reply | None"]
 Notify = Callable[..., None]
-
-#: A handler's reply larger than this is not stored (every duplicate would get
-#: it again): the delivery is answered with the default body instead.
-MAX_REPLY = 64 * 1024
 
 
 class Leases(Protocol):
@@ -75,7 +76,7 @@ class ReceiverConfig:
 
     name: str
     provider: Provider
-    keys: tuple[bytes, ...]
+    keys: tuple[Any, ...]
     store: DedupeStore
     router: Router
     dedupe_ttl: float
@@ -85,6 +86,8 @@ class ReceiverConfig:
     #: What the store keys records under: app and receiver (``HOOKS_NAMESPACE``).
     ns: str = ""
     leases: Leases = dataclasses.field(default_factory=NoLeases)
+    #: Seconds every verified delivery is kept for the inbox; 0 keeps none.
+    retention: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.ns:
@@ -103,7 +106,7 @@ class Pipeline:
         #: Keeps the claims of running handlers alive (tests give their own).
         self.leases = config.leases
 
-    def process(self, headers: Headers, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
+    def process(self, headers: HeaderMap, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
         cfg = self.config
         started = time.perf_counter()
         received_at = cfg.clock()
@@ -111,13 +114,13 @@ class Pipeline:
         try:
             verified = cfg.provider.verify(headers, body, cfg.keys, now=received_at, tolerance=cfg.tolerance)
         except VerificationError as exc:
-            return self._reject("rejected", exc, received_at, started, notify)
+            return self._reject("rejected", exc, received_at, started, notify, body)
         try:
             parsed = cfg.provider.parse(headers, body)
             _check_text("id", parsed.id)
             _check_text("type", parsed.type)
         except PayloadError as exc:
-            return self._reject("invalid", exc, received_at, started, notify)
+            return self._reject("invalid", exc, received_at, started, notify, body)
         event = Event(
             id=parsed.id,
             type=parsed.type,
@@ -136,15 +139,7 @@ class Pipeline:
         if immediate is not None:  # a handshake (Slack's url_verification): no dedupe, no handler
             reply = immediate if isinstance(immediate, Reply) else Reply(200, json.dumps(immediate).encode())
             return Outcome("received", reply=reply, event=event)
-        try:
-            return self._dispatch(event, run, notify, started)
-        except StoreUnavailable as exc:
-            log.warning("dedupe store unavailable for %s", cfg.name, exc_info=True)
-            return Outcome("unavailable", error=exc, event=event)
-        except LeaseLost as exc:
-            # Our lease ran out mid-handler and another worker owns the delivery now.
-            log.warning("lease lost on %s %s", cfg.name, event.id)
-            return Outcome("in-flight", error=exc, event=event)
+        return self._guarded(event, lambda: self._dispatch(event, run, notify, started))
 
     def refuse(self, error: BodyTooLarge | PayloadError, *, notify: Notify = _noop) -> Outcome:
         """A request refused before its body could be read (413, or a 400 for a short body).
@@ -154,29 +149,87 @@ class Pipeline:
         started = time.perf_counter()
         notify("delivery_received", receiver=self.config.name)
         kind = "rejected" if isinstance(error, BodyTooLarge) else "invalid"
-        return self._reject(kind, error, self.config.clock(), started, notify)
+        return self._reject(kind, error, self.config.clock(), started, notify, b"")
+
+    def replay(
+        self, stored: Stored, *, run: Run, notify: Notify = _noop, handlers: Collection[str] | None = None
+    ) -> Outcome:
+        """Run a kept delivery's handlers again, through the same claim and lease.
+
+        Without ``handlers``, those that have not succeeded; with them,
+        exactly those (even if they succeeded). The signature and the
+        timestamp are not checked again: they were at receipt. Raises
+        :class:`InFlight` while a sender's retry or another replay holds it.
+        """
+        cfg = self.config
+        started, now = time.perf_counter(), cfg.clock()
+        routes = cfg.router.match(stored.type)
+        names = {r.name for r in routes}
+        unknown = sorted(set(handlers or ()) - names)
+        if unknown:
+            raise ValueError(f"no handler {', '.join(map(repr, unknown))} for {stored.type!r}")
+        claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=handlers or ())
+        if claim.state == "inflight":
+            raise InFlight(after=claim.retry_after)
+        headers = Headers(stored.headers)
+        event = Event(
+            id=stored.id,
+            type=stored.type,
+            payload=cfg.provider.parse(headers, stored.body).payload,
+            body=stored.body,
+            headers=headers,
+            provider=cfg.provider.name,
+            receiver=cfg.name,
+            received_at=stored.received_at,
+            secret_index=stored.secret_index or 0,
+            replayed=True,
+        )
+        if handlers is not None:
+            routes = tuple(r for r in routes if r.name in handlers)
+        outcome = self._guarded(
+            event,
+            lambda: self._held(event, routes, claim.handlers, claim.token, run, notify, started, at=now),
+        )
+        notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
+        return outcome
 
     # Steps ----------------------------------------------------------------
 
+    def _guarded(self, event: Event, step: Callable[[], Outcome]) -> Outcome:
+        """Store trouble after verification: 503 (never a 2xx), or 409 when the lease was lost."""
+        try:
+            return step()
+        except StoreUnavailable as exc:
+            log.warning("dedupe store unavailable for %s", self.config.name, exc_info=True)
+            return Outcome("unavailable", error=exc, event=event)
+        except LeaseLost as exc:
+            # Our lease ran out mid-handler and another worker owns the delivery now.
+            log.warning("lease lost on %s %s", self.config.name, event.id)
+            return Outcome("in-flight", error=exc, event=event)
+
     def _reject(
-        self, kind: str, exc: HookError, received_at: float, started: float, notify: Notify
+        self, kind: str, exc: HookError, received_at: float, started: float, notify: Notify, body: bytes
     ) -> Outcome:
         cfg = self.config
         outcome = Outcome(kind, error=exc)
         status = answer(outcome, cfg.provider).status
         notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
-        log_quietly(
-            cfg.store,
-            cfg.ns,
-            LogEntry(None, None, kind, status, exc.reason, None, received_at, time.perf_counter() - started),
+        duration = time.perf_counter() - started
+        entry = LogEntry(
+            None, None, kind, status, exc.reason, None, received_at, duration, excerpt=_excerpt(body)
         )
+        log_quietly(cfg.store, cfg.ns, entry)
         return outcome
 
     def _dispatch(self, event: Event, run: Run, notify: Notify, started: float) -> Outcome:
         cfg = self.config
         routes = cfg.router.match(event.type)
         now = event.received_at
-        claim = cfg.store.claim(cfg.ns, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl)
+        keep = None
+        if cfg.retention:
+            headers = redact(header_pairs(event.headers), getattr(cfg.provider, "redacted_headers", ()))
+            keep = Kept(event.type, event.body, headers, now, event.secret_index, cfg.retention)
+        claim = cfg.store.claim(cfg.ns, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl, keep=keep)
         if claim.state == "done":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=False)
             log_quietly(cfg.store, cfg.ns, log_entry(event, "duplicate", 200, started))
@@ -184,11 +237,27 @@ class Pipeline:
         if claim.state == "inflight":
             notify("delivery_duplicate", receiver=cfg.name, event=event, in_flight=True)
             busy = InFlight(after=claim.retry_after)
+            log_quietly(cfg.store, cfg.ns, log_entry(event, "in-flight", busy.status, started))
             return Outcome("in-flight", error=busy, event=event)
+        return self._held(event, routes, claim.handlers, claim.token, run, notify, started)
 
-        held = self.leases.hold(cfg.store, cfg.ns, event.id, claim.token, lease=cfg.lease, clock=cfg.clock)
+    def _held(
+        self,
+        event: Event,
+        routes: Sequence[Route],
+        done: Mapping[str, Reply | None],
+        token: str,
+        run: Run,
+        notify: Notify,
+        started: float,
+        *,
+        at: float | None = None,
+    ) -> Outcome:
+        """Run the pending handlers while the lease keeper renews the claim."""
+        cfg = self.config
+        held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            return self._run_pending(event, routes, claim.handlers, claim.token, run, notify, started)
+            return self._run_pending(event, routes, done, token, run, notify, started, at)
         finally:
             self.leases.drop(held)
 
@@ -201,6 +270,7 @@ class Pipeline:
         run: Run,
         notify: Notify,
         started: float,
+        at: float | None,
     ) -> Outcome:
         """Run the handlers an earlier attempt has not completed, then complete."""
         cfg = self.config
@@ -210,21 +280,17 @@ class Pipeline:
         pending = [r for r in routes if r.name not in replies]
         for position, route in enumerate(pending):
             try:
-                if route.defer is None:
-                    reply = _accepted(route, event, run(route, event))
-                else:
-                    # Handed to a queue; its mark means "enqueued", shared with the sync path.
-                    hand_over(route.defer, route.name, event)
-                    reply = None
+                reply = self._run_one(route, event, token, run)
             except Exception as exc:
-                return self._failed(event, route, exc, token, ran, notify, started)
+                return self._failed(event, route, exc, token, ran, notify, started, at)
             replies[route.name] = reply
             (ran if route.defer is None else deferred).append(route.name)
-            if position < len(pending) - 1:
+            if position < len(pending) - 1 and not route.atomic:
                 # Durable per-handler success, so a later failure re-runs only the rest.
                 cfg.store.mark(cfg.ns, event.id, token, route.name, reply, now=cfg.clock())
-        reply = _first_reply(routes, replies)
+        reply = first_reply(routes, replies)
         kind = "received" if routes else "ignored"
+        word = "replayed" if event.replayed else kind
         cfg.store.complete(
             cfg.ns,
             event.id,
@@ -233,7 +299,7 @@ class Pipeline:
             reply=reply,
             now=cfg.clock(),
             ttl=cfg.dedupe_ttl,
-            entry=log_entry(event, kind, reply.status if reply else 200, started, ran),
+            entry=log_entry(event, word, reply.status if reply else 200, started, ran, at=at),
         )
         if routes:
             notify(
@@ -242,6 +308,24 @@ class Pipeline:
         else:
             notify("event_ignored", receiver=cfg.name, event=event)
         return Outcome(kind, reply=reply, event=event)
+
+    def _run_one(self, route: Route, event: Event, token: str, run: Run) -> Reply | None:
+        cfg = self.config
+        if route.defer is not None:
+            # Handed to a queue; its mark means "enqueued", shared with the sync path.
+            hand_over(route.defer, route.name, event)
+            return None
+        if route.atomic:
+            # The handler's writes and its mark commit together, fenced by our token.
+            return cfg.store.atomic(
+                cfg.ns,
+                event.id,
+                token,
+                route.name,
+                lambda: accepted(route, event, run(route, event)),
+                now=cfg.clock(),
+            )
+        return accepted(route, event, run(route, event))
 
     def _failed(
         self,
@@ -252,12 +336,14 @@ class Pipeline:
         ran: Sequence[str],
         notify: Notify,
         started: float,
+        at: float | None,
     ) -> Outcome:
         cfg = self.config
         error: HookError
+        if isinstance(exc, LeaseLost):
+            raise exc  # an atomic handler rolled back: another worker owns the delivery
         if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
-            error = exc
-            kind = "retry"
+            error, kind = exc, "retry"
         elif isinstance(exc, Declined):
             log.warning(
                 "handler %s answered %s on %s %s: not done, the sender will retry",
@@ -266,57 +352,24 @@ class Pipeline:
                 cfg.name,
                 event.id,
             )
-            error = exc
-            kind = "error"
+            error, kind = exc, "error"
         else:
             log.error("handler %s failed on %s %s", route.name, cfg.name, event.id, exc_info=exc)
-            error = HookError("handler failed")
-            kind = "error"
+            error, kind = HookError("handler failed"), "error"
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
+        entry = log_entry(
+            event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name, at=at
+        )
         try:
-            cfg.store.release(cfg.ns, event.id, token, now=cfg.clock())
+            cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
         except StoreUnavailable:
             log.warning("could not release %s; its lease will expire", event.id)
-        log_quietly(cfg.store, cfg.ns, log_entry(event, kind, error.status, started, ran, error.reason))
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)
 
 
-class Declined(HookError):
-    """A handler returned a non-2xx response: it did not do its work.
-
-    Nothing is recorded as done and the claim is released, so the sender
-    retries; its own status and body are answered. A 3xx is never
-    answered (senders treat a redirect as a permanent failure): it is a 500.
-    """
-
-    def __init__(self, reply: Reply) -> None:
-        self.reply = reply
-        self.status = reply.status if reply.status >= 400 else 500
-        super().__init__(f"handler answered {reply.status}")
-
-
-def _accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
-    """A handler's rendered reply as recorded for its success (None: the default body).
-
-    Raises :class:`Declined` for a non-2xx reply. A reply over
-    :data:`MAX_REPLY` is logged and replaced by the default body: the
-    handler's side effects happened, so it must count as done.
-    """
-    if reply is None:
-        return None
-    if not 200 <= reply.status < 300:
-        raise Declined(reply)
-    if len(reply.body) > MAX_REPLY:
-        log.error(
-            "handler %s returned %d bytes for %s (more than %d): answered with the default body",
-            route.name,
-            len(reply.body),
-            event.id,
-            MAX_REPLY,
-        )
-        return None
-    return reply
+def _excerpt(body: bytes) -> str:
+    return excerpt(body) if body else ""
 
 
 def _check_text(field: str, value: str) -> None:
@@ -330,27 +383,3 @@ def _check_text(field: str, value: str) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise PayloadError(f"invalid {field}: not valid Unicode text") from None
-
-
-def log_entry(
-    event: Event, status: str, code: int, started: float, ran: Sequence[str] = (), reason: str = ""
-) -> LogEntry:
-    """The delivery-log line for ``event``; ``started`` is a ``perf_counter`` reading."""
-    e, duration = event, time.perf_counter() - started
-    return LogEntry(e.id, e.type, status, code, reason, e.secret_index, e.received_at, duration, (*ran,))
-
-
-def log_quietly(store: DedupeStore, ns: str, entry: LogEntry) -> None:
-    """The log is for operators; losing a line must not change the answer."""
-    try:
-        store.log(ns, entry)
-    except StoreUnavailable:
-        log.warning("delivery log unavailable for %s", ns)
-
-
-def _first_reply(routes: Sequence[Route], replies: dict[str, Reply | None]) -> Reply | None:
-    for route in routes:
-        reply = replies.get(route.name)
-        if reply is not None:
-            return reply
-    return None

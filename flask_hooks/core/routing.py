@@ -52,6 +52,8 @@ class Route:
     patterns: tuple[str, ...]
     name: str
     defer: Any = None
+    #: Runs inside the store's transaction that records its success (SQL stores).
+    atomic: bool = False
 
     def accepts(self, type: str) -> bool:
         return any(matches(p, type) for p in self.patterns)
@@ -68,7 +70,13 @@ class Router:
         self._cache: dict[str, tuple[Route, ...]] = {}
 
     def add(
-        self, func: Handler, patterns: tuple[str, ...], *, name: str | None = None, defer: Any = None
+        self,
+        func: Handler,
+        patterns: tuple[str, ...],
+        *,
+        name: str | None = None,
+        defer: Any = None,
+        atomic: bool = False,
     ) -> Route:
         """Append a route; its ``name`` is what its success is recorded under.
 
@@ -92,7 +100,11 @@ class Router:
                 raise ConfigError(f"two different handlers are both named {name!r}")
         else:
             name = self._default_name(func)
-        route = Route(func, checked, name, defer)
+        if atomic and defer is not None:
+            raise ConfigError(
+                "a handler is either atomic (in the database transaction) or deferred, not both"
+            )
+        route = Route(func, checked, name, defer, atomic)
         self.routes.append(route)
         self._cache.clear()
         return route

@@ -25,8 +25,11 @@ import dataclasses
 import json
 import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from .inbox import Kept, Stored
 
 ClaimState = Literal["new", "inflight", "done"]
 
@@ -98,7 +101,12 @@ _V0_FIELDS = (
 
 
 class LogEntry(NamedTuple):
-    """One line of the bounded delivery log (``flask hooks deliveries``)."""
+    """One attempt: a line of the bounded delivery log, and of a delivery's attempts.
+
+    ``error`` is for operators (exception type, message and traceback),
+    never sent to the sender; ``failed`` names the handler that failed;
+    ``excerpt`` is a refused request's escaped beginning.
+    """
 
     id: str | None
     type: str | None
@@ -109,24 +117,29 @@ class LogEntry(NamedTuple):
     received_at: float = 0.0
     duration: float = 0.0
     handlers: tuple[str, ...] = ()
+    error: str = ""
+    failed: str = ""
+    excerpt: str = ""
 
     def to_json(self) -> str:
         """A versioned JSON object; the two times in whole microseconds."""
         e = self
-        return _compact(
-            {
-                "v": FORMAT_VERSION,
-                "id": e.id,
-                "type": e.type,
-                "status": e.status,
-                "code": e.code,
-                "reason": e.reason,
-                "secret_index": e.secret_index,
-                "received_us": round(e.received_at * 1e6),
-                "duration_us": round(e.duration * 1e6),
-                "handlers": e.handlers,
-            }
-        )
+        data: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "id": e.id,
+            "type": e.type,
+            "status": e.status,
+            "code": e.code,
+            "reason": e.reason,
+            "secret_index": e.secret_index,
+            "received_us": round(e.received_at * 1e6),
+            "duration_us": round(e.duration * 1e6),
+            "handlers": e.handlers,
+        }
+        for optional in ("error", "failed", "excerpt"):  # usually empty: not written
+            if getattr(e, optional):
+                data[optional] = getattr(e, optional)
+        return _compact(data)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> LogEntry:
@@ -144,6 +157,9 @@ class LogEntry(NamedTuple):
             received_at=data.get("received_us", 0) / 1e6,
             duration=data.get("duration_us", 0) / 1e6,
             handlers=tuple(data.get("handlers") or ()),
+            error=str(data.get("error") or ""),
+            failed=str(data.get("failed") or ""),
+            excerpt=str(data.get("excerpt") or ""),
         )
 
 
@@ -193,8 +209,16 @@ class DedupeStore(ABC):
     log_size: int = 1000
 
     @abstractmethod
-    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
-        """Take the delivery, or say who has it and whether it is done."""
+    def claim(
+        self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
+    ) -> Claim:
+        """Take the delivery, or say who has it and whether it is done.
+
+        ``keep`` is the delivery for the inbox, stored in the same
+        transaction when the claim is new (a retry keeps the first copy).
+        The record then lasts ``keep.retention`` at least, while it counts
+        as a duplicate for ``ttl`` only.
+        """
 
     @abstractmethod
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
@@ -224,16 +248,75 @@ class DedupeStore(ABC):
         """Mark the delivery done (and log it) durably; :class:`LeaseLost` if not ours."""
 
     @abstractmethod
-    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
-        """Give the claim up (a handler failed) so the sender's retry can run."""
+    def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
+        """Give the claim up (a handler failed) so the sender's retry can run; log ``entry``."""
+
+    #: Whether :meth:`atomic` runs handlers inside the store's own transaction.
+    supports_atomic: bool = False
+
+    def atomic(
+        self, ns: str, id: str, token: str, handler: str, run: Callable[[], Reply | None], *, now: float
+    ) -> Reply | None:
+        """Run ``run`` inside the transaction that marks ``handler`` done, fenced by ``token``.
+
+        Only stores whose records live in the app's own database can
+        (:class:`~flask_hooks.stores.sql.SqlStore`); ``init_app`` refuses
+        ``atomic=True`` handlers on the others.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot run handlers atomically")
 
     @abstractmethod
     def log(self, ns: str, entry: LogEntry) -> None:
-        """Append to the bounded delivery log."""
+        """Append to the bounded delivery log, and to the kept delivery's attempts."""
 
     @abstractmethod
     def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
         """The newest log entries first."""
+
+    # The inbox ------------------------------------------------------------------
+
+    @abstractmethod
+    def get(self, ns: str, id: str) -> Stored | None:
+        """The kept delivery, or None."""
+
+    @abstractmethod
+    def query(
+        self,
+        ns: str,
+        *,
+        now: float,
+        status: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[Stored]:
+        """Kept deliveries, newest first (``received_at``, then id, descending).
+
+        ``status`` is one of :data:`~flask_hooks.core.inbox.STATUSES` as of
+        ``now`` (an in-flight claim whose lease ran out is ``failed``);
+        ``type`` a routing pattern; ``before`` the ``(received_at, id)`` of
+        the last row of the previous page (keyset paging).
+        """
+
+    @abstractmethod
+    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
+        """Claim a kept delivery for a replay, done or not.
+
+        The marks of ``rerun`` are dropped first, so those handlers run
+        again. ``inflight`` while someone holds it; :class:`LookupError`
+        when nothing is kept under ``id``.
+        """
+
+    @abstractmethod
+    def forget(self, ns: str, id: str) -> bool:
+        """Remove the delivery (record, marks, kept copy); whether there was one."""
+
+    @abstractmethod
+    def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
+        """Remove up to ``limit`` records past their retention (or received before
+        ``received_before``), never one in flight; the number removed."""
 
     def close(self) -> None:  # noqa: B027 - most backends hold nothing to close
         """Release connections; the store may be used again afterwards."""

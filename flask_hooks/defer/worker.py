@@ -20,8 +20,8 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 
 from .. import signals
+from ..core.attempts import log_entry, log_quietly
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
-from ..core.pipeline import log_entry, log_quietly
 from ..core.routing import Route
 from ..extension import Receiver, get_receiver
 from .base import Job, handler_key, handler_namespace, log

@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Collection
 from typing import NamedTuple
 
 from ..core.errors import LeaseLost
+from ..core.inbox import Kept, Stored, bounded, type_matches
 from .base import Claim, DedupeStore, LogEntry, Reply, lease_is_live, new_token, process_generation
 
 #: Expired records are swept every this many claims.
@@ -20,10 +22,16 @@ class _Record(NamedTuple):
     state: str
     token: str = ""
     lease_until: float = 0.0
+    #: Until when the record counts as a duplicate (the dedupe TTL).
     expires_at: float = 0.0
     handlers: tuple[tuple[str, Reply | None], ...] = ()
     reply: Reply | None = None
     outcome: str = ""
+    kept: Kept | None = None
+    #: Until when the record is kept at all (the inbox's retention).
+    retained_until: float = 0.0
+    attempts: tuple[LogEntry, ...] = ()
+    status: str = "in-flight"
 
 
 class MemoryStore(DedupeStore):
@@ -37,7 +45,9 @@ class MemoryStore(DedupeStore):
         self._logs: dict[str, collections.deque[LogEntry]] = {}
         self._claims = 0
 
-    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
+    def claim(
+        self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
+    ) -> Claim:
         key = (ns, id)
         if self._generation != process_generation():
             self._forked()
@@ -54,7 +64,18 @@ class MemoryStore(DedupeStore):
                     return Claim("inflight", retry_after=rec.lease_until - now)
                 handlers = rec.handlers
             token = new_token()
-            self._records[key] = _Record("inflight", token, now + lease, now + max(ttl, lease), handlers)
+            kept = rec.kept if rec is not None and rec.kept is not None else keep
+            retained = max(rec.retained_until if rec else 0.0, now + keep.retention if keep else 0.0)
+            self._records[key] = _Record(
+                "inflight",
+                token,
+                now + lease,
+                now + max(ttl, lease),
+                handlers,
+                kept=kept,
+                retained_until=max(retained, now + max(ttl, lease)),
+                attempts=rec.attempts if rec is not None else (),
+            )
         return Claim("new", token=token, handlers=dict(handlers))
 
     def _forked(self) -> None:
@@ -68,9 +89,17 @@ class MemoryStore(DedupeStore):
         )
 
     def _sweep(self, now: float) -> None:
-        expired = [key for key, rec in self._records.items() if rec.expires_at <= now]
+        expired = [key for key, rec in self._records.items() if self._gone(rec, now)]
         for key in expired:
             del self._records[key]
+
+    @staticmethod
+    def _gone(rec: _Record, now: float, received_before: float | None = None) -> bool:
+        if rec.state == "inflight" and rec.lease_until > now:
+            return False
+        if max(rec.expires_at, rec.retained_until) <= now:
+            return True
+        return received_before is not None and rec.kept is not None and rec.kept.received_at < received_before
 
     def _owned(self, key: tuple[str, str], token: str) -> _Record:
         rec = self._records.get(key)
@@ -106,23 +135,38 @@ class MemoryStore(DedupeStore):
     ) -> None:
         key = (ns, id)
         with self._lock:
-            self._owned(key, token)
-            self._records[key] = _Record("done", "", 0.0, now + ttl, (), reply, outcome)
+            rec = self._owned(key, token)
+            self._records[key] = rec._replace(
+                state="done",
+                token="",
+                lease_until=0.0,
+                expires_at=now + ttl,
+                reply=reply,
+                outcome=outcome,
+                status=outcome,
+                retained_until=max(rec.retained_until, now + ttl),
+            )
             if entry is not None:
                 self._append(ns, entry)
 
-    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
+    def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         key = (ns, id)
         with self._lock:
             rec = self._records.get(key)
             if rec is not None and rec.state == "inflight" and rec.token == token:
-                self._records[key] = rec._replace(state="free", token="", lease_until=0.0)
+                self._records[key] = rec._replace(state="free", token="", lease_until=0.0, status="failed")
+            if entry is not None:
+                self._append(ns, entry)
 
     def _append(self, ns: str, entry: LogEntry) -> None:
         log = self._logs.get(ns)
         if log is None:
             log = self._logs[ns] = collections.deque(maxlen=self.log_size)
         log.append(entry)
+        key = (ns, entry.id or "")
+        rec = self._records.get(key)
+        if rec is not None and rec.kept is not None:
+            self._records[key] = rec._replace(attempts=bounded(rec.attempts, entry))
 
     def log(self, ns: str, entry: LogEntry) -> None:
         with self._lock:
@@ -134,3 +178,93 @@ class MemoryStore(DedupeStore):
         if status is not None:
             entries = [e for e in entries if e.status == status]
         return entries[:limit]
+
+    # The inbox.
+
+    @staticmethod
+    def _stored(id: str, rec: _Record) -> Stored | None:
+        kept = rec.kept
+        if kept is None:
+            return None
+        return Stored(
+            id,
+            kept.type,
+            kept.body,
+            kept.headers,
+            kept.received_at,
+            kept.secret_index,
+            rec.status,
+            rec.lease_until if rec.state == "inflight" else 0.0,
+            dict(rec.handlers),
+            rec.attempts,
+        )
+
+    def get(self, ns: str, id: str) -> Stored | None:
+        with self._lock:
+            rec = self._records.get((ns, id))
+        return None if rec is None else self._stored(id, rec)
+
+    def query(
+        self,
+        ns: str,
+        *,
+        now: float,
+        status: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[Stored]:
+        with self._lock:
+            rows = [
+                stored
+                for (rec_ns, id), rec in self._records.items()
+                if rec_ns == ns and (stored := self._stored(id, rec)) is not None
+            ]
+        found = [
+            s
+            for s in rows
+            if (status is None or s.status_at(now) == status)
+            and type_matches(type, s.type)
+            and (since is None or s.received_at >= since)
+            and (until is None or s.received_at < until)
+            and (before is None or (s.received_at, s.id) < before)
+        ]
+        found.sort(key=lambda s: (s.received_at, s.id), reverse=True)
+        return found[:limit]
+
+    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
+        key = (ns, id)
+        with self._lock:
+            rec = self._records.get(key)
+            if rec is None or rec.kept is None:
+                raise LookupError(id)
+            if rec.state == "inflight" and lease_is_live(rec.lease_until, now, lease):
+                return Claim("inflight", retry_after=rec.lease_until - now)
+            handlers = tuple((k, v) for k, v in rec.handlers if k not in rerun)
+            token = new_token()
+            self._records[key] = rec._replace(
+                state="inflight",
+                token=token,
+                lease_until=now + lease,
+                expires_at=max(rec.expires_at, now + lease),
+                handlers=handlers,
+                status="in-flight",
+            )
+        return Claim("new", token=token, handlers=dict(handlers))
+
+    def forget(self, ns: str, id: str) -> bool:
+        with self._lock:
+            return self._records.pop((ns, id), None) is not None
+
+    def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
+        with self._lock:
+            gone = [
+                key
+                for key, rec in self._records.items()
+                if key[0] == ns and self._gone(rec, now, received_before)
+            ][:limit]
+            for key in gone:
+                del self._records[key]
+        return len(gone)

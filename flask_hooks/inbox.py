@@ -1,0 +1,215 @@
+"""The delivery inbox: see what came in, why it failed, and replay it after a fix.
+
+``hooks.inbox(app)`` reads the receiver's store: every verified delivery
+is kept with its exact body, its headers (credentials redacted) and every
+attempt, for ``HOOKS_RETENTION``. A replay goes through the same claim and
+lease as a sender's retry, so the two never run a handler twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from flask import Flask, has_app_context
+
+from .core.answer import Outcome
+from .core.inbox import STATUSES, Stored
+from .core.store import LogEntry
+from .view import _notify, _run
+
+if TYPE_CHECKING:
+    from .extension import Receiver
+
+#: What masked values read as wherever a delivery is shown.
+MASK = "[redacted]"
+
+
+class Attempt(NamedTuple):
+    """One attempt at a delivery: the sender's, a duplicate's, or a replay."""
+
+    at: float
+    outcome: str
+    code: int
+    duration: float
+    handlers: tuple[str, ...]
+    #: Exception type, message and traceback, for operators only.
+    error: str
+    #: The handler that failed, if one did.
+    failed: str = ""
+
+    @classmethod
+    def from_entry(cls, entry: LogEntry) -> Attempt:
+        return cls(
+            entry.received_at,
+            entry.status,
+            entry.code,
+            entry.duration,
+            entry.handlers,
+            entry.error,
+            entry.failed,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """A kept delivery, as the inbox shows it."""
+
+    id: str
+    type: str
+    status: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    received_at: float
+    secret_index: int | None
+    #: Handler name -> ``succeeded``, ``failed`` or ``pending``.
+    handlers: Mapping[str, str]
+    attempts: tuple[Attempt, ...]
+    receiver: str
+    #: Body fields the provider declares as credentials, masked by :meth:`shown_payload`.
+    masked: tuple[str, ...] = ()
+
+    @property
+    def payload(self) -> Any:
+        """The body parsed as JSON (None when it is not JSON)."""
+        return json.loads(self.body) if self.body else None
+
+    def shown_payload(self) -> Any:
+        """The payload with the provider's credential fields masked, for pages and the CLI."""
+        return mask(payload_of_bytes(self.body), self.masked)
+
+    @property
+    def last_error(self) -> Attempt | None:
+        return next((a for a in reversed(self.attempts) if a.error), None)
+
+
+def payload_of_bytes(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def mask(payload: Any, fields: Collection[str]) -> Any:
+    """``payload`` with every key in ``fields`` (at any depth) replaced by :data:`MASK`."""
+    if not fields:
+        return payload
+    if isinstance(payload, dict):
+        return {k: (MASK if k in fields else mask(v, fields)) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [mask(v, fields) for v in payload]
+    return payload
+
+
+class Inbox:
+    """One receiver's kept deliveries on one app."""
+
+    def __init__(self, receiver: Receiver, app: Flask) -> None:
+        self.receiver = receiver
+        self.app = app
+
+    def _delivery(self, stored: Stored) -> Delivery:
+        routes = self.receiver.hooks.router.match(stored.type)
+        status = stored.status_at(self.receiver.now())
+        failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
+        states = {}
+        for route in routes:
+            # A completion is every handler's success (the last one gets no mark of its own).
+            if status in ("received", "ignored") or route.name in stored.handlers:
+                states[route.name] = "succeeded"
+            elif status == "failed" and route.name == failed:
+                states[route.name] = "failed"
+            else:
+                states[route.name] = "pending"
+        return Delivery(
+            id=stored.id,
+            type=stored.type,
+            status=status,
+            body=stored.body,
+            headers=stored.headers,
+            received_at=stored.received_at,
+            secret_index=stored.secret_index,
+            handlers=states,
+            attempts=tuple(Attempt.from_entry(a) for a in stored.attempts),
+            receiver=self.receiver.name,
+            masked=tuple(getattr(self.receiver.provider, "redacted_fields", ())),
+        )
+
+    def get(self, id: str) -> Delivery | None:
+        """The delivery kept under ``id``, or None."""
+        stored = self.receiver.store.get(self.receiver.ns, id)
+        return None if stored is None else self._delivery(stored)
+
+    def query(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[Delivery]:
+        """Kept deliveries, newest first; ``type`` is a routing pattern (``payment.*``).
+
+        ``before`` is ``(received_at, id)`` of the last delivery of the
+        previous page.
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        rows = self.receiver.store.query(
+            self.receiver.ns,
+            now=self.receiver.now(),
+            status=status,
+            type=type,
+            since=since,
+            until=until,
+            before=before,
+            limit=limit,
+        )
+        return [self._delivery(row) for row in rows]
+
+    def replay(self, id: str, *, handlers: Collection[str] | None = None) -> Delivery:
+        """Run the handlers of ``id`` that have not succeeded (or exactly ``handlers``).
+
+        Returns the delivery as it is afterwards (``status`` tells how it went).
+        Raises :class:`LookupError` for an unknown id and
+        :class:`~flask_hooks.InFlight` while the delivery is claimed.
+        """
+        stored = self.receiver.store.get(self.receiver.ns, id)
+        if stored is None:
+            raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
+        self._outcome = self._in_app(
+            lambda: self.receiver.pipeline.replay(
+                stored, run=_run, notify=_notify, handlers=None if handlers is None else list(handlers)
+            )
+        )
+        if self._outcome.kind == "unavailable" and self._outcome.error is not None:
+            raise self._outcome.error
+        after = self.get(id)
+        assert after is not None
+        return after
+
+    def forget(self, id: str) -> bool:
+        """Remove the delivery: the sender's next redelivery is processed afresh."""
+        return self.receiver.store.forget(self.receiver.ns, id)
+
+    def purge(self, *, older_than: float) -> int:
+        """Remove deliveries received more than ``older_than`` seconds ago; how many."""
+        now = self.receiver.now()
+        total = 0
+        while removed := self.receiver.store.purge(
+            self.receiver.ns, now=now, received_before=now - older_than
+        ):
+            total += removed
+        return total
+
+    def _in_app(self, work: Any) -> Outcome:
+        if has_app_context():
+            result: Outcome = work()
+            return result
+        with self.app.app_context():
+            result = work()
+            return result

@@ -1,0 +1,193 @@
+"""The delivery inbox through a real app: kept, shown, replayed after a fix."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, signals
+from flask_hooks.stores import MemoryStore
+from tests.conftest import generic_post
+from tests.helpers import ManualClock
+
+PAYLOAD = {"id": "evt_1", "type": "payment.succeeded", "amount": 100}
+
+
+@pytest.fixture(params=["memory://", "sqlite:///hooks.sqlite3"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Bug:
+    """A handler with a bug that the operator fixes."""
+
+    def __init__(self) -> None:
+        self.fixed = False
+        self.calls: list[tuple[str, bool]] = []
+
+    def __call__(self, event: Event) -> None:
+        self.calls.append((event.id, event.replayed))
+        if not self.fixed:
+            raise KeyError("customer")
+
+
+@pytest.fixture
+def shop(make_app: Callable[..., Flask], store_url: str) -> tuple[Flask, Hooks, Bug, list[str]]:
+    hooks = Hooks(store=store_url)
+    bug = Bug()
+    booked: list[str] = []
+    hooks.on("payment", name="ledger.book")(lambda event: booked.append(event.id))
+    hooks.on("payment.succeeded", name="billing.invoice")(bug)
+    return make_app(hooks), hooks, bug, booked
+
+
+def test_a_failed_delivery_is_kept_with_its_error(shop: Any) -> None:
+    app, hooks, _, _ = shop
+    response = generic_post(app.test_client(), PAYLOAD, Authorization="Bearer s3cr3t", **{"Proxy-Authorization": "Basic eA=="})
+    assert response.status_code == 500
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None
+    assert delivery.status == "failed"
+    assert delivery.payload == PAYLOAD
+    assert delivery.handlers == {"ledger.book": "succeeded", "billing.invoice": "failed"}
+    headers = Headers(delivery.headers)  # case-insensitive
+    assert headers["Authorization"] == headers["Proxy-Authorization"] == "[redacted]"
+    assert headers["X-Webhook-Signature"]  # kept: not a credential
+    assert "s3cr3t" not in repr(delivery.headers)
+    [attempt] = delivery.attempts
+    assert (attempt.outcome, attempt.code, attempt.failed) == ("error", 500, "billing.invoice")
+    assert "KeyError: 'customer'" in attempt.error and "Traceback" in attempt.error
+    assert "customer" not in response.get_data(as_text=True)  # never sent to the sender
+
+
+def test_replay_after_the_fix_runs_only_what_failed(shop: Any) -> None:
+    app, hooks, bug, booked = shop
+    generic_post(app.test_client(), PAYLOAD)
+    bug.fixed = True
+    replayed: list[dict[str, Any]] = []
+    with signals.delivery_replayed.connected_to(lambda _s, **kw: replayed.append(kw), app):
+        after = hooks.inbox(app).replay("evt_1")
+    assert after.status == "received"
+    assert after.handlers == {"ledger.book": "succeeded", "billing.invoice": "succeeded"}
+    assert booked == ["evt_1"]
+    assert bug.calls == [("evt_1", False), ("evt_1", True)]
+    assert [a.outcome for a in after.attempts] == ["error", "replayed"]
+    assert [(kw["receiver"], kw["event"].replayed, kw["outcome"]) for kw in replayed] == [
+        ("hooks", True, "received")
+    ]
+    # The sender's own retry afterwards is a duplicate: nothing runs again.
+    assert generic_post(app.test_client(), PAYLOAD).get_json() == {"status": "duplicate"}
+    assert booked == ["evt_1"] and len(bug.calls) == 2
+
+
+def test_replay_of_named_handlers_reruns_exactly_those(shop: Any) -> None:
+    app, hooks, bug, booked = shop
+    bug.fixed = True
+    generic_post(app.test_client(), PAYLOAD)
+    hooks.inbox(app).replay("evt_1", handlers=["ledger.book"])
+    assert booked == ["evt_1", "evt_1"]
+    assert len(bug.calls) == 1
+    with pytest.raises(ValueError, match="no handler 'nope'"):
+        hooks.inbox(app).replay("evt_1", handlers=["nope"])
+
+
+def test_replay_of_unknown_and_in_flight_deliveries(make_app: Callable[..., Flask]) -> None:
+    store, clock = MemoryStore(), ManualClock()
+    hooks = Hooks(store=store, clock=clock)
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    with pytest.raises(LookupError):
+        hooks.inbox(app).replay("never")
+    generic_post(app.test_client(), PAYLOAD)
+    claim = store.reopen(hooks.receiver(app).ns, "evt_1", now=clock(), lease=60)  # a retry holds it
+    assert claim.state == "new"
+    with pytest.raises(InFlight):
+        hooks.inbox(app).replay("evt_1")
+
+
+def test_a_replay_racing_a_retry_never_runs_a_handler_twice(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(store="memory://")
+    inside, release = threading.Event(), threading.Event()
+    runs: list[bool] = []
+
+    @hooks.on("*")
+    def slow(event: Event) -> None:
+        runs.append(event.replayed)
+        if event.replayed:
+            inside.set()
+            assert release.wait(10)
+        else:
+            raise RuntimeError("first attempt fails")
+
+    app = make_app(hooks)
+    generic_post(app.test_client(), PAYLOAD)
+    with ThreadPoolExecutor(1) as pool:
+        replay = pool.submit(hooks.inbox(app).replay, "evt_1")
+        assert inside.wait(10)
+        retry = generic_post(app.test_client(), PAYLOAD)  # the sender retries meanwhile
+        release.set()
+        assert replay.result().status == "received"
+    assert retry.status_code == 409
+    assert runs == [False, True]
+
+
+def test_forget_and_purge(shop: Any) -> None:
+    app, hooks, bug, booked = shop
+    bug.fixed = True
+    client = app.test_client()
+    generic_post(client, PAYLOAD)
+    generic_post(client, {**PAYLOAD, "id": "evt_2"})
+    inbox = hooks.inbox(app)
+    assert inbox.forget("evt_1") is True
+    assert inbox.get("evt_1") is None
+    generic_post(client, PAYLOAD)  # the next redelivery is processed afresh
+    assert booked == ["evt_1", "evt_2", "evt_1"]
+    assert inbox.purge(older_than=3600) == 0
+    assert inbox.purge(older_than=-1) == 2
+    assert inbox.query() == []
+
+
+def test_query_filters(shop: Any) -> None:
+    app, hooks, bug, _ = shop
+    client = app.test_client()
+    generic_post(client, PAYLOAD)  # fails
+    bug.fixed = True
+    generic_post(client, {**PAYLOAD, "id": "evt_2"})
+    generic_post(client, {"id": "evt_3", "type": "payment.refunded"})
+    generic_post(client, {"id": "evt_4", "type": "other.thing"})
+    inbox = hooks.inbox(app)
+    assert {d.id for d in inbox.query()} == {"evt_1", "evt_2", "evt_3", "evt_4"}
+    assert [d.id for d in inbox.query(status="failed")] == ["evt_1"]
+    assert [d.id for d in inbox.query(status="ignored")] == ["evt_4"]
+    assert {d.id for d in inbox.query(type="payment.*")} == {"evt_1", "evt_2", "evt_3"}
+    with pytest.raises(ValueError, match="status must be one of"):
+        inbox.query(status="weird")
+
+
+def test_rejected_requests_keep_metadata_and_an_escaped_excerpt_only(shop: Any) -> None:
+    app, hooks, _, _ = shop
+    body = b'{"id": "evt_x", "type": "payment.succeeded", "note": "<script>\x00"}' + b"x" * 500
+    generic_post(app.test_client(), body, secret="forged")
+    assert hooks.inbox(app).get("evt_x") is None
+    receiver = hooks.receiver(app)
+    [line] = receiver.store.deliveries(receiver.ns)
+    assert (line.status, line.code) == ("rejected", 401)
+    assert line.excerpt.startswith('{"id": "evt_x"') and line.excerpt.endswith("...")
+    assert "\\x00" in line.excerpt and len(line.excerpt) < 300
+
+
+def test_retention(make_app: Callable[..., Flask]) -> None:
+    off = Hooks(store="memory://", retention=0)
+    off.on("*")(lambda event: None)
+    app = make_app(off)
+    generic_post(app.test_client(), PAYLOAD)
+    assert off.inbox(app).get("evt_1") is None
+    with pytest.raises(ConfigError, match="shorter than HOOKS_DEDUPE_TTL"):
+        make_app(Hooks(store="memory://"), HOOKS_RETENTION=60, HOOKS_DEDUPE_TTL=120)
+    long = Hooks(store="memory://", dedupe_ttl=30 * 86400)
+    assert long.receiver(make_app(long)).settings.retention == 30 * 86400
