@@ -134,7 +134,7 @@ class Inbox:
             handlers=states,
             attempts=tuple(Attempt.from_entry(a) for a in stored.attempts),
             receiver=self.receiver.name,
-            masked=tuple(getattr(self.receiver.provider, "redacted_fields", ())),
+            masked=self.receiver.provider.redacted_fields,
         )
 
     def get(self, id: str) -> Delivery | None:

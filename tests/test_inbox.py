@@ -191,3 +191,21 @@ def test_retention(make_app: Callable[..., Flask]) -> None:
         make_app(Hooks(store="memory://"), HOOKS_RETENTION=60, HOOKS_DEDUPE_TTL=120)
     long = Hooks(store="memory://", dedupe_ttl=30 * 86400)
     assert long.receiver(make_app(long)).settings.retention == 30 * 86400
+
+
+def test_provider_credentials_are_never_stored_or_shown(make_app: Callable[..., Flask]) -> None:
+    from flask_hooks.providers import Narada
+
+    hooks = Hooks(store="memory://", provider=Narada(token="tok-123", secret="sec-456", header="X-Api-Key"))
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    body = b'{"requestId": "r1", "status": "success", "secret": "sec-456", "data": {"secret": "sec-456"}}'
+    response = app.test_client().post(
+        "/webhooks", data=body, headers={"X-Api-Key": "Bearer tok-123", "Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    [delivery] = hooks.inbox(app).query()
+    assert delivery.body == body  # kept exactly, for the replay
+    assert "tok-123" not in repr(delivery.headers)
+    shown = delivery.shown_payload()
+    assert shown["secret"] == shown["data"]["secret"] == "[redacted]"

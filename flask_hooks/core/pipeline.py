@@ -227,7 +227,7 @@ class Pipeline:
         now = event.received_at
         keep = None
         if cfg.retention:
-            headers = redact(header_pairs(event.headers), getattr(cfg.provider, "redacted_headers", ()))
+            headers = redact(header_pairs(event.headers), cfg.provider.redacted_headers)
             keep = Kept(event.type, event.body, headers, now, event.secret_index, cfg.retention)
         claim = cfg.store.claim(cfg.ns, event.id, now=now, lease=cfg.lease, ttl=cfg.dedupe_ttl, keep=keep)
         if claim.state == "done":

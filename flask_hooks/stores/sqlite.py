@@ -1,25 +1,27 @@
 """``sqlite:///path``: the embedded default, correct across processes.
 
 Writers are serialised by an ``flock`` on a sidecar file before
-``BEGIN IMMEDIATE``. The kernel wakes the next waiter as soon as the lock
-is free, so concurrent gunicorn workers never fall into SQLite's
-sleeping busy handler (which backs off for up to 100 ms a try and is
-what makes naive SQLite receivers stall for seconds). The busy timeout
-stays as a bound for foreign lockers: past it the store is unavailable
-and the sender gets a 503.
+``BEGIN IMMEDIATE`` (see ``_flock``), so concurrent gunicorn workers
+never fall into SQLite's sleeping busy handler, which backs off for up to
+100 ms a try and is what makes naive SQLite receivers stall for seconds.
+The busy timeout stays as a bound for foreign lockers. Every wait, for
+either, ends after ``timeout`` seconds: the store is unavailable and the
+sender gets a 503.
 """
 
 from __future__ import annotations
 
-import fcntl
+import logging
+import math
 import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..core.errors import LeaseLost, StoreUnavailable
+from ._flock import WriterLock
 from .base import (
     Claim,
     DedupeStore,
@@ -29,11 +31,14 @@ from .base import (
     decode_reply,
     encode_handlers,
     encode_reply,
+    lease_is_live,
     new_token,
     process_generation,
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger("flask_hooks")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hooks_deliveries (
@@ -73,7 +78,15 @@ _INSERT_NEW = (
 _CHECKPOINT_EVERY = 256
 _BACKSTOP_PAGES = 10_000
 
-#: Expired rows are purged every this many completions, a bounded batch each.
+#: Why ``:memory:``, ``""`` and ``file:`` URIs are refused (SQLite docs, "In-Memory Databases").
+NOT_A_FILE = (
+    "give a file path, or memory:// for a process-local store: an in-memory SQLite database"
+    " is one per connection (here, per thread) and would deduplicate nothing"
+)
+
+#: Expired rows are purged in a bounded batch by every completion whose log line's
+#: rowid is a multiple of this: the count is the database's, not one process's, so
+#: workers restarted every few hundred requests purge too.
 _PURGE_EVERY = 256
 _PURGE_BATCH = 500
 
@@ -83,10 +96,10 @@ class SqliteStore(DedupeStore):
 
     ``synchronous`` is ``FULL`` by default so an acknowledged delivery
     survives a power cut, not only a crash; ``NORMAL`` trades that for
-    speed. Either way claims, releases and log lines commit at ``NORMAL``
-    at most: losing one in a power cut changes nothing (a lost claim is an
-    expired lease), and not waiting for the disk keeps the writers' lock
-    short, which is most of what concurrent workers wait for.
+    speed. Either way claims, renewals, releases and log lines commit at
+    ``NORMAL`` at most: losing one in a power cut changes nothing (a lost
+    claim is an expired lease), and not waiting for the disk keeps the
+    writers' lock short, which is most of what concurrent workers wait for.
     """
 
     def __init__(
@@ -99,6 +112,10 @@ class SqliteStore(DedupeStore):
     ) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        if not 0 <= timeout < math.inf:
+            raise ValueError(f"timeout must be a finite number of seconds, not {timeout!r}")
+        if path in ("", ":memory:") or path.startswith("file:"):
+            raise ValueError(f"{path!r}: {NOT_A_FILE}")
         self.path = path
         self.timeout = timeout
         self.synchronous = synchronous.upper()
@@ -109,12 +126,10 @@ class SqliteStore(DedupeStore):
             False: f"PRAGMA synchronous={relaxed}",
         }
         self.log_size = log_size
+        #: Each thread's connection: ``cur``, ``mode`` (its synchronous pragma), ``file``.
         self._local = threading.local()
-        self._thread_lock = threading.Lock()
-        #: (gate, lock) file descriptors, opened on first use in each process.
-        self._fds: tuple[int, int] | None = None
+        self._writers = WriterLock(path, timeout)
         self._generation = process_generation()
-        self._writes = 0
         self._commits = 0
 
     def __repr__(self) -> str:
@@ -122,20 +137,28 @@ class SqliteStore(DedupeStore):
 
     # Connections: one per thread and process (gunicorn forks after import).
 
-    def _cursor(self) -> sqlite3.Cursor:
-        """This thread's cursor: reusing one skips building a cursor per statement."""
+    def _conn(self) -> threading.local:
+        """This thread's connection, with one cursor reused rather than one built per statement."""
         generation = process_generation()
         if generation != self._generation:
-            # Forked: the parent's connections, lock and flock fd are not ours.
-            self._generation, self._fds = generation, None
-            self._thread_lock = threading.Lock()
+            # Forked: the parent's connections, lock and flock fds are not ours.
+            self._generation = generation
+            self._writers = WriterLock(self.path, self.timeout)
             self._local = threading.local()
-        cur: sqlite3.Cursor | None = getattr(self._local, "cur", None)
-        if cur is None:
-            cur = self._local.cur = self._connect().cursor()
+        local = self._local
+        if getattr(local, "cur", None) is None:
+            conn, local.file = self._connect()
+            local.mode = self._sync_modes[True]
+            local.cur = conn.cursor()
+        return local
+
+    def _cursor(self) -> sqlite3.Cursor:
+        cur: sqlite3.Cursor = self._conn().cur
         return cur
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        """A new connection and the (device, inode) of the file it opened."""
+        conn = None
         try:
             directory = os.path.dirname(self.path)
             if directory:
@@ -144,11 +167,10 @@ class SqliteStore(DedupeStore):
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
             conn.execute(self._sync_modes[True])
-            self._local.mode = self._sync_modes[True]
             conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
             # Switching a new file to WAL needs an exclusive lock that SQLite
             # refuses at once (no busy wait) when workers race at start-up.
-            fd = self._lock()
+            self._writers.acquire()
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN IMMEDIATE")
@@ -156,47 +178,14 @@ class SqliteStore(DedupeStore):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute("COMMIT")
+                st = os.stat(self.path)
             finally:
-                self._unlock(fd)
+                self._writers.release()
         except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
             raise StoreUnavailable() from exc
-        return conn
-
-    def _open_flock_fds(self) -> tuple[int, int]:
-        """The (gate, lock) sidecar files, opened on this process's first write."""
-        gate = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
-        lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        self._fds = (gate, lock)
-        return self._fds
-
-    def _lock(self) -> int:
-        """Take the writers' lock: this process's threads, then other processes.
-
-        ``flock`` is not fair: a process that releases the lock and takes it
-        again at once (claim, then complete) wins before the woken waiter
-        runs, and can starve it for many transactions. So the lock is taken
-        through a gate: a waiter holds the gate while it waits, and whoever
-        comes next must pass the gate first, which hands the lock over in
-        turn.
-        """
-        self._thread_lock.acquire()
-        try:
-            gate, fd = self._fds or self._open_flock_fds()
-            fcntl.flock(gate, fcntl.LOCK_EX)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            finally:
-                fcntl.flock(gate, fcntl.LOCK_UN)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-        return fd
-
-    def _unlock(self, fd: int) -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            self._thread_lock.release()
+        return conn, (st.st_dev, st.st_ino)
 
     def _write(self, work: Callable[..., T], *args: Any, durable: bool = True) -> T:
         """``work(cursor, *args)`` as one short write transaction, serialised across threads and processes.
@@ -208,43 +197,70 @@ class SqliteStore(DedupeStore):
         ``durable=False`` commits without waiting for the disk (``synchronous
         = NORMAL``: lost on a power cut, never on a crash), for writes whose
         loss a power cut makes harmless anyway: a claim (the lease would
-        have expired), a release or a log line. Completions and handler
-        marks, which stop a handler from running twice, wait for the disk.
+        have expired), a renewal, a release or a log line. Completions and
+        handler marks, which stop a handler from running twice, wait for the
+        disk, and commit only into the file that is still at ``path``.
         """
+        local = self._conn()
+        cur, replaced = local.cur, False
         try:
-            cur = self._cursor()
-            fd = self._lock()
+            self._writers.acquire()
             try:
                 mode = self._sync_modes[durable]
-                if self._local.mode != mode:
+                if local.mode != mode:
                     cur.execute(mode)
-                    self._local.mode = mode
+                    local.mode = mode
                 cur.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(cur, *args)
+                    replaced = durable and self._replaced(local.file)
                 except BaseException:
                     cur.execute("ROLLBACK")
                     raise
-                cur.execute("COMMIT")
+                cur.execute("ROLLBACK" if replaced else "COMMIT")
             finally:
-                self._unlock(fd)
+                self._writers.release(close_files=replaced)
+        except TimeoutError as exc:  # the lock: the connection is fine
+            raise StoreUnavailable() from exc
         except (sqlite3.Error, OSError) as exc:
             self._drop()
             raise StoreUnavailable() from exc
+        if replaced:
+            log.error(
+                "the SQLite file at %s was replaced or removed while in use: answering 503 and"
+                " opening the file now at that path (stop the app before moving or restoring it)",
+                self.path,
+            )
+            self._drop()
+            self._local = threading.local()  # every other thread reconnects on its next call too
+            raise StoreUnavailable()
         self._commits += 1
         if self._commits % _CHECKPOINT_EVERY == 0:
             self._checkpoint(cur)
         return result
+
+    def _replaced(self, file: tuple[int, int]) -> bool:
+        """Whether the file at ``path`` is no longer the one this connection opened.
+
+        A connection keeps writing into a file that was deleted or renamed,
+        while new connections open the file at the path: what was
+        acknowledged into the old one is forgotten at the next restart.
+        See "Unlinking or renaming a database file while in use" in SQLite's
+        "How To Corrupt An SQLite Database File" (sqlite.org/howtocorrupt.html).
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != file
 
     @staticmethod
     def _checkpoint(cur: sqlite3.Cursor) -> None:
         """Copy the WAL back into the database, outside the writers' lock.
 
         SQLite's own checkpoint runs inside the commit that crosses its
-        threshold, so every other writer waited for it: its fsync of the
-        database file took 25 ms, on a bad moment of the disk 100-240 ms.
-        A passive checkpoint waits for nobody and blocks no writer; one
-        that fails is only late, and the threshold is still there behind it.
+        threshold, so every other writer waits for its fsync of the database.
+        A passive one waits for nobody; one that fails is only late.
         """
         with suppress(sqlite3.Error):
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -276,7 +292,7 @@ class SqliteStore(DedupeStore):
             handlers = "{}"  # an expired record starts afresh
         elif state == "done":
             return Claim("done", reply=decode_reply(reply), outcome=outcome)
-        elif state == "inflight" and lease_until > now:
+        elif state == "inflight" and lease_is_live(lease_until, now, lease):
             return Claim("inflight", retry_after=lease_until - now)
         db.execute(
             "UPDATE hooks_deliveries SET state = 'inflight', token = ?, lease_until = ?, expires_at = ?,"
@@ -304,6 +320,20 @@ class SqliteStore(DedupeStore):
             "UPDATE hooks_deliveries SET handlers = ? WHERE ns = ? AND id = ?",
             (encode_handlers(handlers), ns, id),
         )
+
+    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+        self._write(self._renew, ns, id, token, now + lease, durable=False)
+
+    @staticmethod
+    def _renew(db: sqlite3.Cursor, ns: str, id: str, token: str, until: float) -> None:
+        # The record must outlive the lease, or a short TTL would expire it under the handler.
+        cur = db.execute(
+            "UPDATE hooks_deliveries SET lease_until = ?, expires_at = max(expires_at, ?)"
+            " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
+            (until, until, ns, id, token),
+        )
+        if cur.rowcount != 1:
+            raise LeaseLost()
 
     def complete(
         self,
@@ -338,10 +368,7 @@ class SqliteStore(DedupeStore):
         )
         if cur.rowcount != 1:
             raise LeaseLost()
-        if entry is not None:
-            self._append(db, ns, entry)
-        self._writes += 1
-        if self._writes % _PURGE_EVERY == 0:
+        if entry is not None and self._append(db, ns, entry) % _PURGE_EVERY == 0:
             db.execute(
                 "DELETE FROM hooks_deliveries WHERE (ns, id) IN (SELECT ns, id FROM"
                 " hooks_deliveries WHERE expires_at <= ? LIMIT ?)",
@@ -361,17 +388,17 @@ class SqliteStore(DedupeStore):
 
     # The delivery log.
 
-    def _append(self, db: sqlite3.Cursor, ns: str, entry: LogEntry) -> None:
-        cur = db.execute(
-            "INSERT INTO hooks_log (ns, status, entry) VALUES (?, ?, ?)",
-            (ns, entry.status, entry.to_json()),
-        )
-        if cur.lastrowid is not None and cur.lastrowid % 64 == 0:
+    def _append(self, db: sqlite3.Cursor, ns: str, entry: LogEntry) -> int:
+        """Add a log line, trimming the log now and then; the line's rowid."""
+        sql = "INSERT INTO hooks_log (ns, status, entry) VALUES (?, ?, ?)"
+        seq = cast(int, db.execute(sql, (ns, entry.status, entry.to_json())).lastrowid)
+        if seq % 64 == 0:
             db.execute(
                 "DELETE FROM hooks_log WHERE ns = ? AND seq <= (SELECT seq FROM hooks_log"
                 " WHERE ns = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                 (ns, ns, self.log_size),
             )
+        return seq
 
     def log(self, ns: str, entry: LogEntry) -> None:
         self._write(self._append, ns, entry, durable=False)
@@ -392,7 +419,5 @@ class SqliteStore(DedupeStore):
 
     def close(self) -> None:
         self._drop()
-        if self._fds is not None and self._generation == process_generation():
-            for fd in self._fds:
-                os.close(fd)
-            self._fds = None
+        if self._generation == process_generation():
+            self._writers.close()

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..core.errors import ConfigError
 from .base import DedupeStore
 from .memory import MemoryStore
-from .sqlite import SqliteStore
+from .sqlite import NOT_A_FILE, SqliteStore
 
 DEFAULT_URL = "sqlite:///flask_hooks.sqlite3"
 
@@ -29,7 +29,9 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if not path:
             raise ConfigError(f"{url!r} names no file")
-        if path != ":memory:" and not os.path.isabs(path):
+        if path == ":memory:" or path.startswith("file:") or query.get("mode") == "memory":
+            raise ConfigError(f"{url!r}: {NOT_A_FILE}")
+        if not os.path.isabs(path):
             path = os.path.join(instance_path, path)
         try:
             return SqliteStore(

@@ -1,7 +1,8 @@
-"""SQLite specifics: which writes wait for the disk, and where the WAL is checkpointed."""
+"""SQLite specifics: which writes wait for the disk, where the WAL is checkpointed, purging."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,8 @@ def commits(store: SqliteStore, work: list[str]) -> list[tuple[str, str]]:
     if "complete" in work:
         entry = LogEntry("evt_1", "a.b", "received", 200)
         store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry)
+    if "renew" in work:
+        store.renew(NS, "evt_1", claim.token, now=T0 + 10, lease=30)
     if "release" in work:
         store.release(NS, "evt_1", claim.token, now=T0)
     if "log" in work:
@@ -55,9 +58,10 @@ def test_completions_and_marks_wait_for_the_disk_claims_do_not(tmp_path: Path) -
     ]
 
 
-def test_releases_and_log_lines_do_not_wait(tmp_path: Path) -> None:
+def test_renewals_releases_and_log_lines_do_not_wait(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
-    assert [mode for _, mode in commits(store, ["release", "log"])] == ["NORMAL", "NORMAL", "NORMAL"]
+    modes = [mode for _, mode in commits(store, ["renew", "release", "log"])]
+    assert modes == ["NORMAL"] * 4
 
 
 @pytest.mark.parametrize(
@@ -77,19 +81,19 @@ def test_wal_is_checkpointed_outside_the_writers_lock(
     store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
     store.log(NS, LogEntry(None, None, "rejected", 401))  # connect first
     held = [False]
-    lock, unlock = store._lock, store._unlock
+    writers = store._writers
+    acquire, release = writers.acquire, writers.release
 
-    def locking() -> int:
-        fd = lock()
+    def locking() -> None:
+        acquire()
         held[0] = True
-        return fd
 
-    def unlocking(fd: int) -> None:
+    def unlocking(*, close_files: bool = False) -> None:
         held[0] = False
-        unlock(fd)
+        release(close_files=close_files)
 
-    monkeypatch.setattr(store, "_lock", locking)
-    monkeypatch.setattr(store, "_unlock", unlocking)
+    monkeypatch.setattr(writers, "acquire", locking)
+    monkeypatch.setattr(writers, "release", unlocking)
     trace: list[tuple[str, bool]] = []
     cursor = store._cursor()
     cursor.connection.set_trace_callback(lambda sql: trace.append((sql, held[0])))
@@ -99,3 +103,29 @@ def test_wal_is_checkpointed_outside_the_writers_lock(
         store.log(NS, LogEntry(f"evt_{n}", None, "rejected", 401))
     checkpoints = [locked for sql, locked in trace if sql.startswith("PRAGMA wal_checkpoint")]
     assert checkpoints == [False, False]
+
+
+def test_expired_rows_are_purged_by_workers_that_never_live_long(tmp_path: Path) -> None:
+    """Workers restarted after fewer completions than the purge interval (gunicorn --max-requests)."""
+    path = str(tmp_path / "hooks.sqlite3")
+    first = SqliteStore(path, synchronous="OFF")
+    for n in range(300):
+        first.claim(NS, f"old_{n}", now=T0, lease=30, ttl=60)  # abandoned, expired by T0 + 60
+    first.close()
+    later = T0 + 3600
+    for worker in range(3):
+        store = SqliteStore(path, synchronous="OFF")
+        for n in range(sqlite_store._PURGE_EVERY // 2):
+            id = f"w{worker}_{n}"
+            claim = store.claim(NS, id, now=later, lease=30, ttl=86400)
+            entry = LogEntry(id, "a.b", "received", 200)
+            store.complete(NS, id, claim.token, outcome="received", reply=None, now=later, ttl=9, entry=entry)
+        store.close()
+    conn = sqlite3.connect(path)
+    try:
+        counts = conn.execute(
+            "SELECT sum(id LIKE 'old_%'), sum(id LIKE 'w%') FROM hooks_deliveries"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert counts == (0, 3 * sqlite_store._PURGE_EVERY // 2)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,5 +126,41 @@ def test_app_answers_503_while_sqlite_is_locked(
     assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 503
     assert calls == ["evt_0"]
     lock.release()
+    assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 200
+    assert calls == ["evt_0", "evt_1"]
+
+
+def test_app_answers_503_while_a_stopped_worker_holds_the_writers_lock(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """A worker stopped mid-write (SIGSTOP, a frozen cgroup) keeps its flock; the others must not hang."""
+    path = tmp_path / "frozen.sqlite3"
+    calls: list[str] = []
+    app = _counting_app(make_app, f"sqlite:///{path}?timeout=0.2", calls)
+    client = app.test_client()
+    assert generic_post(client, {"id": "evt_0", "type": "a.b"}).status_code == 200
+    ctx = multiprocessing.get_context("fork")
+    holding = ctx.Event()
+
+    def stopped_worker() -> None:
+        fcntl.flock(os.open(f"{path}.lock", os.O_RDWR), fcntl.LOCK_EX)  # as a worker mid-write holds it
+        holding.set()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    child = ctx.Process(target=stopped_worker, daemon=True)
+    child.start()
+    statuses: list[int] = []
+    try:
+        assert holding.wait(30)
+        post = threading.Thread(
+            target=lambda: statuses.append(generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code)
+        )
+        post.start()
+        post.join(10)
+        assert not post.is_alive(), "the delivery waited for the stopped worker"
+    finally:
+        child.kill()  # a stopped process dies of SIGKILL too, and its flock goes with it
+        child.join(30)
+    assert statuses == [503]
     assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 200
     assert calls == ["evt_0", "evt_1"]

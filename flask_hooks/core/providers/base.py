@@ -109,6 +109,11 @@ class Provider(ABC):
     name: ClassVar[str] = "custom"
     #: Status for a failed verification; some senders document their own.
     rejection_status: ClassVar[int] = 401
+    #: Headers that carry this sender's credentials: never stored by the inbox
+    #: (``Authorization``, ``Cookie`` and ``Proxy-Authorization`` never are).
+    redacted_headers: tuple[str, ...] = ()
+    #: Body fields that carry credentials: masked wherever a delivery is shown.
+    redacted_fields: ClassVar[tuple[str, ...]] = ()
     #: Whether the scheme needs ``secret=``/``HOOKS_SECRET`` at all (an
     #: instance carrying its own credentials may set it to False).
     needs_secret: bool = True

@@ -77,6 +77,7 @@ class Narada(Provider):
     """Bearer token and/or body secret; ``token``/``secret`` take a list during rotation."""
 
     name = "narada"
+    redacted_fields = ("secret",)  # the callbackSecret travels in the body
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class Narada(Provider):
         self.secrets = _listed(secret, "secret")
         self.header = header
         self.scheme = scheme
+        self.redacted_headers = (header,)  # the bearer token, whatever header carries it
         # Credentials carried by the instance make HOOKS_SECRET optional.
         self.needs_secret = not (self.tokens or self.secrets)
 

@@ -1,0 +1,113 @@
+"""A SQLite file deleted or replaced under a running store: a 503, never an acknowledgement into it."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flask_hooks.core.errors import StoreUnavailable
+from flask_hooks.stores.sqlite import SqliteStore
+
+T0 = 1_700_000_000.0
+NS = "hooks"
+
+
+def state(path: str, id: str) -> str | None:
+    """The delivery's state as a fresh reader of the file at ``path`` sees it."""
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT state FROM hooks_deliveries WHERE id = ?", (id,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def rm(path: str) -> None:
+    os.remove(path)
+
+
+def rm_all(path: str) -> None:
+    """``rm hooks.sqlite3*``: the WAL, its index and the lock files too."""
+    for name in glob.glob(glob.escape(path) + "*"):
+        os.remove(name)
+
+
+def mv_and_create(path: str) -> None:
+    os.rename(path, path + ".old")
+    open(path, "wb").close()  # an empty file is an empty SQLite database
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def deliver(store: SqliteStore, id: str) -> None:
+    claim = store.claim(NS, id, now=T0, lease=30, ttl=60)
+    assert claim.state == "new"
+    store.complete(NS, id, claim.token, outcome="received", reply=None, now=T0, ttl=60)
+
+
+@pytest.mark.parametrize("replace", [rm, rm_all, mv_and_create])
+@pytest.mark.parametrize("durable", ["complete", "mark"])
+def test_a_replaced_file_is_unavailable_then_the_new_file_is_used(
+    store: SqliteStore,
+    replace: Callable[[str], None],
+    durable: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deliver(store, "evt_1")
+    claim = store.claim(NS, "evt_2", now=T0, lease=30, ttl=60)
+    replace(store.path)
+    with caplog.at_level(logging.ERROR, "flask_hooks"), pytest.raises(StoreUnavailable):
+        if durable == "complete":
+            store.complete(NS, "evt_2", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+        else:
+            store.mark(NS, "evt_2", claim.token, "first", None, now=T0)
+    [record] = [r for r in caplog.records if r.name == "flask_hooks"]
+    assert record.levelno == logging.ERROR
+    assert store.path in record.getMessage()
+    assert "replaced or removed" in record.getMessage()
+    # The next call opens the file now at the path, which never saw either delivery.
+    deliver(store, "evt_2")
+    assert (state(store.path, "evt_1"), state(store.path, "evt_2")) == (None, "done")
+    assert os.path.exists(store.path + ".lock")  # the sidecar files were opened afresh
+
+
+def test_every_thread_moves_to_the_new_file(store: SqliteStore) -> None:
+    """Claims from other threads go to the new file too, not into the one that was removed."""
+    claims: list[str] = []
+
+    def in_a_thread(id: str) -> None:
+        claim = store.claim
+        thread = threading.Thread(target=lambda: claims.append(claim(NS, id, now=T0, lease=30, ttl=60).state))
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()
+
+    in_a_thread("evt_a")  # that thread now has its own connection, to the old file
+    claim = store.claim(NS, "evt_1", now=T0, lease=30, ttl=60)
+    rm(store.path)
+    with pytest.raises(StoreUnavailable):
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+    in_a_thread("evt_b")
+    assert claims == ["new", "new"]
+    assert state(store.path, "evt_b") == "inflight"
+
+
+def test_a_file_left_in_place_keeps_working(store: SqliteStore) -> None:
+    deliver(store, "evt_1")
+    os.utime(store.path)  # touched, not replaced
+    deliver(store, "evt_2")
+    assert state(store.path, "evt_2") == "done"

@@ -1,0 +1,57 @@
+"""``sqlite:`` store URLs: files only, never a database per connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from flask_hooks import Hooks
+from flask_hooks.core.errors import ConfigError
+from flask_hooks.stores.sqlite import SqliteStore
+from flask_hooks.stores.url import open_store
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///:memory:",
+        "sqlite:///:memory:?timeout=1",
+        "sqlite:///file::memory:?cache=shared",
+        "sqlite:///file:hooks?mode=memory&cache=shared",
+        "sqlite:///hooks.sqlite3?mode=memory",
+    ],
+)
+def test_an_in_memory_database_is_refused(tmp_path: Path, url: str) -> None:
+    """SQLite gives each connection, so each thread, its own in-memory database: nothing is deduplicated."""
+    with pytest.raises(ConfigError, match="memory://") as info:
+        open_store(url, instance_path=str(tmp_path))
+    assert "file path" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", [":memory:", "", "file::memory:", "file:hooks.sqlite3?mode=memory"])
+def test_the_store_refuses_them_too(path: str) -> None:
+    with pytest.raises(ValueError, match="memory://"):
+        SqliteStore(path)
+
+
+def test_init_app_refuses_it(make_app: Callable[..., Flask]) -> None:
+    with pytest.raises(ConfigError, match="memory://"):
+        make_app(Hooks(), HOOKS_STORE="sqlite:///:memory:")
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1"])
+def test_a_timeout_that_is_no_bound_is_refused(tmp_path: Path, timeout: str) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        open_store(f"sqlite:///hooks.sqlite3?timeout={timeout}", instance_path=str(tmp_path))
+
+
+def test_file_paths_are_relative_to_the_instance_folder_or_absolute(tmp_path: Path) -> None:
+    relative = open_store("sqlite:///sub/hooks.sqlite3?timeout=0.5", instance_path=str(tmp_path))
+    absolute = open_store(f"sqlite:///{tmp_path}/abs.sqlite3", instance_path="/nonexistent")
+    assert isinstance(relative, SqliteStore) and isinstance(absolute, SqliteStore)
+    assert (relative.path, relative.timeout) == (str(tmp_path / "sub" / "hooks.sqlite3"), 0.5)
+    assert absolute.path == str(tmp_path / "abs.sqlite3")
