@@ -1,10 +1,28 @@
-"""Dedupe stores: the abstract state machine and its backends."""
+"""Dedupe stores: the abstract state machine and its backends.
+
+``SqliteStore`` is imported on first use: it needs ``fcntl``, which
+Windows lacks, and the other stores must work there.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .base import Claim as Claim
 from .base import DedupeStore as DedupeStore
 from .base import LogEntry as LogEntry
 from .base import Reply as Reply
 from .memory import MemoryStore as MemoryStore
-from .sqlite import SqliteStore as SqliteStore
 from .url import DEFAULT_URL as DEFAULT_URL
 from .url import open_store as open_store
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteStore as SqliteStore
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SqliteStore":
+        from .sqlite import SqliteStore
+
+        return SqliteStore
+    raise AttributeError(f"module 'flask_hooks.stores' has no attribute {name!r}")

@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 from ..core.errors import ConfigError
 from .base import DedupeStore
 from .memory import MemoryStore
-from .sqlite import NOT_A_FILE, SqliteStore
 
 DEFAULT_URL = "sqlite:///flask_hooks.sqlite3"
 
@@ -24,6 +23,13 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
     if scheme == "memory":
         return MemoryStore()
     if scheme == "sqlite":
+        try:
+            from .sqlite import NOT_A_FILE, SqliteStore
+        except ImportError as exc:  # no fcntl: Windows
+            raise ConfigError(
+                f"{url!r}: the embedded SQLite store needs a POSIX system (fcntl); use redis://,"
+                " memory:// or a SQL store (sqlite+pysqlite:///..., postgresql+psycopg://...)"
+            ) from exc
         if parts.netloc:
             raise ConfigError(f"{url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -45,4 +51,17 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         from .redis import RedisStore
 
         return RedisStore.from_url(url)
-    raise ConfigError(f"unknown store URL {url!r}; use sqlite:///, redis:// or memory://")
+    if "+" in scheme or scheme in _SQL_SCHEMES:
+        try:
+            from .sql import SqlStore
+        except ImportError as exc:
+            raise ConfigError(f"{url!r} needs SQLAlchemy: pip install 'flask-webhooks[sql]'") from exc
+        return SqlStore(url)
+    raise ConfigError(
+        f"unknown store URL {url!r}; use sqlite:///, redis://, memory:// or a SQLAlchemy URL"
+        " (postgresql+psycopg://...)"
+    )
+
+
+#: SQLAlchemy URL schemes without a driver part (``postgresql+psycopg`` has one).
+_SQL_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"})
