@@ -6,11 +6,9 @@ the lease and expiry deadlines; Redis's own clock only drives ``PEXPIRE``,
 which removes a record once nobody can need it. Deadlines are computed in
 Python and passed as strings so Lua's number formatting never rounds them.
 
-A record is a hash ``<prefix>{<ns>}:d:<id>`` with ``state``, ``token``,
-``lease_until``, ``expires_at``, ``reply``, ``outcome`` and one
-``h:<handler>`` field per handler that succeeded. The log is a list
-``<prefix>{<ns>}:log``, newest first. The ``{ns}`` hash tag keeps a
-receiver's keys in one cluster slot, as ``complete`` touches two of them.
+The key layout (a kept delivery's body and attempts in keys of their own,
+an index sorted by ``received_at``) and the scripts are in ``_redis_scripts``;
+every key has the receiver's ``{ns}`` hash tag, so one cluster slot.
 
 Redis may also delete keys on its own: with ``maxmemory`` set, every
 ``maxmemory-policy`` but ``noeviction`` evicts keys when memory runs out,
@@ -24,105 +22,30 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..core.errors import ConfigError, LeaseLost, StoreUnavailable
-from .base import CLOCK_SKEW, Claim, DedupeStore, LogEntry, Reply, decode_reply, encode_reply, new_token
+from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
+from . import _redis_scripts as lua
+from ._redis_scripts import answer as _answer
+from ._redis_scripts import stored as _stored
+from ._redis_scripts import text as _text
+from .base import CLOCK_SKEW, Claim, DedupeStore, LogEntry, Reply, encode_reply, new_token
 
 if TYPE_CHECKING:
     from redis import Redis
 
 log = logging.getLogger("flask_hooks")
 
-# A lease is live while now < lease_until <= now + lease + CLOCK_SKEW (base.lease_is_live):
-# ARGV[6] is that upper bound, so a lease written by a clock running ahead is taken over.
-_CLAIM = """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until', 'expires_at', 'reply', 'outcome')
-local now = tonumber(ARGV[1])
-if rec[1] and tonumber(rec[3]) > now then
-  if rec[1] == 'done' then
-    return {'done', rec[4] or '', rec[5] or ''}
-  end
-  local lease_until = tonumber(rec[2])
-  if rec[1] == 'inflight' and lease_until > now and lease_until <= tonumber(ARGV[6]) then
-    return {'inflight', rec[2]}
-  end
-else
-  redis.call('DEL', KEYS[1])
-end
-redis.call('HSET', KEYS[1], 'state', 'inflight', 'token', ARGV[2], 'lease_until', ARGV[3],
-           'expires_at', ARGV[4], 'reply', '', 'outcome', '')
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-local out = {'new'}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) == 'h:' then
-    out[#out + 1] = string.sub(all[i], 3)
-    out[#out + 1] = all[i + 1]
-  end
-end
-return out
-"""
-
-_MARK = """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'token')
-if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'h:' .. ARGV[2], ARGV[3])
-return 1
-"""
-
-# The record must outlive the new lease, by our deadline and by the server's TTL.
-_RENEW = """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'expires_at')
-if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
-if tonumber(rec[3]) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
-end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-end
-return 1
-"""
-
-_COMPLETE = """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'token')
-if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'done', 'token', '', 'reply', ARGV[2], 'outcome', ARGV[3],
-           'expires_at', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-if ARGV[6] ~= '' then
-  redis.call('LPUSH', KEYS[2], ARGV[6])
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
-end
-return 1
-"""
-
-_RELEASE = """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'token')
-if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'free', 'token', '', 'lease_until', '0')
-return 1
-"""
-
-_LOG = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-return 1
-"""
-
-
-def _text(value: Any) -> str:
-    """Replies come back as bytes, or as str from a ``decode_responses`` client."""
-    if value is None:
-        return ""
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
 
 def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
+
+
+#: Index members a query or purge reads per round trip.
+_PAGE = 100
 
 
 def _eviction_risk(info: Mapping[str, Any]) -> str:
@@ -190,12 +113,12 @@ class RedisStore(DedupeStore):
         self.client = client_or_url
         self.key_prefix = key_prefix
         self.log_size = log_size
-        self._claim = self.client.register_script(_CLAIM)
-        self._mark = self.client.register_script(_MARK)
-        self._renew = self.client.register_script(_RENEW)
-        self._complete = self.client.register_script(_COMPLETE)
-        self._release = self.client.register_script(_RELEASE)
-        self._log = self.client.register_script(_LOG)
+        register = self.client.register_script
+        self._claim, self._mark, self._renew = map(register, (lua.CLAIM, lua.MARK, lua.RENEW))
+        self._complete, self._release, self._log = map(register, (lua.COMPLETE, lua.RELEASE, lua.LOG))
+        self._reopen, self._forget, self._purge, self._trim = map(
+            register, (lua.REOPEN, lua.FORGET, lua.PURGE, lua.TRIM)
+        )
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -236,11 +159,14 @@ class RedisStore(DedupeStore):
     def __repr__(self) -> str:
         return f"<RedisStore {self.client!r} prefix={self.key_prefix!r}>"
 
-    def _key(self, ns: str, id: str) -> str:
-        return f"{self.key_prefix}{{{ns}}}:d:{id}"
+    def _keys(self, ns: str, id: str) -> list[str]:
+        """The delivery's record, kept body and attempts."""
+        tag = f"{self.key_prefix}{{{ns}}}:"
+        return [f"{tag}d:{id}", f"{tag}b:{id}", f"{tag}a:{id}"]
 
-    def _log_key(self, ns: str) -> str:
-        return f"{self.key_prefix}{{{ns}}}:log"
+    def _ns_key(self, ns: str, name: str) -> str:
+        """The receiver's ``log`` or index ``i``."""
+        return f"{self.key_prefix}{{{ns}}}:{name}"
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -285,29 +211,27 @@ class RedisStore(DedupeStore):
 
     # The state machine.
 
-    def claim(self, ns: str, id: str, *, now: float, lease: float, ttl: float) -> Claim:
+    def claim(
+        self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
+    ) -> Claim:
         token = new_token()
-        keep, horizon = max(ttl, lease), now + lease + CLOCK_SKEW  # horizon: see lease_is_live
-        out = self._call(
-            self._claim,
-            [self._key(ns, id)],
-            [repr(now), token, repr(now + lease), repr(now + keep), _ms(keep), repr(horizon)],
-        )
-        state = _text(out[0])
-        if state == "done":
-            return Claim("done", reply=decode_reply(_text(out[1])), outcome=_text(out[2]))
-        if state == "inflight":
-            return Claim("inflight", retry_after=float(_text(out[1])) - now)
-        handlers = {_text(out[i]): decode_reply(_text(out[i + 1])) for i in range(1, len(out) - 1, 2)}
-        return Claim("new", token=token, handlers=handlers)
+        hold, horizon = max(ttl, lease), now + lease + CLOCK_SKEW  # horizon: see lease_is_live
+        args: list[Any] = [repr(now), token, repr(now + lease), repr(now + hold), _ms(hold), repr(horizon)]
+        if keep is not None:
+            secret = "" if keep.secret_index is None else str(keep.secret_index)
+            retained = repr(now + keep.retention)
+            args += [id, keep.type, repr(keep.received_at), secret, encode_headers(keep.headers), retained]
+            args.append(keep.body)
+        out = self._call(self._claim, [*self._keys(ns, id), self._ns_key(ns, "i")], args)
+        return _answer(out, token, now)
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
         args = [token, handler, encode_reply(reply) or ""]
-        if not self._call(self._mark, [self._key(ns, id)], args):
+        if not self._call(self._mark, [self._keys(ns, id)[0]], args):
             raise LeaseLost()
 
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
-        if not self._call(self._renew, [self._key(ns, id)], [token, repr(now + lease), _ms(lease)]):
+        if not self._call(self._renew, self._keys(ns, id), [token, repr(now + lease), _ms(lease)]):
             raise LeaseLost()
 
     def complete(
@@ -322,36 +246,149 @@ class RedisStore(DedupeStore):
         ttl: float,
         entry: LogEntry | None = None,
     ) -> None:
-        args = [
-            token,
-            encode_reply(reply) or "",
-            outcome,
-            repr(now + ttl),
-            _ms(ttl),
-            entry.to_json() if entry is not None else "",
-            self.log_size,
-        ]
-        if not self._call(self._complete, [self._key(ns, id), self._log_key(ns)], args):
+        keys, logged = self._attempt(ns, entry)
+        args = [token, encode_reply(reply) or "", outcome, repr(now + ttl), _ms(ttl), repr(now), *logged]
+        if not self._call(self._complete, [*self._keys(ns, id), *keys], args):
             raise LeaseLost()
 
-    def release(self, ns: str, id: str, token: str, *, now: float) -> None:
-        self._call(self._release, [self._key(ns, id)], [token])
+    def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
+        keys, logged = self._attempt(ns, entry)
+        self._call(self._release, [self._keys(ns, id)[0], *keys], [token, *logged])
 
     # The delivery log.
 
+    def _attempt(self, ns: str, entry: LogEntry | None) -> tuple[list[str], list[Any]]:
+        """Keys and arguments for a script to log ``entry`` (None: nothing), kept ones' attempts too."""
+        id = None if entry is None else entry.id
+        record, _, attempts = self._keys(ns, id or "")
+        line, kept_too = ("" if entry is None else entry.to_json()), ("" if id is None else "1")
+        return [self._ns_key(ns, "log"), record, attempts], [line, self.log_size, MAX_ATTEMPTS, kept_too]
+
     def log(self, ns: str, entry: LogEntry) -> None:
-        self._call(self._log, [self._log_key(ns)], [entry.to_json(), self.log_size])
+        self._call(self._log, *self._attempt(ns, entry))
 
     def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
         stop = self.log_size - 1 if status is not None else min(limit, self.log_size) - 1
         if stop < 0:
             return []
         with self._guard():
-            raw = self.client.lrange(self._log_key(ns), 0, stop)
+            raw = self.client.lrange(self._ns_key(ns, "log"), 0, stop)
         entries = [LogEntry.from_json(line) for line in raw]
         if status is not None:
             entries = [e for e in entries if e.status == status]
         return entries[:limit]
+
+    # The inbox.
+
+    def get(self, ns: str, id: str) -> Stored | None:
+        return self._fetch(ns, [id], full=True)[0]
+
+    def _fetch(self, ns: str, ids: list[str], *, full: bool) -> list[Stored | None]:
+        """The kept deliveries ``ids`` (None where nothing is kept), in one round trip.
+
+        Without ``full``, only the records (body ``b""``, no attempts): enough to filter.
+        Replies are read undecoded, so a ``decode_responses`` client gets the exact body.
+        """
+        with self._guard():
+            pipe: Any = self.client.pipeline(transaction=False)
+            for id in ids:
+                record, body, attempts = self._keys(ns, id)
+                pipe.execute_command("HGETALL", record, NEVER_DECODE=True)
+                if full:
+                    pipe.execute_command("GET", body, NEVER_DECODE=True)
+                    pipe.execute_command("LRANGE", attempts, 0, -1, NEVER_DECODE=True)
+            out = pipe.execute()
+        rows = (out[n : n + 3] for n in range(0, len(out), 3)) if full else ((rec, b"", []) for rec in out)
+        return [_stored(id, *row) for id, row in zip(ids, rows, strict=True)]
+
+    def query(
+        self,
+        ns: str,
+        *,
+        now: float,
+        status: str | None = None,
+        type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[Stored]:
+        """Pages of the index (``ZREVRANGEBYSCORE ... LIMIT``), filtered here.
+
+        Equal scores come in descending byte order of the id: the ``(received_at,
+        id)`` order. ``status``, ``type`` and ties with ``before`` are checked on
+        the records of each page, and pages are read until ``limit`` rows match
+        or the index ends, but one call examines at most ``10 * limit + 1000``
+        members: a rare filter over a long index may return fewer rows than
+        match, even none. Members whose delivery is gone are dropped on the way.
+        """
+        hi = "+inf" if until is None else f"({until!r}"
+        if before is not None and (until is None or before[0] < until):
+            hi = repr(before[0])  # inclusive: ties are decided by id below
+        lo = "-inf" if since is None else repr(since)
+        found: list[Stored] = []
+        seen: set[str] = set()  # a delivery kept meanwhile shifts the pages by one
+        offset = examined = 0
+        budget = 10 * limit + 1000
+        while len(found) < limit and examined < budget:
+            count = min(_PAGE, budget - examined)
+            with self._guard():
+                page = self.client.zrevrangebyscore(
+                    self._ns_key(ns, "i"), hi, lo, start=offset, num=count, withscores=True
+                )
+            examined += len(page)
+            members = ((_text(m), score) for m, score in cast("list[tuple[Any, float]]", page))
+            ids = [id for id, score in members if (before is None or (score, id) < before) and id not in seen]
+            seen.update(ids)
+            records = dict(zip(ids, self._fetch(ns, ids, full=False), strict=True))
+            wanted = [
+                id
+                for id, rec in records.items()
+                if rec and type_matches(type, rec.type) and (status is None or rec.status_at(now) == status)
+            ]
+            found += filter(None, self._fetch(ns, wanted[: limit - len(found)], full=True))
+            if gone := [id for id, rec in records.items() if rec is None]:
+                keys = [self._ns_key(ns, "i"), *(self._keys(ns, id)[0] for id in gone)]
+                offset -= int(self._call(self._trim, keys, gone))
+            offset += len(page)
+            if len(page) < count:
+                break
+        return found
+
+    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
+        token = new_token()
+        args = [repr(now), token, repr(now + lease), repr(now + lease + CLOCK_SKEW), _ms(lease), *rerun]
+        out = self._call(self._reopen, self._keys(ns, id), args)
+        if _text(out[0]) == "missing":
+            raise LookupError(id)
+        return _answer(out, token, now)
+
+    def forget(self, ns: str, id: str) -> bool:
+        return bool(self._call(self._forget, [*self._keys(ns, id), self._ns_key(ns, "i")], [id]))
+
+    def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
+        """Oldest first; one call examines at most ``10 * limit + 1000`` index members.
+
+        "Past retention" is by ``now`` (the server's TTLs expire them on its own
+        clock as well). A delivery's keys and index member go in one script;
+        members whose record is already gone are dropped, and not counted.
+        """
+        index, before = self._ns_key(ns, "i"), "" if received_before is None else repr(received_before)
+        removed = examined = offset = 0
+        budget = 10 * limit + 1000
+        while removed < limit and examined < budget:
+            count = min(_PAGE, budget - examined)
+            with self._guard():
+                ids = [_text(m) for m in self.client.zrange(index, offset, offset + count - 1)]
+            if not ids:
+                break
+            keys = [index, *(key for id in ids for key in self._keys(ns, id))]
+            out = self._call(self._purge, keys, [repr(now), before, limit - removed, *ids])
+            batch, seen, dropped = (int(n) for n in out)
+            removed, examined, offset = removed + batch, examined + seen, offset + seen - dropped
+            if seen < count:  # the index ended, or the limit was reached
+                break
+        return removed
 
     def close(self) -> None:
         """Disconnect the pool; the next command reconnects (and reads the policy again)."""

@@ -18,6 +18,7 @@ from flask import Flask
 
 from flask_hooks import Event, Hooks
 from flask_hooks.core.errors import ConfigError, StoreUnavailable
+from flask_hooks.core.inbox import Kept
 from flask_hooks.stores.base import LogEntry
 from flask_hooks.stores.redis import RedisStore
 from flask_hooks.stores.url import open_store
@@ -26,6 +27,7 @@ from tests.helpers import wait_for_port
 
 T0 = 1_700_000_000.0
 LIMIT = ("--maxmemory", "10mb")
+KEEP = Kept("a.b", b"{}", (), T0, 0, 86400.0)
 
 
 class ConfiguredRedis(RedisServer):
@@ -71,11 +73,12 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def use(store: RedisStore, id: str = "evt_1") -> None:
-    """One delivery's worth of operations, which must all succeed."""
-    claim = store.claim("ns", id, now=T0, lease=30, ttl=60)
+    """One delivery's worth of operations, inbox included, which must all succeed."""
+    claim = store.claim("ns", id, now=T0, lease=30, ttl=60, keep=KEEP)
     assert claim.state == "new"
     store.complete("ns", id, claim.token, outcome="received", reply=None, now=T0, ttl=60)
     assert store.claim("ns", id, now=T0, lease=30, ttl=60).state == "done"
+    assert [s.id for s in store.query("ns", now=T0) if s.id == id] == [id]
 
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-lru"])
@@ -92,6 +95,12 @@ def test_an_evicting_server_is_refused_by_every_operation(
         lambda: store.release("ns", "evt_1", "t", now=T0),
         lambda: store.log("ns", LogEntry("evt_1", "a", "received", 200)),
         lambda: store.deliveries("ns"),
+        lambda: store.claim("ns", "evt_2", now=T0, lease=30, ttl=60, keep=KEEP),
+        lambda: store.get("ns", "evt_2"),
+        lambda: store.query("ns", now=T0, status="failed"),
+        lambda: store.reopen("ns", "evt_2", now=T0, lease=30),
+        lambda: store.forget("ns", "evt_2"),
+        lambda: store.purge("ns", now=T0),
     ]
     try:
         with caplog.at_level(logging.ERROR, logger="flask_hooks"):
