@@ -2,12 +2,16 @@
 
 ``send`` plays the provider's "send test event" button against a running
 server: it signs with the receiver's own provider and newest secret, so
-what it posts is exactly what the real sender would.
+what it posts is exactly what the real sender would. The inbox commands
+(``show``, ``replay``, ``forget``, ``purge``) live in
+:mod:`flask_hooks.inbox_cli`, on the same group; the helpers they share
+(picking receivers, durations, printing untrusted text) are here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -21,22 +25,25 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .core.errors import HookError, StoreUnavailable
+from .core.inbox import type_matches
 from .core.providers.base import Outgoing
+from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
-from .stores.base import LogEntry
+from .inbox import MASK
 
 cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.")
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
 
 
-def _app() -> Flask:
+def current_app_object() -> Flask:
+    """The app itself (not the proxy): what ``hooks.inbox(app)`` takes."""
     return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
-def _state() -> HooksState:
+def current_state() -> HooksState:
     try:
-        return get_state(_app())
+        return get_state(current_app_object())
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -45,13 +52,26 @@ def pick_receiver(state: HooksState, name: str | None) -> Receiver:
     """The named receiver, or the only one; a usage error otherwise."""
     if name is not None:
         if name not in state.receivers:
-            known = ", ".join(sorted(state.receivers)) or "none"
-            raise click.UsageError(f"no receiver named {name!r} (receivers: {known})")
+            raise click.UsageError(f"no receiver named {name!r} (receivers: {known(state)})")
         return state.receivers[name]
     if len(state.receivers) == 1:
         return next(iter(state.receivers.values()))
-    known = ", ".join(sorted(state.receivers)) or "none"
-    raise click.UsageError(f"this app has several receivers; choose one with --receiver ({known})")
+    raise click.UsageError(f"this app has several receivers; choose one with --receiver ({known(state)})")
+
+
+def known(state: HooksState) -> str:
+    return ", ".join(sorted(state.receivers)) or "none"
+
+
+def receivers_of(state: HooksState, name: str | None) -> list[Receiver]:
+    """The named receiver, or all of them (commands that read default to every receiver)."""
+    return [pick_receiver(state, name)] if name is not None else list(state.receivers.values())
+
+
+def store_down(receiver: Receiver, exc: StoreUnavailable, what: str = "") -> click.ClickException:
+    """The error for a store that cannot be reached; ``what`` says what was (not) done."""
+    detail = "" if str(exc) == StoreUnavailable.reason else f" ({exc})"
+    return click.ClickException(f"store unavailable for receiver {receiver.name!r}{detail}{what}")
 
 
 @cli.command("routes")
@@ -61,7 +81,7 @@ def routes_command() -> None:
     Each receiver's line gives its URL, provider, number of secrets and
     store; below it, each handler with its patterns, in the order they run.
     """
-    state = _state()
+    state = current_state()
     if not state.receivers:
         click.echo("no receivers")
         return
@@ -144,7 +164,7 @@ def send_command(
     exits 1 when the answer is not 2xx. Reuse --id to see deduplication.
     """
     payload = load_data(data)
-    receiver = pick_receiver(_state(), receiver_name)
+    receiver = pick_receiver(current_state(), receiver_name)
     target = target_url(receiver, url)
     delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
     key = receiver.keys[0] if receiver.keys else b""
@@ -169,58 +189,206 @@ def send_command(
         raise SystemExit(1)
 
 
+# Durations, times and untrusted text -------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``15m``, ``2h``, ``7d`` -> seconds; ValueError for anything else."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit, like 90s, 15m, 2h or 7d")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def format_duration(seconds: float) -> str:
+    """The largest unit that shows ``seconds`` exactly: 7d, 90m, 45s."""
+    for unit in "dhm":
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds / _UNITS[unit]:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """The callback of every duration option: seconds, or a usage error that says the format."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp)) if timestamp else "-"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: senders' bytes never drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def mask_excerpt(excerpt: str, fields: tuple[str, ...]) -> str:
+    """A refused body's escaped beginning with the provider's credential fields masked.
+
+    The excerpt is the body's text with escapes (``\\x..``, ``\\n``), cut at a
+    fixed length: it is unescaped to find each JSON string value (a value
+    may run to the cut), and escaped again.
+    """
+    if not excerpt or not fields:
+        return excerpt
+    try:
+        text = excerpt.encode("ascii", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:  # not an excerpt we wrote: show none of it
+        return MASK if any(name in excerpt for name in fields) else excerpt
+    names = "|".join(re.escape(name) for name in fields)
+    masked = re.sub(rf'("(?:{names})"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)', rf'\1"{MASK}"', text)
+    return masked.encode("unicode_escape").decode("ascii")
+
+
+# deliveries ------------------------------------------------------------------
+
+#: The words of the delivery log (``flask_hooks.core.pipeline``).
+LOG_STATUSES = (
+    "received",
+    "ignored",
+    "duplicate",
+    "error",
+    "retry",
+    "rejected",
+    "invalid",
+    "in-flight",
+    "replayed",
+    "unavailable",
+)
+
+
+def last_line(error: str) -> str:
+    """The exception line of a traceback (``KeyError: 'customer'``)."""
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _reason(entry: LogEntry) -> str:
+    if entry.failed:
+        return f"{entry.failed}: {last_line(entry.error) or entry.reason}"
+    return entry.reason
+
+
 def _format(entry: LogEntry, receiver: str) -> list[str]:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.received_at)) if entry.received_at else "-"
     secret = "-" if entry.secret_index is None else str(entry.secret_index)
     return [
-        when,
+        when(entry.received_at),
         receiver,
-        entry.id or "-",
-        entry.type or "-",
+        printable(entry.id or "-"),
+        printable(entry.type or "-"),
         entry.status,
         str(entry.code),
         secret,
         f"{entry.duration * 1000:.1f}",
         ",".join(entry.handlers) or "-",
-        entry.reason or "",
+        printable(_reason(entry)),
     ]
 
 
 _HEADER = ["RECEIVED (UTC)", "RECEIVER", "ID", "TYPE", "STATUS", "CODE", "SECRET", "MS", "HANDLERS", "REASON"]
 
 
+def read_log(
+    receiver: Receiver,
+    *,
+    status: str | None,
+    pattern: str | None,
+    since: float | None,
+    delivery_id: str | None,
+    limit: int,
+) -> list[LogEntry]:
+    """The receiver's log lines that pass the filters, newest first.
+
+    The store filters by status only, so with other filters the whole
+    bounded log is read (``log_size`` lines at most).
+    """
+    filtered = pattern is not None or since is not None or delivery_id is not None
+    scan = max(limit, receiver.store.log_size) if filtered else limit
+    try:
+        entries = receiver.store.deliveries(receiver.ns, status=status, limit=scan)
+    except StoreUnavailable as exc:
+        raise store_down(receiver, exc, ": cannot read the delivery log") from None
+    after = None if since is None else receiver.now() - since
+    return [
+        e
+        for e in entries
+        if type_matches(pattern, e.type or "")
+        and (after is None or e.received_at >= after)
+        and (delivery_id is None or e.id == delivery_id)
+    ][:limit]
+
+
+def _as_json(receiver: Receiver, entry: LogEntry) -> str:
+    excerpt = mask_excerpt(entry.excerpt, receiver.provider.redacted_fields)
+    data = {"receiver": receiver.name, **entry._asdict(), "excerpt": excerpt}
+    return json.dumps(data)
+
+
+def _nothing_found(
+    status: str | None, pattern: str | None, delivery_id: str | None, since: float | None
+) -> str:
+    named = (("status", status), ("type", pattern), ("id", delivery_id))
+    filters = ", ".join(f"{name} {value!r}" for name, value in named if value is not None)
+    message = "no deliveries" + (f" with {filters}" if filters else "")
+    return message + (f" in the last {format_duration(since)}" if since is not None else "")
+
+
 @cli.command("deliveries")
 @click.option("--receiver", "receiver_name", metavar="NAME", help="Only this receiver (default: all).")
-@click.option("--status", metavar="STATUS", help="Only this outcome (received, duplicate, rejected, ...).")
+@click.option("--status", type=click.Choice(LOG_STATUSES), help="Only this outcome.")
+@click.option("--type", "pattern", metavar="PATTERN", help="Only these types, as handlers match (payment.*).")
+@click.option(
+    "--since", callback=duration_option, metavar="DURATION", help="Only the last DURATION (90s, 15m, 2h, 7d)."
+)
+@click.option("--id", "delivery_id", metavar="ID", help="Only this delivery's lines.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
-def deliveries_command(receiver_name: str | None, status: str | None, limit: int, as_json: bool) -> None:
-    """Show the delivery log, newest first.
+def deliveries_command(
+    receiver_name: str | None,
+    status: str | None,
+    pattern: str | None,
+    since: float | None,
+    delivery_id: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Show the delivery log, newest first: one line per attempt.
 
     SECRET is the position of the secret that matched (0 = newest): once
-    no line shows 1 any more, the old secret can be removed.
+    no line shows 1 any more, the old secret can be removed. REASON names
+    the handler that failed, with its exception.
     """
-    state = _state()
-    receivers = [pick_receiver(state, receiver_name)] if receiver_name else list(state.receivers.values())
-    found: list[tuple[str, LogEntry]] = []
-    for receiver in receivers:
-        try:
-            entries = receiver.store.deliveries(receiver.ns, status=status, limit=limit)
-        except StoreUnavailable as exc:
-            message = f"cannot read the delivery log of {receiver.name!r}: {exc.reason}"
-            raise click.ClickException(message) from None
-        found.extend((receiver.name, entry) for entry in entries)
+    found: list[tuple[Receiver, LogEntry]] = []
+    for receiver in receivers_of(current_state(), receiver_name):
+        entries = read_log(
+            receiver, status=status, pattern=pattern, since=since, delivery_id=delivery_id, limit=limit
+        )
+        found.extend((receiver, entry) for entry in entries)
     found.sort(key=lambda item: item[1].received_at, reverse=True)
+    found = found[:limit]
     if as_json:
-        for name, entry in found[:limit]:
-            click.echo(json.dumps({"receiver": name, **entry._asdict()}))
+        for receiver, entry in found:
+            click.echo(_as_json(receiver, entry))
         return
-    rows = [(entry.received_at, _format(entry, name)) for name, entry in found]
-    if not rows:
-        click.echo("no deliveries" + (f" with status {status!r}" if status else ""))
+    if not found:
+        click.echo(_nothing_found(status, pattern, delivery_id, since))
         return
-    table = [_HEADER] + [row for _, row in rows[:limit]]
+    table = [_HEADER] + [_format(entry, receiver.name) for receiver, entry in found]
     widths = [max(len(line[i]) for line in table) for i in range(len(_HEADER) - 1)]
     for line in table:
         cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
         click.echo("  ".join([*cells, line[-1]]).rstrip())
+
+
+# show, replay, forget and purge register themselves on ``cli``.
+from . import inbox_cli as inbox_cli  # noqa: E402

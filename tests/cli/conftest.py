@@ -1,4 +1,9 @@
-"""Real HTTP servers on free loopback ports for ``flask hooks send``: a thread or ``flask run``."""
+"""Apps on memory:// stores, and real HTTP servers on free loopback ports for ``flask hooks send``.
+
+The commands read whatever store a receiver has, and every test here runs
+the server (a thread) and the CLI in one process, so ``memory://`` is the
+default; ``flask run`` tests in their own process use their app's store.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,27 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from flask_hooks import Hooks
 from tests.helpers import free_port, stop_process, wait_for_port
 
 FLASK = os.path.join(os.path.dirname(sys.executable), "flask")
+
+
+@pytest.fixture
+def make_app(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
+    """The suite's app factory with ``HOOKS_STORE="memory://"`` unless a test says otherwise."""
+
+    def factory(*hooks: Hooks, **config: Any) -> Flask:
+        config.setdefault("HOOKS_STORE", "memory://")
+        return make_app(*hooks, **config)
+
+    return factory
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""``flask hooks routes|send|deliveries`` through ``app.test_cli_runner()``.
+"""``flask hooks routes|send|deliveries`` through ``app.test_cli_runner()`` (memory:// stores).
 
 ``send`` posts to a real server on a loopback port, so the whole path
 (sign -> HTTP -> verify -> dedupe -> answer) is exercised.
@@ -14,8 +14,9 @@ from typing import Any
 from flask import Flask, redirect
 
 from flask_hooks import Event, Hooks
+from flask_hooks.providers import Narada
 from tests.conftest import generic_post
-from tests.helpers import free_port
+from tests.helpers import ManualClock, free_port
 
 MakeApp = Callable[..., Flask]
 Serve = Callable[[Flask], str]
@@ -114,7 +115,7 @@ def test_send_exits_non_zero_when_the_server_rejects(make_app: MakeApp, serve: S
     base = serve(server_app)
     # The CLI's app holds another secret than the server: a real 401 comes back.
     cli_app = Flask("other", instance_path=server_app.instance_path)
-    Hooks(secret="not-the-servers-secret").init_app(cli_app)
+    Hooks(secret="not-the-servers-secret", store="memory://").init_app(cli_app)
     result = run(cli_app, "send", "resource.created", "--url", base)
     assert result.exit_code == 1
     assert result.stdout.splitlines()[-1].startswith("401")
@@ -247,6 +248,61 @@ def test_deliveries_on_an_empty_log(make_app: MakeApp) -> None:
     result = run(app, "deliveries", "--status", "error")
     assert result.exit_code == 0
     assert result.output.strip() == "no deliveries with status 'error'"
+
+
+def test_deliveries_filters_by_type_age_and_id_and_names_the_failing_handler(make_app: MakeApp) -> None:
+    clock = ManualClock()
+    hooks = Hooks(clock=clock)
+
+    @hooks.on("payment.succeeded", name="billing.invoice")
+    def invoice(event: Event) -> None:
+        raise KeyError("customer")
+
+    app = make_app(hooks)
+    client = app.test_client()
+    generic_post(client, {"id": "evt_old", "type": "payment.succeeded"})
+    clock.advance(2 * 3600)
+    generic_post(client, {"id": "evt_1", "type": "payment.succeeded"})
+    generic_post(client, {"id": "evt_2", "type": "payments.other"})
+    generic_post(client, {"id": "evt_2", "type": "payments.other"})
+
+    recent = run(app, "deliveries", "--type", "payment.*", "--since", "1h")
+    assert recent.exit_code == 0, recent.stderr
+    [row] = recent.stdout.splitlines()[1:]
+    assert row.split()[3:7] == ["evt_1", "payment.succeeded", "error", "500"]
+    assert row.split(maxsplit=10)[10] == "billing.invoice: KeyError: 'customer'"  # HANDLERS is -
+    assert len(run(app, "deliveries", "--type", "payment").stdout.splitlines()) == 3  # and subtypes
+    assert len(run(app, "deliveries", "--type", "*").stdout.splitlines()) == 5
+    lines = run(app, "deliveries", "--id", "evt_2", "--json").stdout.splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["duplicate", "ignored"]
+    [line] = run(app, "deliveries", "--id", "evt_1", "--json").stdout.splitlines()
+    failure = json.loads(line)
+    assert failure["failed"] == "billing.invoice" and "KeyError: 'customer'" in failure["error"]
+    nothing = run(app, "deliveries", "--status", "error", "--type", "refund.*", "--since", "90s")
+    assert nothing.stdout == "no deliveries with status 'error', type 'refund.*' in the last 90s\n"
+
+
+def test_deliveries_refuses_an_unknown_status_and_a_malformed_duration(make_app: MakeApp) -> None:
+    app = make_app(Hooks())
+    status = run(app, "deliveries", "--status", "failed")
+    assert status.exit_code == 2
+    assert "'failed' is not one of 'received', 'ignored', 'duplicate', 'error', 'retry'," in status.stderr
+    since = run(app, "deliveries", "--since", "2 hours")
+    assert since.exit_code == 2
+    assert "Invalid value for '--since': '2 hours' is not a duration: use a number and a unit" in since.stderr
+
+
+def test_deliveries_masks_credentials_in_a_refused_body(make_app: MakeApp) -> None:
+    hooks = Hooks(name="narada", provider=Narada(token="the-token", secret="the-secret"))
+    app = make_app(hooks)
+    body = json.dumps({"requestId": "r1", "status": "completed", "secret": "the-secret"})
+    refused = app.test_client().post("/webhooks/narada", data=body, headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 401
+    [line] = run(app, "deliveries", "--json").stdout.splitlines()
+    entry = json.loads(line)
+    assert entry["reason"] == "invalid token"
+    assert entry["excerpt"].startswith('{"requestId": "r1", "status": "completed", "secret": "[redacted]"')
+    assert "the-secret" not in line
 
 
 def test_commands_explain_a_missing_init_app(tmp_path: Path) -> None:

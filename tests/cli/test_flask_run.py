@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -45,3 +46,59 @@ def test_send_to_flask_run_then_read_the_log(flask_run: Callable[[str], FlaskRun
     assert missing.returncode == 2
     assert "cannot read nope.json" in missing.stderr
     assert missing.stdout == ""
+
+
+INBOX_APP = '''
+import json, pathlib
+from flask import Flask
+from flask_hooks import Hooks
+
+here = pathlib.Path(__file__).parent
+hooks = Hooks(secret="run-secret", store="sqlite:///" + str(here / "hooks.sqlite3"))
+
+def effect(*item):
+    with open(here / "effects.jsonl", "a") as f:
+        f.write(json.dumps(item) + "\\n")
+
+@hooks.on("payment", name="ledger.book")
+def book(event):
+    effect("book", event.id, event.replayed)
+
+@hooks.on("payment.succeeded", name="billing.invoice")
+def invoice(event):
+    if not (here / "fixed").exists():
+        raise KeyError("customer")
+    effect("invoice", event.id, event.replayed)
+
+app = Flask(__name__)
+hooks.init_app(app)
+'''
+
+
+@pytest.mark.slow
+def test_a_bug_the_fix_and_the_replay_across_processes(flask_run: Callable[[str], FlaskRun]) -> None:
+    """The server and each command are separate processes sharing one SQLite file."""
+    server = flask_run(INBOX_APP)
+    here = server.app_file.parent
+    assert str(here).startswith("/")  # an absolute sqlite:////... URL
+    send = ("hooks", "send", "payment.succeeded", "--url", server.url, "--id", "evt_run")
+    failed = server.flask(*send)
+    assert failed.returncode == 1
+    assert failed.stdout.splitlines()[-1].startswith("500  ")
+
+    log = server.flask("hooks", "deliveries", "--status", "error", "--id", "evt_run")
+    assert log.returncode == 0, log.stderr
+    assert log.stdout.splitlines()[1].endswith("ledger.book  billing.invoice: KeyError: 'customer'")
+    shown = server.flask("hooks", "show", "evt_run")
+    assert "billing.invoice  failed" in shown.stdout and "KeyError: 'customer'" in shown.stdout
+
+    (here / "fixed").touch()  # the fix is deployed
+    replayed = server.flask("hooks", "replay", "evt_run")
+    assert replayed.returncode == 0, replayed.stderr
+    assert replayed.stdout == "replayed 1: 1 received\n"
+
+    retry = server.flask(*send)  # the sender's retry, answered by the server from the shared file
+    assert retry.returncode == 0
+    assert '"duplicate"' in retry.stdout
+    effects = [json.loads(line) for line in (here / "effects.jsonl").read_text().splitlines()]
+    assert effects == [["book", "evt_run", False], ["invoice", "evt_run", True]]
