@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from flask import Flask, has_app_context
 
 from .core.answer import Outcome
+from .core.errors import StoreUnavailable
 from .core.inbox import STATUSES, Stored
 from .core.store import LogEntry
 from .view import _notify, _run
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 #: What masked values read as wherever a delivery is shown.
 MASK = "[redacted]"
+
+#: A replay's outcome word as the delivery status it leaves.
+_STATUS_OF = {"received": "received", "ignored": "ignored", "in-flight": "in-flight"}
 
 
 class Attempt(NamedTuple):
@@ -181,15 +185,18 @@ class Inbox:
         stored = self.receiver.store.get(self.receiver.ns, id)
         if stored is None:
             raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
-        self._outcome = self._in_app(
-            lambda: self.receiver.pipeline.replay(
-                stored, run=_run, notify=_notify, handlers=None if handlers is None else list(handlers)
-            )
+        chosen = None if handlers is None else list(handlers)
+        outcome = self._in_app(
+            lambda: self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=chosen)
         )
-        if self._outcome.kind == "unavailable" and self._outcome.error is not None:
-            raise self._outcome.error
-        after = self.get(id)
-        assert after is not None
+        if outcome.kind == "unavailable" and outcome.error is not None:
+            raise outcome.error
+        try:
+            after = self.get(id)
+        except StoreUnavailable:  # replayed, but the store went away before we could read it back
+            after = None
+        if after is None:
+            return dataclasses.replace(self._delivery(stored), status=_STATUS_OF.get(outcome.kind, "failed"))
         return after
 
     def forget(self, id: str) -> bool:

@@ -209,3 +209,27 @@ def test_provider_credentials_are_never_stored_or_shown(make_app: Callable[..., 
     assert "tok-123" not in repr(delivery.headers)
     shown = delivery.shown_payload()
     assert shown["secret"] == shown["data"]["secret"] == "[redacted]"
+
+
+def test_replaying_a_completed_delivery_runs_nothing_unless_named(shop: Any) -> None:
+    app, hooks, bug, booked = shop
+    bug.fixed = True
+    generic_post(app.test_client(), PAYLOAD)
+    after = hooks.inbox(app).replay("evt_1")
+    assert after.status == "received"
+    assert booked == ["evt_1"] and len(bug.calls) == 1  # the last handler has no mark: still not rerun
+    hooks.inbox(app).replay("evt_1", handlers=["billing.invoice"])
+    assert bug.calls == [("evt_1", False), ("evt_1", True)] and booked == ["evt_1"]
+
+
+def test_a_refused_request_leaves_no_credential_in_the_log(make_app: Callable[..., Flask]) -> None:
+    from flask_hooks.providers import Narada
+
+    hooks = Hooks(store="memory://", provider=Narada(token="tok-123", secret="sec-456"))
+    app = make_app(hooks)
+    body = b'{"requestId": "r1", "status": "success", "secret": "sec-456"}'
+    response = app.test_client().post("/webhooks", data=body, headers={"Authorization": "Bearer wrong"})
+    assert response.status_code == 401
+    receiver = hooks.receiver(app)
+    [line] = receiver.store.deliveries(receiver.ns)
+    assert "sec-456" not in line.excerpt and '"secret": "[redacted]"' in line.excerpt

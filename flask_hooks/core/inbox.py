@@ -9,6 +9,7 @@ costs no transaction of its own; stores give it back as :class:`Stored`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -67,10 +68,17 @@ def redact(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> tup
     return tuple((k, REDACTED if k.lower() in hidden else v) for k, v in headers)
 
 
-def excerpt(body: bytes) -> str:
-    """A short, escaped beginning of a refused body: metadata, never replayable."""
-    text = body[:EXCERPT].decode("utf-8", "backslashreplace")
-    return text.encode("unicode_escape").decode("ascii") + ("..." if len(body) > EXCERPT else "")
+def excerpt(body: bytes, masked: Iterable[str] = ()) -> str:
+    """A short, escaped beginning of a refused body: metadata, never replayable.
+
+    The provider's credential fields (``masked``) are replaced before the
+    text is cut, so a refused request never leaves its secret in the log.
+    """
+    text = body[: EXCERPT * 4].decode("utf-8", "backslashreplace")
+    for field in masked:
+        text = re.sub(rf'("{re.escape(field)}"\s*:\s*)"(?:[^"\\]|\\.)*"?', rf'\1"{REDACTED}"', text)
+    cut = text[:EXCERPT]
+    return cut.encode("unicode_escape").decode("ascii") + ("..." if len(text) > EXCERPT else "")
 
 
 def encode_headers(headers: Iterable[tuple[str, str]]) -> str:

@@ -168,6 +168,10 @@ class Pipeline:
         unknown = sorted(set(handlers or ()) - names)
         if unknown:
             raise ValueError(f"no handler {', '.join(map(repr, unknown))} for {stored.type!r}")
+        if handlers is None and stored.status_at(now) in ("received", "ignored"):
+            # Completed: every handler succeeded (the last one has no mark of its
+            # own, the completion is its record). Nothing to run, nothing changes.
+            return Outcome(stored.status)
         claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=handlers or ())
         if claim.state == "inflight":
             raise InFlight(after=claim.retry_after)
@@ -215,9 +219,8 @@ class Pipeline:
         status = answer(outcome, cfg.provider).status
         notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
         duration = time.perf_counter() - started
-        entry = LogEntry(
-            None, None, kind, status, exc.reason, None, received_at, duration, excerpt=_excerpt(body)
-        )
+        shown = excerpt(body, cfg.provider.redacted_fields) if body else ""
+        entry = LogEntry(None, None, kind, status, exc.reason, None, received_at, duration, excerpt=shown)
         log_quietly(cfg.store, cfg.ns, entry)
         return outcome
 
@@ -366,10 +369,6 @@ class Pipeline:
             log.warning("could not release %s; its lease will expire", event.id)
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)
-
-
-def _excerpt(body: bytes) -> str:
-    return excerpt(body) if body else ""
 
 
 def _check_text(field: str, value: str) -> None:
