@@ -12,16 +12,27 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[test,docs]'
+	$(BIN)/python -m pip install -q -e '.[dev,docs]'
 	touch $@
 
-# Debian packages the tests need: a real redis-server (and node for flow-step vectors).
+# Debian packages the tests need, installed only when missing: a real
+# redis-server, PostgreSQL's server binaries (the SQL store's tests start their
+# own cluster) and a headless Chromium with its driver (the dashboard's tests).
+# `apt-get update` runs once, and only when something is missing.
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 system-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
-		echo "installing redis-server (apt-get)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt-get)"; \
+		$(APT) update -qq >/dev/null && $(APT) install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing" >&2; exit 1; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "PostgreSQL's initdb is still missing" >&2; exit 1; }
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { echo "chromium or chromedriver is still missing" >&2; exit 1; }
 
 demo: $(STAMP)
 	$(BIN)/python -m example_app.demo
@@ -36,7 +47,7 @@ unit: $(STAMP) system-deps
 test: lint docs unit
 
 bench: $(STAMP) system-deps
-	@command -v valgrind >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind >/dev/null; }
+	@command -v valgrind >/dev/null 2>&1 || { $(APT) update -qq >/dev/null && $(APT) install -y -qq valgrind >/dev/null; }
 	$(BIN)/python -m bench
 
 docs: $(STAMP)

@@ -127,6 +127,7 @@ class SignedDelivery:
 
     @property
     def url(self) -> str:
+        """The receiver's URL path, where :meth:`send` posts."""
         return self.receiver.settings.url
 
     @property

@@ -54,14 +54,17 @@ class Job:
 
     @property
     def callback_url(self) -> str | None:
+        """The request's ``callbackUrl``: where :meth:`ProviderAPI.complete` posts."""
         return self.request.get("callbackUrl")
 
     @property
     def callback_headers(self) -> dict[str, str]:
+        """The request's ``callbackHeaders`` (Narada echoes them on the callback)."""
         return dict(self.request.get("callbackHeaders") or {})
 
     @property
     def callback_secret(self) -> str | None:
+        """The request's ``callbackSecret`` (Narada echoes it as the body's ``secret``)."""
         return self.request.get("callbackSecret")
 
 
@@ -138,6 +141,8 @@ class ProviderAPI:
 
     @property
     def last_job(self) -> Job:
+        """The job submitted last; an ``AssertionError`` when there is none."""
+        __tracebackhide__ = True
         if not self.jobs:
             apis = ", ".join(self._apis) or "none set up: call provider_api.narada() or .noukai()"
             raise AssertionError(f"no job was submitted to the fake provider API ({apis})")
@@ -147,6 +152,7 @@ class ProviderAPI:
 
     def complete(self, job: Job | None = None, /, **fields: Any) -> TestResponse:
         """Play the sender's callback for ``job`` (default: the last one)."""
+        __tracebackhide__ = True
         job = job or self.last_job
         if not job.callback_url:
             raise AssertionError(f"{job.api} job {job.id} was submitted without a callbackUrl: {job.request}")
@@ -195,6 +201,7 @@ class ProviderAPI:
         truncated: bool = False,
         delivery_id: str | None = None,
     ) -> tuple[bytes, dict[str, str]]:
+        __tracebackhide__ = True
         from flask_hooks.core.providers import Outgoing, get_provider
 
         job.result = {"executionId": job.id, "status": status, "output": output}
@@ -208,6 +215,7 @@ class ProviderAPI:
         return signed.body, signed.headers
 
     def _receiver_at(self, path: str) -> Receiver:
+        __tracebackhide__ = True
         from flask_hooks.extension import get_state
 
         receivers = get_state(self.app).receivers.values()

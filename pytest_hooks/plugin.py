@@ -8,7 +8,7 @@ so merely having the plugin installed costs a project nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -30,16 +30,30 @@ NO_APP = (
 )
 
 
+INSTALL_HINT = (
+    "{fixture} needs the `{module}` package, which is not installed."
+    " Install the plugin's dependencies with: pip install 'flask-webhooks[pytest]'"
+)
+
+
+def _fail(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: no traceback, no chained exception."""
+    __tracebackhide__ = True
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
 def _app(request: pytest.FixtureRequest, fixture: str) -> Flask:
     """The user's ``app`` fixture value, or a failure naming what to define."""
     try:
         app = request.getfixturevalue("app")
-    except pytest.FixtureLookupError:
-        pytest.fail(NO_APP.format(fixture=fixture), pytrace=False)
+    except pytest.FixtureLookupError as exc:
+        if exc.argname != "app":
+            raise  # the user's `app` fixture exists but needs a missing fixture: pytest says which
+        _fail(NO_APP.format(fixture=fixture))
     from flask import Flask
 
     if not isinstance(app, Flask):
-        pytest.fail(f"{fixture}: the `app` fixture returned {app!r}, not a Flask app", pytrace=False)
+        _fail(f"{fixture}: the `app` fixture returned {app!r}, not a Flask app")
     return app
 
 
@@ -53,10 +67,9 @@ def webhook_clock(request: pytest.FixtureRequest) -> Iterator[FakeClock]:
     app = _app(request, "webhook_clock")
     state = app.extensions.get("hooks")
     if not isinstance(state, HooksState) or not state.receivers:
-        pytest.fail(
+        _fail(
             "webhook_clock: the app from your `app` fixture has no flask_hooks receiver;"
-            " call Hooks.init_app(app) (or Hooks(app)) in the app factory",
-            pytrace=False,
+            " call Hooks.init_app(app) (or Hooks(app)) in the app factory"
         )
     clock = FakeClock()
     receivers = list(state.receivers.values())
@@ -92,10 +105,11 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
         secret_index: int = 0,
         headers: dict[str, str] | None = None,
     ) -> SignedDelivery:
+        __tracebackhide__ = True
         try:
             target = find_receiver(app, receiver, what="signed_delivery")
         except LookupError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            _fail(str(exc))
         return SignedDelivery.forge(
             app, target, type, payload, id=id, timestamp=timestamp, secret_index=secret_index, headers=headers
         )
@@ -104,15 +118,23 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
 
 
 @pytest.fixture
-def webhook_sender(request: pytest.FixtureRequest, webhook_clock: FakeClock) -> Callable[..., Sender]:
-    """``webhook_sender(schedule="archived", timeout=None)``: a retry simulator on ``webhook_clock``."""
+def webhook_sender(request: pytest.FixtureRequest) -> Callable[..., Sender]:
+    """``webhook_sender(schedule="archived", timeout=None)``: a retry simulator.
+
+    Using this fixture freezes time for the whole test: it requests
+    ``webhook_clock``, which replaces every receiver's clock on ``app``
+    (not only the one a delivery targets) from the start of the test, and
+    each ``send()`` moves that clock forward along the schedule. Request
+    ``webhook_clock`` as well to read or advance it.
+    """
     from .presets import resolve
     from .sender import Sender
 
     app = _app(request, "webhook_sender")
+    clock: FakeClock = request.getfixturevalue("webhook_clock")
 
     def make(schedule: str | Sequence[float] = "archived", timeout: float | None = None) -> Sender:
-        return Sender(app, webhook_clock, resolve(schedule, timeout))
+        return Sender(app, clock, resolve(schedule, timeout))
 
     return make
 
@@ -130,11 +152,16 @@ def hook_signals() -> Iterator[SignalRecorder]:
 @pytest.fixture
 def provider_api(request: pytest.FixtureRequest) -> Iterator[ProviderAPI]:
     """A fake of the senders' job APIs; ``.narada()`` / ``.noukai()`` turn them on."""
-    from .fake_api import ProviderAPI
+    try:
+        from .fake_api import ProviderAPI
+    except ImportError as exc:
+        if exc.name not in ("responses", "requests"):
+            raise
+        _fail(INSTALL_HINT.format(fixture="provider_api", module=exc.name))
 
     api = ProviderAPI(_app(request, "provider_api"))
     with api.mock:
         yield api
         problems = api.problems()  # before the mock's exit resets its call list
     if problems:
-        pytest.fail("provider_api:\n  " + "\n  ".join(problems), pytrace=False)
+        _fail("provider_api:\n  " + "\n  ".join(problems))

@@ -28,6 +28,7 @@ class Record(NamedTuple):
 
     @property
     def event_id(self) -> str | None:
+        """The id of the delivery's event, once the signal carries one."""
         event = self.kwargs.get("event")
         return getattr(event, "id", None)
 
@@ -76,6 +77,7 @@ class SignalRecorder:
 
     @property
     def names(self) -> list[str]:
+        """The name of every signal recorded, in order."""
         return [record.name for record in self.records]
 
     def of(self, name: str) -> list[dict[str, Any]]:
@@ -101,9 +103,11 @@ class SignalRecorder:
         return calls
 
     def clear(self) -> None:
+        """Forget what was recorded so far (recording goes on)."""
         self.records.clear()
 
     def timeline(self, records: list[Record] | None = None) -> str:
+        """One line per record (default: all), as the assertions' failure messages show them."""
         shown = self.records if records is None else records
         return "\n".join(f"  {_describe(r)}" for r in shown) or "  (no signals)"
 
@@ -111,6 +115,7 @@ class SignalRecorder:
 
     def assert_processed_once(self, id: str) -> None:
         """The delivery ``id`` completed exactly once and no handler succeeded twice."""
+        __tracebackhide__ = True  # a failure points at the test's line, not at this method
         mine = self.for_id(id)
         done = [r for r in mine if r.name in ("event_handled", "event_ignored")]
         succeeded: Counter[str] = Counter()
@@ -132,6 +137,7 @@ class SignalRecorder:
 
     def assert_rejected(self, reason: str | None = None) -> None:
         """Some delivery was rejected, with ``reason`` in its reason when given."""
+        __tracebackhide__ = True
         reasons = [str(kwargs.get("reason", "")) for kwargs in self.of("delivery_rejected")]
         if reason is None and reasons:
             return

@@ -84,6 +84,7 @@ class Attempt:
 
     @property
     def ok(self) -> bool:
+        """Whether the sender saw a 2xx."""
         return self.status is not None and 200 <= self.status < 300
 
 
@@ -104,6 +105,7 @@ class Report:
 
     @property
     def delivered(self) -> bool:
+        """An attempt got a 2xx."""
         return self.outcome == "delivered"
 
     @property
@@ -113,16 +115,16 @@ class Report:
 
     @property
     def offsets(self) -> list[float]:
+        """Each attempt's ``offset``: seconds after the first attempt."""
         return [attempt.offset for attempt in self.attempts]
 
     @property
     def statuses(self) -> list[int | None]:
+        """Each attempt's ``status`` (``None`` where no response arrived)."""
         return [attempt.status for attempt in self.attempts]
 
     def __str__(self) -> str:
-        rows = [
-            f"  #{a.number} +{a.offset:g}s status={a.status} fault={a.fault!r}" for a in self.attempts
-        ]
+        rows = [f"  #{a.number} +{a.offset:g}s status={a.status} fault={a.fault!r}" for a in self.attempts]
         head = f"{self.preset.name}: {self.outcome}" + (" (endpoint disabled)" if self.disabled else "")
         return "\n".join([head, *rows, f"  handler calls: {dict(self.handler_calls)}"])
 

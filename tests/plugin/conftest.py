@@ -15,6 +15,11 @@ import responses  # noqa: F401
 
 EXAMPLES = Path(__file__).parent / "examples"
 
+# The examples are a user's test modules (named test_*.py so that they are
+# collected once copied into a project); they need the examples' own conftest,
+# so this suite runs them only through pytester (test_examples.py).
+collect_ignore = ["examples"]
+
 
 @pytest.fixture
 def user_project(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
@@ -24,7 +29,7 @@ def user_project(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
         pytester.makepyfile(shop=(EXAMPLES / "shop.py").read_text())
         pytester.makeconftest((EXAMPLES / "conftest_app.py").read_text())
         if module is not None:
-            pytester.makepyfile(**{f"test_{module}": (EXAMPLES / f"example_{module}.py").read_text()})
+            pytester.makepyfile(**{f"test_{module}": (EXAMPLES / f"test_{module}.py").read_text()})
         if source is not None:
             pytester.makepyfile(test_user=source)
         return pytester.runpytest("-p", "no:cacheprovider", *args)

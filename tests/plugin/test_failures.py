@@ -17,15 +17,73 @@ def test_no_app_fixture_names_what_to_define(pytester: pytest.Pytester) -> None:
 
         def test_clock(webhook_clock):
             pass
+
+        def test_sender(webhook_sender):
+            pass
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(errors=2)
+    result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines(
         ["*signed_delivery needs an `app` fixture that returns your Flask app*", "*def app():*"]
     )
     result.stdout.fnmatch_lines(["*webhook_clock needs an `app` fixture*"])
-    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.fnmatch_lines(["*webhook_sender needs an `app` fixture*"])
+    for noise in ("*Traceback*", "*FixtureLookupError*", "*During handling*", "*SubRequest*"):
+        result.stdout.no_fnmatch_line(noise)
+
+
+def test_an_app_fixture_missing_a_fixture_is_not_blamed_on_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def app(database):
+            return None
+
+        def test_it(signed_delivery):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'database' not found*"])
+    result.stdout.no_fnmatch_line("*needs an `app` fixture*")
+
+
+def test_provider_api_without_responses_names_the_extra(pytester: pytest.Pytester) -> None:
+    # A fresh interpreter: this process has imported responses already.
+    pytester.makeconftest(
+        """
+        import sys
+
+        import pytest
+        from flask import Flask
+
+        sys.modules["responses"] = None  # as if it were not installed
+
+        @pytest.fixture
+        def app():
+            return Flask("bare")
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_it(provider_api):
+            pass
+
+        def test_the_other_fixtures_still_work(hook_signals):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*provider_api needs the `responses` package*pip install 'flask-webhooks?pytest?'"]  # ? : [ and ]
+    )
+    for noise in ("*Traceback*", "*ModuleNotFoundError*", "*During handling*"):
+        result.stdout.no_fnmatch_line(noise)
 
 
 def test_an_app_without_receivers_says_so(pytester: pytest.Pytester) -> None:
@@ -45,6 +103,8 @@ def test_an_app_without_receivers_says_so(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*has no flask_hooks receiver; call Hooks.init_app(app)*"])
+    for noise in ("*LookupError*", "*During handling*", "*def forge(*"):
+        result.stdout.no_fnmatch_line(noise)
 
 
 def test_several_receivers_need_a_name(user_project: Project) -> None:
@@ -103,6 +163,35 @@ def test_a_handler_that_ran_twice_fails_processed_once(user_project: Project) ->
             "*event_handled(receiver='hooks', id='evt_twice', handlers=('shop.fulfil',))",
         ]
     )
+
+
+def test_assertion_failures_point_at_the_test_not_the_plugin(user_project: Project) -> None:
+    result = user_project(
+        source="""
+        def test_processed(signed_delivery, hook_signals):
+            signed_delivery("order.paid").tampered().send()
+            hook_signals.assert_processed_once("evt_missing")
+
+        def test_rejected(hook_signals):
+            hook_signals.assert_rejected()
+
+        def test_no_job(provider_api):
+            provider_api.last_job
+        """
+    )
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            '>*hook_signals.assert_processed_once("evt_missing")',
+            "E*AssertionError: delivery 'evt_missing' was never processed (1 delivery(ies) rejected)",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [">*hook_signals.assert_rejected()", "E*AssertionError: expected a rejection*"]
+    )
+    result.stdout.fnmatch_lines([">*provider_api.last_job", "E*AssertionError: no job was submitted*"])
+    for source in ("*def assert_processed_once*", "*def assert_rejected*", "*def last_job*", "*recorder.py*"):
+        result.stdout.no_fnmatch_line(source)
 
 
 def test_assert_rejected_lists_what_was_seen(user_project: Project) -> None:

@@ -43,6 +43,10 @@ def test_signals_and_clock_are_restored_after_each_test(pytester: pytest.Pyteste
             webhook_sender(schedule="archived").send(delivery, faults=[500])
             assert len(hook_signals) > 0
 
+        def test_1b_webhook_sender_alone_freezes_every_receiver(app, webhook_sender, request):
+            clock = request.getfixturevalue("webhook_clock")  # the one it installed
+            assert all(r.clock is clock for r in get_state(app).receivers.values())
+
         def test_2_fails_midway(app, webhook_clock, hook_signals):
             webhook_clock.advance(10)
             raise RuntimeError("a failing test must not leak either")
@@ -53,7 +57,7 @@ def test_signals_and_clock_are_restored_after_each_test(pytester: pytest.Pyteste
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
     result.stdout.fnmatch_lines(["FAILED *::test_2_fails_midway*"])
 
 

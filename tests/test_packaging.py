@@ -1,0 +1,234 @@
+"""The distributions, as a user gets them from the package index.
+
+Builds the sdist and, from it, the wheel, out of a clean copy of the working
+tree; checks what each ships; installs the wheel with the ``pytest`` extra
+only into a fresh virtual environment (no system site-packages, no source
+tree on the path) and runs a user's test module there, one test per fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("flask_hooks", "pytest_hooks")
+#: What the sdist never ships: the suite needs the whole repository.
+UNSHIPPED = ("tests/", "bench/", "example_app/", ".ci/", "docs/_build/")
+#: ``[pytest]`` brings Flask's, pytest's and requests' own dependencies, about
+#: twenty packages; the project's ``dev`` extra brings over sixty.
+MAX_INSTALLED = 30
+
+CONFTEST = """
+    import pytest
+    from receiver import create_app
+
+
+    @pytest.fixture
+    def app(tmp_path):
+        return create_app(instance_path=str(tmp_path))
+"""
+
+RECEIVER = """
+    import requests
+    from flask import Flask, current_app
+
+    from flask_hooks import Event, Hooks
+    from flask_hooks.providers import Narada
+
+    hooks = Hooks()
+    narada = Hooks(name="narada", provider=Narada(token="cb-token", secret="cb-secret"))
+
+
+    @hooks.on("order.paid")
+    def fulfil(event: Event) -> None:
+        current_app.config["DONE"].append(event.id)
+
+
+    @narada.on("success")
+    def finished(event: Event) -> None:
+        current_app.config["DONE"].append(event.payload["requestId"])
+
+
+    def start_task() -> str:
+        response = requests.post(
+            "https://api.narada.ai/fast/v2/remote-dispatch",
+            json={
+                "prompt": "count the open jobs",
+                "callbackUrl": "https://shop.example/webhooks/narada",
+                "callbackHeaders": {"Authorization": "Bearer cb-token"},
+                "callbackSecret": "cb-secret",
+            },
+            timeout=5,
+        )
+        return response.json()["requestId"]
+
+
+    def create_app(instance_path):
+        app = Flask("receiver", instance_path=instance_path)
+        app.config.update(HOOKS_SECRET="s3cret", HOOKS_STORE="memory://", DONE=[])
+        hooks.init_app(app)
+        narada.init_app(app)
+        return app
+"""
+
+TESTS = """
+    import sys
+    from pathlib import Path
+
+    import flask_hooks
+    import pytest_hooks.plugin
+    from receiver import start_task
+
+
+    def test_the_installed_wheel_is_used():
+        assert sys.prefix != sys.base_prefix
+        for module in (flask_hooks, pytest_hooks.plugin):
+            assert Path(module.__file__).is_relative_to(sys.prefix), module.__file__
+
+
+    def test_signed_delivery_and_hook_signals(app, signed_delivery, hook_signals):
+        delivery = signed_delivery("order.paid", receiver="hooks")
+        assert delivery.send().json == {"status": "received"}
+        assert delivery.resend().json == {"status": "duplicate"}
+        assert delivery.tampered().send().status_code == 401
+        hook_signals.assert_processed_once(delivery.id)
+        hook_signals.assert_rejected("signature")
+
+
+    def test_webhook_sender_on_webhook_clock(app, signed_delivery, webhook_sender, webhook_clock):
+        delivery = signed_delivery("order.paid", receiver="hooks")
+        report = webhook_sender(schedule="archived").send(delivery, faults=[500, "timeout"])
+        assert report.delivered and report.offsets == [0, 60, 300]
+        assert report.handler_calls == {"receiver.fulfil": 1}
+        assert webhook_clock.now() >= webhook_clock.start + 300
+
+
+    def test_provider_api(app, provider_api):
+        provider_api.narada()
+        request_id = start_task()
+        assert provider_api.complete(text="42").status_code == 200
+        assert provider_api.last_job.callback_secret == "cb-secret"
+        assert app.config["DONE"] == [request_id]
+"""
+
+
+def _env() -> dict[str, str]:
+    """This environment without what would leak the source tree or this venv into a child."""
+    drop = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTEST_ADDOPTS", "PYTEST_PLUGINS"}
+    return {key: value for key, value in os.environ.items() if key not in drop}
+
+
+def _run(*args: str | Path, cwd: Path, timeout: float) -> str:
+    __tracebackhide__ = True
+    command = [str(arg) for arg in args]
+    try:
+        done = subprocess.run(
+            command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{' '.join(command)} took over {timeout:g} s:\n{exc.stdout}\n{exc.stderr}")
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def _clean_copy(dest: Path) -> Path:
+    """The files git would see in a commit of the working tree: tracked or new, never ignored."""
+    listed = _run("git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=ROOT, timeout=60)
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is gone from the commit too
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The sdist and the wheel built from it (``python -m build``), and the source they came from."""
+    pytest.importorskip("build", reason="the packaging test needs `build`: pip install -e '.[dev]'")
+    if shutil.which("git") is None:
+        pytest.skip("the packaging test copies the working tree with git")
+    base = tmp_path_factory.mktemp("packaging")
+    source = _clean_copy(base / "source")
+    out = base / "dist"
+    _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, source, cwd=base, timeout=300)
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    return {"sdist": sdist, "wheel": wheel, "source": source}
+
+
+def _package_files(source: Path) -> set[str]:
+    return {
+        path.relative_to(source).as_posix()
+        for package in PACKAGES
+        for path in (source / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+
+
+def test_the_wheel_ships_both_packages_whole_and_no_tests(dists: dict[str, Path]) -> None:
+    with zipfile.ZipFile(dists["wheel"]) as wheel:
+        names = set(wheel.namelist())
+        (metadata,) = (n for n in names if n.endswith(".dist-info/METADATA"))
+        (entry_points,) = (n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        meta = wheel.read(metadata).decode()
+        entries = wheel.read(entry_points).decode()
+    missing = _package_files(dists["source"]) - names  # templates, static files, py.typed ...
+    assert not missing, f"in the source packages but not in the wheel: {sorted(missing)}"
+    assert {"flask_hooks/py.typed", "pytest_hooks/py.typed", "pytest_hooks/plugin.py"} <= names
+    tops = {name.split("/", 1)[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == set(PACKAGES)
+    assert "[pytest11]\nhooks = pytest_hooks.plugin" in entries
+    assert "Provides-Extra: pytest" in meta
+    for requirement in ("pytest>=8", "responses>=0.25", "requests>=2.31"):
+        assert f'Requires-Dist: {requirement}; extra == "pytest"' in meta
+
+
+def test_the_sdist_ships_docs_and_changes_and_no_half_test_suite(dists: dict[str, Path]) -> None:
+    with tarfile.open(dists["sdist"]) as sdist:
+        names = {member.name.split("/", 1)[1] for member in sdist.getmembers() if "/" in member.name}
+    expected = {"README.md", "CHANGES.rst", "LICENSE.txt", "setup.cfg", "pyproject.toml", "MANIFEST.in"}
+    expected |= {"docs/conf.py", "docs/index.rst", "docs/api.rst", "docs/testing.rst"}
+    assert expected <= names, f"missing from the sdist: {sorted(expected - names)}"
+    missing = _package_files(dists["source"]) - names
+    assert not missing, f"in the source packages but not in the sdist: {sorted(missing)}"
+    shipped = sorted(name for name in names if name.startswith(UNSHIPPED))
+    assert not shipped, f"the sdist ships part of the repository's suite or tooling: {shipped}"
+
+
+def test_the_wheel_with_the_pytest_extra_runs_a_users_tests(dists: dict[str, Path], tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path, timeout=120)
+    python = venv / "bin" / "python"
+    pip = (python, "-m", "pip", "--disable-pip-version-check")
+    _run(*pip, "install", "--quiet", f"{dists['wheel']}[pytest]", cwd=tmp_path, timeout=300)
+
+    installed = json.loads(_run(*pip, "list", "--format=json", cwd=tmp_path, timeout=60))
+    names = sorted(item["name"].lower() for item in installed)
+    assert "flask-webhooks" in names and "responses" in names
+    assert len(names) <= MAX_INSTALLED, f"[pytest] installed {len(names)} packages: {names}"
+    assert not {"mypy", "ruff", "celery", "stripe", "gunicorn"} & set(names)
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\n")  # the rootdir: nothing above it is read
+    (project / "conftest.py").write_text(textwrap.dedent(CONFTEST))
+    (project / "receiver.py").write_text(textwrap.dedent(RECEIVER))
+    (project / "test_receiver.py").write_text(textwrap.dedent(TESTS))
+    args = ("-p", "no:cacheprovider", "--basetemp", tmp_path / "basetemp", "-q")
+    out = _run(python, "-m", "pytest", *args, cwd=project, timeout=180)
+    assert "4 passed" in out.splitlines()[-1], out
