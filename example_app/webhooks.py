@@ -61,7 +61,7 @@ def noukai_finished(event: Event) -> None:
         except (requests.RequestException, ValueError):
             # Not acknowledged: Noukai retries later and this handler runs again.
             raise Retry(after=60) from None
-        payload = {**payload, **(full if isinstance(full, dict) else {"output": full})}
+        payload = {**payload, "output": full}
     state = str(payload.get("status") or event.type.rsplit(".", 1)[-1])
     output = payload.get("output", "")
     result = output if isinstance(output, str) else json.dumps(output, indent=2)

@@ -43,6 +43,14 @@ def _places(payload: Any) -> list[Mapping[str, Any]]:
     return out
 
 
+def _output(document: Any) -> Any:
+    """The ``output`` of a callback body or a job (at the top, or in ``payload``/``data``)."""
+    for place in _places(document):
+        if "output" in place:
+            return place["output"]
+    return document
+
+
 def is_truncated(event: Event | Any) -> bool:
     """Whether the callback says its output was truncated (``truncated === true``)."""
     payload = event.payload if isinstance(event, Event) else event
@@ -69,7 +77,10 @@ def fetch_full_output(
     auth_header: str = "Authorization",
     auth_scheme: str = "Bearer",
 ) -> Any:
-    """The full job as the jobs API returns it, or the payload when not truncated.
+    """The job's full ``output``: fetched from the jobs API when the callback
+    says it was truncated, else the callback's own ``output``.
+
+    A body or job without an ``output`` field is returned whole.
 
     Raises :class:`requests.HTTPError` (non-2xx) or another
     :class:`requests.RequestException`; let it fail the handler so the
@@ -77,7 +88,7 @@ def fetch_full_output(
     """
     payload = event.payload if isinstance(event, Event) else event
     if not is_truncated(payload):
-        return payload
+        return _output(payload)
     import requests  # only needed once something is truncated
 
     job = urllib.parse.quote(execution_id(payload), safe="")
@@ -89,7 +100,7 @@ def fetch_full_output(
             url, headers={auth_header: credential, "Accept": "application/json"}, timeout=timeout
         )
         response.raise_for_status()
-        return response.json()
+        return _output(response.json())
     finally:
         if session is None:
             http.close()

@@ -26,7 +26,7 @@ def test_truncated_output_is_fetched_from_the_jobs_api(api: responses.RequestsMo
     api.get(f"{BASE}/jobs/ex_42", json={"executionId": "ex_42", "output": "x" * 10_000})
     payload = {"type": "job.completed", "executionId": "ex_42", "truncated": True, "output": "x" * 10}
     full = fetch_full_output(payload, base_url=BASE + "/", api_key="key_1")
-    assert full["output"] == "x" * 10_000
+    assert full == "x" * 10_000  # the output, not the whole job
     [call] = api.calls
     assert call.request.headers["Authorization"] == "Bearer key_1"
 
@@ -43,7 +43,9 @@ def test_nested_payload_flags_and_a_session_of_our_own(api: responses.RequestsMo
 
 def test_untruncated_payload_needs_no_request(api: responses.RequestsMock) -> None:
     payload = {"type": "job.completed", "executionId": "ex_1", "truncated": False, "output": "all"}
-    assert fetch_full_output(payload, base_url=BASE, api_key="k") is payload
+    assert fetch_full_output(payload, base_url=BASE, api_key="k") == "all"
+    no_output = {"type": "job.completed", "executionId": "ex_1"}
+    assert fetch_full_output(no_output, base_url=BASE, api_key="k") is no_output
     assert not is_truncated(payload)
     assert not is_truncated({"truncated": "true"})  # only a JSON true counts
     assert len(api.calls) == 0
@@ -76,4 +78,4 @@ def test_a_failed_fetch_fails_the_handler_so_noukai_retries(
     assert client.post("/webhooks", data=request.body, headers=request.headers).status_code == 500
     api.replace(responses.GET, f"{BASE}/jobs/ex_7", json={"output": "full"})
     assert client.post("/webhooks", data=request.body, headers=request.headers).status_code == 200
-    assert outputs == [{"output": "full"}]
+    assert outputs == ["full"]
