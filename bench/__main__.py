@@ -1,6 +1,6 @@
 """``python -m bench [section ...]``: run, print the table, write ``bench/RESULTS.md``.
 
-Sections: cpu, instructions, gunicorn, sqlite, verify, providers, defer (default: all). Every
+Sections: cpu, instructions, gunicorn, sqlite, verify, providers, defer, dashboard (default: all). Every
 number is a ratio against a reference measured in the same run on the
 same machine; nothing here fails a build.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cpu, instructions, sqlite_contention, verify
+from . import cpu, dashboard, instructions, sqlite_contention, verify
 from .common import Fact, Row, machine, table
 
 
@@ -38,6 +38,7 @@ def defer() -> list[Row]:
 SECTIONS = {
     **cpu.SECTIONS,
     **instructions.SECTIONS,
+    **dashboard.SECTIONS,
     **sqlite_contention.SECTIONS,
     **verify.SECTIONS,
     "defer": defer,

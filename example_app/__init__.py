@@ -1,7 +1,8 @@
 """A small real app that submits jobs and receives their signed callbacks.
 
 Run it with ``flask --app example_app run``; ``make demo`` runs
-:mod:`example_app.demo`. Every ``EXAMPLE_*`` key can be set in the
+:mod:`example_app.demo`. ``/login`` (``EXAMPLE_ADMIN_PASSWORD``) opens
+the webhook dashboard at ``/hooks/``. Every ``EXAMPLE_*`` key can be set in the
 environment; the defaults are for development only.
 """
 
@@ -15,7 +16,7 @@ from flask import Flask
 
 from flask_hooks.providers import Narada
 
-from . import db, views
+from . import admin, db, views
 from .webhooks import hooks, narada, noukai
 
 #: Config keys, each overridable by an environment variable of the same name.
@@ -35,8 +36,11 @@ DEFAULTS: dict[str, str] = {
     "EXAMPLE_PUBLIC_URL": "",
     # The app's own SQLite file, relative to the instance folder.
     "EXAMPLE_DATABASE": "example.sqlite3",
-    # Signs the session cookie that carries flash messages.
+    # Signs the session cookie (flash messages, the operator's login, the dashboard's CSRF tokens).
     "SECRET_KEY": "dev-only-session-key",
+    # The operator's password for /login, which opens the webhook dashboard at /hooks/;
+    # empty turns the login off.
+    "EXAMPLE_ADMIN_PASSWORD": "dev-admin-password",
 }
 
 _LISTS = ("EXAMPLE_WEBHOOK_SECRET", "EXAMPLE_NOUKAI_SECRET", "EXAMPLE_NARADA_TOKEN", "EXAMPLE_NARADA_SECRET")
@@ -74,4 +78,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, instance_path: str | 
         receiver.init_app(app)
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(admin.bp)
+    admin.dashboard.init_app(app)
     return app

@@ -3,11 +3,15 @@
 Starts the example app on a free loopback port with the embedded SQLite
 store in a fresh instance folder, posts three requests the way a sender
 would, prints the answers and exits non-zero unless they are
-200 received, 200 duplicate and 401.
+200 received, 200 duplicate and 401. It prints the webhook dashboard's
+URL too; ``--serve`` keeps the server (and the dashboard) up until
+Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import logging
 import tempfile
@@ -54,7 +58,10 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
     return status, json.loads(raw)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m example_app.demo", description=__doc__)
+    parser.add_argument("--serve", action="store_true", help="keep serving after the three requests")
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="flask-hooks-demo-") as instance:
         app = create_app(instance_path=instance)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log between the answers
@@ -66,7 +73,7 @@ def main() -> int:
             timestamp=int(receiver.now()),
         )
         signed = receiver.provider.sign(delivery, receiver.keys[0])
-        forged = receiver.provider.sign(delivery, b"not-the-secret")
+        forged = receiver.provider.sign(delivery, receiver.provider.keys(["not-the-secret"])[0])
         with serving(app) as base:
             url = base + receiver.settings.url
             print(f"flask-webhooks demo: {receiver.provider.name} receiver at POST {url}")
@@ -81,6 +88,11 @@ def main() -> int:
                 status, body = post(url, request.body, request.headers)
                 answers.append((status, body.get("status")))
                 print(f"{label:<42} {delivery.id}  ->  {status} {json.dumps(body)}")
+            print(f"\ndashboard: {base}/hooks/ (log in at {base}/login with EXAMPLE_ADMIN_PASSWORD)")
+            if args.serve:
+                print("serving until Ctrl-C", flush=True)
+                with contextlib.suppress(KeyboardInterrupt):
+                    threading.Event().wait()
         with app.app_context():
             from . import db
 

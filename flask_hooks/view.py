@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
 from . import signals
@@ -31,7 +33,19 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     base = receiver.settings.url.rstrip("/")
     rules = [base, base + "/"] if base else ["/"]
     state = get_state(app)
+    # Methods no other view of the app serves there get a JSON 405 of ours.
+    others = [m for m in _OTHER_METHODS if not _served(app, rules, m)]
     for suffix, rule in zip(("", ".slash"), rules, strict=False):
+        if others:
+            app.add_url_rule(
+                rule,
+                endpoint=f"flask_hooks.{receiver.name}{suffix}.refuse",
+                view_func=refuse,
+                methods=others,
+                strict_slashes=False,
+                merge_slashes=False,
+                provide_automatic_options=False,
+            )
         endpoint = f"flask_hooks.{receiver.name}{suffix}"
         state.endpoints[endpoint] = receiver
         app.add_url_rule(
@@ -46,6 +60,20 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     exempt_from_csrf(app)
 
 
+_OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE")
+
+
+def _served(app: Flask, rules: list[str], method: str) -> bool:
+    adapter = app.url_map.bind("localhost")
+    for rule in rules:
+        try:
+            adapter.match(rule, method=method)
+        except HTTPException:
+            continue
+        return True
+    return False
+
+
 def exempt_from_csrf(app: Flask) -> None:
     """Deliveries carry a signature, not a form token: exempt them from Flask-WTF.
 
@@ -56,7 +84,8 @@ def exempt_from_csrf(app: Flask) -> None:
     """
     csrf = app.extensions.get("csrf")
     if csrf is not None and callable(getattr(csrf, "exempt", None)):
-        csrf.exempt(f"{receive.__module__}.{receive.__name__}")
+        for view in (receive, refuse):
+            csrf.exempt(f"{view.__module__}.{view.__name__}")
     elif _late_csrf_exempt not in app.before_request_funcs.get(None, ()):
         app.before_request(_late_csrf_exempt)
 
@@ -144,8 +173,24 @@ def _read_body(req: Request, limit: int) -> bytes:
 
 
 def render(value: object) -> Reply | None:
-    """A handler's return value as a storable reply (None: the default body)."""
+    """A handler's return value as a storable reply (None: the default body).
+
+    A dict or list (alone, or with a status) is JSON written like the fixed
+    bodies (``{"status": "received"}``), through the app's JSON provider;
+    anything else is what Flask makes of it.
+    """
     if value is None:
         return None
+    data, status = value, 200
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        data, status = value
+    if isinstance(data, (dict, list)):
+        return Reply(status, current_app.json.dumps(data).encode(), "application/json")
     response = current_app.make_response(value)  # type: ignore[arg-type]
     return Reply(response.status_code, response.get_data(), response.content_type or "")
+
+
+def refuse() -> Response:
+    """Every method but POST at a receiver's URL: a JSON 405, like every other answer."""
+    body = json.dumps({"status": "method not allowed", "reason": "deliveries are POSTed"})
+    return Response(body, status=405, headers={"Allow": "POST"}, mimetype="application/json")

@@ -142,7 +142,7 @@ def test_an_unrenderable_return_value_is_done_with_the_default_body(
     ("value", "status", "body"),
     [
         (("oops", 500), 500, b"oops"),
-        (({"error": "no such customer"}, 422), 422, b'{"error":"no such customer"}\n'),
+        (({"error": "no such customer"}, 422), 422, b'{"error": "no such customer"}'),
         (("busy", 503), 503, b"busy"),
     ],
 )

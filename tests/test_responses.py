@@ -76,7 +76,7 @@ def test_handler_return_value_is_the_body_and_is_replayed(app: Flask, hooks: Hoo
     ("value", "body", "mimetype"),
     [
         ("plain text", b"plain text", "text/html"),
-        ([1, 2], b"[1,2]\n", "application/json"),
+        ([1, 2], b"[1, 2]", "application/json"),
         (Response("custom", status=202, mimetype="text/plain"), b"custom", "text/plain"),
     ],
 )

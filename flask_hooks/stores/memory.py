@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import logging
 import threading
@@ -43,6 +44,8 @@ class MemoryStore(DedupeStore):
         self._lock = threading.Lock()
         self._records: dict[tuple[str, str], _Record] = {}
         self._logs: dict[str, collections.deque[LogEntry]] = {}
+        #: Per receiver, the kept deliveries' ``(received_at, id)`` in order: pages are slices.
+        self._order: dict[str, list[tuple[float, str]]] = {}
         self._claims = 0
 
     def claim(
@@ -65,6 +68,8 @@ class MemoryStore(DedupeStore):
                 handlers = rec.handlers
             token = new_token()
             kept = rec.kept if rec is not None and rec.kept is not None else keep
+            if kept is not None and (rec is None or rec.kept is None):
+                bisect.insort(self._order.setdefault(ns, []), (kept.received_at, id))
             retained = max(rec.retained_until if rec else 0.0, now + keep.retention if keep else 0.0)
             self._records[key] = _Record(
                 "inflight",
@@ -90,8 +95,13 @@ class MemoryStore(DedupeStore):
 
     def _sweep(self, now: float) -> None:
         expired = [key for key, rec in self._records.items() if self._gone(rec, now)]
-        for key in expired:
+        self._remove(expired)
+
+    def _remove(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
             del self._records[key]
+        for ns in {ns for ns, _ in keys}:
+            self._order[ns] = [entry for entry in self._order.get(ns, ()) if (ns, entry[1]) in self._records]
 
     @staticmethod
     def _gone(rec: _Record, now: float, received_before: float | None = None) -> bool:
@@ -216,23 +226,25 @@ class MemoryStore(DedupeStore):
         before: tuple[float, str] | None = None,
         limit: int = 50,
     ) -> list[Stored]:
+        found: list[Stored] = []
         with self._lock:
-            rows = [
-                stored
-                for (rec_ns, id), rec in self._records.items()
-                if rec_ns == ns and (stored := self._stored(id, rec)) is not None
-            ]
-        found = [
-            s
-            for s in rows
-            if (status is None or s.status_at(now) == status)
-            and type_matches(type, s.type)
-            and (since is None or s.received_at >= since)
-            and (until is None or s.received_at < until)
-            and (before is None or (s.received_at, s.id) < before)
-        ]
-        found.sort(key=lambda s: (s.received_at, s.id), reverse=True)
-        return found[:limit]
+            order = self._order.get(ns, [])
+            end = len(order) if before is None else bisect.bisect_left(order, before)
+            for at, id in reversed(order[:end]):
+                if since is not None and at < since:
+                    break
+                rec = self._records.get((ns, id))
+                stored = None if rec is None else self._stored(id, rec)
+                if (
+                    stored is not None
+                    and (until is None or at < until)
+                    and (status is None or stored.status_at(now) == status)
+                    and type_matches(type, stored.type)
+                ):
+                    found.append(stored)
+                    if len(found) >= limit:
+                        break
+        return found
 
     def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
         key = (ns, id)
@@ -256,7 +268,10 @@ class MemoryStore(DedupeStore):
 
     def forget(self, ns: str, id: str) -> bool:
         with self._lock:
-            return self._records.pop((ns, id), None) is not None
+            if (ns, id) not in self._records:
+                return False
+            self._remove([(ns, id)])
+            return True
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         with self._lock:
@@ -265,6 +280,5 @@ class MemoryStore(DedupeStore):
                 for key, rec in self._records.items()
                 if key[0] == ns and self._gone(rec, now, received_before)
             ][:limit]
-            for key in gone:
-                del self._records[key]
+            self._remove(gone)
         return len(gone)

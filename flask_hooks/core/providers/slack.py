@@ -51,6 +51,7 @@ class Slack(HmacProvider):
     """Slack apps: Events API, slash commands and interactivity."""
 
     name = "slack"
+    redacted_fields = ("token",)  # the legacy verification token rides in the body
 
     def verify(
         self,

@@ -1,0 +1,93 @@
+"""``Dashboard``: the operator's pages, off unless created, behind ``allow``.
+
+Per-app state lives under ``app.extensions["hooks_dashboard"]``; the
+blueprint is module-level and reads it per request, so one
+``Dashboard`` can serve several apps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Flask
+
+from ..core.errors import ConfigError
+
+EXTENSION_KEY = "hooks_dashboard"
+
+#: Scripts, frames, plugins, fonts and connections are all off; the pages
+#: need their own stylesheet and (for the favicon) a ``data:`` image only.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self';"
+    " frame-ancestors 'none'; base-uri 'none'"
+)
+
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class DashboardState:
+    """What one app's dashboard needs per request."""
+
+    def __init__(self, allow: Callable[[], bool], url_prefix: str) -> None:
+        self.allow = allow
+        self.url_prefix = url_prefix
+
+    def covers(self, path: str) -> bool:
+        return path == self.url_prefix or path.startswith(self.url_prefix + "/")
+
+
+class Dashboard:
+    """Pages to see every receiver's deliveries, failures and rotations, and replay.
+
+    ``allow`` is called on every request to the dashboard (in the request
+    context) and must return ``True`` for the page to be served; anything
+    else is a 403. It is required: there is no open dashboard.
+
+    The forms that change state (replay, forget) are POSTs carrying a
+    CSRF token signed with the app's ``SECRET_KEY``, which ``init_app``
+    therefore requires; the token's random part lives in Flask's session.
+    No config key is read besides ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS``.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        url_prefix: str = "/hooks",
+        allow: Callable[[], bool] | None = None,
+    ) -> None:
+        if allow is None:
+            raise ConfigError(
+                "Dashboard needs 'allow', a function that returns True for the people who may see"
+                " deliveries, e.g. Dashboard(app, allow=lambda: current_user.is_admin)"
+            )
+        if not callable(allow):
+            raise ConfigError(f"Dashboard's 'allow' must be a function returning a bool, not {allow!r}")
+        prefix = "/" + url_prefix.strip("/")
+        if prefix == "/":
+            raise ConfigError("Dashboard's url_prefix must name a path below the root, e.g. '/hooks'")
+        self.allow = allow
+        self.url_prefix = prefix
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the pages under ``url_prefix``; :class:`ConfigError` without ``SECRET_KEY``."""
+        from .views import bp
+
+        if EXTENSION_KEY in app.extensions:
+            raise ConfigError("a Dashboard is already registered on this app")
+        if not app.config.get("SECRET_KEY"):
+            raise ConfigError(
+                "the hooks dashboard signs its forms' CSRF tokens with the app's SECRET_KEY:"
+                " set app.config['SECRET_KEY'] before Dashboard.init_app(app)"
+            )
+        state = DashboardState(self.allow, self.url_prefix)
+        app.extensions[EXTENSION_KEY] = state
+        app.register_blueprint(bp, url_prefix=self.url_prefix)

@@ -1,0 +1,270 @@
+"""The dashboard's pages: the list, a delivery, and the replay / forget forms.
+
+``GET`` only reads. Replay and forget are two steps that work without
+JavaScript: a ``GET`` shows what will happen and a form, whose ``POST``
+(with the CSRF token) does it and redirects (303) to a page that shows
+the result. The message is chosen by a fixed word in the query string
+(plus the id after a forget), so a link cannot make a page say anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.wrappers import Response
+
+from ..core.errors import InFlight, StoreUnavailable
+from ..core.inbox import STATUSES
+from ..extension import Receiver, get_state
+from ..inbox import Delivery
+from . import charts, csrf, listing
+from .extension import EXTENSION_KEY, HEADERS, DashboardState
+
+bp = Blueprint("hooks_dashboard", __name__, template_folder="templates", static_folder="static")
+
+T = "flask_hooks_dashboard/"
+
+
+class Notice(NamedTuple):
+    kind: str
+    text: str
+
+
+def _state() -> DashboardState:
+    state: DashboardState = current_app.extensions[EXTENSION_KEY]
+    return state
+
+
+def _receivers() -> dict[str, Receiver]:
+    try:
+        return dict(sorted(get_state(current_app).receivers.items()))
+    except RuntimeError:  # flask_hooks not set up (yet): an empty dashboard
+        return {}
+
+
+def _app() -> Any:
+    return current_app._get_current_object()  # type: ignore[attr-defined]
+
+
+def _message(text: str, status: int) -> tuple[str, int]:
+    return render_template(T + "message.html", text=text, status=status), status
+
+
+class NotShown(Exception):
+    """Ends a request with a message page (an unknown receiver or delivery, a store down)."""
+
+    def __init__(self, text: str, status: int) -> None:
+        super().__init__(text)
+        self.text, self.status = text, status
+
+
+@bp.errorhandler(NotShown)
+def _not_shown(exc: NotShown) -> ResponseReturnValue:
+    return _message(exc.text, exc.status)
+
+
+@bp.before_request
+def _guard() -> ResponseReturnValue | None:
+    if _state().allow() is not True:
+        return Response("You are not allowed to see this page.\n", 403, mimetype="text/plain")
+    if request.method not in ("GET", "HEAD") and not csrf.valid(request.form.get(csrf.FIELD)):
+        return _message(
+            "This form has expired or did not come from this dashboard, so nothing was changed."
+            " Go back, reload the page and try again.",
+            400,
+        )
+    return None
+
+
+@bp.after_app_request
+def _headers(response: Response) -> Response:
+    # Every answer under the prefix: 403s, 404s and the stylesheet included.
+    state = current_app.extensions.get(EXTENSION_KEY)
+    if isinstance(state, DashboardState) and state.covers(request.path):
+        response.headers.update(HEADERS)
+    return response
+
+
+def when(at: float | None) -> str:
+    return "" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+
+
+def iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+def ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Callable[..., str]]:
+    return {"csrf_token": csrf.token, "when": when, "iso": iso, "ms": ms}
+
+
+# The list ------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> ResponseReturnValue:
+    receivers = _receivers()
+    try:
+        filters = listing.Filters.from_args(request.args, receivers)
+        before = listing.Cursor.from_args(request.args)
+        limit = listing.page_size(request.args)
+    except listing.BadQuery as exc:
+        return _message(f"Cannot show that list: {exc}.", 400)
+    chosen = [r for r in receivers.values() if filters.receiver in (None, r.name)]
+    found = listing.page(_app(), chosen, filters, before, limit)
+    older = None
+    keep: dict[str, Any] = {**filters.args(), **_limit_arg(limit)}
+    if found.next is not None:
+        older = url_for(".index", **{**keep, **found.next.args()})
+    notice = None
+    subject = request.args.get("subject", "")
+    if request.args.get("done") == "forgotten":
+        notice = Notice("ok", f"Forgot {subject!r}: the sender's next redelivery is processed afresh.")
+    elif request.args.get("done") == "gone":
+        notice = Notice("warn", f"Nothing was kept under {subject!r}.")
+    return render_template(
+        T + "index.html",
+        receivers=receivers,
+        filters=filters,
+        statuses=STATUSES,
+        page=found,
+        paged=before is not None,
+        older=older,
+        newest=url_for(".index", **keep),
+        notice=notice,
+        **_pictures(chosen),
+    )
+
+
+def _limit_arg(limit: int) -> dict[str, int]:
+    return {} if limit == listing.PAGE_SIZE else {"limit": limit}
+
+
+def _pictures(receivers: list[Receiver]) -> dict[str, Any]:
+    now = max((r.now() for r in receivers), default=time.time())
+    windows, shares, down = [], [], []
+    for receiver in receivers:
+        store = receiver.store
+        try:
+            log = store.deliveries(receiver.ns, limit=store.log_size)
+        except StoreUnavailable:
+            down.append(receiver.name)
+            continue
+        window = charts.window(receiver.name, log, store.log_size, now)
+        windows.append(window)
+        shares.append((charts.secret_share(window, len(receiver.keys)), receiver))
+    buckets = charts.hourly(windows, now)
+    return {
+        "chart": charts.hourly_svg(buckets, label="Attempts per hour over the last 24 hours, by outcome"),
+        "totals": charts.totals(buckets),
+        "outcomes": charts.OUTCOMES,
+        "windows": windows,
+        "partial": [w for w in windows if w.partial],
+        "shares": [(share, charts.share_svg(share), receiver) for share, receiver in shares],
+        "log_down": down,
+        "now": now,
+    }
+
+
+# A delivery ----------------------------------------------------------------
+
+
+def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
+    name, id = args.get("receiver", ""), args.get("id", "")
+    receiver = _receivers().get(name)
+    if receiver is None:
+        raise NotShown(f"There is no receiver named {name!r}.", 404)
+    try:
+        delivery = receiver.hooks.inbox(_app()).get(id)
+    except StoreUnavailable:
+        raise NotShown(f"The store of receiver {name!r} is not answering; try again shortly.", 503) from None
+    if delivery is None:
+        raise NotShown(f"Receiver {name!r} keeps no delivery {id!r} (forgotten or past its retention).", 404)
+    return receiver, delivery
+
+
+def payload_text(delivery: Delivery) -> str:
+    """The body for the page: JSON pretty-printed with credential fields masked."""
+    if not delivery.body:
+        return ""
+    shown = delivery.shown_payload()
+    if shown is not None or delivery.body.strip() == b"null":
+        return json.dumps(shown, indent=2, ensure_ascii=False)
+    if delivery.masked:
+        return "(The body is not JSON, and this provider sends credentials in its body: not shown.)"
+    return delivery.body.decode("utf-8", "replace")
+
+
+def _done_notice(args: Mapping[str, str]) -> Notice | None:
+    done, result = args.get("done"), args.get("result")
+    if done == "replayed" and result in STATUSES:
+        if result == "failed":
+            return Notice("bad", "Replayed, and it failed again: the newest attempt below has the error.")
+        return Notice("ok", f"Replayed: the delivery is now {result}.")
+    if done == "in-flight":
+        return Notice(
+            "warn",
+            "Not replayed: a sender's retry or another replay is processing this delivery right now."
+            " Try again in a few seconds.",
+        )
+    return None
+
+
+@bp.get("/delivery")
+def delivery() -> ResponseReturnValue:
+    receiver, d = _find(request.args)
+    return render_template(
+        T + "delivery.html",
+        receiver=receiver,
+        d=d,
+        payload=payload_text(d),
+        notice=_done_notice(request.args),
+    )
+
+
+def _back(receiver: Receiver, d: Delivery, **args: Any) -> str:
+    return url_for(".delivery", receiver=receiver.name, id=d.id, **args)
+
+
+@bp.get("/delivery/<any(replay, forget):action>")
+def confirm(action: str) -> ResponseReturnValue:
+    """What replay or forget will do, and the form (with its token) that does it."""
+    receiver, d = _find(request.args)
+    return render_template(T + "confirm.html", action=action, receiver=receiver, d=d)
+
+
+@bp.post("/delivery/replay")
+def replay() -> ResponseReturnValue:
+    receiver, d = _find(request.form)
+    handlers = request.form.getlist("handler") or None
+    try:
+        after = receiver.hooks.inbox(_app()).replay(d.id, handlers=handlers)
+    except InFlight:
+        return redirect(_back(receiver, d, done="in-flight"), 303)
+    except LookupError:
+        return _message(f"Receiver {receiver.name!r} no longer keeps {d.id!r}.", 404)
+    except ValueError as exc:
+        return _message(f"Not replayed: {exc}.", 400)
+    except StoreUnavailable:
+        return _message("Not replayed: the store is not answering; try again shortly.", 503)
+    return redirect(_back(receiver, d, done="replayed", result=after.status), 303)
+
+
+@bp.post("/delivery/forget")
+def forget() -> ResponseReturnValue:
+    receiver, d = _find(request.form)
+    try:
+        gone = receiver.hooks.inbox(_app()).forget(d.id)
+    except StoreUnavailable:
+        return _message("Not forgotten: the store is not answering; try again shortly.", 503)
+    done = "forgotten" if gone else "gone"
+    return redirect(url_for(".index", done=done, subject=d.id), 303)

@@ -1,0 +1,171 @@
+"""A delivery's page, and replaying or forgetting it in two steps."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flask_hooks.inbox import Delivery
+from tests.dashboard.pages import token
+from tests.dashboard.shop import Shop
+
+FAILING = {"id": "ord_7", "type": "order.paid", "customer": {"name": "Ada", "email": "ada@example.com"}}
+PAGE = "/hooks/delivery?receiver=hooks&id=ord_7"
+
+
+@pytest.fixture
+def failed(shop: Shop) -> Shop:
+    shop.post(FAILING, **{"X-Request-Id": "req-77"})
+    return shop
+
+
+def act(client: Any, action: str, id: str = "ord_7", receiver: str = "hooks", **form: Any) -> Any:
+    confirm = client.get(f"/hooks/delivery/{action}?receiver={receiver}&id={id}")
+    assert confirm.status_code == 200
+    data = {"receiver": receiver, "id": id, "csrf_token": token(confirm), **form}
+    return client.post(f"/hooks/delivery/{action}", data=data)
+
+
+def test_the_page_shows_everything_an_operator_needs(failed: Shop) -> None:
+    page = failed.admin().get(PAGE)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="status">failed<' in html
+    assert "orders.save" in html and "billing.invoice" in html
+    assert html.index("succeeded") < html.index(
+        'billing.invoice</code></td><td><span class="status st-failed'
+    )
+    assert "Traceback (most recent call last)" in html
+    assert "KeyError: &#39;customer&#39;" in html
+    assert "X-Request-Id" in html and "req-77" in html
+    pretty = json.dumps(FAILING, indent=2).replace('"', "&#34;")
+    assert pretty in html
+    assert 'href="/hooks/delivery/replay?receiver=hooks&amp;id=ord_7"' in html
+    assert 'href="/hooks/delivery/forget?receiver=hooks&amp;id=ord_7"' in html
+
+
+def test_the_confirmation_explains_and_offers_handlers(failed: Shop) -> None:
+    page = failed.admin().get("/hooks/delivery/replay?receiver=hooks&id=ord_7")
+    html = page.get_data(as_text=True)
+    assert 'method="post" action="/hooks/delivery/replay"' in html
+    assert 'name="handler" value="billing.invoice"' in html
+    assert "Replay now" in html and "Cancel" in html
+
+
+def test_replay_after_the_fix_turns_it_received(failed: Shop) -> None:
+    failed.bug.fixed = True
+    client = failed.admin()
+    done = act(client, "replay")
+    assert done.status_code == 303
+    assert done.location == PAGE + "&done=replayed&result=received"
+    page = client.get(done.location)
+    assert b"Replayed: the delivery is now received." in page.data
+    assert b'id="status">received<' in page.data
+    assert failed.bug.calls == [("ord_7", False), ("ord_7", True)]
+    assert b"replayed" in page.data  # the new attempt
+
+
+def test_a_replay_that_fails_again_says_so(failed: Shop) -> None:
+    client = failed.admin()
+    done = act(client, "replay")
+    assert done.location.endswith("&done=replayed&result=failed")
+    page = client.get(done.location)
+    assert b"failed again" in page.data
+    assert page.get_data(as_text=True).count("Traceback (most recent call last)") == 2
+
+
+def test_replaying_chosen_handlers_reruns_exactly_those(failed: Shop) -> None:
+    failed.bug.fixed = True
+    client = failed.admin()
+    act(client, "replay")
+    assert act(client, "replay", handler=["billing.invoice"]).status_code == 303
+    assert [c[1] for c in failed.bug.calls] == [False, True, True]
+    unknown = act(client, "replay", handler=["nope"])
+    assert unknown.status_code == 400
+    assert b"no handler" in unknown.data
+
+
+def test_a_replay_while_the_delivery_is_in_flight(failed: Shop) -> None:
+    receiver = failed.hooks.receiver(failed.app)
+    client = failed.admin()
+    confirm = client.get("/hooks/delivery/replay?receiver=hooks&id=ord_7")
+    claim = receiver.store.reopen(receiver.ns, "ord_7", now=receiver.now(), lease=60)  # a retry holds it
+    assert claim.state == "new"
+    done = client.post(
+        "/hooks/delivery/replay", data={"receiver": "hooks", "id": "ord_7", "csrf_token": token(confirm)}
+    )
+    assert done.status_code == 303 and done.location.endswith("&done=in-flight")
+    assert b"Not replayed" in client.get(done.location).data
+    assert failed.bug.calls == [("ord_7", False)]
+
+
+def test_forget_removes_it_and_says_so(failed: Shop) -> None:
+    client = failed.admin()
+    page = client.get("/hooks/delivery/forget?receiver=hooks&id=ord_7")
+    assert b"cannot be undone" in page.data
+    done = act(client, "forget")
+    assert done.status_code == 303
+    assert done.location == "/hooks/?done=forgotten&subject=ord_7"
+    listing = client.get(done.location)
+    assert b"Forgot &#39;ord_7&#39;" in listing.data
+    assert failed.hooks.inbox(failed.app).get("ord_7") is None
+    assert client.get(PAGE).status_code == 404
+    # The sender's next redelivery is processed afresh.
+    failed.bug.fixed = True
+    assert failed.post(FAILING).get_json() == {"status": "received"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/hooks/delivery?receiver=hooks&id=never",
+        "/hooks/delivery?receiver=nobody&id=ord_7",
+        "/hooks/delivery?id=ord_7",
+        "/hooks/delivery/replay?receiver=hooks&id=never",
+        "/hooks/delivery/forget?receiver=nobody&id=ord_7",
+    ],
+)
+def test_unknown_deliveries_and_receivers_are_404s(failed: Shop, path: str) -> None:
+    answer = failed.admin().get(path)
+    assert answer.status_code == 404
+    assert b"Back to the deliveries" in answer.data
+
+
+def test_posting_for_an_unknown_delivery_is_a_404(failed: Shop) -> None:
+    client = failed.admin()
+    good = token(client.get("/hooks/delivery/replay?receiver=hooks&id=ord_7"))
+    for action in ("replay", "forget"):
+        answer = client.post(
+            f"/hooks/delivery/{action}", data={"receiver": "hooks", "id": "x", "csrf_token": good}
+        )
+        assert answer.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "query", ["done=replayed&result=<b>pwned</b>", "done=whatever", "done=replayed", "result=received"]
+)
+def test_only_known_messages_are_shown(failed: Shop, query: str) -> None:
+    page = failed.admin().get(f"{PAGE}&{query}")
+    assert page.status_code == 200
+    assert b'id="notice"' not in page.data
+    assert b"pwned" not in page.data
+
+
+def _delivery(body: bytes, masked: tuple[str, ...] = ()) -> Delivery:
+    return Delivery("d", "t", "received", body, (), 0.0, 0, {}, (), "hooks", masked)
+
+
+def test_payload_text() -> None:
+    from flask_hooks.dashboard.views import payload_text
+
+    assert payload_text(_delivery(b'{"a":[1,2]}')) == '{\n  "a": [\n    1,\n    2\n  ]\n}'
+    assert (
+        payload_text(_delivery(b'{"secret":"s","b":1}', ("secret",)))
+        == '{\n  "secret": "[redacted]",\n  "b": 1\n}'
+    )
+    assert payload_text(_delivery(b"null")) == "null"
+    assert payload_text(_delivery(b"")) == ""
+    assert payload_text(_delivery(b"a=1&b=\xff")) == "a=1&b=\ufffd"
+    assert "not shown" in payload_text(_delivery(b"secret=s", ("secret",)))

@@ -1,0 +1,131 @@
+"""Every byte from a sender is text: a hostile delivery renders as data, never as markup."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tests.dashboard.pages import Page
+from tests.dashboard.shop import HOSTILE, HOSTILE_ID, Shop
+
+RAW = ("<script", "<img", "<svg onload")
+
+
+@pytest.fixture
+def hostile(shop: Shop) -> Shop:
+    shop.post(HOSTILE, **{"X-Note": "<script>window.pwned=1</script>", "X-Link": "javascript:window.pwned=1"})
+    return shop
+
+
+def pages(shop: Shop) -> dict[str, Any]:
+    client = shop.admin()
+    q = f"receiver=hooks&id={quote(HOSTILE_ID)}"
+    return {
+        "list": client.get("/hooks/"),
+        "filtered": client.get(f"/hooks/?type={quote(HOSTILE['type'])}&id={quote(HOSTILE_ID)}"),
+        "delivery": client.get(f"/hooks/delivery?{q}"),
+        "replay": client.get(f"/hooks/delivery/replay?{q}"),
+        "forget": client.get(f"/hooks/delivery/forget?{q}"),
+        "missing": client.get("/hooks/delivery?receiver=hooks&id=%3Cscript%3Ewindow.pwned=1%3C/script%3E"),
+        "bad filter": client.get("/hooks/?receiver=%3Cscript%3E"),
+    }
+
+
+def test_a_hostile_delivery_renders_as_text_everywhere(hostile: Shop) -> None:
+    for name, page in pages(hostile).items():
+        html = page.get_data(as_text=True)
+        body = html.split("<body>", 1)[1]
+        for raw in RAW:
+            assert raw not in body.replace("<svg xmlns", "<svg-chart"), (name, raw)
+        parsed = Page(html)
+        assert "script" not in parsed.tags, name
+        assert set(parsed.tags) <= {
+            "html",
+            "head",
+            "meta",
+            "title",
+            "link",
+            "body",
+            "header",
+            "a",
+            "span",
+            "main",
+            "p",
+            "form",
+            "label",
+            "select",
+            "option",
+            "input",
+            "button",
+            "section",
+            "figure",
+            "figcaption",
+            "svg",
+            "line",
+            "text",
+            "g",
+            "rect",
+            "ul",
+            "li",
+            "b",
+            "h1",
+            "h2",
+            "h3",
+            "div",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+            "code",
+            "time",
+            "nav",
+            "dl",
+            "dt",
+            "dd",
+            "details",
+            "summary",
+            "pre",
+            "fieldset",
+            "legend",
+        }, name
+        assert parsed.handlers == [], name
+        assert parsed.styles == [], name  # no inline style: the CSP would refuse it
+        for url in parsed.urls:
+            assert url.startswith(("/", "data:,")), (name, url)
+
+
+def test_the_hostile_values_are_shown_escaped(hostile: Shop) -> None:
+    found = pages(hostile)
+    delivery = found["delivery"].get_data(as_text=True)
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in delivery  # payload and header
+    assert "javascript:window.pwned=1" in delivery  # as text, never in an attribute
+    assert "&#34;&gt;&lt;img src=x onerror=&#34;window.pwned=1&#34;&gt;" in delivery  # the id
+    assert "order.&lt;script&gt;" in found["list"].get_data(as_text=True)
+    assert found["filtered"].get_data(as_text=True).count('class="delivery-link"') == 1
+    confirm = found["replay"].get_data(as_text=True)
+    assert 'name="id" value="&#34;&gt;&lt;img src=x onerror=&#34;window.pwned=1&#34;&gt;"' in confirm
+    assert found["missing"].status_code == 404
+    assert found["bad filter"].status_code == 400
+
+
+def test_the_hostile_delivery_can_be_replayed_and_forgotten(hostile: Shop) -> None:
+    from tests.dashboard.pages import token
+
+    client = hostile.admin()
+    q = f"receiver=hooks&id={quote(HOSTILE_ID)}"
+    done = client.post(
+        "/hooks/delivery/forget",
+        data={
+            "receiver": "hooks",
+            "id": HOSTILE_ID,
+            "csrf_token": token(client.get(f"/hooks/delivery/forget?{q}")),
+        },
+    )
+    assert done.status_code == 303
+    assert hostile.hooks.inbox(hostile.app).get(HOSTILE_ID) is None
+    notice = client.get(done.location).get_data(as_text=True)
+    assert "&lt;img" in notice and "<img" not in notice
