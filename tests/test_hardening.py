@@ -352,3 +352,21 @@ def test_flask_wtf_csrf_protect_leaves_deliveries_alone(tmp_path: Any, order: st
     assert generic_post(client, PAYLOAD).get_json() == {"got": "evt_1"}
     assert generic_post(client, PAYLOAD, url="/webhooks/").get_json() == {"got": "evt_1"}
     assert client.post("/form").status_code == 400  # everything else is still protected
+
+
+def test_other_methods_get_a_json_405_unless_the_app_serves_them(tmp_path: Any) -> None:
+    app = Flask("methods", instance_path=str(tmp_path))
+    app.config["HOOKS_SECRET"] = SECRET
+    app.add_url_rule("/webhooks", "docs", lambda: "how to send us webhooks")
+    Hooks(app, store="memory://")
+    client = app.test_client()
+    assert client.get("/webhooks").data == b"how to send us webhooks"
+    for method in ("PUT", "PATCH", "DELETE"):
+        for path in ("/webhooks", "/webhooks/"):
+            response = client.open(path, method=method)
+            assert (response.status_code, response.headers["Allow"]) == (405, "POST")
+            assert response.get_json() == {"status": "method not allowed", "reason": "deliveries are POSTed"}
+    bare = Flask("bare", instance_path=str(tmp_path))
+    bare.config["HOOKS_SECRET"] = SECRET
+    Hooks(bare, store="memory://")
+    assert bare.test_client().get("/webhooks/").get_json()["status"] == "method not allowed"
