@@ -1,11 +1,10 @@
 """``flask hooks ...``: inspect receivers, forge deliveries, read the log.
 
-``send`` plays the provider's "send test event" button against a running
-server: it signs with the receiver's own provider and newest secret, so
-what it posts is exactly what the real sender would. The inbox commands
-(``show``, ``replay``, ``forget``, ``purge``) live in
-:mod:`flask_hooks.inbox_cli`, on the same group; the helpers they share
-(picking receivers, durations, printing untrusted text) are here.
+``send`` (:mod:`flask_hooks.send_cli`) plays the provider's "send test
+event" button against a running server. The inbox commands (``show``,
+``replay``, ``forget``, ``purge``) live in :mod:`flask_hooks.inbox_cli`,
+on the same group; the helpers they share (picking receivers, durations,
+printing untrusted text) are here.
 """
 
 from __future__ import annotations
@@ -13,28 +12,18 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
-from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .core.errors import HookError, StoreUnavailable
+from .core.errors import StoreUnavailable
 from .core.inbox import type_matches
-from .core.providers.base import Outgoing
 from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
 from .inbox import MASK
 
 cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.")
-
-DEFAULT_SERVER = "http://127.0.0.1:5000"
-
 
 def current_app_object() -> Flask:
     """The app itself (not the proxy): what ``hooks.inbox(app)`` takes."""
@@ -99,94 +88,6 @@ def routes_command() -> None:
         for route in routes:
             deferred = "  [deferred]" if route.defer is not None else ""
             click.echo(f"    {route.name}  <-  {', '.join(route.patterns)}{deferred}")
-
-
-def load_data(data: str | None) -> Any:
-    """``--data``: inline JSON, or ``@path`` to a JSON file."""
-    if data is None:
-        return {}
-    where = "--data"
-    text = data
-    if data.startswith("@"):
-        path = Path(data[1:])
-        where = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise click.BadParameter(f"cannot read {path}: {reason}", param_hint="--data") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{where} is not valid JSON: {exc}", param_hint="--data") from None
-
-
-def target_url(receiver: Receiver, url: str | None) -> str:
-    """``--url`` as given, or the receiver's path on it when it names only a server."""
-    base = url or DEFAULT_SERVER
-    parts = urllib.parse.urlsplit(base)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise click.BadParameter(f"{base!r} is not an http(s) URL", param_hint="--url")
-    if parts.path in {"", "/"}:
-        return base.rstrip("/") + receiver.settings.url
-    return base
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Senders do not follow redirects, so neither does ``send``: a 3xx is the answer."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-@cli.command("send")
-@click.argument("type")
-@click.option("--data", "data", metavar="JSON|@FILE", help="The payload: inline JSON or @path to a file.")
-@click.option("--receiver", "receiver_name", metavar="NAME", help="Which receiver (if the app has several).")
-@click.option("--url", metavar="URL", help=f"Server or full URL to post to (default {DEFAULT_SERVER}).")
-@click.option("--id", "delivery_id", metavar="ID", help="Delivery id (default: a fresh one).")
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for an answer.")
-def send_command(
-    type: str,
-    data: str | None,
-    receiver_name: str | None,
-    url: str | None,
-    delivery_id: str | None,
-    timeout: float,
-) -> None:
-    """POST a correctly signed TYPE delivery to a running server.
-
-    Signs with the receiver's provider and its newest secret, like the
-    provider's "send test event" button. Prints the status and body;
-    exits 1 when the answer is not 2xx. Reuse --id to see deduplication.
-    """
-    payload = load_data(data)
-    receiver = pick_receiver(current_state(), receiver_name)
-    target = target_url(receiver, url)
-    delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
-    key = receiver.keys[0] if receiver.keys else b""
-    try:
-        signed = receiver.provider.sign(Outgoing(type, payload, delivery_id, int(receiver.now())), key)
-    except (HookError, ValueError, TypeError) as exc:
-        raise click.ClickException(f"{receiver.provider.name} cannot sign this delivery: {exc}") from None
-    request = urllib.request.Request(target, data=signed.body, headers=signed.headers, method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise click.ClickException(
-            f"could not reach {target}: {reason}. Is the app running (flask run) and is --url right?"
-        ) from None
-    click.echo(f"POST {target}  id={delivery_id}  type={type}")
-    click.echo(f"{status}  {body.decode('utf-8', 'replace').rstrip()}")
-    if not 200 <= status < 300:
-        raise SystemExit(1)
 
 
 # Durations, times and untrusted text -------------------------------------------
@@ -390,5 +291,6 @@ def deliveries_command(
         click.echo("  ".join([*cells, line[-1]]).rstrip())
 
 
-# show, replay, forget and purge register themselves on ``cli``.
+# send, show, replay, forget and purge register themselves on ``cli``.
 from . import inbox_cli as inbox_cli  # noqa: E402
+from . import send_cli as send_cli  # noqa: E402

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask, redirect
 
 from flask_hooks import Event, Hooks
@@ -94,7 +95,7 @@ def test_send_uses_the_chosen_receivers_provider_and_secret(make_app: MakeApp, s
     result = run(app, "send", "invoice.paid", "--receiver", "billing", "--url", base, "--id", "in_1")
     assert result.exit_code == 0, result.stderr
     assert f"POST {base}/webhooks/billing" in result.stdout
-    assert '{"billed":"in_1"}' in result.stdout
+    assert '{"billed": "in_1"}' in result.stdout
 
 
 def test_send_reads_a_payload_file_and_accepts_a_full_url(
@@ -313,3 +314,48 @@ def test_commands_explain_a_missing_init_app(tmp_path: Path) -> None:
     result = run(app, "routes")
     assert result.exit_code == 1
     assert "Did you forget to call 'init_app'" in result.stderr
+
+
+def test_send_signs_with_an_older_or_a_wrong_secret(make_app: MakeApp, serve: Serve) -> None:
+    hooks = Hooks(secret=["new-secret", "old-secret"])
+    indexes: list[int] = []
+    hooks.on("*")(lambda event: indexes.append(event.secret_index))
+    app = make_app(hooks)
+    base = serve(app)
+    old = run(app, "send", "a.b", "--url", base, "--secret-index", "1")
+    assert old.exit_code == 0, old.stderr
+    forged = run(app, "send", "a.b", "--url", base, "--secret", "not-ours")
+    assert forged.exit_code == 1 and "401" in forged.stdout
+    assert indexes == [1]
+    beyond = run(app, "send", "a.b", "--url", base, "--secret-index", "2")
+    assert beyond.exit_code == 2 and "has 2 secret(s); use 0 to 1" in beyond.stderr
+    both = run(app, "send", "a.b", "--url", base, "--secret-index", "0", "--secret", "x")
+    assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_send_prints_the_id_the_receiver_dedupes_on_and_says_duplicate(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    from flask_hooks.providers import Narada
+
+    hooks = Hooks(provider=Narada(token="tok"))
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    base = serve(app)
+    first = run(app, "send", "success", "--url", base, "--id", "req_1")
+    assert first.exit_code == 0, first.stderr
+    assert "id=req_1:success" in first.stdout
+    again = run(app, "send", "success", "--url", base, "--id", "req_1")
+    assert again.stdout.splitlines()[-1].startswith("(a duplicate")
+
+
+def test_send_defaults_to_the_port_flask_run_uses(make_app: MakeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask_hooks.send_cli import default_server
+
+    monkeypatch.setenv("FLASK_RUN_PORT", "8123")
+    assert default_server() == "http://127.0.0.1:8123"
+    monkeypatch.setenv("FLASK_RUN_HOST", "0.0.0.0")
+    assert default_server() == "http://127.0.0.1:8123"
+    monkeypatch.delenv("FLASK_RUN_PORT")
+    monkeypatch.delenv("FLASK_RUN_HOST")
+    assert default_server() == "http://127.0.0.1:5000"

@@ -485,7 +485,10 @@ def test_a_handler_bug_the_fix_the_replay(make_app: MakeApp, serve: Callable[[Fl
     # 4. The sender's own retry arrives later: a duplicate, nothing runs twice.
     retry = run(shop.app, "send", "payment.succeeded", "--url", base, "--id", "evt_42", "--data", data)
     assert retry.exit_code == 0
-    assert retry.stdout.splitlines()[-1] == '200  {"status": "duplicate"}'
+    assert retry.stdout.splitlines()[-2:] == [
+        '200  {"status": "duplicate"}',
+        "(a duplicate: the receiver had already processed this id; nothing ran again)",
+    ]
     assert shop.booked == ["evt_42"] and shop.invoiced == [("evt_42", True)]
     attempts = json.loads(run(shop.app, "show", "evt_42", "--json").stdout)["attempts"]
     assert [a["outcome"] for a in attempts] == ["error", "replayed", "duplicate"]

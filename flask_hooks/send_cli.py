@@ -1,0 +1,164 @@
+"""``flask hooks send``: the provider's "send test event" button, from the shell.
+
+It signs with the receiver's own provider, so what it posts is exactly
+what the real sender would; ``--secret-index`` signs with an older secret
+(is the rotation still accepted?) and ``--secret`` with any other one
+(is a forgery refused?).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import cli, current_state, pick_receiver
+from .core.errors import HookError
+from .core.event import Headers
+from .core.providers.base import Outgoing
+from .extension import Receiver
+
+
+def default_server() -> str:
+    """Where ``flask run`` listens: ``FLASK_RUN_PORT`` (and host), else port 5000."""
+    host = os.environ.get("FLASK_RUN_HOST") or "127.0.0.1"
+    if host in {"0.0.0.0", "::"}:
+        host = "127.0.0.1"
+    port = os.environ.get("FLASK_RUN_PORT") or "5000"
+    return f"http://{host}:{port}"
+
+
+def load_data(data: str | None) -> Any:
+    """``--data``: inline JSON, or ``@path`` to a JSON file."""
+    if data is None:
+        return {}
+    where = "--data"
+    text = data
+    if data.startswith("@"):
+        path = Path(data[1:])
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise click.BadParameter(f"cannot read {path}: {reason}", param_hint="--data") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{where} is not valid JSON: {exc}", param_hint="--data") from None
+
+
+def target_url(receiver: Receiver, url: str | None) -> str:
+    """``--url`` as given, or the receiver's path on it when it names only a server."""
+    base = url or default_server()
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise click.BadParameter(f"{base!r} is not an http(s) URL", param_hint="--url")
+    if parts.path in {"", "/"}:
+        return base.rstrip("/") + receiver.settings.url
+    return base
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Senders do not follow redirects, so neither does ``send``: a 3xx is the answer."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+@cli.command("send")
+@click.argument("type")
+@click.option("--data", "data", metavar="JSON|@FILE", help="The payload: inline JSON or @path to a file.")
+@click.option("--receiver", "receiver_name", metavar="NAME", help="Which receiver (if the app has several).")
+@click.option(
+    "--url", metavar="URL", help="Server or full URL to post to (default: FLASK_RUN_PORT, or 5000)."
+)
+@click.option("--id", "delivery_id", metavar="ID", help="Delivery id (default: a fresh one).")
+@click.option(
+    "--secret-index",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Sign with the Nth configured secret (0: newest).",
+)
+@click.option(
+    "--secret", "other_secret", metavar="SECRET", help="Sign with this secret instead (try a forgery)."
+)
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for an answer.")
+def send_command(
+    type: str,
+    data: str | None,
+    receiver_name: str | None,
+    url: str | None,
+    delivery_id: str | None,
+    secret_index: int | None,
+    other_secret: str | None,
+    timeout: float,
+) -> None:
+    """POST a correctly signed TYPE delivery to a running server.
+
+    Signs with the receiver's provider and its newest secret, like the
+    provider's "send test event" button. Prints the id the receiver will
+    dedupe on, the status and the body; exits 1 when the answer is not 2xx.
+    Reuse --id to see deduplication.
+    """
+    payload = load_data(data)
+    receiver = pick_receiver(current_state(), receiver_name)
+    target = target_url(receiver, url)
+    delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
+    key = _key(receiver, secret_index, other_secret)
+    try:
+        signed = receiver.provider.sign(Outgoing(type, payload, delivery_id, int(receiver.now())), key)
+        seen_as = receiver.provider.parse(Headers(signed.headers), signed.body).id
+    except (HookError, ValueError, TypeError) as exc:
+        raise click.ClickException(f"{receiver.provider.name} cannot sign this delivery: {exc}") from None
+    request = urllib.request.Request(target, data=signed.body, headers=signed.headers, method="POST")
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise click.ClickException(
+            f"could not reach {target}: {reason}. Is the app running (flask run) and is --url right?"
+        ) from None
+    click.echo(f"POST {target}  id={seen_as}  type={type}")
+    click.echo(f"{status}  {body.decode('utf-8', 'replace').rstrip()}")
+    if _is_duplicate(body):
+        click.echo("(a duplicate: the receiver had already processed this id; nothing ran again)")
+    if not 200 <= status < 300:
+        raise SystemExit(1)
+
+
+def _key(receiver: Receiver, index: int | None, secret: str | None) -> Any:
+    if index is not None and secret is not None:
+        raise click.UsageError("give --secret-index or --secret, not both")
+    if secret is not None:
+        try:
+            return receiver.provider.keys([secret])[0]
+        except HookError as exc:
+            raise click.BadParameter(exc.reason, param_hint="--secret") from None
+    if not receiver.keys:
+        return b""
+    position, count = index or 0, len(receiver.keys)
+    if position >= count:
+        message = f"receiver {receiver.name!r} has {count} secret(s); use 0 to {count - 1}"
+        raise click.BadParameter(message, param_hint="--secret-index")
+    return receiver.keys[position]
+
+
+def _is_duplicate(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body) == {"status": "duplicate"})
+    except ValueError:
+        return False
