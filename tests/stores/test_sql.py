@@ -1,0 +1,417 @@
+"""``SqlStore`` beyond the contracts: atomic handlers, Flask-SQLAlchemy, outages, the schema.
+
+Every test that takes ``url`` runs on a real PostgreSQL (``tests/postgres.py``)
+and on SQLite through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import QueuePool
+
+from flask_hooks import Event, Hooks
+from flask_hooks.core.errors import LeaseLost, StoreUnavailable
+from flask_hooks.core.store import Reply
+from flask_hooks.stores.sql import SqlStore, connection, metadata
+from tests.conftest import generic_post
+from tests.postgres import PostgresServer, pg_url, postgres  # noqa: F401 - fixtures
+
+T0 = 1_700_000_000.0
+LEASE, TTL = 30.0, 3600.0
+NS = "app:hooks"
+REPLY = Reply(200, b'{"booked": true}')
+
+#: The handler's own table, in the app's database beside the store's.
+app_metadata = sa.MetaData()
+booked = sa.Table("booked", app_metadata, sa.Column("event", sa.Text, nullable=False))
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    pg: str = request.getfixturevalue("pg_url")
+    return pg
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(url)
+    app_metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def rows(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(booked.c.event)).scalars())
+
+
+def book(event: str) -> Callable[[], Reply]:
+    """An atomic handler body: a row in the app's table, through the store's transaction."""
+
+    def run() -> Reply:
+        connection().execute(booked.insert().values(event=event))
+        return REPLY
+
+    return run
+
+
+# atomic() with an Engine --------------------------------------------------------------
+
+
+def test_atomic_commits_the_handlers_rows_with_its_mark(engine: sa.Engine) -> None:
+    store = SqlStore(engine)
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    assert store.atomic(NS, "evt_1", claim.token, "billing.book", book("evt_1"), now=T0) == REPLY
+    assert rows(engine) == ["evt_1"]
+    store.release(NS, "evt_1", claim.token, now=T0 + 1)  # a later handler failed
+    retry = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+    assert dict(retry.handlers) == {"billing.book": REPLY}  # so the retry skips it
+
+
+def test_atomic_rolls_back_the_rows_and_the_mark_when_the_handler_raises(engine: sa.Engine) -> None:
+    store = SqlStore(engine)
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+    def failing() -> Reply:
+        book("evt_1")()
+        raise Boom("after the write")
+
+    with pytest.raises(Boom):
+        store.atomic(NS, "evt_1", claim.token, "billing.book", failing, now=T0)
+    assert rows(engine) == []
+    store.release(NS, "evt_1", claim.token, now=T0 + 1)
+    retry = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+    assert dict(retry.handlers) == {}
+    assert store.atomic(NS, "evt_1", retry.token, "billing.book", book("evt_1"), now=T0 + 2) == REPLY
+    assert rows(engine) == ["evt_1"]
+
+
+def test_atomic_rolls_back_when_the_claim_was_taken_over_before_it_ran(engine: sa.Engine) -> None:
+    store = SqlStore(engine)
+    old = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    new = store.claim(NS, "evt_1", now=T0 + LEASE + 1, lease=LEASE, ttl=TTL)  # the lease ran out
+    with pytest.raises(LeaseLost):
+        store.atomic(NS, "evt_1", old.token, "billing.book", book("old"), now=T0 + LEASE + 2)
+    store.atomic(NS, "evt_1", new.token, "billing.book", book("new"), now=T0 + LEASE + 3)
+    assert rows(engine) == ["new"]
+
+
+def test_atomic_rolls_back_when_the_claim_is_taken_over_while_it_runs(pg_url: str) -> None:  # noqa: F811
+    """PostgreSQL: the takeover commits while the first handler's transaction is open."""
+    engine = sa.create_engine(pg_url)
+    app_metadata.create_all(engine)
+    store = SqlStore(engine)
+    try:
+        old = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        taken: list[str] = []
+
+        def slow() -> Reply:
+            book("old")()
+            # Meanwhile the lease runs out; another worker claims and handles the delivery.
+            new = store.claim(NS, "evt_1", now=T0 + LEASE + 1, lease=LEASE, ttl=TTL)
+            assert new.state == "new"
+            store.atomic(NS, "evt_1", new.token, "billing.book", book("new"), now=T0 + LEASE + 2)
+            taken.append(new.token)
+            return REPLY
+
+        with pytest.raises(LeaseLost):
+            store.atomic(NS, "evt_1", old.token, "billing.book", slow, now=T0)
+        assert rows(engine) == ["new"]  # exactly one commit of the handler's rows
+        store.complete(NS, "evt_1", taken[0], outcome="received", reply=None, now=T0 + LEASE + 3, ttl=TTL)
+    finally:
+        engine.dispose()
+
+
+def test_connection_outside_an_atomic_handler_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="atomic=True"):
+        connection()
+
+
+# Flask-SQLAlchemy: db.session is the transaction ----------------------------------------
+
+
+def make_db(app: Flask) -> tuple[SQLAlchemy, Any]:
+    class Base(DeclarativeBase):
+        pass
+
+    db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+
+    class Booking(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "bookings"
+        n: Mapped[int] = mapped_column(primary_key=True)
+        event: Mapped[str]
+
+    db.init_app(app)
+    with app.app_context():
+        db.create_all()
+    return db, Booking
+
+
+@pytest.fixture
+def flask_db(url: str, tmp_path: Path) -> Iterator[tuple[Flask, SQLAlchemy, Any]]:
+    app = Flask("sql_test", instance_path=str(tmp_path / "instance"))
+    app.config.update(SQLALCHEMY_DATABASE_URI=url, TESTING=True)
+    db, model = make_db(app)
+    try:
+        yield app, db, model
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_db_session_writes_commit_with_the_mark_or_not_at_all(
+    flask_db: tuple[Flask, SQLAlchemy, Any],
+) -> None:
+    app, db, Booking = flask_db
+    store = SqlStore(db)
+    with app.app_context():
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+        def failing() -> Reply:
+            db.session.add(Booking(event="evt_1"))
+            db.session.flush()
+            raise Boom()
+
+        with pytest.raises(Boom):
+            store.atomic(NS, "evt_1", claim.token, "billing.book", failing, now=T0)
+        assert db.session.scalars(sa.select(Booking.event)).all() == []  # the session is usable again
+
+        def booking() -> Reply:
+            db.session.add(Booking(event="evt_1"))  # flushed by the store, committed with the mark
+            assert connection() is db.session.connection()
+            return REPLY
+
+        assert store.atomic(NS, "evt_1", claim.token, "billing.book", booking, now=T0) == REPLY
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=REPLY, now=T0, ttl=TTL)
+    with app.app_context():
+        assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
+        assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+
+
+def test_db_session_writes_roll_back_when_the_lease_was_lost(flask_db: tuple[Flask, SQLAlchemy, Any]) -> None:
+    app, db, Booking = flask_db
+    store = SqlStore(db)
+    with app.app_context():
+        old = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        store.claim(NS, "evt_1", now=T0 + LEASE + 1, lease=LEASE, ttl=TTL)
+
+        def booking() -> Reply:
+            db.session.add(Booking(event="old"))
+            return REPLY
+
+        with pytest.raises(LeaseLost):
+            store.atomic(NS, "evt_1", old.token, "billing.book", booking, now=T0 + LEASE + 2)
+        assert db.session.scalars(sa.select(Booking.event)).all() == []
+
+
+def test_db_store_renews_from_a_thread_without_an_app_context(
+    flask_db: tuple[Flask, SQLAlchemy, Any],
+) -> None:
+    """The lease keeper renews from its own thread, where ``db.engine`` cannot be read."""
+    app, db, _ = flask_db
+    store = SqlStore(db)
+    with app.app_context():
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    errors: list[BaseException] = []
+
+    def renew() -> None:
+        try:
+            store.renew(NS, "evt_1", claim.token, now=T0 + 20, lease=LEASE)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=renew)
+    thread.start()
+    thread.join(10)
+    assert errors == []
+    with app.app_context():
+        assert store.claim(NS, "evt_1", now=T0 + LEASE + 5, lease=LEASE, ttl=TTL).state == "inflight"
+
+
+def test_atomic_handlers_through_the_receiver(flask_db: tuple[Flask, SQLAlchemy, Any]) -> None:
+    app, db, Booking = flask_db
+    app.config["HOOKS_SECRET"] = "whsec-test-secret"
+    hooks = Hooks(store=SqlStore(db))
+    failures = [Boom("first attempt")]
+
+    @hooks.on("order", atomic=True)
+    def book_order(event: Event) -> dict[str, str]:
+        db.session.add(Booking(event=event.id))
+        if failures:
+            raise failures.pop()
+        return {"booked": event.id}
+
+    hooks.init_app(app)
+    client = app.test_client()
+    delivery = {"id": "evt_1", "type": "order.paid"}
+    assert generic_post(client, delivery).status_code == 500
+    first = generic_post(client, delivery)
+    assert (first.status_code, first.json) == (200, {"booked": "evt_1"})
+    assert generic_post(client, delivery).json == {"booked": "evt_1"}  # the recorded reply
+    with app.app_context():
+        assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
+
+
+# Races, outages and bounded waits --------------------------------------------------------
+
+
+def test_concurrent_claims_give_each_delivery_to_one_caller(url: str) -> None:
+    store = SqlStore(url)
+    ids = [f"evt_{n}" for n in range(40)]
+    try:
+        store.deliveries(NS)  # create the tables first: the race is for the rows
+
+        def claim_all(_: int) -> list[str]:
+            return [id for id in ids if store.claim(NS, id, now=T0, lease=LEASE, ttl=TTL).state == "new"]
+
+        with ThreadPoolExecutor(6) as pool:
+            won = [id for ids_won in pool.map(claim_all, range(6)) for id in ids_won]
+        assert sorted(won) == sorted(ids)
+    finally:
+        store.close()
+
+
+def test_postgres_stopped_is_unavailable_then_the_same_store_recovers(
+    postgres: PostgresServer,  # noqa: F811
+    pg_url: str,  # noqa: F811
+) -> None:
+    store = SqlStore(pg_url, timeout=1.0)
+    try:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        postgres.stop()
+        try:
+            started = time.monotonic()
+            for call in (
+                lambda: store.claim(NS, "evt_2", now=T0, lease=LEASE, ttl=TTL),
+                lambda: store.complete(
+                    NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=TTL
+                ),
+                lambda: store.release(NS, "evt_1", claim.token, now=T0),
+                lambda: store.atomic(NS, "evt_1", claim.token, "h", lambda: None, now=T0),
+                lambda: store.deliveries(NS),
+                lambda: store.query(NS, now=T0),
+            ):
+                with pytest.raises(StoreUnavailable):
+                    call()
+            assert time.monotonic() - started < 10
+        finally:
+            postgres.start()
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0 + 1, ttl=TTL)
+        assert store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL).state == "done"
+        assert store.claim(NS, "evt_2", now=T0 + 2, lease=LEASE, ttl=TTL).state == "new"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["url", "engine"])
+def test_a_row_locked_elsewhere_is_a_bounded_wait_on_postgres(pg_url: str, given: bool) -> None:  # noqa: F811
+    engine = sa.create_engine(pg_url)
+    store = SqlStore(engine, timeout=0.3) if given else SqlStore(pg_url, timeout=0.3)
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
+        with engine.connect() as foreign:  # another program holds the row
+            foreign.execute(sa.text("SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"))
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
+            assert time.monotonic() - started < 3
+            foreign.rollback()
+        assert store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL).state == "new"
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_sqlite_locked_elsewhere_is_a_bounded_wait(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite3"
+    store = SqlStore(f"sqlite:///{path}", timeout=0.2)
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        import sqlite3
+
+        foreign = sqlite3.connect(path, isolation_level=None)
+        foreign.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailable):
+                store.claim(NS, "evt_2", now=T0, lease=LEASE, ttl=TTL)
+        finally:
+            foreign.execute("ROLLBACK")
+            foreign.close()
+        assert store.claim(NS, "evt_2", now=T0, lease=LEASE, ttl=TTL).state == "new"
+    finally:
+        store.close()
+
+
+# The schema and the engine ------------------------------------------------------------------
+
+
+def test_metadata_has_the_tables_and_indexes_and_they_are_created_on_first_use(url: str) -> None:
+    assert set(metadata.tables) == {"flask_hooks_deliveries", "flask_hooks_log"}
+    indexes = {
+        "flask_hooks_deliveries_retention": ["retained_until"],
+        "flask_hooks_deliveries_received": ["ns", "received_at", "id"],
+        "flask_hooks_deliveries_status": ["ns", "status", "received_at"],
+        "flask_hooks_log_ns": ["ns", "seq"],
+    }
+    declared = {i.name: [c.name for c in i.columns] for t in metadata.tables.values() for i in t.indexes}
+    assert declared == indexes
+    store = SqlStore(url)
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        inspector = sa.inspect(store.engine)
+        assert {"flask_hooks_deliveries", "flask_hooks_log"} <= set(inspector.get_table_names())
+        found = {i["name"] for name in metadata.tables for i in inspector.get_indexes(name)}
+        assert set(indexes) <= found
+    finally:
+        store.close()
+    again = SqlStore(url)  # an existing schema is kept as it is
+    try:
+        assert again.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "inflight"
+    finally:
+        again.close()
+
+
+def test_close_disposes_only_an_engine_the_store_built(url: str) -> None:
+    given = sa.create_engine(url)
+    try:
+        store = SqlStore(given)
+        store.deliveries(NS)
+        store.close()
+        assert cast(QueuePool, given.pool).checkedin() == 1  # the app's pool is untouched
+        owned = SqlStore(url)
+        owned.deliveries(NS)
+        pool = owned.engine.pool
+        owned.close()
+        assert cast(QueuePool, pool).checkedin() == 0
+    finally:
+        given.dispose()
+
+
+def test_urls_and_what_is_refused() -> None:
+    for url in ("postgresql://user:secret@127.0.0.1:1/db", "postgres://user:secret@127.0.0.1:1/db"):
+        store = SqlStore(url)
+        assert "secret" not in repr(store)
+        assert store.engine.dialect.driver in ("psycopg", "psycopg2")
+    with pytest.raises(TypeError):
+        SqlStore(42)
+    with pytest.raises(ValueError):
+        SqlStore("sqlite:///x.sqlite3", timeout=0)
