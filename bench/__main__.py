@@ -1,6 +1,7 @@
 """``python -m bench [section ...]``: run, print the table, write ``bench/RESULTS.md``.
 
-Sections: cpu, instructions, gunicorn, sqlite, verify, providers, defer, dashboard (default: all). Every
+Sections: cpu, instructions, gunicorn, sqlite, verify, providers, defer, dashboard, inbox,
+inbox-gunicorn (default: all). Every
 number is a ratio against a reference measured in the same run on the
 same machine; nothing here fails a build.
 """
@@ -13,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cpu, dashboard, instructions, sqlite_contention, verify
+from . import cpu, dashboard, inbox, instructions, sqlite_contention, verify
 from .common import Fact, Row, machine, table
 
 
@@ -39,6 +40,7 @@ SECTIONS = {
     **cpu.SECTIONS,
     **instructions.SECTIONS,
     **dashboard.SECTIONS,
+    **inbox.SECTIONS,
     **sqlite_contention.SECTIONS,
     **verify.SECTIONS,
     "defer": defer,

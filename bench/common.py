@@ -8,10 +8,14 @@ import hmac
 import json
 import os
 import platform
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 SECRET = "bench-secret"
 
@@ -174,3 +178,32 @@ def table(rows: Sequence[Row]) -> str:
             )
     notes = [f"- {row.section} / {row.name}: {row.note}" for row in rows if row.note]
     return "\n".join([*lines, "", *notes] if notes else lines)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A private redis-server on a loopback port, without persistence; its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("the benchmark needs redis-server on PATH (make system-deps)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("redis-server did not start") from None
+                    time.sleep(0.02)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            proc.terminate()
+            proc.wait(10)

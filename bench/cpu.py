@@ -105,9 +105,11 @@ def server_cpu(master: int) -> float:
 
 
 @contextmanager
-def gunicorn(kind: str, store: str, workers: int = 4) -> Iterator[tuple[int, int]]:
+def gunicorn(
+    kind: str, store: str, workers: int = 4, *, app: str = "bench.apps:create_app()", **env_extra: str
+) -> Iterator[tuple[int, int]]:
     port = free_port()
-    env = dict(os.environ, BENCH_KIND=kind, BENCH_STORE=store)
+    env = dict(os.environ, BENCH_KIND=kind, BENCH_STORE=store, **env_extra)
     exe = Path(sys.executable).parent / "gunicorn"
     proc = subprocess.Popen(
         [
@@ -122,7 +124,7 @@ def gunicorn(kind: str, store: str, workers: int = 4) -> Iterator[tuple[int, int
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
-            "bench.apps:create_app()",
+            app,
         ],
         cwd=ROOT,
         env=env,
@@ -152,9 +154,12 @@ def gunicorn(kind: str, store: str, workers: int = 4) -> Iterator[tuple[int, int
             proc.wait()
 
 
-def load(port: int, prefix: str, n: int, threads: int) -> tuple[float, list[float]]:
-    """Send ``n`` new deliveries over keep-alive connections; (req/s, latencies)."""
-    requests = [generic_request(f"{prefix}-{i}") for i in range(n)]
+def load(port: int, prefix: str, n: int, threads: int, extra: int = 0) -> tuple[float, list[float]]:
+    """Send ``n`` new deliveries (``extra`` bytes of padding each) over keep-alive connections.
+
+    Returns (req/s, latencies).
+    """
+    requests = [generic_request(f"{prefix}-{i}", extra=extra) for i in range(n)]
     latencies: list[float] = []
     lock = threading.Lock()
     errors: list[str] = []

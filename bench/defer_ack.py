@@ -1,7 +1,7 @@
 """Acknowledgement latency: a deferred handler vs a 1-second synchronous one.
 
-Seeds 000, 001 and 003 ask for a quick 2xx with the heavy work on a
-queue. This posts signed deliveries through the test client to three
+Noukai's, Narada's and the archived webhook guide ask for a quick 2xx
+with the heavy work on a queue. This posts signed deliveries through the test client to three
 receivers that share one handler doing one second of work: run inline,
 handed to RQ, and handed to Celery (both on a private redis-server, no
 worker needed: the acknowledgement is what is measured). The store is
@@ -14,22 +14,17 @@ the default SQLite file, so every ack includes the durable completion.
 
 from __future__ import annotations
 
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from flask import Flask
 
 from flask_hooks import Event, Hooks
 from flask_hooks.defer import CeleryQueue, Deferral, RQQueue
 
-from .common import SECRET, free_port, generic_request
+from .common import SECRET, generic_request, redis_server
 
 WORK_SECONDS = 1.0
 
@@ -37,34 +32,6 @@ WORK_SECONDS = 1.0
 def heavy(event: Event) -> None:
     """Stands in for the slow part of a real handler."""
     time.sleep(WORK_SECONDS)
-
-
-@contextmanager
-def _redis_server() -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise SystemExit("bench.defer_ack needs redis-server on PATH (make system-deps)")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit("redis-server did not start") from None
-                    time.sleep(0.02)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 def _app(instance: str, defer: Deferral | None, celery_app: object = None) -> Flask:
@@ -95,7 +62,7 @@ def measure(n_deferred: int = 200, n_sync: int = 3) -> dict[str, float]:
     """Median seconds to acknowledge: ``sync``, ``rq``, ``celery``."""
     from celery import Celery
 
-    with _redis_server() as url, tempfile.TemporaryDirectory() as tmp:
+    with redis_server() as url, tempfile.TemporaryDirectory() as tmp:
         celery_app = Celery("defer_ack", broker=url, set_as_current=False)
         celery_app.conf.task_ignore_result = True
         apps = {
