@@ -3,7 +3,8 @@
 A :class:`SignedDelivery` is signed by the receiver's own provider with
 one of the receiver's own keys, so it exercises the real verification
 path. It never goes through ``json=``: the body bytes that were signed
-are the bytes that are posted.
+are the bytes that are posted. ``body=`` makes the provider sign bytes
+the test wrote itself (:func:`sign_exact`) instead of its own JSON.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask_hooks.core.errors import HookError
 from flask_hooks.core.event import Headers
-from flask_hooks.core.providers.base import Outgoing, SignedRequest
+from flask_hooks.core.providers import FlowStep, HmacKey, ItsDangerous, Narada, _jsjson
+from flask_hooks.core.providers.base import Key, Outgoing, SignedRequest
+from flask_hooks.core.providers.flowstep import digest
+from flask_hooks.core.providers.signed import signed_value
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -69,13 +73,109 @@ def _flip(body: bytes) -> bytes:
     return bytes(data)
 
 
+class _BodySwap:
+    """Stands in for an :class:`HmacKey` while a provider signs its own body.
+
+    Every MAC the provider asks for is computed over ``body`` in place of
+    the last part (the body the provider built), so the provider's own
+    header layout, prefixes and encodings sign the test's bytes. ``seen``
+    records what was replaced, so :func:`sign_exact` can tell whether the
+    provider followed that shape.
+    """
+
+    def __init__(self, key: HmacKey, body: bytes) -> None:
+        self.key = key
+        self.body = body
+        self.seen: list[bytes] = []
+
+    def mac(self, *parts: bytes) -> bytes:
+        if not parts:
+            raise ValueError("nothing to sign")
+        self.seen.append(parts[-1])
+        return self.key.mac(*parts[:-1], self.body)
+
+
+def _flowstep_envelope(text: bytes, key: bytes) -> bytes:
+    """``{"payload":<text>,"signature":...}``, signed over JavaScript's view of ``text``."""
+    try:
+        parsed = _jsjson.parse(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"flowstep: body= must be the JSON text of the payload ({exc})") from None
+    signature = digest(_jsjson.stringify(parsed), key)
+    return b'{"payload":' + text + b',"signature":"' + signature.encode("ascii") + b'"}'
+
+
+def _token(key: bytes, salt: str, at: int, value: bytes) -> str:
+    """itsdangerous's ``TimestampSigner`` token stamped ``at``, as the provider's ``sign`` makes it."""
+    from itsdangerous import TimestampSigner
+
+    class FixedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return at
+
+    return FixedSigner(key, salt=salt).sign(value).decode("ascii")
+
+
+def sign_exact(receiver: Receiver, outgoing: Outgoing, key: Key, body: bytes) -> SignedRequest:
+    """The request ``receiver``'s provider would make if it had built ``body`` itself.
+
+    Headers (ids, timestamps, tokens) are the provider's own; only the
+    signature changes, to cover ``body``. Two schemes differ: flow-step
+    signs ``JSON.stringify`` of the payload inside the body, so ``body``
+    is the text of the ``payload`` member and the envelope is built
+    around it; Narada signs nothing, so its body secret must be in
+    ``body``. A custom provider whose keys are not :class:`HmacKey`\\ s
+    cannot be made to sign given bytes. The result is checked with the
+    provider's own ``verify``.
+    """
+    provider = receiver.provider
+    what = f"signed_delivery(body=...) for provider {provider.name!r}"
+    if isinstance(provider, FlowStep):
+        signed = SignedRequest(_flowstep_envelope(body, key), provider.sign(outgoing, key).headers)
+    elif isinstance(provider, ItsDangerous):
+        headers = provider.sign(outgoing, key).headers
+        token = _token(key, provider.salt, outgoing.timestamp, signed_value(outgoing.id, body))
+        signed = SignedRequest(body, {**headers, provider.signature_header: token})
+    elif isinstance(provider, Narada):
+        signed = SignedRequest(body, provider.sign(outgoing, key).headers)
+    elif isinstance(key, HmacKey):
+        swap = _BodySwap(key, body)
+        built = provider.sign(outgoing, swap)
+        if not swap.seen or any(part != built.body for part in swap.seen):
+            raise TypeError(f"{what}: its sign() does not MAC the body it builds as the last part")
+        signed = SignedRequest(body, built.headers)
+    else:
+        raise TypeError(f"{what}: its keys are not HmacKeys, so it cannot sign given bytes")
+    try:
+        provider.verify(
+            Headers(signed.headers),
+            signed.body,
+            receiver.keys,
+            now=float(outgoing.timestamp),
+            tolerance=(math.inf, math.inf),
+        )
+    except HookError as exc:
+        hint = (
+            " (Narada signs nothing: the bytes carry the body secret)" if isinstance(provider, Narada) else ""
+        )
+        raise ValueError(f"{what}: these bytes do not verify: {exc.reason}{hint}") from None
+    return signed
+
+
+def _signed(receiver: Receiver, outgoing: Outgoing, key: Key, exact: bytes | None) -> SignedRequest:
+    if exact is None:
+        return receiver.provider.sign(outgoing, key)
+    return sign_exact(receiver, outgoing, key, exact)
+
+
 @dataclasses.dataclass(frozen=True)
 class SignedDelivery:
     """One forged delivery aimed at one receiver of one app.
 
     ``id`` and ``type`` are what the receiver will see (its provider's
     ``parse`` of these bytes), which for some schemes differs from the
-    id given when forging (Narada's is ``requestId:status``).
+    id given when forging (Narada's is ``requestId:status``). ``exact``
+    is the ``body=`` it was forged with, signed again by the variants.
     """
 
     app: Flask
@@ -85,6 +185,7 @@ class SignedDelivery:
     body: bytes
     headers: dict[str, str]
     extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    exact: bytes | None = None
 
     @classmethod
     def forge(
@@ -98,8 +199,20 @@ class SignedDelivery:
         timestamp: int | None = None,
         secret_index: int = 0,
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> SignedDelivery:
-        """Sign ``payload`` as ``type`` with the receiver's provider and key."""
+        """Sign ``payload`` as ``type`` with the receiver's provider and key.
+
+        ``body`` instead of ``payload``: these exact bytes are posted and
+        signed (:func:`sign_exact`), with the headers the provider derives
+        from ``type``, ``id`` and ``timestamp``.
+        """
+        if body is not None:
+            if payload is not None:
+                raise TypeError("signed_delivery: pass payload= or body=, not both")
+            if not isinstance(body, (bytes, bytearray)):
+                raise TypeError(f"signed_delivery: body= must be bytes, not {body.__class__.__name__}")
+            body = bytes(body)
         if not 0 <= secret_index < len(receiver.keys):
             raise IndexError(
                 f"receiver {receiver.name!r} has {len(receiver.keys)} secret(s);"
@@ -108,8 +221,10 @@ class SignedDelivery:
         stamp = int(receiver.now()) if timestamp is None else int(timestamp)
         outgoing = Outgoing(type=type, payload=payload, id=id or new_id(), timestamp=stamp)
         extra = dict(headers or {})
-        signed = receiver.provider.sign(outgoing, receiver.keys[secret_index])
-        return cls(app, receiver, outgoing, secret_index, signed.body, {**signed.headers, **extra}, extra)
+        signed = _signed(receiver, outgoing, receiver.keys[secret_index], body)
+        return cls(
+            app, receiver, outgoing, secret_index, signed.body, {**signed.headers, **extra}, extra, body
+        )
 
     # What the receiver will make of it ------------------------------------
 
@@ -162,7 +277,7 @@ class SignedDelivery:
             return None
 
     def _sign(self, outgoing: Outgoing) -> SignedRequest:
-        return self.receiver.provider.sign(outgoing, self.receiver.keys[self.secret_index])
+        return _signed(self.receiver, outgoing, self.receiver.keys[self.secret_index], self.exact)
 
     # Sending ----------------------------------------------------------------
 

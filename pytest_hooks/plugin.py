@@ -88,8 +88,9 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
     """Forge deliveries signed by a receiver's own provider and key.
 
     ``signed_delivery(type, payload=None, *, receiver=None, id=None,
-    timestamp=None, secret_index=0, headers=None)``; the timestamp
-    defaults to the receiver's clock.
+    timestamp=None, secret_index=0, headers=None, body=None)``; the
+    timestamp defaults to the receiver's clock. ``body=`` (bytes, instead
+    of ``payload``) is signed and posted exactly as given.
     """
     from .delivery import SignedDelivery, find_receiver
 
@@ -104,6 +105,7 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
         timestamp: int | None = None,
         secret_index: int = 0,
         headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> SignedDelivery:
         __tracebackhide__ = True
         try:
@@ -111,7 +113,15 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
         except LookupError as exc:
             _fail(str(exc))
         return SignedDelivery.forge(
-            app, target, type, payload, id=id, timestamp=timestamp, secret_index=secret_index, headers=headers
+            app,
+            target,
+            type,
+            payload,
+            id=id,
+            timestamp=timestamp,
+            secret_index=secret_index,
+            headers=headers,
+            body=body,
         )
 
     return forge

@@ -370,3 +370,10 @@ def test_other_methods_get_a_json_405_unless_the_app_serves_them(tmp_path: Any) 
     bare.config["HOOKS_SECRET"] = SECRET
     Hooks(bare, store="memory://")
     assert bare.test_client().get("/webhooks/").get_json()["status"] == "method not allowed"
+
+
+def test_a_secret_parsed_from_the_environment_as_a_number_is_a_config_error(
+    make_app: Callable[..., Flask],
+) -> None:
+    with pytest.raises(ConfigError, match="HOOKS_SECRET must be a string or a list"):
+        make_app(Hooks(store="memory://"), HOOKS_SECRET=12345)
