@@ -97,7 +97,8 @@ def _secrets(key: str, value: Any) -> tuple[str, ...]:
         return ()
     if not isinstance(value, (str, bytes, list, tuple)):
         # from_prefixed_env() parses values as JSON: FLASK_HOOKS_SECRET=12345 is an int.
-        raise ConfigError(f"{key} must be a string or a list of strings (newest first), not {type(value).__name__}")
+        kind = type(value).__name__
+        raise ConfigError(f"{key} must be a string or a list of strings (newest first), not {kind}")
     items = [value] if isinstance(value, (str, bytes)) else list(value)
     out = []
     for item in items:

@@ -372,8 +372,8 @@ def test_other_methods_get_a_json_405_unless_the_app_serves_them(tmp_path: Any) 
     assert bare.test_client().get("/webhooks/").get_json()["status"] == "method not allowed"
 
 
-def test_a_secret_parsed_from_the_environment_as_a_number_is_a_config_error(
-    make_app: Callable[..., Flask],
-) -> None:
+def test_a_secret_parsed_from_the_environment_as_a_number_is_a_config_error(tmp_path: Any) -> None:
+    app = Flask("env_secret", instance_path=str(tmp_path))
+    app.config["HOOKS_SECRET"] = 12345
     with pytest.raises(ConfigError, match="HOOKS_SECRET must be a string or a list"):
-        make_app(Hooks(store="memory://"), HOOKS_SECRET=12345)
+        Hooks(app, store="memory://")

@@ -48,7 +48,8 @@ def shop(make_app: Callable[..., Flask], store_url: str) -> tuple[Flask, Hooks, 
 
 def test_a_failed_delivery_is_kept_with_its_error(shop: Any) -> None:
     app, hooks, _, _ = shop
-    response = generic_post(app.test_client(), PAYLOAD, Authorization="Bearer s3cr3t", **{"Proxy-Authorization": "Basic eA=="})
+    credentials = {"Authorization": "Bearer s3cr3t", "Proxy-Authorization": "Basic eA=="}
+    response = generic_post(app.test_client(), PAYLOAD, **credentials)
     assert response.status_code == 500
     delivery = hooks.inbox(app).get("evt_1")
     assert delivery is not None
