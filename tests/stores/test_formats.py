@@ -1,4 +1,5 @@
-"""Persisted formats are versioned: rows written by 0.1.0 read with today's code."""
+"""Persisted formats are versioned: rows written by 0.1.0 read with today's code, and a SQLite
+file written by 0.1.0 is migrated when opened."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from flask_hooks.core.inbox import Kept
 from flask_hooks.core.store import (
     FORMAT_VERSION,
     LogEntry,
@@ -42,11 +46,36 @@ def test_new_records_carry_a_version_and_ignore_fields_added_later() -> None:
     assert decode_handlers(encode_handlers(marks)) == marks
 
 
-def test_a_sqlite_file_written_by_0_1_0_is_read(tmp_path: Path) -> None:
-    path = tmp_path / "hooks.sqlite3"
-    store = SqliteStore(str(path))
-    store.deliveries("ns")  # creates the schema, as init_app does
+#: The schema 0.1 created, in its two shapes (early files: key (ns, id), AUTOINCREMENT, a log index).
+SCHEMA_0_1 = """
+CREATE TABLE hooks_deliveries (
+    ns TEXT NOT NULL,
+    id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    token TEXT NOT NULL DEFAULT '',
+    lease_until REAL NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL,
+    handlers TEXT NOT NULL DEFAULT '{}',
+    reply TEXT,
+    outcome TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (id, ns)
+) WITHOUT ROWID;
+CREATE INDEX hooks_deliveries_expiry ON hooks_deliveries (expires_at);
+CREATE TABLE hooks_log (seq INTEGER PRIMARY KEY, ns TEXT NOT NULL, status TEXT NOT NULL, entry TEXT NOT NULL);
+"""
+EARLY_0_1 = (
+    SCHEMA_0_1.replace("PRIMARY KEY (id, ns)", "PRIMARY KEY (ns, id)").replace(
+        "seq INTEGER PRIMARY KEY,", "seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    )
+    + "CREATE INDEX hooks_log_ns ON hooks_log (ns, seq);"
+)
+
+
+def written_by_0_1_0(path: Path, schema: str) -> None:
+    """A file as 0.1.0 left it: its tables (WAL), a log line, a done and a released record."""
     with sqlite3.connect(path) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(schema)
         db.execute("INSERT INTO hooks_log (ns, status, entry) VALUES ('ns', 'error', ?)", (OLD_LOG_LINE,))
         db.execute(
             "INSERT INTO hooks_deliveries"
@@ -55,6 +84,27 @@ def test_a_sqlite_file_written_by_0_1_0_is_read(tmp_path: Path) -> None:
             " ('ns', 'free_1', 'free', '', 0, ?, ?, NULL, '')",
             (T0 + 3600, OLD_REPLY, T0 + 3600, OLD_HANDLERS),
         )
+    db.close()
+
+
+def schema_of(path: Path) -> dict[str, object]:
+    """Each table's columns, each index's and trigger's definition."""
+    with sqlite3.connect(path) as db:
+        sql = "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite%'"
+        rows = db.execute(sql).fetchall()
+        shape = {
+            name: db.execute(f"PRAGMA table_info({name})").fetchall() if type == "table" else text
+            for type, name, text in rows
+        }
+    db.close()
+    return shape
+
+
+@pytest.mark.parametrize("schema", [SCHEMA_0_1, EARLY_0_1], ids=["0.1", "early-0.1"])
+def test_a_sqlite_file_written_by_0_1_0_is_read(tmp_path: Path, schema: str) -> None:
+    path = tmp_path / "hooks.sqlite3"
+    written_by_0_1_0(path, schema)
+    store = SqliteStore(str(path))
     [line] = store.deliveries("ns")
     assert (line.id, line.handlers, line.duration) == ("evt_1", ("one", "two"), 0.25)
     done = store.claim("ns", "done_1", now=T0, lease=30, ttl=3600)
@@ -63,3 +113,30 @@ def test_a_sqlite_file_written_by_0_1_0_is_read(tmp_path: Path) -> None:
     assert retry.state == "new"
     assert dict(retry.handlers) == {"first": Reply(202, b'{"ok":1}'), "v": None}
     store.close()
+
+
+def test_a_0_1_0_file_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "hooks.sqlite3"
+    written_by_0_1_0(path, SCHEMA_0_1)
+    store = SqliteStore(str(path))
+    store.deliveries("ns")  # opens, and migrates
+    fresh = tmp_path / "fresh.sqlite3"
+    SqliteStore(str(fresh)).deliveries("ns")
+    assert schema_of(path) == schema_of(fresh)  # the columns added, 0.1's expiry index gone
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT id, retained_until, expires_at FROM hooks_deliveries").fetchall()
+    db.close()
+    assert sorted(rows) == [("done_1", T0 + 3600, T0 + 3600), ("free_1", T0 + 3600, T0 + 3600)]
+    # Kept as long as it dedupes, no shorter: the purge goes by retained_until.
+    assert store.purge("ns", now=T0 + 3599) == 0
+    assert store.claim("ns", "done_1", now=T0 + 3599, lease=30, ttl=3600).state == "done"
+    # A record 0.1 wrote has no kept copy: its next claim keeps one.
+    keep = Kept("a.b", b"{}", (), T0, None, 86400)
+    retry = store.claim("ns", "free_1", now=T0, lease=30, ttl=3600, keep=keep)
+    store.release("ns", "free_1", retry.token, now=T0, entry=LogEntry("free_1", "a.b", "error", 500))
+    kept = store.get("ns", "free_1")
+    assert kept is not None and (kept.body, kept.status, len(kept.attempts)) == (b"{}", "failed", 1)
+    assert store.get("ns", "done_1") is None
+    assert store.purge("ns", now=T0 + 3601) == 1  # done_1; free_1 is retained for a day now
+    store.close()
+    assert SqliteStore(str(path)).deliveries("ns")  # a migrated file opens again as it is

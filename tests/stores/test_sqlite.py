@@ -1,50 +1,73 @@
-"""SQLite specifics: which writes wait for the disk, where the WAL is checkpointed, purging."""
+"""SQLite specifics: which writes wait for the disk, what rides in one transaction, where the
+WAL is checkpointed, purging."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from flask_hooks.core.inbox import Kept
+from flask_hooks.stores import _sqlite_conn
 from flask_hooks.stores import sqlite as sqlite_store
 from flask_hooks.stores.base import LogEntry
 from flask_hooks.stores.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
 NS = "hooks"
+KEEP = Kept("a.b", b'{"id": "evt_1"}', (("Content-Type", "application/json"),), T0, 0, 7 * 86400)
 
 
-def commits(store: SqliteStore, work: list[str]) -> list[tuple[str, str]]:
-    """(first statement, synchronous mode) of each transaction the store commits while doing ``work``."""
+def transactions(store: SqliteStore, work: Callable[[], object]) -> list[tuple[list[str], str]]:
+    """(statements, synchronous mode) of each transaction the store commits while doing ``work``.
+
+    Statements are their first two words, the PRAGMA switching modes left out. SQLite traces a
+    statement again for each row its trigger runs on: a repeat is not counted.
+    """
     # Connect first, and end on a durable write: the trace starts in the configured mode.
     warm = store.claim(NS, "warm-up", now=T0, lease=30, ttl=60)
     store.complete(NS, "warm-up", warm.token, outcome="received", reply=None, now=T0, ttl=60)
     trace: list[str] = []
     store._cursor().connection.set_trace_callback(trace.append)
-    claim = store.claim(NS, "evt_1", now=T0, lease=30, ttl=60)
-    if "mark" in work:
-        store.mark(NS, "evt_1", claim.token, "first", None, now=T0)
-    if "complete" in work:
-        entry = LogEntry("evt_1", "a.b", "received", 200)
-        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry)
-    if "renew" in work:
-        store.renew(NS, "evt_1", claim.token, now=T0 + 10, lease=30)
-    if "release" in work:
-        store.release(NS, "evt_1", claim.token, now=T0)
-    if "log" in work:
-        store.log(NS, LogEntry(None, None, "rejected", 401))
-    mode, first, out = store.synchronous, "", []
-    for sql in trace:
+    work()
+    store._cursor().connection.set_trace_callback(None)
+    mode, current, out = store.synchronous, list[str](), []
+    for sql, previous in zip(trace, ["", *trace], strict=False):
+        if sql == previous:
+            continue
         if sql.startswith("PRAGMA synchronous="):
             mode = sql.partition("=")[2]
         elif sql == "BEGIN IMMEDIATE":
-            first = ""
+            current = []
         elif sql == "COMMIT":
-            out.append((first, mode))
-        elif not first:
-            first = sql.split()[0] + " " + sql.split()[1]
+            out.append((current, mode))
+        else:
+            current.append(" ".join(sql.split()[:2]))
     return out
+
+
+def commits(store: SqliteStore, work: list[str]) -> list[tuple[str, str]]:
+    """(first statement, synchronous mode) of each transaction of the named steps on ``evt_1``."""
+
+    def run() -> None:
+        claim = store.claim(NS, "evt_1", now=T0, lease=30, ttl=60)
+        if "mark" in work:
+            store.mark(NS, "evt_1", claim.token, "first", None, now=T0)
+        if "complete" in work:
+            entry = LogEntry("evt_1", "a.b", "received", 200)
+            store.complete(
+                NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry
+            )
+        if "renew" in work:
+            store.renew(NS, "evt_1", claim.token, now=T0 + 10, lease=30)
+        if "release" in work:
+            store.release(NS, "evt_1", claim.token, now=T0)
+        if "log" in work:
+            store.log(NS, LogEntry(None, None, "rejected", 401))
+
+    return [(statements[0], mode) for statements, mode in transactions(store, run)]
 
 
 def test_completions_and_marks_wait_for_the_disk_claims_do_not(tmp_path: Path) -> None:
@@ -54,7 +77,7 @@ def test_completions_and_marks_wait_for_the_disk_claims_do_not(tmp_path: Path) -
     assert commits(store, ["mark", "complete"]) == [
         ("INSERT OR", "NORMAL"),
         ("SELECT handlers", "FULL"),
-        ("UPDATE hooks_deliveries", "FULL"),
+        ("SELECT retained_until,", "FULL"),
     ]
 
 
@@ -72,12 +95,42 @@ def test_configured_mode_bounds_both(tmp_path: Path, configured: str, relaxed: s
     assert [mode for _, mode in commits(store, ["complete"])] == [relaxed, configured]
 
 
+def test_the_kept_copy_and_the_attempts_ride_in_the_deliverys_own_transactions(tmp_path: Path) -> None:
+    """The inbox costs no transaction (no commit, no disk sync) of its own."""
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
+
+    def deliver(n: int, fail: bool) -> None:
+        id = f"evt_{n}"
+        claim = store.claim(NS, id, now=T0, lease=30, ttl=60, keep=KEEP)
+        entry = LogEntry(id, "a.b", "error" if fail else "received", 500 if fail else 200)
+        if fail:
+            store.release(NS, id, claim.token, now=T0, entry=entry)
+        else:
+            store.complete(NS, id, claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry)
+
+    def run() -> None:
+        deliver(1, fail=True)
+        deliver(1, fail=False)  # the retry: the first copy stays, a second attempt is added
+        deliver(2, fail=False)
+
+    done = transactions(store, run)
+    assert len(done) == 6  # two per attempt, as without the inbox
+    claim, release, retry, completion, _, _ = done
+    assert claim == (["INSERT OR", "INSERT INTO", "UPDATE hooks_deliveries"], "NORMAL")
+    assert release[1] == "NORMAL" and release[0][0] == "UPDATE hooks_deliveries"
+    assert "INSERT INTO" in release[0]  # the log line, with the attempt
+    assert retry == (["INSERT OR", "SELECT state,", "UPDATE hooks_deliveries"], "NORMAL")
+    assert completion == (["SELECT retained_until,", "UPDATE hooks_deliveries", "INSERT INTO"], "FULL")
+    kept = store.get(NS, "evt_1")
+    assert kept is not None and [a.status for a in kept.attempts] == ["error", "received"]
+
+
 def test_wal_is_checkpointed_outside_the_writers_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SQLite's own checkpoint runs inside the commit that crosses its threshold,
     # so every other writer waits for its fsync of the database file.
-    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_EVERY", 4)
+    monkeypatch.setattr(_sqlite_conn, "_CHECKPOINT_EVERY", 4)
     store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
     store.log(NS, LogEntry(None, None, "rejected", 401))  # connect first
     held = [False]
@@ -97,12 +150,20 @@ def test_wal_is_checkpointed_outside_the_writers_lock(
     trace: list[tuple[str, bool]] = []
     cursor = store._cursor()
     cursor.connection.set_trace_callback(lambda sql: trace.append((sql, held[0])))
-    assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (sqlite_store._BACKSTOP_PAGES,)
+    assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (_sqlite_conn._BACKSTOP_PAGES,)
     trace.clear()
     for n in range(8):
         store.log(NS, LogEntry(f"evt_{n}", None, "rejected", 401))
     checkpoints = [locked for sql, locked in trace if sql.startswith("PRAGMA wal_checkpoint")]
     assert checkpoints == [False, False]
+
+
+def count(path: str, sql: str) -> tuple[int, ...]:
+    conn = sqlite3.connect(path)
+    try:
+        return tuple(conn.execute(sql).fetchone())
+    finally:
+        conn.close()
 
 
 def test_expired_rows_are_purged_by_workers_that_never_live_long(tmp_path: Path) -> None:
@@ -111,6 +172,8 @@ def test_expired_rows_are_purged_by_workers_that_never_live_long(tmp_path: Path)
     first = SqliteStore(path, synchronous="OFF")
     for n in range(300):
         first.claim(NS, f"old_{n}", now=T0, lease=30, ttl=60)  # abandoned, expired by T0 + 60
+    kept = first.claim(NS, "kept", now=T0, lease=30, ttl=60, keep=KEEP)  # retained for 7 days
+    first.complete(NS, "kept", kept.token, outcome="received", reply=None, now=T0, ttl=60)
     first.close()
     later = T0 + 3600
     for worker in range(3):
@@ -121,11 +184,32 @@ def test_expired_rows_are_purged_by_workers_that_never_live_long(tmp_path: Path)
             entry = LogEntry(id, "a.b", "received", 200)
             store.complete(NS, id, claim.token, outcome="received", reply=None, now=later, ttl=9, entry=entry)
         store.close()
-    conn = sqlite3.connect(path)
-    try:
-        counts = conn.execute(
-            "SELECT sum(id LIKE 'old_%'), sum(id LIKE 'w%') FROM hooks_deliveries"
-        ).fetchone()
-    finally:
-        conn.close()
-    assert counts == (0, 3 * sqlite_store._PURGE_EVERY // 2)
+    counts = count(
+        path, "SELECT sum(id LIKE 'old_%'), sum(id LIKE 'w%'), sum(id = 'kept') FROM hooks_deliveries"
+    )
+    assert counts == (0, 3 * sqlite_store._PURGE_EVERY // 2, 1)  # by the retention, not the TTL
+
+
+def test_the_sweep_runs_after_the_completion_in_short_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "_PURGE_EVERY", 4)
+    path = str(tmp_path / "hooks.sqlite3")
+    store = SqliteStore(path, synchronous="OFF")
+    expired = 3 * sqlite_store._PURGE_BATCH + 5
+    for n in range(expired):
+        store.claim(NS, f"old_{n}", now=T0, lease=30, ttl=60, keep=KEEP._replace(retention=60))
+
+    def deliver() -> None:
+        for n in range(4):  # the fourth log line triggers the sweep
+            id, now = f"new_{n}", T0 + 3600
+            claim = store.claim(NS, id, now=now, lease=30, ttl=60)
+            entry = LogEntry(id, "a.b", "received", 200)
+            store.complete(NS, id, claim.token, outcome="received", reply=None, now=now, ttl=60, entry=entry)
+
+    done = transactions(store, deliver)
+    sweeps = [statements for statements, _ in done if statements == ["DELETE FROM"]]
+    assert len(sweeps) == 4  # 3 full batches and the rest, each its own transaction
+    assert all("DELETE FROM" not in statements for statements, _ in done if statements != ["DELETE FROM"])
+    assert count(path, "SELECT count(*) FROM hooks_deliveries WHERE id LIKE 'old_%'") == (0,)
+    assert count(path, "SELECT count(*) FROM hooks_kept") == (0,)  # the bodies went with them

@@ -1,0 +1,217 @@
+"""The SQLite store's connections and short write transactions.
+
+One connection per thread and process (gunicorn forks after import).
+Writers are serialised by an ``flock`` on a sidecar file before
+``BEGIN IMMEDIATE`` (see ``_flock``), so concurrent gunicorn workers
+never fall into SQLite's sleeping busy handler, which backs off for up to
+100 ms a try and is what makes naive SQLite receivers stall for seconds.
+The busy timeout stays as a bound for foreign lockers. Every wait, for
+either, ends after ``timeout`` seconds: the store is unavailable and the
+sender gets a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, TypeVar
+
+from ..core.errors import StoreUnavailable
+from ._flock import WriterLock
+from ._sqlite_schema import prepare
+from .base import process_generation
+
+T = TypeVar("T")
+
+log = logging.getLogger("flask_hooks")
+
+#: Each process checkpoints the WAL after this many of its commits (see ``_checkpoint``);
+#: SQLite's own checkpoint stays as a backstop at a WAL of this many pages.
+_CHECKPOINT_EVERY = 256
+_BACKSTOP_PAGES = 10_000
+
+#: Why ``:memory:``, ``""`` and ``file:`` URIs are refused (SQLite docs, "In-Memory Databases").
+NOT_A_FILE = (
+    "give a file path, or memory:// for a process-local store: an in-memory SQLite database"
+    " is one per connection (here, per thread) and would deduplicate nothing"
+)
+
+
+class Connections:
+    """A SQLite file's connections, one per thread, and its writers' lock.
+
+    The base of :class:`~flask_hooks.stores.sqlite.SqliteStore`: ``_write``
+    runs a step as one write transaction, ``_read`` outside any.
+    """
+
+    def __init__(self, path: str, *, timeout: float, synchronous: str) -> None:
+        if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        if not 0 <= timeout < math.inf:
+            raise ValueError(f"timeout must be a finite number of seconds, not {timeout!r}")
+        if path in ("", ":memory:") or path.startswith("file:"):
+            raise ValueError(f"{path!r}: {NOT_A_FILE}")
+        self.path = path
+        self.timeout = timeout
+        self.synchronous = synchronous.upper()
+        relaxed = "NORMAL" if self.synchronous in ("FULL", "EXTRA") else self.synchronous
+        #: The pragma for durable writes and for the others (see ``_write``).
+        self._sync_modes = {
+            True: f"PRAGMA synchronous={self.synchronous}",
+            False: f"PRAGMA synchronous={relaxed}",
+        }
+        #: Each thread's connection: ``cur``, ``mode`` (its synchronous pragma), ``file``.
+        self._local = threading.local()
+        self._writers = WriterLock(path, timeout)
+        self._generation = process_generation()
+        self._commits = 0
+
+    def _conn(self) -> threading.local:
+        """This thread's connection, with one cursor reused rather than one built per statement."""
+        generation = process_generation()
+        if generation != self._generation:
+            # Forked: the parent's connections, lock and flock fds are not ours.
+            self._generation = generation
+            self._writers = WriterLock(self.path, self.timeout)
+            self._local = threading.local()
+        local = self._local
+        if getattr(local, "cur", None) is None:
+            conn, local.file = self._connect()
+            local.mode = self._sync_modes[True]
+            local.cur = conn.cursor()
+        return local
+
+    def _cursor(self) -> sqlite3.Cursor:
+        cur: sqlite3.Cursor = self._conn().cur
+        return cur
+
+    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        """A new connection and the (device, inode) of the file it opened."""
+        conn = None
+        try:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(self._sync_modes[True])
+            conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
+            # Switching a new file to WAL needs an exclusive lock that SQLite
+            # refuses at once (no busy wait) when workers race at start-up.
+            self._writers.acquire()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                prepare(conn.cursor())
+                conn.execute("COMMIT")
+                st = os.stat(self.path)
+            finally:
+                self._writers.release()
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            raise StoreUnavailable() from exc
+        return conn, (st.st_dev, st.st_ino)
+
+    def _write(self, work: Callable[..., T], *args: Any, durable: bool = True) -> T:
+        """``work(cursor, *args)`` as one short write transaction, serialised across threads and processes.
+
+        BEGIN, COMMIT or ROLLBACK and the error mapping in one place. It runs
+        twice per delivery, so it is a plain call rather than a generator
+        context manager, which cost several times as much.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous
+        = NORMAL``: lost on a power cut, never on a crash), for writes whose
+        loss a power cut makes harmless anyway: a claim (the lease would
+        have expired), a renewal, a release or a log line. Completions and
+        handler marks, which stop a handler from running twice, wait for the
+        disk, and commit only into the file that is still at ``path``.
+        """
+        local = self._conn()
+        cur, replaced = local.cur, False
+        try:
+            self._writers.acquire()
+            try:
+                mode = self._sync_modes[durable]
+                if local.mode != mode:
+                    cur.execute(mode)
+                    local.mode = mode
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(cur, *args)
+                    replaced = durable and self._replaced(local.file)
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("ROLLBACK" if replaced else "COMMIT")
+            finally:
+                self._writers.release(close_files=replaced)
+        except TimeoutError as exc:  # the lock: the connection is fine
+            raise StoreUnavailable() from exc
+        except (sqlite3.Error, OSError) as exc:
+            self._drop()
+            raise StoreUnavailable() from exc
+        if replaced:
+            log.error(
+                "the SQLite file at %s was replaced or removed while in use: answering 503 and"
+                " opening the file now at that path (stop the app before moving or restoring it)",
+                self.path,
+            )
+            self._drop()
+            self._local = threading.local()  # every other thread reconnects on its next call too
+            raise StoreUnavailable()
+        self._commits += 1
+        if self._commits % _CHECKPOINT_EVERY == 0:
+            self._checkpoint(cur)
+        return result
+
+    def _replaced(self, file: tuple[int, int]) -> bool:
+        """Whether the file at ``path`` is no longer the one this connection opened.
+
+        A connection keeps writing into a file that was deleted or renamed,
+        while new connections open the file at the path: what was
+        acknowledged into the old one is forgotten at the next restart.
+        See "Unlinking or renaming a database file while in use" in SQLite's
+        "How To Corrupt An SQLite Database File" (sqlite.org/howtocorrupt.html).
+        """
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != file
+
+    @staticmethod
+    def _checkpoint(cur: sqlite3.Cursor) -> None:
+        """Copy the WAL back into the database, outside the writers' lock.
+
+        SQLite's own checkpoint runs inside the commit that crosses its
+        threshold, so every other writer waits for its fsync of the database.
+        A passive one waits for nobody; one that fails is only late.
+        """
+        with suppress(sqlite3.Error):
+            cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _drop(self) -> None:
+        cur = getattr(self._local, "cur", None)
+        self._local.cur = None
+        if cur is not None:
+            with suppress(sqlite3.Error):
+                cur.connection.close()
+
+    def _read(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(cursor, *args)`` outside any transaction: one WAL snapshot per statement."""
+        try:
+            return work(self._cursor(), *args)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable() from exc
+
+    def close(self) -> None:
+        self._drop()
+        if self._generation == process_generation():
+            self._writers.close()
