@@ -3,8 +3,9 @@
 The hand-written view does what a careful developer would write without
 the extension: verify the HMAC in constant time, parse the JSON, claim
 the id with a lease (memory: a dict under a lock; SQLite: one short
-``BEGIN IMMEDIATE`` transaction), run the handler, record completion and
-one log line, answer 200. ``create_app()`` reads ``BENCH_KIND`` and
+``BEGIN IMMEDIATE`` transaction; PostgreSQL: one psycopg transaction,
+``INSERT ... ON CONFLICT DO NOTHING``), run the handler, record completion
+and one log line, answer 200. ``create_app()`` reads ``BENCH_KIND`` and
 ``BENCH_STORE`` so gunicorn can serve either.
 """
 
@@ -117,11 +118,92 @@ class PlainSqlite:
         db.execute("COMMIT")
 
 
+class PlainPostgres:
+    """psycopg 3, one connection per thread (opened again after a fork, or once closed).
+
+    The same two transactions as the store: a claim (``INSERT ... ON CONFLICT
+    DO NOTHING``, and for an id seen before, its row ``FOR UPDATE``), then the
+    completion fenced by the claim's token with one log line. Tables of its
+    own, created by :meth:`create_schema` before the workers start.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.dsn = self.libpq(url)
+        self.local = threading.local()
+
+    @staticmethod
+    def libpq(url: str) -> str:
+        """``postgresql+psycopg://...`` (SQLAlchemy's spelling) as libpq spells it."""
+        return "postgresql://" + url.split("://", 1)[1]
+
+    @classmethod
+    def create_schema(cls, url: str) -> None:
+        import psycopg
+
+        with psycopg.connect(cls.libpq(url), autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS plain_seen (id text PRIMARY KEY, state text NOT NULL,"
+                " until double precision NOT NULL, token text NOT NULL, expires double precision NOT NULL)"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS plain_seen_expires ON plain_seen (expires)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS plain_log (seq bigserial PRIMARY KEY, line text NOT NULL)"
+            )
+
+    def conn(self) -> Any:
+        import psycopg
+
+        conn: psycopg.Connection[Any] | None = getattr(self.local, "conn", None)
+        if conn is None or conn.closed or getattr(self.local, "pid", None) != os.getpid():
+            conn = psycopg.connect(self.dsn, connect_timeout=5)
+            self.local.conn, self.local.pid = conn, os.getpid()
+        return conn
+
+    def claim(self, id: str, now: float) -> str:
+        """As the others; the token stays with the thread, which completes what it claimed."""
+        db = self.conn()
+        token = self.local.token = secrets.token_hex(8)
+        with db.transaction():
+            inserted = db.execute(
+                "INSERT INTO plain_seen VALUES (%s, 'inflight', %s, %s, %s) ON CONFLICT DO NOTHING",
+                (id, now + 60, token, now + 86400),
+            ).rowcount
+            if inserted == 1:
+                return "new"
+            row = db.execute("SELECT state, until FROM plain_seen WHERE id = %s FOR UPDATE", (id,)).fetchone()
+            if row and row[0] == "done":
+                return "done"
+            if row and row[0] == "inflight" and row[1] > now:
+                return "inflight"
+            db.execute(
+                "UPDATE plain_seen SET state = 'inflight', until = %s, token = %s, expires = %s"
+                " WHERE id = %s",
+                (now + 60, token, now + 86400, id),
+            )
+            return "new"
+
+    def complete(self, id: str, line: str) -> None:
+        db = self.conn()
+        with db.transaction():
+            done = db.execute(
+                "UPDATE plain_seen SET state = 'done', token = '', expires = %s"
+                " WHERE id = %s AND state = 'inflight' AND token = %s",
+                (time.time() + 86400, id, self.local.token),
+            ).rowcount
+            if done != 1:
+                raise RuntimeError(f"lost the claim of {id}")
+            db.execute("INSERT INTO plain_log (line) VALUES (%s)", (line,))
+
+
 def plain_app(store: str) -> Flask:
     app = Flask("bench_plain")
-    dedupe: PlainMemory | PlainSqlite = (
-        PlainMemory() if store == "memory://" else PlainSqlite(store.removeprefix("sqlite:///"))
-    )
+    dedupe: PlainMemory | PlainSqlite | PlainPostgres
+    if store == "memory://":
+        dedupe = PlainMemory()
+    elif store.startswith("postgresql"):
+        dedupe = PlainPostgres(store)
+    else:
+        dedupe = PlainSqlite(store.removeprefix("sqlite:///"))
     key = SECRET.encode()
 
     @app.post("/webhooks")

@@ -91,7 +91,10 @@ def exempt_from_csrf(app: Flask) -> None:
 
 
 def _late_csrf_exempt() -> None:
+    """Runs once, at the app's first request: extensions are set up by then."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    # A new list: Flask is iterating over the current one right now.
+    app.before_request_funcs[None] = [f for f in app.before_request_funcs[None] if f is not _late_csrf_exempt]
     if "csrf" in app.extensions:
         exempt_from_csrf(app)
 
@@ -112,7 +115,10 @@ def receive() -> Response:
     else:
         outcome = receiver.pipeline.process(req.headers, body, run=_run, notify=_notify)
     status, headers, data = answer(outcome, receiver.provider)
-    return Response(data, status=status, headers=headers)
+    response = Response(data, status=status, content_type=headers[0][1])
+    for name, value in headers[1:]:  # Content-Type comes first; then Retry-After, if any
+        response.headers[name] = value
+    return response
 
 
 def _notify(name: str, **kwargs: Any) -> None:

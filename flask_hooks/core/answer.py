@@ -40,7 +40,7 @@ class Outcome(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """What the sender receives."""
+    """What the sender receives; ``headers`` start with the Content-Type."""
 
     status: int
     headers: tuple[tuple[str, str], ...]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -120,26 +121,34 @@ def at_least(column: sa.ColumnElement[float], value: float) -> sa.ColumnElement[
 def insert_new(conn: Connection, values: dict[str, Any]) -> bool:
     """INSERT the (ns, id) row unless it exists (the claim's fast path); whether it was new."""
     name = conn.dialect.name
+    statement = _INSERT_NEW.get(name)
+    if statement is None and name in ("postgresql", "sqlite", "mysql", "mariadb"):
+        statement = _INSERT_NEW[name] = _insert_new(name)
+    if statement is None:  # others: a SAVEPOINT catches the conflict
+        try:
+            with conn.begin_nested():
+                conn.execute(d.insert(), values)
+        except IntegrityError:
+            return False
+        return True
+    return conn.execute(statement, values).rowcount == 1
+
+
+def _insert_new(name: str) -> sa.Insert:
+    """The dialect's INSERT that does nothing on a conflict (its driver imported on first use)."""
     statement: sa.Insert
     if name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        statement = postgresql.insert(d).values(values).on_conflict_do_nothing()
+        statement = postgresql.insert(d).on_conflict_do_nothing()
     elif name == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        statement = sqlite.insert(d).values(values).on_conflict_do_nothing()
-    elif name in ("mysql", "mariadb"):
-        statement = d.insert().values(values).prefix_with("IGNORE")
-    else:  # others: a SAVEPOINT catches the conflict
-        try:
-            with conn.begin_nested():
-                conn.execute(d.insert().values(values))
-        except IntegrityError:
-            return False
-        return True
+        statement = sqlite.insert(d).on_conflict_do_nothing()
+    else:
+        statement = d.insert().prefix_with("IGNORE")
     # An INSERT's rowcount is kept only when asked for (SQLAlchemy 2.0.28+).
-    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount == 1
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def kept_values(keep: Kept | None) -> dict[str, Any]:
@@ -226,10 +235,49 @@ def trim_log(ns: str, size: int) -> sa.Delete:
 
 
 # What each write transaction of the store does (``SqlStore._write`` runs them).
+#
+# Their statements are built once, with the row's key as bound parameters and the values
+# given at execution: building a statement per call, and its cache key, cost more CPU
+# than the round trip it makes. An ``update()`` executed with ``{column: value}`` sets
+# those columns; each set of columns is compiled once, then cached by the engine.
+
+#: ``WHERE ns = :b_ns AND id = :b_id``.
+_KEYED = sa.and_(d.c.ns == sa.bindparam("b_ns"), d.c.id == sa.bindparam("b_id"))
+#: The row, while the claim with ``:b_token`` holds it.
+_OWNED = sa.and_(_KEYED, d.c.state == "inflight", d.c.token == sa.bindparam("b_token"))
+#: ``{column: value}`` at execution; and the dialect's conflict-free INSERT, by dialect.
+_UPDATE = d.update().where(_KEYED)
+_INSERT_NEW: dict[str, sa.Insert] = {}
 
 #: What a claim or a replay reads of an existing row (not the body).
 _STATE = [d.c[name] for name in ("state", "lease_until", "expires_at", "retained_until", "handlers")]
 _STATE += [d.c.reply, d.c.outcome, d.c.received_at]
+_READ_STATE = sa.select(*_STATE).where(_KEYED).with_for_update()
+_READ_HANDLERS = sa.select(d.c.handlers).where(_OWNED).with_for_update()
+_READ_FINISH = (
+    sa.select(d.c.state, d.c.token, d.c.retained_until, d.c.received_at, d.c.attempts)
+    .where(_KEYED)
+    .with_for_update()
+)
+_READ_ATTEMPTS = sa.select(d.c.attempts).where(_KEYED, d.c.received_at.is_not(None)).with_for_update()
+_APPEND = log.insert()
+#: Release, or complete, a claim whose delivery has no attempt recorded yet (the usual
+#: case) in one statement: the attempt is then the first, if the delivery is kept.
+_RELEASE_FIRST = (
+    d.update()
+    .where(_OWNED, d.c.attempts == "")
+    .values(attempts=sa.case((d.c.received_at.is_(None), d.c.attempts), else_=sa.bindparam("b_attempts")))
+)
+_COMPLETE_FIRST = _RELEASE_FIRST.values(
+    retained_until=sa.case(
+        (d.c.retained_until > sa.bindparam("b_expires", type_=sa.Double()), d.c.retained_until),
+        else_=sa.bindparam("b_expires", type_=sa.Double()),
+    )
+)
+
+
+def _key(ns: str, id: str) -> dict[str, Any]:
+    return {"b_ns": ns, "b_id": id}
 
 
 def claim(
@@ -244,7 +292,7 @@ def claim(
     for _ in range(3):  # a row deleted between the two statements (forget, purge): insert again
         if insert_new(conn, new):
             return Claim("new", token)  # the usual case, a delivery never seen
-        row = conn.execute(sa.select(*_STATE).where(key(ns, id)).with_for_update()).first()
+        row = conn.execute(_READ_STATE, _key(ns, id)).first()
         if row is not None:
             break
     else:
@@ -259,18 +307,18 @@ def claim(
         handlers = row.handlers
     values = {**fields, "retained_until": max(row.retained_until, retained), "handlers": handlers}
     values.update(reply=None, outcome="", status="in-flight", **(kept if row.received_at is None else {}))
-    conn.execute(d.update().where(key(ns, id)).values(values))  # a retry keeps the first copy
+    conn.execute(_UPDATE, {**values, **_key(ns, id)})  # a retry keeps the first copy
     return Claim("new", token, decode_handlers(handlers))
 
 
 def mark(conn: Connection, ns: str, id: str, token: str, handler: str, reply: Reply | None) -> None:
     """Fenced by the token; the row stays locked until the transaction ends."""
-    row = conn.execute(sa.select(d.c.handlers).where(owned(ns, id, token)).with_for_update()).first()
+    row = conn.execute(_READ_HANDLERS, {**_key(ns, id), "b_token": token}).first()
     if row is None:
         raise LeaseLost()
     handlers = decode_handlers(row.handlers)
     handlers[handler] = reply
-    conn.execute(d.update().where(key(ns, id)).values(handlers=encode_handlers(handlers)))
+    conn.execute(_UPDATE, {"handlers": encode_handlers(handlers), **_key(ns, id)})
 
 
 def finish(
@@ -285,41 +333,42 @@ def finish(
 ) -> int:
     """Complete (``fenced``: :class:`LeaseLost` if not ours) or release (a no-op if not ours)
     the claim with ``values``, and log ``entry``; the log line's number (0 without one)."""
-    row = conn.execute(
-        sa.select(d.c.state, d.c.token, d.c.retained_until, d.c.received_at, d.c.attempts)
-        .where(key(ns, id))
-        .with_for_update()
-    ).first()
+    if entry is not None and entry.id == id:  # one UPDATE, if the claim holds and no attempt is kept
+        first = {**values, **_key(ns, id), "b_token": token, "b_attempts": encode_attempts((entry,))}
+        if fenced:
+            first["b_expires"] = values["expires_at"]
+        if conn.execute(_COMPLETE_FIRST if fenced else _RELEASE_FIRST, first).rowcount == 1:
+            return append(conn, ns, entry, attached=True)
+    row = conn.execute(_READ_FINISH, _key(ns, id)).first()
     ours = row is not None and row.state == "inflight" and row.token == token
     if fenced and not ours:
         raise LeaseLost()
     update = dict(values) if ours else {}
     if row is not None and ours and fenced:
         update["retained_until"] = max(row.retained_until, values["expires_at"])
-    attach = entry is not None and entry.id == id and row is not None and row.received_at is not None
-    if entry is not None and row is not None and attach:
+    kept = row is not None and row.received_at is not None
+    if entry is not None and row is not None and kept and entry.id == id:
         update["attempts"] = encode_attempts(bounded(decode_attempts(row.attempts), entry))
     if update:
-        conn.execute(d.update().where(key(ns, id)).values(update))
-    return 0 if entry is None else append(conn, ns, entry, attached=attach)
+        conn.execute(_UPDATE, {**update, **_key(ns, id)})
+    # The row was read: when it is not kept, the log line has no attempt to attach.
+    return 0 if entry is None else append(conn, ns, entry, attached=entry.id == id)
 
 
 def append(conn: Connection, ns: str, entry: LogEntry, *, attached: bool = False) -> int:
-    """A log line, and the kept delivery's attempt; the line's number."""
-    result = conn.execute(log.insert().values(ns=ns, status=entry.status, entry=entry.to_json()))
+    """A log line, and the kept delivery's attempt (unless ``attached`` already); its number."""
+    result = conn.execute(_APPEND, {"ns": ns, "status": entry.status, "entry": entry.to_json()})
     if not attached and entry.id is not None:
-        row = conn.execute(
-            sa.select(d.c.attempts).where(key(ns, entry.id), d.c.received_at.is_not(None)).with_for_update()
-        ).first()
+        row = conn.execute(_READ_ATTEMPTS, _key(ns, entry.id)).first()
         if row is not None:
             attempts = encode_attempts(bounded(decode_attempts(row.attempts), entry))
-            conn.execute(d.update().where(key(ns, entry.id)).values(attempts=attempts))
+            conn.execute(_UPDATE, {"attempts": attempts, **_key(ns, entry.id)})
     number = result.inserted_primary_key
     return int(number[0]) if number else 0
 
 
 def reopen(conn: Connection, ns: str, id: str, now: float, lease: float, rerun: frozenset[str]) -> Claim:
-    row = conn.execute(sa.select(*_STATE).where(key(ns, id)).with_for_update()).first()
+    row = conn.execute(_READ_STATE, _key(ns, id)).first()
     if row is None or row.received_at is None:
         raise LookupError(id)
     if row.state == "inflight" and lease_is_live(row.lease_until, now, lease):
@@ -329,14 +378,15 @@ def reopen(conn: Connection, ns: str, id: str, now: float, lease: float, rerun: 
     values = {"state": "inflight", "token": token, "lease_until": until, "status": "in-flight"}
     values.update(expires_at=max(row.expires_at, until), retained_until=max(row.retained_until, until))
     values["handlers"] = encode_handlers(handlers)
-    conn.execute(d.update().where(key(ns, id)).values(values))
+    conn.execute(_UPDATE, {**values, **_key(ns, id)})
     return Claim("new", token, handlers)
 
 
 def build_engine(url: str | URL, timeout: float) -> Engine:
     """An engine that survives a restarted server and bounds every wait by ``timeout``.
 
-    ``pool_pre_ping`` replaces connections the server closed; on
+    A connection idle in the pool for more than :data:`PING_IDLE` seconds
+    is pinged before use and replaced if the server closed it; on
     PostgreSQL, connecting, waiting for a lock and running a statement
     each end in an error (a 503) rather than a hang. Settings the URL
     gives itself win.
@@ -345,7 +395,7 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
     if parsed.drivername in ("postgresql", "postgres"):  # postgres://, as some hosts spell it
         parsed = parsed.set(drivername=_default_postgres_driver())
     connect_args: dict[str, Any] = {}
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_timeout": timeout}
+    options: dict[str, Any] = {"pool_timeout": timeout}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
         ms = max(1, round(timeout * 1000))
         connect_args = {
@@ -362,7 +412,40 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
     for key in list(connect_args):
         if key in parsed.query:
             del connect_args[key]
-    return sa.create_engine(parsed, connect_args=connect_args, **options)
+    engine = sa.create_engine(parsed, connect_args=connect_args, **options)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: Seconds a pooled connection may sit idle and still be used without a ping.
+PING_IDLE = 1.0
+_IDLE_SINCE = "flask_hooks.idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, for connections idle over :data:`PING_IDLE` only.
+
+    ``pool_pre_ping`` costs a round trip per transaction, two per delivery.
+    A connection back in the pool a moment ago is used as it is: if the
+    server restarted in that moment, its transaction fails (a 503, retried
+    by the sender) and SQLAlchemy then replaces every connection of the
+    pool, as a failed ping would.
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since <= PING_IDLE:
+            return  # a fresh connection, or one in steady use
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # As pool_pre_ping: replace this connection and every older one.
+            raise sa.exc.InvalidatePoolError() from exc
 
 
 def _default_postgres_driver() -> str:

@@ -99,8 +99,8 @@ class SqlStore(DedupeStore):
     ``bind`` is an Engine, a URL, or Flask-SQLAlchemy's ``db`` (whose
     ``db.engine`` and ``db.session`` are used per app, so they need an app
     context, as requests and CLI commands have). An engine built here from
-    a URL pings connections before use (so it survives a restarted server)
-    and, on PostgreSQL, bounds connecting and lock waits by ``timeout``
+    a URL pings a connection that sat idle in its pool before using it (so
+    it survives a restarted server) and, on PostgreSQL, bounds connecting and lock waits by ``timeout``
     seconds and statements by six times that; :meth:`close` disposes it.
     An engine or ``db`` given is the app's: configure those bounds there
     (see the docs), the store only bounds its own lock waits.
