@@ -117,8 +117,9 @@ class Pipeline:
             return self._reject("rejected", exc, received_at, started, notify, body)
         try:
             parsed = cfg.provider.parse(headers, body)
-            _check_text("id", parsed.id)
-            _check_text("type", parsed.type)
+            if not (parsed.id.isascii() and parsed.type.isascii()):
+                _check_text("id", parsed.id)
+                _check_text("type", parsed.type)
         except PayloadError as exc:
             return self._reject("invalid", exc, received_at, started, notify, body)
         event = Event(
@@ -377,8 +378,7 @@ def _check_text(field: str, value: str) -> None:
     A lone surrogate (``"\\ud800"`` in the JSON) is valid for Python but no
     store can write it; it is the sender's error, so a 400, not a 500.
     """
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise PayloadError(f"invalid {field}: not valid Unicode text") from None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(f"invalid {field}: not valid Unicode text") from None

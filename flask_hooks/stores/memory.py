@@ -67,19 +67,17 @@ class MemoryStore(DedupeStore):
                     return Claim("inflight", retry_after=rec.lease_until - now)
                 handlers = rec.handlers
             token = new_token()
-            kept = rec.kept if rec is not None and rec.kept is not None else keep
-            if kept is not None and (rec is None or rec.kept is None):
-                bisect.insort(self._order.setdefault(ns, []), (kept.received_at, id))
-            retained = max(rec.retained_until if rec else 0.0, now + keep.retention if keep else 0.0)
+            expires = now + (ttl if ttl > lease else lease)
+            kept, retained, attempts = keep, expires, ()
+            if rec is not None:  # a retry, or a record past its dedupe TTL: keep its history
+                kept = rec.kept or keep
+                retained, attempts = max(rec.retained_until, expires), rec.attempts
+            if keep is not None:
+                retained = max(retained, now + keep.retention)
+                if rec is None or rec.kept is None:
+                    bisect.insort(self._order.setdefault(ns, []), (keep.received_at, id))
             self._records[key] = _Record(
-                "inflight",
-                token,
-                now + lease,
-                now + max(ttl, lease),
-                handlers,
-                kept=kept,
-                retained_until=max(retained, now + max(ttl, lease)),
-                attempts=rec.attempts if rec is not None else (),
+                "inflight", token, now + lease, expires, handlers, None, "", kept, retained, attempts
             )
         return Claim("new", token=token, handlers=dict(handlers))
 
@@ -146,15 +144,20 @@ class MemoryStore(DedupeStore):
         key = (ns, id)
         with self._lock:
             rec = self._owned(key, token)
-            self._records[key] = rec._replace(
-                state="done",
-                token="",
-                lease_until=0.0,
-                expires_at=now + ttl,
-                reply=reply,
-                outcome=outcome,
-                status=outcome,
-                retained_until=max(rec.retained_until, now + ttl),
+            expires = now + ttl
+            retained = rec.retained_until if rec.retained_until > expires else expires
+            self._records[key] = _Record(
+                "done",
+                "",
+                0.0,
+                expires,
+                rec.handlers,
+                reply,
+                outcome,
+                rec.kept,
+                retained,
+                rec.attempts,
+                outcome,
             )
             if entry is not None:
                 self._append(ns, entry)
