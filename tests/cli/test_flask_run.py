@@ -30,11 +30,11 @@ def test_send_to_flask_run_then_read_the_log(flask_run: Callable[[str], FlaskRun
     sent = server.flask("hooks", "send", "resource.created", "--url", server.url, "--id", "evt_run",
                         "--data", '{"data": {"object": {"id": "r1"}}}')
     assert sent.returncode == 0, sent.stderr
-    assert sent.stdout.splitlines()[-1] == '200  {"synced":"evt_run"}'
+    assert sent.stdout.splitlines()[-1] == '200  {"synced": "evt_run"}'
 
     again = server.flask("hooks", "send", "resource.created", "--url", server.url, "--id", "evt_run")
     assert again.returncode == 0
-    assert again.stdout.splitlines()[-1] == '200  {"synced":"evt_run"}'
+    assert again.stdout.splitlines()[-1] == '200  {"synced": "evt_run"}'
 
     log = server.flask("hooks", "deliveries")
     assert log.returncode == 0, log.stderr
