@@ -68,7 +68,8 @@ class MemoryStore(DedupeStore):
                 handlers = rec.handlers
             token = new_token()
             expires = now + (ttl if ttl > lease else lease)
-            kept, retained, attempts = keep, expires, ()
+            kept, retained = keep, expires
+            attempts: tuple[LogEntry, ...] = ()
             if rec is not None:  # a retry, or a record past its dedupe TTL: keep its history
                 kept = rec.kept or keep
                 retained, attempts = max(rec.retained_until, expires), rec.attempts
