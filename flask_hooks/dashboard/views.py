@@ -71,7 +71,7 @@ def _not_shown(exc: NotShown) -> ResponseReturnValue:
 @bp.before_request
 def _guard() -> ResponseReturnValue | None:
     if _state().allow() is not True:
-        return Response("You are not allowed to see this page.\n", 403, mimetype="text/plain")
+        return Response(_REFUSED, 403, mimetype="text/html")
     if request.method not in ("GET", "HEAD") and not csrf.valid(request.form.get(csrf.FIELD)):
         return _message(
             "This form has expired or did not come from this dashboard, so nothing was changed."
@@ -268,3 +268,11 @@ def forget() -> ResponseReturnValue:
         return _message("Not forgotten: the store is not answering; try again shortly.", 503)
     done = "forgotten" if gone else "gone"
     return redirect(url_for(".index", done=done, subject=d.id), 303)
+
+
+#: The refusal: a page of its own, with an icon link so a browser asks for no favicon.
+_REFUSED = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+    "<title>Not allowed - flask-webhooks</title></head>"
+    "<body><p>You are not allowed to see this page.</p></body></html>\n"
+)
