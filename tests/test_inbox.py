@@ -234,3 +234,35 @@ def test_a_refused_request_leaves_no_credential_in_the_log(make_app: Callable[..
     receiver = hooks.receiver(app)
     [line] = receiver.store.deliveries(receiver.ns)
     assert "sec-456" not in line.excerpt and '"secret": "[redacted]"' in line.excerpt
+
+
+def test_a_replay_killed_mid_handler_runs_once_when_its_lease_ran_out(make_app: Callable[..., Flask]) -> None:
+    from tests.helpers import Crash
+
+    clock = ManualClock()
+    hooks = Hooks(store="memory://", clock=clock, lease=30)
+    mode = {"now": "fail"}
+    runs: list[bool] = []
+
+    @hooks.on("*")
+    def handler(event: Event) -> None:
+        runs.append(event.replayed)
+        if mode["now"] == "fail":
+            raise RuntimeError("bug")
+        if mode["now"] == "crash":
+            raise Crash()  # the process dies mid-handler: nothing below runs
+
+    app = make_app(hooks)
+    client = app.test_client()
+    generic_post(client, PAYLOAD)
+    mode["now"] = "crash"
+    with pytest.raises(Crash):
+        hooks.inbox(app).replay("evt_1")
+    with pytest.raises(InFlight):
+        hooks.inbox(app).replay("evt_1")  # its claim holds until the lease runs out
+    assert generic_post(client, PAYLOAD).status_code == 409
+    clock.advance(31)
+    mode["now"] = "fixed"
+    assert hooks.inbox(app).replay("evt_1").status == "received"
+    assert runs == [False, True, True]
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
