@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flask_hooks import ConfigError, Event, Hooks
 from flask_hooks.core.errors import StoreUnavailable
-from flask_hooks.stores import _sql_schema
+from flask_hooks.stores import _sql_engine
 from flask_hooks.stores.sql import SqlStore, metadata
 from tests.conftest import generic_post
 from tests.postgres import PostgresServer, pg_url, postgres  # noqa: F401 - fixtures
@@ -97,7 +97,7 @@ def test_a_url_store_after_a_restart_pings_idle_connections_only(
 ) -> None:
     """Idle: the stale connection fails its ping and is replaced, so no 503. In use: no ping
     (no round trip); the first transaction after the restart fails, and the pool is renewed."""
-    monkeypatch.setattr(_sql_schema, "PING_IDLE", -1.0 if idle else 3600.0)
+    monkeypatch.setattr(_sql_engine, "PING_IDLE", -1.0 if idle else 3600.0)
     store = SqlStore(pg_url, timeout=1.0)
     try:
         assert store.claim(NS, "evt_1", now=T0, lease=30, ttl=3600).state == "new"

@@ -14,26 +14,32 @@ locks: every write transaction there starts with ``BEGIN IMMEDIATE``,
 which takes the database's write lock before the first read. Every
 database error is :class:`~flask_hooks.core.errors.StoreUnavailable` (a
 503): nothing is acknowledged without its record.
+
+SQLAlchemy owns the connections and transactions (pool, pings, commit,
+Flask-SQLAlchemy's ``db.session``); the statements of a delivery's two
+transactions run on the driver's cursor of that same connection, as SQL
+rendered once per engine (see ``_sql_rendered``).
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.engine import URL, Engine
 
-from ..core.errors import LeaseLost, StoreUnavailable
+from ..core.errors import StoreUnavailable
 from ..core.inbox import Kept, Stored
-from . import _sql_schema as sql
-from ._sql_schema import at_least, build_engine, inbox_query, key, owned, purgeable, stored, trim_log
+from . import _sql_writes as writes
+from ._sql_atomic import Transaction, atomically
+from ._sql_atomic import connection as connection
+from ._sql_engine import DOWN, build_engine
+from ._sql_rendered import Cursor, Statements
 from ._sql_schema import deliveries as d
+from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
 from ._sql_schema import log as log_table
 from ._sql_schema import metadata as metadata
 from .base import (
@@ -52,45 +58,20 @@ T = TypeVar("T")
 log = logging.getLogger("flask_hooks")
 
 
-#: The open connection of the running ``atomic=True`` handler (see :func:`connection`).
-_current: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
-    "flask_hooks_sql_connection", default=None
-)
-
 #: The log is trimmed to ``log_size`` when its sequence crosses a multiple of this, and
 #: a receiver's rows past their retention are swept (a bounded batch) at multiples of the other.
 _TRIM_EVERY = 64
 _SWEEP_EVERY = 256
 _SWEEP_BATCH = 500
 
-#: What a database that is down, restarting, locked or slow raises: a 503, never a false
-#: success. Errors in the SQL we send (a bug) are not among them and stay 500s.
-_DOWN = (DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.PendingRollbackError)
-
 #: Per pooled connection: whether PostgreSQL's ``lock_timeout`` is already set on it.
 _BOUNDED = "flask_hooks.lock_timeout_set"
 
+#: What every write transaction on SQLite starts with (see :meth:`SqlStore._lock_writes`).
+_BEGIN_IMMEDIATE = sa.text("BEGIN IMMEDIATE")
+
 #: ``pg_advisory_xact_lock`` key serialising the creation of the tables across processes.
 _SCHEMA_LOCK = 0x666C61736B686F6B
-
-
-def connection() -> Connection:
-    """The connection whose transaction the running ``atomic=True`` handler is in.
-
-    Write through it and the writes commit together with the record of the
-    handler's success, or not at all::
-
-        @hooks.on("order.paid", atomic=True)
-        def book(event):
-            connection().execute(orders.insert().values(id=event.id))
-
-    With ``SqlStore(db)`` (Flask-SQLAlchemy), ``db.session`` is in the same
-    transaction. Do not commit: the store does.
-    """
-    conn = _current.get()
-    if conn is None:
-        raise RuntimeError("flask_hooks.stores.sql.connection() is only available in an atomic=True handler")
-    return conn
 
 
 class SqlStore(DedupeStore):
@@ -127,10 +108,12 @@ class SqlStore(DedupeStore):
             raise TypeError(f"SqlStore needs an Engine, a URL or a Flask-SQLAlchemy db, not {bind!r}")
         #: Flask-SQLAlchemy engines by namespace, for renewals from the lease keeper's thread.
         self._by_ns: dict[str, Engine] = {}
-        self._ready: set[Engine] = set()
+        #: The engines whose tables exist, with their statements as each one's dialect renders them.
+        self._ready: dict[Engine, Statements] = {}
         self._schema_lock = threading.Lock()
         self._generation = process_generation()
         self._lock_timeout = sa.text(f"SET LOCAL lock_timeout = {max(1, round(timeout * 1000))}")
+        self._show_lock_timeout = sa.text("SHOW lock_timeout")
 
     def __repr__(self) -> str:
         if self._engine_given is None:
@@ -168,57 +151,62 @@ class SqlStore(DedupeStore):
         for engine in self._ready:
             engine.dispose(close=False)
 
-    def _prepared(self, ns: str | None) -> Engine:
-        """The engine, its tables created on first use (``checkfirst``: an existing schema stays)."""
+    def _prepared(self, ns: str | None) -> tuple[Engine, Statements]:
+        """The engine and its statements, its tables created on first use (``checkfirst``: an
+        existing schema stays)."""
         engine = self._engine(ns)
-        if engine in self._ready:
-            return engine
+        statements = self._ready.get(engine)
+        if statements is not None:
+            return engine, statements
         with self._schema_lock:
-            if engine not in self._ready:
+            statements = self._ready.get(engine)
+            if statements is None:
+                statements = Statements(engine.dialect)
                 try:
-                    with engine.begin() as conn:
+                    with engine.begin() as conn, Cursor(conn, statements) as cursor:
                         if conn.dialect.name == "postgresql":  # workers racing at start-up
                             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-                        self._lock_writes(conn)
+                        self._lock_writes(cursor)
                         metadata.create_all(conn, checkfirst=True)
-                except _DOWN as exc:
+                except DOWN as exc:
                     raise StoreUnavailable() from exc
-                self._ready.add(engine)
-        return engine
+                self._ready[engine] = statements
+        return engine, statements
 
-    def _lock_writes(self, conn: Connection) -> None:
+    def _lock_writes(self, cursor: Cursor) -> None:
         """Start a write transaction: SQLite's write lock at once; a lock-wait bound on PostgreSQL."""
+        conn = cursor.conn
         name = conn.dialect.name
         if name == "sqlite":
             raw = conn.connection.dbapi_connection
             if raw is not None and not getattr(raw, "in_transaction", True):
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                cursor.run(_BEGIN_IMMEDIATE, {})
         elif name == "postgresql" and not self._owned:
             # An engine given may bound lock waits itself (in its connect options). Asked once
             # per connection; only connections without a bound pay a SET LOCAL per transaction.
             info = conn.connection.info
             bounded = info.get(_BOUNDED)
             if bounded is None:
-                bounded = info[_BOUNDED] = conn.exec_driver_sql("SHOW lock_timeout").scalar() != "0"
+                bounded = info[_BOUNDED] = cursor.row(self._show_lock_timeout, {})[0] != "0"
             if not bounded:
-                conn.execute(self._lock_timeout)
+                cursor.run(self._lock_timeout, {})
 
     def _write(self, ns: str, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``work(conn, *args, **kwargs)`` in one write transaction; database errors are a 503."""
-        engine = self._prepared(ns)
+        """``work(cursor, *args, **kwargs)`` in one write transaction; database errors are a 503."""
+        engine, statements = self._prepared(ns)
         try:
-            with engine.begin() as conn:
-                self._lock_writes(conn)
-                return work(conn, *args, **kwargs)
-        except _DOWN as exc:
+            with engine.begin() as conn, Cursor(conn, statements) as cursor:
+                self._lock_writes(cursor)
+                return work(cursor, *args, **kwargs)
+        except DOWN as exc:
             raise StoreUnavailable() from exc
 
     def _read(self, ns: str, work: Callable[..., T], *args: Any) -> T:
-        engine = self._prepared(ns)
+        engine, _ = self._prepared(ns)
         try:
             with engine.connect() as conn:
                 return work(conn, *args)
-        except _DOWN as exc:
+        except DOWN as exc:
             raise StoreUnavailable() from exc
 
     # The state machine.
@@ -226,25 +214,13 @@ class SqlStore(DedupeStore):
     def claim(
         self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
     ) -> Claim:
-        return self._write(ns, sql.claim, ns, id, now, lease, ttl, keep)
+        return self._write(ns, writes.claim, ns, id, now, lease, ttl, keep)
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
-        self._write(ns, sql.mark, ns, id, token, handler, reply)
+        self._write(ns, writes.mark, ns, id, token, handler, reply)
 
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
-        until = now + lease
-        # The record must outlive the lease, or a short TTL would expire it under the handler.
-        renewal = (
-            d.update()
-            .where(owned(ns, id, token))
-            .values(
-                lease_until=until,
-                expires_at=at_least(d.c.expires_at, until),
-                retained_until=at_least(d.c.retained_until, until),
-            )
-        )
-        if self._write(ns, lambda conn: conn.execute(renewal).rowcount) != 1:
-            raise LeaseLost()
+        self._write(ns, writes.renew, ns, id, token, now + lease)
 
     def complete(
         self,
@@ -260,22 +236,22 @@ class SqlStore(DedupeStore):
     ) -> None:
         done = {"state": "done", "token": "", "lease_until": 0.0, "expires_at": now + ttl}
         done.update(reply=encode_reply(reply), outcome=outcome, status=outcome)
-        self._maintain(ns, self._write(ns, sql.finish, ns, id, token, done, entry, fenced=True), now)
+        self._maintain(ns, self._write(ns, writes.finish, ns, id, token, done, entry, fenced=True), now)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         free = {"state": "free", "token": "", "lease_until": 0.0, "status": "failed"}
-        self._maintain(ns, self._write(ns, sql.finish, ns, id, token, free, entry, fenced=False), now)
+        self._maintain(ns, self._write(ns, writes.finish, ns, id, token, free, entry, fenced=False), now)
 
     # The delivery log.
 
     def log(self, ns: str, entry: LogEntry) -> None:
-        self._maintain(ns, self._write(ns, sql.append, ns, entry), 0.0)  # no ``now``: trim, sweep nothing
+        self._maintain(ns, self._write(ns, writes.append, ns, entry), 0.0)  # no ``now``: trim, sweep nothing
 
     def _maintain(self, ns: str, seq: int, now: float) -> None:
         """Now and then, trim the log and sweep expired rows: best effort, in their own transactions."""
         try:
             if seq and seq % _TRIM_EVERY == 0:
-                self._write(ns, lambda conn: conn.execute(trim_log(ns, self.log_size)))
+                self._write(ns, lambda cursor: cursor.conn.execute(trim_log(ns, self.log_size)))
             if seq and seq % _SWEEP_EVERY == 0 and now:
                 self.purge(ns, now=now, limit=_SWEEP_BATCH)
         except StoreUnavailable:
@@ -312,16 +288,18 @@ class SqlStore(DedupeStore):
         return [stored(row) for row in self._read(ns, lambda conn: conn.execute(query).all())]
 
     def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
-        return self._write(ns, sql.reopen, ns, id, now, lease, frozenset(rerun))
+        return self._write(ns, writes.reopen, ns, id, now, lease, frozenset(rerun))
 
     def forget(self, ns: str, id: str) -> bool:
-        return self._write(ns, lambda conn: bool(conn.execute(d.delete().where(key(ns, id))).rowcount))
+        gone = d.delete().where(key(ns, id))
+        return self._write(ns, lambda cursor: bool(cursor.conn.execute(gone).rowcount))
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         gone = purgeable(ns, now, received_before)
         pick = sa.select(d.c.id).where(gone).limit(max(0, limit))
 
-        def work(conn: Connection) -> int:
+        def work(cursor: Cursor) -> int:
+            conn = cursor.conn
             locked = pick.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else pick
             ids = conn.execute(locked).scalars().all()  # rows a claim holds are not due anyway
             return conn.execute(d.delete().where(gone, d.c.id.in_(ids))).rowcount if ids else 0
@@ -343,83 +321,24 @@ class SqlStore(DedupeStore):
         :class:`StoreUnavailable`). With ``SqlStore(db)`` the transaction
         is ``db.session``'s; otherwise :func:`connection` gives it.
         """
-        engine = self._prepared(ns)
+        engine, statements = self._prepared(ns)
+
+        def mark(cursor: Cursor, reply: Reply | None) -> None:
+            writes.mark(cursor, ns, id, token, handler, reply)
+
         if self._db is not None:
             session = self._db.session
-            return self._atomically(
-                ns,
-                id,
-                token,
-                handler,
-                run,
-                session.connection,
-                session.flush,
-                session.commit,
-                session.rollback,
-            )
+            tx = Transaction(session.connection, session.flush, session.commit, session.rollback)
+            return atomically(tx, statements, self._lock_writes, run, mark)
         try:
             conn = engine.connect()
-        except _DOWN as exc:
+        except DOWN as exc:
             raise StoreUnavailable() from exc
         with conn:
-            return self._atomically(
-                ns, id, token, handler, run, lambda: conn, lambda: None, conn.commit, conn.rollback
-            )
-
-    def _atomically(
-        self,
-        ns: str,
-        id: str,
-        token: str,
-        handler: str,
-        run: Callable[[], Reply | None],
-        current: Callable[[], Connection],
-        flush: Callable[[], None],
-        commit: Callable[[], None],
-        rollback: Callable[[], None],
-    ) -> Reply | None:
-        try:
-            self._lock_writes(current())
-        except _DOWN as exc:
-            _quietly(rollback)
-            raise StoreUnavailable() from exc
-        reset = _current.set(current())
-        try:
-            reply = run()
-            flush()  # the handler's pending ORM writes are the handler's: their errors are its own
-        except BaseException as exc:
-            _quietly(rollback)
-            if _unreachable(exc):
-                raise StoreUnavailable() from exc
-            raise
-        finally:
-            _current.reset(reset)
-        try:
-            sql.mark(current(), ns, id, token, handler, reply)
-            commit()
-        except LeaseLost:
-            _quietly(rollback)
-            raise
-        except _DOWN as exc:
-            _quietly(rollback)
-            raise StoreUnavailable() from exc
-        return reply
+            tx = Transaction(lambda: conn, lambda: None, conn.commit, conn.rollback)
+            return atomically(tx, statements, self._lock_writes, run, mark)
 
     def close(self) -> None:
         """Dispose of the engine this store built from a URL (an engine or db given stays open)."""
         if self._owned and self._engine_given is not None:
             self._engine_given.dispose()
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The database went away or timed out (not the handler's own mistake): a 503."""
-    if isinstance(exc, DBAPIError) and bool(exc.connection_invalidated):
-        return True
-    return isinstance(exc, (OperationalError, InterfaceError))
-
-
-def _quietly(rollback: Callable[[], None]) -> None:
-    try:
-        rollback()
-    except _DOWN:
-        log.debug("rollback failed (the connection is gone; so is the transaction)", exc_info=True)

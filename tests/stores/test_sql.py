@@ -141,6 +141,26 @@ def test_atomic_rolls_back_when_the_claim_is_taken_over_while_it_runs(pg_url: st
         engine.dispose()
 
 
+def test_atomic_rolls_back_when_its_mark_cannot_be_written(pg_url: str) -> None:  # noqa: F811
+    """The mark waits for a row another program holds: a bounded wait, a 503, and the
+    handler's rows roll back with it."""
+    engine = sa.create_engine(pg_url)
+    app_metadata.create_all(engine)
+    store = SqlStore(engine, timeout=0.3)
+    try:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        with engine.connect() as foreign:
+            foreign.execute(sa.text("SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"))
+            with pytest.raises(StoreUnavailable):
+                store.atomic(NS, "evt_1", claim.token, "billing.book", book("evt_1"), now=T0)
+            foreign.rollback()
+        assert rows(engine) == []
+        assert store.atomic(NS, "evt_1", claim.token, "billing.book", book("evt_1"), now=T0) == REPLY
+        assert rows(engine) == ["evt_1"]
+    finally:
+        engine.dispose()
+
+
 def test_connection_outside_an_atomic_handler_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="atomic=True"):
         connection()

@@ -1,0 +1,115 @@
+"""``atomic=True`` handlers on the SQL store: the handler's writes and its mark in one transaction.
+
+:meth:`SqlStore.atomic <flask_hooks.stores.sql.SqlStore.atomic>` runs
+:func:`atomically` in ``db.session``'s transaction (Flask-SQLAlchemy) or in
+a connection of its own, which :func:`connection` gives the handler.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import NamedTuple
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from ..core.errors import LeaseLost, StoreUnavailable
+from ._sql_engine import DOWN
+from ._sql_rendered import Cursor, Statements
+from .base import Reply
+
+log = logging.getLogger("flask_hooks")
+
+#: The open connection of the running ``atomic=True`` handler (see :func:`connection`).
+_current: contextvars.ContextVar[Connection | None] = contextvars.ContextVar(
+    "flask_hooks_sql_connection", default=None
+)
+
+
+def connection() -> Connection:
+    """The connection whose transaction the running ``atomic=True`` handler is in.
+
+    Write through it and the writes commit together with the record of the
+    handler's success, or not at all::
+
+        @hooks.on("order.paid", atomic=True)
+        def book(event):
+            connection().execute(orders.insert().values(id=event.id))
+
+    With ``SqlStore(db)`` (Flask-SQLAlchemy), ``db.session`` is in the same
+    transaction. Do not commit: the store does.
+    """
+    conn = _current.get()
+    if conn is None:
+        raise RuntimeError("flask_hooks.stores.sql.connection() is only available in an atomic=True handler")
+    return conn
+
+
+class Transaction(NamedTuple):
+    """The transaction a handler runs in: ``db.session``'s, or that of a connection."""
+
+    connection: Callable[[], Connection]
+    flush: Callable[[], None]
+    commit: Callable[[], None]
+    rollback: Callable[[], None]
+
+
+def atomically(
+    tx: Transaction,
+    statements: Statements,
+    begin: Callable[[Cursor], None],
+    run: Callable[[], Reply | None],
+    mark: Callable[[Cursor, Reply | None], None],
+) -> Reply | None:
+    """``begin``, ``run``, then ``mark`` its reply and commit; roll back on any failure.
+
+    :class:`LeaseLost` from the mark and an exception from ``run`` propagate
+    (a database that went away is :class:`StoreUnavailable`).
+    """
+    try:
+        with Cursor(tx.connection(), statements) as cursor:
+            begin(cursor)
+    except StoreUnavailable:
+        _quietly(tx.rollback)
+        raise
+    except DOWN as exc:
+        _quietly(tx.rollback)
+        raise StoreUnavailable() from exc
+    reset = _current.set(tx.connection())
+    try:
+        reply = run()
+        tx.flush()  # the handler's pending ORM writes are the handler's: their errors are its own
+    except BaseException as exc:
+        _quietly(tx.rollback)
+        if _unreachable(exc):
+            raise StoreUnavailable() from exc
+        raise
+    finally:
+        _current.reset(reset)
+    try:
+        with Cursor(tx.connection(), statements) as cursor:
+            mark(cursor, reply)
+        tx.commit()
+    except (LeaseLost, StoreUnavailable):
+        _quietly(tx.rollback)
+        raise
+    except DOWN as exc:
+        _quietly(tx.rollback)
+        raise StoreUnavailable() from exc
+    return reply
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The database went away or timed out (not the handler's own mistake): a 503."""
+    if isinstance(exc, DBAPIError) and bool(exc.connection_invalidated):
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _quietly(rollback: Callable[[], None]) -> None:
+    try:
+        rollback()
+    except DOWN:
+        log.debug("rollback failed (the connection is gone; so is the transaction)", exc_info=True)

@@ -1,0 +1,88 @@
+"""The engine ``SqlStore`` builds from a URL (bounded waits, pings for idle connections only),
+and the errors that mean its database is unavailable."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Engine
+
+#: What a database that is down, restarting, locked or slow raises: a 503, never a false
+#: success. Errors in the SQL we send (a bug) are not among them and stay 500s.
+DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.PendingRollbackError)
+
+
+def build_engine(url: str | URL, timeout: float) -> Engine:
+    """An engine that survives a restarted server and bounds every wait by ``timeout``.
+
+    A connection idle in the pool for more than :data:`PING_IDLE` seconds
+    is pinged before use and replaced if the server closed it; on
+    PostgreSQL, connecting, waiting for a lock and running a statement
+    each end in an error (a 503) rather than a hang. Settings the URL
+    gives itself win.
+    """
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):  # postgres://, as some hosts spell it
+        parsed = parsed.set(drivername=_default_postgres_driver())
+    connect_args: dict[str, Any] = {}
+    options: dict[str, Any] = {"pool_timeout": timeout}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        ms = max(1, round(timeout * 1000))
+        connect_args = {
+            "connect_timeout": max(1, math.ceil(timeout)),
+            "options": f"-c lock_timeout={ms} -c statement_timeout={6 * ms}",
+            # A server that vanished without closing the connection is noticed too.
+            "keepalives": 1,
+            "keepalives_idle": max(1, math.ceil(timeout)),
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+        }
+    elif parsed.get_backend_name() == "sqlite":
+        connect_args = {"timeout": timeout}
+    for key in list(connect_args):
+        if key in parsed.query:
+            del connect_args[key]
+    engine = sa.create_engine(parsed, connect_args=connect_args, **options)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: Seconds a pooled connection may sit idle and still be used without a ping.
+PING_IDLE = 1.0
+_IDLE_SINCE = "flask_hooks.idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, for connections idle over :data:`PING_IDLE` only.
+
+    ``pool_pre_ping`` costs a round trip per transaction, two per delivery.
+    A connection back in the pool a moment ago is used as it is: if the
+    server restarted in that moment, its transaction fails (a 503, retried
+    by the sender) and the connection is replaced. A failed ping, like
+    ``pool_pre_ping``'s, replaces every connection of the pool.
+    """
+
+    @sa.event.listens_for(engine, "checkin")
+    def checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since <= PING_IDLE:
+            return  # a fresh connection, or one in steady use
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # As pool_pre_ping: replace this connection and every older one.
+            raise sa.exc.InvalidatePoolError() from exc
+
+
+def _default_postgres_driver() -> str:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg 3 when that is what is installed."""
+    return "postgresql+psycopg2" if importlib.util.find_spec("psycopg2") else "postgresql+psycopg"
