@@ -71,8 +71,25 @@ d = deliveries
 # The purge and the periodic sweep: rows past their retention.
 sa.Index("flask_hooks_deliveries_retention", d.c.retained_until)
 # The inbox's list: newest first, keyset-paged on (received_at, id).
-sa.Index("flask_hooks_deliveries_received", d.c.ns, d.c.received_at.desc(), d.c.id.desc())
-sa.Index("flask_hooks_deliveries_status", d.c.ns, d.c.status, d.c.received_at)
+# Only kept deliveries are listed: records of a receiver without an inbox, and
+# every update of a claim, then skip these two indexes.
+_KEPT = d.c.received_at.isnot(None)
+sa.Index(
+    "flask_hooks_deliveries_received",
+    d.c.ns,
+    d.c.received_at.desc(),
+    d.c.id.desc(),
+    postgresql_where=_KEPT,
+    sqlite_where=_KEPT,
+)
+sa.Index(
+    "flask_hooks_deliveries_status",
+    d.c.ns,
+    d.c.status,
+    d.c.received_at,
+    postgresql_where=_KEPT,
+    sqlite_where=_KEPT,
+)
 sa.Index("flask_hooks_log_ns", log.c.ns, log.c.seq)
 
 
