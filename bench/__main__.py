@@ -1,7 +1,7 @@
 """``python -m bench [section ...]``: run, print the table, write ``bench/RESULTS.md``.
 
 Sections: cpu, instructions, gunicorn, sqlite, verify, providers, defer, dashboard, inbox,
-inbox-gunicorn, postgres (default: all). Every
+inbox-gunicorn, inbox-purge, postgres (default: all). Every
 number is a ratio against a reference measured in the same run on the
 same machine; nothing here fails a build.
 """
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cpu, dashboard, inbox, instructions, postgres, sqlite_contention, verify
+from . import cpu, dashboard, inbox, inbox_purge, instructions, postgres, sqlite_contention, verify
 from .common import Fact, Row, machine, table
 
 
@@ -41,6 +41,7 @@ SECTIONS = {
     **instructions.SECTIONS,
     **dashboard.SECTIONS,
     **inbox.SECTIONS,
+    **inbox_purge.SECTIONS,
     **postgres.SECTIONS,
     **sqlite_contention.SECTIONS,
     **verify.SECTIONS,

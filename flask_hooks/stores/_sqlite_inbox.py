@@ -17,12 +17,11 @@ from ..core.inbox import (
     Stored,
     decode_attempts,
     decode_headers,
-    encode_attempts,
     encode_headers,
     like_prefix,
     type_like,
 )
-from .base import Claim, LogEntry, decode_handlers, encode_handlers, lease_is_live, new_token
+from .base import FORMAT_VERSION, Claim, LogEntry, decode_handlers, encode_handlers, lease_is_live, new_token
 
 #: A kept delivery's columns, in :class:`Stored` order but for the state that decides its lease.
 _STORED = (
@@ -35,42 +34,50 @@ _STORED = (
 _PURGEABLE = "NOT (state = 'inflight' AND lease_until > ?)"
 
 
+#: The ``seq`` the next row of ``hooks_kept`` gets: the claim names its copy before it stores
+#: it, so a new delivery is one INSERT with all its columns (each index entry written once).
+#: Both statements run in one write transaction, the writers' lock held, with nothing else
+#: inserted in between: the two evaluations agree.
+NEXT_SEQ = "(SELECT ifnull(max(seq), 0) + 1 FROM hooks_kept)"
+
+
+def store_copy(db: sqlite3.Cursor, kept: Kept) -> None:
+    """Store the body and headers as row :data:`NEXT_SEQ` of ``hooks_kept``."""
+    sql = f"INSERT INTO hooks_kept (seq, headers, body) VALUES ({NEXT_SEQ}, ?, ?)"
+    db.execute(sql, (encode_headers(kept.headers), kept.body))
+
+
 def keep(db: sqlite3.Cursor, ns: str, id: str, kept: Kept) -> None:
-    """Store the delivery's copy; in the claim's transaction, once per delivery."""
-    sql = "INSERT INTO hooks_kept (headers, body) VALUES (?, ?)"
-    seq = db.execute(sql, (encode_headers(kept.headers), kept.body)).lastrowid
+    """Keep a copy for a record stored without one (a retry of a delivery the inbox missed)."""
     db.execute(
-        "UPDATE hooks_deliveries SET kept = ?, type = ?, received_at = ?, secret_index = ?"
+        f"UPDATE hooks_deliveries SET kept = {NEXT_SEQ}, type = ?, received_at = ?, secret_index = ?"
         " WHERE ns = ? AND id = ?",
-        (seq, kept.type, kept.received_at, kept.secret_index, ns, id),
+        (kept.type, kept.received_at, kept.secret_index, ns, id),
     )
+    store_copy(db, kept)
 
 
-#: The attempts column with one attempt more (``:attempt``, that one as ``encode_attempts``
-#: writes it), the oldest dropped once ``MAX_ATTEMPTS`` are kept. SQLite's JSON functions
-#: append it where decoding and encoding the column in Python would cost some 20 µs an
-#: attempt under the writers' lock: 2 ms for a delivery its sender retried for days.
-_NEW = "json_extract(:attempt, '$.attempts[0]')"
+#: The attempts column with one attempt more, ``:line`` (the log line, ``LogEntry.to_json``),
+#: the oldest dropped once ``MAX_ATTEMPTS`` are kept: the ``encode_attempts`` object, built
+#: by SQLite's JSON functions from the line the log stores anyway. Decoding and encoding the
+#: column in Python would cost some 20 µs an attempt under the writers' lock: 2 ms for a
+#: delivery its sender retried for days.
+_LINE = "json(:line)"
 WITH_ATTEMPT = (
-    "CASE WHEN attempts IS NULL THEN :attempt"
+    f"CASE WHEN attempts IS NULL THEN json_object('v', {FORMAT_VERSION}, 'attempts', json_array({_LINE}))"
     f" WHEN json_array_length(attempts, '$.attempts') >= {MAX_ATTEMPTS}"
-    f" THEN json_insert(json_remove(attempts, '$.attempts[0]'), '$.attempts[#]', {_NEW})"
-    f" ELSE json_insert(attempts, '$.attempts[#]', {_NEW}) END"
+    f" THEN json_insert(json_remove(attempts, '$.attempts[0]'), '$.attempts[#]', {_LINE})"
+    f" ELSE json_insert(attempts, '$.attempts[#]', {_LINE}) END"
 )
 
 
-def attempt(entry: LogEntry) -> str:
-    """The ``:attempt`` of :data:`WITH_ATTEMPT`."""
-    return encode_attempts((entry,))
-
-
-def attach(db: sqlite3.Cursor, ns: str, entry: LogEntry) -> None:
-    """Add ``entry`` to the attempts of the delivery it names, if that one is kept."""
+def attach(db: sqlite3.Cursor, ns: str, entry: LogEntry, line: str) -> None:
+    """Add ``entry`` (``line``, its JSON) to the attempts of the delivery it names, if that one is kept."""
     if entry.id is not None:
         db.execute(
             f"UPDATE hooks_deliveries SET attempts = {WITH_ATTEMPT}"
             " WHERE ns = :ns AND id = :id AND kept IS NOT NULL",
-            {"attempt": attempt(entry), "ns": ns, "id": entry.id},
+            {"line": line, "ns": ns, "id": entry.id},
         )
 
 

@@ -116,7 +116,7 @@ def test_the_kept_copy_and_the_attempts_ride_in_the_deliverys_own_transactions(t
     done = transactions(store, run)
     assert len(done) == 6  # two per attempt, as without the inbox
     claim, release, retry, completion, _, _ = done
-    assert claim == (["INSERT OR", "INSERT INTO", "UPDATE hooks_deliveries"], "NORMAL")
+    assert claim == (["INSERT OR", "INSERT INTO"], "NORMAL")  # the record with its kept columns, the copy
     assert release[1] == "NORMAL" and release[0][0] == "UPDATE hooks_deliveries"
     assert "INSERT INTO" in release[0]  # the log line, with the attempt
     assert retry == (["INSERT OR", "SELECT state,", "UPDATE hooks_deliveries"], "NORMAL")
@@ -170,7 +170,7 @@ def test_expired_rows_are_purged_by_workers_that_never_live_long(tmp_path: Path)
     """Workers restarted after fewer completions than the purge interval (gunicorn --max-requests)."""
     path = str(tmp_path / "hooks.sqlite3")
     first = SqliteStore(path, synchronous="OFF")
-    for n in range(300):
+    for n in range(sqlite_store._SWEEP_MAX):  # what one sweep removes
         first.claim(NS, f"old_{n}", now=T0, lease=30, ttl=60)  # abandoned, expired by T0 + 60
     kept = first.claim(NS, "kept", now=T0, lease=30, ttl=60, keep=KEEP)  # retained for 7 days
     first.complete(NS, "kept", kept.token, outcome="received", reply=None, now=T0, ttl=60)
@@ -194,6 +194,7 @@ def test_the_sweep_runs_after_the_completion_in_short_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_store, "_PURGE_EVERY", 4)
+    monkeypatch.setattr(sqlite_store, "_SWEEP_MAX", 4 * sqlite_store._PURGE_BATCH)
     path = str(tmp_path / "hooks.sqlite3")
     store = SqliteStore(path, synchronous="OFF")
     expired = 3 * sqlite_store._PURGE_BATCH + 5

@@ -99,7 +99,7 @@ def write_until(path: str, ready: Any, go: Any, stop: Any, out: Any) -> None:
     go.wait(30)
     n = 0
     while not stop.is_set():
-        deliver(store, f"new_{n}", kept(n), T0 + 3600)
+        deliver(store, f"new_{n}", kept(n), T0)  # its sweeps find nothing: the old rows last until T0 + 60
         n += 1
     store.close()
     out.put(commits)
@@ -165,4 +165,26 @@ def test_a_purge_of_many_rows_lets_another_writer_in_between_its_batches(tmp_pat
         conn.close()
     assert counts[0] == 0
     assert counts[1] == counts[2] > 0  # the bodies went with their deliveries, the others' stayed
+    store.close()
+
+
+def test_an_explicit_purge_leaves_the_lock_alone_between_its_batches(tmp_path: Path) -> None:
+    """``flask hooks purge`` of a backlog: after each full batch, ``_PURGE_PAUSE`` times its
+    duration without the lock, so receivers keep most of it; the sweep does not pause."""
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"), synchronous="OFF")
+    batch = sqlite_store._PURGE_BATCH
+    for n in range(3 * batch):
+        deliver(store, f"old_{n}", kept(n, retention=60), T0)
+    spans: list[tuple[float, float]] = []
+
+    def traced(sql: str) -> None:
+        if sql == "BEGIN IMMEDIATE":
+            spans.append((time.perf_counter(), 0.0))
+        elif sql == "COMMIT":
+            spans[-1] = (spans[-1][0], time.perf_counter())
+
+    store._cursor().connection.set_trace_callback(traced)
+    assert store.purge(NS, now=T0 + 3600, limit=2 * batch) == 2 * batch
+    (begin1, commit1), (begin2, _) = spans
+    assert begin2 - commit1 >= sqlite_store._PURGE_PAUSE * (commit1 - begin1)
     store.close()
