@@ -160,9 +160,11 @@ def crashing() -> None:
     os._exit(3)
 
 
-@pytest.mark.parametrize(("target", "message"), [(failing, "the child's own assertion"), (crashing, "3")])
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [(failing, "the child.s own assertion"), (crashing, r"exited without a result \(exit codes \[3\]\)")],
+)
 def test_a_failing_child_fails_the_test_at_once(target: Callable[[], None], message: str) -> None:
-    started = time.monotonic()
+    # The child's own message, not the collection's timeout: its failure was reported at once.
     with pytest.raises(pytest.fail.Exception, match=message):
         run(multiprocessing.get_context("fork"), [(target, ())])
-    assert time.monotonic() - started < 30  # not the 120 s the collection allows
