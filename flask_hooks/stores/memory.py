@@ -234,7 +234,8 @@ class MemoryStore(DedupeStore):
         with self._lock:
             order = self._order.get(ns, [])
             end = len(order) if before is None else bisect.bisect_left(order, before)
-            for at, id in reversed(order[:end]):
+            for position in range(end - 1, -1, -1):  # newest first, without copying the index
+                at, id = order[position]
                 if since is not None and at < since:
                     break
                 rec = self._records.get((ns, id))
