@@ -195,14 +195,24 @@ class Hooks:
         return get_receiver(app or current_app, self.name)
 
 
+def served_by(app: Flask, path: str, method: str) -> str | None:
+    """The endpoint of the app's view answering ``method`` at ``path``, if any.
+
+    A 404, a 405 (the view takes other methods) or a redirect: nobody does.
+    """
+    try:
+        endpoint, _ = app.url_map.bind("localhost").match(path, method=method)
+    except HTTPException:
+        return None
+    return str(endpoint)
+
+
 def _check_url_is_free(app: Flask, url: str, prefix: str) -> None:
     """A POST to the URL must reach the receiver, not a view the app already has."""
-    adapter = app.url_map.bind("localhost")
     base = url.rstrip("/")
     for path in {base or "/", base + "/"}:
-        try:
-            endpoint, _ = adapter.match(path, method="POST")
-        except HTTPException:  # 404, 405 (GET only) or a redirect: nobody takes POSTs there
+        endpoint = served_by(app, path, "POST")
+        if endpoint is None:
             continue
         raise ConfigError(
             f"{path} is already served by the view {endpoint!r}: give the receiver"

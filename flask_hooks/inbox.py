@@ -9,7 +9,6 @@ lease as a sender's retry, so the two never run a handler twice.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -17,7 +16,7 @@ from flask import Flask, has_app_context
 
 from .core.answer import Outcome
 from .core.errors import StoreUnavailable
-from .core.inbox import STATUSES, Stored
+from .core.inbox import STATUSES, Stored, payload_of
 from .core.store import LogEntry
 from .view import _notify, _run
 
@@ -78,22 +77,15 @@ class Delivery:
     @property
     def payload(self) -> Any:
         """The body parsed as JSON (None when it is not JSON)."""
-        return json.loads(self.body) if self.body else None
+        return payload_of(self.body)
 
     def shown_payload(self) -> Any:
         """The payload with the provider's credential fields masked, for pages and the CLI."""
-        return mask(payload_of_bytes(self.body), self.masked)
+        return mask(payload_of(self.body), self.masked)
 
     @property
     def last_error(self) -> Attempt | None:
         return next((a for a in reversed(self.attempts) if a.error), None)
-
-
-def payload_of_bytes(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
 
 
 def mask(payload: Any, fields: Collection[str]) -> Any:

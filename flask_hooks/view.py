@@ -10,7 +10,6 @@ import logging
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
-from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
 from . import signals
@@ -18,7 +17,7 @@ from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
 from .core.event import Event
 from .core.routing import Route
-from .extension import Receiver, get_state
+from .extension import Receiver, get_state, served_by
 from .stores.base import Reply
 
 log = logging.getLogger("flask_hooks")
@@ -34,7 +33,7 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     rules = [base, base + "/"] if base else ["/"]
     state = get_state(app)
     # Methods no other view of the app serves there get a JSON 405 of ours.
-    others = [m for m in _OTHER_METHODS if not _served(app, rules, m)]
+    others = [m for m in _OTHER_METHODS if all(served_by(app, rule, m) is None for rule in rules)]
     for suffix, rule in zip(("", ".slash"), rules, strict=False):
         if others:
             app.add_url_rule(
@@ -61,17 +60,6 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
 
 
 _OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE")
-
-
-def _served(app: Flask, rules: list[str], method: str) -> bool:
-    adapter = app.url_map.bind("localhost")
-    for rule in rules:
-        try:
-            adapter.match(rule, method=method)
-        except HTTPException:
-            continue
-        return True
-    return False
 
 
 def exempt_from_csrf(app: Flask) -> None:

@@ -128,9 +128,9 @@ def bounded(attempts: tuple[LogEntry, ...], entry: LogEntry) -> tuple[LogEntry, 
     return (*attempts, entry)[-MAX_ATTEMPTS:]
 
 
-def payload_of(stored: Stored) -> Any:
-    """The body parsed as JSON, or None for a body that is not."""
+def payload_of(body: bytes) -> Any:
+    """A kept body parsed as JSON, or None for a body that is not (a form post)."""
     try:
-        return json.loads(stored.body)
+        return json.loads(body)
     except ValueError:
         return None
