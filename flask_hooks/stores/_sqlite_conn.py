@@ -1,6 +1,8 @@
 """The SQLite store's connections and short write transactions.
 
-One connection per thread and process (gunicorn forks after import).
+Two connections per thread and process (gunicorn forks after import),
+one for the writes that wait for the disk and one for those that need
+not (see ``Connections._write``).
 Writers are serialised by an ``flock`` on a sidecar file before
 ``BEGIN IMMEDIATE`` (see ``_flock``), so concurrent gunicorn workers
 never fall into SQLite's sleeping busy handler, which backs off for up to
@@ -59,13 +61,10 @@ class Connections:
         self.path = path
         self.timeout = timeout
         self.synchronous = synchronous.upper()
-        relaxed = "NORMAL" if self.synchronous in ("FULL", "EXTRA") else self.synchronous
-        #: The pragma for durable writes and for the others (see ``_write``).
-        self._sync_modes = {
-            True: f"PRAGMA synchronous={self.synchronous}",
-            False: f"PRAGMA synchronous={relaxed}",
-        }
-        #: Each thread's connection: ``cur``, ``mode`` (its synchronous pragma), ``file``.
+        #: The mode of the writes that need not wait for the disk (see ``_write``).
+        self.relaxed = "NORMAL" if self.synchronous in ("FULL", "EXTRA") else self.synchronous
+        #: Each thread's connections: ``cur`` in the configured mode, ``relaxed`` in the
+        #: relaxed one (the same when they are equal), and the ``file`` they opened.
         self._local = threading.local()
         self._writers = WriterLock(path, timeout)
         self._generation = process_generation()
@@ -81,17 +80,22 @@ class Connections:
             self._local = threading.local()
         local = self._local
         if getattr(local, "cur", None) is None:
-            conn, local.file = self._connect()
-            local.mode = self._sync_modes[True]
-            local.cur = conn.cursor()
+            conn, local.file = self._connect(self.synchronous)
+            local.cur = local.relaxed = conn.cursor()
+            if self.relaxed != self.synchronous:
+                try:
+                    local.relaxed = self._connect(self.relaxed)[0].cursor()
+                except StoreUnavailable:
+                    self._drop()
+                    raise
         return local
 
     def _cursor(self) -> sqlite3.Cursor:
         cur: sqlite3.Cursor = self._conn().cur
         return cur
 
-    def _connect(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
-        """A new connection and the (device, inode) of the file it opened."""
+    def _connect(self, synchronous: str) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        """A new connection in that ``synchronous`` mode, and the (device, inode) of the file it opened."""
         conn = None
         try:
             directory = os.path.dirname(self.path)
@@ -100,7 +104,7 @@ class Connections:
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
-            conn.execute(self._sync_modes[True])
+            conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
             # Switching a new file to WAL needs an exclusive lock that SQLite
             # refuses at once (no busy wait) when workers race at start-up.
@@ -126,22 +130,20 @@ class Connections:
         twice per delivery, so it is a plain call rather than a generator
         context manager, which cost several times as much.
 
-        ``durable=False`` commits without waiting for the disk (``synchronous
-        = NORMAL``: lost on a power cut, never on a crash), for writes whose
+        ``durable=False`` commits without waiting for the disk, on the thread's
+        second connection, opened at ``synchronous = NORMAL`` (lost on a power
+        cut, never on a crash; switching one connection's mode back and forth
+        would compile the PRAGMA anew each time), for writes whose
         loss a power cut makes harmless anyway: a claim (the lease would
         have expired), a renewal, a release or a log line. Completions and
         handler marks, which stop a handler from running twice, wait for the
         disk, and commit only into the file that is still at ``path``.
         """
         local = self._conn()
-        cur, replaced = local.cur, False
+        cur, replaced = local.cur if durable else local.relaxed, False
         try:
             self._writers.acquire()
             try:
-                mode = self._sync_modes[durable]
-                if local.mode != mode:
-                    cur.execute(mode)
-                    local.mode = mode
                 cur.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(cur, *args)
@@ -198,11 +200,13 @@ class Connections:
             cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _drop(self) -> None:
-        cur = getattr(self._local, "cur", None)
-        self._local.cur = None
-        if cur is not None:
-            with suppress(sqlite3.Error):
-                cur.connection.close()
+        local = self._local
+        cur, relaxed = getattr(local, "cur", None), getattr(local, "relaxed", None)
+        local.cur = local.relaxed = None
+        for each in (cur, None if relaxed is cur else relaxed):
+            if each is not None:
+                with suppress(sqlite3.Error):
+                    each.connection.close()
 
     def _read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(cursor, *args)`` outside any transaction: one WAL snapshot per statement."""

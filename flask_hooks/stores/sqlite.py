@@ -63,6 +63,24 @@ _INSERT_NEW_KEPT = (
 )
 
 
+
+def _completion(attempt: bool, grow: bool) -> str:
+    """The completion's UPDATE, fenced by the token: with the attempt (``:line``), and
+    either growing retained_until to ``:expires`` or only where it already lasts that long."""
+    sql = (
+        "UPDATE hooks_deliveries SET state = 'done', token = '', lease_until = 0, reply = :reply,"
+        " outcome = :outcome, status = :outcome, expires_at = :expires"
+    )
+    if attempt:
+        sql += f", attempts = CASE WHEN kept IS NULL THEN attempts ELSE {inbox.WITH_ATTEMPT} END"
+    sql += ", retained_until = max(retained_until, :expires)" if grow else ""
+    sql += " WHERE ns = :ns AND id = :id AND state = 'inflight' AND token = :token"
+    return sql if grow else sql + " AND retained_until >= :expires"
+
+
+_COMPLETE = {(a, g): _completion(a, g) for a in (False, True) for g in (False, True)}
+
+
 class SqliteStore(Connections, DedupeStore):
     """A store in one SQLite file (WAL), shared by every process that opens it.
 
@@ -106,7 +124,11 @@ class SqliteStore(Connections, DedupeStore):
     ) -> Claim:
         token = new_token()
         expires = now + max(ttl, lease)
-        retained = max(expires, now + keep.retention) if keep is not None else expires
+        # The TTL runs from the completion: retained as if that came when the lease ends,
+        # so a completion within the lease leaves retained_until (and its index) alone.
+        retained = expires + lease
+        if keep is not None:
+            retained = max(retained, now + keep.retention)
         # The usual case, a delivery never seen: one statement (and its copy), no SELECT first.
         values = (ns, id, token, now + lease, expires, retained)
         if keep is None:
@@ -203,32 +225,22 @@ class SqliteStore(Connections, DedupeStore):
         ttl: float,
         entry: LogEntry | None,
     ) -> int:
-        row = db.execute(
-            "SELECT retained_until, kept FROM hooks_deliveries"
-            " WHERE ns = ? AND id = ? AND state = 'inflight' AND token = ?",
-            (ns, id, token),
-        ).fetchone()
-        if row is None:
+        args = {"reply": encode_reply(reply), "outcome": outcome, "expires": now + ttl}
+        args |= {"ns": ns, "id": id, "token": token}
+        attached = entry is not None and entry.id == id
+        if attached:
+            args["line"] = line = entry.to_json()  # type: ignore[union-attr]  # the log line, and the attempt
+        # The usual case: the claim retained the record past this completion, so one UPDATE,
+        # which leaves retained_until and its index entry alone (see _claim). Else a handler
+        # outran its lease (the retention must grow), or the lease was lost.
+        if (
+            db.execute(_COMPLETE[attached, False], args).rowcount != 1
+            and db.execute(_COMPLETE[attached, True], args).rowcount != 1
+        ):
             raise LeaseLost()
-        retained_until, kept = row
-        sql = (
-            "UPDATE hooks_deliveries SET state = 'done', token = '', lease_until = 0, reply = :reply,"
-            " outcome = :outcome, status = :outcome, expires_at = :expires"
-        )
-        args = {"reply": encode_reply(reply), "outcome": outcome, "expires": now + ttl, "ns": ns, "id": id}
-        if now + ttl > retained_until:
-            # Only when it grows (a kept delivery's retention outlasts the TTL): setting it
-            # rewrites its index entry, one page more to commit.
-            sql += ", retained_until = :expires"
         if entry is None:
-            db.execute(sql + " WHERE ns = :ns AND id = :id", args)
             return 0
-        line = entry.to_json()  # the log line, and the record's attempt
-        if kept is not None and entry.id == id:
-            sql += f", attempts = {inbox.WITH_ATTEMPT}"
-            args["line"] = line
-        db.execute(sql + " WHERE ns = :ns AND id = :id", args)
-        return self._append(db, ns, entry, line, attached=entry.id == id)
+        return self._append(db, ns, entry, line if attached else entry.to_json(), attached=attached)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         seq = self._write(self._release, ns, id, token, entry, durable=False)

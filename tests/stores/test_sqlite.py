@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flask_hooks.core.errors import LeaseLost
 from flask_hooks.core.inbox import Kept
 from flask_hooks.stores import _sqlite_conn
 from flask_hooks.stores import sqlite as sqlite_store
@@ -23,29 +24,39 @@ KEEP = Kept("a.b", b'{"id": "evt_1"}', (("Content-Type", "application/json"),), 
 def transactions(store: SqliteStore, work: Callable[[], object]) -> list[tuple[list[str], str]]:
     """(statements, synchronous mode) of each transaction the store commits while doing ``work``.
 
-    Statements are their first two words, the PRAGMA switching modes left out. SQLite traces a
-    statement again for each row its trigger runs on: a repeat is not counted.
+    Statements are their first two words; the mode is that of the connection that ran them (one
+    per mode and thread). SQLite traces a statement again for each row its trigger runs on: a
+    repeat is not counted.
     """
-    # Connect first, and end on a durable write: the trace starts in the configured mode.
-    warm = store.claim(NS, "warm-up", now=T0, lease=30, ttl=60)
-    store.complete(NS, "warm-up", warm.token, outcome="received", reply=None, now=T0, ttl=60)
-    trace: list[str] = []
-    store._cursor().connection.set_trace_callback(trace.append)
+    store.log(NS, LogEntry(None, None, "rejected", 401))  # connect first
+    trace: list[tuple[str, str]] = []
+    connections = traced(store, lambda mode: lambda sql: trace.append((sql, mode)))
     work()
-    store._cursor().connection.set_trace_callback(None)
-    mode, current, out = store.synchronous, list[str](), []
-    for sql, previous in zip(trace, ["", *trace], strict=False):
-        if sql == previous:
+    for conn in connections:
+        conn.set_trace_callback(None)
+    current, out = list[str](), []
+    for (sql, mode), previous in zip(trace, [("", ""), *trace], strict=False):
+        if (sql, mode) == previous:
             continue
-        if sql.startswith("PRAGMA synchronous="):
-            mode = sql.partition("=")[2]
-        elif sql == "BEGIN IMMEDIATE":
+        if sql == "BEGIN IMMEDIATE":
             current = []
         elif sql == "COMMIT":
             out.append((current, mode))
         else:
             current.append(" ".join(sql.split()[:2]))
     return out
+
+
+def traced(
+    store: SqliteStore, callback: Callable[[str], Callable[[str], object]]
+) -> list[sqlite3.Connection]:
+    """This thread's connections, each tracing to ``callback(its synchronous mode)``."""
+    local = store._conn()
+    conns = {store.synchronous: local.cur.connection, store.relaxed: local.relaxed.connection}
+    for conn in conns.values():
+        (level,) = conn.execute("PRAGMA synchronous").fetchone()
+        conn.set_trace_callback(callback(["OFF", "NORMAL", "FULL", "EXTRA"][level]))
+    return list(conns.values())
 
 
 def commits(store: SqliteStore, work: list[str]) -> list[tuple[str, str]]:
@@ -77,7 +88,7 @@ def test_completions_and_marks_wait_for_the_disk_claims_do_not(tmp_path: Path) -
     assert commits(store, ["mark", "complete"]) == [
         ("INSERT OR", "NORMAL"),
         ("SELECT handlers", "FULL"),
-        ("SELECT retained_until,", "FULL"),
+        ("UPDATE hooks_deliveries", "FULL"),
     ]
 
 
@@ -120,7 +131,7 @@ def test_the_kept_copy_and_the_attempts_ride_in_the_deliverys_own_transactions(t
     assert release[1] == "NORMAL" and release[0][0] == "UPDATE hooks_deliveries"
     assert "INSERT INTO" in release[0]  # the log line, with the attempt
     assert retry == (["INSERT OR", "SELECT state,", "UPDATE hooks_deliveries"], "NORMAL")
-    assert completion == (["SELECT retained_until,", "UPDATE hooks_deliveries", "INSERT INTO"], "FULL")
+    assert completion == (["UPDATE hooks_deliveries", "INSERT INTO"], "FULL")
     kept = store.get(NS, "evt_1")
     assert kept is not None and [a.status for a in kept.attempts] == ["error", "received"]
 
@@ -148,9 +159,8 @@ def test_wal_is_checkpointed_outside_the_writers_lock(
     monkeypatch.setattr(writers, "acquire", locking)
     monkeypatch.setattr(writers, "release", unlocking)
     trace: list[tuple[str, bool]] = []
-    cursor = store._cursor()
-    cursor.connection.set_trace_callback(lambda sql: trace.append((sql, held[0])))
-    assert cursor.execute("PRAGMA wal_autocheckpoint").fetchone() == (_sqlite_conn._BACKSTOP_PAGES,)
+    for conn in traced(store, lambda mode: lambda sql: trace.append((sql, held[0]))):
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (_sqlite_conn._BACKSTOP_PAGES,)
     trace.clear()
     for n in range(8):
         store.log(NS, LogEntry(f"evt_{n}", None, "rejected", 401))
@@ -214,3 +224,18 @@ def test_the_sweep_runs_after_the_completion_in_short_batches(
     assert all("DELETE FROM" not in statements for statements, _ in done if statements != ["DELETE FROM"])
     assert count(path, "SELECT count(*) FROM hooks_deliveries WHERE id LIKE 'old_%'") == (0,)
     assert count(path, "SELECT count(*) FROM hooks_kept") == (0,)  # the bodies went with them
+
+
+def test_a_completion_after_the_lease_still_keeps_the_record_for_its_ttl(tmp_path: Path) -> None:
+    """The claim retains the record as if completed when its lease ends; a later completion
+    (a handler that outran it, renewed) moves the retention to its own TTL."""
+    store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
+    for id, done in (("on-time", T0 + 10), ("late", T0 + 500)):
+        claim = store.claim(NS, id, now=T0, lease=30, ttl=60)
+        store.renew(NS, id, claim.token, now=T0 + 20, lease=30)
+        store.complete(NS, id, claim.token, outcome="received", reply=None, now=done, ttl=60)
+    assert store.purge(NS, now=T0 + 555) == 1  # on-time: its TTL ran out at T0 + 70
+    assert store.claim(NS, "late", now=T0 + 555, lease=30, ttl=60).state == "done"
+    assert store.purge(NS, now=T0 + 561) == 1
+    with pytest.raises(LeaseLost):
+        store.complete(NS, "late", "stale-token", outcome="received", reply=None, now=T0, ttl=60)
