@@ -11,7 +11,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Collection
-from typing import cast
 
 from ..core.errors import LeaseLost, StoreUnavailable
 from ..core.inbox import Kept, Stored
@@ -264,7 +263,7 @@ class SqliteStore(Connections, DedupeStore):
         if not attached:
             inbox.attach(db, ns, entry, line)
         sql = "INSERT INTO hooks_log (ns, status, entry) VALUES (?, ?, ?)"
-        seq = cast(int, db.execute(sql, (ns, entry.status, line)).lastrowid)
+        seq = db.execute(sql, (ns, entry.status, line)).lastrowid or 0
         if seq % 64 == 0:
             db.execute(
                 "DELETE FROM hooks_log WHERE ns = ? AND seq <= (SELECT seq FROM hooks_log"

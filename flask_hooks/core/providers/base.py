@@ -13,7 +13,7 @@ import hmac
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NamedTuple, TypeAlias
 
 from ..errors import ConfigError, PayloadError, VerificationError
@@ -288,10 +288,10 @@ def require_str(value: Any, what: str) -> str:
 
 
 def field(payload: Any, *path: str) -> Any:
-    """``payload[a][b]...`` or None, without raising on odd shapes."""
+    """``payload[a][b]...`` or None, without raising on odd shapes (a JSON object is a dict)."""
     node = payload
     for key in path:
-        if not isinstance(node, Mapping):
+        if not isinstance(node, dict):
             return None
         node = node.get(key)
     return node
