@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 #: What a database that is down, restarting, locked or slow raises: a 503, never a false
 #: success. Errors in the SQL we send (a bug) are not among them and stay 500s.
@@ -69,7 +70,7 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "checkin")
     def checkin(dbapi_connection: Any, record: Any) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
+        record.info.setdefault(_IDLE_SINCE, time.monotonic())  # unless :func:`hand_back` said
 
     @sa.event.listens_for(engine, "checkout")
     def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -81,6 +82,13 @@ def _ping_when_idle(engine: Engine) -> None:
         except Exception as exc:
             # As pool_pre_ping: replace this connection and every older one.
             raise sa.exc.InvalidatePoolError() from exc
+
+
+def hand_back(connection: PoolProxiedConnection, idle_since: float) -> None:
+    """Check ``connection`` in as idle since ``idle_since`` (a ``time.monotonic()``), not since now:
+    a connection the store held unused, or may have lost, is pinged at its next checkout."""
+    connection.info[_IDLE_SINCE] = idle_since
+    connection.close()
 
 
 def _default_postgres_driver() -> str:

@@ -6,10 +6,10 @@ result object per call (even a ``text()`` costs about 1.8x what psycopg's
 ``cursor.execute`` does with the same SQL). So each statement is compiled
 once per engine by the dialect's own compiler (``compile(dialect=...)``
 gives the text in the driver's paramstyle and the order of positional
-parameters) and then executed on the DBAPI cursor of a SQLAlchemy
-:class:`~sqlalchemy.engine.Connection`. Everything else stays SQLAlchemy's:
-it checks the connection out of its pool (and pings it), and it, or
-Flask-SQLAlchemy's ``db.session``, begins and commits the transaction.
+parameters) and then executed on a DBAPI cursor: that of a SQLAlchemy
+:class:`~sqlalchemy.engine.Connection` (:class:`Cursor`), whose transaction
+SQLAlchemy or Flask-SQLAlchemy's ``db.session`` begins and commits, or that
+of a connection the store holds out of its own engine's pool (``_sql_held``).
 
 The store's values are ``str``, ``float``, ``int``, ``bytes`` or ``None``,
 which every DBAPI driver takes as they are, so no SQLAlchemy type processing
@@ -78,28 +78,22 @@ class Statements:
         return found
 
 
-class Cursor:
-    """The DBAPI cursor of ``conn``, in ``conn``'s transaction (a context manager: closed after).
+class DriverCursor:
+    """A DBAPI cursor that runs statements rendered by :class:`Statements`.
 
     ``values`` are given as they would be to ``conn.execute(statement, values)``:
     the columns an INSERT or UPDATE sets, and the statement's bound parameters.
+    Subclasses say whose connection it is and what a lost one means.
     """
 
-    def __init__(self, conn: Connection, statements: Statements) -> None:
-        self.conn = conn
-        self._statements = statements
-        self._errors: type[DBAPIModule.Error] = conn.dialect.loaded_dbapi.Error
-        try:
-            self._cursor: DBAPICursor = conn.connection.cursor()
-        except self._errors as exc:
-            raise self._unavailable(exc, None) from exc
+    dialect: Dialect
+    _statements: Statements
+    _errors: type[DBAPIModule.Error]
+    _cursor: DBAPICursor
 
-    def __enter__(self) -> Cursor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with contextlib.suppress(self._errors):  # the connection is gone, and the cursor with it
-            self._cursor.close()
+    def begin(self) -> None:
+        """The statements from here on are one transaction (statements before may each have
+        committed on their own, on a connection in autocommit). Here: in one already."""
 
     def run(self, statement: Statement, values: Mapping[str, Any]) -> int:
         """Execute ``statement``; its rowcount."""
@@ -131,6 +125,31 @@ class Cursor:
         rendered = self._statements.get(statement, tuple(values))
         self._cursor.execute(rendered.text, rendered.parameters(values))
         return rendered
+
+    def _unavailable(self, exc: DBAPIModule.Error, cursor: DBAPICursor | None) -> StoreUnavailable:
+        """A 503 for a driver error (and what the loss of the connection takes)."""
+        raise NotImplementedError
+
+
+class Cursor(DriverCursor):
+    """The DBAPI cursor of ``conn``, in ``conn``'s transaction (a context manager: closed after)."""
+
+    def __init__(self, conn: Connection, statements: Statements) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect
+        self._statements = statements
+        self._errors = conn.dialect.loaded_dbapi.Error
+        try:
+            self._cursor = conn.connection.cursor()
+        except self._errors as exc:
+            raise self._unavailable(exc, None) from exc
+
+    def __enter__(self) -> Cursor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(self._errors):  # the connection is gone, and the cursor with it
+            self._cursor.close()
 
     def _unavailable(self, exc: DBAPIModule.Error, cursor: DBAPICursor | None) -> StoreUnavailable:
         """A 503; a lost connection is invalidated first, as SQLAlchemy does on its own path."""

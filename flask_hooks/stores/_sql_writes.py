@@ -1,7 +1,10 @@
 """What each write transaction of the SQL store does (``SqlStore._write`` runs them).
 
-Every function here runs inside the store's write transaction, through a
-:class:`~flask_hooks.stores._sql_rendered.Cursor`, and reads a row it may
+Every function here runs through a
+:class:`~flask_hooks.stores._sql_rendered.DriverCursor`, in the store's write
+transaction, or on a connection in autocommit until it calls
+:meth:`~flask_hooks.stores._sql_rendered.DriverCursor.begin`: what it does
+before is one statement, a transaction by itself. It reads a row it may
 change ``FOR UPDATE`` (ignored by SQLite, where the transaction already
 holds the write lock). Its statements are built once, with the row's key
 as bound parameters and the values given at execution: an ``update()``
@@ -18,10 +21,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..core.errors import LeaseLost, StoreUnavailable
 from ..core.inbox import Kept, bounded, decode_attempts, encode_attempts, encode_headers
-from ._sql_rendered import Cursor
+from ._sql_rendered import Cursor, DriverCursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import log
 from .base import (
+    FORMAT_VERSION,
     Claim,
     LogEntry,
     Reply,
@@ -86,29 +90,71 @@ _RENEW = (
         retained_until=_at_least(d.c.retained_until, _UNTIL),
     )
 )
-#: Release, or complete, a claim whose delivery has no attempt recorded yet (the usual
-#: case) in one statement: the attempt is then the first, if the delivery is kept.
-_RELEASE_FIRST = (
-    d.update()
-    .where(_OWNED, d.c.attempts == "")
-    .values(attempts=sa.case((d.c.received_at.is_(None), d.c.attempts), else_=sa.bindparam("b_attempts")))
-)
-_COMPLETE_FIRST = _RELEASE_FIRST.values(
-    retained_until=_at_least(d.c.retained_until, sa.bindparam("b_expires", type_=sa.Double()))
-)
+
+
+def _finish_first(fenced: bool) -> sa.Update:
+    """Release, or complete (``fenced``), a claim whose delivery has no attempt recorded yet
+    (the usual case) in one statement: the attempt is then the first, if the delivery is kept.
+
+    A new statement each time: one derived (``.values()``, ``.returning()``) from a statement
+    compiled before may lack columns (SQLAlchemy 2.1 keeps the original's memoized ones).
+    """
+    first = (
+        d.update()
+        .where(_OWNED, d.c.attempts == "")
+        .values(attempts=sa.case((d.c.received_at.is_(None), d.c.attempts), else_=sa.bindparam("b_attempts")))
+    )
+    if not fenced:
+        return first
+    return first.values(
+        retained_until=_at_least(d.c.retained_until, sa.bindparam("b_expires", type_=sa.Double()))
+    )
+
+
+_RELEASE_FIRST = _finish_first(fenced=False)
+_COMPLETE_FIRST = _finish_first(fenced=True)
+
+
+#: PostgreSQL's completions and releases with their log line, by whether fenced and the columns set.
+_LOGGED: dict[tuple[bool, tuple[str, ...]], sa.Insert] = {}
+
+
+def _logged(fenced: bool, columns: tuple[str, ...]) -> sa.Insert:
+    """``WITH done AS (UPDATE ... RETURNING ns) INSERT INTO log ... SELECT ... FROM done``:
+    the one-statement completion (``fenced``) or release and its log line, or neither. The
+    columns are bound as ``v_<column>``, the line as ``l_status`` and ``l_entry``."""
+    found = _LOGGED.get((fenced, columns))
+    if found is None:
+        bound = {name: sa.bindparam(f"v_{name}", type_=d.c[name].type) for name in columns}
+        done = _finish_first(fenced).values(bound).returning(d.c.ns).cte("done")
+        line = sa.select(
+            done.c.ns,
+            sa.bindparam("l_status", type_=log.c.status.type),
+            sa.bindparam("l_entry", type_=log.c.entry.type),
+        )
+        found = _LOGGED[fenced, columns] = (
+            log.insert().from_select(["ns", "status", "entry"], line).returning(log.c.seq)
+        )
+    return found
+
+
+def _first_attempt(line: str) -> str:
+    """``encode_attempts((entry,))`` from ``entry``'s JSON ``line``: the same record, not re-encoded."""
+    return f'{{"v": {FORMAT_VERSION}, "attempts": [{line}]}}'
 
 
 def _key(ns: str, id: str) -> dict[str, Any]:
     return {"b_ns": ns, "b_id": id}
 
 
-def insert_new(cursor: Cursor, values: dict[str, Any]) -> bool:
+def insert_new(cursor: DriverCursor, values: dict[str, Any]) -> bool:
     """INSERT the (ns, id) row unless it exists (the claim's fast path); whether it was new."""
-    name = cursor.conn.dialect.name
+    name = cursor.dialect.name
     statement = _INSERT_NEW.get(name)
     if statement is None and name in ("postgresql", "sqlite", "mysql", "mariadb"):
         statement = _INSERT_NEW[name] = _insert_new(name)
     if statement is None:  # others: a SAVEPOINT catches the conflict
+        assert isinstance(cursor, Cursor)  # (only PostgreSQL's connections are held)
         try:
             with cursor.conn.begin_nested():
                 cursor.conn.execute(d.insert(), values)
@@ -144,7 +190,9 @@ def kept_values(keep: Kept | None) -> dict[str, Any]:
     }
 
 
-def claim(cursor: Cursor, ns: str, id: str, now: float, lease: float, ttl: float, keep: Kept | None) -> Claim:
+def claim(
+    cursor: DriverCursor, ns: str, id: str, now: float, lease: float, ttl: float, keep: Kept | None
+) -> Claim:
     token = new_token()
     expires = now + max(ttl, lease)
     retained = max(expires, now + keep.retention) if keep is not None else expires
@@ -154,6 +202,7 @@ def claim(cursor: Cursor, ns: str, id: str, now: float, lease: float, ttl: float
     for _ in range(3):  # a row deleted between the two statements (forget, purge): insert again
         if insert_new(cursor, new):
             return Claim("new", token)  # the usual case, a delivery never seen
+        cursor.begin()
         found = cursor.row(_READ_STATE, _key(ns, id))
         if found is not None:
             break
@@ -174,8 +223,9 @@ def claim(cursor: Cursor, ns: str, id: str, now: float, lease: float, ttl: float
     return Claim("new", token, decode_handlers(handlers))
 
 
-def mark(cursor: Cursor, ns: str, id: str, token: str, handler: str, reply: Reply | None) -> None:
+def mark(cursor: DriverCursor, ns: str, id: str, token: str, handler: str, reply: Reply | None) -> None:
     """Fenced by the token; the row stays locked until the transaction ends."""
+    cursor.begin()
     row = cursor.row(_READ_HANDLERS, {**_key(ns, id), "b_token": token})
     if row is None:
         raise LeaseLost()
@@ -184,14 +234,14 @@ def mark(cursor: Cursor, ns: str, id: str, token: str, handler: str, reply: Repl
     cursor.run(_UPDATE, {"handlers": encode_handlers(handlers), **_key(ns, id)})
 
 
-def renew(cursor: Cursor, ns: str, id: str, token: str, until: float) -> None:
+def renew(cursor: DriverCursor, ns: str, id: str, token: str, until: float) -> None:
     """Extend the lease to ``until``; :class:`LeaseLost` if the claim is no longer ours."""
     if cursor.run(_RENEW, {**_key(ns, id), "b_token": token, "b_until": until}) != 1:
         raise LeaseLost()
 
 
 def finish(
-    cursor: Cursor,
+    cursor: DriverCursor,
     ns: str,
     id: str,
     token: str,
@@ -202,12 +252,20 @@ def finish(
 ) -> int:
     """Complete (``fenced``: :class:`LeaseLost` if not ours) or release (a no-op if not ours)
     the claim with ``values``, and log ``entry``; the log line's number (0 without one)."""
-    if entry is not None and entry.id == id:  # one UPDATE, if the claim holds and no attempt is kept
-        first = {**values, **_key(ns, id), "b_token": token, "b_attempts": encode_attempts((entry,))}
+    if entry is not None and entry.id == id:  # one UPDATE, if the claim holds and no attempt is kept,
+        line = entry.to_json()
+        first = {**_key(ns, id), "b_token": token, "b_attempts": _first_attempt(line)}
         if fenced:
             first["b_expires"] = values["expires_at"]
-        if cursor.run(_COMPLETE_FIRST if fenced else _RELEASE_FIRST, first) == 1:
-            return append(cursor, ns, entry, attached=True)
+        if cursor.dialect.name == "postgresql":  # with the log line in the same statement
+            logged = {**first, **{f"v_{name}": value for name, value in values.items()}}
+            logged.update(l_status=entry.status, l_entry=line)
+            row = cursor.row(_logged(fenced, tuple(values)), logged)
+            if row is not None:
+                return int(row[0])
+        elif cursor.run(_COMPLETE_FIRST if fenced else _RELEASE_FIRST, {**values, **first}) == 1:
+            return append(cursor, ns, entry, attached=True, line=line)
+    cursor.begin()
     found = cursor.row(_READ_FINISH, _key(ns, id))
     row = None if found is None else _Finish._make(found)
     ours = row is not None and row.state == "inflight" and row.token == token
@@ -225,9 +283,15 @@ def finish(
     return 0 if entry is None else append(cursor, ns, entry, attached=entry.id == id)
 
 
-def append(cursor: Cursor, ns: str, entry: LogEntry, *, attached: bool = False) -> int:
-    """A log line, and the kept delivery's attempt (unless ``attached`` already); its number."""
-    number = cursor.insert(_APPEND, {"ns": ns, "status": entry.status, "entry": entry.to_json()})
+def append(
+    cursor: DriverCursor, ns: str, entry: LogEntry, *, attached: bool = False, line: str | None = None
+) -> int:
+    """A log line (``line``: ``entry`` as JSON, if known), and the kept delivery's attempt
+    (unless ``attached`` already); its number."""
+    if not attached and entry.id is not None:
+        cursor.begin()
+    line = entry.to_json() if line is None else line
+    number = cursor.insert(_APPEND, {"ns": ns, "status": entry.status, "entry": line})
     if not attached and entry.id is not None:
         row = cursor.row(_READ_ATTEMPTS, _key(ns, entry.id))
         if row is not None:
@@ -236,7 +300,8 @@ def append(cursor: Cursor, ns: str, entry: LogEntry, *, attached: bool = False) 
     return number
 
 
-def reopen(cursor: Cursor, ns: str, id: str, now: float, lease: float, rerun: frozenset[str]) -> Claim:
+def reopen(cursor: DriverCursor, ns: str, id: str, now: float, lease: float, rerun: frozenset[str]) -> Claim:
+    cursor.begin()
     found = cursor.row(_READ_STATE, _key(ns, id))
     row = None if found is None else _State._make(found)
     if row is None or row.received_at is None:

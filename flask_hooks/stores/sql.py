@@ -18,7 +18,10 @@ database error is :class:`~flask_hooks.core.errors.StoreUnavailable` (a
 SQLAlchemy owns the connections and transactions (pool, pings, commit,
 Flask-SQLAlchemy's ``db.session``); the statements of a delivery's two
 transactions run on the driver's cursor of that same connection, as SQL
-rendered once per engine (see ``_sql_rendered``).
+rendered once per engine (see ``_sql_rendered``). On PostgreSQL through an
+engine built here, the store keeps the connections it used out of the pool,
+in autocommit, so a new delivery's claim and its completion are one
+statement each (see ``_sql_held``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from . import _sql_writes as writes
 from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
 from ._sql_engine import DOWN, build_engine
+from ._sql_held import DRIVERS, HeldConnections
 from ._sql_rendered import Cursor, Statements
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
@@ -110,6 +114,8 @@ class SqlStore(DedupeStore):
         self._by_ns: dict[str, Engine] = {}
         #: The engines whose tables exist, with their statements as each one's dialect renders them.
         self._ready: dict[Engine, Statements] = {}
+        #: The connections held out of the pool of the engine built here (PostgreSQL).
+        self._held: HeldConnections | None = None
         self._schema_lock = threading.Lock()
         self._generation = process_generation()
         self._lock_timeout = sa.text(f"SET LOCAL lock_timeout = {max(1, round(timeout * 1000))}")
@@ -148,6 +154,8 @@ class SqlStore(DedupeStore):
         """A forked worker (gunicorn) must not share its parent's pooled connections."""
         self._generation = process_generation()
         self._schema_lock = threading.Lock()
+        if self._held is not None:
+            self._held.forked()
         for engine in self._ready:
             engine.dispose(close=False)
 
@@ -170,6 +178,9 @@ class SqlStore(DedupeStore):
                         metadata.create_all(conn, checkfirst=True)
                 except DOWN as exc:
                     raise StoreUnavailable() from exc
+                if self._owned and engine.dialect.name == "postgresql" and engine.dialect.driver in DRIVERS:
+                    # Its connect options bound lock waits: no _lock_writes (SET LOCAL) needed.
+                    self._held = HeldConnections(engine, statements)
                 self._ready[engine] = statements
         return engine, statements
 
@@ -192,8 +203,19 @@ class SqlStore(DedupeStore):
                 cursor.run(self._lock_timeout, {})
 
     def _write(self, ns: str, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``work(cursor, *args, **kwargs)`` in one write transaction; database errors are a 503."""
+        """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
+        statements before ``cursor.begin()`` each commit by itself); database errors are a 503."""
         engine, statements = self._prepared(ns)
+        held = self._held
+        if held is not None:
+            return held.write(work, *args, **kwargs)
+        return self._transaction(engine, statements, work, *args, **kwargs)
+
+    def _transaction(
+        self, engine: Engine, statements: Statements, work: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """``work(cursor, *args, **kwargs)`` in a transaction of SQLAlchemy's (``cursor.conn``)."""
+        self._lend()
         try:
             with engine.begin() as conn, Cursor(conn, statements) as cursor:
                 self._lock_writes(cursor)
@@ -201,8 +223,19 @@ class SqlStore(DedupeStore):
         except DOWN as exc:
             raise StoreUnavailable() from exc
 
+    def _lend(self) -> None:
+        """A checkout of SQLAlchemy's is about to happen: it must not wait for connections held."""
+        if self._held is not None:
+            self._held.lend()
+
+    def _core(self, ns: str, work: Callable[[sa.Connection], T]) -> T:
+        """``work(conn)`` with SQLAlchemy Core statements, in one write transaction."""
+        engine, statements = self._prepared(ns)
+        return self._transaction(engine, statements, lambda cursor: work(cursor.conn))
+
     def _read(self, ns: str, work: Callable[..., T], *args: Any) -> T:
         engine, _ = self._prepared(ns)
+        self._lend()
         try:
             with engine.connect() as conn:
                 return work(conn, *args)
@@ -251,7 +284,7 @@ class SqlStore(DedupeStore):
         """Now and then, trim the log and sweep expired rows: best effort, in their own transactions."""
         try:
             if seq and seq % _TRIM_EVERY == 0:
-                self._write(ns, lambda cursor: cursor.conn.execute(trim_log(ns, self.log_size)))
+                self._core(ns, lambda conn: conn.execute(trim_log(ns, self.log_size)))
             if seq and seq % _SWEEP_EVERY == 0 and now:
                 self.purge(ns, now=now, limit=_SWEEP_BATCH)
         except StoreUnavailable:
@@ -292,19 +325,18 @@ class SqlStore(DedupeStore):
 
     def forget(self, ns: str, id: str) -> bool:
         gone = d.delete().where(key(ns, id))
-        return self._write(ns, lambda cursor: bool(cursor.conn.execute(gone).rowcount))
+        return self._core(ns, lambda conn: bool(conn.execute(gone).rowcount))
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         gone = purgeable(ns, now, received_before)
         pick = sa.select(d.c.id).where(gone).limit(max(0, limit))
 
-        def work(cursor: Cursor) -> int:
-            conn = cursor.conn
+        def work(conn: sa.Connection) -> int:
             locked = pick.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else pick
             ids = conn.execute(locked).scalars().all()  # rows a claim holds are not due anyway
             return conn.execute(d.delete().where(gone, d.c.id.in_(ids))).rowcount if ids else 0
 
-        return self._write(ns, work)
+        return self._core(ns, work)
 
     # Atomic handlers.
 
@@ -330,6 +362,7 @@ class SqlStore(DedupeStore):
             session = self._db.session
             tx = Transaction(session.connection, session.flush, session.commit, session.rollback)
             return atomically(tx, statements, self._lock_writes, run, mark)
+        self._lend()
         try:
             conn = engine.connect()
         except DOWN as exc:
@@ -341,4 +374,6 @@ class SqlStore(DedupeStore):
     def close(self) -> None:
         """Dispose of the engine this store built from a URL (an engine or db given stays open)."""
         if self._owned and self._engine_given is not None:
+            if self._held is not None:
+                self._held.close()
             self._engine_given.dispose()
