@@ -62,7 +62,6 @@ _INSERT_NEW_KEPT = (
 )
 
 
-
 def _completion(attempt: bool, grow: bool) -> str:
     """The completion's UPDATE, fenced by the token: with the attempt (``:line``), and
     either growing retained_until to ``:expires`` or only where it already lasts that long."""
@@ -224,11 +223,12 @@ class SqliteStore(Connections, DedupeStore):
         ttl: float,
         entry: LogEntry | None,
     ) -> int:
-        args = {"reply": encode_reply(reply), "outcome": outcome, "expires": now + ttl}
-        args |= {"ns": ns, "id": id, "token": token}
+        line = "" if entry is None else entry.to_json()  # the log line, and the attempt
         attached = entry is not None and entry.id == id
-        if attached:
-            args["line"] = line = entry.to_json()  # type: ignore[union-attr]  # the log line, and the attempt
+        args = {  # each statement reads only the names it has
+            "reply": encode_reply(reply), "outcome": outcome, "expires": now + ttl, "line": line,
+            "ns": ns, "id": id, "token": token,
+        }  # fmt: skip
         # The usual case: the claim retained the record past this completion, so one UPDATE,
         # which leaves retained_until and its index entry alone (see _claim). Else a handler
         # outran its lease (the retention must grow), or the lease was lost.
@@ -239,7 +239,7 @@ class SqliteStore(Connections, DedupeStore):
             raise LeaseLost()
         if entry is None:
             return 0
-        return self._append(db, ns, entry, line if attached else entry.to_json(), attached=attached)
+        return self._append(db, ns, entry, line, attached=attached)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         seq = self._write(self._release, ns, id, token, entry, durable=False)
