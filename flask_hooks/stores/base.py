@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import threading
 
 from ..core.store import CLOCK_SKEW as CLOCK_SKEW
 from ..core.store import FORMAT_VERSION as FORMAT_VERSION
@@ -36,15 +37,23 @@ class _Process:
     generation = 0
     token_prefix = secrets.token_hex(8)
     counter = itertools.count()
+    #: Held by the thread that drops what a store inherited, so no other does it again.
+    lock = threading.Lock()
 
     @classmethod
     def forked(cls) -> None:
         cls.generation += 1
         cls.token_prefix = secrets.token_hex(8)
         cls.counter = itertools.count()
+        cls.lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_Process.forked)
+
+
+def fork_lock() -> threading.Lock:
+    """This process's lock for the first thread to notice a fork (a new one in every child)."""
+    return _Process.lock
 
 
 def process_generation() -> int:

@@ -52,6 +52,7 @@ from .base import (
     LogEntry,
     Reply,
     encode_reply,
+    fork_lock,
     process_generation,
 )
 
@@ -134,8 +135,7 @@ class SqlStore(DedupeStore):
         return self._engine()
 
     def _engine(self, ns: str | None = None) -> Engine:
-        if self._generation != process_generation():
-            self._forked()
+        self._check_fork()
         if self._db is None:
             assert self._engine_given is not None
             return self._engine_given
@@ -150,8 +150,16 @@ class SqlStore(DedupeStore):
             self._by_ns[ns] = engine
         return engine
 
+    def _check_fork(self) -> None:
+        """In a forked worker (gunicorn), drop the parent's connections once, whichever thread
+        comes first: a second drop would lose the connections the first one has since used."""
+        if self._generation != process_generation():
+            with fork_lock():
+                if self._generation != process_generation():
+                    self._forked()
+
     def _forked(self) -> None:
-        """A forked worker (gunicorn) must not share its parent's pooled connections."""
+        """A forked worker must not share its parent's pooled connections."""
         self._generation = process_generation()
         self._schema_lock = threading.Lock()
         if self._held is not None:
@@ -373,6 +381,7 @@ class SqlStore(DedupeStore):
 
     def close(self) -> None:
         """Dispose of the engine this store built from a URL (an engine or db given stays open)."""
+        self._check_fork()  # a forked child closes none of its parent's connections
         if self._owned and self._engine_given is not None:
             if self._held is not None:
                 self._held.close()

@@ -182,6 +182,26 @@ def test_a_forked_child_uses_connections_of_its_own(pg_url: str, store: SqlStore
     assert parent_pid in [pid for pid, _ in backends(pg_url)]
 
 
+def test_a_forked_child_closing_the_store_leaves_its_parents_sessions(
+    pg_url: str,  # noqa: F811
+    store: SqlStore,
+) -> None:
+    deliver(store, "evt_parent")
+    [(parent_pid, _)] = backends(pg_url)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's outcome is its exit status
+        code = 1
+        try:
+            store.close()  # before any use in the child: nothing of the parent's is closed
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    deliver(store, "evt_parent_2")  # on the same session, no 503
+    assert parent_pid in [pid for pid, _ in backends(pg_url)]
+
+
 def test_connections_held_unused_never_starve_a_read_or_an_atomic_handler(
     pg_url: str,  # noqa: F811
     steady: None,
