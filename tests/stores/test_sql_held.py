@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -163,19 +163,24 @@ def test_a_lost_held_connection_is_unavailable_once_then_replaced(
     assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
 
 
-def test_a_forked_child_uses_connections_of_its_own(pg_url: str, store: SqlStore) -> None:  # noqa: F811
-    deliver(store, "evt_parent")
-    [(parent_pid, _)] = backends(pg_url)
+def in_forked_child(work: Callable[[], object]) -> None:
+    """Run ``work`` in a forked child; it must succeed there."""
     child = os.fork()
     if child == 0:  # pragma: no cover - the child's outcome is its exit status
         code = 1
         try:
-            deliver(store, "evt_child")
+            work()
             code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_forked_child_uses_connections_of_its_own(pg_url: str, store: SqlStore) -> None:  # noqa: F811
+    deliver(store, "evt_parent")
+    [(parent_pid, _)] = backends(pg_url)
+    in_forked_child(lambda: deliver(store, "evt_child"))
     # The parent's held connection was neither used nor closed by the child: no 503, same session.
     assert store.claim(NS, "evt_child", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
     deliver(store, "evt_parent_2")
@@ -188,16 +193,7 @@ def test_a_forked_child_closing_the_store_leaves_its_parents_sessions(
 ) -> None:
     deliver(store, "evt_parent")
     [(parent_pid, _)] = backends(pg_url)
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child's outcome is its exit status
-        code = 1
-        try:
-            store.close()  # before any use in the child: nothing of the parent's is closed
-            code = 0
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(child, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    in_forked_child(store.close)  # before any use in the child: nothing of the parent's is closed
     deliver(store, "evt_parent_2")  # on the same session, no 503
     assert parent_pid in [pid for pid, _ in backends(pg_url)]
 
