@@ -92,7 +92,12 @@ def decode_headers(raw: str | bytes | None) -> tuple[tuple[str, str], ...]:
 
 
 def encode_attempts(attempts: Iterable[LogEntry]) -> str:
-    return json.dumps({"v": FORMAT_VERSION, "attempts": [json.loads(a.to_json()) for a in attempts]})
+    return attempts_record(a.to_json() for a in attempts)
+
+
+def attempts_record(lines: Iterable[str]) -> str:
+    """:func:`encode_attempts` from the attempts' log lines (``LogEntry.to_json``), as they are."""
+    return f'{{"v": {FORMAT_VERSION}, "attempts": [{", ".join(lines)}]}}'
 
 
 def decode_attempts(raw: str | bytes | None) -> tuple[LogEntry, ...]:

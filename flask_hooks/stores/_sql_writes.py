@@ -20,12 +20,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..core.errors import LeaseLost, StoreUnavailable
-from ..core.inbox import Kept, bounded, decode_attempts, encode_attempts, encode_headers
+from ..core.inbox import Kept, attempts_record, bounded, decode_attempts, encode_attempts, encode_headers
 from ._sql_rendered import Cursor, DriverCursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import log
 from .base import (
-    FORMAT_VERSION,
     Claim,
     LogEntry,
     Reply,
@@ -138,11 +137,6 @@ def _logged(fenced: bool, columns: tuple[str, ...]) -> sa.Insert:
     return found
 
 
-def _first_attempt(line: str) -> str:
-    """``encode_attempts((entry,))`` from ``entry``'s JSON ``line``: the same record, not re-encoded."""
-    return f'{{"v": {FORMAT_VERSION}, "attempts": [{line}]}}'
-
-
 def _key(ns: str, id: str) -> dict[str, Any]:
     return {"b_ns": ns, "b_id": id}
 
@@ -252,9 +246,10 @@ def finish(
 ) -> int:
     """Complete (``fenced``: :class:`LeaseLost` if not ours) or release (a no-op if not ours)
     the claim with ``values``, and log ``entry``; the log line's number (0 without one)."""
-    if entry is not None and entry.id == id:  # one UPDATE, if the claim holds and no attempt is kept,
-        line = entry.to_json()
-        first = {**_key(ns, id), "b_token": token, "b_attempts": _first_attempt(line)}
+    line = "" if entry is None else entry.to_json()
+    if entry is not None and entry.id == id:
+        # One UPDATE, if the claim holds and no attempt is kept yet.
+        first = {**_key(ns, id), "b_token": token, "b_attempts": attempts_record((line,))}
         if fenced:
             first["b_expires"] = values["expires_at"]
         if cursor.dialect.name == "postgresql":  # with the log line in the same statement
@@ -280,7 +275,7 @@ def finish(
     if update:
         cursor.run(_UPDATE, {**update, **_key(ns, id)})
     # The row was read: when it is not kept, the log line has no attempt to attach.
-    return 0 if entry is None else append(cursor, ns, entry, attached=entry.id == id)
+    return 0 if entry is None else append(cursor, ns, entry, attached=entry.id == id, line=line)
 
 
 def append(
