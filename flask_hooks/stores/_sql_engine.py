@@ -70,7 +70,7 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "checkin")
     def checkin(dbapi_connection: Any, record: Any) -> None:
-        record.info.setdefault(_IDLE_SINCE, time.monotonic())  # unless :func:`hand_back` said
+        record.info.setdefault(_IDLE_SINCE, time.monotonic())  # unless :func:`check_in_idle` said
 
     @sa.event.listens_for(engine, "checkout")
     def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -84,7 +84,7 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa.exc.InvalidatePoolError() from exc
 
 
-def hand_back(connection: PoolProxiedConnection, idle_since: float) -> None:
+def check_in_idle(connection: PoolProxiedConnection, idle_since: float) -> None:
     """Check ``connection`` in as idle since ``idle_since`` (a ``time.monotonic()``), not since now:
     a connection the store held unused, or may have lost, is pinged at its next checkout."""
     connection.info[_IDLE_SINCE] = idle_since

@@ -28,7 +28,7 @@ from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from ..core.errors import StoreUnavailable
 from . import _sql_engine
-from ._sql_engine import DOWN, hand_back
+from ._sql_engine import DOWN, check_in_idle
 from ._sql_rendered import DriverCursor, Statements
 
 if TYPE_CHECKING:
@@ -180,9 +180,9 @@ class HeldConnections:
             held.cursor.close()
             held.driver.autocommit = False  # as the pool's other users expect it
         except self.errors as exc:
-            held.connection.invalidate(exc)
+            self._drop(held, exc)
             return
-        hand_back(held.connection, idle_since)
+        check_in_idle(held.connection, idle_since)
 
     def lend(self) -> None:
         """Before a checkout elsewhere (reads, atomic handlers): if the pool has no connection in
