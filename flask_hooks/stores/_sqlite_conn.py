@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from ..core.errors import StoreUnavailable
 from ._flock import WriterLock
 from ._sqlite_schema import prepare
-from .base import process_generation
+from .base import fork_lock, process_generation
 
 T = TypeVar("T")
 
@@ -71,13 +71,15 @@ class Connections:
         self._commits = 0
 
     def _conn(self) -> threading.local:
-        """This thread's connection, with one cursor reused rather than one built per statement."""
-        generation = process_generation()
-        if generation != self._generation:
-            # Forked: the parent's connections, lock and flock fds are not ours.
-            self._generation = generation
-            self._writers = WriterLock(self.path, self.timeout)
-            self._local = threading.local()
+        """This thread's connections, each with one cursor reused rather than one built per statement."""
+        if process_generation() != self._generation:
+            # Forked: the parent's connections, lock and flock fds are not ours. Dropped once,
+            # by the first thread: another would drop the connections that one has since opened.
+            with fork_lock():
+                if process_generation() != self._generation:
+                    self._generation = process_generation()
+                    self._writers = WriterLock(self.path, self.timeout)
+                    self._local = threading.local()
         local = self._local
         if getattr(local, "cur", None) is None:
             conn, local.file = self._connect(self.synchronous)
