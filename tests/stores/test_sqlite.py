@@ -52,11 +52,11 @@ def traced(
 ) -> list[sqlite3.Connection]:
     """This thread's connections, each tracing to ``callback(its synchronous mode)``."""
     local = store._conn()
-    conns = {store.synchronous: local.cur.connection, store.relaxed: local.relaxed.connection}
-    for conn in conns.values():
-        (level,) = conn.execute("PRAGMA synchronous").fetchone()
+    conns = list({local.cur.connection, local.relaxed.connection})  # one, when the modes are equal
+    for conn in conns:
+        (level,) = conn.execute("PRAGMA synchronous").fetchone()  # the mode it really has
         conn.set_trace_callback(callback(["OFF", "NORMAL", "FULL", "EXTRA"][level]))
-    return list(conns.values())
+    return conns
 
 
 def commits(store: SqliteStore, work: list[str]) -> list[tuple[str, str]]:
