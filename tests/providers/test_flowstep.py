@@ -108,9 +108,21 @@ def test_random_payloads_match_node() -> None:
 
 @pytest.mark.parametrize(
     ("value", "js"),
-    [(1.0, "1"), (-0.0, "0"), (1e21, "1e+21"), (1e20, "100000000000000000000"), (1e-7, "1e-7"),
-     (1e-6, "0.000001"), (5e-324, "5e-324"), (2**53 + 1, "9007199254740992"), (123.456, "123.456"),
-     (1.5e300, "1.5e+300"), (float("inf"), "null"), (10**400, "null"), (-2.5e-8, "-2.5e-8")],
+    [
+        (1.0, "1"),
+        (-0.0, "0"),
+        (1e21, "1e+21"),
+        (1e20, "100000000000000000000"),
+        (1e-7, "1e-7"),
+        (1e-6, "0.000001"),
+        (5e-324, "5e-324"),
+        (2**53 + 1, "9007199254740992"),
+        (123.456, "123.456"),
+        (1.5e300, "1.5e+300"),
+        (float("inf"), "null"),
+        (10**400, "null"),
+        (-2.5e-8, "-2.5e-8"),
+    ],
 )
 def test_number_to_string(value: float, js: str) -> None:
     assert _jsjson.stringify(value) == js
@@ -126,10 +138,13 @@ def test_the_documented_sample_is_not_a_valid_vector() -> None:
     payload = {
         "data": {"foo": "bar"},
         "context": {
-            "flow_id": "my_awesome_flow_identifier", "flow_name": "my_awesome_flow", "step_name": "step_b",
+            "flow_id": "my_awesome_flow_identifier",
+            "flow_name": "my_awesome_flow",
+            "step_name": "step_b",
             "request_id": "mqr_4b81ae2d5613446e9e21d76ba2ce26fc",
             "triggered_by": {
-                "step_name": "step_a", "step_execution_id": "ste_edf275e1e6e54212aa10662b05719d7a"
+                "step_name": "step_a",
+                "step_execution_id": "ste_edf275e1e6e54212aa10662b05719d7a",
             },
             "dependencies_context": {"step_a": {"data": None, "exit_code": "success"}},
         },
@@ -164,10 +179,19 @@ def test_sign_round_trips_and_the_id_is_request_and_step() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"[]", b"null", b'{"signature":"00"}', b'{"payload":{}}', b'{"payload":{},"signature":1}',
-     b'{"payload":{},"signature":"\xc3\xa9"}', b"\xff", b'{"payload":NaN,"signature":"0"}',
-     b'{"payload":' + b"[" * 5000 + b"]" * 5000 + b',"signature":"00"}',
-     b'{"payload":{},"signature":""}'],
+    [
+        b"",
+        b"[]",
+        b"null",
+        b'{"signature":"00"}',
+        b'{"payload":{}}',
+        b'{"payload":{},"signature":1}',
+        b'{"payload":{},"signature":"\xc3\xa9"}',
+        b"\xff",
+        b'{"payload":NaN,"signature":"0"}',
+        b'{"payload":' + b"[" * 5000 + b"]" * 5000 + b',"signature":"00"}',
+        b'{"payload":{},"signature":""}',
+    ],
 )
 def test_malformed_envelopes_are_rejected(body: bytes) -> None:
     with pytest.raises(VerificationError):
@@ -190,9 +214,17 @@ def _signed_body(payload: dict[str, Any]) -> bytes:
 
 @pytest.mark.parametrize(
     ("signed", "edited", "seen"),
-    [(b"null", b"1e999", None), (b"null", b"-1E400", None), (b"3", b"3.0", 3), (b"3", b"3e0", 3),
-     (b"3", b"30e-1", 3), (b"9007199254740992", b"9007199254740993", 9007199254740992),
-     (b"100000000000000000000", b"1e20", 100000000000000000000), (b"0", b"-0", 0), (b"0", b"-0.0", 0)],
+    [
+        (b"null", b"1e999", None),
+        (b"null", b"-1E400", None),
+        (b"3", b"3.0", 3),
+        (b"3", b"3e0", 3),
+        (b"3", b"30e-1", 3),
+        (b"9007199254740992", b"9007199254740993", 9007199254740992),
+        (b"100000000000000000000", b"1e20", 100000000000000000000),
+        (b"0", b"-0", 0),
+        (b"0", b"-0.0", 0),
+    ],
 )
 def test_edits_that_still_verify_hand_the_handler_only_signed_values(
     signed: bytes, edited: bytes, seen: Any

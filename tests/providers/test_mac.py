@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from flask_hooks.core.errors import VerificationError
 from flask_hooks.core.event import Headers
 from flask_hooks.core.providers import Generic
-from flask_hooks.core.providers.base import HmacKey, match_body_mac, match_macs
+from flask_hooks.core.providers.base import HmacKey, b64_text, match_body_mac, match_encoded, match_macs
 
 #: Secrets a sender may configure: any text that is valid UTF-8, 1 to 1000 characters.
 SECRETS = st.text(st.characters(codec="utf-8"), min_size=1, max_size=1000)
@@ -68,3 +68,14 @@ def test_match_macs_tries_every_candidate_and_key() -> None:
     assert match_macs([b"x" * 32, good], keys, b"p.", b"body") == 2
     with pytest.raises(VerificationError):
         match_macs([b"x" * 32], keys, b"p.", b"body")
+
+
+def test_match_encoded_tries_every_candidate_and_key_in_their_own_spelling() -> None:
+    keys = (HmacKey(b"a"), HmacKey(b"b"), HmacKey(b"c"))
+    good = hmac.digest(b"c", b"p.body", "sha256")
+    assert match_encoded(["x" * 64, good.hex()], keys, b"p.", b"body", bytes.hex) == 2
+    assert match_encoded([b64_text(good)], keys, b"p.", b"body", b64_text) == 2
+    # Only the spelling the sender writes: no other case, no missing padding, nothing inside.
+    for other in (good.hex().upper(), b64_text(good).rstrip("="), good.hex()[:8] + " " + good.hex()[8:]):
+        with pytest.raises(VerificationError):
+            match_encoded([other], keys, b"p.", b"body", bytes.hex if len(other) > 50 else b64_text)

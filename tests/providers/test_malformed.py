@@ -21,11 +21,49 @@ WIDE = (300.0, 300.0)
 
 #: Values no signature, timestamp or id header should choke on.
 MALFORMED = [
-    "", " ", "=", ",", ",,,", "==,==", "v1=", "v1", "t=", "t=abc,v1=00", "t=,v1=", "sha256=", "sha256=zz",
-    "v0=", "v0=zz", "v1,", "v1,!!!", "v1a,AAAA", "v2,AAAA", "zz", "00", "\u00e9\u00e8", "t=\u0663\u0663",
-    "t=1e9,v1=00", "t=-1,v1=00", "t=99999999999999999999999999,v1=00", "x" * 10_000, "v1=" + "0" * 9000,
-    ",".join(["v1=00"] * 2000), " ".join(["v1,AAAA"] * 2000), "Bearer", "Bearer ", "Basic abc",
-    "1e400", "NaN", "inf", "-0", "0x10", "1.5", "a.b.c", "ey.x.y", "\x00", "\t",
+    "",
+    " ",
+    "=",
+    ",",
+    ",,,",
+    "==,==",
+    "v1=",
+    "v1",
+    "t=",
+    "t=abc,v1=00",
+    "t=,v1=",
+    "sha256=",
+    "sha256=zz",
+    "v0=",
+    "v0=zz",
+    "v1,",
+    "v1,!!!",
+    "v1a,AAAA",
+    "v2,AAAA",
+    "zz",
+    "00",
+    "\u00e9\u00e8",
+    "t=\u0663\u0663",
+    "t=1e9,v1=00",
+    "t=-1,v1=00",
+    "t=99999999999999999999999999,v1=00",
+    "x" * 10_000,
+    "v1=" + "0" * 9000,
+    ",".join(["v1=00"] * 2000),
+    " ".join(["v1,AAAA"] * 2000),
+    "Bearer",
+    "Bearer ",
+    "Basic abc",
+    "1e400",
+    "NaN",
+    "inf",
+    "-0",
+    "0x10",
+    "1.5",
+    "a.b.c",
+    "ey.x.y",
+    "\x00",
+    "\t",
 ]
 
 
@@ -60,9 +98,26 @@ def test_signature_headers_missing_or_garbled_are_rejected(case: Case) -> None:
                 case.provider.verify(replaced(headers, **{name: value}), body, keys, now=NOW, tolerance=WIDE)
 
 
-BODIES = [b"", b"{", b"[]", b"null", b"0", b'"x"', b"\xff\xfe\x00", b"{}", b'{"type":1}', b'{"type":null}',
-          b"[" * 3000 + b"]" * 3000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b"NaN", b'{"x":Infinity}',
-          b"payload=%7B", b"command=", b"a=b&c", b"\xef\xbb\xbf{}"]
+BODIES = [
+    b"",
+    b"{",
+    b"[]",
+    b"null",
+    b"0",
+    b'"x"',
+    b"\xff\xfe\x00",
+    b"{}",
+    b'{"type":1}',
+    b'{"type":null}',
+    b"[" * 3000 + b"]" * 3000,
+    b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    b"NaN",
+    b'{"x":Infinity}',
+    b"payload=%7B",
+    b"command=",
+    b"a=b&c",
+    b"\xef\xbb\xbf{}",
+]
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
@@ -78,8 +133,9 @@ header_values = st.one_of(
     st.text(max_size=80),
     st.sampled_from(MALFORMED),
     st.builds(lambda a, b: f"{a}={b}", st.text(max_size=5), st.text(max_size=70)),
-    st.lists(st.sampled_from(["t=1700000000", "v1=00", "v1=" + "ab" * 32, "v0=1", "x", ""]), max_size=8)
-    .map(",".join),
+    st.lists(st.sampled_from(["t=1700000000", "v1=00", "v1=" + "ab" * 32, "v0=1", "x", ""]), max_size=8).map(
+        ",".join
+    ),
 )
 
 
@@ -91,8 +147,9 @@ def test_random_input_raises_only_hook_errors(case: Case, data: st.DataObject) -
     names = [*case.headers, "Content-Type", "X-Other"]
     changes = data.draw(st.dictionaries(st.sampled_from(names), st.none() | header_values, max_size=4))
     if data.draw(st.booleans()):
-        body = data.draw(st.binary(max_size=200) | st.text(max_size=200).map(
-            lambda t: t.encode("utf-8", "surrogatepass")))
+        body = data.draw(
+            st.binary(max_size=200) | st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))
+        )
     only_hook_errors(case.provider, replaced(headers, **changes), body, keys)
 
 
@@ -107,8 +164,11 @@ json_values = st.recursive(
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 @settings(max_examples=60, deadline=None)
-@given(payload=st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: k not in RESERVED),
-                               json_values, max_size=4))
+@given(
+    payload=st.dictionaries(
+        st.text(min_size=1, max_size=8).filter(lambda k: k not in RESERVED), json_values, max_size=4
+    )
+)
 def test_any_signed_payload_verifies_and_parses(case: Case, payload: dict[str, Any]) -> None:
     keys = case.provider.keys(case.secrets)
     outgoing = dataclasses.replace(case.outgoing, payload=payload)

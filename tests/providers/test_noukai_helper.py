@@ -35,8 +35,9 @@ def test_nested_payload_flags_and_a_session_of_our_own(api: responses.RequestsMo
     api.get(f"{BASE}/jobs/ex%2F1", json={"ok": True})
     payload = {"event": "job.completed", "payload": {"executionId": "ex/1", "truncated": True}}
     with requests.Session() as session:
-        result = fetch_full_output(payload, base_url=BASE, api_key="k", session=session,
-                                   auth_header="X-Api-Key", auth_scheme="")
+        result = fetch_full_output(
+            payload, base_url=BASE, api_key="k", session=session, auth_header="X-Api-Key", auth_scheme=""
+        )
     assert result == {"ok": True}
     assert api.calls[0].request.headers["X-Api-Key"] == "k"
 

@@ -34,24 +34,50 @@ WIDE = (300.0, 300.0)
 
 
 def test_every_preset_name_resolves_and_is_exported() -> None:
-    names = {"generic", "noukai", "narada", "flowstep", "standard-webhooks", "svix", "stripe", "github",
-             "shopify", "slack", "itsdangerous"}
+    names = {
+        "generic",
+        "noukai",
+        "narada",
+        "flowstep",
+        "standard-webhooks",
+        "svix",
+        "stripe",
+        "github",
+        "shopify",
+        "slack",
+        "itsdangerous",
+    }
     assert set(PRESETS) == names
     for name in names:
         provider = get_provider(name)
         assert provider.name == name
         assert getattr(public, type(provider).__name__) is type(provider)
-    for cls in ("Generic", "Noukai", "Narada", "FlowStep", "StandardWebhooks", "Svix", "Stripe", "GitHub",
-                "Shopify", "Slack", "ItsDangerous"):
+    for cls in (
+        "Generic",
+        "Noukai",
+        "Narada",
+        "FlowStep",
+        "StandardWebhooks",
+        "Svix",
+        "Stripe",
+        "GitHub",
+        "Shopify",
+        "Slack",
+        "ItsDangerous",
+    ):
         assert issubclass(getattr(public, cls), Provider)
 
 
 # Narada -------------------------------------------------------------------
 
 NARADA_BODY = {
-    "requestId": "req_abc123def456", "secret": "cb_secret", "status": "success",
-    "browserWindowId": "window_xyz789", "response": {"text": "Found 1,234 listings."},
-    "createdAt": "2024-11-21T10:00:00.000000+00:00", "completedAt": "2024-11-21T10:00:45.000000+00:00",
+    "requestId": "req_abc123def456",
+    "secret": "cb_secret",
+    "status": "success",
+    "browserWindowId": "window_xyz789",
+    "response": {"text": "Found 1,234 listings."},
+    "createdAt": "2024-11-21T10:00:00.000000+00:00",
+    "completedAt": "2024-11-21T10:00:45.000000+00:00",
     "usage": {"actions": 12, "credits": 5},
 }
 
@@ -125,12 +151,15 @@ def test_narada_token_instance_with_configured_secret_requires_both(make_app: Ca
     assert narada_post(app, NARADA_BODY, Authorization="Bearer tok").status_code == 200
 
 
-@pytest.mark.parametrize("body", [
-    {"secret": "cb_secret"},
-    {"secret": "cb_secret", "requestId": "r"},
-    {"secret": "cb_secret", "status": "success"},
-    {"secret": "cb_secret", "requestId": None, "status": "success"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"secret": "cb_secret"},
+        {"secret": "cb_secret", "requestId": "r"},
+        {"secret": "cb_secret", "status": "success"},
+        {"secret": "cb_secret", "requestId": None, "status": "success"},
+    ],
+)
 def test_narada_parse_needs_request_id_and_status(body: dict[str, Any]) -> None:
     with pytest.raises(PayloadError):
         Narada().parse(Headers({}), json.dumps(body).encode())
@@ -160,8 +189,9 @@ def test_noukai_timestamp_slot_signs_t_dot_body_and_applies_tolerance() -> None:
 
 
 def test_noukai_scheme_parts_are_parameters() -> None:
-    provider = Noukai(signature_header="X-Sig", id_header="X-Id", slots=("s1", "s2"), signed="body",
-                      encoding="base64")
+    provider = Noukai(
+        signature_header="X-Sig", id_header="X-Id", slots=("s1", "s2"), signed="body", encoding="base64"
+    )
     keys = provider.keys(["nk", "nk_old"])
     request = provider.sign(Outgoing("a.b", {}, "d1", NOW), keys[0], previous=keys[1], timestamped=True)
     assert request.headers["X-Sig"].startswith(f"t={NOW},s1=")
@@ -177,8 +207,19 @@ def test_noukai_scheme_parts_are_parameters() -> None:
 # Generic events (the event types of the archived generic webhooks API) ------------
 
 
-@pytest.mark.parametrize("type", ["resource.created", "resource.updated", "resource.deleted", "user.created",
-                                  "user.updated", "payment.succeeded", "payment.failed", "payment.refunded"])
+@pytest.mark.parametrize(
+    "type",
+    [
+        "resource.created",
+        "resource.updated",
+        "resource.deleted",
+        "user.created",
+        "user.updated",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.refunded",
+    ],
+)
 def test_generic_routes_documented_events(make_app: Callable[..., Flask], type: str) -> None:
     hooks = Hooks(store="memory://")
     seen: dict[str, list[Event]] = {"resource": [], "user": [], "payment": []}
@@ -196,8 +237,10 @@ def test_generic_routes_documented_events(make_app: Callable[..., Flask], type: 
         seen["payment"].append(event)
 
     app = make_app(hooks)
-    payload = {"data": {"object": {"id": "obj_1", "status": "new"}, "previous_data": {"status": "old"}},
-               "created": NOW}
+    payload = {
+        "data": {"object": {"id": "obj_1", "status": "new"}, "previous_data": {"status": "old"}},
+        "created": NOW,
+    }
     receiver = hooks.receiver(app)
     request = receiver.provider.sign(Outgoing(type, payload, "evt_" + type, NOW), receiver.keys[0])
     assert app.test_client().post("/webhooks", data=request.body, headers=request.headers).status_code == 200
@@ -251,8 +294,13 @@ def test_itsdangerous_token_covers_the_id() -> None:
     # A body-only token, as before the id was covered, no longer verifies.
     old = TimestampSigner(keys[0], salt=provider.salt).sign(hashlib.sha256(request.body).hexdigest())
     with pytest.raises(VerificationError):
-        provider.verify(Headers({**request.headers, "X-Hooks-Signature": old.decode()}), request.body, keys,
-                        now=time.time(), tolerance=WIDE)
+        provider.verify(
+            Headers({**request.headers, "X-Hooks-Signature": old.decode()}),
+            request.body,
+            keys,
+            now=time.time(),
+            tolerance=WIDE,
+        )
 
 
 def test_itsdangerous_accepts_only_the_canonical_token_spelling() -> None:
@@ -267,17 +315,27 @@ def test_itsdangerous_accepts_only_the_canonical_token_spelling() -> None:
     assert token in twins
     for spelling in [t for t in twins if t != token] + [token[:-3] + "=" + token[-3:], token + "="]:
         with pytest.raises(VerificationError):
-            provider.verify(Headers({**request.headers, "X-Hooks-Signature": spelling}), request.body, keys,
-                            now=NOW, tolerance=WIDE)
+            provider.verify(
+                Headers({**request.headers, "X-Hooks-Signature": spelling}),
+                request.body,
+                keys,
+                now=NOW,
+                tolerance=WIDE,
+            )
 
 
 # Secrets in the wrong format fail at init_app ------------------------------------------
 
 
-@pytest.mark.parametrize(("provider", "secret"), [
-    ("standard-webhooks", "whsec_!!!"), ("svix", "not base64 at all"), ("stripe", " whsec_padded "),
-    ("stripe", "whsec_\u00e9"),
-])
+@pytest.mark.parametrize(
+    ("provider", "secret"),
+    [
+        ("standard-webhooks", "whsec_!!!"),
+        ("svix", "not base64 at all"),
+        ("stripe", " whsec_padded "),
+        ("stripe", "whsec_\u00e9"),
+    ],
+)
 def test_wrong_secret_format_is_a_config_error(
     make_app: Callable[..., Flask], provider: str, secret: str
 ) -> None:

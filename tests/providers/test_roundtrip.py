@@ -66,8 +66,9 @@ def test_round_trip(make_app: Callable[..., Flask], case: Case) -> None:
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if len(c.secrets) > 1 or isinstance(c.provider, Narada)],
-                         ids=case_id)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if len(c.secrets) > 1 or isinstance(c.provider, Narada)], ids=case_id
+)
 def test_rotation_reports_the_older_secret(make_app: Callable[..., Flask], case: Case) -> None:
     calls: list[Event] = []
     app, hooks = build(make_app, case, calls)
@@ -142,8 +143,9 @@ def test_slack_url_verification_is_answered_without_a_handler(make_app: Callable
     hooks.on("*")(calls.append)
     app = make_app(hooks)
     receiver = hooks.receiver(app)
-    request = receiver.provider.sign(Outgoing("url_verification", {"challenge": "3eZbrw1a"}, "x", NOW),
-                                     receiver.keys[0])
+    request = receiver.provider.sign(
+        Outgoing("url_verification", {"challenge": "3eZbrw1a"}, "x", NOW), receiver.keys[0]
+    )
     response = app.test_client().post("/webhooks", data=request.body, headers=request.headers)
     assert response.status_code == 200
     assert response.get_json() == {"challenge": "3eZbrw1a"}

@@ -49,8 +49,15 @@ def test_stripe_hex_with_whitespace_inside_is_rejected() -> None:
     assert Stripe().verify(good, BODY, keys, now=NOW, tolerance=WIDE)
     for inside in (" ", "\r\n"):
         bad = Headers({"Stripe-Signature": f"t={NOW},v1={digest[:10]}{inside}{digest[10:]}"})
-        with pytest.raises(VerificationError, match="no v1 signature"):
+        with pytest.raises(VerificationError, match="signature mismatch"):
             Stripe().verify(bad, BODY, keys, now=NOW, tolerance=WIDE)
+
+
+def test_stripe_hex_in_upper_case_verifies() -> None:
+    digest = hmac.new(b"whsec_test_secret", f"{NOW}.".encode() + BODY, hashlib.sha256).hexdigest()
+    keys = Stripe().keys(["whsec_test_secret"])
+    upper = Headers({"Stripe-Signature": f"t={NOW},v1={digest.upper()}"})
+    assert Stripe().verify(upper, BODY, keys, now=NOW, tolerance=WIDE)
 
 
 def _unused_bit_twin(value: str) -> str:
@@ -71,8 +78,13 @@ def test_standard_webhooks_base64_must_be_canonical() -> None:
     body = b'{"test": 2432232314}'
 
     def headers(sig: str) -> Headers:
-        return Headers({"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
-                        "webhook-signature": sig})
+        return Headers(
+            {
+                "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "webhook-timestamp": "1614265330",
+                "webhook-signature": sig,
+            }
+        )
 
     assert provider.verify(headers("v1," + signature), body, keys, now=1614265330, tolerance=WIDE)
     for bad in (_unused_bit_twin(signature), signature.rstrip("="), signature[:20] + " " + signature[20:]):
@@ -92,8 +104,18 @@ def test_noukai_base64_must_be_canonical() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("00ff", b"\x00\xff"), ("00FF", b"\x00\xff"), ("", None), ("0", None), ("00 ff", None),
-     ("00\r\nff", None), (" 00ff", None), ("00ff\n", None), ("0g", None), ("\u0660\u0660", None)],
+    [
+        ("00ff", b"\x00\xff"),
+        ("00FF", b"\x00\xff"),
+        ("", None),
+        ("0", None),
+        ("00 ff", None),
+        ("00\r\nff", None),
+        (" 00ff", None),
+        ("00ff\n", None),
+        ("0g", None),
+        ("\u0660\u0660", None),
+    ],
 )
 def test_from_hex_is_strict(value: str, expected: bytes | None) -> None:
     assert from_hex(value) == expected
@@ -101,8 +123,19 @@ def test_from_hex_is_strict(value: str, expected: bytes | None) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("AA==", b"\x00"), ("AAA=", b"\x00\x00"), ("AAAA", b"\x00\x00\x00"), ("AB==", None), ("AA", None),
-     ("", None), ("AA==AA==", None), ("A A=", None), ("AA=\n", None), ("-_==", None), ("=AA=", None)],
+    [
+        ("AA==", b"\x00"),
+        ("AAA=", b"\x00\x00"),
+        ("AAAA", b"\x00\x00\x00"),
+        ("AB==", None),
+        ("AA", None),
+        ("", None),
+        ("AA==AA==", None),
+        ("A A=", None),
+        ("AA=\n", None),
+        ("-_==", None),
+        ("=AA=", None),
+    ],
 )
 def test_from_base64_is_strict_and_canonical(value: str, expected: bytes | None) -> None:
     assert from_base64(value) == expected
@@ -148,9 +181,15 @@ def test_non_finite_ids_are_refused(value: float) -> None:
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [(None, "missing id"), ("", "missing id"), (True, "id is not a string"), ({}, "id is not a string"),
-     ([], "id is not a string"), ("x" * 513, "id too long (over 512 characters)"),
-     (10**600, "id too long (over 512 characters)")],
+    [
+        (None, "missing id"),
+        ("", "missing id"),
+        (True, "id is not a string"),
+        ({}, "id is not a string"),
+        ([], "id is not a string"),
+        ("x" * 513, "id too long (over 512 characters)"),
+        (10**600, "id too long (over 512 characters)"),
+    ],
 )
 def test_id_reasons_say_what_is_wrong(value: Any, reason: str) -> None:
     with pytest.raises(PayloadError) as info:

@@ -33,9 +33,9 @@ WIDE = (300.0, 300.0)
 def test_github_published_vector() -> None:
     provider = GitHub()
     keys = provider.keys(["It's a Secret to Everybody"])
-    headers = Headers({
-        "X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-    })
+    headers = Headers(
+        {"X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}
+    )
     assert provider.verify(headers, b"Hello, World!", keys, now=0, tolerance=WIDE).secret_index == 0
 
 
@@ -143,8 +143,12 @@ def test_stripe_cross_checked_with_the_sdk() -> None:
     keys = provider.keys([STRIPE_SECRET])
     signer = stripe.WebhookSignature
     theirs = signer.generate_signature_header(STRIPE_BODY.decode(), STRIPE_SECRET, 1700000000)
-    assert provider.verify(Headers({"Stripe-Signature": theirs}), STRIPE_BODY, keys, now=1700000000,
-                           tolerance=WIDE).timestamp == 1700000000
+    assert (
+        provider.verify(
+            Headers({"Stripe-Signature": theirs}), STRIPE_BODY, keys, now=1700000000, tolerance=WIDE
+        ).timestamp
+        == 1700000000
+    )
     ours = provider.sign(Outgoing("charge.succeeded", {"id": "ch_1"}, "evt_1", 1700000000), keys[0])
     assert stripe.WebhookSignature.verify_header(ours.body, ours.headers["Stripe-Signature"], STRIPE_SECRET)
     now = int(time.time())  # construct_event checks the real clock
@@ -175,10 +179,12 @@ def test_slack_published_vector_and_its_slash_command() -> None:
     assert hashlib.sha256(SLACK_BODY).hexdigest().startswith("390eeeff")
     provider = Slack()
     keys = provider.keys(["8f742231b10e8888abcd99yyyzzz85a5"])
-    headers = Headers({
-        "X-Slack-Request-Timestamp": "1531420618",
-        "X-Slack-Signature": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
-    })
+    headers = Headers(
+        {
+            "X-Slack-Request-Timestamp": "1531420618",
+            "X-Slack-Signature": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+        }
+    )
     assert provider.verify(headers, SLACK_BODY, keys, now=1531420618, tolerance=WIDE).timestamp == 1531420618
     with pytest.raises(VerificationError, match="too old"):
         provider.verify(headers, SLACK_BODY, keys, now=1531420618 + 301, tolerance=WIDE)

@@ -8,6 +8,7 @@ Subclass :class:`Provider` for a custom scheme; implement ``verify``,
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import json
@@ -186,6 +187,29 @@ def match_macs(candidates: Sequence[bytes], keys: Sequence[HmacKey], prefix: byt
             if hmac.compare_digest(digest, candidate):
                 return index
     raise VerificationError("signature mismatch")
+
+
+def match_encoded(
+    candidates: Sequence[str],
+    keys: Sequence[HmacKey],
+    prefix: bytes,
+    body: bytes,
+    encode: Callable[[bytes], str],
+) -> int:
+    """:func:`match_macs` for signatures compared as text: ``encode(digest)`` (``bytes.hex``,
+    :func:`b64_text`) against each candidate, so only the spelling the sender writes matches
+    and no candidate is decoded."""
+    for index, key in enumerate(keys):
+        expected = encode(key.mac(prefix, body))
+        for candidate in candidates:
+            if hmac.compare_digest(expected, candidate):
+                return index
+    raise VerificationError("signature mismatch")
+
+
+def b64_text(digest: bytes) -> str:
+    """A digest as standard base64 text, padded, as the senders write it."""
+    return base64.b64encode(digest).decode("ascii")
 
 
 def match_body_mac(

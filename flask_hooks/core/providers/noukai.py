@@ -10,13 +10,12 @@ Our reading: hex HMAC-SHA256 of the raw body, or of ``t.body`` when a
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from typing import Literal
 
 from ..errors import VerificationError
 from ..event import HeaderMap
-from ._parsing import bounded_header, from_base64, from_hex, parse_slots
+from ._parsing import bounded_header, parse_slots
 from .base import (
     HmacKey,
     HmacProvider,
@@ -25,11 +24,12 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
+    b64_text,
     check_timestamp,
     dump,
     field,
     load_object,
-    match_macs,
+    match_encoded,
     outgoing_payload,
     require_str,
 )
@@ -67,10 +67,11 @@ class Noukai(HmacProvider):
         self.encoding = encoding
 
     def _encode(self, mac: bytes) -> str:
-        return mac.hex() if self.encoding == "hex" else base64.b64encode(mac).decode("ascii")
+        return mac.hex() if self.encoding == "hex" else b64_text(mac)
 
-    def _decode(self, value: str) -> bytes | None:
-        return from_hex(value) if self.encoding == "hex" else from_base64(value)
+    def _spelling(self, value: str) -> str:
+        """A slot's signature as the text :meth:`_encode` writes: hex in either case, base64 as it is."""
+        return value.lower() if self.encoding == "hex" else value
 
     @staticmethod
     def _prefix(timestamp: str | None) -> bytes:
@@ -88,7 +89,7 @@ class Noukai(HmacProvider):
     ) -> Verified:
         slots = parse_slots(bounded_header(headers, self.signature_header))
         stamps = [v for k, v in slots if k == self.timestamp_slot]
-        candidates = [mac for k, v in slots if k in self.slots and (mac := self._decode(v)) is not None]
+        candidates = [self._spelling(v) for k, v in slots if k in self.slots]
         if not candidates:
             raise VerificationError("no usable signature slot")
         timestamp: float | None = None
@@ -98,7 +99,7 @@ class Noukai(HmacProvider):
             timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
         elif self.signed == "timestamp.body":
             raise VerificationError("missing timestamp slot")
-        index = match_macs(candidates, keys, self._prefix(raw_stamp), body)
+        index = match_encoded(candidates, keys, self._prefix(raw_stamp), body, self._encode)
         return Verified(secret_index=index, timestamp=timestamp)
 
     def parse(self, headers: HeaderMap, body: bytes) -> Parsed:

@@ -8,7 +8,6 @@ Shopify may sign with the old secret for up to an hour: configure both.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 
 from ..event import HeaderMap
@@ -21,6 +20,7 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
+    b64_text,
     dump,
     load_json,
     match_body_mac,
@@ -29,10 +29,6 @@ from .base import (
 )
 
 HEADER = "X-Shopify-Hmac-Sha256"
-
-
-def _base64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
 
 
 class Shopify(HmacProvider):
@@ -49,7 +45,7 @@ class Shopify(HmacProvider):
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        return match_body_mac(bounded_header(headers, HEADER), body, keys, _base64)
+        return match_body_mac(bounded_header(headers, HEADER), body, keys, b64_text)
 
     def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
         return Parsed(
@@ -60,7 +56,7 @@ class Shopify(HmacProvider):
 
     def sign(self, outgoing: Outgoing, key: HmacKey) -> SignedRequest:
         body = dump(outgoing_payload(outgoing))
-        mac = _base64(key.mac(body))
+        mac = b64_text(key.mac(body))
         return SignedRequest(
             body=body,
             headers={

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError, VerificationError
 from ..event import HeaderMap
-from ._parsing import MAX_SLOTS, bounded_header, from_base64
+from ._parsing import MAX_SLOTS, bounded_header
 from .base import (
     HmacKey,
     HmacProvider,
@@ -26,11 +26,12 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
+    b64_text,
     check_timestamp,
     dump,
     field,
     load_object,
-    match_macs,
+    match_encoded,
     outgoing_payload,
     require_str,
 )
@@ -73,7 +74,10 @@ class StandardWebhooks(HmacProvider):
 
     def _name(self, headers: HeaderMap, suffix: str) -> str | None:
         """The first spelling of a header (``svix-id``, ``webhook-id``) that is present."""
-        return next((p + suffix for p in self.prefixes if headers.get(p + suffix)), None)
+        for prefix in self.prefixes:
+            if headers.get(prefix + suffix):
+                return prefix + suffix
+        return None
 
     def _header(self, headers: HeaderMap, suffix: str) -> str:
         name = self._name(headers, suffix)
@@ -93,15 +97,17 @@ class StandardWebhooks(HmacProvider):
         msg_id = self._header(headers, "id")
         raw_stamp = self._header(headers, "timestamp")
         entries = self._header(headers, "signature").split(" ", MAX_SLOTS)[:MAX_SLOTS]
+        # Each v1 entry's base64 as text, compared with the digest's canonical base64:
+        # only the spelling the sender's library writes matches (no padding or junk skipped).
         candidates = []
         for entry in entries:
             version, sep, value = entry.partition(",")
-            if sep and version == "v1" and (mac := from_base64(value)) is not None:
-                candidates.append(mac)
+            if sep and version == "v1" and value:
+                candidates.append(value)
         if not candidates:
             raise VerificationError("no v1 signature")
         timestamp = check_timestamp(raw_stamp, now=now, tolerance=tolerance)
-        index = match_macs(candidates, keys, f"{msg_id}.{raw_stamp}.".encode("ascii"), body)
+        index = match_encoded(candidates, keys, f"{msg_id}.{raw_stamp}.".encode("ascii"), body, b64_text)
         return Verified(secret_index=index, timestamp=timestamp)
 
     def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
