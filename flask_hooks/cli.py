@@ -2,8 +2,8 @@
 
 ``send`` (:mod:`flask_hooks.send_cli`) plays the provider's "send test
 event" button against a running server. The inbox commands (``show``,
-``replay``, ``forget``, ``purge``) live in :mod:`flask_hooks.inbox_cli`,
-on the same group; the helpers they share (picking receivers, durations,
+``forget``, ``purge``) live in :mod:`flask_hooks.inbox_cli` and ``replay``
+in :mod:`flask_hooks.replay_cli`, on the same group; the helpers they share (picking receivers, durations,
 printing untrusted text) are here.
 """
 
@@ -18,10 +18,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .core.errors import StoreUnavailable
-from .core.inbox import type_matches
+from .core.inbox import mask_excerpt, type_matches
 from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
-from .inbox import MASK
+from .stores.url import masked_url
 
 cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.")
 
@@ -76,11 +76,12 @@ def routes_command() -> None:
         return
     for receiver in state.receivers.values():
         settings = receiver.settings
-        store = settings.store if isinstance(settings.store, str) else type(settings.store).__name__
+        store = settings.store
+        shown = masked_url(store) if isinstance(store, str) else type(store).__name__
         secrets = len(receiver.keys)
         click.echo(
             f"{receiver.name}  POST {settings.url}  provider={receiver.provider.name}"
-            f"  secrets={secrets}  store={store}"
+            f"  secrets={secrets}  store={shown}"
         )
         routes = receiver.hooks.router.routes
         if not routes:
@@ -131,24 +132,6 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
-def mask_excerpt(excerpt: str, fields: tuple[str, ...]) -> str:
-    """A refused body's escaped beginning with the provider's credential fields masked.
-
-    The excerpt is the body's text with escapes (``\\x..``, ``\\n``), cut at a
-    fixed length: it is unescaped to find each JSON string value (a value
-    may run to the cut), and escaped again.
-    """
-    if not excerpt or not fields:
-        return excerpt
-    try:
-        text = excerpt.encode("ascii", "backslashreplace").decode("unicode_escape")
-    except UnicodeDecodeError:  # not an excerpt we wrote: show none of it
-        return MASK if any(name in excerpt for name in fields) else excerpt
-    names = "|".join(re.escape(name) for name in fields)
-    masked = re.sub(rf'("(?:{names})"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|$)', rf'\1"{MASK}"', text)
-    return masked.encode("unicode_escape").decode("ascii")
 
 
 # deliveries ------------------------------------------------------------------
@@ -293,4 +276,5 @@ def deliveries_command(
 
 # send, show, replay, forget and purge register themselves on ``cli``.
 from . import inbox_cli as inbox_cli  # noqa: E402
+from . import replay_cli as replay_cli  # noqa: E402
 from . import send_cli as send_cli  # noqa: E402

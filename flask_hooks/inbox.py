@@ -9,14 +9,16 @@ lease as a sender's retry, so the two never run a handler twice.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flask import Flask, has_app_context
 
 from .core.answer import Outcome
-from .core.errors import StoreUnavailable
-from .core.inbox import STATUSES, Stored, payload_of
+from .core.attempts import field_values, scrub
+from .core.errors import InFlight, StoreUnavailable
+from .core.inbox import REDACTED, STATUSES, Stored, is_text, mask_fields, payload_of
 from .core.store import LogEntry
 from .view import _notify, _run
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from .extension import Receiver
 
 #: What masked values read as wherever a delivery is shown.
-MASK = "[redacted]"
+MASK = REDACTED
 
 #: A replay's outcome word as the delivery status it leaves.
 _STATUS_OF = {"received": "received", "ignored": "ignored", "in-flight": "in-flight"}
@@ -44,14 +46,15 @@ class Attempt(NamedTuple):
     failed: str = ""
 
     @classmethod
-    def from_entry(cls, entry: LogEntry) -> Attempt:
+    def from_entry(cls, entry: LogEntry, secrets: Collection[str] = ()) -> Attempt:
+        """The attempt as shown, ``secrets`` blanked in its error (kept before they were)."""
         return cls(
             entry.received_at,
             entry.status,
             entry.code,
             entry.duration,
             entry.handlers,
-            entry.error,
+            scrub(entry.error, secrets) if secrets and entry.error else entry.error,
             entry.failed,
         )
 
@@ -90,13 +93,7 @@ class Delivery:
 
 def mask(payload: Any, fields: Collection[str]) -> Any:
     """``payload`` with every key in ``fields`` (at any depth) replaced by :data:`MASK`."""
-    if not fields:
-        return payload
-    if isinstance(payload, dict):
-        return {k: (MASK if k in fields else mask(v, fields)) for k, v in payload.items()}
-    if isinstance(payload, list):
-        return [mask(v, fields) for v in payload]
-    return payload
+    return mask_fields(payload, fields) if fields else payload
 
 
 class Inbox:
@@ -108,6 +105,8 @@ class Inbox:
 
     def _delivery(self, stored: Stored) -> Delivery:
         routes = self.receiver.hooks.router.match(stored.type)
+        masked = self.receiver.provider.redacted_fields
+        secrets = field_values(payload_of(stored.body), masked) if masked else []
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}
@@ -128,14 +127,27 @@ class Inbox:
             received_at=stored.received_at,
             secret_index=stored.secret_index,
             handlers=states,
-            attempts=tuple(Attempt.from_entry(a) for a in stored.attempts),
+            attempts=tuple(Attempt.from_entry(a, secrets) for a in stored.attempts),
             receiver=self.receiver.name,
-            masked=self.receiver.provider.redacted_fields,
+            masked=masked,
         )
+
+    def _stored(self, id: str) -> Stored | None:
+        """What the store keeps under ``id`` while its retention lasts, or None.
+
+        An id that is not text UTF-8 can encode (a lone surrogate) was
+        refused at receipt, so nothing is kept under it.
+        """
+        if not is_text(id):
+            return None
+        stored = self.receiver.store.get(self.receiver.ns, id)
+        if stored is None or not stored.kept_at(self.receiver.now()):
+            return None  # past its retention: gone, though the purge may not have run yet
+        return stored
 
     def get(self, id: str) -> Delivery | None:
         """The delivery kept under ``id``, or None."""
-        stored = self.receiver.store.get(self.receiver.ns, id)
+        stored = self._stored(id)
         return None if stored is None else self._delivery(stored)
 
     def query(
@@ -155,9 +167,21 @@ class Inbox:
         """
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"limit must be a positive whole number, not {limit!r}")
+        for name, bound in (
+            ("since", since),
+            ("until", until),
+            *(() if before is None else [("before", before[0])]),
+        ):
+            if bound is not None and not math.isfinite(bound):
+                raise ValueError(f"{name} must be a finite time, not {bound!r}")
+        if (type is not None and not is_text(type)) or (before is not None and not is_text(before[1])):
+            return []  # nothing was kept under a type or id no store could write
+        now = self.receiver.now()
         rows = self.receiver.store.query(
             self.receiver.ns,
-            now=self.receiver.now(),
+            now=now,
             status=status,
             type=type,
             since=since,
@@ -165,7 +189,7 @@ class Inbox:
             before=before,
             limit=limit,
         )
-        return [self._delivery(row) for row in rows]
+        return [self._delivery(row) for row in rows if row.kept_at(now)]
 
     def replay(self, id: str, *, handlers: Collection[str] | None = None) -> Delivery:
         """Run the handlers of ``id`` that have not succeeded (or exactly ``handlers``).
@@ -174,7 +198,9 @@ class Inbox:
         Raises :class:`LookupError` for an unknown id and
         :class:`~flask_hooks.InFlight` while the delivery is claimed.
         """
-        stored = self.receiver.store.get(self.receiver.ns, id)
+        if isinstance(handlers, str):
+            raise TypeError("handlers: a list of handler names, not one string")
+        stored = self._stored(id)
         if stored is None:
             raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
         chosen = None if handlers is None else list(handlers)
@@ -192,11 +218,23 @@ class Inbox:
         return after
 
     def forget(self, id: str) -> bool:
-        """Remove the delivery: the sender's next redelivery is processed afresh."""
+        """Remove the delivery: the sender's next redelivery is processed afresh.
+
+        Raises :class:`~flask_hooks.InFlight` while a handler runs it: forgetting
+        it then would let the sender's retry run that handler a second time.
+        """
+        if not is_text(id):
+            return False
+        stored = self.receiver.store.get(self.receiver.ns, id)
+        now = self.receiver.now()
+        if stored is not None and stored.status_at(now) == "in-flight":
+            raise InFlight(after=stored.lease_until - now)
         return self.receiver.store.forget(self.receiver.ns, id)
 
     def purge(self, *, older_than: float) -> int:
         """Remove deliveries received more than ``older_than`` seconds ago; how many."""
+        if isinstance(older_than, bool) or not (0 <= older_than < math.inf):
+            raise ValueError(f"older_than must be a number of seconds, 0 or more, not {older_than!r}")
         now = self.receiver.now()
         total = 0
         while removed := self.receiver.store.purge(

@@ -1,6 +1,8 @@
-"""``flask hooks show|replay|forget|purge``: the delivery inbox from a shell.
+"""``flask hooks show|forget|purge``: the delivery inbox from a shell.
 
-Registered on the ``hooks`` group of :mod:`flask_hooks.cli`. Everything
+Registered on the ``hooks`` group of :mod:`flask_hooks.cli`, with
+``replay`` (:mod:`flask_hooks.replay_cli`), which shares the lookups and
+options defined here. Everything
 printed goes through :meth:`~flask_hooks.inbox.Delivery.shown_payload`
 and the headers as stored (credentials redacted), never the raw payload.
 A command that fails says why on stderr and exits non-zero; a store that
@@ -9,11 +11,9 @@ cannot be reached is reported before anything is changed.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -25,24 +25,18 @@ from .cli import (
     duration_option,
     format_duration,
     known,
-    last_line,
     printable,
     receivers_of,
     store_down,
     when,
 )
-from .core.errors import HookError, InFlight, StoreUnavailable
+from .core.errors import InFlight, StoreUnavailable
+from .core.inbox import is_text
 from .extension import HooksState, Receiver
 from .inbox import MASK, Delivery, Inbox
 
-#: Deliveries read per query while selecting a bulk replay.
-PAGE = 200
-
-#: The statuses a bulk replay selects by (an in-flight delivery cannot be replayed).
-REPLAYABLE = ("failed", "received", "ignored")
-
-#: A replay that ends in one of these succeeded.
-DONE = ("received", "ignored")
+#: The longest duration an option takes: 100 years.
+MAX_DURATION = 36525 * 86400.0
 
 RECEIVER_OPTION = click.option(
     "--receiver", "receiver_name", metavar="NAME", help="Which receiver (default: the one that keeps ID)."
@@ -53,10 +47,25 @@ def inbox_of(receiver: Receiver) -> Inbox:
     return receiver.hooks.inbox(current_app_object())
 
 
+def text_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The callback of options the store is searched by: a usage error for text that is not."""
+    if value is not None and not is_text(value):
+        raise click.BadParameter(f"{value!r} is not valid text (not UTF-8)", ctx, param)
+    return value
+
+
+def bounded_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """:func:`~flask_hooks.cli.duration_option`, refusing what overflows or exceeds 100 years."""
+    seconds = duration_option(ctx, param, value)
+    if seconds is not None and not seconds <= MAX_DURATION:  # inf, too
+        raise click.BadParameter(f"{value!r} is too long: at most 100 years (36525d)", ctx, param)
+    return seconds
+
+
 def holders(state: HooksState, id: str, name: str | None) -> list[tuple[Receiver, Delivery]]:
     """The receivers (the named one, or all) that keep a delivery ``id``, with it."""
     found = []
-    for receiver in receivers_of(state, name):
+    for receiver in receivers_of(state, name) if is_text(id) else ():
         try:
             delivery = inbox_of(receiver).get(id)
         except StoreUnavailable as exc:
@@ -69,7 +78,7 @@ def holders(state: HooksState, id: str, name: str | None) -> list[tuple[Receiver
     return found
 
 
-def _unknown(state: HooksState, id: str, name: str | None) -> str:
+def unknown(state: HooksState, id: str, name: str | None) -> str:
     where = f"receiver {name!r}" if name is not None else f"any receiver ({known(state)})"
     return f"no delivery {id!r} is kept by {where}"
 
@@ -78,17 +87,32 @@ def find(id: str, name: str | None) -> tuple[Receiver, Delivery]:
     state = current_state()
     found = holders(state, id, name)
     if not found:
-        raise click.ClickException(_unknown(state, id, name))
+        raise click.ClickException(unknown(state, id, name))
     return found[0]
 
 
 # show ------------------------------------------------------------------------------
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} does not fit a float")
+    return number
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def is_json(body: bytes) -> bool:
+    """Whether the body is strict JSON (no NaN, no number that overflows a float): shown parsed.
+
+    Any other body is shown as text, so ``--json`` never prints ``Infinity``.
+    """
     try:
-        json.loads(body)
-    except ValueError:
+        json.loads(body, parse_float=_finite, parse_constant=_constant)
+    except (ValueError, RecursionError):
         return False
     return True
 
@@ -162,199 +186,13 @@ def show_command(delivery_id: str, receiver_name: str | None, as_json: bool) -> 
     """
     _, delivery = find(delivery_id, receiver_name)
     if as_json:
-        click.echo(json.dumps(as_document(delivery)))
+        click.echo(json.dumps(as_document(delivery), allow_nan=False))
         return
     for line in describe(delivery):
         click.echo(line)
 
 
 # replay ----------------------------------------------------------------------------
-
-
-def select(
-    receivers: Iterable[Receiver], status: str, pattern: str | None, since: float | None
-) -> list[tuple[Receiver, Delivery]]:
-    """Every kept delivery that passes the filters, oldest first (the order they came in)."""
-    found: list[tuple[Receiver, Delivery]] = []
-    for receiver in receivers:
-        inbox, before = inbox_of(receiver), None
-        after = None if since is None else receiver.now() - since
-        try:
-            while True:
-                page = inbox.query(status=status, type=pattern, since=after, before=before, limit=PAGE)
-                found.extend((receiver, delivery) for delivery in page)
-                if len(page) < PAGE:
-                    break
-                before = (page[-1].received_at, page[-1].id)
-        except StoreUnavailable as exc:
-            raise store_down(receiver, exc, ": nothing was replayed") from None
-    found.sort(key=lambda item: (item[1].received_at, item[1].id))
-    return found
-
-
-def check_handlers(plan: Sequence[tuple[Receiver, Delivery]], handlers: Sequence[str]) -> None:
-    """``--handler`` names every selected delivery has; a usage error before anything runs."""
-    for _, delivery in plan:
-        missing = [name for name in handlers if name not in delivery.handlers]
-        if missing:
-            names = ", ".join(delivery.handlers) or "none"
-            raise click.UsageError(
-                f"{', '.join(map(repr, missing))} does not handle {delivery.id!r}"
-                f" (type {delivery.type!r}; its handlers: {names})"
-            )
-
-
-def to_run(delivery: Delivery, handlers: Sequence[str]) -> str:
-    if handlers:
-        return ", ".join(handlers)
-    pending = [name for name, state in delivery.handlers.items() if state != "succeeded"]
-    return ", ".join(pending) or "nothing (every handler succeeded)"
-
-
-class Tally:
-    """What a bulk replay did: counts by result, and the problems to report."""
-
-    def __init__(self) -> None:
-        self.replayed: collections.Counter[str] = collections.Counter()
-        self.skipped: collections.Counter[str] = collections.Counter()
-        self.problems: list[str] = []
-
-    def skip(self, why: str, delivery_id: str, message: str) -> None:
-        self.skipped[why] += 1
-        self.problems.append(f"{printable(delivery_id)}: {message}")
-
-    def summary(self) -> str:
-        total = sum(self.replayed.values())
-        parts = [f"{count} {status}" for status, count in self.replayed.items()]
-        line = f"replayed {total}" + (f": {', '.join(parts)}" if parts else "")
-        if self.skipped:
-            line += "; not replayed: " + ", ".join(f"{count} {why}" for why, count in self.skipped.items())
-        return line
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.skipped) or any(status not in DONE for status in self.replayed)
-
-
-def replay_one(receiver: Receiver, delivery: Delivery, handlers: Sequence[str], tally: Tally) -> None:
-    """Replay one delivery; every outcome but a store outage is counted, not raised."""
-    try:
-        after = inbox_of(receiver).replay(delivery.id, handlers=handlers or None)
-    except InFlight:
-        tally.skip("in flight", delivery.id, "in flight (a sender's retry or a replay holds it); try later")
-    except LookupError:
-        tally.skip("unknown", delivery.id, "no longer kept (forgotten or purged)")
-    except StoreUnavailable:
-        raise
-    except (HookError, ValueError) as exc:
-        tally.skip("refused", delivery.id, str(exc))
-    else:
-        tally.replayed[after.status] += 1
-        last = after.attempts[-1] if after.attempts else None
-        if after.status not in DONE and last is not None:
-            why = f"{last.failed}: {last_line(last.error) or last.outcome}" if last.failed else last.outcome
-            tally.problems.append(f"{printable(delivery.id)}: {after.status} ({printable(why)})")
-
-
-def progress(plan: list[tuple[Receiver, Delivery]]) -> contextlib.AbstractContextManager[Iterable[Any]]:
-    """A progress bar on stderr for bulk replays; a single replay needs none."""
-    if len(plan) < 2:
-        return contextlib.nullcontext(plan)
-    label = f"replaying {len(plan)} deliveries"
-    return click.progressbar(plan, label=label, file=sys.stderr)
-
-
-@cli.command("replay")
-@click.argument("ids", nargs=-1, metavar="[ID]...")
-@click.option("--status", type=click.Choice(REPLAYABLE), help="Replay every kept delivery with this status.")
-@click.option("--type", "pattern", metavar="PATTERN", help="With --status: only these types (payment.*).")
-@click.option(
-    "--since", callback=duration_option, metavar="DURATION", help="With --status: only the last DURATION."
-)
-@click.option(
-    "--handler",
-    "handlers",
-    multiple=True,
-    metavar="NAME",
-    help="Re-run exactly this handler, even if it succeeded (repeatable).",
-)
-@click.option("--dry-run", is_flag=True, help="List what would be replayed; change nothing.")
-@RECEIVER_OPTION
-def replay_command(
-    ids: tuple[str, ...],
-    status: str | None,
-    pattern: str | None,
-    since: float | None,
-    handlers: tuple[str, ...],
-    dry_run: bool,
-    receiver_name: str | None,
-) -> None:
-    """Run kept deliveries' handlers again, after a fix.
-
-    Runs the handlers that have not succeeded (or exactly the --handler
-    ones) through the same claim and lease as a sender's retry, so the
-    two never run a handler twice; the signature is not checked again.
-    Prints a summary; exits 1 when any replay failed or could not run.
-    """
-    if ids and (status is not None or pattern is not None or since is not None):
-        raise click.UsageError("give delivery ids or select with --status, not both")
-    if not ids and status is None:
-        raise click.UsageError("give delivery ids, or select with --status failed [--type] [--since]")
-    state, tally = current_state(), Tally()
-    if ids:
-        plan = []
-        for delivery_id in dict.fromkeys(ids):
-            found = holders(state, delivery_id, receiver_name)
-            if found:
-                plan.extend(found)
-            else:
-                tally.skip("unknown", delivery_id, _unknown(state, delivery_id, receiver_name))
-    else:
-        assert status is not None
-        plan = select(receivers_of(state, receiver_name), status, pattern, since)
-    check_handlers(plan, handlers)
-    if dry_run:
-        for receiver, delivery in plan:
-            click.echo(
-                f"{receiver.name}  {printable(delivery.id)}  {printable(delivery.type)}  {delivery.status}"
-                f"  would run: {to_run(delivery, handlers)}"
-            )
-        click.echo(f"dry run: would replay {len(plan)}; nothing was changed")
-    elif not plan and not tally.skipped:
-        click.echo("nothing to replay")
-    else:
-        _replay(plan, handlers, tally)
-    _report(tally)
-
-
-def _replay(plan: list[tuple[Receiver, Delivery]], handlers: Sequence[str], tally: Tally) -> None:
-    done = 0
-    try:
-        with progress(plan) as items:
-            for receiver, delivery in items:
-                replay_one(receiver, delivery, handlers, tally)
-                done += 1
-    except StoreUnavailable as exc:
-        click.echo(tally.summary())
-        _print_problems(tally)
-        stopped = f": stopped after {done} of {len(plan)}; the rest were not replayed"
-        raise store_down(plan[done][0], exc, stopped) from None
-    click.echo(tally.summary())
-
-
-def _print_problems(tally: Tally) -> None:
-    for problem in tally.problems:
-        click.echo(problem, err=True)
-    tally.problems.clear()
-
-
-def _report(tally: Tally) -> None:
-    _print_problems(tally)
-    if tally.failed:
-        raise SystemExit(1)
-
-
-# forget and purge --------------------------------------------------------------------
 
 
 @cli.command("forget")
@@ -367,11 +205,16 @@ def forget_command(delivery_id: str, receiver_name: str | None) -> None:
     # With one receiver, no lookup: it also forgets a record the inbox does not keep (retention 0).
     receiver = candidates[0] if len(candidates) == 1 else find(delivery_id, receiver_name)[0]
     try:
-        removed = inbox_of(receiver).forget(delivery_id)
+        removed = is_text(delivery_id) and inbox_of(receiver).forget(delivery_id)
     except StoreUnavailable as exc:
         raise store_down(receiver, exc, ": nothing was forgotten") from None
+    except InFlight:
+        raise click.ClickException(
+            f"{delivery_id!r} is in flight (a sender's retry or a replay holds it): nothing was forgotten;"
+            " try later"
+        ) from None
     if not removed:
-        raise click.ClickException(_unknown(state, delivery_id, receiver.name))
+        raise click.ClickException(unknown(state, delivery_id, receiver.name))
     click.echo(f"forgot {printable(delivery_id)} ({receiver.name}): the next redelivery runs its handlers")
 
 
@@ -379,7 +222,7 @@ def forget_command(delivery_id: str, receiver_name: str | None) -> None:
 @click.option(
     "--older-than",
     "older_than",
-    callback=duration_option,
+    callback=bounded_duration,
     required=True,
     metavar="DURATION",
     help="Age, like 30d.",

@@ -17,6 +17,7 @@ from .core.errors import ConfigError
 from .core.providers import Provider, get_provider
 from .core.providers.base import Tolerance
 from .stores import DEFAULT_URL, DedupeStore
+from .stores.url import masked_url
 
 DEFAULTS: dict[str, Any] = {
     "url": "/webhooks",
@@ -42,14 +43,14 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """One receiver's resolved settings."""
+    """One receiver's resolved settings; the repr shows no secret and no store password."""
 
     name: str
     prefix: str
     url: str
     provider: Provider
-    secrets: tuple[str, ...]
-    store: str | DedupeStore
+    secrets: tuple[str, ...] = dataclasses.field(repr=False)
+    store: str | DedupeStore = dataclasses.field(repr=False)
     dedupe_ttl: float
     lease: float
     tolerance: Tolerance
@@ -60,6 +61,12 @@ class Settings:
     #: Seconds every verified delivery is kept for the inbox (0: none).
     retention: float
 
+    def __repr__(self) -> str:
+        """The dataclass repr, with the secrets counted and the store URL masked."""
+        shown = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr]
+        store = masked_url(self.store) if isinstance(self.store, str) else self.store
+        return f"Settings({', '.join(shown)}, store={store!r}, secrets=<{len(self.secrets)} hidden>)"
+
 
 def config_prefix(name: str) -> str:
     """``HOOKS_`` for the default receiver, ``HOOKS_STRIPE_`` for ``name="stripe"``."""
@@ -68,17 +75,36 @@ def config_prefix(name: str) -> str:
     return "HOOKS_" if name == "hooks" else f"HOOKS_{name.upper()}_"
 
 
+#: The longest time a setting takes: 100 years. Far longer ones overflow what
+#: stores compute from them (Redis expiries in milliseconds, 64-bit integers).
+MAX_SECONDS = 100 * 365.25 * 86400
+#: The largest body limit: bodies are read into memory (and ``sys.maxsize`` as
+#: "no limit" overflows the reader).
+MAX_BODY_LIMIT = 1 << 30
+
+
 def _seconds(value: Any, *, integer: bool = False) -> bool:
     """Whether ``value`` is a finite number (NaN and infinities pass ``> 0``)."""
     kind = int if integer else (int, float)
-    return not isinstance(value, bool) and isinstance(value, kind) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # isfinite(10**400) overflows
 
 
-def _positive(key: str, value: Any, *, integer: bool = False) -> Any:
-    if not _seconds(value, integer=integer) or value <= 0:
+def _positive(key: str, value: Any, *, integer: bool = False, most: float = MAX_SECONDS) -> Any:
+    if not _seconds(value, integer=integer) or not 0 < value <= most:
         what = "a positive whole number" if integer else "a positive, finite number"
-        raise ConfigError(f"{key} must be {what}, not {value!r}")
+        raise ConfigError(f"{key} must be {what} of at most {most:.0f}, not {_shown(value)}")
     return value
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, bounded (an int of 5,000 digits cannot even be printed)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "a number that large"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _tolerance(key: str, value: Any) -> Tolerance:
@@ -87,8 +113,8 @@ def _tolerance(key: str, value: Any) -> Tolerance:
     else:
         past = future = value
     for part in (past, future):
-        if not _seconds(part) or part < 0:
-            raise ConfigError(f"{key} must be seconds or a (past, future) pair, not {value!r}")
+        if not _seconds(part) or not 0 <= part <= MAX_SECONDS:
+            raise ConfigError(f"{key} must be seconds or a (past, future) pair, not {_shown(value)}")
     return float(past), float(future)
 
 
@@ -155,7 +181,7 @@ def resolve(
         dedupe_ttl=_positive(prefix + "DEDUPE_TTL", pick("dedupe_ttl")),
         lease=_positive(prefix + "LEASE", pick("lease")),
         tolerance=_tolerance(prefix + "TOLERANCE", pick("tolerance")),
-        max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True),
+        max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True, most=MAX_BODY_LIMIT),
         clock=options.get("clock") or system_clock,
         namespace=_namespace(prefix + "NAMESPACE", pick("namespace"), import_name, name),
         retention=_retention(prefix, pick("retention"), pick("dedupe_ttl")),

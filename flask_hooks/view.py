@@ -79,12 +79,16 @@ def exempt_from_csrf(app: Flask) -> None:
 
 
 def _late_csrf_exempt() -> None:
-    """Runs once, at the app's first request: extensions are set up by then."""
+    """Runs at the app's first request (extensions are set up by then), then removes itself.
+
+    Exempt first: a request running at the same moment that no longer
+    finds this hook must find the views exempt already.
+    """
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    # A new list: Flask is iterating over the current one right now.
-    app.before_request_funcs[None] = [f for f in app.before_request_funcs[None] if f is not _late_csrf_exempt]
     if "csrf" in app.extensions:
         exempt_from_csrf(app)
+    # A new list: Flask is iterating over the current one right now.
+    app.before_request_funcs[None] = [f for f in app.before_request_funcs[None] if f is not _late_csrf_exempt]
 
 
 def receive() -> Response:

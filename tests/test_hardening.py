@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -260,6 +261,20 @@ def test_non_finite_seconds_are_config_errors(make_app: Callable[..., Flask], ke
         make_app(Hooks(store="memory://"), **{key: (value, 5) if key == "HOOKS_TOLERANCE" else value})
 
 
+@pytest.mark.parametrize("key", ["HOOKS_DEDUPE_TTL", "HOOKS_LEASE", "HOOKS_TOLERANCE", "HOOKS_RETENTION"])
+@pytest.mark.parametrize("value", [1e16, 1e308, 10**400, 10**5000], ids=["1e16", "1e308", "1e400", "1e5000"])
+def test_times_past_a_century_are_config_errors(make_app: Callable[..., Flask], key: str, value: Any) -> None:
+    """Finite, but past what a store can compute an expiry from (Redis: milliseconds in 64 bits)."""
+    with pytest.raises(ConfigError, match=key):
+        make_app(Hooks(store="memory://"), **{key: value})
+
+
+@pytest.mark.parametrize("value", [sys.maxsize, 10**400, (1 << 30) + 1], ids=["maxsize", "1e400", "1GiB+1"])
+def test_max_body_beyond_a_gibibyte_is_a_config_error(make_app: Callable[..., Flask], value: int) -> None:
+    with pytest.raises(ConfigError, match="HOOKS_MAX_BODY"):
+        make_app(Hooks(store="memory://"), HOOKS_MAX_BODY=value)
+
+
 @pytest.mark.parametrize("value", [-1, 0, 1.5, math.inf])
 def test_max_body_must_be_a_positive_whole_number(make_app: Callable[..., Flask], value: Any) -> None:
     with pytest.raises(ConfigError, match="HOOKS_MAX_BODY"):
@@ -297,8 +312,16 @@ def test_a_second_receiver_falls_back_to_app_wide_settings_but_not_secrets(
     make_app: Callable[..., Flask],
 ) -> None:
     other = Hooks(name="billing")
-    app = make_app(Hooks(), other, HOOKS_STORE="memory://", HOOKS_LEASE=7, HOOKS_BILLING_SECRET="b",
-                   HOOKS_BILLING_LEASE=9, HOOKS_DEDUPE_TTL=50, HOOKS_PROVIDER="generic")
+    app = make_app(
+        Hooks(),
+        other,
+        HOOKS_STORE="memory://",
+        HOOKS_LEASE=7,
+        HOOKS_BILLING_SECRET="b",
+        HOOKS_BILLING_LEASE=9,
+        HOOKS_DEDUPE_TTL=50,
+        HOOKS_PROVIDER="generic",
+    )
     receiver = other.receiver(app)
     assert isinstance(receiver.store, MemoryStore)
     assert (receiver.settings.lease, receiver.settings.dedupe_ttl) == (9, 50)
@@ -352,6 +375,41 @@ def test_flask_wtf_csrf_protect_leaves_deliveries_alone(tmp_path: Any, order: st
     assert generic_post(client, PAYLOAD).get_json() == {"got": "evt_1"}
     assert generic_post(client, PAYLOAD, url="/webhooks/").get_json() == {"got": "evt_1"}
     assert client.post("/form").status_code == 400  # everything else is still protected
+
+
+def test_a_delivery_racing_the_first_request_is_exempt_from_csrf(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSRFProtect after Hooks: the exemption happens at the first request; a delivery
+    arriving while that runs must not meet CSRFProtect before the exemption."""
+    import flask_hooks.view as view
+
+    app = Flask("racing_forms", instance_path=str(tmp_path))
+    app.config.update(HOOKS_SECRET=SECRET, SECRET_KEY="forms", HOOKS_STORE="memory://")
+    Hooks(app).on("*")(lambda event: None)
+    CSRFProtect(app)
+    inside, delivered = threading.Event(), threading.Event()
+    exempt = view.exempt_from_csrf
+
+    def slow_exempt(app: Flask) -> None:  # the first request, caught mid-exemption
+        inside.set()
+        delivered.wait(10)
+        exempt(app)
+
+    monkeypatch.setattr(view, "exempt_from_csrf", slow_exempt)
+    statuses: list[int] = []
+    first = threading.Thread(target=lambda: app.test_client().get("/"))
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(
+        target=lambda: statuses.append(generic_post(app.test_client(), PAYLOAD).status_code)
+    )
+    second.start()
+    second.join(1)  # it waits for the exemption (our hook), or it would have failed already
+    delivered.set()
+    first.join(10)
+    second.join(10)
+    assert statuses == [200]
 
 
 def test_other_methods_get_a_json_405_unless_the_app_serves_them(tmp_path: Any) -> None:

@@ -8,10 +8,13 @@ costs no transaction of its own; stores give it back as :class:`Stored`.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
+from urllib.parse import quote_plus, unquote_plus
 
 from .store import FORMAT_VERSION, LogEntry, Reply
 
@@ -54,12 +57,19 @@ class Stored(NamedTuple):
     lease_until: float
     handlers: Mapping[str, Reply | None]
     attempts: tuple[LogEntry, ...]
+    #: Until when it is kept; past it the delivery is gone, swept or not yet.
+    retained_until: float = math.inf
 
     def status_at(self, now: float) -> str:
         """The status; a claim whose lease ran out (its worker died) is a failure."""
         if self.status == "in-flight" and self.lease_until <= now:
             return "failed"
         return self.status
+
+    def kept_at(self, now: float) -> bool:
+        """Whether it is still kept: the purge removes it once its retention is over,
+        unless a live claim holds it, and it is gone from the inbox from then on."""
+        return self.retained_until > now or (self.status == "in-flight" and self.lease_until > now)
 
 
 def redact(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> tuple[tuple[str, str], ...]:
@@ -72,13 +82,122 @@ def excerpt(body: bytes, masked: Iterable[str] = ()) -> str:
     """A short, escaped beginning of a refused body: metadata, never replayable.
 
     The provider's credential fields (``masked``) are replaced before the
-    text is cut, so a refused request never leaves its secret in the log.
+    text is cut (:func:`mask_text`), so a refused request never leaves its
+    secret in the log. JSON is parsed whole; anything else is masked only
+    as far as it is shown, so a refused megabyte costs no more than a line.
     """
-    text = body[: EXCERPT * 4].decode("utf-8", "backslashreplace")
-    for field in masked:
-        text = re.sub(rf'("{re.escape(field)}"\s*:\s*)"(?:[^"\\]|\\.)*"?', rf'\1"{REDACTED}"', text)
-    cut = text[:EXCERPT]
-    return cut.encode("unicode_escape").decode("ascii") + ("..." if len(text) > EXCERPT else "")
+    names = frozenset(masked)
+    text = (body if names else body[: EXCERPT * 4]).decode("utf-8", "backslashreplace")
+    shown = _mask_json(text, names) if names else text
+    cut = shown is None and len(text) > EXCERPT * 4
+    if shown is None:
+        shown = _mask_rest(text[: EXCERPT * 4], names)
+    return _escaped(shown[:EXCERPT]) + ("..." if cut or len(shown) > EXCERPT else "")
+
+
+def mask_excerpt(shown: str, masked: Iterable[str]) -> str:
+    """An :func:`excerpt` masked again when shown, for lines logged before a
+    field was declared (or by an older version); one that does not unescape
+    is not shown at all."""
+    names = frozenset(masked)
+    if not shown or not names:
+        return shown
+    try:
+        text = shown.encode("ascii", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        return REDACTED
+    return _escaped(mask_text(text, names))
+
+
+def mask_text(text: str, masked: Iterable[str]) -> str:
+    """``text`` with the value of each credential field (``masked``) replaced.
+
+    JSON is parsed, so a key spelled with escapes (``"\\u0073ecret"``) or
+    nested at any depth is found; it is written back on one line only when
+    something was masked. A form (``token=...&payload=<JSON>``) is masked
+    pair by pair. Anything else (a cut or broken body) goes through
+    :func:`_mask_loose`, which hides too much rather than too little.
+    """
+    names = frozenset(masked)
+    if not names:
+        return text
+    found = _mask_json(text, names)
+    return _mask_rest(text, names) if found is None else found
+
+
+def _mask_rest(text: str, names: frozenset[str]) -> str:
+    """Text that is not JSON: a form pair by pair, then the loose pass."""
+    if text.lstrip()[:1] not in ("{", "["):  # broken JSON is no form: keep it readable
+        text = _mask_form(text, names)
+    return _mask_loose(text, names)
+
+
+def _escaped(text: str) -> str:
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _mask_json(text: str, names: frozenset[str]) -> str | None:
+    """``text`` masked if it is JSON (as it was when nothing is), else None.
+
+    The loose pass runs on the result too: JSON held in a string
+    (``"{\\"secret\\": ...}"``) is found there, in one pass.
+    """
+    try:
+        data = json.loads(text)
+        masked = mask_fields(data, names)
+        return _mask_loose(text if masked == data else json.dumps(masked, ensure_ascii=False), names)
+    except (ValueError, RecursionError):  # too deep for us: the loose pass still runs
+        return None
+
+
+def mask_fields(value: Any, names: Collection[str]) -> Any:
+    """``value`` with the value of every key in ``names``, at any depth, replaced."""
+    if isinstance(value, dict):
+        return {k: REDACTED if k in names else mask_fields(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_fields(v, names) for v in value]
+    return value
+
+
+def _mask_form(text: str, names: frozenset[str]) -> str:
+    """A form's credential pairs masked (the key may be %-encoded), and every
+    encoded value masked inside too (Slack's ``payload=<JSON>``)."""
+    pairs = text.split("&")
+    for i, pair in enumerate(pairs):
+        key, eq, value = pair.partition("=")
+        if not eq:
+            continue
+        if unquote_plus(key) in names:
+            pairs[i] = f"{key}={REDACTED}"
+            continue
+        decoded = unquote_plus(value)
+        if decoded == value:  # nothing encoded: the loose pass sees it as it is
+            continue
+        inner = _mask_json(decoded, names) if decoded.lstrip()[:1] in ("{", "[") else None
+        inner = _mask_loose(decoded, names) if inner is None else inner
+        if inner != decoded:
+            pairs[i] = f"{key}={quote_plus(inner)}"
+    return "&".join(pairs)
+
+
+def _mask_loose(text: str, names: frozenset[str]) -> str:
+    """Each ``"name": value`` in text that is not (or no longer) JSON masked.
+
+    The key may be spelled with ``\\uXXXX`` escapes, in any case, or
+    escaped itself (JSON inside a JSON string); a string value may run to
+    the end (a cut body), and an object or list value hides the rest.
+    """
+    return _loose_pattern(names).sub(rf'\1"{REDACTED}"', text)
+
+
+@functools.lru_cache(maxsize=32)
+def _loose_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    # Each character of a key as itself or as \uXXXX; the match starts at the
+    # quote, so a run of backslashes before it is never scanned twice.
+    spelled = ("".join(f"(?:{re.escape(ch)}|\\\\u{ord(ch):04x})" for ch in name) for name in sorted(names))
+    keys = "|".join(spelled)
+    value = r'\\*"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[{].*|[^\s,\]}]+'
+    return re.compile(rf'("(?:{keys})\\*"\s*:\s*)(?:{value})', re.IGNORECASE | re.DOTALL)
 
 
 def encode_headers(headers: Iterable[tuple[str, str]]) -> str:
@@ -104,6 +223,16 @@ def decode_attempts(raw: str | bytes | None) -> tuple[LogEntry, ...]:
     if not raw:
         return ()
     return tuple(LogEntry.from_json(json.dumps(a)) for a in json.loads(raw).get("attempts", ()))
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` is text a store can write: no lone surrogate (click passes
+    bytes that are not UTF-8 as those; a JSON ``"\\ud800"`` parses to one)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def type_matches(pattern: str | None, type: str) -> bool:

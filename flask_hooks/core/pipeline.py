@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from .answer import Outcome, answer
-from .attempts import log_entry, log_quietly
+from .attempts import error_text, field_values, log_entry, log_quietly
 from .clock import Clock
 from .deferral import hand_over
 from .errors import (
@@ -38,7 +38,7 @@ from .errors import (
     VerificationError,
 )
 from .event import Event, HeaderMap, Headers, header_pairs
-from .inbox import Kept, Stored, excerpt, redact
+from .inbox import Kept, Stored, excerpt, is_text, redact
 from .providers.base import Provider, Tolerance
 from .replies import Declined, accepted, first_reply
 from .routing import Route, Router
@@ -76,7 +76,7 @@ class ReceiverConfig:
 
     name: str
     provider: Provider
-    keys: tuple[Any, ...]
+    keys: tuple[Any, ...] = dataclasses.field(repr=False)  # credentials
     store: DedupeStore
     router: Router
     dedupe_ttl: float
@@ -158,21 +158,29 @@ class Pipeline:
         """Run a kept delivery's handlers again, through the same claim and lease.
 
         Without ``handlers``, those that have not succeeded; with them,
-        exactly those (even if they succeeded). The signature and the
-        timestamp are not checked again: they were at receipt. Raises
-        :class:`InFlight` while a sender's retry or another replay holds it.
+        exactly those (even if they succeeded), and a handler still owed
+        besides keeps the delivery failed: it is released, not completed,
+        so a sender's retry or the next replay runs that one. The signature
+        and the timestamp are not checked again: they were at receipt.
+        Raises :class:`InFlight` while a sender's retry or another replay
+        holds it.
         """
         cfg = self.config
+        if isinstance(handlers, str):
+            raise TypeError("handlers: a list of handler names, not one string")
+        if handlers is not None and not handlers:
+            raise ValueError("handlers: name at least one handler (None runs those that have not succeeded)")
         started, now = time.perf_counter(), cfg.clock()
         routes = cfg.router.match(stored.type)
         names = {r.name for r in routes}
         unknown = sorted(set(handlers or ()) - names)
         if unknown:
             raise ValueError(f"no handler {', '.join(map(repr, unknown))} for {stored.type!r}")
-        if handlers is None and stored.status_at(now) in ("received", "ignored"):
-            # Completed: every handler succeeded (the last one has no mark of its
-            # own, the completion is its record). Nothing to run, nothing changes.
-            return Outcome(stored.status)
+        # Completed: every handler succeeded (the last one has no mark of its
+        # own, the completion is its record).
+        completed = stored.status_at(now) in ("received", "ignored")
+        if handlers is None and completed:
+            return Outcome(stored.status)  # nothing to run, nothing changes
         claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=handlers or ())
         if claim.state == "inflight":
             raise InFlight(after=claim.retry_after)
@@ -189,11 +197,14 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
-        if handlers is not None:
-            routes = tuple(r for r in routes if r.name in handlers)
+        done = dict(claim.handlers)
+        if handlers is not None and completed:
+            # The handlers not re-run had all succeeded: they stay so.
+            done.update({r.name: stored.handlers.get(r.name) for r in routes if r.name not in handlers})
+        only = None if handlers is None else frozenset(handlers)
         outcome = self._guarded(
             event,
-            lambda: self._held(event, routes, claim.handlers, claim.token, run, notify, started, at=now),
+            lambda: self._held(event, routes, done, claim.token, run, notify, started, at=now, only=only),
         )
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
@@ -256,12 +267,13 @@ class Pipeline:
         started: float,
         *,
         at: float | None = None,
+        only: Collection[str] | None = None,
     ) -> Outcome:
         """Run the pending handlers while the lease keeper renews the claim."""
         cfg = self.config
         held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            return self._run_pending(event, routes, done, token, run, notify, started, at)
+            return self._run_pending(event, routes, done, token, run, notify, started, at, only)
         finally:
             self.leases.drop(held)
 
@@ -275,13 +287,16 @@ class Pipeline:
         notify: Notify,
         started: float,
         at: float | None,
+        only: Collection[str] | None = None,
     ) -> Outcome:
-        """Run the handlers an earlier attempt has not completed, then complete."""
+        """Run the handlers an earlier attempt has not completed (of ``only``, if given), then
+        complete; or, when handlers outside ``only`` are still owed, release."""
         cfg = self.config
         replies: dict[str, Reply | None] = dict(done)
         ran: list[str] = []
         deferred: list[str] = []
-        pending = [r for r in routes if r.name not in replies]
+        pending = [r for r in routes if r.name not in replies and (only is None or r.name in only)]
+        owed = len(pending) < sum(r.name not in replies for r in routes)
         for position, route in enumerate(pending):
             try:
                 reply = self._run_one(route, event, token, run)
@@ -289,9 +304,16 @@ class Pipeline:
                 return self._failed(event, route, exc, token, ran, notify, started, at)
             replies[route.name] = reply
             (ran if route.defer is None else deferred).append(route.name)
-            if position < len(pending) - 1 and not route.atomic:
+            if (owed or position < len(pending) - 1) and not route.atomic:
                 # Durable per-handler success, so a later failure re-runs only the rest.
                 cfg.store.mark(cfg.ns, event.id, token, route.name, reply, now=cfg.clock())
+        if owed:
+            entry = log_entry(event, "replayed", 200, started, ran, at=at)
+            cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
+            notify(
+                "event_handled", receiver=cfg.name, event=event, handlers=tuple(ran), deferred=tuple(deferred)
+            )
+            return Outcome("pending", event=event)
         reply = first_reply(routes, replies)
         kind = "received" if routes else "ignored"
         word = "replayed" if event.replayed else kind
@@ -358,12 +380,16 @@ class Pipeline:
             )
             error, kind = exc, "error"
         else:
-            log.error("handler %s failed on %s %s", route.name, cfg.name, event.id, exc_info=exc)
+            secrets = field_values(event.payload, cfg.provider.redacted_fields)
+            text = error_text(exc, secrets)
+            if secrets and text != error_text(exc):  # the exception quotes a credential: log it blanked
+                log.error("handler %s failed on %s %s\n%s", route.name, cfg.name, event.id, text.rstrip())
+            else:
+                log.error("handler %s failed on %s %s", route.name, cfg.name, event.id, exc_info=exc)
             error, kind = HookError("handler failed"), "error"
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
-        entry = log_entry(
-            event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name, at=at
-        )
+        entry = log_entry(event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name,
+                          at=at, masked=cfg.provider.redacted_fields)  # fmt: skip
         try:
             cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
         except StoreUnavailable:
@@ -378,7 +404,5 @@ def _check_text(field: str, value: str) -> None:
     A lone surrogate (``"\\ud800"`` in the JSON) is valid for Python but no
     store can write it; it is the sender's error, so a 400, not a 500.
     """
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError(f"invalid {field}: not valid Unicode text") from None
+    if not is_text(value):
+        raise PayloadError(f"invalid {field}: not valid Unicode text")

@@ -206,15 +206,19 @@ def payload_text(delivery: Delivery) -> str:
 
 def _done_notice(args: Mapping[str, str]) -> Notice | None:
     done, result = args.get("done"), args.get("result")
+    if done == "replayed" and result == "owed":
+        return Notice(
+            "ok", "Replayed the chosen handlers; the others are still owed, so the delivery stays failed."
+        )
     if done == "replayed" and result in STATUSES:
         if result == "failed":
             return Notice("bad", "Replayed, and it failed again: the newest attempt below has the error.")
         return Notice("ok", f"Replayed: the delivery is now {result}.")
-    if done == "in-flight":
+    if done in ("in-flight", "in-flight-forget"):
         return Notice(
             "warn",
-            "Not replayed: a sender's retry or another replay is processing this delivery right now."
-            " Try again in a few seconds.",
+            f"Not {'forgotten' if done == 'in-flight-forget' else 'replayed'}: a sender's retry or a"
+            " replay is processing this delivery right now. Try again in a few seconds.",
         )
     return None
 
@@ -256,7 +260,9 @@ def replay() -> ResponseReturnValue:
         return _message(f"Not replayed: {exc}.", 400)
     except StoreUnavailable:
         return _message("Not replayed: the store is not answering; try again shortly.", 503)
-    return redirect(_back(receiver, d, done="replayed", result=after.status), 303)
+    last = after.attempts[-1] if after.attempts else None
+    owed = handlers and after.status == "failed" and last is not None and last.outcome == "replayed"
+    return redirect(_back(receiver, d, done="replayed", result="owed" if owed else after.status), 303)
 
 
 @bp.post("/delivery/forget")
@@ -264,6 +270,8 @@ def forget() -> ResponseReturnValue:
     receiver, d = _find(request.form)
     try:
         gone = receiver.hooks.inbox(_app()).forget(d.id)
+    except InFlight:
+        return redirect(_back(receiver, d, done="in-flight-forget"), 303)
     except StoreUnavailable:
         return _message("Not forgotten: the store is not answering; try again shortly.", 503)
     done = "forgotten" if gone else "gone"

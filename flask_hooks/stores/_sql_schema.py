@@ -110,6 +110,7 @@ def stored(row: Any) -> Stored:
         row.lease_until if row.state == "inflight" else 0.0,
         decode_handlers(row.handlers),
         decode_attempts(row.attempts),
+        row.retained_until,
     )
 
 

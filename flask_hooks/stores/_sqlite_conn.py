@@ -125,7 +125,9 @@ class Connections:
             raise StoreUnavailable() from exc
         return conn, (st.st_dev, st.st_ino)
 
-    def _write(self, work: Callable[..., T], *args: Any, durable: bool = True) -> T:
+    def _write(
+        self, work: Callable[..., T], *args: Any, durable: bool = True, fenced: bool | None = None
+    ) -> T:
         """``work(cursor, *args)`` as one short write transaction, serialised across threads and processes.
 
         BEGIN, COMMIT or ROLLBACK and the error mapping in one place. It runs
@@ -140,8 +142,14 @@ class Connections:
         have expired), a renewal, a release or a log line. Completions and
         handler marks, which stop a handler from running twice, wait for the
         disk, and commit only into the file that is still at ``path``.
+
+        ``fenced`` (by default, ``durable``): commit only into the file still at
+        ``path``. A claim is fenced though not durable: one taken in a replaced
+        file would run the handler, and the retry that follows the completion's
+        503 would claim in the new file and run it again.
         """
         local = self._conn()
+        fenced = durable if fenced is None else fenced
         cur, replaced = local.cur if durable else local.relaxed, False
         try:
             self._writers.acquire()
@@ -149,7 +157,7 @@ class Connections:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(cur, *args)
-                    replaced = durable and self._replaced(local.file)
+                    replaced = fenced and self._replaced(local.file)
                 except BaseException:
                     cur.execute("ROLLBACK")
                     raise

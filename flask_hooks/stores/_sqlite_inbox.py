@@ -26,7 +26,7 @@ from .base import FORMAT_VERSION, Claim, LogEntry, decode_handlers, encode_handl
 #: A kept delivery's columns, in :class:`Stored` order but for the state that decides its lease.
 _STORED = (
     "SELECT d.id, d.type, k.body, k.headers, d.received_at, d.secret_index, d.status,"
-    " d.lease_until, d.handlers, d.attempts, d.state"
+    " d.lease_until, d.handlers, d.attempts, d.state, d.retained_until"
     " FROM hooks_deliveries AS d JOIN hooks_kept AS k ON k.seq = d.kept"
 )
 
@@ -82,7 +82,8 @@ def attach(db: sqlite3.Cursor, ns: str, entry: LogEntry, line: str) -> None:
 
 
 def _stored(row: Any) -> Stored:
-    id, type, body, headers, received_at, secret_index, status, lease_until, handlers, attempts, state = row
+    id, type, body, headers, received_at, secret_index, status, lease_until, handlers, attempts = row[:10]
+    state, retained = row[10:]
     return Stored(
         id,
         type,
@@ -94,6 +95,7 @@ def _stored(row: Any) -> Stored:
         lease_until if state == "inflight" else 0.0,
         decode_handlers(handlers),
         decode_attempts(attempts),
+        retained,
     )
 
 

@@ -211,6 +211,7 @@ class MemoryStore(DedupeStore):
             rec.lease_until if rec.state == "inflight" else 0.0,
             dict(rec.handlers),
             rec.attempts,
+            max(rec.expires_at, rec.retained_until),
         )
 
     def get(self, ns: str, id: str) -> Stored | None:

@@ -33,6 +33,7 @@ from ._redis_scripts import answer as _answer
 from ._redis_scripts import stored as _stored
 from ._redis_scripts import text as _text
 from .base import CLOCK_SKEW, Claim, DedupeStore, LogEntry, Reply, encode_reply, new_token
+from .url import masked_url
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -132,7 +133,7 @@ class RedisStore(DedupeStore):
         if "allow_eviction" in query:
             flag = query.pop("allow_eviction").lower()
             if flag not in {"true", "false", "1", "0"}:
-                raise ConfigError(f"{url!r}: write ?allow_eviction=true or false")
+                raise ConfigError(f"{masked_url(url)!r}: write ?allow_eviction=true or false")
             kwargs.setdefault("allow_eviction", flag in {"true", "1"})
         url = urlunsplit(parts._replace(query=urlencode(query)))
         return cls(url, **kwargs)

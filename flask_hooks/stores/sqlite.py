@@ -114,7 +114,7 @@ class SqliteStore(Connections, DedupeStore):
     def claim(
         self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
     ) -> Claim:
-        return self._write(self._claim, ns, id, now, lease, ttl, keep, durable=False)
+        return self._write(self._claim, ns, id, now, lease, ttl, keep, durable=False, fenced=True)
 
     @staticmethod
     def _claim(

@@ -101,6 +101,28 @@ def test_a_replay_while_the_delivery_is_in_flight(failed: Shop) -> None:
     assert failed.bug.calls == [("ord_7", False)]
 
 
+def test_forgetting_while_in_flight_is_refused(failed: Shop) -> None:
+    receiver = failed.hooks.receiver(failed.app)
+    client = failed.admin()
+    confirm = client.get("/hooks/delivery/forget?receiver=hooks&id=ord_7")
+    receiver.store.reopen(receiver.ns, "ord_7", now=receiver.now(), lease=60)  # a handler runs it
+    done = client.post(
+        "/hooks/delivery/forget", data={"receiver": "hooks", "id": "ord_7", "csrf_token": token(confirm)}
+    )
+    assert done.status_code == 303 and done.location.endswith("&done=in-flight-forget")
+    assert b"Not forgotten" in client.get(done.location).data
+    assert failed.hooks.inbox(failed.app).get("ord_7") is not None
+
+
+def test_replaying_one_handler_while_another_is_owed_says_so(failed: Shop) -> None:
+    client = failed.admin()
+    done = act(client, "replay", handler=["orders.save"])
+    assert done.location.endswith("&done=replayed&result=owed")
+    page = client.get(done.location)
+    assert b"the others are still owed" in page.data
+    assert b'id="status">failed<' in page.data
+
+
 def test_forget_removes_it_and_says_so(failed: Shop) -> None:
     client = failed.admin()
     page = client.get("/hooks/delivery/forget?receiver=hooks&id=ord_7")

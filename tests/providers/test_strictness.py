@@ -232,3 +232,17 @@ def test_narada_compares_every_credential_in_constant_time(monkeypatch: pytest.M
     assert (b"cb_secret", b"cb_secret") in seen
     sign = Outgoing("success", {}, "r1", NOW)
     assert provider.sign(sign, keys[0]).headers["Authorization"] == "Bearer tok_new"
+
+
+@pytest.mark.parametrize("spelling", ["msg_1 ", " msg_1", "msg_1\t", "\x1cmsg_1"])
+def test_standard_webhooks_id_is_verified_as_it_is_deduplicated(spelling: str) -> None:
+    # The id is signed and it is the dedupe key: a captured delivery re-sent with a blank
+    # added to its id must not verify (it would be deduplicated as another delivery).
+    provider = StandardWebhooks()
+    keys = provider.keys(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+    request = provider.sign(Outgoing("order.created", {"n": 1}, "msg_1", int(NOW)), keys[0])
+    headers = dict(request.headers)
+    assert provider.verify(Headers(headers), request.body, keys, now=NOW, tolerance=WIDE)
+    headers["webhook-id"] = spelling
+    with pytest.raises(VerificationError):
+        provider.verify(Headers(headers), request.body, keys, now=NOW, tolerance=WIDE)

@@ -111,3 +111,16 @@ def test_a_file_left_in_place_keeps_working(store: SqliteStore) -> None:
     os.utime(store.path)  # touched, not replaced
     deliver(store, "evt_2")
     assert state(store.path, "evt_2") == "done"
+
+
+@pytest.mark.parametrize("replace", [rm, rm_all, mv_and_create])
+def test_a_claim_into_a_replaced_file_is_refused_before_any_handler_runs(
+    store: SqliteStore, replace: Callable[[str], None]
+) -> None:
+    """Else the handler would run on that claim, and again on the retry that follows the 503."""
+    deliver(store, "evt_1")
+    replace(store.path)
+    with pytest.raises(StoreUnavailable):
+        store.claim(NS, "evt_2", now=T0, lease=30, ttl=60)
+    assert store.claim(NS, "evt_2", now=T0, lease=30, ttl=60).state == "new"  # in the new file
+    assert state(store.path, "evt_2") == "inflight"

@@ -20,8 +20,9 @@ MAX_HEADER = 8 * 1024
 MAX_SLOTS = 64
 
 
-def bounded_header(headers: HeaderMap, name: str) -> str:
-    """A required, ASCII, at most 8 KiB header, stripped."""
+def bounded_header(headers: HeaderMap, name: str, *, strip: bool = True) -> str:
+    """A required, ASCII, at most 8 KiB header, stripped unless ``strip`` is false
+    (for a value that is signed and also used as it is)."""
     value = headers.get(name)
     if not value:
         raise VerificationError(f"missing {name} header")
@@ -29,7 +30,7 @@ def bounded_header(headers: HeaderMap, name: str) -> str:
         raise VerificationError(f"{name} header too long")
     if not value.isascii():
         raise VerificationError(f"malformed {name} header")
-    return value.strip()
+    return value.strip() if strip else value
 
 
 def parse_slots(value: str, *, separator: str = ",") -> list[tuple[str, str]]:

@@ -79,11 +79,11 @@ class StandardWebhooks(HmacProvider):
                 return prefix + suffix
         return None
 
-    def _header(self, headers: HeaderMap, suffix: str) -> str:
+    def _header(self, headers: HeaderMap, suffix: str, *, strip: bool = True) -> str:
         name = self._name(headers, suffix)
         if name is None:
             raise VerificationError(f"missing webhook-{suffix} header")
-        return bounded_header(headers, name)
+        return bounded_header(headers, name, strip=strip)
 
     def verify(
         self,
@@ -94,7 +94,9 @@ class StandardWebhooks(HmacProvider):
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        msg_id = self._header(headers, "id")
+        # Signed as sent, not stripped, as the SDKs do: it is also the dedupe key (see parse),
+        # so a blank added to a captured delivery's id fails here instead of making a new id.
+        msg_id = self._header(headers, "id", strip=False)
         raw_stamp = self._header(headers, "timestamp")
         entries = self._header(headers, "signature").split(" ", MAX_SLOTS)[:MAX_SLOTS]
         # Each v1 entry's base64 as text, compared with the digest's canonical base64:

@@ -1,0 +1,240 @@
+"""``flask hooks replay``: run kept deliveries' handlers again, one id or a selection.
+
+Registered on the ``hooks`` group of :mod:`flask_hooks.cli`, beside the
+other inbox commands (:mod:`flask_hooks.inbox_cli`), whose lookups and
+options it shares. Every replay goes through :meth:`Inbox.replay
+<flask_hooks.inbox.Inbox.replay>`, so it takes the same claim and lease as a
+sender's retry; the summary counts what happened and the exit status says
+whether anything failed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from .cli import cli, current_state, last_line, printable, receivers_of, store_down
+from .core.errors import HookError, InFlight, StoreUnavailable
+from .extension import Receiver
+from .inbox import Delivery
+from .inbox_cli import RECEIVER_OPTION, bounded_duration, holders, inbox_of, text_option, unknown
+
+#: Deliveries read per query while selecting a bulk replay.
+PAGE = 200
+
+#: The statuses a bulk replay selects by (an in-flight delivery cannot be replayed).
+REPLAYABLE = ("failed", "received", "ignored")
+
+#: A replay that ends in one of these succeeded.
+DONE = ("received", "ignored")
+#: A ``--handler`` replay that ran what it was asked while other handlers are still owed:
+#: the delivery stays failed, but nothing this replay ran failed.
+OWED = "ran, other handlers still owed"
+
+
+def select(
+    receivers: Iterable[Receiver], status: str, pattern: str | None, since: float | None
+) -> list[tuple[Receiver, Delivery]]:
+    """Every kept delivery that passes the filters, oldest first (the order they came in)."""
+    found: list[tuple[Receiver, Delivery]] = []
+    for receiver in receivers:
+        inbox, before = inbox_of(receiver), None
+        after = None if since is None else receiver.now() - since
+        try:
+            while True:
+                page = inbox.query(status=status, type=pattern, since=after, before=before, limit=PAGE)
+                found.extend((receiver, delivery) for delivery in page)
+                if len(page) < PAGE:
+                    break
+                before = (page[-1].received_at, page[-1].id)
+        except StoreUnavailable as exc:
+            raise store_down(receiver, exc, ": nothing was replayed") from None
+    found.sort(key=lambda item: (item[1].received_at, item[1].id))
+    return found
+
+
+def check_handlers(plan: Sequence[tuple[Receiver, Delivery]], handlers: Sequence[str]) -> None:
+    """``--handler`` names every selected delivery has; a usage error before anything runs."""
+    for _, delivery in plan:
+        missing = [name for name in handlers if name not in delivery.handlers]
+        if missing:
+            names = ", ".join(delivery.handlers) or "none"
+            raise click.UsageError(
+                f"{', '.join(map(repr, missing))} does not handle {delivery.id!r}"
+                f" (type {delivery.type!r}; its handlers: {names})"
+            )
+
+
+def to_run(delivery: Delivery, handlers: Sequence[str]) -> str:
+    if handlers:
+        return ", ".join(handlers)
+    pending = [name for name, state in delivery.handlers.items() if state != "succeeded"]
+    return ", ".join(pending) or "nothing (every handler succeeded)"
+
+
+class Tally:
+    """What a bulk replay did: counts by result, and the problems to report."""
+
+    def __init__(self) -> None:
+        self.replayed: collections.Counter[str] = collections.Counter()
+        #: Deliveries already completed (by status), for which nothing ran.
+        self.done: collections.Counter[str] = collections.Counter()
+        self.skipped: collections.Counter[str] = collections.Counter()
+        self.problems: list[str] = []
+
+    def skip(self, why: str, delivery_id: str, message: str) -> None:
+        self.skipped[why] += 1
+        self.problems.append(f"{printable(delivery_id)}: {message}")
+
+    def summary(self) -> str:
+        total = sum(self.replayed.values())
+        parts = [f"{count} {status}" for status, count in self.replayed.items()]
+        line = f"replayed {total}" + (f": {', '.join(parts)}" if parts else "")
+        if self.done:
+            line += "; nothing to run for " + ", ".join(f"{n} already {why}" for why, n in self.done.items())
+        if self.skipped:
+            line += "; not replayed: " + ", ".join(f"{count} {why}" for why, count in self.skipped.items())
+        return line
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.skipped) or any(status not in (*DONE, OWED) for status in self.replayed)
+
+
+def replay_one(receiver: Receiver, delivery: Delivery, handlers: Sequence[str], tally: Tally) -> None:
+    """Replay one delivery; every outcome but a store outage is counted, not raised."""
+    try:
+        after = inbox_of(receiver).replay(delivery.id, handlers=handlers or None)
+    except InFlight:
+        tally.skip("in flight", delivery.id, "in flight (a sender's retry or a replay holds it); try later")
+    except LookupError:
+        tally.skip("unknown", delivery.id, "no longer kept (forgotten or purged)")
+    except StoreUnavailable:
+        raise
+    except (HookError, ValueError) as exc:
+        tally.skip("refused", delivery.id, str(exc))
+    else:
+        # Completed before, no --handler and no new attempt: the pipeline ran nothing.
+        if not handlers and delivery.status in DONE and len(after.attempts) == len(delivery.attempts):
+            tally.done[after.status] += 1
+            return
+        last = after.attempts[-1] if after.attempts else None
+        if handlers and after.status == "failed" and last is not None and last.outcome == "replayed":
+            tally.replayed[OWED] += 1
+            return
+        tally.replayed[after.status] += 1
+        if after.status not in DONE and last is not None:
+            why = f"{last.failed}: {last_line(last.error) or last.outcome}" if last.failed else last.outcome
+            tally.problems.append(f"{printable(delivery.id)}: {after.status} ({printable(why)})")
+
+
+def progress(plan: list[tuple[Receiver, Delivery]]) -> contextlib.AbstractContextManager[Iterable[Any]]:
+    """A progress bar on stderr for bulk replays; a single replay needs none."""
+    if len(plan) < 2:
+        return contextlib.nullcontext(plan)
+    label = f"replaying {len(plan)} deliveries"
+    return click.progressbar(plan, label=label, file=sys.stderr)
+
+
+@cli.command("replay")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--status", type=click.Choice(REPLAYABLE), help="Replay every kept delivery with this status.")
+@click.option(
+    "--type",
+    "pattern",
+    callback=text_option,
+    metavar="PATTERN",
+    help="With --status: only these types (payment.*).",
+)
+@click.option(
+    "--since", callback=bounded_duration, metavar="DURATION", help="With --status: only the last DURATION."
+)
+@click.option(
+    "--handler",
+    "handlers",
+    multiple=True,
+    metavar="NAME",
+    help="Re-run exactly this handler, even if it succeeded (repeatable).",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be replayed; change nothing.")
+@RECEIVER_OPTION
+def replay_command(
+    ids: tuple[str, ...],
+    status: str | None,
+    pattern: str | None,
+    since: float | None,
+    handlers: tuple[str, ...],
+    dry_run: bool,
+    receiver_name: str | None,
+) -> None:
+    """Run kept deliveries' handlers again, after a fix.
+
+    Runs the handlers that have not succeeded (or exactly the --handler
+    ones) through the same claim and lease as a sender's retry, so the
+    two never run a handler twice; the signature is not checked again.
+    Prints a summary; exits 1 when any replay failed or could not run.
+    """
+    if ids and (status is not None or pattern is not None or since is not None):
+        raise click.UsageError("give delivery ids or select with --status, not both")
+    if not ids and status is None:
+        raise click.UsageError("give delivery ids, or select with --status failed [--type] [--since]")
+    state, tally = current_state(), Tally()
+    if ids:
+        plan = []
+        for delivery_id in dict.fromkeys(ids):
+            found = holders(state, delivery_id, receiver_name)
+            if found:
+                plan.extend(found)
+            else:
+                tally.skip("unknown", delivery_id, unknown(state, delivery_id, receiver_name))
+    else:
+        assert status is not None
+        plan = select(receivers_of(state, receiver_name), status, pattern, since)
+    check_handlers(plan, handlers)
+    if dry_run:
+        for receiver, delivery in plan:
+            click.echo(
+                f"{receiver.name}  {printable(delivery.id)}  {printable(delivery.type)}  {delivery.status}"
+                f"  would run: {to_run(delivery, handlers)}"
+            )
+        click.echo(f"dry run: would replay {len(plan)}; nothing was changed")
+    elif not plan and not tally.skipped:
+        click.echo("nothing to replay")
+    else:
+        _replay(plan, handlers, tally)
+    _report(tally)
+
+
+def _replay(plan: list[tuple[Receiver, Delivery]], handlers: Sequence[str], tally: Tally) -> None:
+    done = 0
+    try:
+        with progress(plan) as items:
+            for receiver, delivery in items:
+                replay_one(receiver, delivery, handlers, tally)
+                done += 1
+    except StoreUnavailable as exc:
+        click.echo(tally.summary())
+        _print_problems(tally)
+        stopped = f": stopped after {done} of {len(plan)}; the rest were not replayed"
+        raise store_down(plan[done][0], exc, stopped) from None
+    click.echo(tally.summary())
+
+
+def _print_problems(tally: Tally) -> None:
+    for problem in tally.problems:
+        click.echo(problem, err=True)
+    tally.problems.clear()
+
+
+def _report(tally: Tally) -> None:
+    _print_problems(tally)
+    if tally.failed:
+        raise SystemExit(1)
+
+
+# forget and purge --------------------------------------------------------------------

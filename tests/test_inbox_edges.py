@@ -1,0 +1,191 @@
+"""The inbox at its edges: a replay of some handlers, forgetting a running one, retention, odd input."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_hooks import Event, Hooks, InFlight
+from tests.conftest import generic_post
+from tests.helpers import ManualClock
+
+PAYLOAD = {"id": "evt_1", "type": "payment.succeeded", "amount": 100}
+DAY = 86400.0
+
+
+@pytest.fixture(params=["memory://", "sqlite:///hooks.sqlite3", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return str(request.param)
+
+
+class Shop:
+    """Two handlers on one type; ``billing.invoice`` fails until fixed."""
+
+    def __init__(self, make_app: Callable[..., Flask], store: str, clock: ManualClock) -> None:
+        self.hooks = Hooks(store=store, clock=clock, lease=30)
+        self.runs: list[tuple[str, bool]] = []
+        self.fixed = False
+        self.hooks.on("payment", name="ledger.book")(self._book)
+        self.hooks.on("payment.succeeded", name="billing.invoice")(self._invoice)
+        self.app = make_app(self.hooks)
+        self.inbox = self.hooks.inbox(self.app)
+        self.client = self.app.test_client()
+
+    def _book(self, event: Event) -> None:
+        self.runs.append(("ledger.book", event.replayed))
+
+    def _invoice(self, event: Event) -> None:
+        self.runs.append(("billing.invoice", event.replayed))
+        if not self.fixed:
+            raise RuntimeError("invoice bug")
+
+
+@pytest.fixture
+def shop(make_app: Callable[..., Flask], store_url: str) -> Shop:
+    return Shop(make_app, store_url, ManualClock())
+
+
+def test_replaying_one_handler_leaves_the_other_owed(shop: Shop) -> None:
+    generic_post(shop.client, PAYLOAD)  # ledger.book succeeds, billing.invoice fails
+    after = shop.inbox.replay("evt_1", handlers=["ledger.book"])
+    assert after.status == "failed"
+    assert after.handlers == {"ledger.book": "succeeded", "billing.invoice": "failed"}
+    assert shop.runs == [("ledger.book", False), ("billing.invoice", False), ("ledger.book", True)]
+    assert [a.outcome for a in after.attempts] == ["error", "replayed"]
+    # Still owed: the sender's retry runs billing.invoice (and only it) once fixed.
+    shop.fixed = True
+    assert generic_post(shop.client, PAYLOAD).get_json() == {"status": "received"}
+    assert shop.runs[3:] == [("billing.invoice", False)]
+    delivery = shop.inbox.get("evt_1")
+    assert delivery is not None and delivery.status == "received"
+
+
+def test_replaying_the_owed_handler_completes(shop: Shop) -> None:
+    generic_post(shop.client, PAYLOAD)
+    shop.fixed = True
+    after = shop.inbox.replay("evt_1", handlers=["billing.invoice"])
+    assert after.status == "received"
+    assert shop.runs[2:] == [("billing.invoice", True)]
+    assert generic_post(shop.client, PAYLOAD).get_json() == {"status": "duplicate"}
+
+
+def test_rerunning_one_handler_of_a_completed_delivery_keeps_it_completed(shop: Shop) -> None:
+    shop.fixed = True
+    generic_post(shop.client, PAYLOAD)
+    after = shop.inbox.replay("evt_1", handlers=["ledger.book"])
+    assert after.status == "received"
+    assert after.handlers == {"ledger.book": "succeeded", "billing.invoice": "succeeded"}
+    assert shop.runs[2:] == [("ledger.book", True)]
+    assert generic_post(shop.client, PAYLOAD).get_json() == {"status": "duplicate"}
+
+
+def test_replay_refuses_an_empty_or_string_handler_list(shop: Shop) -> None:
+    generic_post(shop.client, PAYLOAD)
+    with pytest.raises(ValueError, match="at least one handler"):
+        shop.inbox.replay("evt_1", handlers=[])
+    with pytest.raises(TypeError, match="not one string"):
+        shop.inbox.replay("evt_1", handlers="ledger.book")
+    delivery = shop.inbox.get("evt_1")
+    assert delivery is not None and delivery.status == "failed"  # nothing changed
+    assert len(shop.runs) == 2
+
+
+def test_forgetting_a_delivery_whose_handler_runs_is_refused(make_app: Callable[..., Flask]) -> None:
+    clock = ManualClock()
+    hooks = Hooks(store="memory://", clock=clock, lease=30)
+    seen: list[Any] = []
+
+    @hooks.on("*")
+    def handler(event: Event) -> None:
+        with pytest.raises(InFlight):
+            hooks.inbox(app).forget(event.id)  # an operator, while the handler runs
+        seen.append(event.id)
+
+    app = make_app(hooks)
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD).status_code == 200
+    assert seen == ["evt_1"]
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}  # ran once
+    assert hooks.inbox(app).forget("evt_1") is True  # done: forgetting is allowed
+
+
+def test_a_delivery_past_its_retention_is_gone_before_the_purge(
+    make_app: Callable[..., Flask], store_url: str
+) -> None:
+    if store_url.startswith("redis"):
+        pytest.skip("Redis expires the keys itself, by its own clock")
+    clock = ManualClock()
+    hooks = Hooks(store=store_url, clock=clock, retention=7 * DAY, dedupe_ttl=DAY)
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    generic_post(app.test_client(), PAYLOAD)
+    inbox = hooks.inbox(app)
+    clock.advance(7 * DAY - 60)
+    assert inbox.get("evt_1") is not None and [d.id for d in inbox.query()] == ["evt_1"]
+    clock.advance(120)  # nothing wrote since, so no sweep ran
+    assert inbox.get("evt_1") is None
+    assert inbox.query() == []
+    with pytest.raises(LookupError):
+        inbox.replay("evt_1")
+
+
+@pytest.mark.parametrize("id", ["evt-\ud800", "\udcff"])
+def test_ids_no_store_could_write_are_unknown(shop: Shop, id: str) -> None:
+    generic_post(shop.client, PAYLOAD)
+    assert shop.inbox.get(id) is None
+    with pytest.raises(LookupError):
+        shop.inbox.replay(id)
+    assert shop.inbox.forget(id) is False
+    assert shop.inbox.query(type=id) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"limit": 0}, {"limit": -1}, {"limit": 2.5}, {"since": math.nan}, {"until": math.inf}],
+)
+def test_query_refuses_odd_arguments(shop: Shop, kwargs: dict[str, Any]) -> None:
+    generic_post(shop.client, PAYLOAD)
+    with pytest.raises(ValueError):
+        shop.inbox.query(**kwargs)
+
+
+@pytest.mark.parametrize("older_than", [-5, math.nan, math.inf])
+def test_purge_refuses_odd_ages(shop: Shop, older_than: float) -> None:
+    generic_post(shop.client, PAYLOAD)
+    with pytest.raises(ValueError, match="older_than"):
+        shop.inbox.purge(older_than=older_than)
+    assert shop.inbox.get("evt_1") is not None
+
+
+def test_a_credential_quoted_by_a_handler_s_exception_is_blanked(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "narada-body-secret-456"
+    hooks = Hooks(provider="narada", secret=secret, store="memory://")
+
+    @hooks.on("*")
+    def handler(event: Event) -> None:
+        raise KeyError(event.payload["secret"])  # a bug that quotes what it was given
+
+    app = make_app(hooks)
+    payload = {"requestId": "r1", "secret": secret, "status": "completed"}
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        response = app.test_client().post("/webhooks", json=payload)
+    assert response.status_code == 500
+    assert caplog.records and all(secret not in r.getMessage() for r in caplog.records)
+    assert all(r.exc_info is None for r in caplog.records if "handler" in r.getMessage())
+    inbox = hooks.inbox(app)
+    delivery = inbox.get("r1:completed")
+    assert delivery is not None
+    [attempt] = delivery.attempts
+    assert "KeyError" in attempt.error and "[redacted]" in attempt.error
+    assert secret not in attempt.error
+    [entry] = hooks.receiver(app).store.deliveries(hooks.receiver(app).ns)
+    assert secret not in entry.error
