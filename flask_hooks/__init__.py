@@ -1,9 +1,10 @@
 """Receive webhooks correctly: verified, deduplicated, acknowledged after storage.
 
 The errors, ``Event`` and ``Provider`` come from the sans-I/O core and
-import no web framework; ``Hooks`` and ``Receiver`` import Flask, so they
-are loaded on first use (PEP 562), and ``import flask_hooks.core`` stays
-free of Flask.
+import no web framework; ``Hooks``, ``Receiver`` and the inbox's
+``Inbox``, ``Delivery`` and ``Attempt`` import Flask, so they are loaded on
+first use (PEP 562): ``import flask_hooks``, like ``flask_hooks.core``,
+stays free of Flask.
 """
 
 from __future__ import annotations
@@ -27,10 +28,20 @@ from .core.providers import Provider as Provider
 if TYPE_CHECKING:
     from .extension import Hooks as Hooks
     from .extension import Receiver as Receiver
+    from .inbox import Attempt as Attempt
+    from .inbox import Delivery as Delivery
+    from .inbox import Inbox as Inbox
 
 __version__ = "0.1.0"
 
-_LAZY = {"Hooks": "extension", "Receiver": "extension", "signals": "signals"}
+_LAZY = {
+    "Hooks": "extension",
+    "Receiver": "extension",
+    "Inbox": "inbox",
+    "Delivery": "inbox",
+    "Attempt": "inbox",
+    "signals": "signals",
+}
 
 
 def __getattr__(name: str) -> Any:

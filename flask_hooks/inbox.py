@@ -17,7 +17,7 @@ from flask import Flask, has_app_context
 
 from .core.answer import Outcome
 from .core.attempts import field_values, scrub
-from .core.errors import InFlight, StoreUnavailable
+from .core.errors import StoreUnavailable
 from .core.inbox import REDACTED, STATUSES, Stored, is_text, mask_fields, payload_of
 from .core.store import LogEntry
 from .view import _notify, _run
@@ -85,6 +85,12 @@ class Delivery:
     def shown_payload(self) -> Any:
         """The payload with the provider's credential fields masked, for pages and the CLI."""
         return mask(payload_of(self.body), self.masked)
+
+    @property
+    def owed(self) -> bool:
+        """Whether a replay of some handlers ran them and others are still owed: the
+        delivery stays failed, but that replay did not fail (its attempt is ``replayed``)."""
+        return self.status == "failed" and bool(self.attempts) and self.attempts[-1].outcome == "replayed"
 
     @property
     def last_error(self) -> Attempt | None:
@@ -225,11 +231,8 @@ class Inbox:
         """
         if not is_text(id):
             return False
-        stored = self.receiver.store.get(self.receiver.ns, id)
-        now = self.receiver.now()
-        if stored is not None and stored.status_at(now) == "in-flight":
-            raise InFlight(after=stored.lease_until - now)
-        return self.receiver.store.forget(self.receiver.ns, id)
+        receiver = self.receiver
+        return receiver.store.forget(receiver.ns, id, now=receiver.now(), lease=receiver.settings.lease)
 
     def purge(self, *, older_than: float) -> int:
         """Remove deliveries received more than ``older_than`` seconds ago; how many."""

@@ -192,7 +192,7 @@ def show_command(delivery_id: str, receiver_name: str | None, as_json: bool) -> 
         click.echo(line)
 
 
-# replay ----------------------------------------------------------------------------
+# forget and purge --------------------------------------------------------------------
 
 
 @cli.command("forget")

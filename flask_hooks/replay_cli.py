@@ -123,10 +123,10 @@ def replay_one(receiver: Receiver, delivery: Delivery, handlers: Sequence[str], 
         if not handlers and delivery.status in DONE and len(after.attempts) == len(delivery.attempts):
             tally.done[after.status] += 1
             return
-        last = after.attempts[-1] if after.attempts else None
-        if handlers and after.status == "failed" and last is not None and last.outcome == "replayed":
+        if after.owed:
             tally.replayed[OWED] += 1
             return
+        last = after.attempts[-1] if after.attempts else None
         tally.replayed[after.status] += 1
         if after.status not in DONE and last is not None:
             why = f"{last.failed}: {last_line(last.error) or last.outcome}" if last.failed else last.outcome
@@ -235,6 +235,3 @@ def _report(tally: Tally) -> None:
     _print_problems(tally)
     if tally.failed:
         raise SystemExit(1)
-
-
-# forget and purge --------------------------------------------------------------------

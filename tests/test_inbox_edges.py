@@ -189,3 +189,50 @@ def test_a_credential_quoted_by_a_handler_s_exception_is_blanked(
     assert secret not in attempt.error
     [entry] = hooks.receiver(app).store.deliveries(hooks.receiver(app).ns)
     assert secret not in entry.error
+
+
+class StaleReads:
+    """A store whose ``get`` returns what it read first: a replay deciding on an old snapshot."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.snapshots = store, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def get(self, ns: str, id: str) -> Any:
+        return self.snapshots.setdefault((ns, id), self.store.get(ns, id))
+
+
+@pytest.mark.parametrize("handlers", [None, ["ledger.book"]])
+def test_a_retry_completing_before_the_replay_claims_runs_nothing_twice(
+    shop: Shop, handlers: list[str] | None
+) -> None:
+    generic_post(shop.client, PAYLOAD)  # billing.invoice fails
+    receiver = shop.hooks.receiver(shop.app)
+    stale = StaleReads(receiver.store)
+    stale.get(receiver.ns, "evt_1")  # the replay reads "failed"...
+    shop.fixed = True
+    assert generic_post(shop.client, PAYLOAD).get_json() == {"status": "received"}  # ...a retry completes
+    receiver.store = stale  # type: ignore[misc]
+    try:
+        shop.inbox.replay("evt_1", handlers=handlers)
+    finally:
+        receiver.store = stale.store  # type: ignore[misc]
+    invoices = [run for run in shop.runs if run[0] == "billing.invoice"]
+    assert invoices == [("billing.invoice", False), ("billing.invoice", False)]  # never a third
+    assert generic_post(shop.client, PAYLOAD).get_json() == {"status": "duplicate"}
+    delivery = shop.inbox.get("evt_1")
+    assert delivery is not None and delivery.status == "received"
+
+
+def test_rerunning_a_handler_keeps_the_reply_duplicates_get(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(store="memory://")
+    hooks.on("order", name="first")(lambda event: None)
+    hooks.on("order", name="second")(lambda event: {"answer": 42})
+    app = make_app(hooks)
+    client = app.test_client()
+    payload = {"id": "ord_1", "type": "order"}
+    assert generic_post(client, payload).get_json() == {"answer": 42}
+    hooks.inbox(app).replay("ord_1", handlers=["first"])
+    assert generic_post(client, payload).get_json() == {"answer": 42}

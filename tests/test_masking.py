@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import pytest
 from flask import Flask
 
 from flask_hooks import Hooks
 from flask_hooks.cli import mask_excerpt
+from flask_hooks.core import inbox
+from flask_hooks.core.attempts import error_text, scrub
 from flask_hooks.core.errors import ConfigError
-from flask_hooks.core.inbox import EXCERPT, excerpt
+from flask_hooks.core.inbox import EXCERPT, PARSED, READ, excerpt, mask_text
 from flask_hooks.providers import Narada
 from flask_hooks.stores.url import masked_url, open_store
 
@@ -86,6 +89,7 @@ def test_a_json_key_spelled_with_escapes_is_masked(make_app: MakeApp) -> None:
         b'{"id": "evt_1", "secret": "BODY-SECRET-456\\',  # cut after a backslash
         b'{"secret": {"value": "BODY-SECRET-456"}, "id": ',  # an object value, cut
         b'{"\\u0073ecret"  :  "BODY-SECRET-456' + b"x" * 2000,  # longer than is ever read
+        b'{"note": "{\\"\\\\u0073ecret\\": \\"BODY-SECRET-456\\"}"}',  # an escaped key, in a string
     ],
 )
 def test_json_credentials_are_masked_however_nested_or_cut(body: bytes) -> None:
@@ -112,6 +116,97 @@ def test_an_excerpt_without_credentials_is_kept_as_sent() -> None:
     assert mask_excerpt("\\x", NARADA) == "[redacted]"  # not an excerpt we wrote: none of it
 
 
+# The work on a refused body is bounded ------------------------------------------
+
+MIB4 = 4 << 20
+Work = dict[str, list[int]]
+
+
+class Unread(bytes):
+    """A body that must never be decoded whole (a slice of it is plain bytes)."""
+
+    def decode(self, *args: Any, **kwargs: Any) -> str:
+        raise AssertionError(f"{len(self)} bytes decoded whole")
+
+
+@pytest.fixture
+def work(monkeypatch: pytest.MonkeyPatch) -> Work:
+    """The sizes of the text each JSON parse and each loose (regex) pass was given."""
+    seen: Work = {"json": [], "loose": []}
+
+    def loads(text: str) -> Any:
+        seen["json"].append(len(text))
+        return json.loads(text)
+
+    loose = inbox._mask_loose
+
+    def counted(text: str, names: frozenset[str]) -> str:
+        seen["loose"].append(len(text))
+        return loose(text, names)
+
+    monkeypatch.setattr(inbox, "json", SimpleNamespace(loads=loads, dumps=json.dumps))
+    monkeypatch.setattr(inbox, "_mask_loose", counted)
+    return seen
+
+
+HOSTILE = {
+    "cut inside the value": b'{"id": "evt_1", "secret": "BODY-SECRET-456' + b"S" * MIB4 + b'"}',
+    "escaped key, cut": b'{"id": 1, "\\u0073ecret" : "BODY-SECRET-456' + b"\\" * MIB4,
+    "object value": b'{"secret": {"v": "BODY-SECRET-456", "w": "' + b"[" * MIB4,
+    "many keys": b'{"secret": "BODY-SECRET-456", ' + b'"secret": 1, ' * (MIB4 // 13) + b"}",
+    "quotes": b'{"secret": "BODY-SECRET-456", "a": "' + b'\\"' * (MIB4 // 2) + b'"}',
+    "deep": b'{"secret": "BODY-SECRET-456", "a": ' + b"[" * MIB4,
+    "not UTF-8": b'{"secret": "BODY-SECRET-456\xff' + b"\xff" * MIB4,
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_long_refused_body_is_never_parsed_or_scanned_whole(work: Work, body: bytes) -> None:
+    shown = excerpt(Unread(body), NARADA)
+    assert "BODY-SECRET" not in shown and "[redacted]" in shown and shown.endswith("...")
+    assert all(n <= PARSED for n in work["json"]) and work["loose"] and max(work["loose"]) <= READ
+
+
+@pytest.mark.parametrize("body", SLACK_FORMS.values(), ids=SLACK_FORMS.keys())
+def test_a_long_refused_form_is_masked_as_far_as_it_is_read(work: Work, body: bytes) -> None:
+    long = body + b"&pad=" + b"x" * MIB4
+    shown = excerpt(Unread(long), SLACK)
+    text = unquote_plus(shown)
+    assert TOKEN not in text and "[redacted]" in text and "T1" in text
+    # a form re-encodes what it masked (":" as "%3A"): a few times what was read, never the body
+    assert all(n <= PARSED for n in work["json"]) and max(work["loose"]) <= 4 * READ
+
+
+@pytest.mark.parametrize("at", [READ - 30, READ - 5, READ - 1])
+def test_a_credential_cut_where_the_read_ends_is_hidden(at: int) -> None:
+    """The cut lands in the value (or between key and value): the loose pass hides what is read."""
+    head = b'{"id": "evt_1", '
+    for key in (b'"secret"', b'"\\u0073ecret"'):
+        start = head + key + b': "' + b"SECRET" * 200
+        body = start[:at] + b"S" * (PARSED + 1)
+        shown = excerpt(body, NARADA)
+        assert "SECRET" not in shown and len(shown) <= EXCERPT + 3
+    form = b"team_id=T1&token=" + b"LEGACY" * 200
+    shown = excerpt(form[:at] + b"x" * (PARSED + 1), SLACK)
+    assert "LEGACY" not in shown and "T1" in shown
+    inner = b"payload=" + quote_plus('{"type": "x", "token": "' + "LEGACY" * 400).encode()
+    shown = excerpt(inner[:at] + b"x" * (PARSED + 1), SLACK)
+    assert "LEGACY" not in unquote_plus(shown)
+
+
+def test_a_small_json_body_is_still_parsed_whole(work: Work) -> None:
+    body = json.dumps({"pad": "x" * 1000, "data": {"secret": BODY_SECRET}, "id": "evt_1"}).encode()
+    assert len(body) <= PARSED
+    shown = excerpt(body, NARADA)
+    assert BODY_SECRET not in shown and shown.startswith('{"pad": "xxx') and work["json"] == [len(body)]
+
+
+def test_mask_text_parses_no_long_text(work: Work) -> None:
+    text = '{"secret": "BODY-SECRET-456", "pad": "' + "x" * MIB4 + '"}'
+    assert "BODY-SECRET" not in mask_text(text, NARADA)
+    assert work["json"] == []
+
+
 # Store URLs and settings -------------------------------------------------------
 
 
@@ -125,6 +220,28 @@ def test_an_excerpt_without_credentials_is_kept_as_sent() -> None:
         ("redis://host:6379/0?password=hunter2pw&key_prefix=x", "redis://host:6379/0?password=***&key_prefix=x"),
         ("redis://user@host:6379/0", "redis://user@host:6379/0"),
         ("sqlite:///flask_hooks.sqlite3", "sqlite:///flask_hooks.sqlite3"),
+        # an "@" after the host is no password's end
+        ("redis://localhost:6379/0?client_name=a@b", "redis://localhost:6379/0?client_name=a@b"),
+        ("redis://localhost:6379?client_name=a@b", "redis://localhost:6379?client_name=a@b"),
+        ("redis://localhost/0?client_name=a:b@c", "redis://localhost/0?client_name=a:b@c"),
+        ("redis://[::1]:6379/0?client_name=a@b", "redis://[::1]:6379/0?client_name=a@b"),
+        ("redis://:pw@host:6379/0?client_name=a@b", "redis://:***@host:6379/0?client_name=a@b"),
+        ("postgresql://u:p@ss@h/db?application_name=x@y", "postgresql://u:***@h/db?application_name=x@y"),
+        ("unix://:pw@/run/r.sock?db=0&client_name=a@b", "unix://:***@/run/r.sock?db=0&client_name=a@b"),
+        ("redis://u:p#w@host/0?client_name=a@b", "redis://u:***@host/0?client_name=a@b"),
+        ("redis://h:6379/0?client_name=a@b&password=pw", "redis://h:6379/0?client_name=a@b&password=***"),
+        # a password holding "@", "/", "?", "#" or digits is hidden whole
+        ("redis://user:pw@[::1]:6379/0", "redis://user:***@[::1]:6379/0"),
+        ("redis://user:8/Kx@host/0", "redis://user:***@host/0"),
+        ("redis://user:1234@host", "redis://user:***@host"),
+        ("redis://user:p?w@d@host/0", "redis://user:***@host/0"),
+        ("redis://user:p@w?d@host/0", "redis://user:***@host/0"),
+        ("redis://user:p@w?d=x@host", "redis://user:***@host"),
+        ("redis://user:6379/0?a=b@host:6380/1", "redis://user:***@host:6380/1"),
+        ("redis://user:@host", "redis://user:***@host"),
+        # unsure: too much is hidden, never the password
+        ("redis://:p@ss@host?client_name=a@b", "redis://:***@b"),
+        ("redis://localhost:6379/0#a@b", "redis://localhost:***@b"),
     ],
 )
 def test_masked_url(url: str, shown: str) -> None:
@@ -165,3 +282,51 @@ def test_the_receiver_config_repr_holds_no_key(make_app: MakeApp) -> None:
     hooks = Hooks(provider="itsdangerous", secret="its-dangerous-secret", store="memory://")
     config = hooks.receiver(make_app(hooks)).pipeline.config
     assert "its-dangerous-secret" not in repr(config)
+
+
+# Secrets in tracebacks ----------------------------------------------------------
+
+#: A credential every quoting spells differently; "Zq" survives each of them.
+QUOTED = "Zq'\"\\\n\t\u00e9\u20ac\U0001f600\x01 /+&=%Zq"
+SPELLED = {
+    "raw": QUOTED,
+    "repr": repr(QUOTED),
+    "ascii": ascii(QUOTED),
+    "repr, other quote": repr('x"' + QUOTED),
+    "repr in a container": repr({"secret": QUOTED}),
+    "json": json.dumps(QUOTED),
+    "json, not ascii": json.dumps(QUOTED, ensure_ascii=False),
+    "quote_plus": quote_plus(QUOTED),
+    "quote": quote(QUOTED, safe=""),
+    "repr of json": repr(json.dumps({"secret": QUOTED})),
+    "json of repr": json.dumps(repr(QUOTED)),
+    "quote_plus of json": quote_plus(json.dumps(QUOTED)),
+}
+
+
+@pytest.mark.parametrize("spelled", SPELLED.values(), ids=SPELLED.keys())
+def test_scrub_hides_a_secret_however_it_is_quoted(spelled: str) -> None:
+    assert "Zq" in spelled
+    shown = scrub(f"error: {spelled}!", [QUOTED, "other"])
+    assert "Zq" not in shown and "[redacted]" in shown
+    assert shown.startswith("error: ") and shown.endswith("!")
+
+
+def test_error_text_hides_a_secret_quoted_by_the_exception() -> None:
+    def fail(secret: str) -> None:
+        raise ValueError(json.dumps({"secret": secret}), quote_plus(secret)) from KeyError(secret)
+
+    try:
+        fail(QUOTED)
+    except ValueError as exc:
+        text = error_text(exc, [QUOTED])
+    assert "Zq" not in text and "KeyError" in text and "ValueError" in text
+    assert "[redacted]" in text
+
+
+def test_scrub_hides_every_character_of_overlapping_and_short_secrets() -> None:
+    assert scrub("xabcd", ["xab", "abcd"]) == "[redacted]"  # neither order leaves "cd"
+    assert scrub("a b ab", ["a"]) == "[redacted] b [redacted]b"  # short: blanked all the same
+    once = scrub("red: red", ["red"])
+    assert once == "[redacted]: [redacted]" and scrub(once, ["red"]) == once  # markers stay whole
+    assert scrub("kept", ["", "absent"]) == "kept"

@@ -1,15 +1,18 @@
 """The distributions, as a user gets them from the package index.
 
 Builds the sdist and, from it, the wheel, out of a clean copy of the working
-tree; checks what each ships; installs the wheel with the ``pytest`` extra
-only into a fresh virtual environment (no system site-packages, no source
-tree on the path) and runs a user's test module there, one test per fixture.
+tree; checks what each ships; builds the documentation from the unpacked
+sdist; installs the wheel with the ``pytest`` extra only into a fresh virtual
+environment (no system site-packages, no source tree on the path) and runs a
+user's test module there, one test per fixture. Also: the README's tour and
+test run verbatim, and ``import flask_hooks`` exports its public names lazily.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,8 +27,17 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("flask_hooks", "pytest_hooks")
-#: What the sdist never ships: the suite needs the whole repository.
+#: What the sdist never ships: the suite needs the whole repository. The only
+#: exceptions are the files the docs include (``literalinclude``), so that the
+#: docs build from the sdist.
 UNSHIPPED = ("tests/", "bench/", "example_app/", ".ci/", "docs/_build/")
+#: The directives that read another file when the docs are built.
+INCLUDES = re.compile(r"^\s*\.\. (?:literalinclude|include|image|figure)::\s*(\S+)", re.M)
+#: A README code block that is a file of the tour: its first line names it.
+README_FILE = re.compile(r"^```python\n# (\w+\.py)\n(.*?)^```$", re.M | re.S)
+#: What ``import flask_hooks`` must not load: the web framework comes with
+#: the names that need it, on first use.
+HEAVY = {"flask", "werkzeug", "jinja2", "click", "blinker", "itsdangerous"}
 #: ``[pytest]`` brings Flask's, pytest's and requests' own dependencies, about
 #: twenty packages; the project's ``dev`` extra brings over sixty.
 MAX_INSTALLED = 30
@@ -198,16 +210,42 @@ def test_the_wheel_ships_both_packages_whole_and_no_tests(dists: dict[str, Path]
         assert f'Requires-Dist: {requirement}; extra == "pytest"' in meta
 
 
+def _doc_includes(source: Path) -> set[str]:
+    """The files outside ``docs/*.rst`` that building the docs reads, relative to ``source``."""
+    docs = source / "docs"
+    found = set()
+    for page in docs.glob("*.rst"):
+        for target in INCLUDES.findall(page.read_text(encoding="utf-8")):
+            path = docs / target.lstrip("/") if target.startswith("/") else page.parent / target
+            found.add(path.resolve().relative_to(source.resolve()).as_posix())
+    return found
+
+
 def test_the_sdist_ships_docs_and_changes_and_no_half_test_suite(dists: dict[str, Path]) -> None:
     with tarfile.open(dists["sdist"]) as sdist:
-        names = {member.name.split("/", 1)[1] for member in sdist.getmembers() if "/" in member.name}
+        names = {member.name.split("/", 1)[1] for member in sdist.getmembers() if member.isfile()}
     expected = {"README.md", "CHANGES.rst", "LICENSE.txt", "setup.cfg", "pyproject.toml", "MANIFEST.in"}
     expected |= {"docs/conf.py", "docs/index.rst", "docs/api.rst", "docs/testing.rst"}
     assert expected <= names, f"missing from the sdist: {sorted(expected - names)}"
     missing = _package_files(dists["source"]) - names
     assert not missing, f"in the source packages but not in the sdist: {sorted(missing)}"
-    shipped = sorted(name for name in names if name.startswith(UNSHIPPED))
+    included = _doc_includes(dists["source"])
+    assert "tests/plugin/examples/shop.py" in included and "example_app/webhooks.py" in included
+    missing = included - names
+    assert not missing, f"the docs include these, the sdist lacks them (MANIFEST.in): {sorted(missing)}"
+    shipped = sorted(name for name in names if name.startswith(UNSHIPPED) and name not in included)
     assert not shipped, f"the sdist ships part of the repository's suite or tooling: {shipped}"
+
+
+def test_the_docs_build_from_the_unpacked_sdist(dists: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("sphinx", reason="building the docs needs the docs' requirements")
+    pytest.importorskip("pallets_sphinx_themes", reason="building the docs needs the docs' requirements")
+    with tarfile.open(dists["sdist"]) as sdist:
+        sdist.extractall(tmp_path, filter="data")
+    (unpacked,) = tmp_path.iterdir()
+    out = tmp_path / "html"
+    _run(sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", "docs", out, cwd=unpacked, timeout=300)
+    assert (out / "api.html").is_file()
 
 
 def test_the_wheel_with_the_pytest_extra_runs_a_users_tests(dists: dict[str, Path], tmp_path: Path) -> None:
@@ -232,3 +270,39 @@ def test_the_wheel_with_the_pytest_extra_runs_a_users_tests(dists: dict[str, Pat
     args = ("-p", "no:cacheprovider", "--basetemp", tmp_path / "basetemp", "-q")
     out = _run(python, "-m", "pytest", *args, cwd=project, timeout=180)
     assert "4 passed" in out.splitlines()[-1], out
+
+
+def test_the_readme_tour_and_its_test_pass_verbatim(tmp_path: Path) -> None:
+    """The README's ``app.py``, ``conftest.py`` and ``test_app.py``, copied as they are."""
+    files = dict(README_FILE.findall((ROOT / "README.md").read_text(encoding="utf-8")))
+    assert set(files) == {"app.py", "conftest.py", "test_app.py"}, sorted(files)
+    for name, code in files.items():
+        (tmp_path / name).write_text(f"# {name}\n{code}")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # the rootdir: nothing above it is read
+    args = ("-p", "no:cacheprovider", "--basetemp", tmp_path / "basetemp", "-q")
+    out = _run(sys.executable, "-m", "pytest", *args, cwd=tmp_path, timeout=120)
+    assert "1 passed" in out.splitlines()[-1], out
+    assert not (tmp_path / "instance").exists(), "the README's test wrote the dev server's SQLite file"
+
+
+def test_import_flask_hooks_is_light_and_exports_the_inbox_lazily() -> None:
+    code = textwrap.dedent(f"""
+        import sys
+        import flask_hooks
+        heavy = {HEAVY!r} & {{name.split(".")[0] for name in sys.modules}}
+        assert not heavy, sorted(heavy)
+        from flask_hooks import Attempt, Delivery, Hooks, Inbox, Receiver
+        import flask_hooks.extension, flask_hooks.inbox
+        assert (Attempt, Delivery, Inbox) == (
+            flask_hooks.inbox.Attempt, flask_hooks.inbox.Delivery, flask_hooks.inbox.Inbox
+        )
+        assert (Hooks, Receiver) == (flask_hooks.extension.Hooks, flask_hooks.extension.Receiver)
+        try:
+            flask_hooks.NoSuchName
+        except AttributeError:
+            pass
+        else:
+            raise AssertionError("flask_hooks.NoSuchName")
+        print("ok")
+    """)
+    assert _run(sys.executable, "-c", code, cwd=ROOT, timeout=60).strip() == "ok"

@@ -19,16 +19,20 @@ log = logging.getLogger("flask_hooks")
 class Queue(Protocol):
     """What ``@hooks.on(..., defer=...)`` takes."""
 
-    def job(self, handler: str, event: Event) -> Any:
-        """The queue's job for one handler of one delivery."""
+    def job(self, handler: str, event: Event, *, rerun: str = "") -> Any:
+        """The queue's job for one handler of one delivery.
+
+        ``rerun`` (a replay's claim token) makes it a run of its own: the
+        worker runs the handler once more though it ran before.
+        """
 
     def enqueue(self, job: Any) -> None:
         """Hand the job to the broker; return only once the broker has it."""
 
 
-def hand_over(queue: Queue, handler: str, event: Event) -> None:
+def hand_over(queue: Queue, handler: str, event: Event, *, rerun: str = "") -> None:
     """Enqueue one deferred handler; any broker failure becomes a 503."""
-    job = queue.job(handler, event)
+    job = queue.job(handler, event, rerun=rerun) if rerun else queue.job(handler, event)
     try:
         queue.enqueue(job)
     except HookError:

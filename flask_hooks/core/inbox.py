@@ -27,6 +27,11 @@ MAX_ATTEMPTS = 100
 
 #: How much of a refused request's body the bounded log keeps, escaped.
 EXCERPT = 200
+#: How much of a refused body is read (bytes) to make its excerpt, unless it is parsed.
+READ = EXCERPT * 4
+#: The longest text (a body, a form value) parsed as JSON to mask it; a longer
+#: one is masked by the loose pass alone, so an unsigned request costs no CPU.
+PARSED = 16 * 1024
 
 STATUSES = ("received", "ignored", "failed", "in-flight")
 
@@ -83,15 +88,19 @@ def excerpt(body: bytes, masked: Iterable[str] = ()) -> str:
 
     The provider's credential fields (``masked``) are replaced before the
     text is cut (:func:`mask_text`), so a refused request never leaves its
-    secret in the log. JSON is parsed whole; anything else is masked only
-    as far as it is shown, so a refused megabyte costs no more than a line.
+    secret in the log. The work is bounded whatever the body: JSON is parsed
+    whole only up to :data:`PARSED` bytes; anything else (a form, a longer
+    or broken body) is read and masked only as far as :data:`READ` bytes,
+    by passes that hide a value cut at the end, so a refused gigabyte costs
+    no more than a line.
     """
     names = frozenset(masked)
-    text = (body if names else body[: EXCERPT * 4]).decode("utf-8", "backslashreplace")
-    shown = _mask_json(text, names) if names else text
-    cut = shown is None and len(text) > EXCERPT * 4
+    whole = bool(names) and len(body) <= PARSED
+    text = (body if whole else body[:READ]).decode("utf-8", "backslashreplace")
+    shown = _mask_json(text, names) if whole else None
+    cut = shown is None and (len(text) > READ or len(body) > READ)
     if shown is None:
-        shown = _mask_rest(text[: EXCERPT * 4], names)
+        shown = _mask_rest(text[:READ], names) if names else text[:READ]
     return _escaped(shown[:EXCERPT]) + ("..." if cut or len(shown) > EXCERPT else "")
 
 
@@ -112,11 +121,12 @@ def mask_excerpt(shown: str, masked: Iterable[str]) -> str:
 def mask_text(text: str, masked: Iterable[str]) -> str:
     """``text`` with the value of each credential field (``masked``) replaced.
 
-    JSON is parsed, so a key spelled with escapes (``"\\u0073ecret"``) or
-    nested at any depth is found; it is written back on one line only when
-    something was masked. A form (``token=...&payload=<JSON>``) is masked
-    pair by pair. Anything else (a cut or broken body) goes through
-    :func:`_mask_loose`, which hides too much rather than too little.
+    JSON (up to :data:`PARSED` characters) is parsed, so a key spelled with
+    escapes (``"\\u0073ecret"``) or nested at any depth is found; it is
+    written back on one line only when something was masked. A form
+    (``token=...&payload=<JSON>``) is masked pair by pair. Anything else (a
+    cut, broken or longer body) goes through :func:`_mask_loose`, which
+    hides too much rather than too little, in one linear scan.
     """
     names = frozenset(masked)
     if not names:
@@ -140,8 +150,11 @@ def _mask_json(text: str, names: frozenset[str]) -> str | None:
     """``text`` masked if it is JSON (as it was when nothing is), else None.
 
     The loose pass runs on the result too: JSON held in a string
-    (``"{\\"secret\\": ...}"``) is found there, in one pass.
+    (``"{\\"secret\\": ...}"``) is found there, in one pass. Text longer
+    than :data:`PARSED` is not parsed (None): the caller's loose pass masks it.
     """
+    if len(text) > PARSED:
+        return None
     try:
         data = json.loads(text)
         masked = mask_fields(data, names)
@@ -192,9 +205,10 @@ def _mask_loose(text: str, names: frozenset[str]) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _loose_pattern(names: frozenset[str]) -> re.Pattern[str]:
-    # Each character of a key as itself or as \uXXXX; the match starts at the
+    # Each character of a key as itself or as \uXXXX, the backslash itself
+    # escaped in JSON held in a string (\\uXXXX); the match starts at the
     # quote, so a run of backslashes before it is never scanned twice.
-    spelled = ("".join(f"(?:{re.escape(ch)}|\\\\u{ord(ch):04x})" for ch in name) for name in sorted(names))
+    spelled = ("".join(f"(?:{re.escape(ch)}|\\\\+u{ord(ch):04x})" for ch in name) for name in sorted(names))
     keys = "|".join(spelled)
     value = r'\\*"(?:[^"\\]|\\.)*(?:"|\\?\Z)|[\[{].*|[^\s,\]}]+'
     return re.compile(rf'("(?:{keys})\\*"\s*:\s*)(?:{value})', re.IGNORECASE | re.DOTALL)

@@ -20,10 +20,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .answer import Outcome, answer
-from .attempts import error_text, field_values, log_entry, log_quietly
+from .attempts import log_entry, log_failure, log_quietly
 from .clock import Clock
 from .deferral import hand_over
 from .errors import (
@@ -92,6 +92,14 @@ class ReceiverConfig:
     def __post_init__(self) -> None:
         if not self.ns:
             object.__setattr__(self, "ns", self.name)
+
+
+class Rerun(NamedTuple):
+    """A replay of some handlers only (``replay(handlers=[...])``)."""
+
+    names: frozenset[str]
+    #: The reply a completed delivery had recorded: duplicates keep getting it.
+    reply: Reply | None = None
 
 
 def _noop(_name: str, **_kwargs: Any) -> None:
@@ -176,14 +184,6 @@ class Pipeline:
         unknown = sorted(set(handlers or ()) - names)
         if unknown:
             raise ValueError(f"no handler {', '.join(map(repr, unknown))} for {stored.type!r}")
-        # Completed: every handler succeeded (the last one has no mark of its
-        # own, the completion is its record).
-        completed = stored.status_at(now) in ("received", "ignored")
-        if handlers is None and completed:
-            return Outcome(stored.status)  # nothing to run, nothing changes
-        claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=handlers or ())
-        if claim.state == "inflight":
-            raise InFlight(after=claim.retry_after)
         headers = Headers(stored.headers)
         event = Event(
             id=stored.id,
@@ -197,14 +197,23 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
-        done = dict(claim.handlers)
-        if handlers is not None and completed:
-            # The handlers not re-run had all succeeded: they stay so.
-            done.update({r.name: stored.handlers.get(r.name) for r in routes if r.name not in handlers})
-        only = None if handlers is None else frozenset(handlers)
+        # The store says, with the claim, whether the delivery was completed: `stored` may be
+        # stale (a sender's retry may have completed it since it was read).
+        claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=handlers or ())
+        if claim.state == "inflight":
+            raise InFlight(after=claim.retry_after)
+        if claim.state == "done":
+            return Outcome(claim.outcome or "received")  # nothing to run, nothing changed
+        done, chosen = dict(claim.handlers), frozenset(handlers or ())
+        completed = bool(claim.outcome)  # every handler but those to re-run succeeded
+        if completed:
+            # The last handler has no mark of its own (the completion was its record): they
+            # stay succeeded, and the recorded reply stays the one duplicates get.
+            done.update({r.name: None for r in routes if r.name not in done and r.name not in chosen})
+        rerun = None if handlers is None else Rerun(chosen, claim.reply if completed else None)
         outcome = self._guarded(
             event,
-            lambda: self._held(event, routes, done, claim.token, run, notify, started, at=now, only=only),
+            lambda: self._held(event, routes, done, claim.token, run, notify, started, at=now, rerun=rerun),
         )
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
@@ -267,13 +276,13 @@ class Pipeline:
         started: float,
         *,
         at: float | None = None,
-        only: Collection[str] | None = None,
+        rerun: Rerun | None = None,
     ) -> Outcome:
         """Run the pending handlers while the lease keeper renews the claim."""
         cfg = self.config
         held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            return self._run_pending(event, routes, done, token, run, notify, started, at, only)
+            return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
         finally:
             self.leases.drop(held)
 
@@ -287,19 +296,19 @@ class Pipeline:
         notify: Notify,
         started: float,
         at: float | None,
-        only: Collection[str] | None = None,
+        rerun: Rerun | None = None,
     ) -> Outcome:
-        """Run the handlers an earlier attempt has not completed (of ``only``, if given), then
-        complete; or, when handlers outside ``only`` are still owed, release."""
+        """Run the handlers an earlier attempt has not completed (of ``rerun``'s, for a replay
+        of some), then complete; or, when handlers besides those are still owed, release."""
         cfg = self.config
         replies: dict[str, Reply | None] = dict(done)
         ran: list[str] = []
         deferred: list[str] = []
-        pending = [r for r in routes if r.name not in replies and (only is None or r.name in only)]
+        pending = [r for r in routes if r.name not in replies and (rerun is None or r.name in rerun.names)]
         owed = len(pending) < sum(r.name not in replies for r in routes)
         for position, route in enumerate(pending):
             try:
-                reply = self._run_one(route, event, token, run)
+                reply = self._run_one(route, event, token, run, rerun=token if rerun is not None else "")
             except Exception as exc:
                 return self._failed(event, route, exc, token, ran, notify, started, at)
             replies[route.name] = reply
@@ -314,7 +323,7 @@ class Pipeline:
                 "event_handled", receiver=cfg.name, event=event, handlers=tuple(ran), deferred=tuple(deferred)
             )
             return Outcome("pending", event=event)
-        reply = first_reply(routes, replies)
+        reply = rerun.reply if rerun is not None and rerun.reply is not None else first_reply(routes, replies)
         kind = "received" if routes else "ignored"
         word = "replayed" if event.replayed else kind
         cfg.store.complete(
@@ -335,11 +344,12 @@ class Pipeline:
             notify("event_ignored", receiver=cfg.name, event=event)
         return Outcome(kind, reply=reply, event=event)
 
-    def _run_one(self, route: Route, event: Event, token: str, run: Run) -> Reply | None:
+    def _run_one(self, route: Route, event: Event, token: str, run: Run, *, rerun: str = "") -> Reply | None:
         cfg = self.config
         if route.defer is not None:
-            # Handed to a queue; its mark means "enqueued", shared with the sync path.
-            hand_over(route.defer, route.name, event)
+            # Handed to a queue; its mark means "enqueued", shared with the sync path. Re-run
+            # by an operator, it is a job of its own, which the worker runs though it ran before.
+            hand_over(route.defer, route.name, event, rerun=rerun)
             return None
         if route.atomic:
             # The handler's writes and its mark commit together, fenced by our token.
@@ -380,12 +390,7 @@ class Pipeline:
             )
             error, kind = exc, "error"
         else:
-            secrets = field_values(event.payload, cfg.provider.redacted_fields)
-            text = error_text(exc, secrets)
-            if secrets and text != error_text(exc):  # the exception quotes a credential: log it blanked
-                log.error("handler %s failed on %s %s\n%s", route.name, cfg.name, event.id, text.rstrip())
-            else:
-                log.error("handler %s failed on %s %s", route.name, cfg.name, event.id, exc_info=exc)
+            log_failure(f"handler {route.name} failed on {cfg.name} {event.id}", exc, event, cfg.provider)
             error, kind = HookError("handler failed"), "error"
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
         entry = log_entry(event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name,

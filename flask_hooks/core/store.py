@@ -302,16 +302,27 @@ class DedupeStore(ABC):
 
     @abstractmethod
     def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
-        """Claim a kept delivery for a replay, done or not.
+        """Claim a kept delivery for a replay, in one step with reading its state.
 
-        The marks of ``rerun`` are dropped first, so those handlers run
-        again. ``inflight`` while someone holds it; :class:`LookupError`
-        when nothing is kept under ``id``.
+        A completed delivery with nothing to ``rerun`` is left alone:
+        ``done``, with its reply and outcome. Otherwise the marks of
+        ``rerun`` are dropped, so those handlers run again, and the claim is
+        ``new``; for a delivery that was completed, it carries the recorded
+        ``reply`` and ``outcome`` (every handler but those of ``rerun``
+        succeeded), which a replay decides on: a snapshot read before could
+        be stale, a sender's retry may have completed it since.
+        ``inflight`` while someone holds it; :class:`LookupError` when
+        nothing is kept under ``id``.
         """
 
     @abstractmethod
-    def forget(self, ns: str, id: str) -> bool:
-        """Remove the delivery (record, marks, kept copy); whether there was one."""
+    def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
+        """Remove the delivery (record, marks, kept copy); whether there was one.
+
+        Raises :class:`~flask_hooks.core.errors.InFlight` while a live claim
+        holds it (as :meth:`reopen` sees one): the handler running then
+        would run again on the sender's retry.
+        """
 
     @abstractmethod
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:

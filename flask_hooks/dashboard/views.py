@@ -260,9 +260,7 @@ def replay() -> ResponseReturnValue:
         return _message(f"Not replayed: {exc}.", 400)
     except StoreUnavailable:
         return _message("Not replayed: the store is not answering; try again shortly.", 503)
-    last = after.attempts[-1] if after.attempts else None
-    owed = handlers and after.status == "failed" and last is not None and last.outcome == "replayed"
-    return redirect(_back(receiver, d, done="replayed", result="owed" if owed else after.status), 303)
+    return redirect(_back(receiver, d, done="replayed", result="owed" if after.owed else after.status), 303)
 
 
 @bp.post("/delivery/forget")

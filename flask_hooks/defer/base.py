@@ -42,6 +42,9 @@ class Job:
     lease: float | None = None
     max_retries: int = 10
     retry_delay: float = 5.0
+    #: A replay's token when an operator re-runs this handler: the worker's record of
+    #: it is then a new one (see :func:`handler_key`), so it runs once more, once.
+    rerun: str = ""
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
@@ -63,6 +66,8 @@ class Job:
             "lease": self.lease,
             "max_retries": self.max_retries,
             "retry_delay": self.retry_delay,
+            "replayed": e.replayed,
+            "rerun": self.rerun,
         }
 
     @classmethod
@@ -81,6 +86,7 @@ class Job:
             received_at=float(data["received_at"]),
             attempt=data["attempt"],
             secret_index=int(data["secret_index"]),
+            replayed=bool(data.get("replayed", False)),
         )
         return cls(
             handler=str(data["handler"]),
@@ -89,6 +95,7 @@ class Job:
             lease=data.get("lease"),
             max_retries=int(data.get("max_retries", 10)),
             retry_delay=float(data.get("retry_delay", 5.0)),
+            rerun=str(data.get("rerun") or ""),
         )
 
     def backoff(self, retries: int) -> float:
@@ -122,8 +129,8 @@ class Deferral(ABC):
         self.max_retries = max_retries
         self.retry_delay = retry_delay
 
-    def job(self, handler: str, event: Event) -> Job:
-        return Job(handler, event, self.app, self.lease, self.max_retries, self.retry_delay)
+    def job(self, handler: str, event: Event, *, rerun: str = "") -> Job:
+        return Job(handler, event, self.app, self.lease, self.max_retries, self.retry_delay, rerun)
 
     @abstractmethod
     def enqueue(self, job: Job) -> None:
@@ -135,5 +142,6 @@ def handler_namespace(receiver: str) -> str:
     return f"{receiver}/handlers"
 
 
-def handler_key(delivery_id: str, handler: str) -> str:
-    return f"{delivery_id}/{handler}"
+def handler_key(delivery_id: str, handler: str, rerun: str = "") -> str:
+    """The worker's record of one handler of one delivery; a re-run's is its own."""
+    return f"{delivery_id}/{handler}" + (f"#rerun:{rerun}" if rerun else "")

@@ -84,7 +84,8 @@ def run_job(app: Flask, job: Job) -> str:
     event = job.event
     receiver = get_receiver(app, event.receiver)
     route = find_route(receiver, job.handler)
-    store, ns, key = receiver.store, handler_namespace(receiver.ns), handler_key(event.id, route.name)
+    store, ns = receiver.store, handler_namespace(receiver.ns)
+    key = handler_key(event.id, route.name, job.rerun)
     lease = job.lease if job.lease is not None else receiver.settings.lease
     ttl = receiver.settings.dedupe_ttl
     started = time.perf_counter()

@@ -21,6 +21,7 @@ millisecond TTLs, which are small integers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -213,12 +214,13 @@ REOPEN = (
     + _MARKS
     + """
 local d = KEYS[1]
-local rec = redis.call('HMGET', d, 'state', 'lease_until', 'expires_at', 'received_at')
+local rec = redis.call('HMGET', d, 'state', 'lease_until', 'expires_at', 'received_at', 'reply', 'outcome')
 if not rec[4] or redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local now, lease_until = tonumber(ARGV[1]), tonumber(rec[2])
 if rec[1] == 'inflight' and lease_until > now and lease_until <= tonumber(ARGV[4]) then
   return {'inflight', rec[2]}
 end
+if rec[1] == 'done' and #ARGV < 6 then return {'done', rec[5] or '', rec[6] or ''} end
 for i = 6, #ARGV do redis.call('HDEL', d, 'h:' .. ARGV[i]) end
 redis.call('HSET', d, 'state', 'inflight', 'token', ARGV[2], 'lease_until', ARGV[3],
            'status', 'in-flight')
@@ -226,12 +228,23 @@ if tonumber(rec[3]) < tonumber(ARGV[3]) then  -- a sender's retry waits for the 
   redis.call('HSET', d, 'expires_at', ARGV[3])
 end
 expire({d, KEYS[2], KEYS[3]}, tonumber(ARGV[5]), true)
-return marks(d)
+local out = marks(d)
+if rec[1] == 'done' then  -- a completed delivery: its reply and outcome, then the marks
+  out[1] = 'reopened'
+  table.insert(out, 2, rec[6] or '')
+  table.insert(out, 2, rec[5] or '')
+end
+return out
 """
 )
 
-# KEYS: d, b, a, i. ARGV: id.
+# KEYS: d, b, a, i. ARGV: id, now, the latest lease end not stale (now + lease + skew).
 FORGET = """
+local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until')
+local lease_until = tonumber(rec[2])
+if rec[1] == 'inflight' and lease_until > tonumber(ARGV[2]) and lease_until <= tonumber(ARGV[3]) then
+  return {'inflight', rec[2]}
+end
 local n = redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -306,6 +319,7 @@ def stored(id: str, record: Mapping[Any, Any], body: bytes | None, attempts: lis
         float(fields["lease_until"]) if inflight else 0.0,
         {name[2:]: decode_reply(raw) for name, raw in fields.items() if name.startswith("h:")},
         tuple(LogEntry.from_json(line) for line in attempts),
+        float(fields["retained_until"]) if fields.get("retained_until") else math.inf,
     )
 
 
@@ -314,6 +328,9 @@ def answer(out: list[Any], token: str, now: float) -> Claim:
     state = text(out[0])
     if state == "done":
         return Claim("done", reply=decode_reply(text(out[1])), outcome=text(out[2]))
+    if state == "reopened":  # a replay of a completed delivery: its reply and outcome, then marks
+        claim = answer(["new", *out[3:]], token, now)
+        return claim._replace(reply=decode_reply(text(out[1])), outcome=text(out[2]))
     if state == "inflight":
         return Claim("inflight", retry_after=float(text(out[1])) - now)
     handlers = {text(out[i]): decode_reply(text(out[i + 1])) for i in range(1, len(out) - 1, 2)}

@@ -126,6 +126,9 @@ def inbox_query(
 ) -> sa.Select[Any]:
     """Kept deliveries newest first, filtered as :meth:`DedupeStore.query` says."""
     query = sa.select(d).where(d.c.ns == ns, d.c.received_at.is_not(None))
+    # Past its retention a delivery is gone, swept or not yet (Stored.kept_at).
+    held = sa.and_(d.c.state == "inflight", d.c.lease_until > now)
+    query = query.where(sa.or_(d.c.retained_until > now, held))
     if status == "failed":  # as of now: a claim whose lease ran out (its worker died) failed
         query = query.where(
             sa.or_(d.c.status == "failed", sa.and_(d.c.status == "in-flight", d.c.lease_until <= now))

@@ -303,10 +303,13 @@ def reopen(cursor: DriverCursor, ns: str, id: str, now: float, lease: float, rer
         raise LookupError(id)
     if row.state == "inflight" and lease_is_live(row.lease_until, now, lease):
         return Claim("inflight", retry_after=row.lease_until - now)
+    prior = (decode_reply(row.reply), row.outcome) if row.state == "done" else (None, "")
+    if row.state == "done" and not rerun:
+        return Claim("done", reply=prior[0], outcome=row.outcome)
     handlers = {k: v for k, v in decode_handlers(row.handlers).items() if k not in rerun}
     token, until = new_token(), now + lease
     values = {"state": "inflight", "token": token, "lease_until": until, "status": "in-flight"}
     values.update(expires_at=max(row.expires_at, until), retained_until=max(row.retained_until, until))
     values["handlers"] = encode_handlers(handlers)
     cursor.run(_UPDATE, {**values, **_key(ns, id)})
-    return Claim("new", token, handlers)
+    return Claim("new", token, handlers, reply=prior[0], outcome=prior[1])

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Collection
 from typing import Any
 
+from ..core.errors import InFlight
 from ..core.inbox import (
     MAX_ATTEMPTS,
     Kept,
@@ -21,7 +22,16 @@ from ..core.inbox import (
     like_prefix,
     type_like,
 )
-from .base import FORMAT_VERSION, Claim, LogEntry, decode_handlers, encode_handlers, lease_is_live, new_token
+from .base import (
+    FORMAT_VERSION,
+    Claim,
+    LogEntry,
+    decode_handlers,
+    decode_reply,
+    encode_handlers,
+    lease_is_live,
+    new_token,
+)
 
 #: A kept delivery's columns, in :class:`Stored` order but for the state that decides its lease.
 _STORED = (
@@ -124,6 +134,9 @@ def query_sql(
     """
     where = ["d.ns = ?", "d.received_at IS NOT NULL"]  # the partial indexes' condition
     args: list[object] = [ns]
+    # Past its retention a delivery is gone, swept or not yet (Stored.kept_at).
+    where.append("(d.retained_until > ? OR (d.state = 'inflight' AND d.lease_until > ?))")
+    args += [now, now]
     exact, prefix = type_like(type)
     if prefix is not None:
         # LIKE ignores ASCII case and routing patterns do not: the prefix is compared exactly too.
@@ -163,14 +176,18 @@ def query(db: sqlite3.Cursor, *args: Any) -> list[Stored]:
 
 def reopen(db: sqlite3.Cursor, ns: str, id: str, now: float, lease: float, rerun: Collection[str]) -> Claim:
     row = db.execute(
-        "SELECT state, lease_until, handlers, kept FROM hooks_deliveries WHERE ns = ? AND id = ?",
+        "SELECT state, lease_until, handlers, kept, reply, outcome FROM hooks_deliveries"
+        " WHERE ns = ? AND id = ?",
         (ns, id),
     ).fetchone()
     if row is None or row[3] is None:
         raise LookupError(id)
-    state, lease_until, raw, _ = row
+    state, lease_until, raw, _, reply, outcome = row
     if state == "inflight" and lease_is_live(lease_until, now, lease):
         return Claim("inflight", retry_after=lease_until - now)
+    prior = (decode_reply(reply), outcome) if state == "done" else (None, "")
+    if state == "done" and not rerun:
+        return Claim("done", reply=prior[0], outcome=outcome)
     handlers = {k: v for k, v in decode_handlers(raw).items() if k not in rerun}
     token, until = new_token(), now + lease
     db.execute(
@@ -179,11 +196,17 @@ def reopen(db: sqlite3.Cursor, ns: str, id: str, now: float, lease: float, rerun
         " WHERE ns = ? AND id = ?",
         (token, until, until, until, encode_handlers(handlers), ns, id),
     )
-    return Claim("new", token, handlers)
+    return Claim("new", token, handlers, reply=prior[0], outcome=prior[1])
 
 
-def forget(db: sqlite3.Cursor, ns: str, id: str) -> bool:
-    """Delete the record, its marks and (by the trigger) its kept copy."""
+def forget(db: sqlite3.Cursor, ns: str, id: str, now: float, lease: float) -> bool:
+    """Delete the record, its marks and (by the trigger) its kept copy, unless a live claim holds it."""
+    sql = "SELECT state, lease_until FROM hooks_deliveries WHERE ns = ? AND id = ?"
+    row = db.execute(sql, (ns, id)).fetchone()
+    if row is None:
+        return False
+    if row[0] == "inflight" and lease_is_live(row[1], now, lease):
+        raise InFlight(after=row[1] - now)
     return db.execute("DELETE FROM hooks_deliveries WHERE ns = ? AND id = ?", (ns, id)).rowcount > 0
 
 

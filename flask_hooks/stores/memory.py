@@ -9,7 +9,7 @@ import threading
 from collections.abc import Collection
 from typing import NamedTuple
 
-from ..core.errors import LeaseLost
+from ..core.errors import InFlight, LeaseLost
 from ..core.inbox import Kept, Stored, bounded, type_matches
 from .base import Claim, DedupeStore, LogEntry, Reply, lease_is_live, new_token, process_generation
 
@@ -243,6 +243,7 @@ class MemoryStore(DedupeStore):
                 stored = None if rec is None else self._stored(id, rec)
                 if (
                     stored is not None
+                    and stored.kept_at(now)
                     and (until is None or at < until)
                     and (status is None or stored.status_at(now) == status)
                     and type_matches(type, stored.type)
@@ -260,6 +261,9 @@ class MemoryStore(DedupeStore):
                 raise LookupError(id)
             if rec.state == "inflight" and lease_is_live(rec.lease_until, now, lease):
                 return Claim("inflight", retry_after=rec.lease_until - now)
+            if rec.state == "done" and not rerun:
+                return Claim("done", reply=rec.reply, outcome=rec.outcome)
+            prior = (rec.reply, rec.outcome) if rec.state == "done" else (None, "")
             handlers = tuple((k, v) for k, v in rec.handlers if k not in rerun)
             token = new_token()
             self._records[key] = rec._replace(
@@ -270,12 +274,15 @@ class MemoryStore(DedupeStore):
                 handlers=handlers,
                 status="in-flight",
             )
-        return Claim("new", token=token, handlers=dict(handlers))
+        return Claim("new", token=token, handlers=dict(handlers), reply=prior[0], outcome=prior[1])
 
-    def forget(self, ns: str, id: str) -> bool:
+    def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         with self._lock:
-            if (ns, id) not in self._records:
+            rec = self._records.get((ns, id))
+            if rec is None:
                 return False
+            if rec.state == "inflight" and lease_is_live(rec.lease_until, now, lease):
+                raise InFlight(after=rec.lease_until - now)
             self._remove([(ns, id)])
             return True
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
-from ..core.errors import ConfigError, LeaseLost, StoreUnavailable
+from ..core.errors import ConfigError, InFlight, LeaseLost, StoreUnavailable
 from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
 from . import _redis_scripts as lua
 from ._redis_scripts import answer as _answer
@@ -345,7 +345,10 @@ class RedisStore(DedupeStore):
             wanted = [
                 id
                 for id, rec in records.items()
-                if rec and type_matches(type, rec.type) and (status is None or rec.status_at(now) == status)
+                if rec
+                and rec.kept_at(now)
+                and type_matches(type, rec.type)
+                and (status is None or rec.status_at(now) == status)
             ]
             found += filter(None, self._fetch(ns, wanted[: limit - len(found)], full=True))
             if gone := [id for id, rec in records.items() if rec is None]:
@@ -364,8 +367,12 @@ class RedisStore(DedupeStore):
             raise LookupError(id)
         return _answer(out, token, now)
 
-    def forget(self, ns: str, id: str) -> bool:
-        return bool(self._call(self._forget, [*self._keys(ns, id), self._ns_key(ns, "i")], [id]))
+    def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
+        keys = [*self._keys(ns, id), self._ns_key(ns, "i")]
+        out = self._call(self._forget, keys, [id, repr(now), repr(now + lease + CLOCK_SKEW)])
+        if isinstance(out, list):
+            raise InFlight(after=float(_text(out[1])) - now)
+        return bool(out)
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         """Oldest first; one call examines at most ``10 * limit + 1000`` index members.

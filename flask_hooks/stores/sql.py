@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from ..core.errors import StoreUnavailable
+from ..core.errors import InFlight, StoreUnavailable
 from ..core.inbox import Kept, Stored
 from . import _sql_writes as writes
 from ._sql_atomic import Transaction, atomically
@@ -53,6 +53,7 @@ from .base import (
     Reply,
     encode_reply,
     fork_lock,
+    lease_is_live,
     process_generation,
 )
 
@@ -331,9 +332,18 @@ class SqlStore(DedupeStore):
     def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
         return self._write(ns, writes.reopen, ns, id, now, lease, frozenset(rerun))
 
-    def forget(self, ns: str, id: str) -> bool:
-        gone = d.delete().where(key(ns, id))
-        return self._core(ns, lambda conn: bool(conn.execute(gone).rowcount))
+    def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
+        read = sa.select(d.c.state, d.c.lease_until).where(key(ns, id)).with_for_update()
+
+        def work(conn: sa.Connection) -> bool:
+            row = conn.execute(read).first()
+            if row is None:
+                return False
+            if row.state == "inflight" and lease_is_live(row.lease_until, now, lease):
+                raise InFlight(after=row.lease_until - now)
+            return bool(conn.execute(d.delete().where(key(ns, id))).rowcount)
+
+        return self._core(ns, work)
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         gone = purgeable(ns, now, received_before)

@@ -308,8 +308,8 @@ class SqliteStore(Connections, DedupeStore):
     def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
         return self._write(inbox.reopen, ns, id, now, lease, frozenset(rerun), durable=False)
 
-    def forget(self, ns: str, id: str) -> bool:
-        return self._write(inbox.forget, ns, id)
+    def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
+        return self._write(inbox.forget, ns, id, now, lease)
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         return self._purge(ns, now, received_before, limit, pause=_PURGE_PAUSE)

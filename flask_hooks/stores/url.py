@@ -12,8 +12,15 @@ from .memory import MemoryStore
 
 DEFAULT_URL = "sqlite:///flask_hooks.sqlite3"
 
-#: ``scheme://user:`` then the password, up to the last ``@`` (it may hold ``@``, ``/`` or ``#``).
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*):.*@", re.DOTALL)
+#: ``scheme://user:``, where a password may start (``[::1]:`` is a host and its port).
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:\[[0-9A-Fa-f:.]*\](?=:)|[^:@/?#]*):")
+_HOST = r"(?:\[[0-9A-Fa-f:.]*\]|[A-Za-z0-9._~%-]*)"
+#: After an ``@``: a host followed by its port or its path, so that ``@`` ends a password.
+_HOST_AFTER = re.compile(rf"{_HOST}(?::\d+(?=[/?#]|\Z)|/)")
+#: Where the query starts, after ``@host:port[/path]`` or ``@host/path`` or, with
+#: no password at all, after the port (``localhost:6379/0?name=``): an ``@`` past
+#: it is in a parameter's value.
+_QUERY = re.compile(rf"(?:\A\d+|@{_HOST}(?::\d+|(?=/)))(?:/[^?#@\s]*)?\?[^=&#@/?\s]+=")
 #: A query parameter that carries a credential (``?password=``, ``?ssl_password=``).
 _SECRET_PARAM = re.compile(r"([?&;][^=&#]*(?:pass|pwd|secret|token)[^=&#]*=)[^&#]*", re.IGNORECASE)
 
@@ -23,8 +30,35 @@ def masked_url(url: str) -> str:
 
     Store URLs are shown (``flask hooks routes``, errors, reprs); their
     passwords never are. ``redis://:pw@host/0`` -> ``redis://:***@host/0``.
+
+    Only the userinfo is masked: ``redis://localhost:6379/0?client_name=a@b``
+    is shown as it is. People write passwords with raw ``@``, ``#`` or ``/``,
+    so the password runs to the last ``@``, unless what follows that one is
+    no host with a port or a path and a query (``?name=``) starts before it,
+    right after the port (then there is no password) or after an earlier
+    ``@host:port`` or ``@host/path`` (the password ends there). When unsure
+    it hides too much (``redis://:***@b``): only a password that itself holds
+    such a port-then-query (``1?a=b``, ``x@h:1?a=b``), in a URL whose host
+    has neither port nor path, would be shown.
     """
-    return _SECRET_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1:***@", url))
+    return _SECRET_PARAM.sub(r"\1***", _masked_password(url))
+
+
+def _masked_password(url: str) -> str:
+    start = _USERINFO.match(url)
+    if start is None:
+        return url
+    rest = url[start.end() :]
+    end = rest.rfind("@")
+    if end < 0:
+        return url
+    if not _HOST_AFTER.match(rest, end + 1):
+        query = _QUERY.search(rest)
+        if query is not None and not query.group().startswith("@"):
+            return url  # host:port then a query holding the "@": no password
+        if query is not None:
+            end = query.start()
+    return f"{url[: start.end()]}***{rest[end:]}"
 
 
 def open_store(url: str, *, instance_path: str) -> DedupeStore:

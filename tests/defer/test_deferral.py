@@ -281,3 +281,22 @@ def test_no_ack_before_the_completion_is_stored_and_the_re_enqueued_job_runs_onc
     with app.app_context():
         assert [perform(data) for data in queue.jobs] == ["handled", "duplicate"]
     assert calls == ["charge evt_1"]
+
+
+def test_an_operator_rerunning_a_deferred_handler_runs_it_once_more(
+    build: Callable[..., Flask], store: MemoryStore
+) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    with app.app_context():
+        assert perform(queue.jobs[0]) == "handled"
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    hooks.inbox(app).replay("evt_1", handlers=[f"{__name__}.charge"])
+    rerun = Job.from_json(queue.jobs[1])
+    assert rerun.rerun and rerun.event.replayed
+    with app.app_context():
+        assert perform(queue.jobs[1]) == "handled"  # its own record: it runs again...
+        assert perform(queue.jobs[1]) == "duplicate"  # ...once, however often the queue delivers it
+        assert perform(queue.jobs[0]) == "duplicate"
+    assert calls == ["charge evt_1", "charge evt_1"]

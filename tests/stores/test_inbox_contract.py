@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flask_hooks.core.errors import LeaseLost
+from flask_hooks.core.errors import InFlight, LeaseLost
 from flask_hooks.core.inbox import MAX_ATTEMPTS, Kept
 from flask_hooks.core.store import DedupeStore, LogEntry, Reply
 from flask_hooks.stores.memory import MemoryStore
@@ -163,6 +163,17 @@ class InboxContract:
 
     # Queries ----------------------------------------------------------------------
 
+    def test_query_skips_deliveries_past_their_retention_before_its_limit(self, store: DedupeStore) -> None:
+        short = kept(2)._replace(retention=60.0)  # kept while the retention was shorter
+        for n, keep in ((1, kept(1)), (2, short)):
+            claim = store.claim(NS, f"evt_{n}", now=T0, lease=LEASE, ttl=10.0, keep=keep)
+            store.release(NS, f"evt_{n}", claim.token, now=T0)
+        later = T0 + 3600
+        assert [s.id for s in store.query(NS, now=later, status="failed", limit=1)] == ["evt_1"]
+        assert [s.id for s in store.query(NS, now=later, limit=5)] == ["evt_1"]
+        got = store.get(NS, "evt_2")
+        assert got is None or not got.kept_at(later)  # Redis expires it itself
+
     def test_query_filters_and_pages_newest_first(self, store: DedupeStore) -> None:
         for n in range(1, 7):
             self.receive(store, n, fail=n % 3 == 0, type="payment.refunded" if n % 2 else "payment.succeeded")
@@ -240,12 +251,37 @@ class InboxContract:
         with pytest.raises(LeaseLost):
             store.complete(NS, "evt_1", first.token, outcome="received", reply=None, now=T0 + 40, ttl=TTL)
 
+    def test_reopen_of_a_completed_delivery_says_so_in_the_same_step(self, store: DedupeStore) -> None:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL, keep=kept(1))
+        store.mark(NS, "evt_1", claim.token, "first", None, now=T0)
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=Reply(200, b"42"), now=T0, ttl=TTL)
+        done = store.reopen(NS, "evt_1", now=T0 + 5, lease=LEASE)  # nothing to re-run: left alone
+        assert (done.state, done.outcome, done.reply) == ("done", "received", Reply(200, b"42"))
+        assert store.claim(NS, "evt_1", now=T0 + 6, lease=LEASE, ttl=TTL).state == "done"
+        again = store.reopen(NS, "evt_1", now=T0 + 7, lease=LEASE, rerun={"first"})
+        assert (again.state, again.outcome, again.reply) == ("new", "received", Reply(200, b"42"))
+        assert dict(again.handlers) == {}
+        failed = store.claim(NS, "evt_2", now=T0, lease=LEASE, ttl=TTL, keep=kept(2))
+        store.release(NS, "evt_2", failed.token, now=T0)
+        retry = store.reopen(NS, "evt_2", now=T0 + 5, lease=LEASE)
+        assert (retry.state, retry.outcome, retry.reply) == ("new", "", None)
+
     # Forget -------------------------------------------------------------------------
+
+    def test_forget_refuses_a_delivery_a_live_claim_holds(self, store: DedupeStore) -> None:
+        store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL, keep=kept(1))
+        with pytest.raises(InFlight) as busy:
+            store.forget(NS, "evt_1", now=T0 + 10, lease=LEASE)
+        assert busy.value.after == pytest.approx(LEASE - 10)
+        assert store.get(NS, "evt_1") is not None
+        assert store.forget(NS, "evt_1", now=T0 + LEASE + 1, lease=LEASE) is True  # its worker died
+        store.claim(NS, "evt_2", now=T0 + 7200, lease=LEASE, ttl=TTL, keep=kept(2))  # a clock 2 h ahead
+        assert store.forget(NS, "evt_2", now=T0, lease=LEASE) is True  # a stale lease holds nothing
 
     def test_forget_lets_the_next_redelivery_run_afresh(self, store: DedupeStore) -> None:
         id = self.receive(store, 1)
-        assert store.forget(NS, id) is True
-        assert store.forget(NS, id) is False
+        assert store.forget(NS, id, now=T0 + 5, lease=LEASE) is True
+        assert store.forget(NS, id, now=T0 + 5, lease=LEASE) is False
         assert store.get(NS, id) is None
         assert store.claim(NS, id, now=T0 + 5, lease=LEASE, ttl=TTL).state == "new"
 

@@ -99,7 +99,7 @@ def test_an_evicting_server_is_refused_by_every_operation(
         lambda: store.get("ns", "evt_2"),
         lambda: store.query("ns", now=T0, status="failed"),
         lambda: store.reopen("ns", "evt_2", now=T0, lease=30),
-        lambda: store.forget("ns", "evt_2"),
+        lambda: store.forget("ns", "evt_2", now=T0, lease=30),
         lambda: store.purge("ns", now=T0),
     ]
     try:

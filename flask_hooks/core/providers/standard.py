@@ -131,7 +131,7 @@ class StandardWebhooks(HmacProvider):
             "data": outgoing_payload(outgoing),
         }
         body = dump(payload)
-        mac = base64.b64encode(key.mac(f"{outgoing.id}.{outgoing.timestamp}.".encode(), body)).decode("ascii")
+        mac = b64_text(key.mac(f"{outgoing.id}.{outgoing.timestamp}.".encode(), body))
         p = self.sign_prefix
         return SignedRequest(
             body=body,
