@@ -236,3 +236,29 @@ def test_rerunning_a_handler_keeps_the_reply_duplicates_get(make_app: Callable[.
     assert generic_post(client, payload).get_json() == {"answer": 42}
     hooks.inbox(app).replay("ord_1", handlers=["first"])
     assert generic_post(client, payload).get_json() == {"answer": 42}
+
+
+def test_a_failing_rerun_of_a_completed_delivery_leaves_the_others_done(
+    make_app: Callable[..., Flask], store_url: str
+) -> None:
+    hooks = Hooks(store=store_url)
+    runs: list[str] = []
+    broken = {"book": False}
+
+    def book(event: Event) -> None:
+        runs.append("book")
+        if broken["book"]:
+            raise RuntimeError("book bug")
+
+    hooks.on("payment", name="ledger.book")(book)
+    hooks.on("payment", name="billing.invoice")(lambda event: runs.append("invoice"))
+    app = make_app(hooks)
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}
+    broken["book"] = True
+    after = hooks.inbox(app).replay("evt_1", handlers=["ledger.book"])
+    assert after.status == "failed"
+    assert after.handlers == {"ledger.book": "failed", "billing.invoice": "succeeded"}
+    broken["book"] = False
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}  # the sender's retry
+    assert runs == ["book", "invoice", "book", "book"]  # invoice never twice

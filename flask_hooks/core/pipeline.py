@@ -98,8 +98,11 @@ class Rerun(NamedTuple):
     """A replay of some handlers only (``replay(handlers=[...])``)."""
 
     names: frozenset[str]
-    #: The reply a completed delivery had recorded: duplicates keep getting it.
+    #: Whether the delivery was completed; then its recorded reply stays the one duplicates get.
+    completed: bool = False
     reply: Reply | None = None
+    #: The chosen handlers that had succeeded: deferred, they are enqueued as jobs of their own.
+    again: frozenset[str] = frozenset()
 
 
 def _noop(_name: str, **_kwargs: Any) -> None:
@@ -199,21 +202,22 @@ class Pipeline:
         )
         # The store says, with the claim, whether the delivery was completed: `stored` may be
         # stale (a sender's retry may have completed it since it was read).
-        claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=handlers or ())
+        chosen = frozenset(handlers or ())
+        keep = [r.name for r in routes if r.name not in chosen] if handlers is not None else []
+        claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=chosen, keep=keep)
         if claim.state == "inflight":
             raise InFlight(after=claim.retry_after)
         if claim.state == "done":
             return Outcome(claim.outcome or "received")  # nothing to run, nothing changed
-        done, chosen = dict(claim.handlers), frozenset(handlers or ())
-        completed = bool(claim.outcome)  # every handler but those to re-run succeeded
-        if completed:
-            # The last handler has no mark of its own (the completion was its record): they
-            # stay succeeded, and the recorded reply stays the one duplicates get.
-            done.update({r.name: None for r in routes if r.name not in done and r.name not in chosen})
-        rerun = None if handlers is None else Rerun(chosen, claim.reply if completed else None)
+        # Completed: every handler but the chosen ones succeeded (reopen marked them, `keep`),
+        # and the recorded reply stays the one duplicates get. A chosen handler that succeeded
+        # before runs as a job of its own if deferred; one still owed keeps its queued job's.
+        completed = bool(claim.outcome)
+        again = chosen if completed else chosen & set(stored.handlers)
+        rerun = None if handlers is None else Rerun(chosen, completed, claim.reply, again)
+        marks, token = claim.handlers, claim.token
         outcome = self._guarded(
-            event,
-            lambda: self._held(event, routes, done, claim.token, run, notify, started, at=now, rerun=rerun),
+            event, lambda: self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)
         )
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
@@ -308,7 +312,8 @@ class Pipeline:
         owed = len(pending) < sum(r.name not in replies for r in routes)
         for position, route in enumerate(pending):
             try:
-                reply = self._run_one(route, event, token, run, rerun=token if rerun is not None else "")
+                again = rerun is not None and route.name in rerun.again
+                reply = self._run_one(route, event, token, run, rerun=token if again else "")
             except Exception as exc:
                 return self._failed(event, route, exc, token, ran, notify, started, at)
             replies[route.name] = reply
@@ -323,7 +328,7 @@ class Pipeline:
                 "event_handled", receiver=cfg.name, event=event, handlers=tuple(ran), deferred=tuple(deferred)
             )
             return Outcome("pending", event=event)
-        reply = rerun.reply if rerun is not None and rerun.reply is not None else first_reply(routes, replies)
+        reply = rerun.reply if rerun is not None and rerun.completed else first_reply(routes, replies)
         kind = "received" if routes else "ignored"
         word = "replayed" if event.replayed else kind
         cfg.store.complete(

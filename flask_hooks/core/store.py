@@ -301,7 +301,16 @@ class DedupeStore(ABC):
         """
 
     @abstractmethod
-    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
+    def reopen(
+        self,
+        ns: str,
+        id: str,
+        *,
+        now: float,
+        lease: float,
+        rerun: Collection[str] = (),
+        keep: Collection[str] = (),
+    ) -> Claim:
         """Claim a kept delivery for a replay, in one step with reading its state.
 
         A completed delivery with nothing to ``rerun`` is left alone:
@@ -310,7 +319,10 @@ class DedupeStore(ABC):
         ``new``; for a delivery that was completed, it carries the recorded
         ``reply`` and ``outcome`` (every handler but those of ``rerun``
         succeeded), which a replay decides on: a snapshot read before could
-        be stale, a sender's retry may have completed it since.
+        be stale, a sender's retry may have completed it since. For a
+        completed delivery, each handler of ``keep`` (those not re-run) gets
+        a mark where it has none (the last one's record was the completion),
+        so a re-run that fails leaves them done.
         ``inflight`` while someone holds it; :class:`LookupError` when
         nothing is kept under ``id``.
         """

@@ -25,9 +25,12 @@ from ..core.event import Event, Headers, header_pairs
 
 log = logging.getLogger("flask_hooks")
 
-#: The Celery task name and the version of the job format.
+#: The Celery task name and the version of the job format: 2 for a job that re-runs a
+#: handler (``Job.rerun``), which a worker of version 1 would take for a duplicate of the
+#: handler's first job and skip; it refuses version 2 loudly instead. Other jobs stay 1.
 TASK_NAME = "flask_hooks.run_deferred"
 JOB_VERSION = 1
+RERUN_JOB_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         e = self.event
         return {
-            "v": JOB_VERSION,
+            "v": RERUN_JOB_VERSION if self.rerun else JOB_VERSION,
             "handler": self.handler,
             "receiver": e.receiver,
             "id": e.id,
@@ -72,7 +75,7 @@ class Job:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
-        if data.get("v") != JOB_VERSION:
+        if data.get("v") not in (JOB_VERSION, RERUN_JOB_VERSION):
             raise HookError(f"unknown deferred job format {data.get('v')!r}")
         event = Event(
             id=str(data["id"]),

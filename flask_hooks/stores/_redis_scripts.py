@@ -208,7 +208,8 @@ return 1
 """
 )
 
-# KEYS: d, b, a. ARGV: now, token, lease_until, horizon, lease_ms, handlers to rerun...
+# KEYS: d, b, a. ARGV: now, token, lease_until, horizon, lease_ms, n, the n handlers to
+# rerun, then the handlers to keep (marked, for a completed delivery).
 REOPEN = (
     _EXPIRE
     + _MARKS
@@ -220,8 +221,12 @@ local now, lease_until = tonumber(ARGV[1]), tonumber(rec[2])
 if rec[1] == 'inflight' and lease_until > now and lease_until <= tonumber(ARGV[4]) then
   return {'inflight', rec[2]}
 end
-if rec[1] == 'done' and #ARGV < 6 then return {'done', rec[5] or '', rec[6] or ''} end
-for i = 6, #ARGV do redis.call('HDEL', d, 'h:' .. ARGV[i]) end
+local reruns = tonumber(ARGV[6])
+if rec[1] == 'done' and reruns == 0 then return {'done', rec[5] or '', rec[6] or ''} end
+for i = 7, 6 + reruns do redis.call('HDEL', d, 'h:' .. ARGV[i]) end
+if rec[1] == 'done' then  -- the handlers not re-run succeeded: marked where they were not
+  for i = 7 + reruns, #ARGV do redis.call('HSETNX', d, 'h:' .. ARGV[i], '') end
+end
 redis.call('HSET', d, 'state', 'inflight', 'token', ARGV[2], 'lease_until', ARGV[3],
            'status', 'in-flight')
 if tonumber(rec[3]) < tonumber(ARGV[3]) then  -- a sender's retry waits for the replay

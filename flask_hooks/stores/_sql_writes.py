@@ -295,7 +295,15 @@ def append(
     return number
 
 
-def reopen(cursor: DriverCursor, ns: str, id: str, now: float, lease: float, rerun: frozenset[str]) -> Claim:
+def reopen(
+    cursor: DriverCursor,
+    ns: str,
+    id: str,
+    now: float,
+    lease: float,
+    rerun: frozenset[str],
+    keep: frozenset[str],
+) -> Claim:
     cursor.begin()
     found = cursor.row(_READ_STATE, _key(ns, id))
     row = None if found is None else _State._make(found)
@@ -307,6 +315,8 @@ def reopen(cursor: DriverCursor, ns: str, id: str, now: float, lease: float, rer
     if row.state == "done" and not rerun:
         return Claim("done", reply=prior[0], outcome=row.outcome)
     handlers = {k: v for k, v in decode_handlers(row.handlers).items() if k not in rerun}
+    if row.state == "done":
+        handlers.update({k: None for k in keep if k not in handlers and k not in rerun})
     token, until = new_token(), now + lease
     values = {"state": "inflight", "token": token, "lease_until": until, "status": "in-flight"}
     values.update(expires_at=max(row.expires_at, until), retained_until=max(row.retained_until, until))

@@ -174,7 +174,15 @@ def query(db: sqlite3.Cursor, *args: Any) -> list[Stored]:
     return [_stored(row) for row in db.execute(sql, params).fetchall()]
 
 
-def reopen(db: sqlite3.Cursor, ns: str, id: str, now: float, lease: float, rerun: Collection[str]) -> Claim:
+def reopen(
+    db: sqlite3.Cursor,
+    ns: str,
+    id: str,
+    now: float,
+    lease: float,
+    rerun: Collection[str],
+    keep: Collection[str],
+) -> Claim:
     row = db.execute(
         "SELECT state, lease_until, handlers, kept, reply, outcome FROM hooks_deliveries"
         " WHERE ns = ? AND id = ?",
@@ -189,6 +197,8 @@ def reopen(db: sqlite3.Cursor, ns: str, id: str, now: float, lease: float, rerun
     if state == "done" and not rerun:
         return Claim("done", reply=prior[0], outcome=outcome)
     handlers = {k: v for k, v in decode_handlers(raw).items() if k not in rerun}
+    if state == "done":
+        handlers.update({k: None for k in keep if k not in handlers and k not in rerun})
     token, until = new_token(), now + lease
     db.execute(
         "UPDATE hooks_deliveries SET state = 'inflight', token = ?, lease_until = ?, status = 'in-flight',"

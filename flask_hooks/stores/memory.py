@@ -253,7 +253,16 @@ class MemoryStore(DedupeStore):
                         break
         return found
 
-    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
+    def reopen(
+        self,
+        ns: str,
+        id: str,
+        *,
+        now: float,
+        lease: float,
+        rerun: Collection[str] = (),
+        keep: Collection[str] = (),
+    ) -> Claim:
         key = (ns, id)
         with self._lock:
             rec = self._records.get(key)
@@ -265,6 +274,9 @@ class MemoryStore(DedupeStore):
                 return Claim("done", reply=rec.reply, outcome=rec.outcome)
             prior = (rec.reply, rec.outcome) if rec.state == "done" else (None, "")
             handlers = tuple((k, v) for k, v in rec.handlers if k not in rerun)
+            if rec.state == "done":
+                marked = {k for k, _ in handlers}
+                handlers += tuple((k, None) for k in keep if k not in marked and k not in rerun)
             token = new_token()
             self._records[key] = rec._replace(
                 state="inflight",

@@ -359,9 +359,19 @@ class RedisStore(DedupeStore):
                 break
         return found
 
-    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
+    def reopen(
+        self,
+        ns: str,
+        id: str,
+        *,
+        now: float,
+        lease: float,
+        rerun: Collection[str] = (),
+        keep: Collection[str] = (),
+    ) -> Claim:
         token = new_token()
-        args = [repr(now), token, repr(now + lease), repr(now + lease + CLOCK_SKEW), _ms(lease), *rerun]
+        stamps = [repr(now), token, repr(now + lease), repr(now + lease + CLOCK_SKEW), _ms(lease)]
+        args = [*stamps, len(rerun), *rerun, *keep]
         out = self._call(self._reopen, self._keys(ns, id), args)
         if _text(out[0]) == "missing":
             raise LookupError(id)

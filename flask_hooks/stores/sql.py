@@ -329,8 +329,17 @@ class SqlStore(DedupeStore):
         query = inbox_query(ns, now, status, type, since, until, before, limit)
         return [stored(row) for row in self._read(ns, lambda conn: conn.execute(query).all())]
 
-    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
-        return self._write(ns, writes.reopen, ns, id, now, lease, frozenset(rerun))
+    def reopen(
+        self,
+        ns: str,
+        id: str,
+        *,
+        now: float,
+        lease: float,
+        rerun: Collection[str] = (),
+        keep: Collection[str] = (),
+    ) -> Claim:
+        return self._write(ns, writes.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep))
 
     def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         read = sa.select(d.c.state, d.c.lease_until).where(key(ns, id)).with_for_update()

@@ -305,8 +305,17 @@ class SqliteStore(Connections, DedupeStore):
     ) -> list[Stored]:
         return self._read(inbox.query, ns, now, status, type, since, until, before, limit)
 
-    def reopen(self, ns: str, id: str, *, now: float, lease: float, rerun: Collection[str] = ()) -> Claim:
-        return self._write(inbox.reopen, ns, id, now, lease, frozenset(rerun), durable=False)
+    def reopen(
+        self,
+        ns: str,
+        id: str,
+        *,
+        now: float,
+        lease: float,
+        rerun: Collection[str] = (),
+        keep: Collection[str] = (),
+    ) -> Claim:
+        return self._write(inbox.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep), durable=False)
 
     def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         return self._write(inbox.forget, ns, id, now, lease)

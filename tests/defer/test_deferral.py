@@ -300,3 +300,32 @@ def test_an_operator_rerunning_a_deferred_handler_runs_it_once_more(
         assert perform(queue.jobs[1]) == "duplicate"  # ...once, however often the queue delivers it
         assert perform(queue.jobs[0]) == "duplicate"
     assert calls == ["charge evt_1", "charge evt_1"]
+
+
+def test_a_rerun_job_is_a_version_old_workers_refuse(build: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    with app.app_context():
+        perform(queue.jobs[0])
+    hooks.inbox(app).replay("evt_1", handlers=[f"{__name__}.charge"])
+    assert [job["v"] for job in queue.jobs] == [1, 2]  # a worker of 0.1 would skip a rerun as done
+    assert Job.from_json(queue.jobs[0]).rerun == "" and not Job.from_json(queue.jobs[0]).event.replayed
+
+
+def test_naming_an_owed_deferred_handler_keeps_its_queued_job_s_record(
+    build: Callable[..., Flask], store: LosingStore, clock: ManualClock
+) -> None:
+    """Owed (enqueued, but the delivery never completed): the replay's job and the one still
+    queued are the same run, so the worker runs the handler once for both."""
+    queue = ListQueue()
+    app = build((audit, None), (charge, queue))
+    store.fail_next_complete = True
+    assert send(app).status_code == 503  # charge was enqueued, the completion was lost
+    clock.advance(Hooks().receiver(app).settings.lease + 1)
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    hooks.inbox(app).replay("evt_1", handlers=[f"{__name__}.charge"])
+    with app.app_context():
+        assert [perform(job) for job in queue.jobs] == ["handled", "duplicate"]
+    assert calls.count("charge evt_1") == 1

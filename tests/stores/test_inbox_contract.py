@@ -266,6 +266,20 @@ class InboxContract:
         retry = store.reopen(NS, "evt_2", now=T0 + 5, lease=LEASE)
         assert (retry.state, retry.outcome, retry.reply) == ("new", "", None)
 
+    def test_reopen_marks_the_handlers_a_completed_delivery_keeps(self, store: DedupeStore) -> None:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL, keep=kept(1))
+        store.mark(NS, "evt_1", claim.token, "first", Reply(200, b"1"), now=T0)
+        store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=TTL)
+        again = store.reopen(NS, "evt_1", now=T0 + 5, lease=LEASE, rerun={"second"}, keep={"first", "last"})
+        assert dict(again.handlers) == {"first": Reply(200, b"1"), "last": None}
+        store.release(NS, "evt_1", again.token, now=T0 + 6)  # the re-run failed
+        retry = store.claim(NS, "evt_1", now=T0 + 7, lease=LEASE, ttl=TTL)
+        assert (retry.state, set(retry.handlers)) == ("new", {"first", "last"})  # runs "second" only
+        failed = store.claim(NS, "evt_2", now=T0, lease=LEASE, ttl=TTL, keep=kept(2))
+        store.release(NS, "evt_2", failed.token, now=T0)
+        owed = store.reopen(NS, "evt_2", now=T0 + 5, lease=LEASE, rerun={"a"}, keep={"b"})
+        assert dict(owed.handlers) == {}  # not completed: "b" did not succeed
+
     # Forget -------------------------------------------------------------------------
 
     def test_forget_refuses_a_delivery_a_live_claim_holds(self, store: DedupeStore) -> None:
