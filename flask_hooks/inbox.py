@@ -204,14 +204,11 @@ class Inbox:
         Raises :class:`LookupError` for an unknown id and
         :class:`~flask_hooks.InFlight` while the delivery is claimed.
         """
-        if isinstance(handlers, str):
-            raise TypeError("handlers: a list of handler names, not one string")
         stored = self._stored(id)
         if stored is None:
             raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
-        chosen = None if handlers is None else list(handlers)
         outcome = self._in_app(
-            lambda: self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=chosen)
+            lambda: self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=handlers)
         )
         if outcome.kind == "unavailable" and outcome.error is not None:
             raise outcome.error

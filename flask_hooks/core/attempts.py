@@ -13,13 +13,13 @@ from urllib.parse import quote, quote_plus
 
 from .errors import StoreUnavailable
 from .event import Event
+from .inbox import REDACTED
 from .store import DedupeStore, LogEntry
 
 log = logging.getLogger("flask_hooks")
 
 #: How much of a failure's traceback an attempt keeps.
 MAX_ERROR = 8192
-REDACTED = "[redacted]"
 
 
 def log_entry(
@@ -60,7 +60,11 @@ def log_entry(
 
 def error_text(error: BaseException, secrets: Iterable[str] = ()) -> str:
     """Type, message and traceback, at most :data:`MAX_ERROR` characters, ``secrets`` blanked."""
-    return scrub("".join(traceback.format_exception(error)), secrets)[-MAX_ERROR:]
+    return scrub(_traceback(error), secrets)[-MAX_ERROR:]
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
 
 
 def field_values(payload: Any, names: Collection[str]) -> list[str]:
@@ -165,9 +169,10 @@ def log_failure(message: str, error: BaseException, event: Event, provider: Any)
     """Log a handler's exception with its traceback; blanked, without ``exc_info``, when it
     quotes one of the payload's credential fields (``provider.redacted_fields``)."""
     secrets = field_values(event.payload, provider.redacted_fields)
-    text = error_text(error, secrets) if secrets else ""
-    if secrets and text != error_text(error):
-        log.error("%s\n%s", message, text.rstrip())
+    full = _traceback(error) if secrets else ""
+    blanked = scrub(full, secrets)
+    if blanked != full:
+        log.error("%s\n%s", message, blanked.rstrip())
     else:
         log.error("%s", message, exc_info=error)
 

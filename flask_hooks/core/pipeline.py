@@ -309,7 +309,8 @@ class Pipeline:
         ran: list[str] = []
         deferred: list[str] = []
         pending = [r for r in routes if r.name not in replies and (rerun is None or r.name in rerun.names)]
-        owed = len(pending) < sum(r.name not in replies for r in routes)
+        # Only a replay of some handlers can leave others owed; a delivery never does.
+        owed = rerun is not None and len(pending) < sum(r.name not in replies for r in routes)
         for position, route in enumerate(pending):
             try:
                 again = rerun is not None and route.name in rerun.again
