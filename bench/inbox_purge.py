@@ -12,8 +12,8 @@ or until a wall-clock cap, in three ways:
 
 - reference: the same file with the workers' clock 60 days back, when
   nothing has expired yet: the same file and size, nothing to purge;
-- automatic: the store's own sweep, which every 256th completion runs
-  after its commit (up to 1024 rows, in transactions of 64), so the
+- automatic: the store's own sweep, which every 64th log line's completion
+  runs after its commit (up to 128 rows, in transactions of 64), so the
   completion that runs it answers later: its wall time counts as a stall;
 - explicit: the automatic sweep plus a fifth process running
   ``store.purge()`` in a loop, as ``flask hooks purge --older-than 7d`` does.

@@ -40,7 +40,7 @@ def deliver_new(
     """Claim and complete ``count`` new ids, as a receiver does, until ``stop`` (``perf_counter``).
 
     The wall time of each claim and of each completion (which includes the
-    sweep of expired rows that every 256th completion runs).
+    sweep of expired rows that the completion of every 64th log line runs).
     """
     claims, completions = [], []
     for i in range(count):

@@ -198,6 +198,10 @@ class Connections:
             return True
         return (st.st_dev, st.st_ino) != file
 
+    def checkpoint(self) -> None:
+        """A passive checkpoint now, after a write much larger than a delivery's (a purge batch)."""
+        self._checkpoint(self._conn().relaxed)
+
     @staticmethod
     def _checkpoint(cur: sqlite3.Cursor) -> None:
         """Copy the WAL back into the database, outside the writers' lock.

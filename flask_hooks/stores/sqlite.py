@@ -44,8 +44,8 @@ log = logging.getLogger("flask_hooks")
 _PURGE_EVERY = 64
 _PURGE_BATCH = 64
 _SWEEP_MAX = 2 * _PURGE_EVERY
-#: An explicit purge of many rows, after each full batch, leaves the writers' lock alone
-#: this many times as long as the batch took, so receivers keep most of it.
+#: An explicit purge of many rows, after each full batch, checkpoints and leaves the
+#: writers' lock alone this many times as long as both took, so receivers keep most of it.
 _PURGE_PAUSE = 4.0
 
 _INSERT_NEW = (
@@ -326,8 +326,9 @@ class SqliteStore(Connections, DedupeStore):
     def _purge(
         self, ns: str | None, now: float, received_before: float | None, limit: int, *, pause: float = 0.0
     ) -> int:
-        """Up to ``limit`` rows in transactions of ``_PURGE_BATCH``, so writers get in between,
-        and ``pause`` times as long as each full one took before the next."""
+        """Up to ``limit`` rows in transactions of ``_PURGE_BATCH``, so writers get in between;
+        with a ``pause`` (an explicit purge), each full one is checkpointed, then the lock left
+        alone ``pause`` times as long as both took."""
         removed = 0
         while removed < limit:
             batch = min(_PURGE_BATCH, limit - removed)
@@ -338,6 +339,11 @@ class SqliteStore(Connections, DedupeStore):
             if done < batch:
                 break
             if pause:
+                # A batch's rows are scattered over the file: about 100 pages, what ten kept
+                # deliveries write. Copied back at once, outside the lock, so a long purge
+                # never takes the WAL to SQLite's own checkpoint, which runs inside a commit
+                # and holds every writer through the database's fsync (60-140 ms seen).
+                self.checkpoint()
                 time.sleep(pause * (time.monotonic() - started))
         return removed
 

@@ -188,3 +188,30 @@ def test_an_explicit_purge_leaves_the_lock_alone_between_its_batches(tmp_path: P
     (begin1, commit1), (begin2, _) = spans
     assert begin2 - commit1 >= sqlite_store._PURGE_PAUSE * (commit1 - begin1)
     store.close()
+
+
+def wal_bytes(path: str) -> int:
+    return os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0
+
+
+def test_a_long_purge_never_lets_the_wal_grow_to_sqlites_own_checkpoint(tmp_path: Path) -> None:
+    """A purge batch writes as much as ten deliveries: each full one is copied back outside the
+    lock, so the WAL restarts, rather than growing until SQLite checkpoints inside a commit
+    (every writer then waits for the database's fsync)."""
+    path = str(tmp_path / "hooks.sqlite3")
+    store = SqliteStore(path)
+    batch = sqlite_store._PURGE_BATCH
+    for n in range(11 * batch):
+        deliver(store, f"old_{n:05d}", kept(n, retention=60), T0)
+    side = sqlite3.connect(path)
+    try:
+        side.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert store.purge(NS, now=T0 + 3600, limit=batch) == batch
+        one = wal_bytes(path)
+        side.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert store.purge(NS, now=T0 + 3600, limit=10 * batch) == 10 * batch
+        ten = wal_bytes(path)
+    finally:
+        side.close()
+    assert one > 0 and ten <= 2 * one, (one, ten)
+    store.close()
