@@ -342,7 +342,7 @@ class SqliteStore(Connections, DedupeStore):
                 # A batch's rows are scattered over the file: about 100 pages, what ten kept
                 # deliveries write. Copied back at once, outside the lock, so a long purge
                 # never takes the WAL to SQLite's own checkpoint, which runs inside a commit
-                # and holds every writer through the database's fsync (60-140 ms seen).
+                # and holds every writer through the database's fsync.
                 self.checkpoint()
                 time.sleep(pause * (time.monotonic() - started))
         return removed
