@@ -191,6 +191,42 @@ def test_a_credential_quoted_by_a_handler_s_exception_is_blanked(
     assert secret not in entry.error
 
 
+@pytest.mark.parametrize(
+    ("header", "value", "hidden"),
+    [
+        ("Authorization", "Bearer auth-token-789", "auth-token-789"),
+        ("Proxy-Authorization", "Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("Cookie", "theme=light; session=cookie-value-321", "cookie-value-321"),
+    ],
+)
+def test_a_credential_header_quoted_by_a_handler_s_exception_is_blanked(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture, header: str, value: str, hidden: str
+) -> None:
+    """The inbox shows such headers as ``[redacted]``: the traceback beside them must not
+    show them either, whole or the credential alone (after ``Bearer``, a cookie's value)."""
+    hooks = Hooks(store="memory://")
+
+    @hooks.on("*")
+    def handler(event: Event) -> None:
+        given = event.headers[header]
+        raise ValueError(f"refused {given!r}, credential {given.partition(' ')[2] or given}")
+
+    app = make_app(hooks)
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        client = app.test_client(use_cookies=False)  # else it sends its own jar's Cookie header
+        response = generic_post(client, {"id": "evt_h", "type": "a.b"}, **{header: value})
+    assert response.status_code == 500
+    assert caplog.records and all(hidden not in r.getMessage() for r in caplog.records)
+    assert all(r.exc_info is None for r in caplog.records if "handler" in r.getMessage())
+    delivery = hooks.inbox(app).get("evt_h")
+    assert delivery is not None and dict(delivery.headers)[header] == "[redacted]"
+    [attempt] = delivery.attempts
+    assert "ValueError" in attempt.error and "[redacted]" in attempt.error
+    assert hidden not in attempt.error
+    [entry] = hooks.receiver(app).store.deliveries(hooks.receiver(app).ns)
+    assert hidden not in entry.error
+
+
 class StaleReads:
     """A store whose ``get`` returns what it read first: a replay deciding on an old snapshot."""
 

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from .errors import StoreUnavailable
-from .event import Event
-from .inbox import REDACTED
+from .event import Event, header_pairs
+from .inbox import REDACTED, REDACTED_HEADERS
 from .store import DedupeStore, LogEntry
 
 log = logging.getLogger("flask_hooks")
@@ -33,16 +33,16 @@ def log_entry(
     error: BaseException | None = None,
     failed: str = "",
     at: float | None = None,
-    masked: Collection[str] = (),
+    secrets: Iterable[str] = (),
 ) -> LogEntry:
     """The attempt for ``event``; ``started`` is a ``perf_counter`` reading.
 
     ``error`` becomes the operators' text (type, message, traceback); it
-    is stored, never sent to the sender, and the values of the payload's
-    ``masked`` fields (credentials) are blanked in it.
+    is stored, never sent to the sender, and ``secrets`` (the delivery's
+    :func:`credentials`) are blanked in it.
     """
     e, duration = event, time.perf_counter() - started
-    text = error_text(error, field_values(e.payload, masked)) if error is not None else ""
+    text = error_text(error, secrets) if error is not None else ""
     return LogEntry(
         e.id,
         e.type,
@@ -65,6 +65,27 @@ def error_text(error: BaseException, secrets: Iterable[str] = ()) -> str:
 
 def _traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))
+
+
+def credentials(event: Event, provider: Any) -> list[str]:
+    """What a handler's exception must not show of ``event``: the payload's credential
+    fields (``provider.redacted_fields``) and the headers the inbox redacts
+    (``Authorization``, ``Cookie``, ``provider.redacted_headers``), each value whole,
+    its credential after a scheme (``Bearer <token>``) and each cookie's value."""
+    found = field_values(event.payload, provider.redacted_fields)
+    hidden = REDACTED_HEADERS | {name.lower() for name in provider.redacted_headers}
+    for name, value in header_pairs(event.headers):
+        if name.lower() in hidden:
+            found += _header_secrets(name.lower(), value.strip())
+    return found
+
+
+def _header_secrets(name: str, value: str) -> list[str]:
+    if name == "cookie":
+        parts = [pair.partition("=")[2].strip() for pair in value.split(";")]
+    else:
+        parts = [value.partition(" ")[2].strip()]
+    return [text for text in (value, *parts) if text]
 
 
 def field_values(payload: Any, names: Collection[str]) -> list[str]:
@@ -165,10 +186,9 @@ def _quoted(word: str) -> Iterator[str]:
     yield quote(word)
 
 
-def log_failure(message: str, error: BaseException, event: Event, provider: Any) -> None:
+def log_failure(message: str, error: BaseException, secrets: Collection[str]) -> None:
     """Log a handler's exception with its traceback; blanked, without ``exc_info``, when it
-    quotes one of the payload's credential fields (``provider.redacted_fields``)."""
-    secrets = field_values(event.payload, provider.redacted_fields)
+    quotes one of ``secrets`` (the delivery's :func:`credentials`)."""
     full = _traceback(error) if secrets else ""
     blanked = scrub(full, secrets)
     if blanked != full:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .answer import Outcome, answer
-from .attempts import log_entry, log_failure, log_quietly
+from .attempts import credentials, log_entry, log_failure, log_quietly
 from .clock import Clock
 from .deferral import hand_over
 from .errors import (
@@ -384,6 +384,7 @@ class Pipeline:
         error: HookError
         if isinstance(exc, LeaseLost):
             raise exc  # an atomic handler rolled back: another worker owns the delivery
+        secrets = credentials(event, cfg.provider)
         if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
             error, kind = exc, "retry"
         elif isinstance(exc, Declined):
@@ -396,11 +397,11 @@ class Pipeline:
             )
             error, kind = exc, "error"
         else:
-            log_failure(f"handler {route.name} failed on {cfg.name} {event.id}", exc, event, cfg.provider)
+            log_failure(f"handler {route.name} failed on {cfg.name} {event.id}", exc, secrets)
             error, kind = HookError("handler failed"), "error"
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
         entry = log_entry(event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name,
-                          at=at, masked=cfg.provider.redacted_fields)  # fmt: skip
+                          at=at, secrets=secrets)  # fmt: skip
         try:
             cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
         except StoreUnavailable:

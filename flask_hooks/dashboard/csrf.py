@@ -1,11 +1,13 @@
-"""CSRF tokens for the dashboard's forms, signed with itsdangerous.
+"""CSRF tokens for the dashboard's forms, and the ids its redirects name, signed with itsdangerous.
 
 A token is a random per-session value signed with a timestamp by an
 :class:`~itsdangerous.URLSafeTimedSerializer` keyed by the app's
 ``SECRET_KEY`` (and ``SECRET_KEY_FALLBACKS``, as Flask's session does).
 It is valid for :data:`MAX_AGE` seconds and only in the session that
 received it, so a token copied out of one operator's page does not work
-in another browser.
+in another browser. An id a redirect carries to the page it names (a
+forget's "Forgot 'evt_1'") is signed too, so a link cannot make that page
+say anything else.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import secrets
 from flask import current_app, session
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-#: Separates these signatures from every other use of ``SECRET_KEY``.
+#: Separate these signatures from every other use of ``SECRET_KEY``, and from each other.
 SALT = "flask-hooks.dashboard.csrf"
+SUBJECT_SALT = "flask-hooks.dashboard.subject"
 #: Where the per-session value lives.
 SESSION_KEY = "_flask_hooks_csrf"
 #: The form field that carries the token.
@@ -26,13 +29,13 @@ FIELD = "csrf_token"
 MAX_AGE = 4 * 3600
 
 
-def _serializer() -> URLSafeTimedSerializer:
+def _serializer(salt: str = SALT) -> URLSafeTimedSerializer:
     app = current_app
     if not app.secret_key:
         # init_app refuses an app without one; this is an app that lost it afterwards.
         raise RuntimeError("the hooks dashboard needs SECRET_KEY to sign its CSRF tokens")
     keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key]  # newest last
-    return URLSafeTimedSerializer(keys, salt=SALT)
+    return URLSafeTimedSerializer(keys, salt=salt)
 
 
 def token() -> str:
@@ -55,3 +58,17 @@ def valid(candidate: object) -> bool:
     except BadData:
         return False
     return isinstance(value, str) and hmac.compare_digest(value, expected)
+
+
+def signed_subject(id: str) -> str:
+    """``id`` signed, for the query string of a redirect that names it."""
+    return _serializer(SUBJECT_SALT).dumps(id)
+
+
+def subject(candidate: str) -> str | None:
+    """The id :func:`signed_subject` signed at most :data:`MAX_AGE` seconds ago, else None."""
+    try:
+        value = _serializer(SUBJECT_SALT).loads(candidate, max_age=MAX_AGE)
+    except BadData:
+        return None
+    return value if isinstance(value, str) else None

@@ -37,16 +37,16 @@ class Filters(NamedTuple):
 
     @classmethod
     def from_args(cls, args: Mapping[str, str], receivers: Mapping[str, Receiver]) -> Filters:
-        def arg(name: str) -> str | None:
-            value = args.get(name, "").strip()
-            return value or None
+        def arg(name: str, *, exact: bool = False) -> str | None:
+            value = args.get(name, "")
+            return (value if exact else value.strip()) or None
 
         receiver, status = arg("receiver"), arg("status")
         if receiver is not None and receiver not in receivers:
             raise BadQuery(f"no receiver named {receiver!r}")
         if status is not None and status not in STATUSES:
             raise BadQuery(f"status must be one of {', '.join(STATUSES)}")
-        return cls(receiver, status, arg("type"), arg("id"))
+        return cls(receiver, status, arg("type"), arg("id", exact=True))  # ids may hold blanks
 
     def args(self) -> dict[str, str]:
         """The filters as query-string arguments (for the next page's link)."""

@@ -4,7 +4,8 @@
 JavaScript: a ``GET`` shows what will happen and a form, whose ``POST``
 (with the CSRF token) does it and redirects (303) to a page that shows
 the result. The message is chosen by a fixed word in the query string
-(plus the id after a forget), so a link cannot make a page say anything else.
+(plus the id after a forget, signed), so a link cannot make a page say
+anything else.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def _not_shown(exc: NotShown) -> ResponseReturnValue:
 def _guard() -> ResponseReturnValue | None:
     if _state().allow() is not True:
         return Response(_REFUSED, 403, mimetype="text/html")
-    if request.method not in ("GET", "HEAD") and not csrf.valid(request.form.get(csrf.FIELD)):
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not csrf.valid(request.form.get(csrf.FIELD)):
         return _message(
             "This form has expired or did not come from this dashboard, so nothing was changed."
             " Go back, reload the page and try again.",
@@ -126,8 +127,10 @@ def index() -> ResponseReturnValue:
     if found.next is not None:
         older = url_for(".index", **{**keep, **found.next.args()})
     notice = None
-    subject = request.args.get("subject", "")
-    if request.args.get("done") == "forgotten":
+    subject = csrf.subject(request.args.get("subject", ""))
+    if subject is None:
+        pass  # no forget redirected here (or the link was made up)
+    elif request.args.get("done") == "forgotten":
         notice = Notice("ok", f"Forgot {subject!r}: the sender's next redelivery is processed afresh.")
     elif request.args.get("done") == "gone":
         notice = Notice("warn", f"Nothing was kept under {subject!r}.")
@@ -273,7 +276,7 @@ def forget() -> ResponseReturnValue:
     except StoreUnavailable:
         return _message("Not forgotten: the store is not answering; try again shortly.", 503)
     done = "forgotten" if gone else "gone"
-    return redirect(url_for(".index", done=done, subject=d.id), 303)
+    return redirect(url_for(".index", done=done, subject=csrf.signed_subject(d.id)), 303)
 
 
 #: The refusal: a page of its own, with an icon link so a browser asks for no favicon.

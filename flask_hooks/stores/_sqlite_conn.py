@@ -170,13 +170,7 @@ class Connections:
             self._drop()
             raise StoreUnavailable() from exc
         if replaced:
-            log.error(
-                "the SQLite file at %s was replaced or removed while in use: answering 503 and"
-                " opening the file now at that path (stop the app before moving or restoring it)",
-                self.path,
-            )
-            self._drop()
-            self._local = threading.local()  # every other thread reconnects on its next call too
+            self._reopen()
             raise StoreUnavailable()
         self._commits += 1
         if self._commits % _CHECKPOINT_EVERY == 0:
@@ -222,11 +216,24 @@ class Connections:
                 with suppress(sqlite3.Error):
                     each.connection.close()
 
+    def _reopen(self) -> None:
+        """The file at ``path`` is not the one opened: every thread opens that one next."""
+        log.error(
+            "the SQLite file at %s was replaced or removed while in use: opening the file now at"
+            " that path (stop the app before moving or restoring it)",
+            self.path,
+        )
+        self._drop()
+        self._local = threading.local()  # every other thread reconnects on its next call too
+
     def _read(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(cursor, *args)`` outside any transaction: one WAL snapshot per statement."""
+        """``work(cursor, *args)`` outside any transaction: one WAL snapshot per statement,
+        of the file now at ``path`` (not what a replaced one held)."""
         try:
+            if self._replaced(self._conn().file):
+                self._reopen()
             return work(self._cursor(), *args)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable() from exc
 
     def close(self) -> None:

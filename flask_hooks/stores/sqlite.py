@@ -315,7 +315,11 @@ class SqliteStore(Connections, DedupeStore):
         rerun: Collection[str] = (),
         keep: Collection[str] = (),
     ) -> Claim:
-        return self._write(inbox.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep), durable=False)
+        # Fenced like a claim: a replay taken in a replaced file would run handlers that the
+        # sender's retry, claiming in the new file, runs again.
+        return self._write(
+            inbox.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep), durable=False, fenced=True
+        )
 
     def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         return self._write(inbox.forget, ns, id, now, lease)

@@ -122,3 +122,12 @@ def test_a_key_removed_after_init_app_is_a_clear_error(make_app: Callable[..., F
     with pytest.raises(RuntimeError, match="needs SECRET_KEY"):
         client.post("/hooks/delivery/forget", data=form)
     assert hooks.inbox(app).get("evt_1") is not None
+
+
+@pytest.mark.parametrize("path", ["/hooks/", "/hooks/delivery/replay", "/hooks/delivery/forget"])
+def test_options_is_answered_not_refused_as_a_form(failed: Shop, path: str) -> None:
+    """OPTIONS changes nothing: Flask's own answer, with the methods allowed."""
+    answer = failed.admin().options(path)
+    assert answer.status_code == 200
+    assert "GET" in answer.headers["Allow"]
+    assert b"has expired" not in answer.data

@@ -54,6 +54,9 @@ def test_filters(shop: Shop) -> None:
     assert ids(client.get("/hooks/?id=ord_1&receiver=hooks&status=received")) == ["ord_1"]
     assert ids(client.get("/hooks/?id=ord_2&status=received")) == []
     assert ids(client.get("/hooks/?receiver=&status=&type=&id=")) != []  # empty fields: no filter
+    shop.post({"id": " ord_4\t", "type": "order.created"})  # a sender's id, blanks and all
+    assert ids(client.get("/hooks/", query_string={"id": " ord_4\t"})) == [" ord_4\t"]
+    assert ids(client.get("/hooks/", query_string={"id": "\t"})) == []  # not "no filter"
     empty = client.get("/hooks/?type=nothing.*")
     assert b"No deliveries match these filters" in empty.data
     form = empty.get_data(as_text=True)
@@ -143,3 +146,4 @@ def test_a_store_that_is_down_is_said_not_hidden(tmp_path: Any) -> None:
     assert page.status_code == 200
     assert b"is not answering" in page.data
     assert ids(page) == []
+    assert b"are kept yet" not in page.data and b"No deliveries could be read" in page.data

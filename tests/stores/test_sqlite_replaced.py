@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from flask_hooks.core.errors import StoreUnavailable
+from flask_hooks.core.inbox import Kept
 from flask_hooks.stores.sqlite import SqliteStore
 
 T0 = 1_700_000_000.0
@@ -124,3 +125,35 @@ def test_a_claim_into_a_replaced_file_is_refused_before_any_handler_runs(
         store.claim(NS, "evt_2", now=T0, lease=30, ttl=60)
     assert store.claim(NS, "evt_2", now=T0, lease=30, ttl=60).state == "new"  # in the new file
     assert state(store.path, "evt_2") == "inflight"
+
+
+def deliver_kept(store: SqliteStore, id: str) -> None:
+    keep = Kept("a.b", b'{"n": 1}', (("Content-Type", "application/json"),), T0, 0, 86400)
+    claim = store.claim(NS, id, now=T0, lease=30, ttl=60, keep=keep)
+    store.release(NS, id, claim.token, now=T0)  # its handler failed: an operator will replay it
+
+
+@pytest.mark.parametrize("replace", [rm, rm_all, mv_and_create])
+def test_a_replay_into_a_replaced_file_is_refused_before_any_handler_runs(
+    store: SqliteStore, replace: Callable[[str], None]
+) -> None:
+    """As a claim: the replay's handlers would run, and again on the sender's retry into the
+    new file, which knows nothing of the delivery."""
+    deliver_kept(store, "evt_1")
+    replace(store.path)
+    with pytest.raises(StoreUnavailable):
+        store.reopen(NS, "evt_1", now=T0 + 1, lease=30)
+    with pytest.raises(LookupError):  # the new file knows nothing of it
+        store.reopen(NS, "evt_1", now=T0 + 1, lease=30)
+
+
+@pytest.mark.parametrize("replace", [rm, rm_all, mv_and_create])
+def test_reads_show_the_file_now_at_the_path(store: SqliteStore, replace: Callable[[str], None]) -> None:
+    """The inbox, the dashboard and the CLI read what a retry would find, not a removed file."""
+    deliver_kept(store, "evt_1")
+    assert store.get(NS, "evt_1") is not None
+    replace(store.path)
+    assert store.get(NS, "evt_1") is None
+    assert store.query(NS, now=T0) == []
+    deliver_kept(store, "evt_2")
+    assert [s.id for s in store.query(NS, now=T0)] == ["evt_2"]
