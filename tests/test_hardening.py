@@ -22,6 +22,7 @@ from flask_hooks.stores import MemoryStore
 from flask_hooks.stores.leases import LeaseKeeper
 from tests.conftest import SECRET, generic_post
 from tests.helpers import ManualClock
+from tests.postgres import pg_url, postgres  # noqa: F401 - fixtures
 
 PAYLOAD = {"id": "evt_1", "type": "resource.created"}
 
@@ -250,6 +251,26 @@ def test_an_id_with_a_lone_surrogate_is_a_400(make_app: Callable[..., Flask], st
     assert generic_post(client, b'{"id": "evt-1", "type": "a\\udfff"}').status_code == 400
     assert generic_post(client, '{"id": "évt-✓", "type": "r"}'.encode()).status_code == 200
     assert calls == ["évt-✓"]
+
+
+@pytest.mark.parametrize("store", ["memory://", "sqlite:///hooks.sqlite3", "postgresql"])
+def test_an_id_or_type_with_a_nul_is_a_400_in_every_store(
+    make_app: Callable[..., Flask], store: str, request: pytest.FixtureRequest
+) -> None:
+    """PostgreSQL's text holds no NUL: the store refused it, so every retry got a 503."""
+    hooks = Hooks(store=request.getfixturevalue("pg_url") if store == "postgresql" else store)
+    calls: list[str] = []
+    hooks.on("*")(lambda event: calls.append(event.id))
+    app = make_app(hooks)
+    client = app.test_client()
+    for body in (b'{"id": "evt\\u0000x", "type": "a.b"}', b'{"id": "evt-2", "type": "a\\u0000b"}'):
+        for _ in range(2):
+            response = generic_post(client, body)
+            assert response.status_code == 400
+            assert "NUL" in response.get_json()["reason"]
+    assert generic_post(client, {"id": "evt-3", "type": "a.b"}).status_code == 200
+    assert calls == ["evt-3"]
+    assert hooks.inbox(app).get("evt\x00x") is None  # an id no store could keep: unknown
 
 
 @pytest.mark.parametrize("key", ["HOOKS_DEDUPE_TTL", "HOOKS_LEASE", "HOOKS_TOLERANCE"])

@@ -240,8 +240,11 @@ def decode_attempts(raw: str | bytes | None) -> tuple[LogEntry, ...]:
 
 
 def is_text(value: str) -> bool:
-    """Whether ``value`` is text a store can write: no lone surrogate (click passes
-    bytes that are not UTF-8 as those; a JSON ``"\\ud800"`` parses to one)."""
+    """Whether ``value`` is text every store can write: no NUL (PostgreSQL's text holds
+    none) and no lone surrogate (click passes bytes that are not UTF-8 as those; a JSON
+    ``"\\ud800"`` parses to one)."""
+    if "\x00" in value:
+        return False
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -128,7 +128,8 @@ class Pipeline:
             return self._reject("rejected", exc, received_at, started, notify, body)
         try:
             parsed = cfg.provider.parse(headers, body)
-            if not (parsed.id.isascii() and parsed.type.isascii()):
+            plain = parsed.id.isascii() and parsed.type.isascii()
+            if not plain or "\x00" in parsed.id or "\x00" in parsed.type:
                 _check_text("id", parsed.id)
                 _check_text("type", parsed.type)
         except PayloadError as exc:
@@ -411,10 +412,11 @@ class Pipeline:
 
 
 def _check_text(field: str, value: str) -> None:
-    """Ids and types are keys in stores and logs: they must be encodable text.
+    """Ids and types are keys in stores and logs: they must be text every store can write.
 
     A lone surrogate (``"\\ud800"`` in the JSON) is valid for Python but no
-    store can write it; it is the sender's error, so a 400, not a 500.
+    store can write it, and PostgreSQL's text holds no NUL; either is the
+    sender's error, so a 400, not a 500 or a 503 on every retry.
     """
     if not is_text(value):
-        raise PayloadError(f"invalid {field}: not valid Unicode text")
+        raise PayloadError(f"invalid {field}: not text every store can keep (a NUL or a lone surrogate)")

@@ -395,6 +395,12 @@ class SqlStore(DedupeStore):
         except DOWN as exc:
             raise StoreUnavailable() from exc
         with conn:
+            # Begun here: the store's statements go through the DBAPI cursor, which does not
+            # autobegin, and a handler that never calls execute() would commit nothing.
+            try:
+                conn.begin()
+            except DOWN as exc:
+                raise StoreUnavailable() from exc
             tx = Transaction(lambda: conn, lambda: None, conn.commit, conn.rollback)
             return atomically(tx, statements, self._lock_writes, run, mark)
 

@@ -86,6 +86,27 @@ def test_atomic_commits_the_handlers_rows_with_its_mark(engine: sa.Engine) -> No
     assert dict(retry.handlers) == {"billing.book": REPLY}  # so the retry skips it
 
 
+@pytest.mark.parametrize("writes", ["nothing", "through the driver's cursor"])
+def test_atomic_commits_its_mark_whatever_the_handler_writes_through(engine: sa.Engine, writes: str) -> None:
+    """The transaction is begun by the store: a handler that never calls ``execute`` (it writes
+    nothing, or through the DBAPI cursor) must not have its mark, or its writes, rolled back."""
+    store = SqlStore(engine)
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+    def run() -> Reply:
+        if writes != "nothing":
+            marker = "?" if engine.name == "sqlite" else "%s"
+            raw = connection().connection.cursor()  # the driver's, under SQLAlchemy
+            raw.execute(f"INSERT INTO booked (event) VALUES ({marker})", ("evt_1",))
+        return REPLY
+
+    assert store.atomic(NS, "evt_1", claim.token, "billing.book", run, now=T0) == REPLY
+    assert rows(engine) == ([] if writes == "nothing" else ["evt_1"])
+    store.release(NS, "evt_1", claim.token, now=T0 + 1)  # a later handler failed
+    retry = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+    assert dict(retry.handlers) == {"billing.book": REPLY}  # so the retry skips it
+
+
 def test_atomic_rolls_back_the_rows_and_the_mark_when_the_handler_raises(engine: sa.Engine) -> None:
     store = SqlStore(engine)
     claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
