@@ -8,6 +8,7 @@ one app.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,14 +16,14 @@ from flask import Flask, current_app
 from werkzeug.exceptions import HTTPException
 
 from .core.clock import Clock
-from .core.errors import ConfigError
+from .core.errors import ConfigError, StoreUnavailable
 from .core.event import Event
 from .core.pipeline import Pipeline, ReceiverConfig
 from .core.providers import Provider
 from .core.routing import Router
 from .settings import Settings, resolve
 from .stores import DedupeStore, open_store
-from .stores.leases import keeper
+from .stores.leases import LeaseKeeper, keeper
 
 if TYPE_CHECKING:
     from .inbox import Inbox
@@ -30,10 +31,37 @@ if TYPE_CHECKING:
 H = TypeVar("H", bound=Callable[[Event], object])
 
 
+class AppLeases:
+    """The process's lease keeper, renewing this receiver's claims inside its app's context.
+
+    The keeper's thread has no app context, and a store may read the current
+    app (``SqlStore(db)``: Flask-SQLAlchemy's ``db.engine`` is per app), so a
+    renewal made without one could reach another app's database.
+    """
+
+    def __init__(self, app: Flask, store: DedupeStore, keeper: LeaseKeeper = keeper) -> None:
+        self._app = weakref.ref(app)  # the app owns its receivers, not the other way round
+        self._store = store
+        self._keeper = keeper
+
+    def hold(self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Clock) -> object:
+        return self._keeper.hold(self, ns, id, token, lease=lease, clock=clock)
+
+    def drop(self, held: Any) -> None:
+        self._keeper.drop(held)
+
+    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+        app = self._app()
+        if app is None:  # pragma: no cover - an app collected while its handler runs
+            raise StoreUnavailable()
+        with app.app_context():
+            self._store.renew(ns, id, token, now=now, lease=lease)
+
+
 class Receiver:
     """One ``Hooks`` bound to one app: resolved settings, keys and store."""
 
-    def __init__(self, hooks: Hooks, settings: Settings, store: DedupeStore) -> None:
+    def __init__(self, hooks: Hooks, settings: Settings, store: DedupeStore, app: Flask) -> None:
         self.hooks = hooks
         self.settings = settings
         self.name = settings.name
@@ -54,7 +82,7 @@ class Receiver:
                 tolerance=settings.tolerance,
                 clock=self.now,
                 ns=settings.namespace,
-                leases=keeper,
+                leases=AppLeases(app, store),
                 retention=settings.retention,
             )
         )
@@ -178,7 +206,7 @@ class Hooks:
                 f" (flask_hooks.stores.sql.SqlStore, {settings.prefix}STORE='postgresql+psycopg://...');"
                 f" {store!r} cannot run them in its transaction"
             )
-        receiver = Receiver(self, settings, store)
+        receiver = Receiver(self, settings, store, app)
         state.receivers[self.name] = receiver
         add_url_rules(app, receiver)
         if "hooks" not in app.cli.commands:

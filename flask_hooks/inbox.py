@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from flask import Flask, has_app_context
+from flask import Flask, current_app, has_app_context
 
-from .core.answer import Outcome
 from .core.attempts import field_values, scrub
 from .core.errors import StoreUnavailable
 from .core.inbox import REDACTED, STATUSES, Stored, is_text, mask_fields, payload_of
@@ -24,6 +23,8 @@ from .view import _notify, _run
 
 if TYPE_CHECKING:
     from .extension import Receiver
+
+T = TypeVar("T")
 
 #: What masked values read as wherever a delivery is shown.
 MASK = REDACTED
@@ -146,7 +147,7 @@ class Inbox:
         """
         if not is_text(id):
             return None
-        stored = self.receiver.store.get(self.receiver.ns, id)
+        stored = self._in_app(lambda: self.receiver.store.get(self.receiver.ns, id))
         if stored is None or not stored.kept_at(self.receiver.now()):
             return None  # past its retention: gone, though the purge may not have run yet
         return stored
@@ -185,15 +186,17 @@ class Inbox:
         if (type is not None and not is_text(type)) or (before is not None and not is_text(before[1])):
             return []  # nothing was kept under a type or id no store could write
         now = self.receiver.now()
-        rows = self.receiver.store.query(
-            self.receiver.ns,
-            now=now,
-            status=status,
-            type=type,
-            since=since,
-            until=until,
-            before=before,
-            limit=limit,
+        rows = self._in_app(
+            lambda: self.receiver.store.query(
+                self.receiver.ns,
+                now=now,
+                status=status,
+                type=type,
+                since=since,
+                until=until,
+                before=before,
+                limit=limit,
+            )
         )
         return [self._delivery(row) for row in rows if row.kept_at(now)]
 
@@ -229,7 +232,9 @@ class Inbox:
         if not is_text(id):
             return False
         receiver = self.receiver
-        return receiver.store.forget(receiver.ns, id, now=receiver.now(), lease=receiver.settings.lease)
+        return self._in_app(
+            lambda: receiver.store.forget(receiver.ns, id, now=receiver.now(), lease=receiver.settings.lease)
+        )
 
     def purge(self, *, older_than: float) -> int:
         """Remove deliveries received more than ``older_than`` seconds ago; how many."""
@@ -237,16 +242,15 @@ class Inbox:
             raise ValueError(f"older_than must be a number of seconds, 0 or more, not {older_than!r}")
         now = self.receiver.now()
         total = 0
-        while removed := self.receiver.store.purge(
-            self.receiver.ns, now=now, received_before=now - older_than
-        ):
+        store, ns = self.receiver.store, self.receiver.ns
+        while removed := self._in_app(lambda: store.purge(ns, now=now, received_before=now - older_than)):
             total += removed
         return total
 
-    def _in_app(self, work: Any) -> Outcome:
-        if has_app_context():
-            result: Outcome = work()
-            return result
+    def _in_app(self, work: Callable[[], T]) -> T:
+        """``work()`` in this inbox's app: a store may read the current app (``SqlStore(db)``
+        uses its ``db.engine``), and so does a replay's handler."""
+        if has_app_context() and current_app._get_current_object() is self.app:  # type: ignore[attr-defined]
+            return work()
         with self.app.app_context():
-            result = work()
-            return result
+            return work()

@@ -18,11 +18,17 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from ..core.errors import LeaseLost, StoreUnavailable
-from .base import DedupeStore
 
 log = logging.getLogger("flask_hooks")
+
+
+class Renews(Protocol):
+    """What the keeper needs of a store: ``renew`` (a :class:`DedupeStore` has it)."""
+
+    def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None: ...
 
 #: A claim is renewed once it has been held for this share of its lease.
 RENEW_AFTER = 1 / 3
@@ -35,7 +41,7 @@ class Held:
 
     def __init__(
         self,
-        store: DedupeStore,
+        store: Renews,
         ns: str,
         id: str,
         token: str,
@@ -72,7 +78,7 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
 
     def hold(
-        self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Callable[[], float]
+        self, store: Renews, ns: str, id: str, token: str, *, lease: float, clock: Callable[[], float]
     ) -> Held:
         held = Held(store, ns, id, token, lease, clock, self.timer())
         self._held[token] = held

@@ -112,8 +112,6 @@ class SqlStore(DedupeStore):
             self._db = bind  # Flask-SQLAlchemy: db.engine is per app, so it is read per use
         else:
             raise TypeError(f"SqlStore needs an Engine, a URL or a Flask-SQLAlchemy db, not {bind!r}")
-        #: Flask-SQLAlchemy engines by namespace, for renewals from the lease keeper's thread.
-        self._by_ns: dict[str, Engine] = {}
         #: The engines whose tables exist, with their statements as each one's dialect renders them.
         self._ready: dict[Engine, Statements] = {}
         #: The connections held out of the pool of the engine built here (PostgreSQL).
@@ -135,20 +133,13 @@ class SqlStore(DedupeStore):
         """The engine in use (with ``SqlStore(db)``, the current app's ``db.engine``)."""
         return self._engine()
 
-    def _engine(self, ns: str | None = None) -> Engine:
+    def _engine(self) -> Engine:
         self._check_fork()
         if self._db is None:
             assert self._engine_given is not None
             return self._engine_given
-        try:
-            engine: Engine = self._db.engine
-        except RuntimeError:  # no app context: a renewal from the lease keeper's thread
-            found = self._by_ns.get(ns) if ns is not None else None
-            if found is None:
-                raise
-            return found
-        if ns is not None and self._by_ns.get(ns) is not engine:
-            self._by_ns[ns] = engine
+        # The current app's (the lease keeper renews inside the app's context too).
+        engine: Engine = self._db.engine
         return engine
 
     def _check_fork(self) -> None:
@@ -168,10 +159,10 @@ class SqlStore(DedupeStore):
         for engine in self._ready:
             engine.dispose(close=False)
 
-    def _prepared(self, ns: str | None) -> tuple[Engine, Statements]:
+    def _prepared(self) -> tuple[Engine, Statements]:
         """The engine and its statements, its tables created on first use (``checkfirst``: an
         existing schema stays)."""
-        engine = self._engine(ns)
+        engine = self._engine()
         statements = self._ready.get(engine)
         if statements is not None:
             return engine, statements
@@ -214,7 +205,7 @@ class SqlStore(DedupeStore):
     def _write(self, ns: str, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
         statements before ``cursor.begin()`` each commit by itself); database errors are a 503."""
-        engine, statements = self._prepared(ns)
+        engine, statements = self._prepared()
         held = self._held
         if held is not None:
             return held.write(work, *args, **kwargs)
@@ -239,11 +230,11 @@ class SqlStore(DedupeStore):
 
     def _core(self, ns: str, work: Callable[[sa.Connection], T]) -> T:
         """``work(conn)`` with SQLAlchemy Core statements, in one write transaction."""
-        engine, statements = self._prepared(ns)
+        engine, statements = self._prepared()
         return self._transaction(engine, statements, lambda cursor: work(cursor.conn))
 
     def _read(self, ns: str, work: Callable[..., T], *args: Any) -> T:
-        engine, _ = self._prepared(ns)
+        engine, _ = self._prepared()
         self._lend()
         try:
             with engine.connect() as conn:
@@ -380,7 +371,7 @@ class SqlStore(DedupeStore):
         :class:`StoreUnavailable`). With ``SqlStore(db)`` the transaction
         is ``db.session``'s; otherwise :func:`connection` gives it.
         """
-        engine, statements = self._prepared(ns)
+        engine, statements = self._prepared()
 
         def mark(cursor: Cursor, reply: Reply | None) -> None:
             writes.mark(cursor, ns, id, token, handler, reply)

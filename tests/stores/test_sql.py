@@ -266,16 +266,20 @@ def test_db_session_writes_roll_back_when_the_lease_was_lost(flask_db: tuple[Fla
 def test_db_store_renews_from_a_thread_without_an_app_context(
     flask_db: tuple[Flask, SQLAlchemy, Any],
 ) -> None:
-    """The lease keeper renews from its own thread, where ``db.engine`` cannot be read."""
+    """The lease keeper renews from its own thread, where ``db.engine`` cannot be read: a
+    receiver's leases renew inside its app's context."""
+    from flask_hooks.extension import AppLeases
+
     app, db, _ = flask_db
     store = SqlStore(db)
     with app.app_context():
         claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
     errors: list[BaseException] = []
+    leases = AppLeases(app, store)
 
     def renew() -> None:
         try:
-            store.renew(NS, "evt_1", claim.token, now=T0 + 20, lease=LEASE)
+            leases.renew(NS, "evt_1", claim.token, now=T0 + 20, lease=LEASE)
         except BaseException as exc:
             errors.append(exc)
 
@@ -451,3 +455,42 @@ def test_urls_and_what_is_refused() -> None:
         SqlStore(42)
     with pytest.raises(ValueError):
         SqlStore("sqlite:///x.sqlite3", timeout=0)
+
+
+def test_renewals_reach_the_database_of_the_app_that_claimed(tmp_path: Path) -> None:
+    """One ``SqlStore(db)`` on two apps of the same import name (a factory, a database per
+    tenant): the lease keeper's thread has no app context, and renewed app 1's claim in
+    app 2's database, so app 1's lease ran out while its handler ran."""
+    from flask_hooks.extension import AppLeases
+    from flask_hooks.stores.leases import LeaseKeeper
+    from tests.helpers import ManualClock
+
+    db = SQLAlchemy()
+    store = SqlStore(db)
+    hooks = Hooks(store=store, secret="s3cret")
+    apps = []
+    for tenant in ("one", "two"):
+        app = Flask("tenant", instance_path=str(tmp_path / tenant))
+        app.config.update(TESTING=True, SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / tenant}.sqlite3")
+        db.init_app(app)
+        hooks.init_app(app)
+        apps.append(app)
+    timer = ManualClock(0.0)
+    keeper = LeaseKeeper(timer=timer, thread=False)
+    for app in apps:
+        hooks.receiver(app).pipeline.leases = AppLeases(app, store, keeper)
+    renewed: list[int] = []
+
+    @hooks.on("a.b")
+    def slow(event: Event) -> None:
+        if event.id == "evt_1":  # in app one: app two receives meanwhile, then the keeper runs
+            other = generic_post(apps[1].test_client(), {"id": "evt_2", "type": "a.b"}, secret="s3cret")
+            assert other.status_code == 200
+            timer.advance(3600)
+            thread = threading.Thread(target=lambda: renewed.append(keeper.tick()))  # no app context
+            thread.start()
+            thread.join()
+
+    first = generic_post(apps[0].test_client(), {"id": "evt_1", "type": "a.b"}, secret="s3cret")
+    assert first.status_code == 200
+    assert renewed == [1]  # renewed where it was claimed, not "taken over"
