@@ -65,8 +65,9 @@ def atomically(
 ) -> Reply | None:
     """``begin``, ``run``, then ``mark`` its reply and commit; roll back on any failure.
 
-    :class:`LeaseLost` from the mark and an exception from ``run`` propagate
-    (a database that went away is :class:`StoreUnavailable`).
+    :class:`LeaseLost` from the mark and an exception from ``run`` propagate,
+    as does a database error at the mark or the commit that the handler's
+    writes caused (a database that went away is :class:`StoreUnavailable`).
     """
     try:
         with Cursor(tx.connection(), statements) as cursor:
@@ -97,7 +98,10 @@ def atomically(
         raise
     except DOWN as exc:
         _quietly(tx.rollback)
-        raise StoreUnavailable() from exc
+        if _unreachable(exc):
+            raise StoreUnavailable() from exc
+        # The handler's writes failed at COMMIT (a deferred constraint): its failure, a 500.
+        raise
     return reply
 
 

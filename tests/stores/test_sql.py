@@ -494,3 +494,29 @@ def test_renewals_reach_the_database_of_the_app_that_claimed(tmp_path: Path) -> 
     first = generic_post(apps[0].test_client(), {"id": "evt_1", "type": "a.b"}, secret="s3cret")
     assert first.status_code == 200
     assert renewed == [1]  # renewed where it was claimed, not "taken over"
+
+
+def test_a_constraint_checked_at_commit_is_the_handler_s_failure_not_the_store_s(
+    pg_url: str,  # noqa: F811
+) -> None:
+    """A deferred foreign key fails at COMMIT: the handler's writes broke it, so it is the
+    handler's error (a 500, its traceback logged), not an unavailable store (a 503)."""
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE parent (id TEXT PRIMARY KEY)"))
+            checked_at_commit = "REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED"
+            conn.execute(sa.text(f"CREATE TABLE child (parent TEXT {checked_at_commit})"))
+        store = SqlStore(engine)
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+        def run() -> Reply:
+            connection().execute(sa.text("INSERT INTO child VALUES ('no such parent')"))
+            return REPLY
+
+        with pytest.raises(sa.exc.IntegrityError):
+            store.atomic(NS, "evt_1", claim.token, "billing.book", run, now=T0)
+        store.release(NS, "evt_1", claim.token, now=T0 + 1)
+        assert dict(store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL).handlers) == {}  # not marked
+    finally:
+        engine.dispose()
