@@ -45,6 +45,7 @@ class AppLeases:
         self._keeper = keeper
 
     def hold(self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Clock) -> object:
+        # ``store`` is the receiver's, the one given here at init_app: the keeper renews through us.
         return self._keeper.hold(self, ns, id, token, lease=lease, clock=clock)
 
     def drop(self, held: Any) -> None:
