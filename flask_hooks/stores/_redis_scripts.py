@@ -111,10 +111,15 @@ if rec[1] and tonumber(rec[3]) > now then
   end
 elseif kept and retained and tonumber(retained) > now then
   -- No longer a duplicate but still kept: the marks go, the copy and its attempts stay.
+  redis.call('HSET', d, 'status', 'in-flight')  -- first write: one a full Redis refuses (OOM)
   for _, field in ipairs(redis.call('HKEYS', d)) do
     if string.sub(field, 1, 2) == 'h:' then redis.call('HDEL', d, field) end
   end
 else
+  -- A full Redis (noeviction) refuses a script only at a first write that needs memory;
+  -- DEL does not, and would let the claim through: the handler would run, then the
+  -- completion get a 503 and the retry run it again.
+  redis.call('HSET', d, 'status', 'in-flight')
   redis.call('DEL', d, KEYS[2], KEYS[3])
   kept, retained = false, false
 end

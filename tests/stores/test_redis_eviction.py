@@ -253,3 +253,27 @@ def test_an_app_on_an_evicting_redis_answers_503_and_runs_no_handler(
     accepting = make_app(hooks_ok, HOOKS_STORE=url + "?allow_eviction=true")
     assert generic_post(accepting.test_client(), payload).status_code == 200
     assert runs == ["evt_1"]
+
+
+def test_a_full_redis_refuses_the_claim_so_no_handler_runs_twice(
+    redis_with: Callable[..., str], make_app: Callable[..., Flask]
+) -> None:
+    """``noeviction`` and over ``maxmemory``: a new id's claim must fail before it writes. Its
+    first write was a DEL, which a full Redis allows, so the handler ran, the completion got a
+    503, and the sender's retry ran the handler again."""
+    url = redis_with("--maxmemory-policy", "noeviction")
+    client = redis.Redis.from_url(url)
+    hooks = Hooks(lease=1)
+    runs: list[str] = []
+    hooks.on("*")(lambda event: runs.append(event.id))
+    app = make_app(hooks, HOOKS_STORE=url)
+    assert generic_post(app.test_client(), {"id": "evt_0", "type": "a.b"}).status_code == 200  # scripts in
+    client.set("filler", b"x" * 2_000_000)
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 100_000)  # full now
+    response = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+    assert response.status_code == 503
+    assert runs == ["evt_0"]  # refused before the handler, not after it
+    client.delete("filler")
+    client.config_set("maxmemory", 0)
+    assert generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"}).status_code == 200
+    assert runs == ["evt_0", "evt_1"]
