@@ -202,7 +202,7 @@ class SqlStore(DedupeStore):
             if not bounded:
                 cursor.run(self._lock_timeout, {})
 
-    def _write(self, ns: str, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _write(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
         statements before ``cursor.begin()`` each commit by itself); database errors are a 503."""
         engine, statements = self._prepared()
@@ -228,12 +228,12 @@ class SqlStore(DedupeStore):
         if self._held is not None:
             self._held.lend()
 
-    def _core(self, ns: str, work: Callable[[sa.Connection], T]) -> T:
+    def _core(self, work: Callable[[sa.Connection], T]) -> T:
         """``work(conn)`` with SQLAlchemy Core statements, in one write transaction."""
         engine, statements = self._prepared()
         return self._transaction(engine, statements, lambda cursor: work(cursor.conn))
 
-    def _read(self, ns: str, work: Callable[..., T], *args: Any) -> T:
+    def _read(self, work: Callable[..., T], *args: Any) -> T:
         engine, _ = self._prepared()
         self._lend()
         try:
@@ -247,13 +247,13 @@ class SqlStore(DedupeStore):
     def claim(
         self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
     ) -> Claim:
-        return self._write(ns, writes.claim, ns, id, now, lease, ttl, keep)
+        return self._write(writes.claim, ns, id, now, lease, ttl, keep)
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
-        self._write(ns, writes.mark, ns, id, token, handler, reply)
+        self._write(writes.mark, ns, id, token, handler, reply)
 
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
-        self._write(ns, writes.renew, ns, id, token, now + lease)
+        self._write(writes.renew, ns, id, token, now + lease)
 
     def complete(
         self,
@@ -269,22 +269,22 @@ class SqlStore(DedupeStore):
     ) -> None:
         done = {"state": "done", "token": "", "lease_until": 0.0, "expires_at": now + ttl}
         done.update(reply=encode_reply(reply), outcome=outcome, status=outcome)
-        self._maintain(ns, self._write(ns, writes.finish, ns, id, token, done, entry, fenced=True), now)
+        self._maintain(ns, self._write(writes.finish, ns, id, token, done, entry, fenced=True), now)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         free = {"state": "free", "token": "", "lease_until": 0.0, "status": "failed"}
-        self._maintain(ns, self._write(ns, writes.finish, ns, id, token, free, entry, fenced=False), now)
+        self._maintain(ns, self._write(writes.finish, ns, id, token, free, entry, fenced=False), now)
 
     # The delivery log.
 
     def log(self, ns: str, entry: LogEntry) -> None:
-        self._maintain(ns, self._write(ns, writes.append, ns, entry), 0.0)  # no ``now``: trim, sweep nothing
+        self._maintain(ns, self._write(writes.append, ns, entry), 0.0)  # no ``now``: trim, sweep nothing
 
     def _maintain(self, ns: str, seq: int, now: float) -> None:
         """Now and then, trim the log and sweep expired rows: best effort, in their own transactions."""
         try:
             if seq and seq % _TRIM_EVERY == 0:
-                self._core(ns, lambda conn: conn.execute(trim_log(ns, self.log_size)))
+                self._core(lambda conn: conn.execute(trim_log(ns, self.log_size)))
             if seq and seq % _SWEEP_EVERY == 0 and now:
                 self.purge(ns, now=now, limit=_SWEEP_BATCH)
         except StoreUnavailable:
@@ -295,14 +295,14 @@ class SqlStore(DedupeStore):
         if status is not None:
             query = query.where(log_table.c.status == status)
         query = query.order_by(log_table.c.seq.desc()).limit(max(0, min(limit, self.log_size)))
-        rows = self._read(ns, lambda conn: conn.execute(query).scalars().all())
+        rows = self._read(lambda conn: conn.execute(query).scalars().all())
         return [LogEntry.from_json(raw) for raw in rows]
 
     # The inbox.
 
     def get(self, ns: str, id: str) -> Stored | None:
         query = sa.select(d).where(key(ns, id), d.c.received_at.is_not(None))
-        row = self._read(ns, lambda conn: conn.execute(query).first())
+        row = self._read(lambda conn: conn.execute(query).first())
         return None if row is None else stored(row)
 
     def query(
@@ -318,7 +318,7 @@ class SqlStore(DedupeStore):
         limit: int = 50,
     ) -> list[Stored]:
         query = inbox_query(ns, now, status, type, since, until, before, limit)
-        return [stored(row) for row in self._read(ns, lambda conn: conn.execute(query).all())]
+        return [stored(row) for row in self._read(lambda conn: conn.execute(query).all())]
 
     def reopen(
         self,
@@ -330,7 +330,7 @@ class SqlStore(DedupeStore):
         rerun: Collection[str] = (),
         keep: Collection[str] = (),
     ) -> Claim:
-        return self._write(ns, writes.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep))
+        return self._write(writes.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep))
 
     def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         read = sa.select(d.c.state, d.c.lease_until).where(key(ns, id)).with_for_update()
@@ -343,7 +343,7 @@ class SqlStore(DedupeStore):
                 raise InFlight(after=row.lease_until - now)
             return bool(conn.execute(d.delete().where(key(ns, id))).rowcount)
 
-        return self._core(ns, work)
+        return self._core(work)
 
     def purge(self, ns: str, *, now: float, received_before: float | None = None, limit: int = 500) -> int:
         gone = purgeable(ns, now, received_before)
@@ -354,7 +354,7 @@ class SqlStore(DedupeStore):
             ids = conn.execute(locked).scalars().all()  # rows a claim holds are not due anyway
             return conn.execute(d.delete().where(gone, d.c.id.in_(ids))).rowcount if ids else 0
 
-        return self._core(ns, work)
+        return self._core(work)
 
     # Atomic handlers.
 

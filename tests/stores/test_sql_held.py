@@ -213,7 +213,7 @@ def test_connections_held_unused_never_starve_a_read_or_an_atomic_handler(
             together.wait()
 
         with ThreadPoolExecutor(most) as threads:  # every connection the pool may open, at once
-            list(threads.map(lambda _: store._write(NS, wait_for_the_others), range(most)))
+            list(threads.map(lambda _: store._write(wait_for_the_others), range(most)))
         assert pool.checkedin() == 0 and pool.checkedout() == most  # all held, unused
         assert store.deliveries(NS) == []  # a held one handed back: no wait, no 503
         with pytest.raises(LeaseLost):  # it ran (its fenced mark found no claim): not a 503
