@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_plus
 
 from .errors import StoreUnavailable
 from .event import Event, header_pairs
-from .inbox import REDACTED, REDACTED_HEADERS
+from .inbox import REDACTED, redacted_names
 from .store import DedupeStore, LogEntry
 
 log = logging.getLogger("flask_hooks")
@@ -73,7 +73,7 @@ def credentials(event: Event, provider: Any) -> list[str]:
     (``Authorization``, ``Cookie``, ``provider.redacted_headers``), each value whole,
     its credential after a scheme (``Bearer <token>``) and each cookie's value."""
     found = field_values(event.payload, provider.redacted_fields)
-    hidden = REDACTED_HEADERS | {name.lower() for name in provider.redacted_headers}
+    hidden = redacted_names(provider.redacted_headers)
     for name, value in header_pairs(event.headers):
         if name.lower() in hidden:
             found += _header_secrets(name.lower(), value.strip())

@@ -77,9 +77,14 @@ class Stored(NamedTuple):
         return self.retained_until > now or (self.status == "in-flight" and self.lease_until > now)
 
 
+def redacted_names(extra: Iterable[str] = ()) -> frozenset[str]:
+    """The (lowercase) names of the headers that carry credentials, and ``extra`` ones."""
+    return REDACTED_HEADERS | {name.lower() for name in extra}
+
+
 def redact(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> tuple[tuple[str, str], ...]:
     """The headers to store: credentials (and ``extra`` names) replaced."""
-    hidden = REDACTED_HEADERS | {name.lower() for name in extra}
+    hidden = redacted_names(extra)
     return tuple((k, REDACTED if k.lower() in hidden else v) for k, v in headers)
 
 
