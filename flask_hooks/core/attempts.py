@@ -189,12 +189,18 @@ def _quoted(word: str) -> Iterator[str]:
 def log_failure(message: str, error: BaseException, secrets: Collection[str]) -> None:
     """Log a handler's exception with its traceback; blanked, without ``exc_info``, when it
     quotes one of ``secrets`` (the delivery's :func:`credentials`)."""
-    full = _traceback(error) if secrets else ""
-    blanked = scrub(full, secrets)
-    if blanked != full:
+    blanked = blanked_traceback(error, secrets)
+    if blanked is not None:
         log.error("%s\n%s", message, blanked.rstrip())
     else:
         log.error("%s", message, exc_info=error)
+
+
+def blanked_traceback(error: BaseException, secrets: Collection[str]) -> str | None:
+    """The traceback of ``error`` with ``secrets`` blanked, or None when it quotes none."""
+    full = _traceback(error) if secrets else ""
+    blanked = scrub(full, secrets)
+    return None if blanked == full else blanked
 
 
 def log_quietly(store: DedupeStore, ns: str, entry: LogEntry) -> None:

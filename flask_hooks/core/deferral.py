@@ -8,10 +8,12 @@ broker has the job.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .errors import HookError, QueueUnavailable
-from .event import Event
+from .event import Event, Headers, header_pairs
+from .inbox import redact
 
 log = logging.getLogger("flask_hooks")
 
@@ -19,20 +21,30 @@ log = logging.getLogger("flask_hooks")
 class Queue(Protocol):
     """What ``@hooks.on(..., defer=...)`` takes."""
 
-    def job(self, handler: str, event: Event, *, rerun: str = "") -> Any:
+    def job(self, handler: str, event: Event, *, rerun: str = "", ns: str = "") -> Any:
         """The queue's job for one handler of one delivery.
 
         ``rerun`` (a replay's claim token) makes it a run of its own: the
-        worker runs the handler once more though it ran before.
+        worker runs the handler once more though it ran before. ``ns`` is the
+        receiver's store namespace, which the worker checks is its own.
         """
 
     def enqueue(self, job: Any) -> None:
         """Hand the job to the broker; return only once the broker has it."""
 
 
-def hand_over(queue: Queue, handler: str, event: Event, *, rerun: str = "") -> None:
-    """Enqueue one deferred handler; any broker failure becomes a 503."""
-    job = queue.job(handler, event, rerun=rerun) if rerun else queue.job(handler, event)
+def hand_over(
+    queue: Queue, handler: str, event: Event, *, ns: str, redacted: Iterable[str] = (), rerun: str = ""
+) -> None:
+    """Enqueue one deferred handler; any broker failure becomes a 503.
+
+    The job carries the headers with their credentials (``Authorization``,
+    ``Cookie``, the provider's ``redacted`` names) replaced, as the inbox
+    keeps them, so a replayed and a deferred handler see the same event: a
+    broker and its logs are one more place a sender's token must not be.
+    """
+    kept = event._replace(headers=Headers(redact(header_pairs(event.headers), redacted)))
+    job = queue.job(handler, kept, rerun=rerun, ns=ns)
     try:
         queue.enqueue(job)
     except HookError:

@@ -356,7 +356,9 @@ class Pipeline:
         if route.defer is not None:
             # Handed to a queue; its mark means "enqueued", shared with the sync path. Re-run
             # by an operator, it is a job of its own, which the worker runs though it ran before.
-            hand_over(route.defer, route.name, event, rerun=rerun)
+            hand_over(
+                route.defer, route.name, event, ns=cfg.ns, redacted=cfg.provider.redacted_headers, rerun=rerun
+            )
             return None
         if route.atomic:
             # The handler's writes and its mark commit together, fenced by our token.

@@ -33,6 +33,13 @@ JOB_VERSION = 1
 RERUN_JOB_VERSION = 2
 
 
+class HandlerFailed(HookError):
+    """Raised by a worker in place of a deferred handler's exception that quoted one of
+    the delivery's credentials: the queue logs what it is given, blanked."""
+
+    reason = "handler failed"
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One handler to run for one verified delivery, on a worker."""
@@ -48,6 +55,9 @@ class Job:
     #: A replay's token when an operator re-runs this handler: the worker's record of
     #: it is then a new one (see :func:`handler_key`), so it runs once more, once.
     rerun: str = ""
+    #: The receiver's store namespace (app and receiver), so a worker of another app
+    #: refuses the job instead of checking it against its own records; "" in old jobs.
+    ns: str = ""
 
     def to_json(self) -> dict[str, Any]:
         e = self.event
@@ -71,12 +81,14 @@ class Job:
             "retry_delay": self.retry_delay,
             "replayed": e.replayed,
             "rerun": self.rerun,
+            "ns": self.ns,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
-        if data.get("v") not in (JOB_VERSION, RERUN_JOB_VERSION):
-            raise HookError(f"unknown deferred job format {data.get('v')!r}")
+        version = data.get("v")
+        if type(version) is not int or version not in (JOB_VERSION, RERUN_JOB_VERSION):
+            raise HookError(f"unknown deferred job format {version!r}")
         event = Event(
             id=str(data["id"]),
             type=str(data["type"]),
@@ -99,6 +111,7 @@ class Job:
             max_retries=int(data.get("max_retries", 10)),
             retry_delay=float(data.get("retry_delay", 5.0)),
             rerun=str(data.get("rerun") or ""),
+            ns=str(data.get("ns") or ""),
         )
 
     def backoff(self, retries: int) -> float:
@@ -132,8 +145,8 @@ class Deferral(ABC):
         self.max_retries = max_retries
         self.retry_delay = retry_delay
 
-    def job(self, handler: str, event: Event, *, rerun: str = "") -> Job:
-        return Job(handler, event, self.app, self.lease, self.max_retries, self.retry_delay, rerun)
+    def job(self, handler: str, event: Event, *, rerun: str = "", ns: str = "") -> Job:
+        return Job(handler, event, self.app, self.lease, self.max_retries, self.retry_delay, rerun, ns)
 
     @abstractmethod
     def enqueue(self, job: Job) -> None:

@@ -11,10 +11,12 @@ the app named by ``CeleryQueue(app="pkg.module:create_app")``.
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 from typing import Any
 
-from ..core.errors import ConfigError, HookError
+from ..core.errors import ConfigError, HookError, InFlight
 from .base import TASK_NAME, Deferral, Job
 
 _registered = False
@@ -28,7 +30,11 @@ class CeleryQueue(Deferral):
     (where Flask's pattern puts it) is used at enqueue time, so handlers can
     be declared before any app exists. ``queue`` routes the task; publishing
     is retried ``publish_retries`` times (within about a second) before the
-    delivery is answered 503.
+    delivery is answered 503. No socket operation of a publish waits more
+    than ``publish_timeout`` seconds, so a broker that stops answering
+    (frozen, partitioned) costs the sender a 503, not a request that hangs
+    while its claim is renewed; the broker's own ``broker_transport_options``
+    (``socket_timeout``) win when set.
     """
 
     def __init__(
@@ -37,31 +43,56 @@ class CeleryQueue(Deferral):
         *,
         queue: str | None = None,
         publish_retries: int = 2,
+        publish_timeout: float = 5.0,
         app: str | None = None,
         lease: float | None = None,
         max_retries: int = 10,
         retry_delay: float = 5.0,
     ) -> None:
         super().__init__(app=app, lease=lease, max_retries=max_retries, retry_delay=retry_delay)
+        if not 0 < publish_timeout < math.inf:
+            raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")
         self.celery_app = celery_app
         self.queue = queue
         self.publish_retries = publish_retries
+        self.publish_timeout = publish_timeout
+        self._pools: dict[tuple[Any, int], Any] = {}
+        self._pools_lock = threading.Lock()
         register_task()
 
     def enqueue(self, job: Job) -> None:
         celery_app = self.celery_app or _celery_of_current_app()
-        celery_app.send_task(
-            TASK_NAME,
-            args=(job.to_json(),),
-            queue=self.queue,
-            retry=self.publish_retries > 0,
-            retry_policy={
-                "max_retries": self.publish_retries,
-                "interval_start": 0,
-                "interval_step": 0.2,
-                "interval_max": 0.5,
-            },
-        )
+        with self._pool(celery_app).acquire(block=True) as connection:
+            celery_app.send_task(
+                TASK_NAME,
+                args=(job.to_json(),),
+                queue=self.queue,
+                connection=connection,
+                timeout=self.publish_timeout,
+                confirm_timeout=self.publish_timeout,
+                retry=self.publish_retries > 0,
+                retry_policy={
+                    "max_retries": self.publish_retries,
+                    "interval_start": 0,
+                    "interval_step": 0.2,
+                    "interval_max": 0.5,
+                },
+            )
+
+    def _pool(self, celery_app: Any) -> Any:
+        """Broker connections with socket timeouts, per Celery app and process (a pool
+        made before a fork is not used after it); Celery's own pool has none."""
+        key = (celery_app, os.getpid())
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                conf, timeout = celery_app.conf, self.publish_timeout
+                bounded = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+                connection = celery_app.connection_for_write(
+                    transport_options={**bounded, **(conf.broker_transport_options or {})}
+                )
+                pool = self._pools[key] = connection.Pool(limit=conf.broker_pool_limit)
+            return pool
 
     def __repr__(self) -> str:
         return f"<CeleryQueue {self.queue or 'default'}>"
@@ -99,15 +130,27 @@ def register_task() -> None:
 
 
 def run_deferred(task: Any, data: dict[str, Any]) -> str:
-    """The Celery task: run the handler once; on failure, let Celery retry it."""
+    """The Celery task: run the handler once; on failure, let Celery retry it.
+
+    Waiting for another worker's claim (``InFlight``: a redelivery while the
+    first run still holds it, or its worker died) is no failure: it retries
+    after that lease without spending one of ``max_retries``, which count the
+    handler's failures only (``waited`` in the job counts the waits).
+    """
     from .worker import perform
 
+    job = Job.from_json(data)
+    waited = int(data.get("waited") or 0)
+    retries = int(task.request.retries or 0)
     try:
-        return perform(data)
+        return perform(data, final=retries - waited >= job.max_retries)
+    except InFlight as exc:
+        after = exc.after if exc.after is not None else job.backoff(0)
+        again = dict(data, waited=waited + 1)
+        raise task.retry(args=(again,), countdown=after, max_retries=retries + 1) from exc
     except Exception as exc:
         # Configuration errors are retried too: during a rolling deploy a worker
         # may not know a new handler yet; max_retries bounds it.
-        job = Job.from_json(data)
-        retries = int(task.request.retries or 0)
-        after = exc.after if isinstance(exc, HookError) and exc.after is not None else job.backoff(retries)
-        raise task.retry(exc=exc, countdown=after, max_retries=job.max_retries) from exc
+        failed = retries - waited
+        after = exc.after if isinstance(exc, HookError) and exc.after is not None else job.backoff(failed)
+        raise task.retry(exc=exc, countdown=after, max_retries=job.max_retries + waited) from exc

@@ -9,9 +9,11 @@ queue is used.
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from typing import Any
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, InFlight
 from .base import Deferral, Job
 
 #: What RQ workers import to run a job.
@@ -26,7 +28,11 @@ class RQQueue(Deferral):
     declared before any app exists); ``name`` is the queue name for the
     last two. Workers have no app context of their own, so ``app`` is
     required. ``retry_delay`` 0 re-enqueues a failed job at once; larger
-    delays need a worker started ``--with-scheduler``.
+    delays, and a job that waits for another worker's claim, need a worker
+    started ``--with-scheduler``. No socket operation of an enqueue waits
+    more than ``publish_timeout`` seconds on the connections made from a
+    URL (its own ``?socket_timeout=`` wins), so a frozen Redis costs the
+    sender a 503, not a hung request; an ``rq.Queue`` given brings its own.
     """
 
     def __init__(
@@ -36,6 +42,7 @@ class RQQueue(Deferral):
         app: str,
         name: str = "default",
         job_timeout: int | None = None,
+        publish_timeout: float = 5.0,
         lease: float | None = None,
         max_retries: int = 10,
         retry_delay: float = 5.0,
@@ -43,6 +50,9 @@ class RQQueue(Deferral):
         if not app:
             raise ConfigError("RQQueue needs app='pkg.module:create_app' so workers can build the app")
         super().__init__(app=app, lease=lease, max_retries=max_retries, retry_delay=retry_delay)
+        if not 0 < publish_timeout < math.inf:
+            raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")
+        self.publish_timeout = publish_timeout
         self.queue = queue
         self.name = name
         self.job_timeout = job_timeout
@@ -58,7 +68,9 @@ class RQQueue(Deferral):
             import redis
             from rq import Queue
 
-            queue = self._queues[url] = Queue(self.name, connection=redis.Redis.from_url(url))
+            timeout = self.publish_timeout
+            connection = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            queue = self._queues[url] = Queue(self.name, connection=connection)
         return queue
 
     def enqueue(self, job: Job) -> None:
@@ -87,7 +99,35 @@ def _url_of_current_app() -> str:
 
 
 def perform(data: dict[str, Any]) -> str:
-    """The RQ job: run the handler once; an exception lets RQ's ``Retry`` run it again."""
+    """The RQ job: run the handler once; an exception lets RQ's ``Retry`` run it again.
+
+    Waiting for another worker's claim (a job run again while the first run
+    still holds it, or after its worker died) is no failure: the job is put
+    back for when that lease ends, keeping the retries it has left.
+    """
+    from rq import get_current_job
+
     from .worker import perform as run
 
-    return run(data)
+    current = get_current_job()
+    try:
+        return run(data, final=current is None or not current.retries_left)
+    except InFlight as exc:
+        if current is None:
+            raise
+        _again_after(current, exc.after if exc.after is not None else 1.0)
+        return "in-flight"
+
+
+def _again_after(current: Any, seconds: float) -> None:
+    from rq import Queue, Retry
+
+    left, intervals = current.retries_left, current.retry_intervals
+    Queue(current.origin, connection=current.connection).enqueue_in(
+        timedelta(seconds=max(seconds, 1.0)),
+        FUNCTION,
+        args=current.args,
+        job_timeout=current.timeout,
+        retry=Retry(max=left, interval=intervals or 0) if left else None,
+        description=current.description,
+    )

@@ -20,11 +20,13 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 
 from .. import signals
-from ..core.attempts import log_entry, log_quietly
+from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly, scrub
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
+from ..core.event import Event
 from ..core.routing import Route
+from ..core.store import LogEntry
 from ..extension import Receiver, get_receiver
-from .base import Job, handler_key, handler_namespace, log
+from .base import HandlerFailed, Job, handler_key, handler_namespace, log
 
 _apps: dict[str, Flask] = {}
 _apps_lock = threading.Lock()
@@ -68,21 +70,36 @@ def find_route(receiver: Receiver, name: str) -> Route:
     raise ConfigError(f"no handler named {name!r} on receiver {receiver.name!r} in this worker")
 
 
-def perform(data: Mapping[str, Any]) -> str:
-    """Run a job from its JSON form; the entry point of every queue adapter."""
+def perform(data: Mapping[str, Any], *, final: bool = False) -> str:
+    """Run a job from its JSON form; the entry point of every queue adapter.
+
+    ``final`` says the queue will not run the job again if it fails: the
+    delivery is then marked failed in the inbox (see :func:`run_job`).
+    """
     job = Job.from_json(data)
     with app_context(job) as app:
-        return run_job(app, job)
+        return run_job(app, job, final=final)
 
 
-def run_job(app: Flask, job: Job) -> str:
+def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     """Run the job's handler unless it already succeeded; ``"handled"`` or ``"duplicate"``.
 
     Raises :class:`InFlight` while another worker holds the handler, and
-    re-raises the handler's own exception after releasing the record.
+    re-raises the handler's own exception after releasing the record (as
+    :class:`HandlerFailed`, with the credentials blanked, when its traceback
+    quotes one: the queue logs what it is given). The claim is renewed
+    while the handler runs, as on the web side, so a slow handler is not
+    run again by a redelivery. Every failure is an attempt of the delivery;
+    a ``final`` one also marks it failed, so the inbox shows it and a plain
+    replay runs this handler again.
     """
     event = job.event
     receiver = get_receiver(app, event.receiver)
+    if job.ns and job.ns != receiver.ns:
+        raise ConfigError(
+            f"a job of namespace {job.ns!r} reached a worker whose receiver {receiver.name!r} is"
+            f" {receiver.ns!r}: route each app's jobs to its own workers (CeleryQueue(queue=...))"
+        )
     route = find_route(receiver, job.handler)
     store, ns = receiver.store, handler_namespace(receiver.ns)
     key = handler_key(event.id, route.name, job.rerun)
@@ -96,29 +113,73 @@ def run_job(app: Flask, job: Job) -> str:
         return "duplicate"
     if claim.state == "inflight":
         raise InFlight(after=claim.retry_after)
+    leases = receiver.pipeline.leases
+    held = leases.hold(store, ns, key, claim.token, lease=lease, clock=receiver.now)
+    failure: HandlerFailed | None = None
     try:
         route.func(event)
     except BaseException as exc:
-        if isinstance(exc, Exception):
-            signals.send_safely(
-                signals.handler_failed,
-                app,
-                receiver=receiver.name,
-                event=event,
-                handler=route.name,
-                error=exc,
-            )
-            log_quietly(
-                store, receiver.ns, log_entry(event, "error", 500, started, (route.name,), "handler failed")
-            )
+        leases.drop(held)
         try:
             store.release(ns, key, claim.token, now=receiver.now())
         except StoreUnavailable:
             log.warning("could not release %s %s; its lease will expire", ns, key)
-        raise
+        if not isinstance(exc, Exception):
+            raise
+        secrets = credentials(event, receiver.provider)
+        _failed(app, receiver, route.name, event, exc, started, secrets, final=final)
+        if blanked_traceback(exc, secrets) is None:
+            raise
+        # Raised outside this block, so that it carries no trace of the original.
+        failure = HandlerFailed(f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
+    if failure is not None:
+        raise failure
+    leases.drop(held)
     store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
     log_quietly(store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,)))
     signals.send_safely(
         signals.event_handled, app, receiver=receiver.name, event=event, handlers=(route.name,)
     )
     return "handled"
+
+
+def _failed(
+    app: Flask,
+    receiver: Receiver,
+    handler: str,
+    event: Event,
+    exc: Exception,
+    started: float,
+    secrets: list[str],
+    *,
+    final: bool,
+) -> None:
+    """Signal, log and record a failed run: an attempt of the delivery, with the traceback."""
+    signals.send_safely(
+        signals.handler_failed, app, receiver=receiver.name, event=event, handler=handler, error=exc
+    )
+    log_failure(f"deferred handler {handler} failed on {receiver.name} {event.id}", exc, secrets)
+    entry = log_entry(
+        event, "error", 500, started, (), "handler failed", error=exc, failed=handler, secrets=secrets
+    )
+    if not final or not _mark_failed(receiver, handler, event, entry):
+        log_quietly(receiver.store, receiver.ns, entry)
+
+
+def _mark_failed(receiver: Receiver, handler: str, event: Event, entry: LogEntry) -> bool:
+    """Reopen the completed delivery with every handler but ``handler`` marked done, and
+    release it failed with ``entry``: the queue gave up, so the operator must see it.
+
+    False when it cannot be done now (the delivery is gone, held by a retry or
+    a replay, or the store is down): the attempt is then only logged.
+    """
+    store, ns, lease = receiver.store, receiver.ns, receiver.settings.lease
+    others = [r.name for r in receiver.hooks.router.match(event.type) if r.name != handler]
+    try:
+        claim = store.reopen(ns, event.id, now=receiver.now(), lease=lease, rerun=[handler], keep=others)
+        if claim.state != "new":
+            return False
+        store.release(ns, event.id, claim.token, now=receiver.now(), entry=entry)
+    except (LookupError, StoreUnavailable):
+        return False
+    return True

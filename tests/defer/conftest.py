@@ -108,11 +108,11 @@ class Workers:
             "celery",
         )
 
-    def rq_burst(self, timeout: float = 60.0) -> int:
-        """Run ``rq worker --burst`` until the queue is empty; its exit code."""
-        proc = self._start(
-            [str(BIN / "rq"), "worker", "--burst", "--url", self.env["DEFER_RQ_URL"], "default"], "rq"
-        )
+    def rq_burst(self, timeout: float = 60.0, *, scheduler: bool = False) -> int:
+        """Run ``rq worker --burst`` until the queue is empty (first moving the scheduled
+        jobs that are due onto it, with ``scheduler``); its exit code."""
+        argv = [str(BIN / "rq"), "worker", "--burst", "--url", self.env["DEFER_RQ_URL"], "default"]
+        proc = self._start([*argv, "--with-scheduler"] if scheduler else argv, "rq")
         return proc.wait(timeout)
 
     def log(self) -> str:

@@ -1,0 +1,182 @@
+"""The worker against an unlucky world: slow handlers, failures the queue gives up on,
+credentials in tracebacks and jobs, another app's jobs, a job refused by its format."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from flask_hooks import ConfigError, Event, HookError, Hooks
+from flask_hooks.defer import Job
+from flask_hooks.defer.base import HandlerFailed
+from flask_hooks.defer.worker import perform, run_job
+from flask_hooks.providers import Narada
+from flask_hooks.stores.leases import LeaseKeeper
+from flask_hooks.stores.memory import MemoryStore
+
+from ..conftest import generic_post
+from ..helpers import ManualClock
+from .test_deferral import ListQueue, send
+
+TOKEN = "tok-ab12cd34"
+SECRET = "cb-secret-9f8e7d"
+NARADA_BODY = {"requestId": "req-1", "status": "success", "secret": SECRET, "response": {"text": "ok"}}
+
+
+class Timer(ManualClock):
+    """The lease keeper's monotonic timer, moved by hand."""
+
+
+def test_a_slow_deferred_handler_keeps_its_claim_so_a_redelivery_does_not_run_it(
+    make_app: Callable[..., Flask],
+) -> None:
+    clock, timer = ManualClock(), Timer(0.0)
+    queue = ListQueue(lease=30)
+    hooks = Hooks(store=MemoryStore(), clock=clock)
+    app = make_app(hooks)
+    keeper = hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=timer, thread=False)
+    runs: list[str] = []
+    copies: list[BaseException] = []
+
+    @hooks.on("payment.succeeded", defer=queue)
+    def slow(event: Event) -> None:
+        runs.append(event.id)
+        for _ in range(4):  # 80 s of work against the job's 30 s lease
+            clock.advance(20)
+            timer.advance(20)
+            assert keeper.tick() == 1
+        with pytest.raises(HookError) as copy:  # the broker redelivers the job meanwhile
+            run_job(app, Job.from_json(queue.jobs[0]))
+        copies.append(copy.value)
+
+    assert send(app).status_code == 200
+    with app.app_context():
+        assert perform(queue.jobs[0]) == "handled"
+    assert runs == ["evt_1"]
+    [copy] = copies
+    assert copy.status == 409 and copy.after == 30  # the renewed lease
+    assert keeper.tick() == 0  # nothing is held once the run is over
+
+
+def test_a_failure_the_queue_gives_up_on_shows_in_the_inbox_and_a_replay_runs_it(
+    make_app: Callable[..., Flask],
+) -> None:
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    broken = [True]
+    ran: list[str] = []
+
+    @hooks.on("payment.succeeded", name="audit")
+    def audit(event: Event) -> None:
+        ran.append("audit")
+
+    @hooks.on("payment.succeeded", name="charge", defer=queue)
+    def charge(event: Event) -> None:
+        ran.append("charge")
+        if broken[0]:
+            raise RuntimeError("card processor said no")
+
+    assert send(app).status_code == 200
+    inbox = hooks.inbox(app)
+    with app.app_context():
+        with pytest.raises(RuntimeError):
+            perform(queue.jobs[0], final=False)  # the queue will retry: not failed yet
+        assert inbox.get("evt_1").status == "received"  # type: ignore[union-attr]
+        with pytest.raises(RuntimeError):
+            perform(queue.jobs[0], final=True)
+    delivery = inbox.get("evt_1")
+    assert delivery is not None
+    assert delivery.status == "failed"
+    assert delivery.handlers == {"audit": "succeeded", "charge": "failed"}
+    failed = [a for a in delivery.attempts if a.failed]
+    assert len(failed) == 2
+    assert all("card processor said no" in a.error and "Traceback" in a.error for a in failed)
+    assert inbox.query(status="failed") == [delivery]
+
+    broken[0] = False  # the fix is deployed; the operator replays
+    after = inbox.replay("evt_1")
+    assert len(queue.jobs) == 2  # the failed handler is handed to the queue again, only it
+    with app.app_context():
+        assert perform(queue.jobs[1]) == "handled"
+    assert ran == ["audit", "charge", "charge", "charge"]
+    assert after.status == "received"
+
+
+def narada_app(make_app: Callable[..., Flask], queue: ListQueue) -> tuple[Flask, Hooks]:
+    hooks = Hooks(provider=Narada(token=TOKEN, secret=SECRET), store=MemoryStore())
+    app = make_app(hooks)
+
+    @hooks.on("success", defer=queue)
+    def leaky(event: Event) -> None:
+        raise ValueError(f"unexpected callback {event.payload['secret']} ({event.headers['Authorization']})")
+
+    return app, hooks
+
+
+def test_neither_the_job_nor_what_the_worker_raises_or_logs_carries_a_credential(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = ListQueue()
+    app, _ = narada_app(make_app, queue)
+    response = app.test_client().post(
+        "/webhooks", data=json.dumps(NARADA_BODY), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 200
+    [job] = queue.jobs
+    assert TOKEN not in json.dumps(job)  # the broker never holds the sender's token
+    assert ("authorization", "[redacted]") in job["headers"]
+    with app.app_context(), caplog.at_level(logging.INFO), pytest.raises(HandlerFailed) as raised:
+        perform(job)
+    assert raised.value.__context__ is None and raised.value.__cause__ is None
+    shown = str(raised.value) + "".join(r.getMessage() + str(r.exc_info) for r in caplog.records)
+    assert "unexpected callback" in shown and "ValueError" in shown
+    assert SECRET not in shown and TOKEN not in shown
+
+
+def test_a_handler_error_without_a_credential_is_raised_as_it_is(make_app: Callable[..., Flask]) -> None:
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+
+    @hooks.on("payment.succeeded", defer=queue)
+    def plain(event: Event) -> None:
+        raise KeyError("missing")
+
+    send(app)
+    with app.app_context(), pytest.raises(KeyError):
+        perform(queue.jobs[0])
+
+
+def test_a_job_of_another_app_is_refused_not_checked_against_this_app_s_records(
+    tmp_path: Any,
+) -> None:
+    store, queue, ran = MemoryStore(), ListQueue(), []
+    apps = []
+    for name in ("shop_a", "shop_b"):  # one worker image, two apps, one shared store
+        hooks = Hooks(store=store)
+        hooks.on("payment.succeeded", name="charge", defer=queue)(lambda event, name=name: ran.append(name))
+        app = Flask(name, instance_path=str(tmp_path / name))
+        app.config.update(TESTING=True, HOOKS_SECRET="whsec-test-secret")
+        hooks.init_app(app)
+        apps.append(app)
+    delivery = {"id": "evt_1", "type": "payment.succeeded"}
+    assert generic_post(apps[1].test_client(), delivery, secret="whsec-test-secret").status_code == 200
+    with apps[0].app_context(), pytest.raises(ConfigError, match="shop_b"):
+        perform(queue.jobs[0])  # app B's job reached app A's worker
+    with apps[1].app_context():
+        assert perform(queue.jobs[0]) == "handled"
+    assert ran == ["shop_b"]
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_a_job_format_is_a_whole_number(version: Any) -> None:
+    event = Event("e1", "a.b", {}, b"{}", {}, "generic", "hooks")
+    data = dict(Job("mod.f", event).to_json(), v=version)
+    with pytest.raises(HookError, match="unknown deferred job format"):
+        Job.from_json(data)
