@@ -85,6 +85,7 @@ class Receiver:
                 ns=settings.namespace,
                 leases=AppLeases(app, store),
                 retention=settings.retention,
+                secrets=settings.secrets,
             )
         )
 

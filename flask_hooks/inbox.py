@@ -113,7 +113,8 @@ class Inbox:
     def _delivery(self, stored: Stored) -> Delivery:
         routes = self.receiver.hooks.router.match(stored.type)
         masked = self.receiver.provider.redacted_fields
-        secrets = field_values(payload_of(stored.body), masked) if masked else []
+        fields = field_values(payload_of(stored.body), masked) if masked else []
+        secrets = [*self.receiver.settings.secrets, *fields]  # blanked in kept tracebacks
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}

@@ -330,3 +330,31 @@ def test_scrub_hides_every_character_of_overlapping_and_short_secrets() -> None:
     once = scrub("red: red", ["red"])
     assert once == "[redacted]: [redacted]" and scrub(once, ["red"]) == once  # markers stay whole
     assert scrub("kept", ["", "absent"]) == "kept"
+
+
+def test_a_handler_exception_quoting_the_receiver_s_own_secret_is_blanked(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler may quote its settings (a misconfigured client built from them): the
+    receiver's configured secrets are blanked like the delivery's credentials."""
+    from flask import current_app
+
+    from tests.conftest import SECRET, generic_post
+
+    hooks = Hooks(store="memory://")
+
+    @hooks.on("*")
+    def misconfigured(event: Any) -> None:
+        raise RuntimeError(f"signing client refused key {current_app.config['HOOKS_SECRET']!r}")
+
+    app = make_app(hooks)
+    with caplog.at_level("INFO"):
+        response = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+    assert response.status_code == 500
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None and delivery.last_error is not None
+    assert "signing client refused key" in delivery.last_error.error
+    shown = delivery.last_error.error + response.get_data(as_text=True) + caplog.text
+    assert SECRET not in shown
+    shown_cli = run(app, "show", "evt_1").output
+    assert "RuntimeError" in shown_cli and SECRET not in shown_cli

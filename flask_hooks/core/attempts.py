@@ -67,12 +67,13 @@ def _traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))
 
 
-def credentials(event: Event, provider: Any) -> list[str]:
+def credentials(event: Event, provider: Any, configured: Iterable[str] = ()) -> list[str]:
     """What a handler's exception must not show of ``event``: the payload's credential
     fields (``provider.redacted_fields``) and the headers the inbox redacts
     (``Authorization``, ``Cookie``, ``provider.redacted_headers``), each value whole,
-    its credential after a scheme (``Bearer <token>``) and each cookie's value."""
-    found = field_values(event.payload, provider.redacted_fields)
+    its credential after a scheme (``Bearer <token>``) and each cookie's value; and the
+    receiver's ``configured`` secrets (a handler may quote its own settings)."""
+    found = [*configured, *field_values(event.payload, provider.redacted_fields)]
     hidden = redacted_names(provider.redacted_headers)
     for name, value in header_pairs(event.headers):
         if name.lower() in hidden:

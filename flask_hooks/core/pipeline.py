@@ -88,6 +88,8 @@ class ReceiverConfig:
     leases: Leases = dataclasses.field(default_factory=NoLeases)
     #: Seconds every verified delivery is kept for the inbox; 0 keeps none.
     retention: float = 0.0
+    #: The configured secrets as text: blanked in a failed handler's traceback.
+    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not self.ns:
@@ -387,7 +389,7 @@ class Pipeline:
         error: HookError
         if isinstance(exc, LeaseLost):
             raise exc  # an atomic handler rolled back: another worker owns the delivery
-        secrets = credentials(event, cfg.provider)
+        secrets = credentials(event, cfg.provider, cfg.secrets)
         if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
             error, kind = exc, "retry"
         elif isinstance(exc, Declined):

@@ -126,7 +126,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
             log.warning("could not release %s %s; its lease will expire", ns, key)
         if not isinstance(exc, Exception):
             raise
-        secrets = credentials(event, receiver.provider)
+        secrets = credentials(event, receiver.provider, receiver.settings.secrets)
         _failed(app, receiver, route.name, event, exc, started, secrets, final=final)
         if blanked_traceback(exc, secrets) is None:
             raise
