@@ -89,6 +89,9 @@ def atomically(
         raise
     finally:
         _current.reset(reset)
+    if _aborted(tx.connection()):
+        _quietly(tx.rollback)
+        raise HandlerLeftTransactionFailed()
     try:
         with Cursor(tx.connection(), statements) as cursor:
             mark(cursor, reply)
@@ -103,6 +106,36 @@ def atomically(
         # The handler's writes failed at COMMIT (a deferred constraint): its failure, a 500.
         raise
     return reply
+
+
+class HandlerLeftTransactionFailed(RuntimeError):
+    """The handler caught a database error and returned: its transaction is aborted
+    (PostgreSQL), so neither its writes nor its mark can commit. The handler's failure,
+    a 500 the sender retries, not an unavailable store."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the atomic handler returned with its transaction aborted by a database error it"
+            " caught; let the error propagate, or catch it around a SAVEPOINT"
+            " (with connection().begin_nested(): ...)"
+        )
+
+
+#: libpq's PQTRANS_INERROR: in a transaction that an error aborted (psycopg 2 and 3 alike).
+_INERROR = 3
+
+
+def _aborted(conn: Connection) -> bool:
+    """Whether PostgreSQL aborted the transaction (``current transaction is aborted``)."""
+    try:
+        raw = conn.connection.dbapi_connection
+    except DOWN:
+        return False  # gone: the mark finds out, and says so
+    info = getattr(raw, "info", None)
+    status = getattr(info, "transaction_status", None)  # psycopg 3
+    if status is None and hasattr(raw, "get_transaction_status"):
+        status = raw.get_transaction_status()  # psycopg 2
+    return status is not None and int(status) == _INERROR
 
 
 def _unreachable(exc: BaseException) -> bool:

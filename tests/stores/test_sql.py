@@ -520,3 +520,43 @@ def test_a_constraint_checked_at_commit_is_the_handler_s_failure_not_the_store_s
         assert dict(store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL).handlers) == {}  # not marked
     finally:
         engine.dispose()
+
+
+def test_a_handler_that_swallows_a_database_error_fails_not_the_store(
+    pg_url: str,  # noqa: F811
+) -> None:
+    """``try: insert except IntegrityError: pass`` leaves a PostgreSQL transaction aborted:
+    nothing of it can commit. That is the handler's failure (a 500 naming the fix), not an
+    unavailable store (a 503 that sends the operator to a healthy database)."""
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE seen (id TEXT PRIMARY KEY)"))
+            conn.execute(sa.text("INSERT INTO seen VALUES ('evt_1')"))
+        store = SqlStore(engine)
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+        def run() -> Reply:
+            try:  # noqa: SIM105 - the pattern under test, as users write it
+                connection().execute(sa.text("INSERT INTO seen VALUES ('evt_1')"))
+            except sa.exc.IntegrityError:
+                pass  # "already seen": fine on SQLite, fatal to a PostgreSQL transaction
+            return REPLY
+
+        with pytest.raises(RuntimeError, match="SAVEPOINT"):
+            store.atomic(NS, "evt_1", claim.token, "billing.book", run, now=T0)
+        store.release(NS, "evt_1", claim.token, now=T0 + 1)
+        again = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+        assert again.state == "new" and dict(again.handlers) == {}
+
+        def with_savepoint() -> Reply:
+            try:
+                with connection().begin_nested():
+                    connection().execute(sa.text("INSERT INTO seen VALUES ('evt_1')"))
+            except sa.exc.IntegrityError:
+                pass
+            return REPLY
+
+        assert store.atomic(NS, "evt_1", again.token, "billing.book", with_savepoint, now=T0 + 2) == REPLY
+    finally:
+        engine.dispose()
