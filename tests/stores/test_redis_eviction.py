@@ -7,10 +7,7 @@ Each test starts real redis-servers with its own ``--maxmemory`` options
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -22,50 +19,11 @@ from flask_hooks.core.inbox import Kept
 from flask_hooks.stores.base import LogEntry
 from flask_hooks.stores.redis import RedisStore
 from flask_hooks.stores.url import open_store
-from tests.conftest import RedisServer, generic_post
-from tests.helpers import wait_for_port
+from tests.conftest import generic_post
 
 T0 = 1_700_000_000.0
 LIMIT = ("--maxmemory", "10mb")
 KEEP = Kept("a.b", b"{}", (), T0, 0, 86400.0)
-
-
-class ConfiguredRedis(RedisServer):
-    """The conftest server, started with extra options."""
-
-    def __init__(self, workdir: Path, options: Sequence[str]) -> None:
-        super().__init__(workdir)
-        self.options = list(options)
-
-    def start(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            pytest.fail("redis-server is not installed; run `make test`, which installs it")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), *self.options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, self.proc, "redis-server", timeout=10)
-
-
-@pytest.fixture
-def redis_with(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., str]]:
-    """``redis_with("--maxmemory-policy", "allkeys-lru")`` starts a server and returns its URL."""
-    servers: list[ConfiguredRedis] = []
-
-    def start(*options: str) -> str:
-        server = ConfiguredRedis(tmp_path_factory.mktemp("redis-opts"), options)
-        servers.append(server)
-        server.start()
-        return server.url
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
