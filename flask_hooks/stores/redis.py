@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -59,6 +60,48 @@ def _eviction_risk(info: Mapping[str, Any]) -> str:
     if policy == "noeviction" or str(info.get("maxmemory")) == "0":
         return ""
     return f"maxmemory-policy is {policy or 'unknown'} with maxmemory {info.get('maxmemory')}"
+
+
+def _check_url(url: str, *, given: str) -> None:
+    """A :class:`ConfigError` at ``init_app`` for a URL redis-py cannot use, not an error per delivery.
+
+    ``url`` is what redis-py gets; ``given`` is the URL as written, shown masked.
+    """
+    import redis
+
+    shown = masked_url(given)
+    if problem := _url_problem(url):
+        hint = "; percent-encode a password's / ? # and @" if "@" in given else ""
+        raise ConfigError(f"{shown!r}: {problem}{hint}")
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)  # checks the options; connects nowhere
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        reason = str(exc)
+        if any(word in given and word not in shown for word in re.findall(r"[^\s'\",:]+", reason)):
+            reason = "options redis-py cannot use"  # the message quotes what the mask hides
+        raise ConfigError(f"{shown!r}: {reason}") from None
+
+
+def _url_problem(url: str) -> str:
+    """What redis-py would not notice (no host, a non-number database) or would say with the port's text."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        return "write redis://host:port/db, rediss://... or unix:///path/to/redis.sock"
+    if parts.scheme == "unix":
+        return "" if parts.path else "names no socket: write unix:///path/to/redis.sock"
+    if not parts.hostname:
+        return f"names no host: write {parts.scheme}://host:port/db"
+    try:
+        parts.port  # noqa: B018 (urllib checks the port as it reads it)
+    except ValueError:
+        return "the port is not a number from 0 to 65535"
+    db = unquote(parts.path).replace("/", "")  # as redis-py reads it; it ignores a non-number
+    if db and not (db.isascii() and db.isdigit()):
+        return "the path is the database number: redis://host:port/0"
+    return ""
 
 
 class _Epoch:
@@ -124,7 +167,7 @@ class RedisStore(DedupeStore):
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
         """Open ``redis://``, ``rediss://`` or ``unix://``; ``key_prefix`` and ``allow_eviction`` are ours."""
-        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+        from urllib.parse import parse_qsl, urlencode, urlsplit
 
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
@@ -135,8 +178,10 @@ class RedisStore(DedupeStore):
             if flag not in {"true", "false", "1", "0"}:
                 raise ConfigError(f"{masked_url(url)!r}: write ?allow_eviction=true or false")
             kwargs.setdefault("allow_eviction", flag in {"true", "1"})
-        url = urlunsplit(parts._replace(query=urlencode(query)))
-        return cls(url, **kwargs)
+        rest = urlencode(query)  # urlunsplit would drop the "//" of unix:///path, whose netloc is empty
+        redis_url = f"{parts.scheme}://{parts.netloc}{parts.path}{'?' if rest else ''}{rest}"
+        _check_url(redis_url, given=url)
+        return cls(redis_url, **kwargs)
 
     def _client(self, url: str) -> Redis:
         """Short timeouts and one quick retry: a dead server must become a 503 fast.
@@ -149,6 +194,7 @@ class RedisStore(DedupeStore):
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
+        _check_url(url, given=url)
         return redis.Redis.from_url(
             url,
             socket_timeout=2.0,

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import redis
+from flask import Flask
 from redis.crc import key_slot
 
+from flask_hooks import Event, Hooks
+from flask_hooks.core.errors import ConfigError
 from flask_hooks.stores.base import LogEntry, Reply, lease_is_live
 from flask_hooks.stores.redis import RedisStore
 from flask_hooks.stores.url import open_store
+from tests.conftest import generic_post
 
 T0 = 1_700_000_000.0
 
@@ -117,3 +124,61 @@ def test_an_id_with_unusual_characters_round_trips(redis_url: str) -> None:
     key = b"hooks:{ns}:d:" + weird.encode()
     assert client.hget(key, "state") == b"done"
     assert key_slot(key) == key_slot(b"{ns}")  # the id's braces do not move it to another slot
+
+
+def test_a_unix_socket_url_claims_and_completes(
+    redis_with: Callable[..., str], make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """``unix:///path`` has an empty netloc: rebuilt with ``urlunsplit``, it lost its ``//``."""
+    sock = tmp_path / "r.sock"
+    redis_with("--unixsocket", str(sock), "--unixsocketperm", "700")
+    hooks = Hooks()
+    runs: list[str] = []
+
+    @hooks.on("*")
+    def handle(event: Event) -> None:
+        runs.append(event.id)
+
+    app = make_app(hooks, HOOKS_STORE=f"unix://{sock}?db=1&key_prefix=u:")
+    for _ in range(2):  # the copy is answered from the record
+        assert generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"}).status_code == 200
+    assert runs == ["evt_1"]
+    client = redis.Redis(unix_socket_path=str(sock), db=1)
+    [key] = client.scan_iter(match="u:*:d:evt_1")
+    assert client.hget(key, "state") == b"done"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown", "reason"),
+    [
+        ("redis://", "'redis://'", "names no host"),
+        ("unix://", "'unix://'", "names no socket"),
+        ("unix://?db=0&key_prefix=x:", "'unix://?db=0&key_prefix=x:'", "names no socket"),
+        ("redis://:hunter2@localhost:abc/0", "'redis://:***@localhost:abc/0'", "port is not a number"),
+        ("redis://localhost:99999/0", "'redis://localhost:99999/0'", "port is not a number"),
+        ("redis://localhost/zero", "'redis://localhost/zero'", "database number"),
+        (
+            "redis://:hunter2@localhost/0?socket_timeout=abc",
+            "'redis://:***@localhost/0?socket_timeout=abc'",
+            "Invalid value for 'socket_timeout'",
+        ),
+        ("redis://localhost/0?no_such=1", "'redis://localhost/0?no_such=1'", "'no_such'"),
+        ("rediss://localhost/0?ssl_cert_reqs=sometimes", "ssl_cert_reqs=sometimes", "sometimes"),
+        # passwords with a raw "/" or "?" that urllib (and redis-py) split elsewhere
+        ("redis://user:hunter2/pw@host:6379/0", "'redis://user:***@host:6379/0'", "percent-encode"),
+        ("redis://:hunter2?key_prefix=a@host/0", "'redis://:***@host/0'", "names no host"),
+        ("redis://u:1/0?hunter2=x@host/0", "'redis://u:***@host/0'", "options redis-py cannot use"),
+    ],
+)
+def test_a_malformed_url_is_a_config_error_at_init_app(
+    make_app: Callable[..., Flask], url: str, shown: str, reason: str
+) -> None:
+    """Not redis-py's ValueError or TypeError (at init_app, or at every delivery), nor the password."""
+    with pytest.raises(ConfigError) as info:
+        make_app(Hooks(), HOOKS_STORE=url)
+    message = str(info.value)
+    assert shown in message
+    assert reason in message
+    assert "hunter2" not in message
+    with pytest.raises(ConfigError):  # a URL given to the constructor is checked too
+        RedisStore(url.replace("key_prefix=", "prefix="))
