@@ -16,6 +16,10 @@ and the ``volatile-*`` ones pick exactly keys with a TTL, which all of ours
 have (https://redis.io/docs/latest/develop/reference/eviction/). An evicted
 record is a delivery forgotten: its resend runs the handlers again. So the
 store refuses such a server unless told ``allow_eviction``.
+
+A replica forgets too: one made writable (``replica-read-only no``) drops
+what it was written when it resyncs from its master (redis.conf says so at
+``replica-read-only``). The store refuses a replica always.
 """
 
 from __future__ import annotations
@@ -104,8 +108,21 @@ def _url_problem(url: str) -> str:
     return ""
 
 
+def _replica_risk(info: Mapping[str, Any]) -> str:
+    """Why a server with this ``INFO replication`` would drop acknowledged records, or ``""``.
+
+    Only a master keeps them; a missing role counts as a risk: fail closed.
+    """
+    role = str(info.get("role", ""))
+    if role == "master":
+        return ""
+    if role == "slave":
+        return f"the server is a replica of {info.get('master_host')}:{info.get('master_port')}"
+    return f"the server's role is {role or 'unknown'}"
+
+
 class _Epoch:
-    """Changes whenever the eviction policy must be read again; also the ``redis_connect_func``."""
+    """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
 
     __slots__ = ("value",)
 
@@ -125,15 +142,18 @@ class RedisStore(DedupeStore):
     is :class:`StoreUnavailable`, so the sender gets a 503 and retries.
 
     A server that may evict keys (module docstring) is refused the same
-    way, with an ERROR log naming the fix, unless ``allow_eviction``. The
-    policy comes from ``INFO memory`` (``CONFIG GET`` is often disabled on
-    managed Redis), read before the first operation and again after any
-    Redis error, :meth:`close`, or (re)connection of a client built from a
-    URL; an operation that reconnected is refused before it returns. A
-    ready client's connections are not ours to hook: it is rechecked after
-    errors and ``close`` only. A policy changed at runtime is seen at the
-    next reconnect; while refused, every operation reads it again, so a
-    fixed policy is accepted at once.
+    way, with an ERROR log naming the fix, unless ``allow_eviction``; so is
+    a replica, whatever ``allow_eviction`` says. The policy and the role
+    come from ``INFO memory`` and ``INFO replication`` (``CONFIG GET`` is
+    often disabled on managed Redis), one round trip read before the first
+    operation and again after any Redis error, :meth:`close`, or
+    (re)connection of a client built from a URL; an operation that
+    reconnected is refused before it returns. A ready client's connections
+    are not ours to hook: it is rechecked after errors and ``close`` only.
+    A policy or role changed at runtime is seen at the next reconnect;
+    while refused, every operation reads them again, so a fixed server is
+    accepted at once. Where ``INFO`` is denied, ``allow_eviction`` accepts
+    the server unchecked.
     """
 
     def __init__(
@@ -150,8 +170,8 @@ class RedisStore(DedupeStore):
         self._response_error = redis.ResponseError
         self.allow_eviction = allow_eviction
         self._epoch = _Epoch()
-        self._checked = -1  # the epoch whose policy was accepted
-        self._refused = False
+        self._checked = -1  # the epoch whose policy and role were accepted
+        self._refused = ""  # the reason last logged
         if isinstance(client_or_url, str):
             client_or_url = self._client(client_or_url)
         self.client = client_or_url
@@ -218,34 +238,50 @@ class RedisStore(DedupeStore):
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
-            if self._checked != self._epoch.value and not self.allow_eviction:
-                self._check_eviction()
+            if self._checked != self._epoch.value:
+                self._check_server()
             yield
-            if self._checked != self._epoch.value and not self.allow_eviction:  # it reconnected
-                self._check_eviction()
+            if self._checked != self._epoch.value:  # it reconnected
+                self._check_server()
         except self._errors as exc:
             self._epoch.value += 1  # the next connection may reach another server
             raise StoreUnavailable() from exc
 
-    def _check_eviction(self) -> None:
+    def _check_server(self) -> None:
+        pipe: Any = self.client.pipeline(transaction=False)
         try:
-            risk = _eviction_risk(self.client.info("memory"))
+            memory, replication = pipe.info("memory").info("replication").execute()
         except self._response_error as exc:  # INFO renamed away, or denied by an ACL
-            risk = f"INFO memory failed ({exc}), so the eviction policy is unknown"
+            unknown = f"INFO failed ({exc}): the eviction policy and the role are unknown"
+            risk, replica = ("" if self.allow_eviction else unknown), False
+        else:
+            risk = _replica_risk(replication)
+            replica = bool(risk)
+            if not risk and not self.allow_eviction:
+                risk = _eviction_risk(memory)
         if not risk:
-            self._refused = False
+            self._refused = ""
             self._checked = self._epoch.value  # a connection made for INFO is covered by its answer
             return
-        if not self._refused:
-            self._refused = True
-            log.error(
-                "Redis store refused: %s, so Redis may evict acknowledged deliveries and their "
-                "resends would run handlers again. Set maxmemory-policy noeviction (redis.conf, or "
-                "CONFIG SET maxmemory-policy noeviction), or add ?allow_eviction=true to the store "
-                "URL to accept the risk. (%s)",
-                risk,
-                self._where(),
-            )
+        if risk != self._refused:
+            self._refused = risk
+            if replica:
+                log.error(
+                    "Redis store refused: %s. A replica drops what it was written when it resyncs "
+                    "from its master, so acknowledged deliveries would be forgotten and their resends "
+                    "would run handlers again. Point the store URL at the master. (%s)",
+                    risk,
+                    self._where(),
+                )
+            else:
+                log.error(
+                    "Redis store refused: %s, so Redis may evict acknowledged deliveries and their "
+                    "resends would run handlers again. Set maxmemory-policy noeviction (redis.conf, or "
+                    "CONFIG SET maxmemory-policy noeviction), or add ?allow_eviction=true to the store "
+                    "URL to accept the risk. (%s)",
+                    risk,
+                    self._where(),
+                )
         raise StoreUnavailable()
 
     def _where(self) -> str:
@@ -455,7 +491,7 @@ class RedisStore(DedupeStore):
         return removed
 
     def close(self) -> None:
-        """Disconnect the pool; the next command reconnects (and reads the policy again)."""
+        """Disconnect the pool; the next command reconnects (and reads the policy and role again)."""
         self._epoch.value += 1
         try:
             self.client.connection_pool.disconnect()

@@ -82,5 +82,5 @@ def redis_with(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     try:
         yield start
     finally:
-        for server in servers:
+        for server in reversed(servers):  # replicas first: a master's shutdown waits for its replicas
             server.stop()

@@ -1,7 +1,8 @@
-"""A Redis that may evict keys would forget acknowledged deliveries: the store refuses it.
+"""A Redis that may evict keys, or a replica, would forget acknowledged deliveries: the store refuses it.
 
 Each test starts real redis-servers with its own ``--maxmemory`` options
-(``maxmemory-policy``: https://redis.io/docs/latest/develop/reference/eviction/).
+(``maxmemory-policy``: https://redis.io/docs/latest/develop/reference/eviction/)
+or ``--replicaof``.
 """
 
 from __future__ import annotations
@@ -139,8 +140,10 @@ def test_a_policy_that_cannot_be_read_is_refused(
         with pytest.raises(StoreUnavailable):
             store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
         [message] = errors(caplog)
-        assert "INFO memory failed" in message
+        assert "INFO failed" in message
         assert "?allow_eviction=true" in message
+        accepting = RedisStore(url.replace("redis://", "redis://hooks:pw@"), allow_eviction=True)
+        use(accepting)  # the risk accepted: nothing left to check the role with either
     finally:
         store.close()
 
@@ -158,10 +161,10 @@ def test_the_policy_is_read_once_per_connection_not_per_command(redis_with: Call
         for n in range(10):
             use(store, f"evt_{n}")
         store.deliveries("ns")
-        assert info_calls() == 1
+        assert info_calls() == 2  # INFO memory and INFO replication, in one round trip
         store.close()  # the next command connects again, so the policy is read again
         use(store, "evt_x")
-        assert info_calls() == 3  # the count includes the previous reading's own INFO
+        assert info_calls() == 5  # the count includes the previous reading's own INFO
     finally:
         store.close()
 
@@ -235,3 +238,74 @@ def test_a_full_redis_refuses_the_claim_so_no_handler_runs_twice(
     client.config_set("maxmemory", 0)
     assert generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"}).status_code == 200
     assert runs == ["evt_0", "evt_1"]
+
+
+def port(url: str) -> str:
+    return url.rsplit(":", 1)[1].split("/")[0]
+
+
+def replica_of(redis_with: Callable[..., str], master: str) -> str:
+    """A writable replica of ``master``: it takes our writes, then drops them when it resyncs."""
+    return redis_with("--replicaof", "127.0.0.1", port(master), "--replica-read-only", "no")
+
+
+def test_a_writable_replica_is_refused_even_with_allow_eviction(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    master = redis_with()
+    replica = replica_of(redis_with, master)
+    stores = [RedisStore(replica), RedisStore.from_url(replica + "?allow_eviction=true"), RedisStore(master)]
+    try:
+        with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+            for store in stores[:2]:
+                for _ in range(2):
+                    with pytest.raises(StoreUnavailable):
+                        store.claim("ns", "evt_1", now=T0, lease=30, ttl=60, keep=KEEP)
+        assert redis.Redis.from_url(replica).dbsize() == 0  # refused before anything was written
+        messages = errors(caplog)
+        assert len(messages) == 2  # one per store, not one per operation
+        for message in messages:
+            assert f"replica of 127.0.0.1:{port(master)}" in message
+            assert "Point the store URL at the master" in message
+            assert "allow_eviction" not in message  # no opt-out: a replica is never safe
+        use(stores[2])
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_server_made_a_replica_at_runtime_is_refused_at_the_next_connection(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read once per connection, as the policy is; a server made master again is accepted at once."""
+    master = redis_with()
+    url = redis_with("--replica-read-only", "no")
+    admin = redis.Redis.from_url(url)
+    store = RedisStore(url)
+    try:
+        use(store, "evt_1")
+        admin.replicaof("127.0.0.1", port(master))
+        admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(StoreUnavailable):  # redis-py reconnects inside this call
+            store.claim("ns", "evt_2", now=T0, lease=30, ttl=60)
+        [message] = errors(caplog)
+        assert "replica of 127.0.0.1" in message
+        admin.replicaof("NO", "ONE")
+        use(store, "evt_3")  # the refused claim of evt_2 ran on the replica: only its answer was refused
+    finally:
+        store.close()
+
+
+def test_an_app_on_a_replica_answers_503_and_runs_no_handler(
+    redis_with: Callable[..., str], make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    replica = replica_of(redis_with, redis_with())
+    hooks = Hooks()
+    runs: list[str] = []
+    hooks.on("*")(lambda event: runs.append(event.id))
+    app = make_app(hooks, HOOKS_STORE=replica + "?allow_eviction=true")
+    response = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+    assert runs == []
+    assert any("Point the store URL at the master" in message for message in errors(caplog))
