@@ -3,9 +3,10 @@
 Keys of one receiver, all under its ``{ns}`` hash tag (one cluster slot):
 
 - ``d:<id>``, the record hash: ``state``, ``token``, ``lease_until``,
-  ``expires_at``, ``reply``, ``outcome``, ``status`` and one ``h:<handler>``
-  per handler that succeeded; a kept delivery adds ``type``, ``received_at``,
-  ``secret_index``, ``headers`` (versioned JSON) and ``retained_until``;
+  ``expires_at``, ``reply``, ``outcome``, ``status``, ``ended`` (below) and
+  one ``h:<handler>`` per handler that succeeded; a kept delivery adds
+  ``type``, ``received_at``, ``secret_index``, ``headers`` (versioned JSON)
+  and ``retained_until``;
 - ``b:<id>``, a kept delivery's exact body, and ``a:<id>``, its attempts
   (versioned log lines, the newest ``MAX_ATTEMPTS``). Both share the
   record's server TTL, the retention; the body never sits in the hash that
@@ -17,6 +18,15 @@ Every key a script touches is passed in ``KEYS``. Times arrive as strings
 formatted in Python (``repr``) and are written back as those strings, never
 as Lua numbers, whose formatting would round them; Lua computes only
 millisecond TTLs, which are small integers.
+
+redis-py's retry sends a script again when its answer was lost (a timeout
+after the server ran it). Each call carries an id made by the client, so a
+script that finds its own call's work done answers as the first run did
+and writes nothing: a claim finds its token (it answers ``new`` with the
+same marks), a completion or release the id it wrote to ``ended`` (it
+succeeds, logged once). A second call, with a new id, is refused as
+before: a spent token stays spent. Records without ``ended`` (older ones)
+read the same.
 """
 
 from __future__ import annotations
@@ -98,7 +108,8 @@ CLAIM = (
     + """
 local d = KEYS[1]
 local rec = redis.call('HMGET', d, 'state', 'lease_until', 'expires_at', 'reply', 'outcome',
-                       'received_at', 'retained_until')
+                       'received_at', 'retained_until', 'token')
+if rec[1] == 'inflight' and rec[8] == ARGV[2] then return marks(d) end  -- this claim, sent again
 local now = tonumber(ARGV[1])
 local kept, retained = rec[6], rec[7]
 if rec[1] and tonumber(rec[3]) > now then
@@ -168,16 +179,17 @@ return 1
 )
 
 # KEYS: d, b, a, log, d of entry.id, a of entry.id.
-# ARGV: token, reply, outcome, expires_at, ttl_ms, now, line, log_size, max_attempts, kept_too.
+# ARGV: token, reply, outcome, expires_at, ttl_ms, now, line, log_size, max_attempts, kept_too, call.
 COMPLETE = (
     _LATEST
     + _EXPIRE
     + _APPEND
     + """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'retained_until')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'retained_until', 'ended')
+if rec[4] == ARGV[11] then return 1 end  -- this completion, sent again
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'done', 'token', '', 'reply', ARGV[2], 'outcome', ARGV[3],
-           'expires_at', ARGV[4], 'status', ARGV[3])
+           'expires_at', ARGV[4], 'status', ARGV[3], 'ended', ARGV[11])
 if rec[3] then
   local retained = latest(rec[3], ARGV[4])
   redis.call('HSET', KEYS[1], 'retained_until', retained)
@@ -190,14 +202,16 @@ return 1
 """
 )
 
-# KEYS: d, log, d of entry.id, a of entry.id. ARGV: token, line, log_size, max_attempts, kept_too.
-# The attempt is logged even when the claim was lost.
+# KEYS: d, log, d of entry.id, a of entry.id. ARGV: token, line, log_size, max_attempts, kept_too,
+# call. The attempt is logged even when the claim was lost (sent again then, it is logged twice).
 RELEASE = (
     _APPEND
     + """
-local rec = redis.call('HMGET', KEYS[1], 'state', 'token')
+local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'ended')
+if rec[3] == ARGV[6] then return 1 end  -- this release, sent again
 if rec[1] == 'inflight' and rec[2] == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'state', 'free', 'token', '', 'lease_until', '0', 'status', 'failed')
+  redis.call('HSET', KEYS[1], 'state', 'free', 'token', '', 'lease_until', '0', 'status', 'failed',
+             'ended', ARGV[6])
 end
 append(2, 2)
 return 1

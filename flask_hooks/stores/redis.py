@@ -331,12 +331,12 @@ class RedisStore(DedupeStore):
     ) -> None:
         keys, logged = self._attempt(ns, entry)
         args = [token, encode_reply(reply) or "", outcome, repr(now + ttl), _ms(ttl), repr(now), *logged]
-        if not self._call(self._complete, [*self._keys(ns, id), *keys], args):
+        if not self._call(self._complete, [*self._keys(ns, id), *keys], [*args, new_token()]):
             raise LeaseLost()
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         keys, logged = self._attempt(ns, entry)
-        self._call(self._release, [self._keys(ns, id)[0], *keys], [token, *logged])
+        self._call(self._release, [self._keys(ns, id)[0], *keys], [token, *logged, new_token()])
 
     # The delivery log.
 

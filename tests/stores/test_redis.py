@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -11,13 +12,15 @@ from flask import Flask
 from redis.crc import key_slot
 
 from flask_hooks import Event, Hooks
-from flask_hooks.core.errors import ConfigError
+from flask_hooks.core.errors import ConfigError, LeaseLost
+from flask_hooks.core.inbox import Kept
 from flask_hooks.stores.base import LogEntry, Reply, lease_is_live
 from flask_hooks.stores.redis import RedisStore
 from flask_hooks.stores.url import open_store
 from tests.conftest import generic_post
 
 T0 = 1_700_000_000.0
+KEEP = Kept("a.b", b"{}", (), T0, 0, 86400.0)
 
 
 def test_records_get_a_server_side_ttl_from_the_passed_times(redis_url: str) -> None:
@@ -182,3 +185,84 @@ def test_a_malformed_url_is_a_config_error_at_init_app(
     assert "hunter2" not in message
     with pytest.raises(ConfigError):  # a URL given to the constructor is checked too
         RedisStore(url.replace("key_prefix=", "prefix="))
+
+
+def test_a_script_sent_again_answers_as_it_did_and_writes_nothing(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's retry sends a script again when a timeout lost its answer: the second run agrees.
+
+    A claim found its own claim (409), a completion found the record done (LeaseLost, 409),
+    a release logged its attempt twice.
+    """
+    store = RedisStore(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    call = store._call
+
+    def dump() -> dict[bytes, Any]:
+        return {key: client.dump(key) for key in client.scan_iter()}
+
+    def twice(script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+        first = call(script, keys, args)
+        written = dump()
+        assert call(script, keys, args) == first
+        assert dump() == written
+        return first
+
+    monkeypatch.setattr(store, "_call", twice)
+    done, failed = LogEntry("evt_1", "a.b", "received", 200), LogEntry("evt_2", "a.b", "failed", 500)
+    claim = store.claim("ns", "evt_1", now=T0, lease=30, ttl=60, keep=KEEP)
+    assert claim.state == "new"
+    store.mark("ns", "evt_1", claim.token, "h", Reply(200, b"ok"), now=T0)
+    store.renew("ns", "evt_1", claim.token, now=T0 + 10, lease=30)
+    store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=done)
+    assert store.claim("ns", "evt_1", now=T0, lease=30, ttl=60).state == "done"
+    other = store.claim("ns", "evt_2", now=T0, lease=30, ttl=60, keep=KEEP)
+    store.mark("ns", "evt_2", other.token, "h", Reply(200, b"ok"), now=T0)
+    store.release("ns", "evt_2", other.token, now=T0, entry=failed)
+    again = store.claim("ns", "evt_2", now=T0 + 1, lease=30, ttl=60)
+    assert (again.state, dict(again.handlers)) == ("new", {"h": Reply(200, b"ok")})
+    monkeypatch.undo()
+    assert store.deliveries("ns") == [failed, done]
+    assert [len(s.attempts) for s in store.query("ns", now=T0 + 1)] == [1, 1]
+    with pytest.raises(LeaseLost):  # a second call is no re-send: the token stays spent
+        store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+
+
+def test_an_answer_lost_to_a_timeout_is_retried_without_a_409(redis_url: str) -> None:
+    """The store's own retry config, through a connection that drops one EVALSHA answer."""
+    lost: list[str] = []
+
+    class LosesAnAnswer(redis.Connection):
+        armed = False
+
+        def send_command(self, *args: Any, **kwargs: Any) -> None:
+            self.sent = args[0]
+            super().send_command(*args, **kwargs)
+
+        def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            answer = super().read_response(*args, **kwargs)
+            if LosesAnAnswer.armed and self.sent == "EVALSHA":  # the script ran; its answer is lost
+                LosesAnAnswer.armed = False
+                lost.append(self.sent)
+                raise redis.TimeoutError("Timeout reading from socket")
+            return answer
+
+    store = RedisStore(redis_url)
+    store.client.connection_pool.connection_class = LosesAnAnswer
+    entry = LogEntry("evt_1", "a.b", "failed", 500)
+    try:
+        for step in range(4):
+            LosesAnAnswer.armed = True
+            claim = store.claim("ns", "evt_1", now=T0 + step, lease=30, ttl=60)
+            assert claim.state == "new"
+            LosesAnAnswer.armed = True
+            if step < 3:
+                store.release("ns", "evt_1", claim.token, now=T0 + step, entry=entry)
+            else:
+                store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+        assert len(lost) == 8
+        assert store.deliveries("ns") == [entry] * 3
+        assert store.claim("ns", "evt_1", now=T0 + 5, lease=30, ttl=60).state == "done"
+    finally:
+        store.close()
