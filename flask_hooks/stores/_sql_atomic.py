@@ -131,10 +131,10 @@ def _aborted(conn: Connection) -> bool:
         raw = conn.connection.dbapi_connection
     except DOWN:
         return False  # gone: the mark finds out, and says so
-    info = getattr(raw, "info", None)
-    status = getattr(info, "transaction_status", None)  # psycopg 3
-    if status is None and hasattr(raw, "get_transaction_status"):
-        status = raw.get_transaction_status()  # psycopg 2
+    status = getattr(getattr(raw, "info", None), "transaction_status", None)  # psycopg 3
+    legacy = getattr(raw, "get_transaction_status", None)  # psycopg 2
+    if status is None and legacy is not None:
+        status = legacy()
     return status is not None and int(status) == _INERROR
 
 

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from ..core.errors import ConfigError, InFlight, LeaseLost, StoreUnavailable
 from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
 from . import _redis_scripts as lua
+from ._redis_checks import check_url, eviction_risk, refusal_advice, replica_risk
 from ._redis_scripts import answer as _answer
 from ._redis_scripts import stored as _stored
 from ._redis_scripts import text as _text
@@ -52,73 +52,6 @@ def _ms(seconds: float) -> int:
 
 #: Index members a query or purge reads per round trip.
 _PAGE = 100
-
-
-def _eviction_risk(info: Mapping[str, Any]) -> str:
-    """Why a server with this ``INFO memory`` may evict keys, or ``""`` when it cannot.
-
-    ``maxmemory 0`` means no limit, so nothing is evicted; otherwise only
-    ``noeviction`` is safe. A missing field counts as a risk: fail closed.
-    """
-    policy = str(info.get("maxmemory_policy", ""))
-    if policy == "noeviction" or str(info.get("maxmemory")) == "0":
-        return ""
-    return f"maxmemory-policy is {policy or 'unknown'} with maxmemory {info.get('maxmemory')}"
-
-
-def _check_url(url: str, *, given: str) -> None:
-    """A :class:`ConfigError` at ``init_app`` for a URL redis-py cannot use, not an error per delivery.
-
-    ``url`` is what redis-py gets; ``given`` is the URL as written, shown masked.
-    """
-    import redis
-
-    shown = masked_url(given)
-    if problem := _url_problem(url):
-        hint = "; percent-encode a password's / ? # and @" if "@" in given else ""
-        raise ConfigError(f"{shown!r}: {problem}{hint}")
-    try:
-        pool = redis.ConnectionPool.from_url(url)
-        pool.connection_class(**pool.connection_kwargs)  # checks the options; connects nowhere
-    except (ValueError, TypeError, redis.RedisError) as exc:
-        reason = str(exc)
-        if any(word in given and word not in shown for word in re.findall(r"[^\s'\",:]+", reason)):
-            reason = "options redis-py cannot use"  # the message quotes what the mask hides
-        raise ConfigError(f"{shown!r}: {reason}") from None
-
-
-def _url_problem(url: str) -> str:
-    """What redis-py would not notice (no host, a non-number database) or would say with the port's text."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme not in {"redis", "rediss", "unix"}:
-        return "write redis://host:port/db, rediss://... or unix:///path/to/redis.sock"
-    if parts.scheme == "unix":
-        return "" if parts.path else "names no socket: write unix:///path/to/redis.sock"
-    if not parts.hostname:
-        return f"names no host: write {parts.scheme}://host:port/db"
-    try:
-        parts.port  # noqa: B018 (urllib checks the port as it reads it)
-    except ValueError:
-        return "the port is not a number from 0 to 65535"
-    db = unquote(parts.path).replace("/", "")  # as redis-py reads it; it ignores a non-number
-    if db and not (db.isascii() and db.isdigit()):
-        return "the path is the database number: redis://host:port/0"
-    return ""
-
-
-def _replica_risk(info: Mapping[str, Any]) -> str:
-    """Why a server with this ``INFO replication`` would drop acknowledged records, or ``""``.
-
-    Only a master keeps them; a missing role counts as a risk: fail closed.
-    """
-    role = str(info.get("role", ""))
-    if role == "master":
-        return ""
-    if role == "slave":
-        return f"the server is a replica of {info.get('master_host')}:{info.get('master_port')}"
-    return f"the server's role is {role or 'unknown'}"
 
 
 class _Epoch:
@@ -200,7 +133,7 @@ class RedisStore(DedupeStore):
             kwargs.setdefault("allow_eviction", flag in {"true", "1"})
         rest = urlencode(query)  # urlunsplit would drop the "//" of unix:///path, whose netloc is empty
         redis_url = f"{parts.scheme}://{parts.netloc}{parts.path}{'?' if rest else ''}{rest}"
-        _check_url(redis_url, given=url)
+        check_url(redis_url, given=url)
         return cls(redis_url, **kwargs)
 
     def _client(self, url: str) -> Redis:
@@ -214,7 +147,7 @@ class RedisStore(DedupeStore):
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
-        _check_url(url, given=url)
+        check_url(url, given=url)
         return redis.Redis.from_url(
             url,
             socket_timeout=2.0,
@@ -255,33 +188,18 @@ class RedisStore(DedupeStore):
             unknown = f"INFO failed ({exc}): the eviction policy and the role are unknown"
             risk, replica = ("" if self.allow_eviction else unknown), False
         else:
-            risk = _replica_risk(replication)
+            risk = replica_risk(replication)
             replica = bool(risk)
             if not risk and not self.allow_eviction:
-                risk = _eviction_risk(memory)
+                risk = eviction_risk(memory)
         if not risk:
             self._refused = ""
             self._checked = self._epoch.value  # a connection made for INFO is covered by its answer
             return
         if risk != self._refused:
             self._refused = risk
-            if replica:
-                log.error(
-                    "Redis store refused: %s. A replica drops what it was written when it resyncs "
-                    "from its master, so acknowledged deliveries would be forgotten and their resends "
-                    "would run handlers again. Point the store URL at the master. (%s)",
-                    risk,
-                    self._where(),
-                )
-            else:
-                log.error(
-                    "Redis store refused: %s, so Redis may evict acknowledged deliveries and their "
-                    "resends would run handlers again. Set maxmemory-policy noeviction (redis.conf, or "
-                    "CONFIG SET maxmemory-policy noeviction), or add ?allow_eviction=true to the store "
-                    "URL to accept the risk. (%s)",
-                    risk,
-                    self._where(),
-                )
+            advice = refusal_advice(replica=replica)
+            log.error("Redis store refused: %s. %s (%s)", risk, advice, self._where())
         raise StoreUnavailable()
 
     def _where(self) -> str:

@@ -1,0 +1,99 @@
+"""What the Redis store checks before it trusts a URL or a server.
+
+A URL redis-py cannot use is a :class:`ConfigError` at ``init_app``, with
+the URL shown masked, rather than an error on every delivery. A server is
+trusted only if it keeps what it is written: a master (a replica drops it
+when it resyncs) whose ``maxmemory-policy`` evicts nothing, unless the URL
+accepts eviction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.errors import ConfigError
+from .url import masked_url
+
+
+def eviction_risk(info: Mapping[str, Any]) -> str:
+    """Why a server with this ``INFO memory`` may evict keys, or ``""`` when it cannot.
+
+    ``maxmemory 0`` means no limit, so nothing is evicted; otherwise only
+    ``noeviction`` is safe. A missing field counts as a risk: fail closed.
+    """
+    policy = str(info.get("maxmemory_policy", ""))
+    if policy == "noeviction" or str(info.get("maxmemory")) == "0":
+        return ""
+    return f"maxmemory-policy is {policy or 'unknown'} with maxmemory {info.get('maxmemory')}"
+
+
+def check_url(url: str, *, given: str) -> None:
+    """A :class:`ConfigError` at ``init_app`` for a URL redis-py cannot use, not an error per delivery.
+
+    ``url`` is what redis-py gets; ``given`` is the URL as written, shown masked.
+    """
+    import redis
+
+    shown = masked_url(given)
+    if problem := url_problem(url):
+        hint = "; percent-encode a password's / ? # and @" if "@" in given else ""
+        raise ConfigError(f"{shown!r}: {problem}{hint}")
+    try:
+        pool = redis.ConnectionPool.from_url(url)
+        pool.connection_class(**pool.connection_kwargs)  # checks the options; connects nowhere
+    except (ValueError, TypeError, redis.RedisError) as exc:
+        reason = str(exc)
+        if any(word in given and word not in shown for word in re.findall(r"[^\s'\",:]+", reason)):
+            reason = "options redis-py cannot use"  # the message quotes what the mask hides
+        raise ConfigError(f"{shown!r}: {reason}") from None
+
+
+def url_problem(url: str) -> str:
+    """What redis-py would not notice (no host, a non-number database) or would say with the port's text."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        return "write redis://host:port/db, rediss://... or unix:///path/to/redis.sock"
+    if parts.scheme == "unix":
+        return "" if parts.path else "names no socket: write unix:///path/to/redis.sock"
+    if not parts.hostname:
+        return f"names no host: write {parts.scheme}://host:port/db"
+    try:
+        parts.port  # noqa: B018 (urllib checks the port as it reads it)
+    except ValueError:
+        return "the port is not a number from 0 to 65535"
+    db = unquote(parts.path).replace("/", "")  # as redis-py reads it; it ignores a non-number
+    if db and not (db.isascii() and db.isdigit()):
+        return "the path is the database number: redis://host:port/0"
+    return ""
+
+
+def replica_risk(info: Mapping[str, Any]) -> str:
+    """Why a server with this ``INFO replication`` would drop acknowledged records, or ``""``.
+
+    Only a master keeps them; a missing role counts as a risk: fail closed.
+    """
+    role = str(info.get("role", ""))
+    if role == "master":
+        return ""
+    if role == "slave":
+        return f"the server is a replica of {info.get('master_host')}:{info.get('master_port')}"
+    return f"the server's role is {role or 'unknown'}"
+
+
+def refusal_advice(*, replica: bool) -> str:
+    """What the ERROR log of a refused server tells the operator to do."""
+    if replica:
+        return (
+            "A replica drops what it was written when it resyncs from its master, so acknowledged"
+            " deliveries would be forgotten and their resends would run handlers again. Point the"
+            " store URL at the master."
+        )
+    return (
+        "Redis may evict acknowledged deliveries, and their resends would run handlers again. Set"
+        " maxmemory-policy noeviction (redis.conf, or CONFIG SET maxmemory-policy noeviction), or"
+        " add ?allow_eviction=true to the store URL to accept the risk."
+    )
