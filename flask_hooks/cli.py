@@ -18,7 +18,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from .core.errors import StoreUnavailable
-from .core.inbox import mask_excerpt, type_matches
+from .core.inbox import is_text, mask_excerpt, type_matches
+from .core.scrub import scrub
 from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
 from .stores.url import masked_url
@@ -113,14 +114,35 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+#: The longest duration an option takes: 100 years (``--since 9999...d`` is a typo, not a filter).
+MAX_DURATION = 36525 * 86400.0
+
+
 def duration_option(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """The callback of every duration option: seconds, or a usage error that says the format."""
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+    if not seconds <= MAX_DURATION:  # inf, too
+        raise click.BadParameter(f"{value!r} is too long: at most 100 years (36525d)", ctx, param)
+    return seconds
+
+
+def text_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The callback of options the store is searched by: a usage error for text that is not."""
+    if value is not None and not is_text(value):
+        raise click.BadParameter(f"{value!r} is not valid text (not UTF-8)", ctx, param)
+    return value
+
+
+def pattern_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--type``: text, and not empty (it would match only the refused requests' lines)."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("give a type or a pattern, like payment.* or *", ctx, param)
+    return text_option(ctx, param, value)
 
 
 def when(timestamp: float) -> str:
@@ -213,7 +235,7 @@ def read_log(
 
 
 def _as_json(receiver: Receiver, entry: LogEntry) -> str:
-    excerpt = mask_excerpt(entry.excerpt, receiver.provider.redacted_fields)
+    excerpt = scrub(mask_excerpt(entry.excerpt, receiver.provider.redacted_fields), receiver.secrets)
     data = {"receiver": receiver.name, **entry._asdict(), "excerpt": excerpt}
     return json.dumps(data)
 
@@ -230,11 +252,17 @@ def _nothing_found(
 @cli.command("deliveries")
 @click.option("--receiver", "receiver_name", metavar="NAME", help="Only this receiver (default: all).")
 @click.option("--status", type=click.Choice(LOG_STATUSES), help="Only this outcome.")
-@click.option("--type", "pattern", metavar="PATTERN", help="Only these types, as handlers match (payment.*).")
+@click.option(
+    "--type",
+    "pattern",
+    callback=pattern_option,
+    metavar="PATTERN",
+    help="Only these types, as handlers match (payment.*).",
+)
 @click.option(
     "--since", callback=duration_option, metavar="DURATION", help="Only the last DURATION (90s, 15m, 2h, 7d)."
 )
-@click.option("--id", "delivery_id", metavar="ID", help="Only this delivery's lines.")
+@click.option("--id", "delivery_id", callback=text_option, metavar="ID", help="Only this delivery's lines.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
 def deliveries_command(

@@ -71,6 +71,8 @@ class Receiver:
         #: The receiver's clock; tests swap it (``webhook_clock``) without patching time.
         self.clock: Clock = settings.clock
         self.keys = settings.provider.keys(settings.secrets)
+        #: Every credential as text, blanked wherever a traceback or an excerpt is shown.
+        self.secrets = (*settings.secrets, *settings.provider.held_secrets())
         self.pipeline = Pipeline(
             ReceiverConfig(
                 name=settings.name,
@@ -85,7 +87,7 @@ class Receiver:
                 ns=settings.namespace,
                 leases=AppLeases(app, store),
                 retention=settings.retention,
-                secrets=settings.secrets,
+                secrets=self.secrets,
             )
         )
 

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from flask import Flask, current_app, has_app_context
 
-from .core.attempts import field_values, scrub
+from .core.attempts import field_values
 from .core.errors import StoreUnavailable
-from .core.inbox import REDACTED, STATUSES, Stored, is_text, mask_fields, payload_of
+from .core.inbox import STATUSES, Stored, is_text, mask_fields, payload_of
+from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
 from .view import _notify, _run
 
@@ -114,7 +115,7 @@ class Inbox:
         routes = self.receiver.hooks.router.match(stored.type)
         masked = self.receiver.provider.redacted_fields
         fields = field_values(payload_of(stored.body), masked) if masked else []
-        secrets = [*self.receiver.settings.secrets, *fields]  # blanked in kept tracebacks
+        secrets = [*self.receiver.secrets, *fields]  # blanked in kept tracebacks
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}

@@ -35,9 +35,6 @@ from .core.inbox import is_text
 from .extension import HooksState, Receiver
 from .inbox import MASK, Delivery, Inbox
 
-#: The longest duration an option takes: 100 years.
-MAX_DURATION = 36525 * 86400.0
-
 RECEIVER_OPTION = click.option(
     "--receiver", "receiver_name", metavar="NAME", help="Which receiver (default: the one that keeps ID)."
 )
@@ -45,21 +42,6 @@ RECEIVER_OPTION = click.option(
 
 def inbox_of(receiver: Receiver) -> Inbox:
     return receiver.hooks.inbox(current_app_object())
-
-
-def text_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """The callback of options the store is searched by: a usage error for text that is not."""
-    if value is not None and not is_text(value):
-        raise click.BadParameter(f"{value!r} is not valid text (not UTF-8)", ctx, param)
-    return value
-
-
-def bounded_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """:func:`~flask_hooks.cli.duration_option`, refusing what overflows or exceeds 100 years."""
-    seconds = duration_option(ctx, param, value)
-    if seconds is not None and not seconds <= MAX_DURATION:  # inf, too
-        raise click.BadParameter(f"{value!r} is too long: at most 100 years (36525d)", ctx, param)
-    return seconds
 
 
 def holders(state: HooksState, id: str, name: str | None) -> list[tuple[Receiver, Delivery]]:
@@ -222,7 +204,7 @@ def forget_command(delivery_id: str, receiver_name: str | None) -> None:
 @click.option(
     "--older-than",
     "older_than",
-    callback=bounded_duration,
+    callback=duration_option,
     required=True,
     metavar="DURATION",
     help="Age, like 30d.",

@@ -18,11 +18,20 @@ from typing import Any
 
 import click
 
-from .cli import cli, current_state, last_line, printable, receivers_of, store_down
+from .cli import (
+    cli,
+    current_state,
+    duration_option,
+    last_line,
+    printable,
+    receivers_of,
+    store_down,
+    text_option,
+)
 from .core.errors import HookError, InFlight, StoreUnavailable
 from .extension import Receiver
 from .inbox import Delivery
-from .inbox_cli import RECEIVER_OPTION, bounded_duration, holders, inbox_of, text_option, unknown
+from .inbox_cli import RECEIVER_OPTION, holders, inbox_of, unknown
 
 #: Deliveries read per query while selecting a bulk replay.
 PAGE = 200
@@ -152,7 +161,7 @@ def progress(plan: list[tuple[Receiver, Delivery]]) -> contextlib.AbstractContex
     help="With --status: only these types (payment.*).",
 )
 @click.option(
-    "--since", callback=bounded_duration, metavar="DURATION", help="With --status: only the last DURATION."
+    "--since", callback=duration_option, metavar="DURATION", help="With --status: only the last DURATION."
 )
 @click.option(
     "--handler",

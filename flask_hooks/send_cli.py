@@ -19,11 +19,12 @@ from typing import Any
 
 import click
 
-from .cli import cli, current_state, pick_receiver
+from .cli import cli, current_state, pick_receiver, printable
 from .core.errors import HookError
 from .core.event import Headers
 from .core.providers.base import Outgoing
 from .extension import Receiver
+from .stores.url import masked_url
 
 
 def default_server() -> str:
@@ -49,18 +50,28 @@ def load_data(data: str | None) -> Any:
         except OSError as exc:
             reason = exc.strerror or exc
             raise click.BadParameter(f"cannot read {path}: {reason}", param_hint="--data") from None
+        except UnicodeDecodeError:
+            raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="--data") from None
     try:
         return json.loads(text)
     except ValueError as exc:
         raise click.BadParameter(f"{where} is not valid JSON: {exc}", param_hint="--data") from None
+    except RecursionError:
+        raise click.BadParameter(f"{where} is nested too deeply", param_hint="--data") from None
 
 
 def target_url(receiver: Receiver, url: str | None) -> str:
     """``--url`` as given, or the receiver's path on it when it names only a server."""
     base = url or default_server()
-    parts = urllib.parse.urlsplit(base)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise click.BadParameter(f"{base!r} is not an http(s) URL", param_hint="--url")
+    try:
+        parts = urllib.parse.urlsplit(base)
+        parts.port  # noqa: B018 (urllib checks the port as it reads it)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise click.BadParameter(f"{masked_url(base)!r} is not an http(s) URL", param_hint="--url")
+    if parts.username is not None:
+        raise click.BadParameter("senders post without credentials in the URL", param_hint="--url")
     if parts.path in {"", "/"}:
         return base.rstrip("/") + receiver.settings.url
     return base
@@ -93,7 +104,14 @@ _OPENER = urllib.request.build_opener(_NoRedirect)
 @click.option(
     "--secret", "other_secret", metavar="SECRET", help="Sign with this secret instead (try a forgery)."
 )
-@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for an answer.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, max=3600, min_open=True),
+    default=10.0,
+    show_default=True,
+    callback=lambda _ctx, _param, value: _finite(value),
+    help="Seconds to wait for an answer.",
+)
 def send_command(
     type: str,
     data: str | None,
@@ -132,7 +150,9 @@ def send_command(
         raise click.ClickException(
             f"could not reach {target}: {reason}. Is the app running (flask run) and is --url right?"
         ) from None
-    click.echo(f"POST {target}  id={seen_as}  type={type}")
+    except ValueError as exc:  # http.client refuses a header value (an id with a newline)
+        raise click.ClickException(f"cannot send this request: {printable(str(exc))}") from None
+    click.echo(f"POST {target}  id={printable(seen_as)}  type={printable(type)}")
     click.echo(f"{status}  {body.decode('utf-8', 'replace').rstrip()}")
     if _is_duplicate(body):
         click.echo("(a duplicate: the receiver had already processed this id; nothing ran again)")
@@ -140,12 +160,18 @@ def send_command(
         raise SystemExit(1)
 
 
+def _finite(value: float) -> float:
+    if value != value:  # NaN passes every range check
+        raise click.BadParameter("must be a number of seconds", param_hint="--timeout")
+    return value
+
+
 def _key(receiver: Receiver, index: int | None, secret: str | None) -> Any:
     if index is not None and secret is not None:
         raise click.UsageError("give --secret-index or --secret, not both")
     if secret is not None:
         try:
-            return receiver.provider.keys([secret])[0]
+            return receiver.provider.key(secret)
         except HookError as exc:
             raise click.BadParameter(exc.reason, param_hint="--secret") from None
     if not receiver.keys:

@@ -7,6 +7,7 @@ schedule the preset is an approximation and says so in ``note``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 MINUTE = 60
@@ -114,11 +115,11 @@ def resolve(schedule: str | Sequence[float], timeout: float | None) -> Preset:
             ) from None
     else:
         delays = tuple(float(d) for d in schedule)
-        if not delays or any(d < 0 for d in delays):
-            raise ValueError(f"a schedule is a non-empty list of delays >= 0 seconds, not {schedule!r}")
+        if not delays or not all(0 <= d < math.inf for d in delays):  # NaN fails both
+            raise ValueError(f"a schedule is a non-empty list of finite delays >= 0 s, not {schedule!r}")
         preset = Preset("custom", delays, timeout=10)
     if timeout is not None:
-        if timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if not 0 < timeout < math.inf:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         preset = dataclasses.replace(preset, timeout=float(timeout))
     return preset

@@ -20,9 +20,10 @@ from flask import Flask
 from flask_hooks import Hooks
 from flask_hooks.cli import mask_excerpt
 from flask_hooks.core import inbox
-from flask_hooks.core.attempts import error_text, scrub
+from flask_hooks.core.attempts import error_text
 from flask_hooks.core.errors import ConfigError
 from flask_hooks.core.inbox import EXCERPT, PARSED, READ, excerpt, mask_text
+from flask_hooks.core.scrub import scrub
 from flask_hooks.providers import Narada
 from flask_hooks.stores.url import masked_url, open_store
 

@@ -16,11 +16,11 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote_plus, unquote_plus
 
+from .scrub import REDACTED, scrub
 from .store import FORMAT_VERSION, LogEntry, Reply
 
 #: Headers that carry credentials; never stored, whatever the provider.
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-REDACTED = "[redacted]"
 
 #: Attempts kept per delivery (the newest); a sender retrying for days stays bounded.
 MAX_ATTEMPTS = 100
@@ -88,16 +88,17 @@ def redact(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> tup
     return tuple((k, REDACTED if k.lower() in hidden else v) for k, v in headers)
 
 
-def excerpt(body: bytes, masked: Iterable[str] = ()) -> str:
+def excerpt(body: bytes, masked: Iterable[str] = (), secrets: Iterable[str] = ()) -> str:
     """A short, escaped beginning of a refused body: metadata, never replayable.
 
     The provider's credential fields (``masked``) are replaced before the
-    text is cut (:func:`mask_text`), so a refused request never leaves its
-    secret in the log. The work is bounded whatever the body: JSON is parsed
-    whole only up to :data:`PARSED` bytes; anything else (a form, a longer
-    or broken body) is read and masked only as far as :data:`READ` bytes,
-    by passes that hide a value cut at the end, so a refused gigabyte costs
-    no more than a line.
+    text is cut (:func:`mask_text`), and so are the receiver's own
+    ``secrets`` wherever they appear (a forgery may carry the real one under
+    another name), so a refused request never leaves a secret in the log.
+    The work is bounded whatever the body: JSON is parsed whole only up to
+    :data:`PARSED` bytes; anything else (a form, a longer or broken body) is
+    read and masked only as far as :data:`READ` bytes, by passes that hide a
+    value cut at the end, so a refused gigabyte costs no more than a line.
     """
     names = frozenset(masked)
     whole = bool(names) and len(body) <= PARSED
@@ -106,6 +107,7 @@ def excerpt(body: bytes, masked: Iterable[str] = ()) -> str:
     cut = shown is None and (len(text) > READ or len(body) > READ)
     if shown is None:
         shown = _mask_rest(text[:READ], names) if names else text[:READ]
+    shown = scrub(shown, secrets)
     return _escaped(shown[:EXCERPT]) + ("..." if cut or len(shown) > EXCERPT else "")
 
 

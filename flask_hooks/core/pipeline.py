@@ -247,7 +247,7 @@ class Pipeline:
         status = answer(outcome, cfg.provider).status
         notify("delivery_rejected", receiver=cfg.name, reason=exc.reason)
         duration = time.perf_counter() - started
-        shown = excerpt(body, cfg.provider.redacted_fields) if body else ""
+        shown = excerpt(body, cfg.provider.redacted_fields, cfg.secrets) if body else ""
         entry = LogEntry(None, None, kind, status, exc.reason, None, received_at, duration, excerpt=shown)
         log_quietly(cfg.store, cfg.ns, entry)
         return outcome

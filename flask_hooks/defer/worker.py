@@ -20,10 +20,11 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 
 from .. import signals
-from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly, scrub
+from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
 from ..core.event import Event
 from ..core.routing import Route
+from ..core.scrub import scrub
 from ..core.store import LogEntry
 from ..extension import Receiver, get_receiver
 from .base import HandlerFailed, Job, handler_key, handler_namespace, log
@@ -126,7 +127,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
             log.warning("could not release %s %s; its lease will expire", ns, key)
         if not isinstance(exc, Exception):
             raise
-        secrets = credentials(event, receiver.provider, receiver.settings.secrets)
+        secrets = credentials(event, receiver.provider, receiver.secrets)
         _failed(app, receiver, route.name, event, exc, started, secrets, final=final)
         if blanked_traceback(exc, secrets) is None:
             raise

@@ -359,3 +359,97 @@ def test_send_defaults_to_the_port_flask_run_uses(make_app: MakeApp, monkeypatch
     monkeypatch.delenv("FLASK_RUN_PORT")
     monkeypatch.delenv("FLASK_RUN_HOST")
     assert default_server() == "http://127.0.0.1:5000"
+
+
+# found by trying to break it ------------------------------------------------------
+
+
+def test_send_secret_forges_every_credential_of_a_provider_that_holds_its_own(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    """``Narada(token=..., secret=...)`` ignored the list ``keys`` was given, so ``send
+    --secret WRONG`` signed with the real credentials and the "forgery" got through."""
+    hooks = Hooks(provider=Narada(token="TOKSECRET123", secret="BODYSECRET456"))
+    ran: list[str] = []
+    hooks.on("*")(lambda event: ran.append(event.id))
+    app = make_app(hooks)
+    base = serve(app)
+    forged = run(app, "send", "success", "--url", base, "--secret", "WRONG")
+    assert forged.exit_code == 1
+    assert forged.stdout.splitlines()[-1].startswith("401")
+    assert ran == []
+    assert run(app, "send", "success", "--url", base).exit_code == 0
+    assert len(ran) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--timeout", "nan"], "must be a number of seconds"),
+        (["--timeout", "inf"], "--timeout"),
+        (["--timeout", "-1"], "--timeout"),
+        (["--url", "http://[::1"], "is not an http(s) URL"),
+        (["--url", "http://127.0.0.1:99999"], "is not an http(s) URL"),
+        (["--url", "http://user:pw@127.0.0.1:5000"], "without credentials in the URL"),
+    ],
+)
+def test_send_refuses_bad_options_with_a_usage_error(make_app: MakeApp, args: list[str], said: str) -> None:
+    result = run(make_app(Hooks()), "send", "resource.created", *args)
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr
+    assert "Traceback" not in result.output and "pw" not in result.stderr
+
+
+def test_send_explains_a_payload_file_it_cannot_use(make_app: MakeApp, tmp_path: Path) -> None:
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"name": "caf\xe9"}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    app = make_app(Hooks())
+    for path, said in ((latin, "is not UTF-8 text"), (deep, "nested too deeply")):
+        result = run(app, "send", "resource.created", "--data", f"@{path}")
+        assert result.exit_code == 2, result.output
+        assert said in result.stderr and "Traceback" not in result.output
+
+
+def test_send_explains_an_id_no_header_can_carry_and_escapes_what_it_echoes(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    app = make_app(Hooks())
+    base = serve(app)
+    bad_id = run(app, "send", "resource.created", "--url", base, "--id", "a\nb")
+    assert bad_id.exit_code == 1 and "cannot send this request" in bad_id.stderr
+    assert "Traceback" not in bad_id.output
+    odd_type = run(app, "send", "ok\nX-Evil: 1", "--url", base)
+    assert "\nX-Evil" not in odd_type.stdout and "type=ok\\nX-Evil: 1" in odd_type.stdout
+
+
+def test_a_refused_body_s_excerpt_never_shows_the_receiver_s_own_secret(make_app: MakeApp) -> None:
+    """A forgery may carry the real secret under a field name the provider does not mask."""
+    from tests.conftest import SECRET
+
+    app = make_app(Hooks())
+    body = json.dumps({"id": "x", "webhook_secret": SECRET}).encode()
+    forged = app.test_client().post("/webhooks", data=body, headers={"X-Webhook-Signature": "00"})
+    assert forged.status_code == 401
+    result = run(app, "deliveries", "--json")
+    assert result.exit_code == 0
+    [line] = [json.loads(text) for text in result.stdout.splitlines()]
+    assert "webhook_secret" in line["excerpt"] and SECRET not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--since", "9" * 400 + "d"], "too long"),
+        (["--type", ""], "give a type or a pattern"),
+        (["--type", "a\x00b"], "not valid text"),
+        (["--id", "\ud800"], "not valid text"),
+    ],
+)
+def test_deliveries_refuses_filters_that_cannot_mean_anything(
+    make_app: MakeApp, args: list[str], said: str
+) -> None:
+    result = run(make_app(Hooks()), "deliveries", *args)
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr

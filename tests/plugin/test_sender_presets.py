@@ -283,8 +283,14 @@ def test_bad_arguments_are_explained(app: Flask, webhook_clock: FakeClock, signe
 
     with pytest.raises(ValueError, match="unknown sender preset 'nope'; use one of archived, noukai"):
         resolve("nope", None)
-    with pytest.raises(ValueError, match="non-empty list of delays"):
+    with pytest.raises(ValueError, match="non-empty list of finite delays"):
         resolve([], None)
+    for schedule in ([0, float("nan")], [0, float("inf")], [-1]):
+        with pytest.raises(ValueError, match="finite delays >= 0"):
+            resolve(schedule, None)
+    for timeout in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="timeout must be a positive number"):
+            resolve("github", timeout)
     sender = Sender(app, webhook_clock, resolve("github", None))
     with pytest.raises(ValueError, match="unknown fault 'boom'"):
         sender.send(signed_delivery("a.b"), faults=["boom"])

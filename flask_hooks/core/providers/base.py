@@ -125,6 +125,16 @@ class Provider(ABC):
         """Validate the configured secrets; by default each becomes its UTF-8 bytes."""
         return secret_bytes(self.name, secrets)
 
+    def held_secrets(self) -> tuple[str, ...]:
+        """The credentials the instance holds itself (``Narada(token=...)``), as text: like
+        the configured secrets, blanked in every traceback and excerpt shown."""
+        return ()
+
+    def key(self, secret: str) -> Key:
+        """The key that signs with ``secret`` alone, in place of every configured
+        credential: what ``flask hooks send --secret`` forges with."""
+        return self.keys([secret])[0]
+
     @abstractmethod
     def verify(
         self,

@@ -107,6 +107,14 @@ class Narada(Provider):
         count = max(len(self.tokens), len(body_secrets))
         return tuple(NaradaKey(token=_at(self.tokens, i), secret=_at(body_secrets, i)) for i in range(count))
 
+    def held_secrets(self) -> tuple[str, ...]:
+        return (*self.tokens, *self.secrets)
+
+    def key(self, secret: str) -> NaradaKey:
+        """``secret`` as each credential this receiver checks (a forgery of both)."""
+        secret_bytes(self.name, [secret])
+        return NaradaKey(token=secret if self.tokens else None, secret=secret)
+
     def verify(
         self,
         headers: HeaderMap,
