@@ -7,6 +7,8 @@ broker has the job.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -33,6 +35,14 @@ class Queue(Protocol):
         """Hand the job to the broker; return only once the broker has it."""
 
 
+@functools.lru_cache(maxsize=64)
+def _takes_namespace(kind: type[Queue]) -> bool:
+    """Whether the queue's ``job`` takes ``ns`` (0.2): a queue written for 0.1 does not,
+    and its jobs go without it (a worker then cannot tell another app's jobs)."""
+    parameters = inspect.signature(kind.job).parameters.values()
+    return any(p.name == "ns" or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
 def hand_over(
     queue: Queue, handler: str, event: Event, *, ns: str, redacted: Iterable[str] = (), rerun: str = ""
 ) -> None:
@@ -44,7 +54,10 @@ def hand_over(
     broker and its logs are one more place a sender's token must not be.
     """
     kept = event._replace(headers=Headers(redact(header_pairs(event.headers), redacted)))
-    job = queue.job(handler, kept, rerun=rerun, ns=ns)
+    options: dict[str, str] = {"rerun": rerun} if rerun else {}
+    if _takes_namespace(type(queue)):
+        options["ns"] = ns
+    job = queue.job(handler, kept, **options)
     try:
         queue.enqueue(job)
     except HookError:

@@ -7,6 +7,7 @@ or used.
 
 from .base import Deferral as Deferral
 from .base import HandlerFailed as HandlerFailed
+from .base import Held as Held
 from .base import Job as Job
 from .celery import CeleryQueue as CeleryQueue
 from .rq import RQQueue as RQQueue

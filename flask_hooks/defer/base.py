@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.deferral import hand_over as hand_over
-from ..core.errors import ConfigError, HookError
+from ..core.errors import ConfigError, HookError, InFlight
 from ..core.event import Event, Headers, header_pairs
 
 log = logging.getLogger("flask_hooks")
@@ -38,6 +38,11 @@ class HandlerFailed(HookError):
     the delivery's credentials: the queue logs what it is given, blanked."""
 
     reason = "handler failed"
+
+
+class Held(InFlight):
+    """Another worker holds the job's handler: the job waits for that lease to end
+    without spending a retry (a handler's own ``InFlight`` is a failure like any)."""
 
 
 @dataclasses.dataclass(frozen=True)

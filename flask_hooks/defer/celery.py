@@ -16,8 +16,8 @@ import os
 import threading
 from typing import Any
 
-from ..core.errors import ConfigError, HookError, InFlight
-from .base import TASK_NAME, Deferral, Job
+from ..core.errors import ConfigError, HookError
+from .base import TASK_NAME, Deferral, Held, Job
 
 _registered = False
 _register_lock = threading.Lock()
@@ -32,9 +32,10 @@ class CeleryQueue(Deferral):
     is retried ``publish_retries`` times (within about a second) before the
     delivery is answered 503. No socket operation of a publish waits more
     than ``publish_timeout`` seconds, so a broker that stops answering
-    (frozen, partitioned) costs the sender a 503, not a request that hangs
-    while its claim is renewed; the broker's own ``broker_transport_options``
-    (``socket_timeout``) win when set.
+    (frozen, partitioned) costs the sender a 503 after about
+    ``publish_retries + 2`` of them (8 s by default), not a request that
+    hangs while its claim is renewed; the broker's own
+    ``broker_transport_options`` (``socket_timeout``) win when set.
     """
 
     def __init__(
@@ -43,7 +44,7 @@ class CeleryQueue(Deferral):
         *,
         queue: str | None = None,
         publish_retries: int = 2,
-        publish_timeout: float = 5.0,
+        publish_timeout: float = 2.0,
         app: str | None = None,
         lease: float | None = None,
         max_retries: int = 10,
@@ -144,7 +145,7 @@ def run_deferred(task: Any, data: dict[str, Any]) -> str:
     retries = int(task.request.retries or 0)
     try:
         return perform(data, final=retries - waited >= job.max_retries)
-    except InFlight as exc:
+    except Held as exc:
         after = exc.after if exc.after is not None else job.backoff(0)
         again = dict(data, waited=waited + 1)
         raise task.retry(args=(again,), countdown=after, max_retries=retries + 1) from exc

@@ -13,8 +13,8 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from ..core.errors import ConfigError, InFlight
-from .base import Deferral, Job
+from ..core.errors import ConfigError
+from .base import Deferral, Held, Job
 
 #: What RQ workers import to run a job.
 FUNCTION = "flask_hooks.defer.rq.perform"
@@ -112,7 +112,7 @@ def perform(data: dict[str, Any]) -> str:
     current = get_current_job()
     try:
         return run(data, final=current is None or not current.retries_left)
-    except InFlight as exc:
+    except Held as exc:
         if current is None:
             raise
         _again_after(current, exc.after if exc.after is not None else 1.0)

@@ -22,12 +22,10 @@ from flask import Flask, current_app, has_app_context
 from .. import signals
 from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
-from ..core.event import Event
 from ..core.routing import Route
 from ..core.scrub import scrub
-from ..core.store import LogEntry
 from ..extension import Receiver, get_receiver
-from .base import HandlerFailed, Job, handler_key, handler_namespace, log
+from .base import HandlerFailed, Held, Job, handler_key, handler_namespace, log
 
 _apps: dict[str, Flask] = {}
 _apps_lock = threading.Lock()
@@ -113,7 +111,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         log_quietly(store, receiver.ns, log_entry(event, "duplicate", 200, started, (route.name,)))
         return "duplicate"
     if claim.state == "inflight":
-        raise InFlight(after=claim.retry_after)
+        raise Held(after=claim.retry_after)
     leases = receiver.pipeline.leases
     held = leases.hold(store, ns, key, claim.token, lease=lease, clock=receiver.now)
     failure: HandlerFailed | None = None
@@ -128,8 +126,8 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         if not isinstance(exc, Exception):
             raise
         secrets = credentials(event, receiver.provider, receiver.secrets)
-        _failed(app, receiver, route.name, event, exc, started, secrets, final=final)
-        if blanked_traceback(exc, secrets) is None:
+        _failed(app, receiver, route, job, exc, started, secrets, final=final)
+        if not _quotes(exc, secrets):
             raise
         # Raised outside this block, so that it carries no trace of the original.
         failure = HandlerFailed(f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
@@ -144,18 +142,26 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     return "handled"
 
 
+def _quotes(exc: BaseException, secrets: list[str]) -> bool:
+    """Whether what a queue logs or keeps of ``exc`` (its traceback, its ``repr``, which
+    holds its ``args``) quotes one of ``secrets``."""
+    return blanked_traceback(exc, secrets) is not None or scrub(repr(exc), secrets) != repr(exc)
+
+
 def _failed(
     app: Flask,
     receiver: Receiver,
-    handler: str,
-    event: Event,
+    route: Route,
+    job: Job,
     exc: Exception,
     started: float,
     secrets: list[str],
     *,
     final: bool,
 ) -> None:
-    """Signal, log and record a failed run: an attempt of the delivery, with the traceback."""
+    """Signal, log and record a failed run: an attempt of the delivery, with the traceback;
+    on the ``final`` run, the delivery marked failed too (:func:`_mark_failed`)."""
+    event, handler = job.event, route.name
     signals.send_safely(
         signals.handler_failed, app, receiver=receiver.name, event=event, handler=handler, error=exc
     )
@@ -163,24 +169,33 @@ def _failed(
     entry = log_entry(
         event, "error", 500, started, (), "handler failed", error=exc, failed=handler, secrets=secrets
     )
-    if not final or not _mark_failed(receiver, handler, event, entry):
-        log_quietly(receiver.store, receiver.ns, entry)
+    log_quietly(receiver.store, receiver.ns, entry)
+    if final:
+        _mark_failed(receiver, handler, job)
 
 
-def _mark_failed(receiver: Receiver, handler: str, event: Event, entry: LogEntry) -> bool:
-    """Reopen the completed delivery with every handler but ``handler`` marked done, and
-    release it failed with ``entry``: the queue gave up, so the operator must see it.
+def _mark_failed(receiver: Receiver, handler: str, job: Job) -> None:
+    """The queue gave up: reopen the completed delivery without ``handler``'s success and
+    release it failed, so the inbox lists it and a plain replay hands ``handler`` over again.
 
-    False when it cannot be done now (the delivery is gone, held by a retry or
-    a replay, or the store is down): the attempt is then only logged.
+    Only synchronous handlers keep their success: a deferred one's is its worker's record,
+    which a plain replay's job consults (a duplicate where it succeeded, a run where it
+    failed). A failed re-run frees the handler's plain record too, which its first run
+    completed, so that job runs it. Nothing is marked while a sender's retry, a replay or
+    the web request itself holds the delivery, nor when it is gone or the store is down:
+    the failure is then only the attempt logged with its traceback.
     """
-    store, ns, lease = receiver.store, receiver.ns, receiver.settings.lease
-    others = [r.name for r in receiver.hooks.router.match(event.type) if r.name != handler]
+    store, ns, lease, id = receiver.store, receiver.ns, receiver.settings.lease, job.event.id
+    routes = receiver.hooks.router.match(job.event.type)
+    deferred = {handler, *(r.name for r in routes if r.defer)}  # unmarked, even if "enqueued"
+    kept = [r.name for r in routes if r.name not in deferred]
     try:
-        claim = store.reopen(ns, event.id, now=receiver.now(), lease=lease, rerun=[handler], keep=others)
-        if claim.state != "new":
-            return False
-        store.release(ns, event.id, claim.token, now=receiver.now(), entry=entry)
-    except (LookupError, StoreUnavailable):
-        return False
-    return True
+        if job.rerun:
+            store.forget(handler_namespace(ns), handler_key(id, handler), now=receiver.now(), lease=lease)
+        claim = store.reopen(ns, id, now=receiver.now(), lease=lease, rerun=deferred, keep=kept)
+        if claim.state == "new":
+            store.release(ns, id, claim.token, now=receiver.now())
+            return
+    except (LookupError, InFlight, StoreUnavailable):
+        pass
+    log.warning("could not mark %s %s failed (held, gone, store down): %s failed", receiver.name, id, handler)

@@ -180,3 +180,124 @@ def test_a_job_format_is_a_whole_number(version: Any) -> None:
     data = dict(Job("mod.f", event).to_json(), v=version)
     with pytest.raises(HookError, match="unknown deferred job format"):
         Job.from_json(data)
+
+
+def two_deferred(make_app: Callable[..., Flask], broken: set[str]) -> tuple[Flask, Hooks, ListQueue]:
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    for name in ("charge", "ship"):
+
+        def run(event: Event, name: str = name) -> None:
+            if name in broken:
+                raise RuntimeError(f"{name} is broken")
+
+        hooks.on("payment.succeeded", name=name, defer=queue)(run)
+    return app, hooks, queue
+
+
+def jobs_for(queue: ListQueue, handler: str) -> list[dict[str, Any]]:
+    return [job for job in queue.jobs if job["handler"] == handler]
+
+
+def test_a_re_run_that_fails_for_good_is_run_by_the_next_plain_replay(make_app: Callable[..., Flask]) -> None:
+    broken: set[str] = set()
+    app, hooks, queue = two_deferred(make_app, broken)
+    inbox = hooks.inbox(app)
+    assert send(app).status_code == 200
+    with app.app_context():
+        assert [perform(job) for job in queue.jobs] == ["handled", "handled"]
+    inbox.replay("evt_1", handlers=["charge"])  # an operator re-runs it...
+    broken.add("charge")
+    with app.app_context(), pytest.raises(RuntimeError):
+        perform(jobs_for(queue, "charge")[-1], final=True)  # ...and the re-run fails for good
+    assert inbox.get("evt_1").handlers["charge"] == "failed"  # type: ignore[union-attr]
+    broken.clear()
+    inbox.replay("evt_1")
+    with app.app_context():
+        assert perform(jobs_for(queue, "charge")[-1]) == "handled"  # not "duplicate" of its first run
+    assert inbox.get("evt_1").status == "received"  # type: ignore[union-attr]
+
+
+def test_a_failure_that_could_not_be_marked_is_not_hidden_by_a_later_one(
+    make_app: Callable[..., Flask],
+) -> None:
+    """``ship`` fails for good while the web request still holds the delivery (not marked);
+    ``charge`` fails for good later. The delivery's reopening must not mark ``ship`` done."""
+    broken = {"charge", "ship"}
+    app, hooks, queue = two_deferred(make_app, broken)
+    held: list[None] = []
+
+    @hooks.on("payment.succeeded", name="zz_last")
+    def last(event: Event) -> None:  # runs after both hand-overs, while the delivery is held
+        with pytest.raises(RuntimeError):
+            perform(jobs_for(queue, "ship")[0], final=True)
+        held.append(None)
+
+    assert send(app).status_code == 200 and held
+    with app.app_context(), pytest.raises(RuntimeError):
+        perform(jobs_for(queue, "charge")[0], final=True)
+    broken.clear()
+    hooks.inbox(app).replay("evt_1")
+    assert [len(jobs_for(queue, name)) for name in ("charge", "ship")] == [2, 2]  # both handed over again
+    with app.app_context():
+        assert [perform(jobs_for(queue, name)[-1]) for name in ("charge", "ship")] == ["handled", "handled"]
+
+
+def test_a_credential_in_an_exception_s_args_is_blanked_too(make_app: Callable[..., Flask]) -> None:
+    """Celery logs ``repr(exc)`` and result backends keep ``exc.args``, not ``str(exc)``."""
+
+    class PaymentError(Exception):
+        def __str__(self) -> str:
+            return "payment refused"
+
+    queue = ListQueue()
+    hooks = Hooks(provider=Narada(token=TOKEN, secret=SECRET), store=MemoryStore())
+    app = make_app(hooks)
+
+    @hooks.on("success", defer=queue)
+    def leaky(event: Event) -> None:
+        raise PaymentError(event.payload["secret"])
+
+    assert (
+        app.test_client()
+        .post("/webhooks", data=json.dumps(NARADA_BODY), headers={"Authorization": f"Bearer {TOKEN}"})
+        .status_code
+        == 200
+    )
+    with app.app_context(), pytest.raises(HandlerFailed) as raised:
+        perform(queue.jobs[0])
+    assert SECRET not in repr(raised.value) and SECRET not in str(raised.value.args)
+
+
+def test_a_queue_written_for_0_1_still_hands_jobs_over(make_app: Callable[..., Flask]) -> None:
+    class OldQueue(ListQueue):
+        def job(self, handler: str, event: Event, *, rerun: str = "") -> Job:  # type: ignore[override]
+            return Job(handler, event, rerun=rerun)
+
+    queue = OldQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    hooks.on("payment.succeeded", defer=queue)(lambda event: None)
+    assert send(app).status_code == 200
+    assert queue.jobs[0]["ns"] == ""
+
+
+def test_only_another_worker_s_claim_is_a_wait_a_handler_s_own_in_flight_is_a_failure(
+    make_app: Callable[..., Flask],
+) -> None:
+    from flask_hooks import InFlight
+    from flask_hooks.defer.base import Held
+
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+
+    @hooks.on("payment.succeeded", defer=queue)
+    def busy(event: Event) -> None:
+        raise InFlight(after=5)  # e.g. a downstream API's own "in progress"
+
+    send(app)
+    with app.app_context(), pytest.raises(InFlight) as raised:
+        perform(queue.jobs[0])
+    assert not isinstance(raised.value, Held)  # the queue spends a retry on it
