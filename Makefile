@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit bench docs system-deps clean
+.PHONY: demo demo-serve test lint typecheck unit bench docs system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,17 @@ system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "PostgreSQL's initdb is still missing" >&2; exit 1; }
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { echo "chromium or chromedriver is still missing" >&2; exit 1; }
 
-demo: $(STAMP)
+# The demo needs only the package itself, not the test and docs tools.
+DEMO_STAMP := $(VENV)/.demo-stamp
+$(DEMO_STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[requests]'
+	touch $@
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python -m example_app.demo
+
+demo-serve: $(DEMO_STAMP)
+	$(BIN)/python -m example_app.demo --serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check flask_hooks pytest_hooks tests example_app bench

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         with serving(app) as base:
             url = base + receiver.settings.url
             print(f"flask-webhooks demo: {receiver.provider.name} receiver at POST {url}")
-            print(f"store: {receiver.settings.store} in {instance}\n")
+            print(f"store: {receiver.settings.store} in a temporary instance folder, removed at exit\n")
             steps = [
                 ("1. signed delivery", signed),
                 ("2. same delivery again (a sender retry)", signed),
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 status, body = post(url, request.body, request.headers)
                 answers.append((status, body.get("status")))
                 print(f"{label:<42} {delivery.id}  ->  {status} {json.dumps(body)}")
-            print(f"\ndashboard: {base}/hooks/ (log in at {base}/login with EXAMPLE_ADMIN_PASSWORD)")
             if args.serve:
+                print(f"\ndashboard: {base}/hooks/ (log in at {base}/login with EXAMPLE_ADMIN_PASSWORD)")
                 print("serving until Ctrl-C", flush=True)
                 with contextlib.suppress(KeyboardInterrupt):
                     threading.Event().wait()
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nresource events stored for {delivery.id}: {len(stored)} (the handler ran once)")
     ok = answers == EXPECTED and len(stored) == 1
     print("OK: received, duplicate, rejected" if ok else f"UNEXPECTED: wanted {EXPECTED}")
+    if not args.serve:
+        print("(make demo-serve keeps the server up, with its dashboard)")
     return 0 if ok else 1
 
 

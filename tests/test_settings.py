@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,8 +64,9 @@ def test_a_name_registered_twice_is_an_error(make_app: Callable[..., Flask]) -> 
 
 def test_two_receivers_on_one_url_is_an_error(make_app: Callable[..., Flask]) -> None:
     with pytest.raises(ConfigError, match="share the URL"):
-        make_app(Hooks(store="memory://"), Hooks(name="b", url="/webhooks/", store="memory://"),
-                 HOOKS_B_SECRET="x")
+        make_app(
+            Hooks(store="memory://"), Hooks(name="b", url="/webhooks/", store="memory://"), HOOKS_B_SECRET="x"
+        )
 
 
 def test_one_hooks_object_serves_several_apps(make_app: Callable[..., Flask], tmp_path: Path) -> None:
@@ -131,3 +133,47 @@ def test_receiver_before_init_app_says_what_to_do(tmp_path: Path) -> None:
     app = Flask("z", instance_path=str(tmp_path))
     with pytest.raises(RuntimeError, match="init_app"):
         Hooks().receiver(app)
+
+
+# A newcomer without the optional extra -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "missing", "said"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis", "pip install 'flask-webhooks[redis]'"),
+        ("postgresql+psycopg2://u@127.0.0.1/db", None, "needs the psycopg2 driver: pip install psycopg2"),
+        ("mysql+pymysql://u@127.0.0.1/db", None, "needs the pymysql driver: pip install pymysql"),
+    ],
+)
+def test_a_store_without_its_library_names_the_extra_to_install(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, url: str, missing: str | None, said: str
+) -> None:
+    import importlib.util
+
+    if missing is not None:
+        find_spec = importlib.util.find_spec
+        monkeypatch.setattr(
+            importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a)
+        )
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        make_app(Hooks(), HOOKS_STORE=url)
+
+
+def test_a_queue_without_its_library_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+
+    from flask_hooks.defer import CeleryQueue, RQQueue
+    from flask_hooks.defer import celery as celery_adapter
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "rq" else find_spec(name, *a)
+    )
+    with pytest.raises(ConfigError, match=re.escape("pip install 'flask-webhooks[rq]'")):
+        RQQueue(app="pkg:create_app")
+    monkeypatch.setattr(celery_adapter, "_registered", False)
+    monkeypatch.setitem(sys.modules, "celery", None)  # what importing an absent package does
+    with pytest.raises(ConfigError, match=re.escape("pip install 'flask-webhooks[celery]'")):
+        CeleryQueue()

@@ -117,7 +117,10 @@ def register_task() -> None:
     with _register_lock:
         if _registered:
             return
-        from celery import shared_task
+        try:
+            from celery import shared_task
+        except ImportError:
+            raise ConfigError("CeleryQueue needs Celery: pip install 'flask-webhooks[celery]'") from None
 
         shared_task(
             name=TASK_NAME,

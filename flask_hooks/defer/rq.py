@@ -9,6 +9,7 @@ queue is used.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from datetime import timedelta
 from typing import Any
@@ -49,6 +50,8 @@ class RQQueue(Deferral):
     ) -> None:
         if not app:
             raise ConfigError("RQQueue needs app='pkg.module:create_app' so workers can build the app")
+        if importlib.util.find_spec("rq") is None:
+            raise ConfigError("RQQueue needs RQ: pip install 'flask-webhooks[rq]'")
         super().__init__(app=app, lease=lease, max_retries=max_retries, retry_delay=retry_delay)
         if not 0 < publish_timeout < math.inf:
             raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from urllib.parse import parse_qs, urlsplit
@@ -98,6 +99,8 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         except ValueError as exc:
             raise ConfigError(f"{shown!r}: {exc}") from None
     if scheme in {"redis", "rediss", "unix"}:
+        if importlib.util.find_spec("redis") is None:
+            raise ConfigError(f"{shown!r} needs redis-py: pip install 'flask-webhooks[redis]'")
         from .redis import RedisStore
 
         return RedisStore.from_url(url)
@@ -106,7 +109,11 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             from .sql import SqlStore
         except ImportError as exc:
             raise ConfigError(f"{shown!r} needs SQLAlchemy: pip install 'flask-webhooks[sql]'") from exc
-        return SqlStore(url)
+        try:
+            return SqlStore(url)
+        except ModuleNotFoundError as exc:  # the URL's database driver
+            extra = "'flask-webhooks[postgresql]'" if exc.name == "psycopg" else exc.name
+            raise ConfigError(f"{shown!r} needs the {exc.name} driver: pip install {extra}") from None
     raise ConfigError(
         f"unknown store URL {shown!r}; use sqlite:///, redis://, memory:// or a SQLAlchemy URL"
         " (postgresql+psycopg://...)"
