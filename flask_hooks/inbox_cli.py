@@ -118,7 +118,7 @@ def describe(delivery: Delivery) -> Iterator[str]:
     yield "headers:"
     yield from (f"  {printable(name)}: {printable(value)}" for name, value in d.headers)
     yield "body:"
-    yield from (f"  {printable(line)}" for line in shown_body(d).splitlines())
+    yield from (f"  {printable(line)}" for line in shown_body(d).split("\n"))  # not at U+2028
     yield "handlers:"
     width = max((len(name) for name in d.handlers), default=0)
     yield from (f"  {name.ljust(width)}  {state}" for name, state in d.handlers.items())

@@ -206,3 +206,13 @@ def test_a_handler_replay_with_another_handler_still_owed_says_so_and_succeeds(s
     result = run(shop.app, "replay", "evt_1")  # the owed one, once fixed
     assert result.exit_code == 0 and "1 received" in result.output
     assert shop.booked == ["evt_1", "evt_1"]
+
+
+def test_show_keeps_a_payload_line_whole_across_unicode_line_separators(shop: Shop) -> None:
+    """``str.splitlines`` also splits at U+2028, U+2029 and U+0085, inside a JSON string."""
+    payload = {"id": "evt_9", "type": "payment.succeeded", "note": "a\u2028b\x85c"}
+    generic_post(shop.app.test_client(), payload)
+    result = run(shop.app, "show", "evt_9")
+    assert result.exit_code == 0, result.output
+    [line] = [text for text in result.stdout.splitlines() if '"note"' in text]
+    assert line.strip() == '"note": "a\\u2028b\\x85c"'

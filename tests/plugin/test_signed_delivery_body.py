@@ -168,6 +168,13 @@ def test_payload_and_body_are_exclusive(provider: str, signed_delivery: Any) -> 
     )
 
 
+@pytest.mark.parametrize("provider", sorted(set(PRESETS) - {"flowstep"}), indirect=True)
+def test_a_payload_that_is_not_json_is_refused_when_forged(provider: str, signed_delivery: Any) -> None:
+    """NaN and infinity are no JSON: a forged body with them only ever got a 400."""
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        signed_delivery(BODIES[provider][1], {"amount": float("nan")})
+
+
 @pytest.mark.parametrize("provider", ["narada"], indirect=True)
 def test_narada_bytes_must_carry_the_body_secret(provider: str, signed_delivery: Any) -> None:
     with pytest.raises(ValueError, match=r"do not verify: invalid secret .*the bytes carry the body secret"):

@@ -336,5 +336,6 @@ def field(payload: Any, *path: str) -> Any:
 
 
 def dump(payload: Any) -> bytes:
-    """Compact JSON bytes, as most senders emit."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Compact JSON bytes, as most senders emit; NaN and infinity, which are not JSON
+    and which every receiver refuses, are a ValueError here rather than a forged 400."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
