@@ -10,8 +10,10 @@ printing untrusted text) are here.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
+import traceback
 
 import click
 from flask import Flask, current_app
@@ -24,7 +26,28 @@ from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
 from .stores.url import masked_url
 
-cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.")
+
+class _Printable(logging.Filter):
+    """Escapes what the ``flask_hooks`` logger writes during a command: a handler's
+    exception may quote a sender's bytes, and ``flask hooks replay`` logs it on the
+    operator's terminal, which must not run them (``ESC[2J``, a window title)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            record.exc_info, record.exc_text = None, None
+        record.msg, record.args = "\n".join(printable(line) for line in text.split("\n")), ()
+        return True
+
+
+def _escaped_logs() -> None:
+    logger, shield = logging.getLogger("flask_hooks"), _Printable()
+    logger.addFilter(shield)
+    click.get_current_context().call_on_close(lambda: logger.removeFilter(shield))
+
+
+cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.", callback=_escaped_logs)
 
 def current_app_object() -> Flask:
     """The app itself (not the proxy): what ``hooks.inbox(app)`` takes."""

@@ -10,6 +10,7 @@ every id and pattern it is asked for.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -216,3 +217,25 @@ def test_show_keeps_a_payload_line_whole_across_unicode_line_separators(shop: Sh
     assert result.exit_code == 0, result.output
     [line] = [text for text in result.stdout.splitlines() if '"note"' in text]
     assert line.strip() == '"note": "a\\u2028b\\x85c"'
+
+
+def test_a_replay_logs_no_control_character_a_sender_put_in_an_exception(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The handler's exception quotes the payload; the operator's terminal must not run it."""
+    hooks = Hooks()
+
+    @hooks.on("*")
+    def echo(event: Any) -> None:
+        raise RuntimeError(f"bad note {event.payload['note']}")
+
+    app = make_app(hooks)
+    payload = {"id": "evt_7", "type": "a.b", "note": "\x1b[2J\x1b]0;owned\x07"}
+    assert generic_post(app.test_client(), payload).status_code == 500
+    caplog.clear()
+    result = run(app, "replay", "evt_7")
+    assert result.exit_code == 1
+    assert "bad note" in caplog.text and "Traceback" in caplog.text
+    assert "\x1b" not in caplog.text and "\x07" not in caplog.text
+    assert "\\x1b[2J" in caplog.text
+    assert not logging.getLogger("flask_hooks").filters  # only while the command runs
