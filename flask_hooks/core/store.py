@@ -167,16 +167,17 @@ class LogEntry(NamedTuple):
 CLOCK_SKEW = 1.0
 
 
-def lease_is_live(lease_until: float, now: float, lease: float) -> bool:
+def lease_is_live(lease_until: float, now: float, lease: float, skew: float = CLOCK_SKEW) -> bool:
     """Whether an in-flight claim still holds the delivery for a reader at ``now``.
 
     A lease that ends more than ``lease`` seconds in the reader's future
-    (give or take :data:`CLOCK_SKEW`, the drift of synchronised clocks)
-    was written by a machine whose clock runs ahead: nobody can hold a
-    lease longer than ``lease`` from now, so it is stale, not a reason to
-    answer 409 for as long as the skew lasts.
+    (give or take ``skew``: the drift of synchronised clocks, and for Redis
+    the delay of a command its client sends again) was written by a machine
+    whose clock runs ahead: nobody can hold a lease longer than ``lease``
+    from now, so it is stale, not a reason to answer 409 for as long as the
+    skew lasts.
     """
-    return now < lease_until <= now + lease + CLOCK_SKEW
+    return now < lease_until <= now + lease + skew
 
 
 def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:

@@ -234,8 +234,18 @@ REOPEN = (
     + _MARKS
     + """
 local d = KEYS[1]
-local rec = redis.call('HMGET', d, 'state', 'lease_until', 'expires_at', 'received_at', 'reply', 'outcome')
+local rec = redis.call('HMGET', d, 'state', 'lease_until', 'expires_at', 'received_at', 'reply', 'outcome',
+                       'token', 'reopened')
 if not rec[4] or redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+if rec[1] == 'inflight' and rec[7] == ARGV[2] then  -- this reopening, sent again: answer as it did
+  local out = marks(d)
+  if rec[8] == '1' then
+    out[1] = 'reopened'
+    table.insert(out, 2, rec[6] or '')
+    table.insert(out, 2, rec[5] or '')
+  end
+  return out
+end
 local now, lease_until = tonumber(ARGV[1]), tonumber(rec[2])
 if rec[1] == 'inflight' and lease_until > now and lease_until <= tonumber(ARGV[4]) then
   return {'inflight', rec[2]}
@@ -247,7 +257,7 @@ if rec[1] == 'done' then  -- the handlers not re-run succeeded: marked where the
   for i = 7 + reruns, #ARGV do redis.call('HSETNX', d, 'h:' .. ARGV[i], '') end
 end
 redis.call('HSET', d, 'state', 'inflight', 'token', ARGV[2], 'lease_until', ARGV[3],
-           'status', 'in-flight')
+           'status', 'in-flight', 'reopened', rec[1] == 'done' and '1' or '')
 if tonumber(rec[3]) < tonumber(ARGV[3]) then  -- a sender's retry waits for the replay
   redis.call('HSET', d, 'expires_at', ARGV[3])
 end

@@ -54,6 +54,14 @@ def _ms(seconds: float) -> int:
 _PAGE = 100
 
 
+def _resend_delay(client: Any) -> float:
+    """The longest a command redis-py retries can reach the server after it was sent:
+    a socket timeout, a reconnection and the backoff (our client retries once)."""
+    options = client.connection_pool.connection_kwargs
+    waits = (options.get("socket_timeout"), options.get("socket_connect_timeout"))
+    return sum(float(wait) for wait in waits if wait) + 0.1
+
+
 class _Epoch:
     """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
 
@@ -108,6 +116,10 @@ class RedisStore(DedupeStore):
         if isinstance(client_or_url, str):
             client_or_url = self._client(client_or_url)
         self.client = client_or_url
+        #: How far a live lease may lie past ``now + lease``: the clocks' drift, and the
+        #: delay of a script redis-py sends again after a timeout with the same ``now``
+        #: (a re-sent claim must not take a claim made meanwhile for a stale one).
+        self.skew = CLOCK_SKEW + _resend_delay(self.client)
         self.key_prefix = key_prefix
         self.log_size = log_size
         register = self.client.register_script
@@ -216,7 +228,7 @@ class RedisStore(DedupeStore):
         self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
     ) -> Claim:
         token = new_token()
-        hold, horizon = max(ttl, lease), now + lease + CLOCK_SKEW  # horizon: see lease_is_live
+        hold, horizon = max(ttl, lease), now + lease + self.skew  # horizon: see lease_is_live
         args: list[Any] = [repr(now), token, repr(now + lease), repr(now + hold), _ms(hold), repr(horizon)]
         if keep is not None:
             secret = "" if keep.secret_index is None else str(keep.secret_index)
@@ -370,7 +382,7 @@ class RedisStore(DedupeStore):
         keep: Collection[str] = (),
     ) -> Claim:
         token = new_token()
-        stamps = [repr(now), token, repr(now + lease), repr(now + lease + CLOCK_SKEW), _ms(lease)]
+        stamps = [repr(now), token, repr(now + lease), repr(now + lease + self.skew), _ms(lease)]
         args = [*stamps, len(rerun), *rerun, *keep]
         out = self._call(self._reopen, self._keys(ns, id), args)
         if _text(out[0]) == "missing":
@@ -379,7 +391,7 @@ class RedisStore(DedupeStore):
 
     def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         keys = [*self._keys(ns, id), self._ns_key(ns, "i")]
-        out = self._call(self._forget, keys, [id, repr(now), repr(now + lease + CLOCK_SKEW)])
+        out = self._call(self._forget, keys, [id, repr(now), repr(now + lease + self.skew)])
         if isinstance(out, list):
             raise InFlight(after=float(_text(out[1])) - now)
         return bool(out)

@@ -99,13 +99,17 @@ def test_renew_extends_the_server_side_ttl_but_never_shortens_it(redis_url: str)
     assert client.hget("hooks:{ns}:d:long", "expires_at") == repr(T0 + 3600).encode()
 
 
-@pytest.mark.parametrize("ahead", [-2.5, -2.0, 0.0, 0.9999997, 1.0, 1.0000002, 2.0, 7200])
+@pytest.mark.parametrize(
+    "ahead", [-2.5, -2.0, 0.0, 0.9999997, 1.0, 1.0000002, 2.0, 4.0999997, 4.1, 4.1000002, 7200]
+)
 def test_in_flight_or_stale_exactly_as_lease_is_live_says(redis_url: str, ahead: float) -> None:
-    """The claim script draws the line where ``lease_is_live`` does, to the last bit (ahead=1.0)."""
+    """The claim script draws the line where ``lease_is_live`` does with the store's skew (the
+    clocks' drift and a re-send's delay: 1 + 2 + 1 + 0.1 s), to the last bit (ahead=4.1)."""
     store = RedisStore(redis_url)
+    assert store.skew == pytest.approx(4.1)
     now, lease = 1_763_900_000.123456, 2.5
     store.claim("ns", "evt_1", now=now + ahead, lease=lease, ttl=60)  # a clock `ahead` seconds off
-    live = lease_is_live(now + ahead + lease, now, lease)
+    live = lease_is_live(now + ahead + lease, now, lease, store.skew)
     assert store.claim("ns", "evt_1", now=now, lease=lease, ttl=60).state == ("inflight" if live else "new")
 
 
@@ -227,6 +231,36 @@ def test_a_script_sent_again_answers_as_it_did_and_writes_nothing(
     assert [len(s.attempts) for s in store.query("ns", now=T0 + 1)] == [1, 1]
     with pytest.raises(LeaseLost):  # a second call is no re-send: the token stays spent
         store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+
+
+def test_a_reopening_sent_again_answers_as_it_did(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay's reopening of a completed delivery whose answer was lost found its own
+    claim: the operator was told "in flight", and the delivery stayed held for a lease."""
+    store = RedisStore(redis_url)
+    claim = store.claim("ns", "evt_3", now=T0, lease=30, ttl=60, keep=KEEP)
+    store.mark("ns", "evt_3", claim.token, "h1", Reply(200, b"one"), now=T0)
+    store.complete("ns", "evt_3", claim.token, outcome="received", reply=Reply(200, b"ok"), now=T0, ttl=60)
+    call, answers = store._call, []
+
+    def twice(script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+        answers.append(call(script, keys, args))
+        answers.append(call(script, keys, args))
+        return answers[-1]
+
+    monkeypatch.setattr(store, "_call", twice)
+    reopened = store.reopen("ns", "evt_3", now=T0 + 5, lease=30, rerun=["h1"])
+    assert answers[0] == answers[1]
+    assert (reopened.state, reopened.outcome, reopened.reply) == ("new", "received", Reply(200, b"ok"))
+
+
+def test_a_claim_sent_again_late_does_not_take_over_one_made_meanwhile(redis_url: str) -> None:
+    """The re-send carries the first send's ``now``, seconds old when another worker has
+    claimed: that claim's lease then looks past ``now + lease + skew``, as a clock running
+    ahead writes, and was taken over for a stale one, so both ran the handler."""
+    store = RedisStore(redis_url)
+    assert store.claim("ns", "evt_4", now=T0 + 2.5, lease=30, ttl=60).state == "new"  # worker B
+    late = store.claim("ns", "evt_4", now=T0, lease=30, ttl=60)  # worker A's claim, re-sent
+    assert late.state == "inflight"
 
 
 def test_an_answer_lost_to_a_timeout_is_retried_without_a_409(redis_url: str) -> None:
