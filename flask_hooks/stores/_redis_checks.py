@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.errors import ConfigError
-from .url import masked_url
+from .url import NOT_A_URL, masked_url
 
 
 def eviction_risk(info: Mapping[str, Any]) -> str:
@@ -54,7 +54,10 @@ def url_problem(url: str) -> str:
     """What redis-py would not notice (no host, a non-number database) or would say with the port's text."""
     from urllib.parse import unquote, urlsplit
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return NOT_A_URL
     if parts.scheme not in {"redis", "rediss", "unix"}:
         return "write redis://host:port/db, rediss://... or unix:///path/to/redis.sock"
     if parts.scheme == "unix":

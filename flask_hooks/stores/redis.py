@@ -38,7 +38,7 @@ from ._redis_scripts import answer as _answer
 from ._redis_scripts import stored as _stored
 from ._redis_scripts import text as _text
 from .base import CLOCK_SKEW, Claim, DedupeStore, LogEntry, Reply, encode_reply, new_token
-from .url import masked_url
+from .url import NOT_A_URL, masked_url
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -134,7 +134,10 @@ class RedisStore(DedupeStore):
         """Open ``redis://``, ``rediss://`` or ``unix://``; ``key_prefix`` and ``allow_eviction`` are ours."""
         from urllib.parse import parse_qsl, urlencode, urlsplit
 
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed "[" of an IPv6 host
+            raise ConfigError(f"{masked_url(url)!r}: {NOT_A_URL}") from None
         query = dict(parse_qsl(parts.query))
         if "key_prefix" in query:
             kwargs.setdefault("key_prefix", query.pop("key_prefix"))

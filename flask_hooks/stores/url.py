@@ -12,6 +12,8 @@ from .base import DedupeStore
 from .memory import MemoryStore
 
 DEFAULT_URL = "sqlite:///flask_hooks.sqlite3"
+#: Why ``urlsplit`` refused a URL: only an unclosed ``[`` of an IPv6 host makes it raise.
+NOT_A_URL = "not a URL (an IPv6 host is written [::1])"
 
 #: ``scheme://user:``, where a password may start (``[::1]:`` is a host and its port).
 _USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:\[[0-9A-Fa-f:.]*\](?=:)|[^:@/?#]*):")
@@ -68,7 +70,10 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
     Query parameters are passed to the backend: ``?timeout=2&synchronous=normal``.
     """
     shown = masked_url(url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 host
+        raise ConfigError(f"{shown!r}: {NOT_A_URL}") from None
     scheme = parts.scheme.lower()
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     if scheme == "memory":

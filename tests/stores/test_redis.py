@@ -175,6 +175,7 @@ def test_a_unix_socket_url_claims_and_completes(
         ("redis://user:hunter2/pw@host:6379/0", "'redis://user:***@host:6379/0'", "percent-encode"),
         ("redis://:hunter2?key_prefix=a@host/0", "'redis://:***@host/0'", "names no host"),
         ("redis://u:1/0?hunter2=x@host/0", "'redis://u:***@host/0'", "options redis-py cannot use"),
+        ("redis://:hunter2@[::1:6379/0", "'redis://:***@[::1:6379/0'", "not a URL"),
     ],
 )
 def test_a_malformed_url_is_a_config_error_at_init_app(
