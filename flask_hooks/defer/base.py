@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
@@ -156,6 +157,13 @@ class Deferral(ABC):
     @abstractmethod
     def enqueue(self, job: Job) -> None:
         """Hand the job to the broker; return only once the broker has it."""
+
+
+def checked_timeout(publish_timeout: float) -> float:
+    """A queue's ``publish_timeout``: positive and finite, as it bounds every socket wait."""
+    if not 0 < publish_timeout < math.inf:
+        raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")
+    return publish_timeout
 
 
 def handler_namespace(receiver: str) -> str:

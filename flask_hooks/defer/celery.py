@@ -11,13 +11,12 @@ the app named by ``CeleryQueue(app="pkg.module:create_app")``.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from typing import Any
 
 from ..core.errors import ConfigError, HookError
-from .base import TASK_NAME, Deferral, Held, Job
+from .base import TASK_NAME, Deferral, Held, Job, checked_timeout
 
 _registered = False
 _register_lock = threading.Lock()
@@ -51,12 +50,10 @@ class CeleryQueue(Deferral):
         retry_delay: float = 5.0,
     ) -> None:
         super().__init__(app=app, lease=lease, max_retries=max_retries, retry_delay=retry_delay)
-        if not 0 < publish_timeout < math.inf:
-            raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")
         self.celery_app = celery_app
         self.queue = queue
         self.publish_retries = publish_retries
-        self.publish_timeout = publish_timeout
+        self.publish_timeout = checked_timeout(publish_timeout)
         self._pools: dict[tuple[Any, int], Any] = {}
         self._pools_lock = threading.Lock()
         register_task()
@@ -141,13 +138,13 @@ def run_deferred(task: Any, data: dict[str, Any]) -> str:
     after that lease without spending one of ``max_retries``, which count the
     handler's failures only (``waited`` in the job counts the waits).
     """
-    from .worker import perform
+    from .worker import run
 
     job = Job.from_json(data)
     waited = int(data.get("waited") or 0)
     retries = int(task.request.retries or 0)
     try:
-        return perform(data, final=retries - waited >= job.max_retries)
+        return run(job, final=retries - waited >= job.max_retries)
     except Held as exc:
         after = exc.after if exc.after is not None else job.backoff(0)
         again = dict(data, waited=waited + 1)

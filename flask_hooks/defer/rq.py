@@ -10,12 +10,11 @@ queue is used.
 from __future__ import annotations
 
 import importlib.util
-import math
 from datetime import timedelta
 from typing import Any
 
 from ..core.errors import ConfigError
-from .base import Deferral, Held, Job
+from .base import Deferral, Held, Job, checked_timeout
 
 #: What RQ workers import to run a job.
 FUNCTION = "flask_hooks.defer.rq.perform"
@@ -53,9 +52,7 @@ class RQQueue(Deferral):
         if importlib.util.find_spec("rq") is None:
             raise ConfigError("RQQueue needs RQ: pip install 'flask-webhooks[rq]'")
         super().__init__(app=app, lease=lease, max_retries=max_retries, retry_delay=retry_delay)
-        if not 0 < publish_timeout < math.inf:
-            raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")
-        self.publish_timeout = publish_timeout
+        self.publish_timeout = checked_timeout(publish_timeout)
         self.queue = queue
         self.name = name
         self.job_timeout = job_timeout

@@ -75,7 +75,11 @@ def perform(data: Mapping[str, Any], *, final: bool = False) -> str:
     ``final`` says the queue will not run the job again if it fails: the
     delivery is then marked failed in the inbox (see :func:`run_job`).
     """
-    job = Job.from_json(data)
+    return run(Job.from_json(data), final=final)
+
+
+def run(job: Job, *, final: bool = False) -> str:
+    """:func:`perform` for a job already parsed (the Celery task reads its ``max_retries``)."""
     with app_context(job) as app:
         return run_job(app, job, final=final)
 
@@ -116,9 +120,11 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     held = leases.hold(store, ns, key, claim.token, lease=lease, clock=receiver.now)
     failure: HandlerFailed | None = None
     try:
-        route.func(event)
+        try:
+            route.func(event)
+        finally:
+            leases.drop(held)  # before the release or the completion: nothing renews after them
     except BaseException as exc:
-        leases.drop(held)
         try:
             store.release(ns, key, claim.token, now=receiver.now())
         except StoreUnavailable:
@@ -133,7 +139,6 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         failure = HandlerFailed(f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
     if failure is not None:
         raise failure
-    leases.drop(held)
     store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
     log_quietly(store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,)))
     signals.send_safely(
