@@ -10,6 +10,7 @@ queue is used.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,8 @@ from .base import Deferral, Held, Job, checked_timeout
 
 #: What RQ workers import to run a job.
 FUNCTION = "flask_hooks.defer.rq.perform"
+
+log = logging.getLogger("flask_hooks")
 
 
 class RQQueue(Deferral):
@@ -116,7 +119,33 @@ def perform(data: dict[str, Any]) -> str:
         if current is None:
             raise
         _again_after(current, exc.after if exc.after is not None else 1.0)
+        _check_scheduler(current, "put back to wait for another worker's claim")
         return "in-flight"
+    except Exception:
+        if current is not None and current.retries_left and any(current.retry_intervals or ()):
+            _check_scheduler(current, "retried after a delay")
+        raise
+
+
+def _check_scheduler(current: Any, what: str) -> None:
+    """Say so when no worker of the job's queue runs RQ's scheduler: only a worker started
+    ``--with-scheduler`` moves a job from the ScheduledJobRegistry back onto its queue,
+    and without one the delivery's handler waits there for ever, silently."""
+    from rq.scheduler import RQScheduler
+
+    try:
+        running = bool(current.connection.exists(RQScheduler.get_locking_key(current.origin)))
+    except Exception:  # the job is scheduled already; this is advice, not the outcome
+        return
+    if not running:
+        log.error(
+            "RQ job %s (%r) was %s, but no worker of queue %r runs a scheduler: it will not run"
+            " until one does (start the workers with `rq worker --with-scheduler`)",
+            current.id,
+            current.description,
+            what,
+            current.origin,
+        )
 
 
 def _again_after(current: Any, seconds: float) -> None:

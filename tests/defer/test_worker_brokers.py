@@ -115,6 +115,23 @@ def test_an_rq_job_run_while_another_worker_holds_it_is_put_back_not_failed(
     assert len(FailedJobRegistry(queue=queue)) == 0, workers.log()
     assert len(ScheduledJobRegistry(queue=queue)) == 1  # back for when the other claim ends
     assert side_effects(defer_env) == []
+    assert "no worker of queue 'default' runs a scheduler" in workers.log()  # told how to fix it
+    assert "rq worker --with-scheduler" in workers.log()
     time.sleep(2.5)  # the other worker's lease runs out
     assert workers.rq_burst(scheduler=True) == 0, workers.log()
     assert side_effects(defer_env) == ["rq_record job-3"]
+
+
+def test_an_rq_retry_with_a_delay_says_when_no_worker_runs_the_scheduler(
+    web_app: Flask, defer_env: dict[str, str], workers: Workers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rq_queue, "retry_delay", 1.0)
+    assert post(web_app, "rq.flaky", "job-4").status_code == 200
+    assert workers.rq_burst() == 0, workers.log()
+    queue = Queue("default", connection=redis.Redis.from_url(defer_env["rq_url"]))
+    assert len(ScheduledJobRegistry(queue=queue)) == 1  # RQ's own retry, waiting for a scheduler
+    assert "was retried after a delay, but no worker of queue 'default' runs a scheduler" in workers.log()
+    time.sleep(1.5)
+    assert workers.rq_burst(scheduler=True) == 0, workers.log()
+    assert side_effects(defer_env) == ["rq_flaky job-4"]
+    assert workers.log().count("runs a scheduler") == 1  # a worker with one says nothing
