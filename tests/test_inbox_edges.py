@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_hooks import Event, Hooks, InFlight
+from flask_hooks import Event, Hooks, InFlight, Retry
 from tests.conftest import generic_post
 from tests.helpers import ManualClock
 
@@ -298,3 +298,20 @@ def test_a_failing_rerun_of_a_completed_delivery_leaves_the_others_done(
     broken["book"] = False
     assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}  # the sender's retry
     assert runs == ["book", "invoice", "book", "book"]  # invoice never twice
+
+
+def test_a_handler_s_retry_is_shown_as_its_reason_not_a_traceback(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(store="memory://")
+
+    @hooks.on("payment.succeeded")
+    def later(event: Event) -> None:
+        raise Retry("bank API down", after=30)
+
+    app = make_app(hooks)
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 503
+    [attempt] = hooks.inbox(app).get("evt_1").attempts
+    assert attempt.error == "Retry: bank API down (the sender was asked to retry after 30 s)"
+    assert attempt.failed.endswith("later")
+    shown = app.test_cli_runner().invoke(args=["hooks", "show", "evt_1"]).output
+    assert "Traceback" not in shown and "flask_hooks.core" not in shown
+    assert "Retry: bank API down" in shown

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from .errors import StoreUnavailable
+from .errors import Retry, StoreUnavailable
 from .event import Event, header_pairs
 from .inbox import redacted_names
 from .scrub import scrub
@@ -57,8 +57,16 @@ def log_entry(
 
 
 def error_text(error: BaseException, secrets: Iterable[str] = ()) -> str:
-    """Type, message and traceback, at most :data:`MAX_ERROR` characters, ``secrets`` blanked."""
-    return scrub(_traceback(error), secrets)[-MAX_ERROR:]
+    """Type, message and traceback, at most :data:`MAX_ERROR` characters, ``secrets`` blanked.
+
+    A handler's ``Retry`` is an answer it chose, not a failure to debug: one
+    line with its reason and delay, under its public name.
+    """
+    if isinstance(error, Retry):
+        text = f"Retry: {error.reason} (the sender was asked to retry after {error.after} s)"
+    else:
+        text = _traceback(error)
+    return scrub(text, secrets)[-MAX_ERROR:]
 
 
 def _traceback(error: BaseException) -> str:
