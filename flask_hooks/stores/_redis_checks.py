@@ -65,9 +65,11 @@ def url_problem(url: str) -> str:
     if not parts.hostname:
         return f"names no host: write {parts.scheme}://host:port/db"
     try:
-        parts.port  # noqa: B018 (urllib checks the port as it reads it)
+        port = parts.port  # urllib checks the port as it reads it
     except ValueError:
-        return "the port is not a number from 0 to 65535"
+        port = 0
+    if port == 0:  # 0 is no port a server listens on: connections would fail at the first delivery
+        return "the port is not a number from 1 to 65535"
     db = unquote(parts.path).replace("/", "")  # as redis-py reads it; it ignores a non-number
     if db and not (db.isascii() and db.isdigit()):
         return "the path is the database number: redis://host:port/0"

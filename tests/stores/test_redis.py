@@ -161,8 +161,9 @@ def test_a_unix_socket_url_claims_and_completes(
         ("redis://", "'redis://'", "names no host"),
         ("unix://", "'unix://'", "names no socket"),
         ("unix://?db=0&key_prefix=x:", "'unix://?db=0&key_prefix=x:'", "names no socket"),
-        ("redis://:hunter2@localhost:abc/0", "'redis://:***@localhost:abc/0'", "port is not a number"),
-        ("redis://localhost:99999/0", "'redis://localhost:99999/0'", "port is not a number"),
+        ("redis://:hunter2@localhost:abc/0", "'redis://:***@localhost:abc/0'", "port is not a number from 1"),
+        ("redis://localhost:99999/0", "'redis://localhost:99999/0'", "port is not a number from 1"),
+        ("redis://localhost:0/0", "'redis://localhost:0/0'", "port is not a number from 1"),
         ("redis://localhost/zero", "'redis://localhost/zero'", "database number"),
         (
             "redis://:hunter2@localhost/0?socket_timeout=abc",
