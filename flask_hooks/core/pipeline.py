@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from .answer import Outcome, answer
 from .attempts import credentials, log_entry, log_failure, log_quietly
 from .clock import Clock
-from .deferral import hand_over
+from .deferral import hand_over, holding
 from .errors import (
     BodyTooLarge,
     HookError,
@@ -287,11 +287,12 @@ class Pipeline:
     ) -> Outcome:
         """Run the pending handlers while the lease keeper renews the claim."""
         cfg = self.config
-        held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
-        try:
-            return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
-        finally:
-            self.leases.drop(held)
+        with holding(cfg.ns, event.id):  # a queue that runs a job inline marks its failure after
+            held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
+            try:
+                return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
+            finally:
+                self.leases.drop(held)
 
     def _run_pending(
         self,

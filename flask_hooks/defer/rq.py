@@ -113,8 +113,11 @@ def perform(data: dict[str, Any]) -> str:
     from .worker import perform as run
 
     current = get_current_job()
+    # A job RQ runs inline (Queue(is_async=False), as tests do; its worker is "sync") is
+    # never retried: its first run is its last.
+    final = current is None or getattr(current, "worker_name", None) == "sync" or not current.retries_left
     try:
-        return run(data, final=current is None or not current.retries_left)
+        return run(data, final=final)
     except Held as exc:
         if current is None:
             raise

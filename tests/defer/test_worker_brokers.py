@@ -22,7 +22,7 @@ from flask_hooks.extension import get_receiver
 
 from ..conftest import RedisServer
 from .conftest import Workers, post, side_effects, wait_for
-from .defer_app import celery_queue, celery_record, create_app, rq_queue, rq_record
+from .defer_app import celery_queue, celery_record, create_app, hooks, rq_queue, rq_record
 
 pytestmark = pytest.mark.slow
 
@@ -135,3 +135,21 @@ def test_an_rq_retry_with_a_delay_says_when_no_worker_runs_the_scheduler(
     assert workers.rq_burst(scheduler=True) == 0, workers.log()
     assert side_effects(defer_env) == ["rq_flaky job-4"]
     assert workers.log().count("runs a scheduler") == 1  # a worker with one says nothing
+
+
+def test_an_rq_job_run_inline_that_fails_marks_the_delivery_failed_for_a_replay(
+    web_app: Flask, defer_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Queue(is_async=False)``, as tests use: RQ runs the job inside the enqueue, inside the
+    request that holds the delivery, and never retries it. Its failure is final, and the
+    delivery is marked failed once the request lets go, so a replay runs it after the fix."""
+    inline = Queue("default", connection=redis.Redis.from_url(defer_env["rq_url"]), is_async=False)
+    monkeypatch.setattr(rq_queue, "queue", inline)
+    assert post(web_app, "rq.flaky", "job-5").status_code == 200  # RQ keeps the failure to itself
+    inbox = hooks.inbox(web_app)
+    delivery = inbox.get("job-5")
+    assert delivery is not None and delivery.status == "failed"
+    assert delivery.handlers == {"tests.defer.defer_app.rq_flaky": "failed"}
+    assert len(FailedJobRegistry(queue=inline)) == 1
+    assert inbox.replay("job-5").status == "received"  # the second run succeeds, inline
+    assert side_effects(defer_env) == ["rq_flaky job-5"]

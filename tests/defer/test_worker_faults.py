@@ -3,6 +3,7 @@ credentials in tracebacks and jobs, another app's jobs, a job refused by its for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -301,3 +302,35 @@ def test_only_another_worker_s_claim_is_a_wait_a_handler_s_own_in_flight_is_a_fa
     with app.app_context(), pytest.raises(InFlight) as raised:
         perform(queue.jobs[0])
     assert not isinstance(raised.value, Held)  # the queue spends a retry on it
+
+
+class InlineQueue(ListQueue):
+    """Runs each job inside ``enqueue``, its one and only run, keeping the failure to itself
+    (RQ's ``is_async=False``)."""
+
+    def enqueue(self, job: Job) -> None:
+        super().enqueue(job)
+        with contextlib.suppress(RuntimeError):
+            perform(self.jobs[-1], final=True)
+
+
+def test_a_job_run_inline_that_fails_for_good_is_marked_once_the_request_lets_go(
+    make_app: Callable[..., Flask],
+) -> None:
+    queue = InlineQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    broken = [True]
+
+    @hooks.on("payment.succeeded", name="charge", defer=queue)
+    def charge(event: Event) -> None:
+        if broken[0]:
+            raise RuntimeError("card processor said no")
+
+    assert send(app).status_code == 200
+    inbox = hooks.inbox(app)
+    assert inbox.get("evt_1").handlers == {"charge": "failed"}  # type: ignore[union-attr]
+    assert inbox.replay("evt_1").status == "failed"  # the replay's run fails too: marked after it
+    broken[0] = False
+    assert inbox.replay("evt_1").status == "received"
+    assert len(queue.jobs) == 3
