@@ -204,6 +204,27 @@ def test_noukai_scheme_parts_are_parameters() -> None:
         strict.verify(Headers({"X-Noukai-Signature": "v1=" + "00" * 32}), b"{}", keys, now=0, tolerance=WIDE)
 
 
+
+def test_noukai_a_misspelt_mode_is_a_config_error_not_unstamped_signatures() -> None:
+    """``signed="timestamp-body"`` once fell through to "auto": deliveries without ``t=`` passed."""
+    body = b'{"event":"job.failed"}'
+    plain = Headers({"X-Noukai-Signature": f"v1={noukai_mac(b'nk', body)}"})
+    for bad in ("timestamp-body", "Timestamp.body", ""):
+        with pytest.raises(ConfigError, match="signed"):
+            Noukai(signed=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="encoding"):
+        Noukai(encoding="base64url")  # type: ignore[arg-type]
+    strict = Noukai(signed="timestamp.body")
+    with pytest.raises(VerificationError, match="timestamp"):
+        strict.verify(plain, body, strict.keys(["nk"]), now=NOW, tolerance=WIDE)
+
+
+@pytest.mark.parametrize("slots", ["v1", (), ("v1", ""), ("v1", 2)])
+def test_noukai_slots_are_a_list_of_names(slots: Any) -> None:
+    """A bare string once became its characters: ``slots="v1"`` accepted ``v=`` and ``1=`` slots."""
+    with pytest.raises(ConfigError, match="slots"):
+        Noukai(slots=slots)
+
 # Generic events (the event types of the archived generic webhooks API) ------------
 
 

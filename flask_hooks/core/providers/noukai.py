@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from ..errors import VerificationError
+from ..errors import ConfigError, VerificationError
 from ..event import HeaderMap
 from ._parsing import bounded_header, parse_slots
 from .base import (
@@ -37,6 +37,17 @@ from .base import (
 Signed = Literal["auto", "body", "timestamp.body"]
 Encoding = Literal["hex", "base64"]
 
+_MODES: tuple[Signed, ...] = ("auto", "body", "timestamp.body")
+_ENCODINGS: tuple[Encoding, ...] = ("hex", "base64")
+
+
+def _slot_names(slots: Sequence[str]) -> tuple[str, ...]:
+    """The signature slots as a tuple of names; a bare string would be read as its characters."""
+    names = () if isinstance(slots, str) else tuple(slots)
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise ConfigError("noukai: slots must be a list of slot names, such as ('v1', 'v2')")
+    return names
+
 
 class Noukai(HmacProvider):
     """Noukai job callbacks.
@@ -59,9 +70,15 @@ class Noukai(HmacProvider):
         signed: Signed = "auto",
         encoding: Encoding = "hex",
     ) -> None:
+        # Checked here: a misspelt mode would otherwise act as "auto" and pass
+        # deliveries without a timestamp slot.
+        if signed not in _MODES:
+            raise ConfigError(f"noukai: signed must be one of {', '.join(_MODES)}, not {signed!r}")
+        if encoding not in _ENCODINGS:
+            raise ConfigError(f"noukai: encoding must be one of {', '.join(_ENCODINGS)}, not {encoding!r}")
         self.signature_header = signature_header
         self.id_header = id_header
-        self.slots = tuple(slots)
+        self.slots = _slot_names(slots)
         self.timestamp_slot = timestamp_slot
         self.signed = signed
         self.encoding = encoding
