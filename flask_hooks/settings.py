@@ -118,6 +118,14 @@ def _tolerance(key: str, value: Any) -> Tolerance:
     return float(past), float(future)
 
 
+def _decoded(key: str, secret: bytes) -> str:
+    """A secret given as bytes, as the text every provider keys with."""
+    try:
+        return secret.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: a secret given as bytes must be UTF-8 text") from None
+
+
 def _secrets(key: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -129,7 +137,7 @@ def _secrets(key: str, value: Any) -> tuple[str, ...]:
     out = []
     for item in items:
         if isinstance(item, bytes):
-            item = item.decode("utf-8")
+            item = _decoded(key, item)
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{key} must be a non-empty string or a list of them (newest first)")
         out.append(item)

@@ -26,6 +26,14 @@ def test_missing_secret_fails_closed_naming_the_key(tmp_path: Path) -> None:
         Hooks(app2, name="stripe")
 
 
+
+@pytest.mark.parametrize("secret", [b"\xff\xfe", [b"ok", b"\xe9t\xe9"]])
+def test_a_secret_in_bytes_that_are_not_utf8_is_a_config_error(tmp_path: Path, secret: object) -> None:
+    """It used to escape init_app as a UnicodeDecodeError."""
+    app = Flask("x", instance_path=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"HOOKS_SECRET.*UTF-8"):
+        Hooks(app, secret=secret, store="memory://")  # type: ignore[arg-type]
+
 def test_config_keys_are_read_once_and_keywords_win(make_app: Callable[..., Flask]) -> None:
     hooks = Hooks(lease=5)
     app = make_app(
