@@ -355,6 +355,12 @@ def test_itsdangerous_accepts_only_the_canonical_token_spelling() -> None:
         ("svix", "not base64 at all"),
         ("stripe", " whsec_padded "),
         ("stripe", "whsec_\u00e9"),
+        # Slack and Shopify issue ASCII secrets: a blank around one (a newline read from a
+        # file) used to be keyed as it was, and every genuine delivery got 401.
+        ("slack", "8f742231b10e8888abcd99yyyzzz85a5\n"),
+        ("slack", " 8f742231b10e8888abcd99yyyzzz85a5"),
+        ("shopify", "shpss_secret\r\n"),
+        ("shopify", "shpss_s\u00e9cret"),
     ],
 )
 def test_wrong_secret_format_is_a_config_error(

@@ -98,6 +98,18 @@ def secret_bytes(name: str, secrets: Sequence[str]) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+def check_issued(name: str, secrets: Sequence[str], example: str) -> None:
+    """Refuse a secret no sender issues: non-ASCII, or with blanks around it.
+
+    For senders that generate the secret (Stripe, Slack, Shopify): a
+    newline read from a file with it would be keyed as it is, and every
+    genuine delivery would fail as a signature mismatch.
+    """
+    for secret in secrets:
+        if isinstance(secret, str) and (not secret.isascii() or secret != secret.strip()):
+            raise ConfigError(f"{name}: a signing secret is ASCII without surrounding spaces ({example})")
+
+
 class Provider(ABC):
     """Base class of every signing scheme.
 

@@ -21,6 +21,7 @@ from .base import (
     Tolerance,
     Verified,
     b64_text,
+    check_issued,
     dump,
     load_json,
     match_body_mac,
@@ -35,6 +36,10 @@ class Shopify(HmacProvider):
     """Shopify app webhooks (HTTPS subscriptions)."""
 
     name = "shopify"
+
+    def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
+        check_issued(self.name, secrets, "the app's client secret")
+        return super().keys(secrets)
 
     def verify(
         self,

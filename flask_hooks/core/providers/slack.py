@@ -26,6 +26,7 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
+    check_issued,
     check_timestamp,
     dump,
     field,
@@ -52,6 +53,10 @@ class Slack(HmacProvider):
 
     name = "slack"
     redacted_fields = ("token",)  # the legacy verification token rides in the body
+
+    def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
+        check_issued(self.name, secrets, "the app's signing secret")
+        return super().keys(secrets)
 
     def verify(
         self,

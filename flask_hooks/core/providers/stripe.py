@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import ConfigError, VerificationError
+from ..errors import VerificationError
 from ..event import HeaderMap
 from ._parsing import bounded_header, parse_slots
 from .base import (
@@ -24,6 +24,7 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
+    check_issued,
     check_timestamp,
     dump,
     field,
@@ -42,9 +43,7 @@ class Stripe(HmacProvider):
     name = "stripe"
 
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
-        for secret in secrets:
-            if isinstance(secret, str) and (not secret.isascii() or secret != secret.strip()):
-                raise ConfigError("stripe: a signing secret is ASCII without surrounding spaces (whsec_...)")
+        check_issued(self.name, secrets, "whsec_...")
         return super().keys(secrets)
 
     def verify(
