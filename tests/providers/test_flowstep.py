@@ -248,3 +248,17 @@ def test_checked_in_vectors_verify_and_parse_to_what_was_signed(vector: dict[str
     parsed = FlowStep().parse(Headers({}), body)
     assert parsed.payload["v"] == json.loads(vector["stringified"])
     assert json.dumps(parsed.payload["v"]) == json.dumps(json.loads(vector["stringified"]))
+
+
+def test_a_deep_payload_the_sender_signed_verifies() -> None:
+    """A payload 600 levels deep parses, so it must also re-serialise: JSON.stringify took it.
+
+    ``stringify`` once used two Python frames per level (itself and a generator) and
+    answered "payload too deep" (400) to a genuine delivery half as deep as Python parses.
+    """
+    depth = 600
+    text = '{"context":{"request_id":"r","step_name":"s"},"data":' + "[" * depth + "]" * depth + "}"
+    signature = hashlib.sha256((text + KEY).encode()).hexdigest()
+    assert verify(envelope(text, signature)) == 0
+    parsed = FlowStep().parse(Headers({}), envelope(text, signature))
+    assert parsed.id == "r:s"

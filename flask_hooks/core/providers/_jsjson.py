@@ -120,10 +120,17 @@ def stringify(value: Any) -> str:
             return "null"
     if isinstance(value, float):
         return number(value)
+    if isinstance(value, Mapping) and not isinstance(value, JSObject):
+        value = js_object((str(k), v) for k, v in value.items())
+    # Plain loops, not generators: one Python frame per level of nesting, so
+    # whatever depth the C parser took is re-serialised too.
+    parts = []
     if isinstance(value, JSObject):
-        return "{" + ",".join(quote(k) + ":" + stringify(v) for k, v in value) + "}"
-    if isinstance(value, Mapping):
-        return stringify(js_object((str(k), v) for k, v in value.items()))
+        for key, item in value:
+            parts.append(quote(key) + ":" + stringify(item))
+        return "{" + ",".join(parts) + "}"
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(stringify(v) for v in value) + "]"
+        for item in value:
+            parts.append(stringify(item))
+        return "[" + ",".join(parts) + "]"
     raise TypeError(f"cannot serialise {type(value).__name__} as JSON")
