@@ -37,6 +37,9 @@ log = logging.getLogger("flask_hooks")
 _CHECKPOINT_EVERY = 256
 _BACKSTOP_PAGES = 10_000
 
+#: The (device, inode) of the database file and of its ``-wal``, as a connection opened them.
+Files = tuple[tuple[int, int], tuple[int, int]]
+
 #: Why ``:memory:``, ``""`` and ``file:`` URIs are refused (SQLite docs, "In-Memory Databases").
 NOT_A_FILE = (
     "give a file path, or memory:// for a process-local store: an in-memory SQLite database"
@@ -96,8 +99,8 @@ class Connections:
         cur: sqlite3.Cursor = self._conn().cur
         return cur
 
-    def _connect(self, synchronous: str) -> tuple[sqlite3.Connection, tuple[int, int]]:
-        """A new connection in that ``synchronous`` mode, and the (device, inode) of the file it opened."""
+    def _connect(self, synchronous: str) -> tuple[sqlite3.Connection, Files]:
+        """A new connection in that ``synchronous`` mode, and the files it opened."""
         conn = None
         try:
             directory = os.path.dirname(self.path)
@@ -116,14 +119,14 @@ class Connections:
                 conn.execute("BEGIN IMMEDIATE")
                 prepare(conn.cursor())
                 conn.execute("COMMIT")
-                st = os.stat(self.path)
+                st, wal = os.stat(self.path), os.stat(self.path + "-wal")
             finally:
                 self._writers.release()
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
             raise StoreUnavailable() from exc
-        return conn, (st.st_dev, st.st_ino)
+        return conn, ((st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino))
 
     def _write(
         self, work: Callable[..., T], *args: Any, durable: bool = True, fenced: bool | None = None
@@ -170,6 +173,8 @@ class Connections:
             self._drop()
             raise StoreUnavailable() from exc
         if replaced:
+            # A deleted -wal's commits are still in this connection's: copied into the database.
+            self._checkpoint(cur)
             self._reopen()
             raise StoreUnavailable()
         self._commits += 1
@@ -177,20 +182,23 @@ class Connections:
             self._checkpoint(cur)
         return result
 
-    def _replaced(self, file: tuple[int, int]) -> bool:
-        """Whether the file at ``path`` is no longer the one this connection opened.
+    def _replaced(self, files: Files) -> bool:
+        """Whether the file at ``path``, or its ``-wal``, is no longer the one this connection opened.
 
         A connection keeps writing into a file that was deleted or renamed,
         while new connections open the file at the path: what was
         acknowledged into the old one is forgotten at the next restart.
         See "Unlinking or renaming a database file while in use" in SQLite's
         "How To Corrupt An SQLite Database File" (sqlite.org/howtocorrupt.html).
+        The same for a deleted ``-wal`` ("Deleting a hot journal", ibid.): the
+        commits not yet copied into the database are in a file no one else
+        opens, and gone when this process stops.
         """
         try:
-            st = os.stat(self.path)
+            st, wal = os.stat(self.path), os.stat(self.path + "-wal")
         except FileNotFoundError:
             return True
-        return (st.st_dev, st.st_ino) != file
+        return ((st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino)) != files
 
     def checkpoint(self) -> None:
         """A passive checkpoint now, after a write much larger than a delivery's (a purge batch)."""
@@ -219,8 +227,8 @@ class Connections:
     def _reopen(self) -> None:
         """The file at ``path`` is not the one opened: every thread opens that one next."""
         log.error(
-            "the SQLite file at %s was replaced or removed while in use: opening the file now at"
-            " that path (stop the app before moving or restoring it)",
+            "the SQLite file at %s, or its -wal, was replaced or removed while in use: opening the"
+            " files now at that path (stop the app before moving, restoring or deleting them)",
             self.path,
         )
         self._drop()

@@ -157,3 +157,25 @@ def test_reads_show_the_file_now_at_the_path(store: SqliteStore, replace: Callab
     assert store.query(NS, now=T0) == []
     deliver_kept(store, "evt_2")
     assert [s.id for s in store.query(NS, now=T0)] == ["evt_2"]
+
+
+@pytest.mark.parametrize("durable", ["claim", "complete"])
+def test_a_deleted_wal_is_unavailable_and_what_it_held_is_kept(
+    store: SqliteStore, durable: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``rm hooks.sqlite3-wal`` under a running app: acknowledging into the deleted WAL loses
+    the delivery when the process stops (and every commit not yet copied into the database)."""
+    deliver(store, "evt_1")  # in the WAL only: no checkpoint yet
+    claim = store.claim(NS, "evt_2", now=T0, lease=30, ttl=60)
+    rm(store.path + "-wal")
+    with caplog.at_level(logging.ERROR, "flask_hooks"), pytest.raises(StoreUnavailable):
+        if durable == "claim":
+            store.claim(NS, "evt_3", now=T0, lease=30, ttl=60)
+        else:
+            store.complete(NS, "evt_2", claim.token, outcome="received", reply=None, now=T0, ttl=60)
+    assert any("-wal" in r.getMessage() for r in caplog.records if r.name == "flask_hooks")
+    # Without the running store's connections, a fresh reader finds the earlier delivery.
+    store.close()
+    assert (state(store.path, "evt_1"), state(store.path, "evt_3")) == ("done", None)
+    deliver(store, "evt_3")
+    assert state(store.path, "evt_3") == "done"
