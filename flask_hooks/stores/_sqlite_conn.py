@@ -15,7 +15,6 @@ sender gets a 503.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -37,6 +36,10 @@ log = logging.getLogger("flask_hooks")
 _CHECKPOINT_EVERY = 256
 _BACKSTOP_PAGES = 10_000
 
+#: The longest ``timeout``: SQLite's busy timeout is an int of milliseconds (and a
+#: thread lock's wait cannot be much longer, ``threading.TIMEOUT_MAX``).
+MAX_TIMEOUT = (2**31 - 1) / 1000
+
 #: The (device, inode) of the database file and of its ``-wal``, as a connection opened them.
 Files = tuple[tuple[int, int], tuple[int, int]]
 
@@ -57,8 +60,9 @@ class Connections:
     def __init__(self, path: str, *, timeout: float, synchronous: str) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
-        if not 0 <= timeout < math.inf:
-            raise ValueError(f"timeout must be a finite number of seconds, not {timeout!r}")
+        if not 0 <= timeout <= MAX_TIMEOUT:
+            limit = f"{MAX_TIMEOUT:.0f}"
+            raise ValueError(f"timeout must be a number of seconds from 0 to {limit}, not {timeout!r}")
         if path in ("", ":memory:") or path.startswith("file:"):
             raise ValueError(f"{path!r}: {NOT_A_FILE}")
         self.path = path

@@ -43,7 +43,7 @@ def test_init_app_refuses_it(make_app: Callable[..., Flask]) -> None:
         make_app(Hooks(), HOOKS_STORE="sqlite:///:memory:")
 
 
-@pytest.mark.parametrize("timeout", ["nan", "inf", "-1"])
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "1e10", "2147484"])
 def test_a_timeout_that_is_no_bound_is_refused(tmp_path: Path, timeout: str) -> None:
     with pytest.raises(ConfigError, match="timeout"):
         open_store(f"sqlite:///hooks.sqlite3?timeout={timeout}", instance_path=str(tmp_path))
