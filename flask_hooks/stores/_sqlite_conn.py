@@ -40,8 +40,8 @@ _BACKSTOP_PAGES = 10_000
 #: thread lock's wait cannot be much longer, ``threading.TIMEOUT_MAX``).
 MAX_TIMEOUT = (2**31 - 1) / 1000
 
-#: The (device, inode) of the database file and of its ``-wal``, as a connection opened them.
-Files = tuple[tuple[int, int], tuple[int, int]]
+#: The (device, inode) of the database file, its ``-wal`` and its ``-shm``, as a connection opened them.
+Files = tuple[tuple[int, int], ...]
 
 #: Why ``:memory:``, ``""`` and ``file:`` URIs are refused (SQLite docs, "In-Memory Databases").
 NOT_A_FILE = (
@@ -123,14 +123,14 @@ class Connections:
                 conn.execute("BEGIN IMMEDIATE")
                 prepare(conn.cursor())
                 conn.execute("COMMIT")
-                st, wal = os.stat(self.path), os.stat(self.path + "-wal")
+                files = self._files()
             finally:
                 self._writers.release()
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
             raise StoreUnavailable() from exc
-        return conn, ((st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino))
+        return conn, files
 
     def _write(
         self, work: Callable[..., T], *args: Any, durable: bool = True, fenced: bool | None = None
@@ -186,8 +186,13 @@ class Connections:
             self._checkpoint(cur)
         return result
 
+    def _files(self) -> Files:
+        """The (device, inode) of the files now at ``path``; :class:`FileNotFoundError` if one is missing."""
+        stats = [os.stat(self.path + suffix) for suffix in ("", "-wal", "-shm")]
+        return tuple((st.st_dev, st.st_ino) for st in stats)
+
     def _replaced(self, files: Files) -> bool:
-        """Whether the file at ``path``, or its ``-wal``, is no longer the one this connection opened.
+        """Whether the file at ``path``, its ``-wal`` or its ``-shm``, is no longer the one opened.
 
         A connection keeps writing into a file that was deleted or renamed,
         while new connections open the file at the path: what was
@@ -196,13 +201,14 @@ class Connections:
         "How To Corrupt An SQLite Database File" (sqlite.org/howtocorrupt.html).
         The same for a deleted ``-wal`` ("Deleting a hot journal", ibid.): the
         commits not yet copied into the database are in a file no one else
-        opens, and gone when this process stops.
+        opens, and gone when this process stops. And for a deleted ``-shm``, the
+        WAL's index: a process that opens the database next builds a new one,
+        which this connection's commits never reach, so it would not see them.
         """
         try:
-            st, wal = os.stat(self.path), os.stat(self.path + "-wal")
+            return self._files() != files
         except FileNotFoundError:
             return True
-        return ((st.st_dev, st.st_ino), (wal.st_dev, wal.st_ino)) != files
 
     def checkpoint(self) -> None:
         """A passive checkpoint now, after a write much larger than a delivery's (a purge batch)."""
@@ -231,7 +237,7 @@ class Connections:
     def _reopen(self) -> None:
         """The file at ``path`` is not the one opened: every thread opens that one next."""
         log.error(
-            "the SQLite file at %s, or its -wal, was replaced or removed while in use: opening the"
+            "the SQLite file at %s, or its -wal or -shm, was replaced or removed while in use: opening the"
             " files now at that path (stop the app before moving, restoring or deleting them)",
             self.path,
         )

@@ -6,6 +6,8 @@ import glob
 import logging
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,3 +181,28 @@ def test_a_deleted_wal_is_unavailable_and_what_it_held_is_kept(
     assert (state(store.path, "evt_1"), state(store.path, "evt_3")) == ("done", None)
     deliver(store, "evt_3")
     assert state(store.path, "evt_3") == "done"
+
+
+def state_in_another_process(path: str, id: str) -> str:
+    """As :func:`state`, from a new process: one that opens the database after the fault."""
+    code = (
+        "import sqlite3, sys; row = sqlite3.connect(sys.argv[1]).execute("
+        "'SELECT state FROM hooks_deliveries WHERE id = ?', (sys.argv[2],)).fetchone(); print(row)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, path, id], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_deleted_shm_is_unavailable_then_every_process_sees_the_same_commits(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``rm hooks.sqlite3-shm``: a worker started next builds a new WAL index, which the
+    running store's commits never reach: it would claim their deliveries as new."""
+    deliver(store, "evt_1")
+    rm(store.path + "-shm")
+    with caplog.at_level(logging.ERROR, "flask_hooks"), pytest.raises(StoreUnavailable):
+        store.claim(NS, "evt_2", now=T0, lease=30, ttl=60)
+    assert any("-shm" in r.getMessage() for r in caplog.records if r.name == "flask_hooks")
+    assert state_in_another_process(store.path, "evt_1") == "('done',)"
+    deliver(store, "evt_2")  # into the index every process now shares
+    assert state_in_another_process(store.path, "evt_2") == "('done',)"
