@@ -23,13 +23,18 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from .errors import StoreUnavailable
+
 if TYPE_CHECKING:
     from .inbox import Kept, Stored
+
+log = logging.getLogger("flask_hooks")
 
 ClaimState = Literal["new", "inflight", "done"]
 
@@ -189,10 +194,13 @@ def encode_handlers(handlers: Mapping[str, Reply | None]) -> str:
 def decode_handlers(raw: str | bytes | None) -> dict[str, Reply | None]:
     if not raw or raw == "{}":  # the usual case: no handler has succeeded yet
         return {}
-    data = json.loads(raw)
-    # 0.1.0 stored the bare mapping; a handler named "v" maps to a reply or null, never a number.
-    marks = data.get("handlers", {}) if isinstance(data.get("v"), int) else data
-    return {k: Reply.from_json(v) for k, v in marks.items()}
+    try:
+        data = json.loads(raw)
+        # 0.1.0 stored the bare mapping; a handler named "v" maps to a reply or null, never a number.
+        marks = data.get("handlers", {}) if isinstance(data.get("v"), int) else data
+        return {k: Reply.from_json(v) for k, v in marks.items()}
+    except _UNREADABLE as exc:
+        raise unreadable("handler marks", exc) from exc
 
 
 def encode_reply(reply: Reply | None) -> str | None:
@@ -200,7 +208,26 @@ def encode_reply(reply: Reply | None) -> str | None:
 
 
 def decode_reply(raw: str | bytes | None) -> Reply | None:
-    return None if not raw else Reply.from_json(json.loads(raw))
+    try:
+        return None if not raw else Reply.from_json(json.loads(raw))
+    except _UNREADABLE as exc:
+        raise unreadable("reply", exc) from exc
+
+
+#: What reading a record that is not in a format this version writes raises.
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
+
+
+def unreadable(what: str, exc: Exception) -> StoreUnavailable:
+    """The store is unavailable: a record of it cannot be read. Logged as an error, since
+    retrying does not help: the sender's retries of that delivery get 503 until it is fixed."""
+    log.error(
+        "the stored %s of a delivery cannot be read (the record is damaged, or a newer"
+        " version of flask-webhooks wrote it): %r; answering 503 for its delivery",
+        what,
+        exc,
+    )
+    return StoreUnavailable()
 
 
 class DedupeStore(ABC):

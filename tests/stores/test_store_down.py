@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import multiprocessing
 import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +166,45 @@ def test_app_answers_503_while_a_stopped_worker_holds_the_writers_lock(
     assert statuses == [503]
     assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 200
     assert calls == ["evt_0", "evt_1"]
+
+
+@pytest.mark.parametrize(
+    ("column", "state", "damaged"),
+    [
+        ("reply", "done", "not json"),
+        ("reply", "done", '{"v": 2, "code": 200}'),  # a format this version does not read
+        ("handlers", "free", '["a", "b"]'),
+    ],
+)
+def test_a_record_that_cannot_be_read_is_unavailable_not_a_500(
+    make_app: Callable[..., Flask],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    column: str,
+    state: str,
+    damaged: str,
+) -> None:
+    """A damaged row, or one a newer version wrote: 503 and an error naming it, no traceback
+    page, no handler run; answered as before once the row is put right."""
+    path = tmp_path / "hooks.sqlite3"
+    calls: list[str] = []
+    app = _counting_app(make_app, f"sqlite:///{path}", calls)
+    client = app.test_client()
+    assert generic_post(client, {"id": "evt_1", "type": "a.b"}).status_code == 200
+    with sqlite3.connect(path) as conn:
+        good = conn.execute(f"SELECT {column}, state FROM hooks_deliveries").fetchone()
+        conn.execute(f"UPDATE hooks_deliveries SET {column} = ?, state = ?", (damaged, state))
+    conn.close()
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        down = generic_post(client, {"id": "evt_1", "type": "a.b"})
+    assert (down.status_code, down.json) == (503, {"status": "unavailable", "reason": "store unavailable"})
+    assert "Retry-After" in down.headers
+    assert any(
+        r.levelno == logging.ERROR and "cannot be read" in r.getMessage() for r in caplog.records
+    )
+    assert calls == ["evt_1"]
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"UPDATE hooks_deliveries SET {column} = ?, state = ?", good)
+    conn.close()
+    assert generic_post(client, {"id": "evt_1", "type": "a.b"}).json == {"status": "duplicate"}
+    assert calls == ["evt_1"]
