@@ -129,6 +129,10 @@ class Connections:
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:
                 conn.close()
+            if not isinstance(exc, TimeoutError):  # else the writers' lock is busy: the usual 503
+                # A wrong path, a permission, a file that is no SQLite database: until the
+                # operator fixes it, every delivery gets a 503, so say which file and why.
+                log.error("cannot open the SQLite store at %s: %s", self.path, exc)
             raise StoreUnavailable() from exc
         return conn, files
 

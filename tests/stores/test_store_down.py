@@ -208,3 +208,21 @@ def test_a_record_that_cannot_be_read_is_unavailable_not_a_500(
     conn.close()
     assert generic_post(client, {"id": "evt_1", "type": "a.b"}).json == {"status": "duplicate"}
     assert calls == ["evt_1"]
+
+
+@pytest.mark.parametrize("reason", ["not a database", "File exists"])
+def test_a_store_that_cannot_be_opened_is_unavailable_and_says_why(
+    make_app: Callable[..., Flask], tmp_path: Path, caplog: pytest.LogCaptureFixture, reason: str
+) -> None:
+    """A file that is no SQLite database at the path, or a directory that is a file: the
+    error log names the file and why, the sender gets a 503 without it."""
+    (tmp_path / "file").write_bytes(b"not a database" * 100)
+    target = tmp_path / "file" if reason == "not a database" else tmp_path / "file" / "hooks.sqlite3"
+    calls: list[str] = []
+    app = _counting_app(make_app, f"sqlite:///{target}", calls)
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        down = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+    assert (down.status_code, "Retry-After" in down.headers, calls) == (503, True, [])
+    [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert str(target) in error.getMessage() and reason in error.getMessage()
+    assert reason not in down.get_data(as_text=True)
