@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -195,16 +195,43 @@ def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
     return receiver, delivery
 
 
-def payload_text(delivery: Delivery) -> str:
-    """The body for the page: JSON pretty-printed with credential fields masked."""
+#: The most of a payload a page shows, in characters: pretty-printing can
+#: multiply a body's size (every level of nesting indents each line inside
+#: it), so a sender's megabyte could otherwise make a page of gigabytes.
+PAYLOAD_SHOWN = 256 * 1024
+
+
+class Shown(NamedTuple):
+    text: str
+    #: Whether ``text`` is only the beginning (the page says so).
+    cut: bool = False
+
+
+def payload_text(delivery: Delivery, limit: int = PAYLOAD_SHOWN) -> Shown:
+    """The body for the page: JSON pretty-printed with credential fields masked,
+    at most ``limit`` characters of it (the encoder stops there)."""
     if not delivery.body:
-        return ""
+        return Shown("")
     shown = delivery.shown_payload()
     if shown is not None or delivery.body.strip() == b"null":
-        return json.dumps(shown, indent=2, ensure_ascii=False)
+        encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+        return _first(encoder.iterencode(shown), limit)
     if delivery.masked:
-        return "(The body is not JSON, and this provider sends credentials in its body: not shown.)"
-    return delivery.body.decode("utf-8", "replace")
+        return Shown("(The body is not JSON, and this provider sends credentials in its body: not shown.)")
+    # UTF-8 spends at most four bytes on a character: these hold the first ``limit``.
+    return _first([delivery.body[: 4 * limit].decode("utf-8", "replace")], limit)
+
+
+def _first(chunks: Iterable[str], limit: int) -> Shown:
+    """The chunks joined, cut after ``limit`` characters without reading further."""
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return Shown("".join(parts)[:limit], cut=True)
+    return Shown("".join(parts))
 
 
 def _done_notice(args: Mapping[str, str]) -> Notice | None:

@@ -185,12 +185,35 @@ def _delivery(body: bytes, masked: tuple[str, ...] = ()) -> Delivery:
 def test_payload_text() -> None:
     from flask_hooks.dashboard.views import payload_text
 
-    assert payload_text(_delivery(b'{"a":[1,2]}')) == '{\n  "a": [\n    1,\n    2\n  ]\n}'
+    assert payload_text(_delivery(b'{"a":[1,2]}')).text == '{\n  "a": [\n    1,\n    2\n  ]\n}'
     assert (
-        payload_text(_delivery(b'{"secret":"s","b":1}', ("secret",)))
+        payload_text(_delivery(b'{"secret":"s","b":1}', ("secret",))).text
         == '{\n  "secret": "[redacted]",\n  "b": 1\n}'
     )
-    assert payload_text(_delivery(b"null")) == "null"
-    assert payload_text(_delivery(b"")) == ""
-    assert payload_text(_delivery(b"a=1&b=\xff")) == "a=1&b=\ufffd"
-    assert "not shown" in payload_text(_delivery(b"secret=s", ("secret",)))
+    assert payload_text(_delivery(b"null")).text == "null"
+    assert payload_text(_delivery(b"")).text == ""
+    assert payload_text(_delivery(b"a=1&b=\xff")).text == "a=1&b=\ufffd"
+    assert "not shown" in payload_text(_delivery(b"secret=s", ("secret",))).text
+    assert not payload_text(_delivery(b'{"a":[1,2]}')).cut
+
+
+def test_payload_text_stops_at_its_limit() -> None:
+    from flask_hooks.dashboard.views import payload_text
+
+    assert payload_text(_delivery(b"[1,2,3]"), limit=7) == ("[\n  1,\n", True)
+    assert payload_text(_delivery(b"[1]"), limit=7) == ("[\n  1\n]", False)
+    assert payload_text(_delivery("a=\u00e9\u00e9\u00e9".encode()), limit=3) == ("a=\u00e9", True)
+    assert payload_text(_delivery(b"a=\xff\xff\xff"), limit=3) == ("a=\ufffd", True)
+
+
+def test_a_payload_that_pretty_prints_huge_keeps_the_page_small(shop: Shop) -> None:
+    # 40 kB of JSON nested 50 deep: pretty-printed, 20,000 lines indented 100 blanks each.
+    nested = "[" * 50 + ",".join(["0"] * 20_000) + "]" * 50
+    body = f'{{"id": "ord_big", "type": "order.created", "x": {nested}}}'.encode()
+    assert shop.post(body).status_code == 200
+    page = shop.admin().get("/hooks/delivery?receiver=hooks&id=ord_big")
+    assert page.status_code == 200
+    assert len(page.data) < 300 * 1024
+    html = page.get_data(as_text=True)
+    assert 'id="payload-cut"' in html and "Only the first 262,144" in html
+    assert "&#34;id&#34;: &#34;ord_big&#34;" in html
