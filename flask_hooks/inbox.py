@@ -9,6 +9,7 @@ lease as a sender's retry, so the two never run a handler twice.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -84,9 +85,10 @@ class Delivery:
         """The body parsed as JSON (None when it is not JSON)."""
         return payload_of(self.body)
 
-    def shown_payload(self) -> Any:
-        """The payload with the provider's credential fields masked, for pages and the CLI."""
-        return mask(payload_of(self.body), self.masked)
+    def shown_payload(self, secrets: Collection[str] = ()) -> Any:
+        """The payload with the provider's credential fields masked, for pages and the CLI,
+        and each of ``secrets`` (:func:`hidden`) blanked wherever else it is quoted."""
+        return blank(mask(payload_of(self.body), self.masked), secrets)
 
     @property
     def owed(self) -> bool:
@@ -104,6 +106,42 @@ def mask(payload: Any, fields: Collection[str]) -> Any:
     return mask_fields(payload, fields) if fields else payload
 
 
+def hidden(delivery: Delivery, secrets: Collection[str]) -> list[str]:
+    """What no view of ``delivery`` may show: ``secrets`` (its receiver's) and the
+    values of its body's credential fields, wherever else the body quotes them."""
+    return [*secrets, *field_values(delivery.payload, delivery.masked)] if delivery.masked else [*secrets]
+
+
+def blank(payload: Any, secrets: Collection[str]) -> Any:
+    """``payload`` with every key, string or number that quotes one of ``secrets`` blanked.
+
+    A body may carry a credential under a name no provider declares (a sender
+    echoing its own configuration). One compact dump tells whether any is
+    there, so a body without one is not walked.
+    """
+    if not secrets:
+        return payload
+    text = json.dumps(payload, ensure_ascii=False)
+    if scrub(text, secrets) == text:
+        return payload
+    try:
+        return _blanked(payload, secrets)
+    except RecursionError:  # nested too deep to walk: show none of it
+        return MASK
+
+
+def _blanked(value: Any, secrets: Collection[str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(k, secrets): _blanked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_blanked(v, secrets) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return MASK if scrub(str(value), secrets) != str(value) else value
+    return value
+
+
 class Inbox:
     """One receiver's kept deliveries on one app."""
 
@@ -115,7 +153,7 @@ class Inbox:
         routes = self.receiver.hooks.router.match(stored.type)
         masked = self.receiver.provider.redacted_fields
         fields = field_values(payload_of(stored.body), masked) if masked else []
-        secrets = [*self.receiver.secrets, *fields]  # blanked in kept tracebacks
+        secrets = [*self.receiver.secrets, *fields]  # blanked in kept tracebacks and headers
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}
@@ -132,7 +170,7 @@ class Inbox:
             type=stored.type,
             status=status,
             body=stored.body,
-            headers=stored.headers,
+            headers=tuple((name, scrub(value, secrets)) for name, value in stored.headers),
             received_at=stored.received_at,
             secret_index=stored.secret_index,
             handlers=states,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -21,8 +21,9 @@ from werkzeug.wrappers import Response
 
 from ..core.errors import InFlight, StoreUnavailable
 from ..core.inbox import STATUSES
+from ..core.scrub import scrub
 from ..extension import Receiver, get_state
-from ..inbox import Delivery
+from ..inbox import Delivery, hidden
 from . import charts, csrf, listing
 from .extension import EXTENSION_KEY, HEADERS, DashboardState
 
@@ -207,19 +208,19 @@ class Shown(NamedTuple):
     cut: bool = False
 
 
-def payload_text(delivery: Delivery, limit: int = PAYLOAD_SHOWN) -> Shown:
-    """The body for the page: JSON pretty-printed with credential fields masked,
-    at most ``limit`` characters of it (the encoder stops there)."""
+def payload_text(delivery: Delivery, secrets: Collection[str] = (), limit: int = PAYLOAD_SHOWN) -> Shown:
+    """The body for the page: JSON pretty-printed with credential fields masked and
+    ``secrets`` blanked, at most ``limit`` characters of it (the encoder stops there)."""
     if not delivery.body:
         return Shown("")
-    shown = delivery.shown_payload()
+    shown = delivery.shown_payload(secrets)
     if shown is not None or delivery.body.strip() == b"null":
         encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
         return _first(encoder.iterencode(shown), limit)
     if delivery.masked:
         return Shown("(The body is not JSON, and this provider sends credentials in its body: not shown.)")
-    # UTF-8 spends at most four bytes on a character: these hold the first ``limit``.
-    return _first([delivery.body[: 4 * limit].decode("utf-8", "replace")], limit)
+    # Blanked whole, then cut: a secret across the cut would leave its beginning.
+    return _first([scrub(delivery.body.decode("utf-8", "replace"), secrets)], limit)
 
 
 def _first(chunks: Iterable[str], limit: int) -> Shown:
@@ -260,7 +261,7 @@ def delivery() -> ResponseReturnValue:
         T + "delivery.html",
         receiver=receiver,
         d=d,
-        payload=payload_text(d),
+        payload=payload_text(d, hidden(d, receiver.secrets)),
         notice=_done_notice(request.args),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,3 +193,36 @@ def test_no_secret_or_credential_is_ever_rendered(shop: Shop) -> None:
         for secret in (NEW, OLD, "billing-secret", SECRET_KEY, "sk_live_leaked", "stolen"):
             assert secret not in html
     assert "[redacted]" in pages[1].get_data(as_text=True)
+
+
+def test_the_receivers_secret_quoted_anywhere_in_a_delivery_is_blanked(shop: Shop) -> None:
+    # A sender echoing its configuration: the secret under names no provider declares.
+    payload = {
+        "id": "ord_echo",
+        "type": "order.created",
+        "config": {"webhook_secret": NEW, "url": f"https://shop.example/hook?key={OLD}"},
+        NEW: "as a key",
+        "list": [f"prefix-{NEW}-suffix"],
+    }
+    body = json.dumps(payload).replace("whsec", "\\u0077hsec").encode()  # spelled with an escape too
+    assert shop.post(body, **{"X-Webhook-Secret": NEW, "X-Echo": f"token={OLD}"}).status_code == 200
+    client = shop.admin()
+    for path in ("/hooks/", *(f"/hooks/delivery{a}?receiver=hooks&id=ord_echo" for a in ("", "/replay"))):
+        html = client.get(path).get_data(as_text=True)
+        for secret in (NEW, OLD, "new-secret", "old-secret"):
+            assert secret not in html, (path, secret)
+    html = client.get("/hooks/delivery?receiver=hooks&id=ord_echo").get_data(as_text=True)
+    assert "<code>X-Webhook-Secret</code></th><td><code>[redacted]</code>" in html
+    assert "token=[redacted]" in html and "prefix-[redacted]-suffix" in html
+    assert "&#34;[redacted]&#34;: &#34;as a key&#34;" in html
+
+
+def test_a_body_credential_echoed_under_another_name_is_blanked() -> None:
+    from flask_hooks.dashboard.views import payload_text
+    from flask_hooks.inbox import Delivery, hidden
+
+    body = b'{"secret": "s3cr3t-value", "task": {"callbackSecret": "s3cr3t-value", "n": 1}}'
+    d = Delivery("d", "t", "received", body, (), 0.0, 0, {}, (), "narada", ("secret",))
+    shown = payload_text(d, hidden(d, ())).text
+    assert "s3cr3t" not in shown and shown.count("[redacted]") == 2 and '"n": 1' in shown
+    assert payload_text(d, hidden(d, ["1"])).text.count('"n": "[redacted]"') == 1
