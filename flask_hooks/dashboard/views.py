@@ -53,8 +53,16 @@ def _app() -> Any:
     return current_app._get_current_object()  # type: ignore[attr-defined]
 
 
-def _message(text: str, status: int) -> tuple[str, int]:
-    return render_template(T + "message.html", text=text, status=status), status
+def _page(template: str, code: int = 200, **context: Any) -> Response:
+    """A rendered page. Text a sender wrote may hold a lone surrogate (a payload's
+    ``"\\ud800"``, a traceback quoting it) that UTF-8 cannot encode: it is shown
+    as its escape, ``\\ud800``, instead of failing the page with a 500."""
+    html = render_template(T + template, **context)
+    return Response(html.encode("utf-8", "backslashreplace"), code, mimetype="text/html")
+
+
+def _message(text: str, status: int) -> Response:
+    return _page("message.html", status, text=text, status=status)
 
 
 class NotShown(Exception):
@@ -135,8 +143,8 @@ def index() -> ResponseReturnValue:
         notice = Notice("ok", f"Forgot {subject!r}: the sender's next redelivery is processed afresh.")
     elif request.args.get("done") == "gone":
         notice = Notice("warn", f"Nothing was kept under {subject!r}.")
-    return render_template(
-        T + "index.html",
+    return _page(
+        "index.html",
         receivers=receivers,
         filters=filters,
         statuses=STATUSES,
@@ -257,8 +265,8 @@ def _done_notice(args: Mapping[str, str]) -> Notice | None:
 @bp.get("/delivery")
 def delivery() -> ResponseReturnValue:
     receiver, d = _find(request.args)
-    return render_template(
-        T + "delivery.html",
+    return _page(
+        "delivery.html",
         receiver=receiver,
         d=d,
         payload=payload_text(d, hidden(d, receiver.secrets)),
@@ -274,7 +282,7 @@ def _back(receiver: Receiver, d: Delivery, **args: Any) -> str:
 def confirm(action: str) -> ResponseReturnValue:
     """What replay or forget will do, and the form (with its token) that does it."""
     receiver, d = _find(request.args)
-    return render_template(T + "confirm.html", action=action, receiver=receiver, d=d)
+    return _page("confirm.html", action=action, receiver=receiver, d=d)
 
 
 @bp.post("/delivery/replay")

@@ -129,3 +129,21 @@ def test_the_hostile_delivery_can_be_replayed_and_forgotten(hostile: Shop) -> No
     assert hostile.hooks.inbox(hostile.app).get(HOSTILE_ID) is None
     notice = client.get(done.location).get_data(as_text=True)
     assert "&lt;img" in notice and "<img" not in notice
+
+
+def test_a_lone_surrogate_is_shown_as_its_escape_not_a_500(shop: Shop) -> None:
+    # JSON may spell a lone surrogate, which UTF-8 cannot encode; a handler's error quotes it.
+    def quote_it(event: Any) -> None:
+        raise ValueError(f"bad note {event.payload['note']}")
+
+    shop.hooks.on("order.noted", name="notes.check")(quote_it)
+    body = b'{"id": "ord_s", "type": "order.noted", "note": "x\\ud800y", "\\udfff": 1}'
+    assert shop.post(body).status_code == 500
+    client = shop.admin()
+    page = client.get("/hooks/delivery?receiver=hooks&id=ord_s")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    html = page.get_data(as_text=True)
+    assert "ValueError: bad note x\\ud800y" in html  # the traceback
+    assert "&#34;note&#34;: &#34;x\\ud800y&#34;" in html and "&#34;\\udfff&#34;: 1" in html  # the payload
+    assert client.get("/hooks/delivery/replay?receiver=hooks&id=ord_s").status_code == 200
