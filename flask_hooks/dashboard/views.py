@@ -112,9 +112,30 @@ def ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
+def printable(text: str) -> str:
+    """``text`` (an id, a type, a header) with what does not print escaped, as the CLI
+    shows it: a sender's ``\\u202e`` cannot reorder the page around it, and ids that
+    differ by an invisible character (``\\u200b``) or a line break look different."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def printable_lines(text: str) -> str:
+    """A payload or a traceback: each line :func:`printable`, the line breaks kept."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 @bp.context_processor
 def _helpers() -> dict[str, Callable[..., str]]:
-    return {"csrf_token": csrf.token, "when": when, "iso": iso, "ms": ms}
+    return {
+        "csrf_token": csrf.token,
+        "when": when,
+        "iso": iso,
+        "ms": ms,
+        "printable": printable,
+        "printable_lines": printable_lines,
+    }
 
 
 # The list ------------------------------------------------------------------

@@ -147,3 +147,21 @@ def test_a_lone_surrogate_is_shown_as_its_escape_not_a_500(shop: Shop) -> None:
     assert "ValueError: bad note x\\ud800y" in html  # the traceback
     assert "&#34;note&#34;: &#34;x\\ud800y&#34;" in html and "&#34;\\udfff&#34;: 1" in html  # the payload
     assert client.get("/hooks/delivery/replay?receiver=hooks&id=ord_s").status_code == 200
+
+
+def test_invisible_and_reordering_characters_are_shown_escaped(shop: Shop) -> None:
+    # "ord_1" and an id that only looks like it; a type that would reorder the text after it.
+    for id in ("ord_1", "ord_1\u200b", "ord_1\u202e"):
+        shop.post({"id": id, "type": "order.created\u202eyap"}, **{"X-Note": "a\u2066b"})
+    client = shop.admin()
+    listed = client.get("/hooks/").get_data(as_text=True)
+    assert "<code>ord_1</code>" in listed and "<code>ord_1\\u200b</code>" in listed
+    assert "<code>ord_1\\u202e</code>" in listed and "order.created\\u202eyap" in listed
+    q = "receiver=hooks&id=" + quote("ord_1\u202e")
+    for page in (client.get(f"/hooks/delivery?{q}"), client.get(f"/hooks/delivery/forget?{q}")):
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200
+        for char in ("\u200b", "\u202e", "\u2066"):
+            assert char not in html.replace('value="ord_1\u202e"', "")  # the form posts the real id
+    assert "<code>a\\u2066b</code>" in client.get(f"/hooks/delivery?{q}").get_data(as_text=True)
+    assert "\u200b" not in listed and "\u202e" not in listed
