@@ -10,9 +10,8 @@ anything else.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
@@ -21,11 +20,11 @@ from werkzeug.wrappers import Response
 
 from ..core.errors import InFlight, StoreUnavailable
 from ..core.inbox import STATUSES
-from ..core.scrub import scrub
 from ..extension import Receiver, get_state
 from ..inbox import Delivery, hidden
 from . import charts, csrf, listing
 from .extension import EXTENSION_KEY, HEADERS, DashboardState
+from .text import payload_text, printable, printable_lines
 
 bp = Blueprint("hooks_dashboard", __name__, template_folder="templates", static_folder="static")
 
@@ -110,20 +109,6 @@ def iso(at: float) -> str:
 
 def ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:.1f} ms"
-
-
-def printable(text: str) -> str:
-    """``text`` (an id, a type, a header) with what does not print escaped, as the CLI
-    shows it: a sender's ``\\u202e`` cannot reorder the page around it, and ids that
-    differ by an invisible character (``\\u200b``) or a line break look different."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
-def printable_lines(text: str) -> str:
-    """A payload or a traceback: each line :func:`printable`, the line breaks kept."""
-    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 @bp.context_processor
@@ -223,45 +208,6 @@ def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
     if delivery is None:
         raise NotShown(f"Receiver {name!r} keeps no delivery {id!r} (forgotten or past its retention).", 404)
     return receiver, delivery
-
-
-#: The most of a payload a page shows, in characters: pretty-printing can
-#: multiply a body's size (every level of nesting indents each line inside
-#: it), so a sender's megabyte could otherwise make a page of gigabytes.
-PAYLOAD_SHOWN = 256 * 1024
-
-
-class Shown(NamedTuple):
-    text: str
-    #: Whether ``text`` is only the beginning (the page says so).
-    cut: bool = False
-
-
-def payload_text(delivery: Delivery, secrets: Collection[str] = (), limit: int = PAYLOAD_SHOWN) -> Shown:
-    """The body for the page: JSON pretty-printed with credential fields masked and
-    ``secrets`` blanked, at most ``limit`` characters of it (the encoder stops there)."""
-    if not delivery.body:
-        return Shown("")
-    shown = delivery.shown_payload(secrets)
-    if shown is not None or delivery.body.strip() == b"null":
-        encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
-        return _first(encoder.iterencode(shown), limit)
-    if delivery.masked:
-        return Shown("(The body is not JSON, and this provider sends credentials in its body: not shown.)")
-    # Blanked whole, then cut: a secret across the cut would leave its beginning.
-    return _first([scrub(delivery.body.decode("utf-8", "replace"), secrets)], limit)
-
-
-def _first(chunks: Iterable[str], limit: int) -> Shown:
-    """The chunks joined, cut after ``limit`` characters without reading further."""
-    parts: list[str] = []
-    size = 0
-    for chunk in chunks:
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return Shown("".join(parts)[:limit], cut=True)
-    return Shown("".join(parts))
 
 
 def _done_notice(args: Mapping[str, str]) -> Notice | None:

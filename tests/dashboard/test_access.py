@@ -218,7 +218,7 @@ def test_the_receivers_secret_quoted_anywhere_in_a_delivery_is_blanked(shop: Sho
 
 
 def test_a_body_credential_echoed_under_another_name_is_blanked() -> None:
-    from flask_hooks.dashboard.views import payload_text
+    from flask_hooks.dashboard.text import payload_text
     from flask_hooks.inbox import Delivery, hidden
 
     body = b'{"secret": "s3cr3t-value", "task": {"callbackSecret": "s3cr3t-value", "n": 1}}'

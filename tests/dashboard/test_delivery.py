@@ -183,7 +183,7 @@ def _delivery(body: bytes, masked: tuple[str, ...] = ()) -> Delivery:
 
 
 def test_payload_text() -> None:
-    from flask_hooks.dashboard.views import payload_text
+    from flask_hooks.dashboard.text import payload_text
 
     assert payload_text(_delivery(b'{"a":[1,2]}')).text == '{\n  "a": [\n    1,\n    2\n  ]\n}'
     assert (
@@ -198,7 +198,7 @@ def test_payload_text() -> None:
 
 
 def test_payload_text_stops_at_its_limit() -> None:
-    from flask_hooks.dashboard.views import payload_text
+    from flask_hooks.dashboard.text import payload_text
 
     assert payload_text(_delivery(b"[1,2,3]"), limit=7) == ("[\n  1,\n", True)
     assert payload_text(_delivery(b"[1]"), limit=7) == ("[\n  1\n]", False)
