@@ -3,9 +3,9 @@
 ``GET`` only reads. Replay and forget are two steps that work without
 JavaScript: a ``GET`` shows what will happen and a form, whose ``POST``
 (with the CSRF token) does it and redirects (303) to a page that shows
-the result. The message is chosen by a fixed word in the query string
-(plus the id after a forget, signed), so a link cannot make a page say
-anything else.
+the result. The message is chosen by fixed words in the query string,
+signed together with the id they are about, so a link cannot make a page
+say anything else, nor claim a replay or a forget that did not happen.
 """
 
 from __future__ import annotations
@@ -210,8 +210,15 @@ def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
     return receiver, delivery
 
 
-def _done_notice(args: Mapping[str, str]) -> Notice | None:
-    done, result = args.get("done"), args.get("result")
+def _outcome(done: str, result: str, id: str) -> str:
+    """What a redirect's ``subject`` signs: the words of the notice and the id."""
+    return f"{done} {result} {id}"
+
+
+def _done_notice(args: Mapping[str, str], d: Delivery) -> Notice | None:
+    done, result = args.get("done", ""), args.get("result", "")
+    if csrf.subject(args.get("subject", "")) != _outcome(done, result, d.id):
+        return None  # no post redirected here (or the link was made up)
     if done == "replayed" and result == "owed":
         return Notice(
             "ok", "Replayed the chosen handlers; the others are still owed, so the delivery stays failed."
@@ -237,12 +244,17 @@ def delivery() -> ResponseReturnValue:
         receiver=receiver,
         d=d,
         payload=payload_text(d, hidden(d, receiver.secrets)),
-        notice=_done_notice(request.args),
+        notice=_done_notice(request.args, d),
     )
 
 
-def _back(receiver: Receiver, d: Delivery, **args: Any) -> str:
-    return url_for(".delivery", receiver=receiver.name, id=d.id, **args)
+def _back(receiver: Receiver, d: Delivery, done: str, result: str = "") -> str:
+    """The delivery's page, saying what a post did (signed: see :func:`_done_notice`)."""
+    args: dict[str, Any] = {"receiver": receiver.name, "id": d.id, "done": done}
+    if result:
+        args["result"] = result
+    args["subject"] = csrf.signed_subject(_outcome(done, result, d.id))
+    return url_for(".delivery", **args)
 
 
 @bp.get("/delivery/<any(replay, forget):action>")

@@ -59,7 +59,7 @@ def test_replay_after_the_fix_turns_it_received(failed: Shop) -> None:
     client = failed.admin()
     done = act(client, "replay")
     assert done.status_code == 303
-    assert done.location == PAGE + "&done=replayed&result=received"
+    assert done.location.startswith(PAGE + "&done=replayed&result=received&subject=")
     page = client.get(done.location)
     assert b"Replayed: the delivery is now received." in page.data
     assert b'id="status">received<' in page.data
@@ -70,7 +70,7 @@ def test_replay_after_the_fix_turns_it_received(failed: Shop) -> None:
 def test_a_replay_that_fails_again_says_so(failed: Shop) -> None:
     client = failed.admin()
     done = act(client, "replay")
-    assert done.location.endswith("&done=replayed&result=failed")
+    assert "&done=replayed&result=failed&subject=" in done.location
     page = client.get(done.location)
     assert b"failed again" in page.data
     assert page.get_data(as_text=True).count("Traceback (most recent call last)") == 2
@@ -96,7 +96,7 @@ def test_a_replay_while_the_delivery_is_in_flight(failed: Shop) -> None:
     done = client.post(
         "/hooks/delivery/replay", data={"receiver": "hooks", "id": "ord_7", "csrf_token": token(confirm)}
     )
-    assert done.status_code == 303 and done.location.endswith("&done=in-flight")
+    assert done.status_code == 303 and "&done=in-flight&subject=" in done.location
     assert b"Not replayed" in client.get(done.location).data
     assert failed.bug.calls == [("ord_7", False)]
 
@@ -109,7 +109,7 @@ def test_forgetting_while_in_flight_is_refused(failed: Shop) -> None:
     done = client.post(
         "/hooks/delivery/forget", data={"receiver": "hooks", "id": "ord_7", "csrf_token": token(confirm)}
     )
-    assert done.status_code == 303 and done.location.endswith("&done=in-flight-forget")
+    assert done.status_code == 303 and "&done=in-flight-forget&subject=" in done.location
     assert b"Not forgotten" in client.get(done.location).data
     assert failed.hooks.inbox(failed.app).get("ord_7") is not None
 
@@ -117,7 +117,7 @@ def test_forgetting_while_in_flight_is_refused(failed: Shop) -> None:
 def test_replaying_one_handler_while_another_is_owed_says_so(failed: Shop) -> None:
     client = failed.admin()
     done = act(client, "replay", handler=["orders.save"])
-    assert done.location.endswith("&done=replayed&result=owed")
+    assert "&done=replayed&result=owed&subject=" in done.location
     page = client.get(done.location)
     assert b"the others are still owed" in page.data
     assert b'id="status">failed<' in page.data
@@ -176,6 +176,20 @@ def test_only_known_messages_are_shown(failed: Shop, query: str) -> None:
     assert page.status_code == 200
     assert b'id="notice"' not in page.data
     assert b"pwned" not in page.data
+
+
+def test_a_link_cannot_claim_a_replay_that_did_not_happen(failed: Shop) -> None:
+    client = failed.admin()
+    for query in ("done=replayed&result=received", "done=replayed&result=owed", "done=in-flight"):
+        page = client.get(f"{PAGE}&{query}")
+        assert page.status_code == 200 and b'id="notice"' not in page.data, query
+    # A real replay's link, with its words changed or moved to another delivery, says nothing either.
+    failed.post({"id": "ord_8", "type": "order.paid"})
+    done = act(client, "replay").location
+    assert b"failed again" in client.get(done).data
+    for made_up in (done.replace("result=failed", "result=received"), done.replace("ord_7", "ord_8")):
+        page = client.get(made_up)
+        assert page.status_code == 200 and b'id="notice"' not in page.data, made_up
 
 
 def _delivery(body: bytes, masked: tuple[str, ...] = ()) -> Delivery:
