@@ -11,8 +11,7 @@ import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .errors import HookError, QueueUnavailable
@@ -74,23 +73,28 @@ def hand_over(
         raise QueueUnavailable() from exc
 
 
-@contextmanager
-def holding(ns: str, id: str) -> Iterator[None]:
+#: What :func:`hold_here` returns for :func:`let_go`: the context variable's token, and the steps.
+Here = tuple[contextvars.Token[Any], list[Callable[[], None]]]
+
+
+def hold_here(ns: str, id: str) -> Here:
     """Mark this context as holding delivery ``id`` while the pipeline runs its handlers.
 
     A queue may run a job inline, inside ``enqueue`` (RQ's ``is_async=False``,
     a test's queue), where a worker cannot mark the delivery it fails for good:
     this request still holds it. The worker hands that step to
-    :func:`once_let_go`, and it runs here, after the completion or release.
+    :func:`once_let_go`, and :func:`let_go` runs it after the completion or
+    release. Plain calls, not a context manager: this runs for every delivery.
     """
     waiting: list[Callable[[], None]] = []
-    token = _held.set((ns, id, waiting))
-    try:
-        yield
-    finally:
-        _held.reset(token)
-        for step in waiting:
-            step()
+    return _held.set((ns, id, waiting)), waiting
+
+
+def let_go(here: Here) -> None:
+    token, waiting = here
+    _held.reset(token)
+    for step in waiting:
+        step()
 
 
 def once_let_go(ns: str, id: str, step: Callable[[], None]) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from .answer import Outcome, answer
 from .attempts import credentials, log_entry, log_failure, log_quietly
 from .clock import Clock
-from .deferral import hand_over, holding
+from .deferral import hand_over, hold_here, let_go
 from .errors import (
     BodyTooLarge,
     HookError,
@@ -287,12 +287,15 @@ class Pipeline:
     ) -> Outcome:
         """Run the pending handlers while the lease keeper renews the claim."""
         cfg = self.config
-        with holding(cfg.ns, event.id):  # a queue that runs a job inline marks its failure after
+        here = hold_here(cfg.ns, event.id)  # a queue that runs a job inline marks its failure after
+        try:
             held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
             try:
                 return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
             finally:
                 self.leases.drop(held)
+        finally:
+            let_go(here)
 
     def _run_pending(
         self,
