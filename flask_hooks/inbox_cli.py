@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import click
@@ -32,8 +32,9 @@ from .cli import (
 )
 from .core.errors import InFlight, StoreUnavailable
 from .core.inbox import is_text
+from .core.scrub import scrub
 from .extension import HooksState, Receiver
-from .inbox import MASK, Delivery, Inbox
+from .inbox import MASK, Delivery, Inbox, hidden
 
 RECEIVER_OPTION = click.option(
     "--receiver", "receiver_name", metavar="NAME", help="Which receiver (default: the one that keeps ID)."
@@ -99,18 +100,19 @@ def is_json(body: bytes) -> bool:
     return True
 
 
-def shown_body(delivery: Delivery) -> str:
-    """The body for people: pretty JSON with credentials masked, or escaped text."""
+def shown_body(delivery: Delivery, secrets: Collection[str] = ()) -> str:
+    """The body for people: pretty JSON with credentials masked and ``secrets``
+    (:func:`~flask_hooks.inbox.hidden`) blanked, or escaped text."""
     if not delivery.body:
         return "(empty)"
     if is_json(delivery.body):
-        return json.dumps(delivery.shown_payload(), indent=2, ensure_ascii=False)
+        return json.dumps(delivery.shown_payload(secrets), indent=2, ensure_ascii=False)
     if delivery.masked:  # fields to mask in a body that cannot be parsed: show none of it
         return f"{MASK} (not JSON, so {', '.join(delivery.masked)} cannot be masked)"
-    return delivery.body.decode("utf-8", "backslashreplace")
+    return scrub(delivery.body.decode("utf-8", "backslashreplace"), secrets)
 
 
-def describe(delivery: Delivery) -> Iterator[str]:
+def describe(delivery: Delivery, secrets: Collection[str] = ()) -> Iterator[str]:
     d = delivery
     secret = "-" if d.secret_index is None else str(d.secret_index)
     yield f"{printable(d.id)}  {printable(d.type)}  {d.status}"
@@ -118,7 +120,7 @@ def describe(delivery: Delivery) -> Iterator[str]:
     yield "headers:"
     yield from (f"  {printable(name)}: {printable(value)}" for name, value in d.headers)
     yield "body:"
-    yield from (f"  {printable(line)}" for line in shown_body(d).split("\n"))  # not at U+2028
+    yield from (f"  {printable(line)}" for line in shown_body(d, secrets).split("\n"))  # not at U+2028
     yield "handlers:"
     width = max((len(name) for name in d.handlers), default=0)
     yield from (f"  {name.ljust(width)}  {state}" for name, state in d.handlers.items())
@@ -137,9 +139,9 @@ def describe(delivery: Delivery) -> Iterator[str]:
         yield from (f"  {printable(line)}" for line in last.error.rstrip().splitlines())
 
 
-def as_document(delivery: Delivery) -> dict[str, Any]:
+def as_document(delivery: Delivery, secrets: Collection[str] = ()) -> dict[str, Any]:
     d, parsed = delivery, is_json(delivery.body)
-    body = None if parsed or not d.body else shown_body(d)
+    body = None if parsed or not d.body else shown_body(d, secrets)
     return {
         "receiver": d.receiver,
         "id": d.id,
@@ -148,7 +150,7 @@ def as_document(delivery: Delivery) -> dict[str, Any]:
         "received_at": d.received_at,
         "secret_index": d.secret_index,
         "headers": [list(pair) for pair in d.headers],
-        "payload": d.shown_payload() if parsed else None,
+        "payload": d.shown_payload(secrets) if parsed else None,
         "body": body,
         "handlers": dict(d.handlers),
         "attempts": [attempt._asdict() for attempt in d.attempts],
@@ -166,11 +168,12 @@ def show_command(delivery_id: str, receiver_name: str | None, as_json: bool) -> 
     and body fields the provider declares are masked. The traceback of the
     last error is printed in full.
     """
-    _, delivery = find(delivery_id, receiver_name)
+    receiver, delivery = find(delivery_id, receiver_name)
+    secrets = hidden(delivery, receiver.secrets)  # wherever the body quotes them
     if as_json:
-        click.echo(json.dumps(as_document(delivery), allow_nan=False))
+        click.echo(json.dumps(as_document(delivery, secrets), allow_nan=False))
         return
-    for line in describe(delivery):
+    for line in describe(delivery, secrets):
         click.echo(line)
 
 

@@ -22,7 +22,7 @@ from flask_hooks.core.providers.narada import NaradaKey
 from flask_hooks.core.store import Claim, LogEntry
 from flask_hooks.providers import Narada
 from flask_hooks.stores import MemoryStore
-from tests.conftest import generic_post
+from tests.conftest import SECRET, generic_post
 from tests.helpers import ManualClock
 
 MakeApp = Callable[..., Flask]
@@ -158,6 +158,24 @@ def test_show_escapes_a_body_that_is_not_json(shop: Shop) -> None:
     assert "(none matches this type)" in result.stdout
     doc = json.loads(run(shop.app, "show", "frm_1", "--json").stdout)
     assert (doc["payload"], doc["body"]) == (None, "a=1&b=\x1b[31mred\\xff")
+
+
+def test_show_blanks_the_receivers_secret_wherever_the_delivery_quotes_it(shop: Shop) -> None:
+    """A sender echoing its configuration: the secret in the body under a name no provider
+    declares, and in a header; also in a body that is not JSON."""
+    payload = {"id": "evt_echo", "type": "refund", "config": {"webhook_secret": SECRET}}
+    assert generic_post(shop.app.test_client(), payload, **{"X-Echo": SECRET}).status_code == 200
+    text = b"secret=" + SECRET.encode()
+    receiver = shop.hooks.receiver(shop.app)
+    kept = Kept("form.posted", text, (), shop.clock(), 0, 86400)
+    claim = shop.store.claim(receiver.ns, "frm_2", now=shop.clock(), lease=60, ttl=60, keep=kept)
+    shop.store.complete(
+        receiver.ns, "frm_2", claim.token, outcome="ignored", reply=None, now=shop.clock(), ttl=60
+    )
+    for args in (("evt_echo",), ("evt_echo", "--json"), ("frm_2",), ("frm_2", "--json")):
+        result = run(shop.app, "show", *args)
+        assert result.exit_code == 0, result.stderr
+        assert SECRET not in result.stdout and "[redacted]" in result.stdout, args
 
 
 def test_show_an_unknown_id_and_the_choice_of_receiver(shop: Shop) -> None:
