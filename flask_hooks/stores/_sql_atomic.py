@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -79,8 +80,12 @@ def atomically(
         _quietly(tx.rollback)
         raise StoreUnavailable() from exc
     reset = _current.set(tx.connection())
+    guard = _NoCommit(tx.connection())
     try:
-        reply = run()
+        with guard:
+            reply = run()
+        if guard.refused:  # and the handler caught the error: its writes must still not commit
+            raise HandlerCommitted()
         tx.flush()  # the handler's pending ORM writes are the handler's: their errors are its own
     except BaseException as exc:
         _quietly(tx.rollback)
@@ -119,6 +124,38 @@ class HandlerLeftTransactionFailed(RuntimeError):
             " caught; let the error propagate, or catch it around a SAVEPOINT"
             " (with connection().begin_nested(): ...)"
         )
+
+
+class HandlerCommitted(RuntimeError):
+    """The handler tried to commit the transaction it runs in (``db.session.commit()``,
+    ``connection().commit()``): its writes would commit without the record of its success,
+    and run again on a retry. Refused: the handler's failure, a 500, and nothing commits."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "an atomic=True handler must not commit: the store commits its writes together with"
+            " the record of its success (use a SAVEPOINT, connection().begin_nested(), for a part"
+            " that may fail)"
+        )
+
+
+class _NoCommit:
+    """While the handler runs, a COMMIT on its connection raises :class:`HandlerCommitted`
+    before it reaches the database (SQLAlchemy's ``commit`` event precedes the driver's)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.refused = False
+
+    def _refuse(self, conn: Connection) -> None:
+        self.refused = True
+        raise HandlerCommitted()
+
+    def __enter__(self) -> None:
+        sa.event.listen(self.conn, "commit", self._refuse)
+
+    def __exit__(self, *exc_info: object) -> None:
+        sa.event.remove(self.conn, "commit", self._refuse)
 
 
 #: libpq's PQTRANS_INERROR: in a transaction that an error aborted (psycopg 2 and 3 alike).

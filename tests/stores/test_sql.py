@@ -560,3 +560,65 @@ def test_a_handler_that_swallows_a_database_error_fails_not_the_store(
         assert store.atomic(NS, "evt_1", again.token, "billing.book", with_savepoint, now=T0 + 2) == REPLY
     finally:
         engine.dispose()
+
+
+def test_a_handler_that_commits_is_refused_and_nothing_of_it_commits(engine: sa.Engine) -> None:
+    """``connection().commit()`` in the handler committed its rows without its mark: a retry
+    (a later handler failed, a lease ran out) wrote them again. The commit is refused."""
+    store = SqlStore(engine)
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+    def committing() -> Reply:
+        book("evt_1")()
+        connection().commit()
+        return REPLY
+
+    with pytest.raises(RuntimeError, match="must not commit"):
+        store.atomic(NS, "evt_1", claim.token, "billing.book", committing, now=T0)
+    assert rows(engine) == []
+
+    def swallowing() -> Reply:  # catching the refusal changes nothing
+        book("evt_1")()
+        try:  # noqa: SIM105 - the pattern under test, as users write it
+            connection().commit()
+        except RuntimeError:
+            pass
+        return REPLY
+
+    with pytest.raises(RuntimeError, match="must not commit"):
+        store.atomic(NS, "evt_1", claim.token, "billing.book", swallowing, now=T0)
+    assert rows(engine) == []
+    store.release(NS, "evt_1", claim.token, now=T0 + 1)
+    retry = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+    assert dict(retry.handlers) == {}
+    assert store.atomic(NS, "evt_1", retry.token, "billing.book", book("evt_1"), now=T0 + 2) == REPLY
+    assert rows(engine) == ["evt_1"]
+
+
+def test_a_handler_that_commits_db_session_is_refused_and_nothing_of_it_commits(
+    flask_db: tuple[Flask, SQLAlchemy, Any],
+) -> None:
+    app, db, Booking = flask_db
+    store = SqlStore(db)
+    with app.app_context():
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+        def committing() -> Reply:
+            db.session.add(Booking(event="evt_1"))
+            db.session.commit()
+            return REPLY
+
+        with pytest.raises(RuntimeError, match="must not commit"):
+            store.atomic(NS, "evt_1", claim.token, "billing.book", committing, now=T0)
+        assert db.session.scalars(sa.select(Booking.event)).all() == []
+        store.release(NS, "evt_1", claim.token, now=T0 + 1)
+        retry = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+        assert dict(retry.handlers) == {}
+
+        def booking() -> Reply:
+            db.session.add(Booking(event="evt_1"))
+            return REPLY
+
+        assert store.atomic(NS, "evt_1", retry.token, "billing.book", booking, now=T0 + 2) == REPLY
+        db.session.remove()
+        assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
