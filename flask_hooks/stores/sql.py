@@ -172,9 +172,9 @@ class SqlStore(DedupeStore):
                 statements = Statements(engine.dialect)
                 try:
                     with engine.begin() as conn, Cursor(conn, statements) as cursor:
+                        self._lock_writes(cursor)  # first: the wait for the lock below is bounded too
                         if conn.dialect.name == "postgresql":  # workers racing at start-up
                             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-                        self._lock_writes(cursor)
                         metadata.create_all(conn, checkfirst=True)
                 except DOWN as exc:
                     raise StoreUnavailable() from exc

@@ -381,6 +381,45 @@ def test_a_row_locked_elsewhere_is_a_bounded_wait_on_postgres(pg_url: str, given
         engine.dispose()
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["url", "engine"])
+def test_tables_being_created_elsewhere_are_a_bounded_wait_on_postgres(
+    pg_url: str,  # noqa: F811
+    given: bool,
+) -> None:
+    """Another worker stuck creating the tables (frozen, or waiting itself) holds the lock that
+    serialises their creation: first use waited for it without bound on an engine given, so
+    every request of every other worker hung. Now a 503 after ``timeout``, then it recovers."""
+    from flask_hooks.stores.sql import _SCHEMA_LOCK
+
+    engine = sa.create_engine(pg_url)
+    store = SqlStore(engine, timeout=0.3) if given else SqlStore(pg_url, timeout=0.3)
+    errors: list[BaseException | None] = []
+
+    def first_use() -> None:
+        try:
+            store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+            errors.append(None)
+        except StoreUnavailable as exc:
+            errors.append(exc)
+
+    try:
+        with engine.connect() as foreign:
+            foreign.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+            thread = threading.Thread(target=first_use)
+            thread.start()
+            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
+                thread.join(0.05)
+                if not thread.is_alive():
+                    break
+            foreign.rollback()
+        thread.join()
+        assert len(errors) == 1 and isinstance(errors[0], StoreUnavailable)
+        assert store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL).state == "new"
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def test_sqlite_locked_elsewhere_is_a_bounded_wait(tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     store = SqlStore(f"sqlite:///{path}", timeout=0.2)
