@@ -25,7 +25,8 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
     is pinged before use and replaced if the server closed it; on
     PostgreSQL, connecting, waiting for a lock and running a statement
     each end in an error (a 503) rather than a hang. Settings the URL
-    gives itself win.
+    gives itself win (its ``options`` are added to the bounds, not put
+    in their place).
     """
     parsed = sa.make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):  # postgres://, as some hosts spell it
@@ -45,6 +46,12 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
         }
     elif parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": timeout}
+    theirs = parsed.query.get("options")
+    if theirs is not None and "options" in connect_args:
+        # A search_path, say: ours first, so that what the URL sets itself wins (the last -c does).
+        given = " ".join(theirs) if isinstance(theirs, tuple) else theirs
+        connect_args["options"] = f"{connect_args['options']} {given}"
+        parsed = parsed.difference_update_query(["options"])
     for key in list(connect_args):
         if key in parsed.query:
             del connect_args[key]

@@ -420,6 +420,45 @@ def test_tables_being_created_elsewhere_are_a_bounded_wait_on_postgres(
         engine.dispose()
 
 
+def test_a_url_with_its_own_options_still_bounds_lock_waits_on_postgres(pg_url: str) -> None:  # noqa: F811
+    """``?options=-csearch_path=hooks`` (the tables in a schema of their own) replaced the
+    options that bound lock waits and statements: a row locked elsewhere was a wait without
+    bound. Both apply now, and the URL's own settings win."""
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA hooks"))
+    store = SqlStore(f"{pg_url}?options=-csearch_path%3Dhooks%20-cstatement_timeout%3D7s", timeout=0.3)
+    outcomes: list[BaseException | None] = []
+
+    def claim_again() -> None:
+        try:
+            store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
+            outcomes.append(None)
+        except StoreUnavailable as exc:
+            outcomes.append(exc)
+
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "7s"
+            assert conn.execute(sa.text("SHOW lock_timeout")).scalar() == "300ms"
+        with engine.connect() as foreign:  # another program holds the row
+            foreign.execute(sa.text("SELECT 1 FROM hooks.flask_hooks_deliveries FOR UPDATE"))
+            thread = threading.Thread(target=claim_again)
+            thread.start()
+            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
+                thread.join(0.05)
+                if not thread.is_alive():
+                    break
+            foreign.rollback()
+        thread.join()
+        assert len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+        assert store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL).state == "new"
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def test_sqlite_locked_elsewhere_is_a_bounded_wait(tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     store = SqlStore(f"sqlite:///{path}", timeout=0.2)
