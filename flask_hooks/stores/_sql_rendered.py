@@ -152,8 +152,10 @@ class Cursor(DriverCursor):
             self._cursor.close()
 
     def _unavailable(self, exc: DBAPIModule.Error, cursor: DBAPICursor | None) -> StoreUnavailable:
-        """A 503; a lost connection is invalidated first, as SQLAlchemy does on its own path."""
+        """A 503; a lost connection is invalidated first, as SQLAlchemy does on its own path:
+        with every connection its pool made before (the server restarted, they are lost too)."""
         conn = self.conn
         if not conn.invalidated and conn.dialect.is_disconnect(exc, conn.connection, cursor):
+            conn.engine.pool._invalidate(conn.connection, exc)  # what Connection does on a disconnect
             conn.invalidate(exc)
         return StoreUnavailable()

@@ -364,6 +364,33 @@ def test_postgres_stopped_is_unavailable_then_the_same_store_recovers(
         store.close()
 
 
+def test_after_a_restart_an_engine_given_fails_once_not_once_per_pooled_connection(
+    postgres: PostgresServer,  # noqa: F811
+    pg_url: str,  # noqa: F811
+) -> None:
+    """The store's statements run on the driver's cursor: a lost connection there was
+    invalidated alone, so after a restart each connection pooled before it failed in turn (a
+    503 per connection, up to the pool's size). SQLAlchemy's own path renews the whole pool."""
+    engine = sa.create_engine(pg_url, pool_size=4, max_overflow=0)  # no pool_pre_ping
+    store = SqlStore(engine)
+    try:
+        store.claim(NS, "evt_0", now=T0, lease=LEASE, ttl=TTL)
+        pooled = [engine.connect() for _ in range(4)]
+        for conn in pooled:
+            conn.close()
+        postgres.stop()
+        postgres.start()
+        failed = 0
+        for n in range(1, 7):
+            try:
+                store.claim(NS, f"evt_{n}", now=T0, lease=LEASE, ttl=TTL)
+            except StoreUnavailable:
+                failed += 1
+        assert failed == 1
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("given", [False, True], ids=["url", "engine"])
 def test_a_row_locked_elsewhere_is_a_bounded_wait_on_postgres(pg_url: str, given: bool) -> None:  # noqa: F811
     engine = sa.create_engine(pg_url)
