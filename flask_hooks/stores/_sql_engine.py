@@ -17,6 +17,10 @@ from sqlalchemy.pool import PoolProxiedConnection
 #: success. Errors in the SQL we send (a bug) are not among them and stay 500s.
 DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.PendingRollbackError)
 
+#: The PostgreSQL drivers whose connect options :func:`build_engine` bounds waits with; on
+#: others, the store bounds its transactions' lock waits itself, as on an engine given.
+BOUNDED_DRIVERS = frozenset({"psycopg", "psycopg2"})
+
 
 def build_engine(url: str | URL, timeout: float) -> Engine:
     """An engine that survives a restarted server and bounds every wait by ``timeout``.
@@ -33,7 +37,7 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
         parsed = parsed.set(drivername=_default_postgres_driver())
     connect_args: dict[str, Any] = {}
     options: dict[str, Any] = {"pool_timeout": timeout}
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in BOUNDED_DRIVERS:
         ms = max(1, round(timeout * 1000))
         connect_args = {
             "connect_timeout": max(1, math.ceil(timeout)),

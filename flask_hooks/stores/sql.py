@@ -39,7 +39,7 @@ from ..core.inbox import Kept, Stored
 from . import _sql_writes as writes
 from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
-from ._sql_engine import DOWN, build_engine
+from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine
 from ._sql_held import DRIVERS, HeldConnections
 from ._sql_rendered import Cursor, Statements
 from ._sql_schema import deliveries as d
@@ -103,11 +103,14 @@ class SqlStore(DedupeStore):
         self._db: Any = None
         self._engine_given: Engine | None = None
         self._owned = False
+        #: Whether the connect options bound lock waits (an engine built here, on psycopg).
+        self._bounded = False
         if isinstance(bind, Engine):
             self._engine_given = bind
         elif isinstance(bind, (str, URL)):
             self._engine_given = build_engine(bind, timeout)
             self._owned = True
+            self._bounded = self._engine_given.dialect.driver in BOUNDED_DRIVERS
         elif hasattr(type(bind), "engine") and hasattr(bind, "session"):  # not bind.engine: no app yet
             self._db = bind  # Flask-SQLAlchemy: db.engine is per app, so it is read per use
         else:
@@ -192,7 +195,7 @@ class SqlStore(DedupeStore):
             raw = conn.connection.dbapi_connection
             if raw is not None and not getattr(raw, "in_transaction", True):
                 cursor.run(_BEGIN_IMMEDIATE, {})
-        elif name == "postgresql" and not self._owned:
+        elif name == "postgresql" and not self._bounded:
             # An engine given may bound lock waits itself (in its connect options). Asked once
             # per connection; only connections without a bound pay a SET LOCAL per transaction.
             info = conn.connection.info

@@ -486,6 +486,41 @@ def test_a_url_with_its_own_options_still_bounds_lock_waits_on_postgres(pg_url: 
         engine.dispose()
 
 
+def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -> None:  # noqa: F811
+    """Only psycopg's connections get the store's lock_timeout in their connect options; on
+    another driver (pg8000) a store built from a URL bounded nothing: a row locked elsewhere
+    was a wait without bound. Its transactions bound their lock waits themselves now."""
+    pytest.importorskip("pg8000")
+    store = SqlStore(pg_url.replace("+psycopg", "+pg8000"), timeout=0.3)
+    engine = sa.create_engine(pg_url)
+    outcomes: list[BaseException | None] = []
+
+    def claim_again() -> None:
+        try:
+            store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
+            outcomes.append(None)
+        except StoreUnavailable as exc:
+            outcomes.append(exc)
+
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
+        with engine.connect() as foreign:  # another program holds the row
+            foreign.execute(sa.text("SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"))
+            thread = threading.Thread(target=claim_again)
+            thread.start()
+            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
+                thread.join(0.05)
+                if not thread.is_alive():
+                    break
+            foreign.rollback()
+        thread.join()
+        assert len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+        assert store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL).state == "new"
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def test_sqlite_locked_elsewhere_is_a_bounded_wait(tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     store = SqlStore(f"sqlite:///{path}", timeout=0.2)
