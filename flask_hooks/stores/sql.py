@@ -188,7 +188,8 @@ class SqlStore(DedupeStore):
         return engine, statements
 
     def _lock_writes(self, cursor: Cursor) -> None:
-        """Start a write transaction: SQLite's write lock at once; a lock-wait bound on PostgreSQL."""
+        """Start a write transaction: SQLite's write lock at once; a lock-wait bound on PostgreSQL
+        (where reads take it too)."""
         conn = cursor.conn
         name = conn.dialect.name
         if name == "sqlite":
@@ -237,10 +238,16 @@ class SqlStore(DedupeStore):
         return self._transaction(engine, statements, lambda cursor: work(cursor.conn))
 
     def _read(self, work: Callable[..., T], *args: Any) -> T:
-        engine, _ = self._prepared()
+        """``work(conn, *args)``; on PostgreSQL, in a transaction whose lock waits are bounded
+        (a migration may hold the tables), rolled back at the end."""
+        engine, statements = self._prepared()
         self._lend()
         try:
             with engine.connect() as conn:
+                if conn.dialect.name == "postgresql" and not self._bounded:
+                    conn.begin()  # the SET LOCAL goes through the driver's cursor: begun here
+                    with Cursor(conn, statements) as cursor:
+                        self._lock_writes(cursor)
                 return work(conn, *args)
         except DOWN as exc:
             raise StoreUnavailable() from exc

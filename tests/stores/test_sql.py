@@ -521,6 +521,41 @@ def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -
         engine.dispose()
 
 
+def test_reads_of_tables_locked_elsewhere_are_a_bounded_wait_on_an_engine_given(pg_url: str) -> None:  # noqa: F811
+    """A migration holding the store's table (``ALTER TABLE`` in a long transaction): the
+    store's writes waited ``timeout`` on an engine given, but its reads (the inbox, the
+    dashboard, the CLI) waited without bound. A 503 now, then they work again."""
+    engine = sa.create_engine(pg_url)
+    store = SqlStore(engine, timeout=0.3)
+    outcomes: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            store.deliveries(NS)
+            outcomes.append(None)
+        except StoreUnavailable as exc:
+            outcomes.append(exc)
+
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
+        with engine.connect() as foreign:
+            foreign.execute(sa.text("LOCK TABLE flask_hooks_log IN ACCESS EXCLUSIVE MODE"))
+            thread = threading.Thread(target=read)
+            thread.start()
+            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
+                thread.join(0.05)
+                if not thread.is_alive():
+                    break
+            foreign.rollback()
+        thread.join()
+        assert len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+        assert store.deliveries(NS) == []
+        assert store.get(NS, "evt_1") is None
+    finally:
+        store.close()
+        engine.dispose()
+
+
 def test_sqlite_locked_elsewhere_is_a_bounded_wait(tmp_path: Path) -> None:
     path = tmp_path / "locked.sqlite3"
     store = SqlStore(f"sqlite:///{path}", timeout=0.2)
