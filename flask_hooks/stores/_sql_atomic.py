@@ -55,6 +55,8 @@ class Transaction(NamedTuple):
     flush: Callable[[], None]
     commit: Callable[[], None]
     rollback: Callable[[], None]
+    #: The ``Session`` whose transaction it is, if one is (its next one may use another connection).
+    session: object = None
 
 
 def atomically(
@@ -80,7 +82,7 @@ def atomically(
         _quietly(tx.rollback)
         raise StoreUnavailable() from exc
     reset = _current.set(tx.connection())
-    guard = _NoCommit(tx.connection())
+    guard = _NoCommit(tx.connection(), tx.session)
     try:
         with guard:
             reply = run()
@@ -141,21 +143,26 @@ class HandlerCommitted(RuntimeError):
 
 class _NoCommit:
     """While the handler runs, a COMMIT on its connection raises :class:`HandlerCommitted`
-    before it reaches the database (SQLAlchemy's ``commit`` event precedes the driver's)."""
+    before it reaches the database (SQLAlchemy's ``commit`` event precedes the driver's), and
+    so does the session's commit, whichever connection its transaction is on by then."""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self, conn: Connection, session: object) -> None:
+        self.events: list[tuple[object, str]] = [(conn, "commit")]
+        if session is not None:
+            self.events.append((session, "before_commit"))
         self.refused = False
 
-    def _refuse(self, conn: Connection) -> None:
+    def _refuse(self, target: object) -> None:
         self.refused = True
         raise HandlerCommitted()
 
     def __enter__(self) -> None:
-        sa.event.listen(self.conn, "commit", self._refuse)
+        for target, name in self.events:
+            sa.event.listen(target, name, self._refuse)
 
     def __exit__(self, *exc_info: object) -> None:
-        sa.event.remove(self.conn, "commit", self._refuse)
+        for target, name in self.events:
+            sa.event.remove(target, name, self._refuse)
 
 
 #: libpq's PQTRANS_INERROR: in a transaction that an error aborted (psycopg 2 and 3 alike).

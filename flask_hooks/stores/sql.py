@@ -388,7 +388,7 @@ class SqlStore(DedupeStore):
 
         if self._db is not None:
             session = self._db.session
-            tx = Transaction(session.connection, session.flush, session.commit, session.rollback)
+            tx = Transaction(session.connection, session.flush, session.commit, session.rollback, session())
             return atomically(tx, statements, self._lock_writes, run, mark)
         self._lend()
         try:

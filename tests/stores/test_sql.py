@@ -797,3 +797,25 @@ def test_a_handler_that_commits_db_session_is_refused_and_nothing_of_it_commits(
         assert store.atomic(NS, "evt_1", retry.token, "billing.book", booking, now=T0 + 2) == REPLY
         db.session.remove()
         assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
+
+
+def test_a_handler_that_rolls_back_then_commits_db_session_is_refused_too(
+    flask_db: tuple[Flask, SQLAlchemy, Any],
+) -> None:
+    """After a rollback the session's next transaction is on a new connection: its commit
+    must be refused as well."""
+    app, db, Booking = flask_db
+    store = SqlStore(db)
+    with app.app_context():
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+        def committing() -> Reply:
+            db.session.rollback()
+            db.session.add(Booking(event="evt_1"))
+            db.session.commit()
+            return REPLY
+
+        with pytest.raises(RuntimeError, match="must not commit"):
+            store.atomic(NS, "evt_1", claim.token, "billing.book", committing, now=T0)
+        db.session.remove()
+        assert db.session.scalars(sa.select(Booking.event)).all() == []
