@@ -142,27 +142,45 @@ class HandlerCommitted(RuntimeError):
 
 
 class _NoCommit:
-    """While the handler runs, a COMMIT on its connection raises :class:`HandlerCommitted`
-    before it reaches the database (SQLAlchemy's ``commit`` event precedes the driver's), and
-    so does the session's commit, whichever connection its transaction is on by then."""
+    """While the handler runs, a COMMIT of its connection, or of its session whichever
+    connection that is on by then, raises :class:`HandlerCommitted` before it reaches the
+    database (SQLAlchemy's ``commit`` and ``before_commit`` events precede the driver's).
+
+    The listeners are registered once per engine and session class: one per handler run
+    would cost more than the handler's own statements."""
 
     def __init__(self, conn: Connection, session: object) -> None:
-        self.events: list[tuple[object, str]] = [(conn, "commit")]
-        if session is not None:
-            self.events.append((session, "before_commit"))
+        self.conn = conn
+        self.session = session
         self.refused = False
-
-    def _refuse(self, target: object) -> None:
-        self.refused = True
-        raise HandlerCommitted()
+        _watch(conn.engine, "commit")
+        if session is not None:
+            _watch(type(session), "before_commit")
 
     def __enter__(self) -> None:
-        for target, name in self.events:
-            sa.event.listen(target, name, self._refuse)
+        self._reset = _guarded.set(self)
 
     def __exit__(self, *exc_info: object) -> None:
-        for target, name in self.events:
-            sa.event.remove(target, name, self._refuse)
+        _guarded.reset(self._reset)
+
+
+#: The guard of the atomic handler running in this context, if one is.
+_guarded: contextvars.ContextVar[_NoCommit | None] = contextvars.ContextVar(
+    "flask_hooks_sql_no_commit", default=None
+)
+
+
+def _watch(target: object, name: str) -> None:
+    if not sa.event.contains(target, name, _refuse):
+        sa.event.listen(target, name, _refuse)
+
+
+def _refuse(target: object) -> None:
+    """A commit in the context of an atomic handler, of its own connection or session."""
+    guard = _guarded.get()
+    if guard is not None and (target is guard.conn or target is guard.session):
+        guard.refused = True
+        raise HandlerCommitted()
 
 
 #: libpq's PQTRANS_INERROR: in a transaction that an error aborted (psycopg 2 and 3 alike).
