@@ -15,6 +15,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
 from ..core.errors import LeaseLost, StoreUnavailable
 from ._sql_engine import DOWN
@@ -56,7 +57,7 @@ class Transaction(NamedTuple):
     commit: Callable[[], None]
     rollback: Callable[[], None]
     #: The ``Session`` whose transaction it is, if one is (its next one may use another connection).
-    session: object = None
+    session: Session | None = None
 
 
 def atomically(
@@ -149,7 +150,7 @@ class _NoCommit:
     The listeners are registered once per engine and session class: one per handler run
     would cost more than the handler's own statements."""
 
-    def __init__(self, conn: Connection, session: object) -> None:
+    def __init__(self, conn: Connection, session: Session | None) -> None:
         self.conn = conn
         self.session = session
         self.refused = False
@@ -176,9 +177,16 @@ def _watch(target: object, name: str) -> None:
 
 
 def _refuse(target: object) -> None:
-    """A commit in the context of an atomic handler, of its own connection or session."""
+    """A commit in the context of an atomic handler, of its own connection or session.
+
+    A savepoint's release (``db.session.begin_nested()``, which fires the session's
+    ``before_commit`` too) commits nothing: it is what a handler should use."""
     guard = _guarded.get()
-    if guard is not None and (target is guard.conn or target is guard.session):
+    if guard is None:
+        return
+    session = guard.session
+    nested = session is not None and session.in_nested_transaction()
+    if target is guard.conn or (target is session and not nested):
         guard.refused = True
         raise HandlerCommitted()
 

@@ -770,6 +770,29 @@ def test_a_handler_that_commits_is_refused_and_nothing_of_it_commits(engine: sa.
     assert rows(engine) == ["evt_1"]
 
 
+def test_a_savepoint_of_db_session_in_an_atomic_handler_is_no_commit(
+    flask_db: tuple[Flask, SQLAlchemy, Any],
+) -> None:
+    """``db.session.begin_nested()``, the fix docs/database.rst gives for a part that may
+    fail: its release fires the session's ``before_commit`` too, and must not be refused."""
+    app, db, Booking = flask_db
+    store = SqlStore(db)
+    with app.app_context():
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+
+        def booking() -> Reply:
+            with db.session.begin_nested():
+                db.session.add(Booking(event="evt_1"))
+            nested = db.session.begin_nested()
+            db.session.add(Booking(event="evt_1b"))
+            nested.commit()
+            return REPLY
+
+        assert store.atomic(NS, "evt_1", claim.token, "billing.book", booking, now=T0) == REPLY
+        db.session.remove()
+        assert sorted(db.session.scalars(sa.select(Booking.event)).all()) == ["evt_1", "evt_1b"]
+
+
 def test_a_handler_that_commits_db_session_is_refused_and_nothing_of_it_commits(
     flask_db: tuple[Flask, SQLAlchemy, Any],
 ) -> None:
