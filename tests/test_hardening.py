@@ -79,6 +79,36 @@ def test_a_fast_handler_costs_no_renewal(make_app: Callable[..., Flask]) -> None
     assert keeper.tick() == 0  # nothing is held once the delivery is answered
 
 
+def test_a_step_waiting_for_a_claim_runs_once_it_is_let_go_by_its_own_thread_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What a job run inline hands over (its delivery marked failed): run after the drop, in
+    the thread that held the claim; a step that raises is logged and changes nothing else."""
+    keeper, store, clock = LeaseKeeper(thread=False), MemoryStore(), ManualClock()
+    claim = store.claim("ns", "evt_1", now=clock(), lease=30, ttl=60)
+    held = keeper.hold(store, "ns", "evt_1", claim.token, lease=30, clock=clock)
+    ran: list[str] = []
+    elsewhere: list[bool] = []
+    other = threading.Thread(target=lambda: elsewhere.append(keeper.after_drop("ns", "evt_1", ran.clear)))
+    other.start()
+    other.join()
+    assert elsewhere == [False]  # another thread's request: not its claim to wait for
+    assert not keeper.after_drop("ns", "evt_2", ran.clear)
+
+    def broken() -> None:
+        raise RuntimeError("store down")
+
+    assert keeper.after_drop("ns", "evt_1", lambda: ran.append("mark"))
+    assert keeper.after_drop("ns", "evt_1", broken)
+    assert keeper.after_drop("ns", "evt_1", lambda: ran.append("again"))
+    assert ran == []
+    with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+        keeper.drop(held)
+    assert ran == ["mark", "again"]
+    assert "waiting for ns evt_1 to be let go failed" in caplog.text
+    assert not keeper.after_drop("ns", "evt_1", ran.clear)  # let go: nothing waits any more
+
+
 def test_the_keeper_thread_renews_a_held_claim() -> None:
     renewed = threading.Event()
 

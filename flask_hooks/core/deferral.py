@@ -7,11 +7,10 @@ broker has the job.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from .errors import HookError, QueueUnavailable
@@ -19,11 +18,6 @@ from .event import Event, Headers, header_pairs
 from .inbox import redact
 
 log = logging.getLogger("flask_hooks")
-
-# The delivery this context holds (its namespace and id), and what waits for it to be let go.
-_held: contextvars.ContextVar[tuple[str, str, list[Callable[[], None]]] | None] = contextvars.ContextVar(
-    "flask_hooks_held", default=None
-)
 
 
 class Queue(Protocol):
@@ -71,36 +65,3 @@ def hand_over(
     except Exception as exc:
         log.warning("could not enqueue %s for %s %s", handler, event.receiver, event.id, exc_info=True)
         raise QueueUnavailable() from exc
-
-
-#: What :func:`hold_here` returns for :func:`let_go`: the context variable's token, and the steps.
-Here = tuple[contextvars.Token[Any], list[Callable[[], None]]]
-
-
-def hold_here(ns: str, id: str) -> Here:
-    """Mark this context as holding delivery ``id`` while the pipeline runs its handlers.
-
-    A queue may run a job inline, inside ``enqueue`` (RQ's ``is_async=False``,
-    a test's queue), where a worker cannot mark the delivery it fails for good:
-    this request still holds it. The worker hands that step to
-    :func:`once_let_go`, and :func:`let_go` runs it after the completion or
-    release. Plain calls, not a context manager: this runs for every delivery.
-    """
-    waiting: list[Callable[[], None]] = []
-    return _held.set((ns, id, waiting)), waiting
-
-
-def let_go(here: Here) -> None:
-    token, waiting = here
-    _held.reset(token)
-    for step in waiting:
-        step()
-
-
-def once_let_go(ns: str, id: str, step: Callable[[], None]) -> bool:
-    """Run ``step`` once this context lets go of delivery ``id``; False unless it holds it."""
-    held = _held.get()
-    if held is None or held[:2] != (ns, id):
-        return False
-    held[2].append(step)
-    return True

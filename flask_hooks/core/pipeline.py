@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from .answer import Outcome, answer
 from .attempts import credentials, log_entry, log_failure, log_quietly
 from .clock import Clock
-from .deferral import hand_over, hold_here, let_go
+from .deferral import hand_over
 from .errors import (
     BodyTooLarge,
     HookError,
@@ -59,6 +59,8 @@ class Leases(Protocol):
 
     def drop(self, held: Any) -> None: ...
 
+    def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool: ...
+
 
 class NoLeases:
     """Renews nothing: a claim lasts its lease (for pipelines used without a keeper)."""
@@ -68,6 +70,9 @@ class NoLeases:
 
     def drop(self, held: Any) -> None:
         return None
+
+    def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool:
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,15 +292,11 @@ class Pipeline:
     ) -> Outcome:
         """Run the pending handlers while the lease keeper renews the claim."""
         cfg = self.config
-        here = hold_here(cfg.ns, event.id)  # a queue that runs a job inline marks its failure after
+        held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
-            try:
-                return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
-            finally:
-                self.leases.drop(held)
+            return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
         finally:
-            let_go(here)
+            self.leases.drop(held)
 
     def _run_pending(
         self,

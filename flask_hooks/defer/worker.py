@@ -21,7 +21,6 @@ from flask import Flask, current_app, has_app_context
 
 from .. import signals
 from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
-from ..core.deferral import once_let_go
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
 from ..core.routing import Route
 from ..core.scrub import scrub
@@ -192,7 +191,7 @@ def _mark_failed(receiver: Receiver, handler: str, job: Job) -> None:
     the failure is then only the attempt logged with its traceback.
     """
     store, ns, lease, id = receiver.store, receiver.ns, receiver.settings.lease, job.event.id
-    if once_let_go(ns, id, lambda: _mark_failed(receiver, handler, job)):
+    if receiver.pipeline.leases.after_drop(ns, id, lambda: _mark_failed(receiver, handler, job)):
         return  # run inline by the request that holds the delivery: marked once it lets go
     routes = receiver.hooks.router.match(job.event.type)
     deferred = {handler, *(r.name for r in routes if r.defer)}  # unmarked, even if "enqueued"

@@ -37,7 +37,7 @@ RENEW_AFTER = 1 / 3
 class Held:
     """One claim kept alive while its handlers run."""
 
-    __slots__ = ("clock", "id", "lease", "lost", "ns", "renewed_at", "store", "token")
+    __slots__ = ("after", "clock", "id", "lease", "lost", "ns", "renewed_at", "store", "thread", "token")
 
     def __init__(
         self,
@@ -55,6 +55,9 @@ class Held:
         self.renewed_at = held_since
         #: Set when a renewal found the claim taken over; the next mark or completion fails too.
         self.lost = False
+        #: The thread that holds it, and what waits for it to let go (:meth:`LeaseKeeper.after_drop`).
+        self.thread = threading.get_ident()
+        self.after: list[Callable[[], None]] | None = None
 
 
 class LeaseKeeper:
@@ -90,6 +93,26 @@ class LeaseKeeper:
 
     def drop(self, held: Held) -> None:
         self._held.pop(held.token, None)
+        for step in held.after or ():
+            try:
+                step()
+            except Exception:  # the holder's own outcome stands
+                log.exception("a step waiting for %s %s to be let go failed", held.ns, held.id)
+
+    def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool:
+        """Run ``step`` once this thread lets go of delivery ``id`` of ``ns``; False unless it
+        holds it.
+
+        A queue may run a job inside ``enqueue`` (RQ's ``is_async=False``), in
+        the request that holds the delivery: a worker that fails the job for
+        good cannot mark the delivery failed then, and hands that step here.
+        """
+        thread = threading.get_ident()
+        for held in list(self._held.values()):
+            if held.thread == thread and held.ns == ns and held.id == id:
+                held.after = [*(held.after or ()), step]
+                return True
+        return False
 
     def tick(self) -> int:
         """Renew every held claim that is due; the number renewed."""
