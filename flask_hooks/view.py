@@ -56,6 +56,8 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
             merge_slashes=False,
             provide_automatic_options=False,
         )
+    if read_first not in app.url_value_preprocessors[None]:
+        app.url_value_preprocessor(read_first)
     exempt_from_csrf(app)
 
 
@@ -91,6 +93,25 @@ def _late_csrf_exempt() -> None:
     app.before_request_funcs[None] = [f for f in app.before_request_funcs[None] if f is not _late_csrf_exempt]
 
 
+#: Where :func:`read_first` leaves the body (or why it could not be read) for the view.
+_BODY = "flask_hooks.body"
+
+
+def read_first(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Read a delivery's body before the app's ``before_request`` hooks run.
+
+    A hook that reads ``request.form``, ``request.values`` or
+    ``request.get_json()`` would otherwise consume the body first: werkzeug
+    keeps no bytes of a parsed form, and an input the server terminates
+    (gunicorn's) is read once, so the signature was checked over nothing.
+    URL value preprocessors run before every ``before_request`` hook.
+    """
+    receiver = get_state(current_app).endpoints.get(endpoint or "")
+    if receiver is not None:
+        req: Request = request._get_current_object()  # type: ignore[attr-defined]
+        req.environ[_BODY] = _take_body(req, receiver.settings.max_body)
+
+
 def receive() -> Response:
     """The view of every receiver (which one: the endpoint); the core does the rest.
 
@@ -100,12 +121,13 @@ def receive() -> Response:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     receiver = get_state(app).endpoints[req.endpoint or ""]
-    try:
-        body = _read_body(req, receiver.settings.max_body)
-    except (BodyTooLarge, PayloadError) as exc:
-        outcome = receiver.pipeline.refuse(exc, notify=_notify)
-    else:
+    body = req.environ.pop(_BODY, None)
+    if body is None:  # dispatched without the preprocessor
+        body = _take_body(req, receiver.settings.max_body)
+    if isinstance(body, bytes):
         outcome = receiver.pipeline.process(req.headers, body, run=_run, notify=_notify)
+    else:
+        outcome = receiver.pipeline.refuse(body, notify=_notify)
     status, headers, data = answer(outcome, receiver.provider)
     response = Response(data, status=status, content_type=headers[0][1])
     for name, value in headers[1:]:  # Content-Type comes first; then Retry-After, if any
@@ -134,6 +156,14 @@ def _run(route: Route, event: Event) -> Reply | None:
             exc_info=True,
         )
         return None
+
+
+def _take_body(req: Request, limit: int) -> bytes | BodyTooLarge | PayloadError:
+    """The body, or the refusal to answer instead (413, or 400 for a short body)."""
+    try:
+        return _read_body(req, limit)
+    except (BodyTooLarge, PayloadError) as exc:
+        return exc
 
 
 def _read_body(req: Request, limit: int) -> bytes:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 
 from flask_hooks import Event, Hooks, Retry
 from flask_hooks.stores import MemoryStore
@@ -357,3 +357,64 @@ def test_secret_from_config_and_keyword_wins(make_app: Callable[..., Flask]) -> 
     assert generic_post(client, payload(), secret=SECRET).status_code == 401
     assert generic_post(client, payload(), secret="kw-secret").status_code == 200
 
+
+# The app's own hooks reading the body first -------------------------------------------------
+
+SLACK_BODY = (
+    b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+    b"&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+    b"&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+    b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+)
+
+
+def test_a_before_request_hook_reading_the_form_leaves_the_body_to_verify(
+    make_app: Callable[..., Flask],
+) -> None:
+    # Slack's published slash-command vector. Werkzeug keeps no bytes of a parsed form.
+    hooks = Hooks(
+        store="memory://",
+        provider="slack",
+        secret="8f742231b10e8888abcd99yyyzzz85a5",
+        clock=ManualClock(1531420618),
+    )
+    seen: list[Event] = []
+    hooks.on("command")(seen.append)
+    app = make_app(hooks)
+    app.before_request(lambda: request.values.get("lang") and None)
+    response = app.test_client().post(
+        "/webhooks",
+        data=SLACK_BODY,
+        content_type="application/x-www-form-urlencoded",
+        headers={
+            "X-Slack-Request-Timestamp": "1531420618",
+            "X-Slack-Signature": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+        },
+    )
+    assert response.status_code == 200
+    assert [event.body for event in seen] == [SLACK_BODY]
+
+
+@pytest.mark.parametrize("framing", ["CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"])
+def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
+    make_app: Callable[..., Flask], framing: str
+) -> None:
+    # gunicorn's input is read once: a logging hook's get_json() used to leave the receiver nothing.
+    hooks = Hooks(store="memory://")
+    seen: list[Event] = []
+    hooks.on("*")(seen.append)
+    app = make_app(hooks)
+    app.before_request(lambda: request.get_json(silent=True) and None)
+    body = json.dumps(payload()).encode()
+    response = app.test_client().post(
+        "/webhooks",
+        content_type="application/json",
+        headers={"X-Webhook-Signature": generic_signature(body)},
+        environ_overrides={
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,
+            framing: str(len(body)) if framing == "CONTENT_LENGTH" else "chunked",
+        },
+    )
+    assert response.status_code == 200
+    assert [event.body for event in seen] == [body]
