@@ -418,3 +418,25 @@ def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
     )
     assert response.status_code == 200
     assert [event.body for event in seen] == [body]
+
+
+@pytest.mark.parametrize("framing", ["", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"])
+def test_max_body_is_the_limit_not_the_apps_max_content_length(
+    make_app: Callable[..., Flask], framing: str
+) -> None:
+    # The app caps its forms at 100 bytes; the receiver takes what max_body allows, and
+    # refuses more with its own 413 (JSON, signal, log), never werkzeug's HTML page.
+    app = make_app(Hooks(store="memory://", max_body=1000), MAX_CONTENT_LENGTH=100)
+    for size, status in ((500, 200), (5000, 413)):
+        body = json.dumps(payload(id=f"evt_{size}", pad="x" * size)).encode()
+        overrides: dict[str, Any] = {}
+        if framing:
+            overrides = {"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True}
+            overrides[framing] = str(len(body)) if framing == "CONTENT_LENGTH" else "chunked"
+        response = app.test_client().post(
+            "/webhooks",
+            data=None if framing else body,
+            headers={"X-Webhook-Signature": generic_signature(body)},
+            environ_overrides=overrides,
+        )
+        assert (response.status_code, response.is_json) == (status, True)
