@@ -159,11 +159,20 @@ def _run(route: Route, event: Event) -> Reply | None:
 
 
 def _take_body(req: Request, limit: int) -> bytes | BodyTooLarge | PayloadError:
-    """The body, or the refusal to answer instead (413, or 400 for a short body)."""
+    """The body, or the refusal to answer instead (413, or 400 for a short body).
+
+    A body that breaks off or is badly framed makes the server's input
+    raise its own error (gunicorn's ``NoMoreData`` or ``InvalidChunkSize``
+    for chunked bodies, werkzeug's ``ClientDisconnected``): a 400 like
+    other bad input, never a 500.
+    """
     try:
         return _read_body(req, limit)
     except (BodyTooLarge, PayloadError) as exc:
         return exc
+    except Exception as exc:
+        log.info("request body could not be read (%s): answered 400", type(exc).__name__)
+        return PayloadError("body cut short or badly framed")
 
 
 def _read_body(req: Request, limit: int) -> bytes:

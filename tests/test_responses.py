@@ -440,3 +440,42 @@ def test_max_body_is_the_limit_not_the_apps_max_content_length(
             environ_overrides=overrides,
         )
         assert (response.status_code, response.is_json) == (status, True)
+
+
+class BrokenChunks(io.RawIOBase):
+    """A chunked input whose framing breaks after some bytes, as gunicorn's raises."""
+
+    class FramingError(Exception):
+        """Like gunicorn's ``NoMoreData`` or ``InvalidChunkSize``: no ``OSError``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise self.FramingError("Invalid chunk size: 'zz'")
+
+
+@pytest.mark.parametrize("stream", [BrokenChunks(), io.BytesIO(b'{"id": "evt_1"')])
+def test_a_body_that_breaks_off_is_400_not_500(calls_app: Any, stream: io.IOBase) -> None:
+    # The first: gunicorn's chunked input; the second: a body shorter than its length on a
+    # server that does not terminate its input (werkzeug raises ClientDisconnected).
+    app, seen = calls_app
+    overrides: dict[str, Any] = {"wsgi.input": stream}
+    if isinstance(stream, BrokenChunks):
+        overrides.update({"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
+    else:
+        overrides["CONTENT_LENGTH"] = "100"
+    response = app.test_client().post(
+        "/webhooks", headers={"X-Webhook-Signature": "00"}, environ_overrides=overrides
+    )
+    assert response.status_code == 400
+    assert response.get_json()["status"] == "invalid"
+    assert seen == []
+
+
+@pytest.fixture
+def calls_app(make_app: Callable[..., Flask]) -> tuple[Flask, list[Event]]:
+    hooks = Hooks(store="memory://")
+    seen: list[Event] = []
+    hooks.on("*")(seen.append)
+    return make_app(hooks), seen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -143,3 +144,22 @@ def test_sqlite_locked_by_a_foreign_transaction(gunicorn: StartGunicorn, tmp_pat
         lock.release()
     _outage(server, range(1, 9), 200)
     assert sorted(id for id, _ in server.lines("completed")) == sorted(f"evt_{n}" for n in range(9))
+
+
+def test_a_chunked_body_that_breaks_off_is_400(gunicorn: StartGunicorn, tmp_path: Path) -> None:
+    # gunicorn's chunked reader raises its own errors (NoMoreData here): a 400, never a 500.
+    server = gunicorn(f"sqlite:///{tmp_path / 'hooks.sqlite3'}", workers=1)
+    body, headers = signed({"id": "evt_cut", "type": "job.slow"})
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    port = int(server.url.split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /webhooks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n{head}\r\n".encode()
+            + b"%x\r\n" % (len(body) + 1000)
+            + body
+        )
+        sock.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.endswith(b'{"status": "invalid", "reason": "body cut short or badly framed"}')
+    assert server.lines("started") == []
