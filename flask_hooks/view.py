@@ -61,7 +61,7 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     exempt_from_csrf(app)
 
 
-_OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE")
+_OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def exempt_from_csrf(app: Flask) -> None:
