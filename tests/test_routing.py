@@ -93,3 +93,22 @@ def test_explicit_names_identify_handlers(make_app: Callable[..., Flask]) -> Non
     hooks.on("c", name="billing.book")(first)  # the same handler for more types
     assert [r.name for r in hooks.router.routes] == ["billing.book", "billing.book"]
     assert len(hooks.router.match("a")) == len(hooks.router.match("c")) == 1
+
+
+def test_async_and_generator_handlers_are_refused_at_registration() -> None:
+    """Called, they run nothing: the delivery was answered 200 and recorded as done,
+    and a generator's exception (raised while its reply was read) counted as success."""
+    hooks = Hooks()
+
+    async def coroutine(event: Event) -> None: ...
+
+    def generator(event: Event) -> object:
+        yield b"x"
+
+    async def async_generator(event: Event) -> object:
+        yield b"x"
+
+    for func in (coroutine, generator, async_generator):
+        with pytest.raises(ConfigError, match=r"async|generator"):
+            hooks.on("a")(func)
+    assert hooks.router.routes == []

@@ -9,6 +9,7 @@ declared (gidgethub's router returns an unordered set; we do not).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,22 @@ def handler_name(func: Handler) -> str:
     module = getattr(func, "__module__", None) or "?"
     qualname = getattr(func, "__qualname__", None) or repr(func)
     return f"{module}.{qualname}"
+
+
+def _check_runs_when_called(func: Handler) -> None:
+    """Refuse handlers whose body does not run when called (``async def``, ``yield``).
+
+    Called, they return a coroutine or a generator without running a line:
+    the delivery would be answered 200 and recorded as done, its work never
+    done, or done while its reply is read with a failure nobody sees.
+    """
+    target = inspect.unwrap(func)
+    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        raise ConfigError(f"handler {handler_name(func)} is async: handlers are plain functions")
+    if inspect.isgeneratorfunction(target):
+        raise ConfigError(
+            f"handler {handler_name(func)} is a generator (it yields): return its reply instead"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +109,7 @@ class Router:
             raise ConfigError(
                 f"defer={defer!r} is not a queue; use flask_hooks.defer.CeleryQueue(...) or RQQueue(...)"
             )
+        _check_runs_when_called(func)
         checked = tuple(check_pattern(p) for p in patterns)
         if name is not None:
             if not isinstance(name, str) or not name or name != name.strip():
