@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from flask_hooks import ConfigError, Event, Hooks
-from flask_hooks.core.routing import Router, check_pattern, matches
+from flask_hooks.core.routing import Router, check_pattern, handler_name, matches
 from tests.conftest import generic_post
 
 
@@ -112,3 +112,23 @@ def test_async_and_generator_handlers_are_refused_at_registration() -> None:
         with pytest.raises(ConfigError, match=r"async|generator"):
             hooks.on("a")(func)
     assert hooks.router.routes == []
+
+
+def test_one_function_under_two_names_is_refused() -> None:
+    """It ran twice for an event both registrations matched (``"*"`` and ``"order.*"``)."""
+    router = Router()
+
+    def book(event: Event) -> None: ...
+
+    router.add(book, ("*",))
+    with pytest.raises(ConfigError, match="already registered as"):
+        router.add(book, ("order.*",), name="billing.book")
+    router.add(book, ("order.paid",))  # again under the name it has: fine
+    assert [r.name for r in router.match("order.paid")] == [handler_name(book)]
+
+    named = Router()
+    named.add(book, ("a",), name="one")
+    named.add(book, ("a.b",), name="one")
+    with pytest.raises(ConfigError, match="already registered as 'one'"):
+        named.add(book, ("a.b",), name="two")
+    assert [r.name for r in named.match("a.b")] == ["one"]

@@ -116,6 +116,13 @@ class Router:
                 raise ConfigError(f"invalid handler name {name!r}")
             if any(r.name == name and r.func is not func for r in self.routes):
                 raise ConfigError(f"two different handlers are both named {name!r}")
+            known = next((r.name for r in self.routes if r.func is func and r.name != name), None)
+            if known is not None:
+                # Under two names it would run twice for an event both registrations match.
+                raise ConfigError(
+                    f"{handler_name(func)} is already registered as {known!r}: a function is one"
+                    f" handler, recorded under one name; register it again with name={known!r}"
+                )
         else:
             name = self._default_name(func)
         if atomic and defer is not None:
