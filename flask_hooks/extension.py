@@ -207,15 +207,18 @@ class Hooks:
         _check_url_is_free(app, settings.url, settings.prefix)
         store = state.open_store(settings.store, app.instance_path)
         atomic = [r.name for r in self.router.routes if r.atomic]
+        needs = (
+            f"needs a SQL store (flask_hooks.stores.sql.SqlStore, {settings.prefix}STORE="
+            f"'postgresql+psycopg://...'); {store!r} of app {app.import_name!r}"
+            " cannot run it in its transaction"
+        )
         if atomic and not store.supports_atomic:
-            raise ConfigError(
-                f"handlers {', '.join(atomic)} are atomic=True, which needs a SQL store"
-                f" (flask_hooks.stores.sql.SqlStore, {settings.prefix}STORE='postgresql+psycopg://...');"
-                f" {store!r} cannot run them in its transaction"
-            )
+            raise ConfigError(f"handlers {', '.join(atomic)} are atomic=True, which {needs}")
         receiver = Receiver(self, settings, store, app)
         state.receivers[self.name] = receiver
         add_url_rules(app, receiver)
+        if not store.supports_atomic and not self.router.refuse_atomic:
+            self.router.refuse_atomic = needs  # a handler registered after init_app, too
         if "hooks" not in app.cli.commands:
             app.cli.add_command(cli)
 

@@ -132,3 +132,15 @@ def test_one_function_under_two_names_is_refused() -> None:
     with pytest.raises(ConfigError, match="already registered as 'one'"):
         named.add(book, ("a.b",), name="two")
     assert [r.name for r in named.match("a.b")] == ["one"]
+
+
+def test_an_atomic_handler_registered_after_init_app_on_a_store_that_is_not_sql_is_refused(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Not refused, it made every delivery of its type a 500 until the sender gave up."""
+    hooks = Hooks(store="memory://")
+    make_app(hooks)
+    with pytest.raises(ConfigError, match=r"atomic=True.*SqlStore"):
+        hooks.on("order.paid", atomic=True)(lambda event: None)
+    assert hooks.router.routes == []
+    hooks.on("order.paid")(lambda event: None)  # a plain one is fine

@@ -85,6 +85,9 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
         self._cache: dict[str, tuple[Route, ...]] = {}
+        #: Why ``atomic=True`` is refused from now on: a receiver was set up on a store
+        #: that cannot run atomic handlers (``init_app`` sets it; empty: none was).
+        self.refuse_atomic = ""
 
     def add(
         self,
@@ -129,6 +132,8 @@ class Router:
             raise ConfigError(
                 "a handler is either atomic (in the database transaction) or deferred, not both"
             )
+        if atomic and self.refuse_atomic:
+            raise ConfigError(f"handler {name} is atomic=True, which {self.refuse_atomic}")
         route = Route(func, checked, name, defer, atomic)
         self.routes.append(route)
         self._cache.clear()
