@@ -197,3 +197,34 @@ def test_a_handler_outliving_its_lease_does_not_acknowledge(
     assert response.status_code == 409
     assert "Retry-After" in response.headers
     assert calls == ["slow"]
+
+
+def test_a_handler_changing_the_payload_changes_it_for_no_other(
+    make_app: Callable[..., Flask], store_url: str
+) -> None:
+    """The second handler saw the first one's change on the first attempt, and the
+    payload as sent on the retry (the first is not run again): two different inputs."""
+    hooks = Hooks(store=store_url)
+    seen: list[Any] = []
+    fail = {"email": True}
+
+    @hooks.on("payment")
+    def ledger(event: Event) -> None:
+        event.payload["data"]["amount"] = 0
+        event.payload["booked"] = True
+
+    @hooks.on("payment.*")
+    def email(event: Event) -> None:
+        seen.append(event.payload)
+        if fail["email"]:
+            raise RuntimeError("smtp down")
+
+    @hooks.on("*")
+    def audit(event: Event) -> None:
+        seen.append(event.payload)
+
+    client = make_app(hooks).test_client()
+    assert generic_post(client, PAYLOAD).status_code == 500
+    fail["email"] = False
+    assert generic_post(client, PAYLOAD).status_code == 200
+    assert seen == [PAYLOAD, PAYLOAD, PAYLOAD]

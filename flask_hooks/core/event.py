@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Protocol
 
@@ -86,3 +87,23 @@ class Event(NamedTuple):
 
     def __repr__(self) -> str:
         return f"<Event {self.receiver}:{self.type} id={self.id!r}>"
+
+
+def one_each(event: Event, count: int) -> Iterator[Event]:
+    """``event`` for each of ``count`` handlers, every one with the payload as parsed.
+
+    The payload is a plain dict or list, which a handler may change. The next
+    handler must not see the change: on the sender's retry, where the first
+    handler is not run again, it would see another payload than on the first
+    attempt (and a deferred one's job would carry the change). So the first
+    handler gets the event itself and the others each a copy of the payload
+    taken before it ran; one handler costs no copy.
+    """
+    if count < 2 or not isinstance(event.payload, (dict, list)):
+        for _ in range(count):
+            yield event
+        return
+    parsed = copy.deepcopy(event.payload)
+    yield event
+    for _ in range(count - 1):
+        yield event._replace(payload=copy.deepcopy(parsed))

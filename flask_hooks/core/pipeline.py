@@ -37,7 +37,7 @@ from .errors import (
     StoreUnavailable,
     VerificationError,
 )
-from .event import Event, HeaderMap, Headers, header_pairs
+from .event import Event, HeaderMap, Headers, header_pairs, one_each
 from .inbox import Kept, Stored, excerpt, is_text, redact
 from .providers.base import Provider, Tolerance
 from .replies import Declined, accepted, first_reply
@@ -319,10 +319,10 @@ class Pipeline:
         pending = [r for r in routes if r.name not in replies and (rerun is None or r.name in rerun.names)]
         # Only a replay of some handlers can leave others owed; a delivery never does.
         owed = rerun is not None and len(pending) < sum(r.name not in replies for r in routes)
-        for position, route in enumerate(pending):
+        for position, (route, handed) in enumerate(zip(pending, one_each(event, len(pending)), strict=True)):
             try:
                 again = rerun is not None and route.name in rerun.again
-                reply = self._run_one(route, event, token, run, rerun=token if again else "")
+                reply = self._run_one(route, handed, token, run, rerun=token if again else "")
             except Exception as exc:
                 return self._failed(event, route, exc, token, ran, notify, started, at)
             replies[route.name] = reply
