@@ -86,9 +86,13 @@ class SignalRecorder:
             raise KeyError(f"no signal {name!r}; known: {', '.join(SIGNALS)}")
         return [record.kwargs for record in self.records if record.name == name]
 
-    def for_id(self, id: str) -> list[Record]:
-        """Every record about the delivery ``id``."""
-        return [record for record in self.records if record.event_id == id]
+    def for_id(self, id: str, *, receiver: str | None = None) -> list[Record]:
+        """Every record about the delivery ``id`` (to the receiver named ``receiver``, if given)."""
+        return [
+            record
+            for record in self.records
+            if record.event_id == id and receiver in (None, record.kwargs.get("receiver"))
+        ]
 
     def handler_calls(self, id: str | None = None) -> Counter[str]:
         """How often each handler ran (succeeded or raised), optionally for one id."""
@@ -113,10 +117,20 @@ class SignalRecorder:
 
     # Assertions --------------------------------------------------------------
 
-    def assert_processed_once(self, id: str) -> None:
-        """The delivery ``id`` completed exactly once and no handler succeeded twice."""
+    def assert_processed_once(self, id: str, *, receiver: str | None = None) -> None:
+        """The delivery ``id`` completed exactly once and no handler succeeded twice.
+
+        Receivers keep their own ids: when ``id`` reached several, name the one
+        meant with ``receiver``.
+        """
         __tracebackhide__ = True  # a failure points at the test's line, not at this method
-        mine = self.for_id(id)
+        mine = self.for_id(id, receiver=receiver)
+        reached = sorted({str(r.kwargs.get("receiver")) for r in mine})
+        if len(reached) > 1:
+            raise AssertionError(
+                f"delivery {id!r} reached the receivers {', '.join(map(repr, reached))}, each with"
+                f" its own ids: pass receiver=<name>\nsignals:\n{self.timeline()}"
+            )
         done = [r for r in mine if r.name in ("event_handled", "event_ignored")]
         succeeded: Counter[str] = Counter()
         for record in done:
@@ -126,6 +140,8 @@ class SignalRecorder:
             return
         if not done:
             problem = f"delivery {id!r} was never processed"
+            if receiver is not None:
+                problem += f" by receiver {receiver!r}"
             rejected = [r for r in self.records if r.name == "delivery_rejected"]
             if not mine and rejected:
                 problem += f" ({len(rejected)} delivery(ies) rejected)"

@@ -256,3 +256,42 @@ def test_the_clock_only_moves_forward() -> None:
     assert clock.advance_to(50) == 105
     with pytest.raises(ValueError, match="only moves forward"):
         clock.advance(-1)
+
+
+def test_assert_processed_once_with_one_id_on_two_receivers(pytester: pytest.Pytester) -> None:
+    """Receivers keep their own ids: the same id handled once by each was "processed 2 times"."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+        from flask_hooks import Hooks
+
+        shop = Hooks(name="shop", url="/shop", store="memory://", secret="s3cret-shop")
+        billing = Hooks(name="billing", url="/billing", store="memory://", secret="s3cret-billing")
+        shop.on("order.paid")(lambda event: None)
+        billing.on("order.paid")(lambda event: None)
+
+        @pytest.fixture
+        def app(tmp_path):
+            app = Flask("two_receivers", instance_path=str(tmp_path))
+            shop.init_app(app)
+            billing.init_app(app)
+            return app
+
+        def test_each_once(signed_delivery, hook_signals):
+            for receiver in ("shop", "billing"):
+                assert signed_delivery("order.paid", id="evt_1", receiver=receiver).send().status_code == 200
+            hook_signals.assert_processed_once("evt_1", receiver="shop")
+            hook_signals.assert_processed_once("evt_1", receiver="billing")
+            assert len(hook_signals.for_id("evt_1", receiver="shop")) == 2  # verified, handled
+
+        def test_which_one(signed_delivery, hook_signals):
+            for receiver in ("shop", "billing"):
+                signed_delivery("order.paid", id="evt_1", receiver=receiver).send()
+            hook_signals.assert_processed_once("evt_1")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    wanted = "*delivery 'evt_1' reached the receivers 'billing', 'shop', each with its own ids:"
+    result.stdout.fnmatch_lines([wanted + " pass receiver=<name>*"])
