@@ -315,3 +315,13 @@ def test_a_handler_s_retry_is_shown_as_its_reason_not_a_traceback(make_app: Call
     shown = app.test_cli_runner().invoke(args=["hooks", "show", "evt_1"]).output
     assert "Traceback" not in shown and "flask_hooks.core" not in shown
     assert "Retry: bank API down" in shown
+
+
+def test_replay_reads_handler_names_given_as_a_generator_once(shop: Shop) -> None:
+    """The names were read twice (checked, then chosen): the second read found none,
+    so nothing ran and a ``replayed`` attempt was logged all the same."""
+    generic_post(shop.client, PAYLOAD)  # billing.invoice fails
+    shop.fixed = True
+    after = shop.inbox.replay("evt_1", handlers=(name for name in ["billing.invoice"]))
+    assert after.status == "received"
+    assert shop.runs[-1] == ("billing.invoice", True)

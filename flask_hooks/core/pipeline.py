@@ -187,6 +187,7 @@ class Pipeline:
         cfg = self.config
         if isinstance(handlers, str):
             raise TypeError("handlers: a list of handler names, not one string")
+        handlers = None if handlers is None else tuple(handlers)  # read once: a generator, too
         if handlers is not None and not handlers:
             raise ValueError("handlers: name at least one handler (None runs those that have not succeeded)")
         started, now = time.perf_counter(), cfg.clock()
