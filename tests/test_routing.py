@@ -144,3 +144,25 @@ def test_an_atomic_handler_registered_after_init_app_on_a_store_that_is_not_sql_
         hooks.on("order.paid", atomic=True)(lambda event: None)
     assert hooks.router.routes == []
     hooks.on("order.paid")(lambda event: None)  # a plain one is fine
+
+
+
+def test_a_route_added_while_a_type_is_matched_is_not_forgotten() -> None:
+    """A match computed just before another thread's ``add`` was remembered after that add
+    had cleared the cache: the new handler never ran for that type (its deliveries were
+    completed without it) until some other route was added."""
+
+    def old(event: Event) -> None: ...
+    def new(event: Event) -> None: ...
+
+    class Racing(Router):
+        @property  # type: ignore[override]
+        def cache_size(self) -> int:  # read between computing a match and remembering it
+            if len(self.routes) == 1:
+                self.add(new, ("order.paid",))  # what another thread does at that moment
+            return 1024
+
+    router = Racing()
+    router.add(old, ("order.*",))
+    assert [r.func for r in router.match("order.paid")] == [old]  # begun before the add
+    assert [r.func for r in router.match("order.paid")] == [old, new]

@@ -84,7 +84,8 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[Route] = []
-        self._cache: dict[str, tuple[Route, ...]] = {}
+        #: Type -> (how many routes there were, the matches among them).
+        self._cache: dict[str, tuple[int, tuple[Route, ...]]] = {}
         #: Why ``atomic=True`` is refused from now on: a receiver was set up on a store
         #: that cannot run atomic handlers (``init_app`` sets it; empty: none was).
         self.refuse_atomic = ""
@@ -153,16 +154,21 @@ class Router:
 
     def match(self, type: str) -> tuple[Route, ...]:
         """Every route accepting ``type``, in order, each handler once."""
-        found = self._cache.get(type)
-        if found is None:
-            seen: set[str] = set()
-            out = []
-            for route in self.routes:
-                if route.name not in seen and route.accepts(type):
-                    seen.add(route.name)
-                    out.append(route)
-            found = tuple(out)
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[type] = found
+        # Routes are only ever appended, so their number tells whether a remembered match is
+        # current: one computed while another thread added a route is remembered after that
+        # add cleared the cache, and must not hide the new route.
+        known = len(self.routes)
+        cached = self._cache.get(type)
+        if cached is not None and cached[0] == known:
+            return cached[1]
+        seen: set[str] = set()
+        out = []
+        for route in self.routes[:known]:
+            if route.name not in seen and route.accepts(type):
+                seen.add(route.name)
+                out.append(route)
+        found = tuple(out)
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[type] = (known, found)
         return found
