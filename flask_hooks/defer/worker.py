@@ -141,8 +141,9 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         raise failure
     store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
     log_quietly(store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,)))
+    # The same arguments as the request's event_handled: a subscriber may name ``deferred``.
     signals.send_safely(
-        signals.event_handled, app, receiver=receiver.name, event=event, handlers=(route.name,)
+        signals.event_handled, app, receiver=receiver.name, event=event, handlers=(route.name,), deferred=()
     )
     return "handled"
 
