@@ -219,8 +219,13 @@ def test_replaying_a_completed_delivery_runs_nothing_unless_named(shop: Any) -> 
     app, hooks, bug, booked = shop
     bug.fixed = True
     generic_post(app.test_client(), PAYLOAD)
-    after = hooks.inbox(app).replay("evt_1")
+    replayed: list[dict[str, Any]] = []
+    with signals.delivery_replayed.connected_to(lambda _s, **kw: replayed.append(kw), app):
+        after = hooks.inbox(app).replay("evt_1")
     assert after.status == "received"
+    # A replay with nothing to run is still one an operator made: subscribers hear of it.
+    heard = [(kw["event"].id, kw["event"].replayed, kw["outcome"]) for kw in replayed]
+    assert heard == [("evt_1", True, "received")]
     assert booked == ["evt_1"] and len(bug.calls) == 1  # the last handler has no mark: still not rerun
     hooks.inbox(app).replay("evt_1", handlers=["billing.invoice"])
     assert bug.calls == [("evt_1", False), ("evt_1", True)] and booked == ["evt_1"]

@@ -216,8 +216,10 @@ class Pipeline:
         claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=chosen, keep=keep)
         if claim.state == "inflight":
             raise InFlight(after=claim.retry_after)
-        if claim.state == "done":
-            return Outcome(claim.outcome or "received")  # nothing to run, nothing changed
+        if claim.state == "done":  # nothing to run, nothing changed; subscribers hear of it all the same
+            done = Outcome(claim.outcome or "received", event=event)
+            notify("delivery_replayed", receiver=cfg.name, event=event, outcome=done.kind)
+            return done
         # Completed: every handler but the chosen ones succeeded (reopen marked them, `keep`),
         # and the recorded reply stays the one duplicates get. A chosen handler that succeeded
         # before runs as a job of its own if deferred; one still owed keeps its queued job's.
