@@ -228,3 +228,17 @@ def test_a_handler_changing_the_payload_changes_it_for_no_other(
     fail["email"] = False
     assert generic_post(client, PAYLOAD).status_code == 200
     assert seen == [PAYLOAD, PAYLOAD, PAYLOAD]
+
+
+def test_a_deeply_nested_payload_reaches_every_handler(make_app: Callable[..., Flask]) -> None:
+    """Each handler's own payload is parsed again, not copied: ``copy.deepcopy`` raised a
+    RecursionError (a 500, the claim held) on nesting the JSON parser takes."""
+    hooks = Hooks(store="memory://")
+    seen: list[str] = []
+    hooks.on("deep", name="first")(lambda event: seen.append("first"))
+    hooks.on("deep", name="second")(lambda event: seen.append("second"))
+    client = make_app(hooks).test_client()
+    depth = 900
+    body = b'{"id": "evt_deep", "type": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
+    assert generic_post(client, body).get_json() == {"status": "received"}
+    assert seen == ["first", "second"]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple, Protocol
 
 
@@ -89,21 +88,21 @@ class Event(NamedTuple):
         return f"<Event {self.receiver}:{self.type} id={self.id!r}>"
 
 
-def one_each(event: Event, count: int) -> Iterator[Event]:
+
+def one_each(event: Event, count: int, parse: Callable[[], Any]) -> Iterator[Event]:
     """``event`` for each of ``count`` handlers, every one with the payload as parsed.
 
     The payload is a plain dict or list, which a handler may change. The next
     handler must not see the change: on the sender's retry, where the first
     handler is not run again, it would see another payload than on the first
     attempt (and a deferred one's job would carry the change). So the first
-    handler gets the event itself and the others each a copy of the payload
-    taken before it ran; one handler costs no copy.
+    handler gets the event itself and each other one the payload parsed again
+    from the same bytes by ``parse`` (a copy would have limits of its own: a
+    nested payload the parser takes can be too deep for ``copy.deepcopy``).
     """
-    if count < 2 or not isinstance(event.payload, (dict, list)):
-        for _ in range(count):
-            yield event
+    if count < 1:
         return
-    parsed = copy.deepcopy(event.payload)
     yield event
+    shared = not isinstance(event.payload, (dict, list))
     for _ in range(count - 1):
-        yield event._replace(payload=copy.deepcopy(parsed))
+        yield event if shared else event._replace(payload=parse())

@@ -322,7 +322,8 @@ class Pipeline:
         pending = [r for r in routes if r.name not in replies and (rerun is None or r.name in rerun.names)]
         # Only a replay of some handlers can leave others owed; a delivery never does.
         owed = rerun is not None and len(pending) < sum(r.name not in replies for r in routes)
-        for position, (route, handed) in enumerate(zip(pending, one_each(event, len(pending)), strict=True)):
+        fresh = one_each(event, len(pending), lambda: cfg.provider.parse(event.headers, event.body).payload)
+        for position, (route, handed) in enumerate(zip(pending, fresh, strict=True)):
             try:
                 again = rerun is not None and route.name in rerun.again
                 reply = self._run_one(route, handed, token, run, rerun=token if again else "")
