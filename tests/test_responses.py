@@ -396,16 +396,21 @@ def test_a_before_request_hook_reading_the_form_leaves_the_body_to_verify(
     assert [event.body for event in seen] == [SLACK_BODY]
 
 
+@pytest.mark.parametrize("hook", ["registered after init_app", "registered before"])
 @pytest.mark.parametrize("framing", ["CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"])
 def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
-    make_app: Callable[..., Flask], framing: str
+    make_app: Callable[..., Flask], framing: str, hook: str
 ) -> None:
     # gunicorn's input is read once: a logging hook's get_json() used to leave the receiver nothing.
     hooks = Hooks(store="memory://")
     seen: list[Event] = []
     hooks.on("*")(seen.append)
-    app = make_app(hooks)
-    app.before_request(lambda: request.get_json(silent=True) and None)
+    app = make_app()
+    if hook == "registered before":
+        app.before_request(lambda: request.get_json(silent=True) and None)
+    hooks.init_app(app)
+    if hook != "registered before":
+        app.before_request(lambda: request.get_json(silent=True) and None)
     body = json.dumps(payload()).encode()
     response = app.test_client().post(
         "/webhooks",
