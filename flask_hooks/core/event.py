@@ -88,21 +88,17 @@ class Event(NamedTuple):
         return f"<Event {self.receiver}:{self.type} id={self.id!r}>"
 
 
-
-def one_each(event: Event, count: int, parse: Callable[[], Any]) -> Iterator[Event]:
-    """``event`` for each of ``count`` handlers, every one with the payload as parsed.
+def own_payload(event: Event, parse: Callable[[HeaderMap, bytes], Any]) -> Event:
+    """``event`` for a handler after the first of a delivery, with the payload of its own.
 
     The payload is a plain dict or list, which a handler may change. The next
     handler must not see the change: on the sender's retry, where the first
     handler is not run again, it would see another payload than on the first
-    attempt (and a deferred one's job would carry the change). So the first
-    handler gets the event itself and each other one the payload parsed again
-    from the same bytes by ``parse`` (a copy would have limits of its own: a
-    nested payload the parser takes can be too deep for ``copy.deepcopy``).
+    attempt (and a deferred one's job would carry the change). So each handler
+    after the first gets the payload parsed again from the same bytes by
+    ``parse`` (the provider's; a copy would have limits of its own: a nested
+    payload the parser takes can be too deep for ``copy.deepcopy``).
     """
-    if count < 1:
-        return
-    yield event
-    shared = not isinstance(event.payload, (dict, list))
-    for _ in range(count - 1):
-        yield event if shared else event._replace(payload=parse())
+    if not isinstance(event.payload, (dict, list)):
+        return event
+    return event._replace(payload=parse(event.headers, event.body).payload)

@@ -37,7 +37,7 @@ from .errors import (
     StoreUnavailable,
     VerificationError,
 )
-from .event import Event, HeaderMap, Headers, header_pairs, one_each
+from .event import Event, HeaderMap, Headers, header_pairs, own_payload
 from .inbox import Kept, Stored, excerpt, is_text, redact
 from .providers.base import Provider, Tolerance
 from .replies import Declined, accepted, first_reply
@@ -322,9 +322,9 @@ class Pipeline:
         pending = [r for r in routes if r.name not in replies and (rerun is None or r.name in rerun.names)]
         # Only a replay of some handlers can leave others owed; a delivery never does.
         owed = rerun is not None and len(pending) < sum(r.name not in replies for r in routes)
-        fresh = one_each(event, len(pending), lambda: cfg.provider.parse(event.headers, event.body).payload)
-        for position, (route, handed) in enumerate(zip(pending, fresh, strict=True)):
+        for position, route in enumerate(pending):
             try:
+                handed = own_payload(event, cfg.provider.parse) if position else event
                 again = rerun is not None and route.name in rerun.again
                 reply = self._run_one(route, handed, token, run, rerun=token if again else "")
             except Exception as exc:
