@@ -408,6 +408,31 @@ def test_a_row_locked_elsewhere_is_a_bounded_wait_on_postgres(pg_url: str, given
         engine.dispose()
 
 
+def refused_while_held(engine: sa.Engine, hold: str, call: Callable[[], object], **params: Any) -> bool:
+    """Whether ``call``, made while another connection holds what ``hold`` locks, ended in
+    :class:`StoreUnavailable` before the holder let go (a bounded wait), in another thread."""
+    outcomes: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcomes.append(None)
+        except StoreUnavailable as exc:
+            outcomes.append(exc)
+
+    with engine.connect() as foreign:  # another program holds it
+        foreign.execute(sa.text(hold), params)
+        thread = threading.Thread(target=run)
+        thread.start()
+        for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
+            thread.join(0.05)
+            if not thread.is_alive():
+                break
+        foreign.rollback()
+    thread.join()
+    return len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+
+
 @pytest.mark.parametrize("given", [False, True], ids=["url", "engine"])
 def test_tables_being_created_elsewhere_are_a_bounded_wait_on_postgres(
     pg_url: str,  # noqa: F811
@@ -420,27 +445,11 @@ def test_tables_being_created_elsewhere_are_a_bounded_wait_on_postgres(
 
     engine = sa.create_engine(pg_url)
     store = SqlStore(engine, timeout=0.3) if given else SqlStore(pg_url, timeout=0.3)
-    errors: list[BaseException | None] = []
-
-    def first_use() -> None:
-        try:
-            store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
-            errors.append(None)
-        except StoreUnavailable as exc:
-            errors.append(exc)
-
     try:
-        with engine.connect() as foreign:
-            foreign.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-            thread = threading.Thread(target=first_use)
-            thread.start()
-            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
-                thread.join(0.05)
-                if not thread.is_alive():
-                    break
-            foreign.rollback()
-        thread.join()
-        assert len(errors) == 1 and isinstance(errors[0], StoreUnavailable)
+        hold = "SELECT pg_advisory_xact_lock(:k)"
+        assert refused_while_held(
+            engine, hold, lambda: store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL), k=_SCHEMA_LOCK
+        )
         assert store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL).state == "new"
     finally:
         store.close()
@@ -455,31 +464,15 @@ def test_a_url_with_its_own_options_still_bounds_lock_waits_on_postgres(pg_url: 
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE SCHEMA hooks"))
     store = SqlStore(f"{pg_url}?options=-csearch_path%3Dhooks%20-cstatement_timeout%3D7s", timeout=0.3)
-    outcomes: list[BaseException | None] = []
-
-    def claim_again() -> None:
-        try:
-            store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
-            outcomes.append(None)
-        except StoreUnavailable as exc:
-            outcomes.append(exc)
-
     try:
         store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "7s"
             assert conn.execute(sa.text("SHOW lock_timeout")).scalar() == "300ms"
-        with engine.connect() as foreign:  # another program holds the row
-            foreign.execute(sa.text("SELECT 1 FROM hooks.flask_hooks_deliveries FOR UPDATE"))
-            thread = threading.Thread(target=claim_again)
-            thread.start()
-            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
-                thread.join(0.05)
-                if not thread.is_alive():
-                    break
-            foreign.rollback()
-        thread.join()
-        assert len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+        hold = "SELECT 1 FROM hooks.flask_hooks_deliveries FOR UPDATE"
+        assert refused_while_held(
+            engine, hold, lambda: store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
+        )
         assert store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL).state == "new"
     finally:
         store.close()
@@ -493,28 +486,12 @@ def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -
     pytest.importorskip("pg8000")
     store = SqlStore(pg_url.replace("+psycopg", "+pg8000"), timeout=0.3)
     engine = sa.create_engine(pg_url)
-    outcomes: list[BaseException | None] = []
-
-    def claim_again() -> None:
-        try:
-            store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
-            outcomes.append(None)
-        except StoreUnavailable as exc:
-            outcomes.append(exc)
-
     try:
         store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
-        with engine.connect() as foreign:  # another program holds the row
-            foreign.execute(sa.text("SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"))
-            thread = threading.Thread(target=claim_again)
-            thread.start()
-            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
-                thread.join(0.05)
-                if not thread.is_alive():
-                    break
-            foreign.rollback()
-        thread.join()
-        assert len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+        hold = "SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"
+        assert refused_while_held(
+            engine, hold, lambda: store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
+        )
         assert store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL).state == "new"
     finally:
         store.close()
@@ -527,28 +504,10 @@ def test_reads_of_tables_locked_elsewhere_are_a_bounded_wait_on_an_engine_given(
     dashboard, the CLI) waited without bound. A 503 now, then they work again."""
     engine = sa.create_engine(pg_url)
     store = SqlStore(engine, timeout=0.3)
-    outcomes: list[BaseException | None] = []
-
-    def read() -> None:
-        try:
-            store.deliveries(NS)
-            outcomes.append(None)
-        except StoreUnavailable as exc:
-            outcomes.append(exc)
-
     try:
         store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
-        with engine.connect() as foreign:
-            foreign.execute(sa.text("LOCK TABLE flask_hooks_log IN ACCESS EXCLUSIVE MODE"))
-            thread = threading.Thread(target=read)
-            thread.start()
-            for _ in range(200):  # bounded in count: a wait for the holder outlasts them all
-                thread.join(0.05)
-                if not thread.is_alive():
-                    break
-            foreign.rollback()
-        thread.join()
-        assert len(outcomes) == 1 and isinstance(outcomes[0], StoreUnavailable)
+        hold = "LOCK TABLE flask_hooks_log IN ACCESS EXCLUSIVE MODE"
+        assert refused_while_held(engine, hold, lambda: store.deliveries(NS))
         assert store.deliveries(NS) == []
         assert store.get(NS, "evt_1") is None
     finally:
