@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from typing import Any
@@ -187,32 +188,36 @@ def _take_body(app: Flask, req: Request, limit: int) -> bytes | BodyTooLarge | P
 
 
 def _read_body(req: Request, limit: int) -> bytes:
-    """The 413 comes from Content-Length before reading, or while streaming.
+    """The body, from the WSGI input itself; the 413 from Content-Length before reading,
+    or while reading a body without one, which is read to ``limit + 1``.
 
-    Werkzeug's own ``max_content_length`` silently truncates a chunked
-    body at the limit, so a body without a length is read to ``limit + 1``.
-    A body shorter than its Content-Length is a 400.
+    Read as PEP 3333 allows: up to Content-Length, or to the end of an input
+    the server terminates (gunicorn's, also for chunked bodies); with neither,
+    nothing may be read. Werkzeug's own reading path (its limited stream, its
+    limit read through the app proxy) cost more than the rest of a delivery's
+    receipt. The input is then replaced by the bytes read, so whatever reads the
+    request later (a handler's ``request.get_data()``) reads the same body. A
+    body shorter than its Content-Length is a 400.
     """
     environ = req.environ
     length = get_content_length(environ)  # from the environ: no headers object built
     if length is not None and length > limit:
         raise BodyTooLarge()
-    if length is not None and not environ.get("wsgi.input_terminated"):
-        return req.get_data(cache=True)  # werkzeug bounds the read by Content-Length
-    # A server that terminates the input (gunicorn does for every request) is
-    # read to EOF or to Content-Length, as werkzeug reads any other server's:
-    # a read sized by the limit made gunicorn allocate a buffer that large.
-    stream = req.stream
+    if length is None and not environ.get("wsgi.input_terminated"):
+        return b""
+    # Read to the length or the limit, not in one read sized by the limit:
+    # gunicorn allocated a buffer that large. Short reads are allowed by WSGI.
+    stream = environ["wsgi.input"]
     want = limit + 1 if length is None else length
-    body = stream.read(want)
+    body: bytes = stream.read(want)
     if len(body) < want and body:
-        # Short reads are allowed by WSGI; keep reading to the end, the length or the limit.
         chunks = [body]
         size = len(body)
         while size < want and (chunk := stream.read(want - size)):
             chunks.append(chunk)
             size += len(chunk)
         body = b"".join(chunks)
+    environ["wsgi.input"] = io.BytesIO(body)
     if len(body) > limit:
         raise BodyTooLarge()
     if length is not None and len(body) != length:

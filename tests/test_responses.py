@@ -426,6 +426,27 @@ def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
     assert [event.body for event in seen] == [body]
 
 
+@pytest.mark.parametrize("terminated", [False, True], ids=["test client", "gunicorn's input"])
+def test_a_handler_reading_the_request_reads_the_same_body(
+    make_app: Callable[..., Flask], terminated: bool
+) -> None:
+    # The receiver reads the WSGI input itself; what reads the request after it reads the same bytes.
+    hooks = Hooks(store="memory://")
+    seen: list[bytes] = []
+    hooks.on("*")(lambda event: seen.extend([request.get_data(), json.dumps(request.get_json()).encode()]))
+    app = make_app(hooks)
+    body = json.dumps(payload()).encode()
+    response = app.test_client().post(
+        "/webhooks",
+        data=body,
+        content_type="application/json",
+        headers={"X-Webhook-Signature": generic_signature(body)},
+        environ_overrides={"wsgi.input_terminated": True} if terminated else {},
+    )
+    assert response.status_code == 200
+    assert seen == [body, body]
+
+
 @pytest.mark.parametrize("framing", ["", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"])
 def test_max_body_is_the_limit_not_the_apps_max_content_length(
     make_app: Callable[..., Flask], framing: str
