@@ -100,9 +100,10 @@ def _request_copies(body: bytes, headers: dict[str, str]) -> list[Row]:
             out["hooks"],
             "copies",
             baseline=out["plain"],
-            note="the request keeps one copy (the body bytes); verify adds none. The peak is "
-            "werkzeug's get_data (reads chunks, then joins them: 2 copies) and json.loads "
-            "(decodes to str, then builds the payload's strings), the same in both apps",
+            note="the request keeps one copy (the body bytes); verify adds none. The receiver reads "
+            "the WSGI input once (1 copy), the reference's werkzeug get_data reads chunks, then "
+            "joins them (2 copies); json.loads decodes to str, then builds the payload's strings, "
+            "in both apps",
         )
     ]
 
