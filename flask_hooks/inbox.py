@@ -109,7 +109,12 @@ def mask(payload: Any, fields: Collection[str]) -> Any:
 def hidden(delivery: Delivery, secrets: Collection[str]) -> list[str]:
     """What no view of ``delivery`` may show: ``secrets`` (its receiver's) and the
     values of its body's credential fields, wherever else the body quotes them."""
-    return [*secrets, *field_values(delivery.payload, delivery.masked)] if delivery.masked else [*secrets]
+    return _hidden(delivery.body, delivery.masked, secrets)
+
+
+def _hidden(body: bytes, masked: Collection[str], secrets: Collection[str]) -> list[str]:
+    # The body is parsed only when the provider declares credential fields in it.
+    return [*secrets, *field_values(payload_of(body), masked)] if masked else [*secrets]
 
 
 def blank(payload: Any, secrets: Collection[str]) -> Any:
@@ -152,8 +157,7 @@ class Inbox:
     def _delivery(self, stored: Stored) -> Delivery:
         routes = self.receiver.hooks.router.match(stored.type)
         masked = self.receiver.provider.redacted_fields
-        fields = field_values(payload_of(stored.body), masked) if masked else []
-        secrets = [*self.receiver.secrets, *fields]  # blanked in kept tracebacks and headers
+        secrets = _hidden(stored.body, masked, self.receiver.secrets)  # blanked in tracebacks and headers
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}
