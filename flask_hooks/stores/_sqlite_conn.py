@@ -66,6 +66,8 @@ class Connections:
         if path in ("", ":memory:") or path.startswith("file:"):
             raise ValueError(f"{path!r}: {NOT_A_FILE}")
         self.path = path
+        # What a fenced write checks is still the file it opened (:meth:`_replaced`).
+        self._paths = (path, path + "-wal", path + "-shm")
         self.timeout = timeout
         self.synchronous = synchronous.upper()
         #: The mode of the writes that need not wait for the disk (see ``_write``).
@@ -192,7 +194,7 @@ class Connections:
 
     def _files(self) -> Files:
         """The (device, inode) of the files now at ``path``; :class:`FileNotFoundError` if one is missing."""
-        stats = [os.stat(self.path + suffix) for suffix in ("", "-wal", "-shm")]
+        stats = [os.stat(path) for path in self._paths]
         return tuple((st.st_dev, st.st_ino) for st in stats)
 
     def _replaced(self, files: Files) -> bool:
