@@ -130,7 +130,7 @@ def receive() -> Response:
     """
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     taken = req.environ.pop(_BODY, None)
-    if taken is None:  # dispatched without the preprocessor
+    if taken is None:  # dispatched without read_first (the app's hook list was replaced)
         app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
         receiver = get_state(app).endpoints[req.endpoint or ""]
         taken = receiver, _take_body(app, req, receiver.settings.max_body)
@@ -228,11 +228,12 @@ def _read_body(req: Request, limit: int) -> bytes:
 def _lift_app_limit(app: Flask, req: Request, limit: int) -> None:
     """``max_body`` is this URL's limit, not the app's ``MAX_CONTENT_LENGTH``.
 
-    A smaller app limit made werkzeug answer first, with its HTML 413 that
-    no signal or log line reports, and refused bodies ``max_body`` allows.
-    It is raised to one byte over ``max_body``, what is read to tell a body
-    over the limit, so werkzeug's never fires before ours. Read from the
-    config, which is what the request's limit is until a view sets it.
+    The receiver reads the input itself, but the app's hooks and the handlers
+    that read the request after it go through werkzeug, whose smaller app
+    limit would refuse a body ``max_body`` allows with its HTML 413, which no
+    signal or log line reports. It is raised to one byte over ``max_body``.
+    Read from the config, which is what the request's limit is until a view
+    sets it.
     """
     app_limit = app.config.get("MAX_CONTENT_LENGTH")
     if app_limit is not None and app_limit <= limit:
