@@ -196,6 +196,20 @@ LOG_STATUSES = (
 )
 
 
+class LogStatus(click.Choice):
+    """One of the log's words; ``failed``, the inbox's word (``replay --status``), says which it means."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if value == "failed":
+            self.fail(
+                "'failed' is a delivery's state in the inbox (flask hooks replay --status failed);"
+                " the log's word for an attempt whose handler failed is 'error'",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
 def last_line(error: str) -> str:
     """The exception line of a traceback (``KeyError: 'customer'``)."""
     lines = error.strip().splitlines()
@@ -274,7 +288,7 @@ def _nothing_found(
 
 @cli.command("deliveries")
 @click.option("--receiver", "receiver_name", metavar="NAME", help="Only this receiver (default: all).")
-@click.option("--status", type=click.Choice(LOG_STATUSES), help="Only this outcome.")
+@click.option("--status", type=LogStatus(LOG_STATUSES), help="Only this outcome.")
 @click.option(
     "--type",
     "pattern",

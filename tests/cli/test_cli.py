@@ -285,9 +285,13 @@ def test_deliveries_filters_by_type_age_and_id_and_names_the_failing_handler(mak
 
 def test_deliveries_refuses_an_unknown_status_and_a_malformed_duration(make_app: MakeApp) -> None:
     app = make_app(Hooks())
-    status = run(app, "deliveries", "--status", "failed")
+    status = run(app, "deliveries", "--status", "done")
     assert status.exit_code == 2
-    assert "'failed' is not one of 'received', 'ignored', 'duplicate', 'error', 'retry'," in status.stderr
+    assert "'done' is not one of 'received', 'ignored', 'duplicate', 'error', 'retry'," in status.stderr
+    # The inbox's word (replay --status failed) is pointed to the log's.
+    inbox_word = run(app, "deliveries", "--status", "failed")
+    assert inbox_word.exit_code == 2
+    assert "the log's word for an attempt whose handler failed is 'error'" in inbox_word.stderr
     since = run(app, "deliveries", "--since", "2 hours")
     assert since.exit_code == 2
     assert "Invalid value for '--since': '2 hours' is not a duration: use a number and a unit" in since.stderr
