@@ -27,6 +27,9 @@ from ..core.scrub import scrub
 from ..extension import Receiver, get_receiver
 from .base import HandlerFailed, Held, Job, handler_key, handler_namespace, log
 
+#: Seconds between tries to mark a delivery failed while another holds it, doubling up to the max.
+_MARK_PAUSE, _MARK_PAUSE_MAX = 0.01, 1.0
+
 _apps: dict[str, Flask] = {}
 _apps_lock = threading.Lock()
 
@@ -187,9 +190,12 @@ def _mark_failed(receiver: Receiver, handler: str, job: Job) -> None:
     Only synchronous handlers keep their success: a deferred one's is its worker's record,
     which a plain replay's job consults (a duplicate where it succeeded, a run where it
     failed). A failed re-run frees the handler's plain record too, which its first run
-    completed, so that job runs it. Nothing is marked while a sender's retry, a replay or
-    the web request itself holds the delivery, nor when it is gone or the store is down:
-    the failure is then only the attempt logged with its traceback.
+    completed, so that job runs it. While a sender's retry, a replay or the web request
+    itself holds the delivery (a worker in another process can fail before the request
+    that enqueued the job has answered), the mark waits for it to let go, for at most a
+    lease: a holder that keeps it longer renews it or has crashed. Nothing is marked when
+    the delivery is gone or the store is down: the failure is then only the attempt logged
+    with its traceback.
     """
     store, ns, lease, id = receiver.store, receiver.ns, receiver.settings.lease, job.event.id
     if receiver.pipeline.leases.after_drop(ns, id, lambda: _mark_failed(receiver, handler, job)):
@@ -197,10 +203,15 @@ def _mark_failed(receiver: Receiver, handler: str, job: Job) -> None:
     routes = receiver.hooks.router.match(job.event.type)
     deferred = {handler, *(r.name for r in routes if r.defer)}  # unmarked, even if "enqueued"
     kept = [r.name for r in routes if r.name not in deferred]
+    deadline, pause = time.monotonic() + lease, _MARK_PAUSE
     try:
         if job.rerun:
             store.forget(handler_namespace(ns), handler_key(id, handler), now=receiver.now(), lease=lease)
         claim = store.reopen(ns, id, now=receiver.now(), lease=lease, rerun=deferred, keep=kept)
+        while claim.state == "inflight" and time.monotonic() + pause <= deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, _MARK_PAUSE_MAX)
+            claim = store.reopen(ns, id, now=receiver.now(), lease=lease, rerun=deferred, keep=kept)
         if claim.state == "new":
             store.release(ns, id, claim.token, now=receiver.now())
             return

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -334,3 +336,41 @@ def test_a_job_run_inline_that_fails_for_good_is_marked_once_the_request_lets_go
     broken[0] = False
     assert inbox.replay("evt_1").status == "received"
     assert len(queue.jobs) == 3
+
+
+def test_a_failure_for_good_while_another_thread_holds_the_delivery_is_marked_once_it_lets_go(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A worker elsewhere fails ``ship`` for good before the request that enqueued it has
+    answered (its last handler still runs): the mark waits for the request, not given up."""
+    app, hooks, queue = two_deferred(make_app, {"ship"})
+    running, go = threading.Event(), threading.Event()
+
+    @hooks.on("payment.succeeded", name="zz_last")
+    def last(event: Event) -> None:
+        running.set()
+        assert go.wait(30)
+
+    answers: list[int] = []
+    request = threading.Thread(target=lambda: answers.append(send(app).status_code))
+    request.start()
+    assert running.wait(30)
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        with app.app_context():
+            try:
+                perform(jobs_for(queue, "ship")[0], final=True)
+            except RuntimeError as exc:
+                failures.append(exc)
+
+    working = threading.Thread(target=worker)
+    working.start()
+    while not [entry for entry in hooks.inbox(app).get("evt_1").attempts if entry.failed]:  # type: ignore[union-attr]
+        time.sleep(0.01)  # the worker's run has failed; its mark waits for the request
+    go.set()
+    request.join(30)
+    working.join(30)
+    assert answers == [200] and len(failures) == 1
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None and delivery.status == "failed" and delivery.handlers["ship"] == "failed"
