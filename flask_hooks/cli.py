@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import traceback
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -196,10 +197,10 @@ LOG_STATUSES = (
 )
 
 
-class LogStatus(click.Choice):
+class LogStatus(click.Choice):  # type: ignore[type-arg]  # generic since click 8.2; Flask allows 8.1
     """One of the log's words; ``failed``, the inbox's word (``replay --status``), says which it means."""
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if value == "failed":
             self.fail(
                 "'failed' is a delivery's state in the inbox (flask hooks replay --status failed);"
