@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wsgi import get_content_length
 
 from . import signals
@@ -18,7 +19,7 @@ from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
 from .core.event import Event
 from .core.routing import Route
-from .extension import Receiver, get_state, served_by
+from .extension import Receiver, get_state
 from .stores.base import Reply
 
 log = logging.getLogger("flask_hooks")
@@ -33,19 +34,7 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     base = receiver.settings.url.rstrip("/")
     rules = [base, base + "/"] if base else ["/"]
     state = get_state(app)
-    # Methods no other view of the app serves there get a JSON 405 of ours.
-    others = [m for m in _OTHER_METHODS if all(served_by(app, rule, m) is None for rule in rules)]
     for suffix, rule in zip(("", ".slash"), rules, strict=False):
-        if others:
-            app.add_url_rule(
-                rule,
-                endpoint=f"flask_hooks.{receiver.name}{suffix}.refuse",
-                view_func=refuse,
-                methods=others,
-                strict_slashes=False,
-                merge_slashes=False,
-                provide_automatic_options=False,
-            )
         endpoint = f"flask_hooks.{receiver.name}{suffix}"
         state.endpoints[endpoint] = receiver
         app.add_url_rule(
@@ -63,9 +52,6 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     exempt_from_csrf(app)
 
 
-_OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
 def exempt_from_csrf(app: Flask) -> None:
     """Deliveries carry a signature, not a form token: exempt them from Flask-WTF.
 
@@ -76,8 +62,7 @@ def exempt_from_csrf(app: Flask) -> None:
     """
     csrf = app.extensions.get("csrf")
     if csrf is not None and callable(getattr(csrf, "exempt", None)):
-        for view in (receive, refuse):
-            csrf.exempt(f"{view.__module__}.{view.__name__}")
+        csrf.exempt(f"{receive.__module__}.{receive.__name__}")
     elif _late_csrf_exempt not in app.before_request_funcs.get(None, ()):
         app.before_request(_late_csrf_exempt)
 
@@ -99,7 +84,7 @@ def _late_csrf_exempt() -> None:
 _BODY = "flask_hooks.body"
 
 
-def read_first() -> None:
+def read_first() -> Response | None:
     """Read a delivery's body before the app's other ``before_request`` hooks run.
 
     A hook that reads ``request.form``, ``request.values`` or
@@ -111,15 +96,43 @@ def read_first() -> None:
     preprocessor would run earlier still, but Flask looks up the request's
     endpoint and view arguments through its proxies to call one: about 20k
     instructions on every request, 4 % of a delivery.)
+
+    A request that found no view (a 404, a 405) has no endpoint: see
+    :func:`_refused_method`.
     """
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     endpoint = req.endpoint
-    if endpoint is None or not endpoint.startswith("flask_hooks."):
-        return
+    if endpoint is None:
+        return _refused_method(req)
+    if not endpoint.startswith("flask_hooks."):
+        return None
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     receiver = get_state(app).endpoints.get(endpoint)
     if receiver is not None:
         req.environ[_BODY] = receiver, _take_body(app, req, receiver.settings.max_body)
+    return None
+
+
+def _refused_method(req: Request) -> Response | None:
+    """Every method but POST at a receiver's URL: our JSON 405, not werkzeug's HTML page.
+
+    Werkzeug answers a method no rule at the path lists (``PUT``, but also
+    ``PROPFIND`` or a made-up verb) with its routing error, which Flask
+    raises only after the ``before_request`` hooks: so a rule listing
+    methods cannot cover them all, and this check can. A method another
+    view of the app serves at the path (a page at ``GET /webhooks``, added
+    before or after the receiver) reaches that view and never gets here.
+    """
+    error = req.routing_exception
+    if not isinstance(error, MethodNotAllowed) or "POST" not in (error.valid_methods or ()):
+        return None
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    adapter = app.create_url_adapter(req)
+    try:
+        endpoint = adapter.match(method="POST")[0] if adapter is not None else None
+    except HTTPException:
+        return None
+    return refuse() if endpoint in get_state(app).endpoints else None
 
 
 def receive() -> Response:
@@ -259,6 +272,6 @@ def render(value: object) -> Reply | None:
 
 
 def refuse() -> Response:
-    """Every method but POST at a receiver's URL: a JSON 405, like every other answer."""
+    """The answer to every method but POST at a receiver's URL: a JSON 405, like every other answer."""
     body = json.dumps({"status": "method not allowed", "reason": "deliveries are POSTed"})
     return Response(body, status=405, headers={"Allow": "POST"}, mimetype="application/json")

@@ -481,6 +481,29 @@ def test_other_methods_get_a_json_405_unless_the_app_serves_them(tmp_path: Any) 
     assert bare.test_client().get("/webhooks/").get_json()["status"] == "method not allowed"
 
 
+def test_a_view_added_after_the_receiver_serves_its_methods_and_others_get_the_json_405(
+    tmp_path: Any,
+) -> None:
+    # The receiver's rules listed GET, PUT, PATCH, DELETE and OPTIONS for its 405: a page
+    # added later at GET /webhooks was never reached, and PROPFIND got werkzeug's HTML 405.
+    app = Flask("later", instance_path=str(tmp_path))
+    app.config["HOOKS_SECRET"] = SECRET
+    Hooks(app, store="memory://")
+    app.add_url_rule("/webhooks", "docs", lambda: "how to send us webhooks")
+    app.add_url_rule("/webhooks", "lock", lambda: "locked", methods=["LOCK"])
+    app.add_url_rule("/elsewhere", "elsewhere", lambda: "elsewhere", methods=["PUT"])
+    client = app.test_client()
+    assert client.get("/webhooks").data == b"how to send us webhooks"
+    assert client.open("/webhooks", method="LOCK").data == b"locked"
+    for method in ("PROPFIND", "FOO", "DELETE"):
+        response = client.open("/webhooks", method=method)
+        assert (response.status_code, response.headers["Allow"]) == (405, "POST")
+        assert response.get_json() == {"status": "method not allowed", "reason": "deliveries are POSTed"}
+    # A 405 or a 404 at another URL is the app's, as before.
+    assert client.get("/elsewhere").mimetype == "text/html"
+    assert client.open("/nowhere", method="FOO").status_code == 404
+
+
 def test_a_secret_parsed_from_the_environment_as_a_number_is_a_config_error(tmp_path: Any) -> None:
     app = Flask("env_secret", instance_path=str(tmp_path))
     app.config["HOOKS_SECRET"] = 12345

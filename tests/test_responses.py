@@ -300,12 +300,18 @@ def test_body_at_the_limit_is_accepted(make_app: Callable[..., Flask]) -> None:
     assert generic_post(app.test_client(), body).status_code == 200
 
 
-@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
-def test_other_methods_are_405(app: Flask, method: str) -> None:
-    # OPTIONS got werkzeug's HTML 405, whose Allow listed the methods refused here.
-    response = app.test_client().open("/webhooks", method=method)
+@pytest.mark.parametrize(
+    "method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND", "MKCOL", "FOO"]
+)
+@pytest.mark.parametrize("path", ["/webhooks", "/webhooks/"])
+def test_other_methods_are_405(app: Flask, method: str, path: str) -> None:
+    # OPTIONS got werkzeug's HTML 405, whose Allow listed the methods refused here; so did
+    # every method no rule listed (TRACE, WebDAV's, made-up ones).
+    response = app.test_client().open(path, method=method)
     assert (response.status_code, response.headers["Allow"]) == (405, "POST")
     assert response.mimetype == "application/json"
+    if method != "HEAD":
+        assert response.get_json() == {"status": "method not allowed", "reason": "deliveries are POSTed"}
 
 
 @pytest.mark.parametrize("path", ["/webhooks", "/webhooks/", "/webhooks//"])

@@ -163,3 +163,16 @@ def test_a_chunked_body_that_breaks_off_is_400(gunicorn: StartGunicorn, tmp_path
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert answer.endswith(b'{"status": "invalid", "reason": "body cut short or badly framed"}')
     assert server.lines("started") == []
+
+
+def test_every_other_method_is_a_json_405_through_gunicorn(gunicorn: StartGunicorn, tmp_path: Path) -> None:
+    # Methods no rule listed (PROPFIND, made-up ones) got werkzeug's HTML 405 page.
+    server = gunicorn(f"sqlite:///{tmp_path / 'hooks.sqlite3'}", workers=1)
+    with requests.Session() as session:
+        for method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND", "FOO"):
+            response = session.request(method, server.url, timeout=10)
+            assert (response.status_code, response.headers["Allow"]) == (405, "POST"), method
+            assert response.headers["Content-Type"] == "application/json", method
+            if method != "HEAD":
+                assert response.json()["status"] == "method not allowed", method
+    assert server.lines("started") == []
