@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
+from flask.sansio.app import App
 from werkzeug.exceptions import HTTPException
 
 from .core.clock import Clock
@@ -231,6 +232,23 @@ class Hooks:
     def receiver(self, app: Flask | None = None) -> Receiver:
         """This receiver's state on ``app`` (default: the current app)."""
         return get_receiver(app or current_app, self.name)
+
+
+#: The URL variable of our rules' host part on an app that matches hosts.
+HOST_ARG = "flask_hooks_host"
+
+
+def rule_host(app: App) -> str | None:
+    """The host of our URL rules: any host on an app that matches hosts, else none.
+
+    With ``Flask(host_matching=True)`` a rule without a host matches no
+    request, so the receiver answered 404. A delivery is authenticated by
+    its signature and the dashboard by ``allow``, not by the name a sender
+    or a proxy uses, so every host is accepted (``TRUSTED_HOSTS`` still
+    applies). The host reaches the views as ``flask_hooks_host``, which
+    they ignore.
+    """
+    return f"<{HOST_ARG}>" if app.url_map.host_matching else None
 
 
 def served_by(app: Flask, path: str, method: str) -> str | None:

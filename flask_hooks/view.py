@@ -19,7 +19,7 @@ from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
 from .core.event import Event
 from .core.routing import Route
-from .extension import Receiver, get_state
+from .extension import Receiver, get_state, rule_host
 from .stores.base import Reply
 
 log = logging.getLogger("flask_hooks")
@@ -34,6 +34,7 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
     base = receiver.settings.url.rstrip("/")
     rules = [base, base + "/"] if base else ["/"]
     state = get_state(app)
+    host = rule_host(app)
     for suffix, rule in zip(("", ".slash"), rules, strict=False):
         endpoint = f"flask_hooks.{receiver.name}{suffix}"
         state.endpoints[endpoint] = receiver
@@ -42,6 +43,7 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
             endpoint=endpoint,
             view_func=receive,
             methods=["POST"],
+            host=host,
             strict_slashes=False,
             merge_slashes=False,
             provide_automatic_options=False,
@@ -135,11 +137,12 @@ def _refused_method(req: Request) -> Response | None:
     return refuse() if endpoint in get_state(app).endpoints else None
 
 
-def receive() -> Response:
+def receive(**_host: str) -> Response:
     """The view of every receiver (which one: the endpoint); the core does the rest.
 
     A plain module-level function, so extensions that name views
-    (Flask-WTF's ``CSRFProtect`` builds ``module.name``) can see it.
+    (Flask-WTF's ``CSRFProtect`` builds ``module.name``) can see it. On an
+    app that matches hosts its rules pass the host (:func:`rule_host`).
     """
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     taken = req.environ.pop(_BODY, None)

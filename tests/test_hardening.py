@@ -509,3 +509,22 @@ def test_a_secret_parsed_from_the_environment_as_a_number_is_a_config_error(tmp_
     app.config["HOOKS_SECRET"] = 12345
     with pytest.raises(ConfigError, match="HOOKS_SECRET must be a string or a list"):
         Hooks(app, store="memory://")
+
+
+def test_an_app_that_matches_hosts_receives_on_every_host(tmp_path: Any) -> None:
+    # A rule without a host matches no request when the app matches hosts: every delivery was a 404.
+    app = Flask("hosts", instance_path=str(tmp_path), host_matching=True, static_host="static.example")
+    app.config["HOOKS_SECRET"] = SECRET
+    app.add_url_rule("/webhooks", "docs", lambda: "how to send us webhooks", host="docs.example")
+    hooks = Hooks(app, store="memory://")
+    seen: list[str] = []
+    hooks.on("*")(lambda event: seen.append(event.id))
+    client = app.test_client()
+    for n, host in enumerate(["api.example", "localhost", "10.0.0.7:8000"]):
+        delivery = {"id": f"evt_{n}", "type": "a"}
+        response = generic_post(client, delivery, **{"Host": host})
+        assert (response.status_code, response.get_json()) == (200, {"status": "received"}), host
+        assert generic_post(client, delivery, url="/webhooks/", **{"Host": host}).status_code == 200
+        assert client.get("/webhooks", headers={"Host": host}).status_code == 405
+    assert seen == ["evt_0", "evt_1", "evt_2"]
+    assert client.get("/webhooks", headers={"Host": "docs.example"}).data == b"how to send us webhooks"

@@ -8,10 +8,14 @@ blueprint is module-level and reads it per request, so one
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from flask import Flask
+from flask import Blueprint, Flask
+from flask.sansio.app import App
+from flask.sansio.blueprints import BlueprintSetupState
 
 from ..core.errors import ConfigError
+from ..extension import rule_host
 
 EXTENSION_KEY = "hooks_dashboard"
 
@@ -29,6 +33,29 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+
+
+class _SetupState(BlueprintSetupState):
+    def add_url_rule(
+        self, rule: str, endpoint: str | None = None, view_func: Any = None, **options: Any
+    ) -> None:
+        options.setdefault("host", rule_host(self.app))
+        super().add_url_rule(rule, endpoint, view_func, **options)
+
+
+class PagesBlueprint(Blueprint):
+    """A blueprint whose pages answer on every host of an app that matches hosts.
+
+    Flask gives a blueprint's rules no host, so with
+    ``Flask(host_matching=True)`` they would match no request: the setup
+    state adds :func:`~flask_hooks.extension.rule_host` (the views drop the
+    host argument and ``url_for`` fills it in with the request's host).
+    """
+
+    def make_setup_state(
+        self, app: App, options: dict[str, Any], first_registration: bool = False
+    ) -> BlueprintSetupState:
+        return _SetupState(self, app, options, first_registration)
 
 
 class DashboardState:

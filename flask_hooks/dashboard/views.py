@@ -14,19 +14,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import current_app, has_request_context, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from ..core.errors import InFlight, StoreUnavailable
 from ..core.inbox import STATUSES
-from ..extension import Receiver, get_state
+from ..extension import HOST_ARG, Receiver, get_state
 from ..inbox import Delivery, hidden
 from . import charts, csrf, listing
-from .extension import EXTENSION_KEY, HEADERS, DashboardState
+from .extension import EXTENSION_KEY, HEADERS, DashboardState, PagesBlueprint
 from .text import payload_text, printable, printable_lines
 
-bp = Blueprint("hooks_dashboard", __name__, template_folder="templates", static_folder="static")
+bp = PagesBlueprint("hooks_dashboard", __name__, template_folder="templates", static_folder="static")
 
 T = "flask_hooks_dashboard/"
 
@@ -75,6 +75,18 @@ class NotShown(Exception):
 @bp.errorhandler(NotShown)
 def _not_shown(exc: NotShown) -> ResponseReturnValue:
     return _message(exc.text, exc.status)
+
+
+@bp.url_value_preprocessor
+def _drop_host(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    if values:  # the host, on an app that matches hosts (PagesBlueprint): no view takes it
+        values.pop(HOST_ARG, None)
+
+
+@bp.url_defaults
+def _this_host(endpoint: str, values: dict[str, Any]) -> None:
+    if current_app.url_map.host_matching and has_request_context():
+        values.setdefault(HOST_ARG, request.host)  # a link to the page's own host is a relative URL
 
 
 @bp.before_request

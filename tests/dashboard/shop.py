@@ -67,7 +67,12 @@ class Shop:
 
 
 def make_shop(
-    instance_path: str, *, store: Any = "memory://", start: float = NOW - DAY, **config: Any
+    instance_path: str,
+    *,
+    store: Any = "memory://",
+    start: float = NOW - DAY,
+    host_matching: bool = False,
+    **config: Any,
 ) -> Shop:
     clock = ManualClock(start)
     hooks = Hooks(store=store, clock=clock, secret=[NEW, OLD])
@@ -77,7 +82,10 @@ def make_shop(
     hooks.on("order.paid", name="billing.invoice")(bug)
     billing.on("invoice.*", name="ledger.book")(lambda event: None)
 
-    app = Flask("dashboard_shop", instance_path=instance_path)
+    static_host = "static.shop.example" if host_matching else None
+    app = Flask(
+        "dashboard_shop", instance_path=instance_path, host_matching=host_matching, static_host=static_host
+    )
     app.config.update(TESTING=True, SECRET_KEY=SECRET_KEY, **config)
     hooks.init_app(app)
     billing.init_app(app)
@@ -90,7 +98,7 @@ def make_shop(
 
     Dashboard(app, allow=allow)
 
-    @app.route("/login", methods=["GET", "POST"])
+    @app.route("/login", methods=["GET", "POST"], host="shop.example" if host_matching else None)
     def login() -> Any:
         if request.method == "POST":
             if hmac.compare_digest(request.form.get("password", "").encode(), PASSWORD.encode()):
@@ -99,7 +107,7 @@ def make_shop(
             return render_template_string(LOGIN), 401
         return render_template_string(LOGIN)
 
-    @app.post("/logout")
+    @app.post("/logout", host="shop.example" if host_matching else None)
     def logout() -> Response:
         session.clear()
         return redirect(url_for("login"), 303)

@@ -80,6 +80,37 @@ def test_an_app_without_receivers_shows_an_empty_dashboard(tmp_path: Path) -> No
     assert b"No receivers are set up" in page.data
 
 
+@pytest.mark.parametrize("host", ["shop.example", "admin.shop.example:8443"])
+def test_an_app_that_matches_hosts_serves_the_pages_on_every_host(
+    shop_factory: Callable[..., Shop], host: str
+) -> None:
+    # Flask gives a blueprint's rules no host: with host_matching=True every page was a 404.
+    shop = shop_factory(host_matching=True)
+    shop.bug.fixed = False
+    assert shop.post({"id": "ord_7", "type": "order.paid"}, **{"Host": host}).status_code == 500
+    base = f"http://{host}"
+    client = shop.app.test_client()
+    with client.session_transaction(base_url=base) as sess:  # the session cookie is the host's
+        sess["admin"] = True
+    index = client.get(f"{base}/hooks/")
+    assert index.status_code == 200
+    assert 'href="/hooks/delivery?receiver=hooks&amp;id=ord_7"' in index.get_data(as_text=True)
+    assert client.get(f"{base}/hooks/static/dashboard.css").status_code == 200
+    page = client.get(f"{base}/hooks/delivery?receiver=hooks&id=ord_7")
+    assert b'href="/hooks/delivery/replay?receiver=hooks&amp;id=ord_7"' in page.data
+    confirm = client.get(f"{base}/hooks/delivery/replay?receiver=hooks&id=ord_7")
+    assert b'action="/hooks/delivery/replay"' in confirm.data
+    shop.bug.fixed = True
+    done = client.post(
+        f"{base}/hooks/delivery/replay",
+        data={"receiver": "hooks", "id": "ord_7", "csrf_token": token(confirm)},
+    )
+    assert done.status_code == 303
+    assert done.location.startswith("/hooks/delivery?receiver=hooks&id=ord_7&done=replayed&result=received")
+    assert b'id="status">received<' in client.get(base + done.location).data
+    assert client.get("http://shop.example/login").status_code == 200  # the app's own host rules still work
+
+
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_refused_requests_get_403_and_change_nothing(shop: Shop, method: str, path: str) -> None:
     shop.post(ORDER)
