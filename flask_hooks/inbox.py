@@ -18,7 +18,7 @@ from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
 from .core.errors import StoreUnavailable
-from .core.inbox import STATUSES, Stored, is_text, mask_fields, payload_of
+from .core.inbox import STATUSES, Stored, is_credential, is_text, mask_fields, payload_of, redacted_names
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
 from .view import _notify, _run
@@ -117,6 +117,12 @@ def _hidden(body: bytes, masked: Collection[str], secrets: Collection[str]) -> l
     return [*secrets, *field_values(payload_of(body), masked)] if masked else [*secrets]
 
 
+def shown_header(name: str, value: str, names: Collection[str], secrets: Collection[str]) -> str:
+    """A kept header as shown: masked when its name is a credential's, though it was
+    kept (by a version that redacted fewer names, or before the provider named it)."""
+    return MASK if is_credential(name, names) else scrub(value, secrets)
+
+
 def blank(payload: Any, secrets: Collection[str]) -> Any:
     """``payload`` with every key, string or number that quotes one of ``secrets`` blanked.
 
@@ -158,6 +164,7 @@ class Inbox:
         routes = self.receiver.hooks.router.match(stored.type)
         masked = self.receiver.provider.redacted_fields
         secrets = _hidden(stored.body, masked, self.receiver.secrets)  # blanked in tracebacks and headers
+        names = redacted_names(self.receiver.provider.redacted_headers)
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}
@@ -174,7 +181,7 @@ class Inbox:
             type=stored.type,
             status=status,
             body=stored.body,
-            headers=tuple((name, scrub(value, secrets)) for name, value in stored.headers),
+            headers=tuple((k, shown_header(k, v, names, secrets)) for k, v in stored.headers),
             received_at=stored.received_at,
             secret_index=stored.secret_index,
             handlers=states,

@@ -215,6 +215,84 @@ def test_provider_credentials_are_never_stored_or_shown(make_app: Callable[..., 
     assert shown["secret"] == shown["data"]["secret"] == "[redacted]"
 
 
+#: Headers senders authenticate with, by name only: none was redacted.
+CUSTOM_CREDENTIALS = {
+    "X-Api-Key": "key-1",
+    "api-key": "key-2",
+    "X-Auth-Token": "key-3",
+    "X-ACCESS-TOKEN": "key-4",
+    "X-Gitlab-Token": "key-5",
+    "X-Webhook-Secret": "key-6",
+    "X-Hub-Secret": "key-7",
+    "X-Session-Id": "key-8",
+    "X-Client-Password": "key-9",
+}
+
+
+def test_headers_named_like_credentials_are_never_stored_or_shown(
+    make_app: Callable[..., Flask], store_url: str
+) -> None:
+    hooks = Hooks(store=store_url)
+    hooks.on("*")(lambda event: {}[event.headers["X-Api-Key"] + " " + event.headers["X-Gitlab-Token"]])
+    app = make_app(hooks)
+    others = {"X-Request-Id": "req-1", "X-Idempotency-Key": "idem-1", "X-Hub-Signature-256": "sha256=ab"}
+    assert generic_post(app.test_client(), PAYLOAD, **CUSTOM_CREDENTIALS, **others).status_code == 500
+    receiver = hooks.receiver(app)
+    with app.app_context():
+        stored = receiver.store.get(receiver.ns, "evt_1")
+    assert stored is not None
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None
+    for kept in (Headers(stored.headers), Headers(delivery.headers)):  # what is kept, what is shown
+        assert [kept[name] for name in CUSTOM_CREDENTIALS] == ["[redacted]"] * len(CUSTOM_CREDENTIALS)
+        assert [kept[name] for name in others] == list(others.values())
+        assert kept["X-Webhook-Signature"] not in ("", "[redacted]")  # what was verified: no credential
+    [attempt] = delivery.attempts
+    assert "KeyError: '[redacted] [redacted]'" in attempt.error  # the handler quoted two of them
+    everything = repr((stored, delivery))
+    assert not [value for value in CUSTOM_CREDENTIALS.values() if value in everything]
+
+
+def test_headers_named_like_credentials_kept_before_are_masked_when_shown(
+    make_app: Callable[..., Flask],
+) -> None:
+    # Kept by a version that redacted only Authorization, Cookie and Proxy-Authorization.
+    from flask_hooks.core.inbox import Kept
+
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    receiver = hooks.receiver(app)
+    headers = (("X-Api-Key", "key-1"), ("X-Request-Id", "req-1"), ("X-Gitlab-Token", "key-5"))
+    keep = Kept("payment.succeeded", b"{}", headers, receiver.now(), 0, 3600)
+    receiver.store.claim(receiver.ns, "old_1", now=receiver.now(), lease=60, ttl=3600, keep=keep)
+    delivery = hooks.inbox(app).get("old_1")
+    assert delivery is not None
+    assert delivery.headers == (
+        ("X-Api-Key", "[redacted]"),
+        ("X-Request-Id", "req-1"),
+        ("X-Gitlab-Token", "[redacted]"),
+    )
+    shown = app.test_cli_runner().invoke(args=["hooks", "show", "old_1", "--json"]).stdout
+    assert "key-1" not in shown and "key-5" not in shown and "req-1" in shown
+
+
+def test_every_providers_signature_headers_are_kept() -> None:
+    # The rule for credential names spares what the receiver verifies: operators read it.
+    from flask_hooks.core.inbox import redact, redacted_names
+    from tests.providers.samples import cases, signed
+
+    for case in cases():
+        headers, _, _ = signed(case)
+        pairs = list(headers.items())
+        declared = redacted_names(case.provider.redacted_headers)
+        expected = [(k, "[redacted]" if k.lower() in declared else v) for k, v in pairs]
+        assert list(redact(pairs, case.provider.redacted_headers)) == expected, case.name
+    assert redact([("X-Auth-Signature", "v1=ab"), ("X-Auth", "t")]) == (
+        ("X-Auth-Signature", "v1=ab"),
+        ("X-Auth", "[redacted]"),
+    )
+
+
 def test_replaying_a_completed_delivery_runs_nothing_unless_named(shop: Any) -> None:
     app, hooks, bug, booked = shop
     bug.fixed = True

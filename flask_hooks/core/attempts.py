@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import Retry, StoreUnavailable
 from .event import Event, header_pairs
-from .inbox import redacted_names
+from .inbox import is_credential, redacted_names
 from .scrub import scrub
 from .store import DedupeStore, LogEntry
 
@@ -76,13 +76,14 @@ def _traceback(error: BaseException) -> str:
 def credentials(event: Event, provider: Any, configured: Iterable[str] = ()) -> list[str]:
     """What a handler's exception must not show of ``event``: the payload's credential
     fields (``provider.redacted_fields``) and the headers the inbox redacts
-    (``Authorization``, ``Cookie``, ``provider.redacted_headers``), each value whole,
+    (``Authorization``, ``Cookie``, ``provider.redacted_headers``, names that look like a
+    credential's: :func:`~flask_hooks.core.inbox.is_credential`), each value whole,
     its credential after a scheme (``Bearer <token>``) and each cookie's value; and the
     receiver's ``configured`` secrets (a handler may quote its own settings)."""
     found = [*configured, *field_values(event.payload, provider.redacted_fields)]
     hidden = redacted_names(provider.redacted_headers)
     for name, value in header_pairs(event.headers):
-        if name.lower() in hidden:
+        if is_credential(name, hidden):
             found += _header_secrets(name.lower(), value.strip())
     return found
 

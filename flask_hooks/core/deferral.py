@@ -49,7 +49,7 @@ def hand_over(
     """Enqueue one deferred handler; any broker failure becomes a 503.
 
     The job carries the headers with their credentials (``Authorization``,
-    ``Cookie``, the provider's ``redacted`` names) replaced, as the inbox
+    ``Cookie``, the provider's ``redacted`` names, names like ``X-Api-Key``) replaced, as the inbox
     keeps them, so a replayed and a deferred handler see the same event: a
     broker and its logs are one more place a sender's token must not be.
     """

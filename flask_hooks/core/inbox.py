@@ -22,6 +22,24 @@ from .store import FORMAT_VERSION, LogEntry, Reply
 #: Headers that carry credentials; never stored, whatever the provider.
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
+#: Any other header whose name holds one of these (case-insensitive) is taken to carry a
+#: credential too (``X-Api-Key``, ``X-Auth-Token``, ``X-Gitlab-Token``, ``X-Webhook-Secret``),
+#: unless the name says ``signature``: a signature is made over one body, so it is no
+#: credential, and an operator needs it to see why a delivery was accepted or refused.
+CREDENTIAL_WORDS = (
+    "auth",
+    "token",
+    "secret",
+    "passw",
+    "apikey",
+    "api-key",
+    "api_key",
+    "session",
+    "credential",
+    "cookie",
+)
+_CREDENTIAL = re.compile("|".join(CREDENTIAL_WORDS))
+
 #: Attempts kept per delivery (the newest); a sender retrying for days stays bounded.
 MAX_ATTEMPTS = 100
 
@@ -82,10 +100,17 @@ def redacted_names(extra: Iterable[str] = ()) -> frozenset[str]:
     return REDACTED_HEADERS | {name.lower() for name in extra}
 
 
+def is_credential(name: str, names: Collection[str]) -> bool:
+    """Whether the header ``name`` carries a credential: one of ``names``
+    (:func:`redacted_names`), or a name with one of :data:`CREDENTIAL_WORDS`."""
+    lower = name.lower()
+    return lower in names or ("signature" not in lower and _CREDENTIAL.search(lower) is not None)
+
+
 def redact(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> tuple[tuple[str, str], ...]:
     """The headers to store: credentials (and ``extra`` names) replaced."""
     hidden = redacted_names(extra)
-    return tuple((k, REDACTED if k.lower() in hidden else v) for k, v in headers)
+    return tuple((k, REDACTED if is_credential(k, hidden) else v) for k, v in headers)
 
 
 def excerpt(body: bytes, masked: Iterable[str] = (), secrets: Iterable[str] = ()) -> str:

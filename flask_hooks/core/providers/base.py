@@ -125,7 +125,8 @@ class Provider(ABC):
     #: Status for a failed verification; some senders document their own.
     rejection_status: ClassVar[int] = 401
     #: Headers that carry this sender's credentials: never stored by the inbox
-    #: (``Authorization``, ``Cookie`` and ``Proxy-Authorization`` never are).
+    #: (``Authorization``, ``Cookie``, ``Proxy-Authorization`` and names with a
+    #: credential's word, such as ``X-Api-Key``, never are: see ``core.inbox``).
     redacted_headers: tuple[str, ...] = ()
     #: Body fields that carry credentials: masked wherever a delivery is shown.
     redacted_fields: ClassVar[tuple[str, ...]] = ()
