@@ -43,7 +43,7 @@ class Filters(NamedTuple):
 
         receiver, status = arg("receiver"), arg("status")
         if receiver is not None and receiver not in receivers:
-            raise BadQuery(f"no receiver named {receiver!r}")
+            raise BadQuery("no such receiver")  # not repeated: a link must not choose the page's words
         if status is not None and status not in STATUSES:
             raise BadQuery(f"status must be one of {', '.join(STATUSES)}")
         return cls(receiver, status, arg("type"), arg("id", exact=True))  # ids may hold blanks

@@ -209,16 +209,25 @@ def _pictures(receivers: list[Receiver]) -> dict[str, Any]:
 
 
 def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
-    name, id = args.get("receiver", ""), args.get("id", "")
-    receiver = _receivers().get(name)
+    """The receiver and delivery a link or form names, or a 404 that repeats neither:
+    a made-up link must not make the dashboard say what its author wrote."""
+    receivers = _receivers()
+    receiver = receivers.get(args.get("receiver", ""))
     if receiver is None:
-        raise NotShown(f"There is no receiver named {name!r}.", 404)
+        known = ", ".join(receivers) or "none"
+        raise NotShown(f"There is no such receiver (this app's receivers: {known}).", 404)
     try:
-        delivery = receiver.hooks.inbox(_app()).get(id)
+        delivery = receiver.hooks.inbox(_app()).get(args.get("id", ""))
     except StoreUnavailable:
-        raise NotShown(f"The store of receiver {name!r} is not answering; try again shortly.", 503) from None
+        raise NotShown(
+            f"The store of receiver {receiver.name!r} is not answering; try again shortly.", 503
+        ) from None
     if delivery is None:
-        raise NotShown(f"Receiver {name!r} keeps no delivery {id!r} (forgotten or past its retention).", 404)
+        raise NotShown(
+            f"Receiver {receiver.name!r} keeps no such delivery (never received, forgotten, or past"
+            " its retention).",
+            404,
+        )
     return receiver, delivery
 
 

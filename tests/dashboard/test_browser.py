@@ -178,3 +178,36 @@ def test_operator_finds_a_failure_and_replays_it(browser: Any, served: tuple[Sho
     settle("the failed list after the replay")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#deliveries tbody tr .status")) == 2
     assert not seen
+
+
+def test_an_id_with_runs_of_blanks_is_copied_as_it_is(browser: Any, tmp_path: Path) -> None:
+    # HTML collapses runs of spaces: an operator selecting "ord  1" on the page copied "ord 1".
+    from selenium.webdriver.common.by import By
+
+    shop = make_shop(str(tmp_path / "instance"))
+    ids = ["ord  1", "ord   2  b"]
+    for id in ids:
+        assert shop.post({"id": id, "type": "order.created"}).status_code == 200
+    server = make_server("127.0.0.1", 0, shop.app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    select = (
+        "const range = document.createRange(); range.selectNodeContents(arguments[0]);"
+        " const s = window.getSelection(); s.removeAllRanges(); s.addRange(range); return s.toString();"
+    )
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        browser.get(base + "/login")
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        codes = [
+            link.find_element(By.TAG_NAME, "code")
+            for link in browser.find_elements(By.CSS_SELECTOR, "a.delivery-link")
+        ]
+        assert sorted(browser.execute_script(select, code) for code in codes) == sorted(ids)
+        browser.get(base + "/hooks/delivery?receiver=hooks&id=ord%20%201")
+        assert browser.execute_script(select, browser.find_element(By.CSS_SELECTOR, "h1 code")) == "ord  1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(TIMEOUT)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from tests.dashboard.pages import Page
+from tests.dashboard.pages import Page, token
 from tests.dashboard.shop import HOSTILE, HOSTILE_ID, Shop
 
 RAW = ("<script", "<img", "<svg onload")
@@ -165,3 +166,48 @@ def test_invisible_and_reordering_characters_are_shown_escaped(shop: Shop) -> No
             assert char not in html.replace('value="ord_1\u202e"', "")  # the form posts the real id
     assert "<code>a\\u2066b</code>" in client.get(f"/hooks/delivery?{q}").get_data(as_text=True)
     assert "\u200b" not in listed and "\u202e" not in listed
+
+
+@pytest.mark.parametrize(
+    "id",
+    [
+        "Your session expired: log in again at https://evil.example/login",
+        '"><script>window.pwned=1</script>',
+        "x" * 100_000,
+    ],
+)
+def test_an_unknown_id_or_receiver_is_not_repeated_by_the_404(shop: Shop, id: str) -> None:
+    # The 404 quoted the id and the receiver (escaped, but whole): a link chose the page's words.
+    assert shop.post({"id": "ord_1", "type": "order.created"}).status_code == 200
+    client = shop.admin()
+    csrf = token(client.get("/hooks/delivery/forget?receiver=hooks&id=ord_1"))
+    answers = [
+        client.get(f"/hooks/delivery?receiver=hooks&id={quote(id)}"),
+        client.get(f"/hooks/delivery/forget?receiver=hooks&id={quote(id)}"),
+        client.post("/hooks/delivery/replay", data={"receiver": "hooks", "id": id, "csrf_token": csrf}),
+        client.get(f"/hooks/delivery?receiver={quote(id)}&id=ord_1"),
+        client.get(f"/hooks/?receiver={quote(id)}"),
+    ]
+    assert [answer.status_code for answer in answers] == [404, 404, 404, 404, 400]
+    for answer in answers:
+        html = answer.get_data(as_text=True)
+        assert "evil.example" not in html and "pwned" not in html and "x" * 100 not in html
+        assert len(html) < 4000
+    assert "Receiver &#39;hooks&#39; keeps no such delivery" in answers[0].get_data(as_text=True)
+    assert "no such receiver (this app&#39;s receivers: billing, hooks)" in answers[3].get_data(as_text=True)
+
+
+def test_ids_keep_their_runs_of_blanks_when_shown(shop: Shop) -> None:
+    # HTML collapses runs of spaces: "ord  1" showed (and was copied) as "ord 1", another id.
+    for id in ("ord  1", " ord_2 ", "ord\t3"):
+        assert shop.post({"id": id, "type": "order.created"}).status_code == 200
+    client = shop.admin()
+    listed = client.get("/hooks/").get_data(as_text=True)
+    assert "<code>ord  1</code>" in listed and "<code> ord_2 </code>" in listed
+    assert (
+        "<code>ord\\t3</code>" in listed
+    )  # a tab is shown as its escape, like other blanks that do not print
+    page = client.get("/hooks/delivery?receiver=hooks&id=" + quote("ord  1")).get_data(as_text=True)
+    assert "<code>ord  1</code></h1>" in page
+    css = client.get("/hooks/static/dashboard.css").get_data(as_text=True)
+    assert re.search(r"(^|\n)code \{ white-space: pre-wrap; \}", css)  # every <code>: ids, types, headers

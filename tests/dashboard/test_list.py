@@ -67,7 +67,7 @@ def test_filters(shop: Shop) -> None:
     ("query", "reason"),
     [
         ("status=bogus", b"status must be one of"),
-        ("receiver=nobody", b"no receiver named"),
+        ("receiver=nobody", b"no such receiver"),
         ("before=yesterday", b"must be a time"),
         ("before=nan", b"must be a time"),
         ("limit=many", b"must be a number"),
