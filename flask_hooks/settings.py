@@ -14,7 +14,7 @@ from typing import Any
 
 from .core.clock import Clock, system_clock
 from .core.errors import ConfigError
-from .core.providers import Provider, get_provider
+from .core.providers import PRESETS, Provider, get_provider
 from .core.providers.base import Tolerance
 from .stores import DEFAULT_URL, DedupeStore
 from .stores.url import masked_url
@@ -39,6 +39,9 @@ DEFAULT_RETENTION = 7 * 86400
 _OWN = frozenset({"url", "provider", "secret"})
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+#: The presets' classes: a custom provider's replay-window error also says how to opt out.
+_PRESET_TYPES = frozenset(PRESETS.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +182,10 @@ def resolve(
             f"receiver {name!r} has no secret: set {prefix}SECRET (or pass secret=...);"
             " deliveries are never accepted unverified"
         )
+    dedupe_ttl = _positive(prefix + "DEDUPE_TTL", pick("dedupe_ttl"))
+    tolerance = _tolerance(prefix + "TOLERANCE", pick("tolerance"))
+    if provider.signs_timestamp:
+        _check_replay_window(prefix, provider, dedupe_ttl, tolerance)
     return Settings(
         name=name,
         prefix=prefix,
@@ -186,13 +193,33 @@ def resolve(
         provider=provider,
         secrets=secrets,
         store=pick("store"),
-        dedupe_ttl=_positive(prefix + "DEDUPE_TTL", pick("dedupe_ttl")),
+        dedupe_ttl=dedupe_ttl,
         lease=_positive(prefix + "LEASE", pick("lease")),
-        tolerance=_tolerance(prefix + "TOLERANCE", pick("tolerance")),
+        tolerance=tolerance,
         max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True, most=MAX_BODY_LIMIT),
         clock=options.get("clock") or system_clock,
         namespace=_namespace(prefix + "NAMESPACE", pick("namespace"), import_name, name),
-        retention=_retention(prefix, pick("retention"), pick("dedupe_ttl")),
+        retention=_retention(prefix, pick("retention"), dedupe_ttl),
+    )
+
+
+def _check_replay_window(prefix: str, provider: Provider, dedupe_ttl: float, tolerance: Tolerance) -> None:
+    """The dedupe TTL must cover every moment a delivery's signed timestamp is in time.
+
+    A timestamp up to ``future`` seconds ahead, received now, stays in time
+    for ``past + future`` seconds; re-sent after its id was forgotten, it
+    would verify and run its handlers again.
+    """
+    past, future = tolerance
+    if past + future <= dedupe_ttl:
+        return
+    hint = "; a scheme that checks none sets signs_timestamp = False"
+    hint = "" if type(provider) in _PRESET_TYPES else hint
+    raise ConfigError(
+        f"{prefix}TOLERANCE ({past:g} s past + {future:g} s future) is longer than"
+        f" {prefix}DEDUPE_TTL ({dedupe_ttl:g} s): a {provider.name} delivery re-sent after its id"
+        f" is forgotten would still be in time and run again; set {prefix}DEDUPE_TTL to at least"
+        f" {past + future:g} or lower {prefix}TOLERANCE{hint}"
     )
 
 

@@ -5,14 +5,32 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 
 from flask_hooks import ConfigError, Hooks
 from flask_hooks.extension import get_state
+from flask_hooks.providers import (
+    FlowStep,
+    Generic,
+    GitHub,
+    HeaderMap,
+    Narada,
+    Noukai,
+    Outgoing,
+    Parsed,
+    Provider,
+    Shopify,
+    SignedRequest,
+    Tolerance,
+    Verified,
+)
+from flask_hooks.settings import DEFAULTS
 from flask_hooks.stores import MemoryStore, SqliteStore
 from tests.conftest import SECRET, generic_post
+from tests.providers.samples import WHSEC
 
 PAYLOAD = {"id": "evt_1", "type": "resource.created"}
 
@@ -135,6 +153,94 @@ def test_invalid_settings_fail_at_init_app(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         make_app(Hooks(**{option: value}))  # type: ignore[arg-type]
+
+
+#: Presets whose signature covers a timestamp, with a secret each accepts.
+TIMESTAMPED = {
+    "stripe": "whsec_test",
+    "slack": "slack-secret",
+    "standard-webhooks": WHSEC,
+    "svix": WHSEC,
+    "itsdangerous": "shared",
+    "noukai": "nk",
+}
+
+
+@pytest.mark.parametrize("provider", sorted(TIMESTAMPED))
+@pytest.mark.parametrize(
+    ("options", "config", "needed"),
+    [
+        ({"dedupe_ttl": 60}, {}, "600"),
+        ({"tolerance": 86400}, {}, "172800"),
+        ({}, {"HOOKS_DEDUPE_TTL": 500}, "600"),
+        ({}, {"HOOKS_TOLERANCE": (3600, 0), "HOOKS_DEDUPE_TTL": 1800}, "3600"),
+    ],
+    ids=["keyword-ttl", "keyword-tolerance", "config-ttl", "config-pair"],
+)
+def test_a_tolerance_longer_than_the_dedupe_ttl_is_a_config_error(
+    make_app: Callable[..., Flask],
+    provider: str,
+    options: dict[str, Any],
+    config: dict[str, Any],
+    needed: str,
+) -> None:
+    """A delivery re-sent once its id is forgotten but while its timestamp is in time would run again."""
+    hooks = Hooks(provider=provider, secret=TIMESTAMPED[provider], store="memory://", **options)
+    expected = rf"HOOKS_TOLERANCE .* HOOKS_DEDUPE_TTL .* at least {needed} "
+    with pytest.raises(ConfigError, match=expected) as info:
+        make_app(hooks, **config)
+    assert "signs_timestamp" not in str(info.value)  # a preset's user has nothing to opt out of
+
+
+def test_a_named_receiver_is_told_its_own_keys(make_app: Callable[..., Flask]) -> None:
+    hooks = Hooks(name="billing", provider="stripe", store="memory://")
+    with pytest.raises(ConfigError, match=r"HOOKS_BILLING_TOLERANCE .* HOOKS_BILLING_DEDUPE_TTL"):
+        make_app(hooks, HOOKS_BILLING_SECRET="whsec_x", HOOKS_DEDUPE_TTL=60)  # the app-wide TTL applies
+    ok = Hooks(name="billing", provider="stripe", store="memory://", dedupe_ttl=600)  # exactly the window
+    assert ok.receiver(make_app(ok, HOOKS_BILLING_SECRET="whsec_x")).settings.dedupe_ttl == 600
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [Generic(), GitHub(), Shopify(), Narada(token="t"), FlowStep(), Noukai(signed="body")],
+    ids=lambda p: p.name,
+)
+def test_schemes_without_a_timestamp_take_any_dedupe_ttl(
+    make_app: Callable[..., Flask], provider: Provider
+) -> None:
+    hooks = Hooks(provider=provider, store="memory://", dedupe_ttl=1, tolerance=3600)
+    assert hooks.receiver(make_app(hooks)).settings.dedupe_ttl == 1
+
+
+def test_the_defaults_leave_no_replay_window() -> None:
+    assert 2 * DEFAULTS["tolerance"] <= DEFAULTS["dedupe_ttl"]
+
+
+class Unknown(Provider):
+    """A custom scheme: whether it checks a timestamp only its author knows."""
+
+    name = "unknown"
+
+    def verify(
+        self, headers: HeaderMap, body: bytes, keys: Any, *, now: float, tolerance: Tolerance
+    ) -> Verified:
+        raise NotImplementedError
+
+    def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
+        raise NotImplementedError
+
+    def sign(self, outgoing: Outgoing, key: Any) -> SignedRequest:
+        raise NotImplementedError
+
+
+def test_a_custom_scheme_is_told_how_to_say_it_checks_no_timestamp(make_app: Callable[..., Flask]) -> None:
+    with pytest.raises(ConfigError, match="signs_timestamp = False"):
+        make_app(Hooks(provider=Unknown(), store="memory://", dedupe_ttl=60))
+
+    class Untimed(Unknown):
+        signs_timestamp = False
+
+    make_app(Hooks(provider=Untimed(), store="memory://", dedupe_ttl=60))
 
 
 def test_receiver_before_init_app_says_what_to_do(tmp_path: Path) -> None:

@@ -133,6 +133,11 @@ class Provider(ABC):
     #: Whether the scheme needs ``secret=``/``HOOKS_SECRET`` at all (an
     #: instance carrying its own credentials may set it to False).
     needs_secret: bool = True
+    #: Whether ``verify`` checks a signed timestamp against the tolerance. Such a
+    #: receiver needs a dedupe TTL at least as long as the tolerance window, or a
+    #: delivery re-sent after its id is forgotten is still in time and runs again
+    #: (``init_app`` refuses the settings); a scheme that signs none sets False.
+    signs_timestamp: bool = True
 
     def keys(self, secrets: Sequence[str]) -> tuple[Key, ...]:
         """Validate the configured secrets; by default each becomes its UTF-8 bytes."""

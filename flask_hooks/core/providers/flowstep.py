@@ -74,6 +74,7 @@ class FlowStep(Provider):
 
     name = "flowstep"
     rejection_status = 400
+    signs_timestamp = False
 
     def verify(
         self,

@@ -34,6 +34,7 @@ class Generic(HmacProvider):
     """Hex HMAC-SHA256 of the body in one header, optionally ``sha256=``-prefixed."""
 
     name = "generic"
+    signs_timestamp = False
 
     def __init__(
         self,

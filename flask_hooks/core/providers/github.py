@@ -38,6 +38,7 @@ class GitHub(HmacProvider):
     """GitHub repository, organisation and app webhooks (JSON content type)."""
 
     name = "github"
+    signs_timestamp = False
 
     def verify(
         self,

@@ -78,6 +78,7 @@ class Narada(Provider):
 
     name = "narada"
     redacted_fields = ("secret",)  # the callbackSecret travels in the body
+    signs_timestamp = False
 
     def __init__(
         self,

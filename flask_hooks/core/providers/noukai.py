@@ -82,6 +82,7 @@ class Noukai(HmacProvider):
         self.timestamp_slot = timestamp_slot
         self.signed = signed
         self.encoding = encoding
+        self.signs_timestamp = signed != "body"  # "body" ignores a t= slot
 
     def _encode(self, mac: bytes) -> str:
         return mac.hex() if self.encoding == "hex" else b64_text(mac)

@@ -36,6 +36,7 @@ class Shopify(HmacProvider):
     """Shopify app webhooks (HTTPS subscriptions)."""
 
     name = "shopify"
+    signs_timestamp = False
 
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
         check_issued(self.name, secrets, "the app's client secret")
