@@ -140,7 +140,7 @@ class Hooks:
         name: str = "hooks",
         url: str | None = None,
         provider: str | Provider | None = None,
-        secret: str | list[str] | tuple[str, ...] | None = None,
+        secret: str | bytes | list[str] | tuple[str, ...] | None = None,
         store: str | DedupeStore | None = None,
         dedupe_ttl: float | None = None,
         lease: float | None = None,

@@ -121,15 +121,15 @@ def _tolerance(key: str, value: Any) -> Tolerance:
     return float(past), float(future)
 
 
-def _decoded(key: str, secret: bytes) -> str:
-    """A secret given as bytes, as the text every provider keys with."""
+def _decoded(key: str, secret: bytes, provider: Provider) -> str:
+    """A secret given as bytes, as the text its provider keys with (:meth:`Provider.secret_text`)."""
     try:
-        return secret.decode("utf-8")
+        return provider.secret_text(secret)
     except UnicodeDecodeError:
         raise ConfigError(f"{key}: a secret given as bytes must be UTF-8 text") from None
 
 
-def _secrets(key: str, value: Any) -> tuple[str, ...]:
+def _secrets(key: str, value: Any, provider: Provider) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, (str, bytes, list, tuple)):
@@ -139,8 +139,8 @@ def _secrets(key: str, value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, (str, bytes)) else list(value)
     out = []
     for item in items:
-        if isinstance(item, bytes):
-            item = _decoded(key, item)
+        if isinstance(item, bytes) and item:
+            item = _decoded(key, item, provider)
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{key} must be a non-empty string or a list of them (newest first)")
         out.append(item)
@@ -176,7 +176,7 @@ def resolve(
     if not isinstance(url, str) or not url.startswith("/"):
         raise ConfigError(f"{prefix}URL must be a path starting with '/', not {url!r}")
     provider = get_provider(pick("provider"))
-    secrets = _secrets(prefix + "SECRET", pick("secret"))
+    secrets = _secrets(prefix + "SECRET", pick("secret"), provider)
     if provider.needs_secret and not secrets:
         raise ConfigError(
             f"receiver {name!r} has no secret: set {prefix}SECRET (or pass secret=...);"

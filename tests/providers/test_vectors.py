@@ -12,8 +12,10 @@ import time
 import pytest
 import standardwebhooks
 import stripe
+from flask import Flask
 from svix.webhooks import Webhook as SvixWebhook
 
+from flask_hooks import Hooks
 from flask_hooks.core.errors import ConfigError, VerificationError
 from flask_hooks.core.event import Headers
 from flask_hooks.core.providers import (
@@ -122,6 +124,36 @@ def test_svix_cross_checked_with_the_sdk() -> None:
     theirs = webhook.sign("msg_4", datetime.datetime.fromtimestamp(now, datetime.timezone.utc), body)
     headers = Headers({"svix-id": "msg_4", "svix-timestamp": str(now), "svix-signature": theirs})
     assert provider.verify(headers, body.encode(), keys, now=now, tolerance=WIDE).secret_index == 0
+
+
+@pytest.mark.parametrize("preset", ["standard-webhooks", "svix"])
+@pytest.mark.parametrize(
+    "raw",
+    [bytes(range(200, 224)), b"abcd", b"not base64 at all!"],
+    ids=["not-utf8", "utf8-and-base64", "utf8-not-base64"],
+)
+def test_a_secret_given_as_bytes_is_the_raw_key_as_in_the_sdk(preset: str, raw: bytes) -> None:
+    """``Webhook(b"...")`` keys with the bytes themselves; so does ``Hooks(secret=b"...")``.
+
+    Before, the bytes were read as UTF-8 text and then as base64: refused,
+    or (``b"abcd"``) keyed with other bytes, so every delivery was a 401.
+    """
+    app = Flask("sw_bytes")
+    hooks = Hooks(app, provider=preset, secret=[raw, SW_SECRET], store="memory://")
+    seen: list[str] = []
+    hooks.on("*")(lambda event: seen.append(event.id))
+    webhook = standardwebhooks.Webhook(raw) if preset == "standard-webhooks" else SvixWebhook(raw)
+    prefix = "webhook-" if preset == "standard-webhooks" else "svix-"
+    now = int(time.time())  # the receiver's clock is the real one
+    body = '{"type":"invoice.paid","data":{}}'
+    signature = webhook.sign("msg_raw", datetime.datetime.fromtimestamp(now, datetime.timezone.utc), body)
+    headers = {prefix + "id": "msg_raw", prefix + "timestamp": str(now), prefix + "signature": signature}
+    response = app.test_client().post("/webhooks", data=body, headers=headers)
+    assert (response.status_code, seen) == (200, ["msg_raw"])
+    receiver = hooks.receiver(app)
+    assert receiver.keys[0] == HmacKey(raw)
+    # Blanked wherever shown, as the dashboard spells it.
+    assert receiver.secrets[0] == "whsec_" + base64.b64encode(raw).decode()
 
 
 STRIPE_SECRET = "whsec_test_secret"

@@ -143,6 +143,12 @@ class Provider(ABC):
         """Validate the configured secrets; by default each becomes its UTF-8 bytes."""
         return secret_bytes(self.name, secrets)
 
+    def secret_text(self, secret: bytes) -> str:
+        """A secret given as bytes (``secret=b"..."``) as the text :meth:`keys` takes:
+        its UTF-8 text by default (a ``UnicodeDecodeError`` when it is not), or the
+        spelling of a scheme whose senders' libraries take bytes as the raw key."""
+        return secret.decode("utf-8")
+
     def held_secrets(self) -> tuple[str, ...]:
         """The credentials the instance holds itself (``Narada(token=...)``), as text: like
         the configured secrets, blanked in every traceback and excerpt shown."""

@@ -5,7 +5,8 @@ Headers ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature``
 signature header is a space-separated list of ``v1,<base64>`` entries, one
 per active key; other versions (``v1a`` is ed25519) are skipped, not
 errors. The signed content is ``id.timestamp.body``; the key is the
-base64 that follows ``whsec_`` (decoded here, unlike Stripe's keys).
+base64 that follows ``whsec_`` (decoded here, unlike Stripe's keys); a
+secret given as bytes is the key itself, as the senders' libraries take it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class StandardWebhooks(HmacProvider):
 
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
         return tuple(HmacKey(decode_secret(secret)) for secret in secrets)
+
+    def secret_text(self, secret: bytes) -> str:
+        """Bytes are the raw key, as the sender's library (``Webhook(b"...")``) takes them:
+        spelt ``whsec_<base64>``, the form a dashboard shows and a traceback is blanked of."""
+        return PREFIX + base64.b64encode(secret).decode("ascii")
 
     def _name(self, headers: HeaderMap, suffix: str) -> str | None:
         """The first spelling of a header (``svix-id``, ``webhook-id``) that is present."""
