@@ -151,6 +151,27 @@ def test_narada_token_instance_with_configured_secret_requires_both(make_app: Ca
     assert narada_post(app, NARADA_BODY, Authorization="Bearer tok").status_code == 200
 
 
+@pytest.mark.parametrize("token", ["t\u00f6k", "tok\u20ac", "tok\u2028", "tok\n", "tok ", "\ttok"])
+def test_narada_token_that_no_header_carries_as_it_is_is_a_config_error(token: str) -> None:
+    """A server hands a header over as the latin-1 reading of its bytes: a token sent
+    as UTF-8 (``tok€`` arrives as ``tokâ\x82¬``) was refused on every delivery."""
+    with pytest.raises(ConfigError, match=r"Authorization header.*printable ASCII"):
+        Narada(token=token)
+    with pytest.raises(ConfigError, match="X-Callback-Token header"):
+        Narada(token=["tok_new", token], header="X-Callback-Token", scheme="")
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        Narada(token="tok").key(token)  # what flask hooks send --secret forges with
+
+
+def test_narada_body_secret_and_inner_blanks_stay_allowed(make_app: Callable[..., Flask]) -> None:
+    calls: list[Event] = []
+    provider = Narada(token="tok en", secret="s\u00e9cret \u20ac")  # JSON carries any text
+    app = narada_app(make_app, Hooks(provider=provider, store="memory://"), calls)
+    body = {**NARADA_BODY, "secret": "s\u00e9cret \u20ac"}
+    assert narada_post(app, body, Authorization="Bearer tok en").status_code == 200
+    assert Narada(secret="s\u00e9cret").key("s\u00e9cret").secret == "s\u00e9cret"  # no token: no header
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -58,6 +58,25 @@ def _listed(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _sendable(tokens: tuple[str, ...], header: str) -> tuple[str, ...]:
+    """Tokens that arrive in ``header`` as they were configured: printable ASCII, no blanks
+    around them (which servers strip).
+
+    A WSGI server hands a header over as the latin-1 reading of its bytes, and
+    the sender's HTTP client decides those bytes: Node's refuses characters past
+    U+00FF and sends the rest as latin-1, Go's and curl send UTF-8. Any other
+    token would be refused on every delivery, or accepted from some senders only.
+    """
+    for token in tokens:
+        if not (token.isascii() and token.isprintable() and token == token.strip()):
+            raise ConfigError(
+                f"narada: a token travels in the {header} header, where only printable ASCII"
+                " without surrounding blanks arrives as configured; choose such a token"
+                " (secrets.token_urlsafe() makes one) and send it in callbackHeaders"
+            )
+    return tokens
+
+
 def _at(items: tuple[str, ...], index: int) -> str | None:
     """The credential at a rotation position; a shorter list repeats its last (oldest) one."""
     return items[min(index, len(items) - 1)] if items else None
@@ -88,7 +107,7 @@ class Narada(Provider):
         header: str = "Authorization",
         scheme: str = "Bearer",
     ) -> None:
-        self.tokens = _listed(token, "token")
+        self.tokens = _sendable(_listed(token, "token"), header)
         self.secrets = _listed(secret, "secret")
         self.header = header
         self.scheme = scheme
@@ -114,6 +133,8 @@ class Narada(Provider):
     def key(self, secret: str) -> NaradaKey:
         """``secret`` as each credential this receiver checks (a forgery of both)."""
         secret_bytes(self.name, [secret])
+        if self.tokens:
+            _sendable((secret,), self.header)
         return NaradaKey(token=secret if self.tokens else None, secret=secret)
 
     def verify(
