@@ -30,6 +30,7 @@ from flask_hooks.providers import (
 
 WHSEC = ["whsec_" + base64.b64encode(b"n" * 24).decode(), "whsec_" + base64.b64encode(b"o" * 24).decode()]
 PLAIN = ["plain-secret-new", "plain-secret-old"]
+OVERFLOW = "body has a number too large for a float (infinity is not JSON)"
 
 #: Per preset: the secrets, the type to forge, the exact body, and the id and type the receiver sees.
 #: Spacing and key order are deliberately not what the provider's own ``sign`` would write.
@@ -173,6 +174,25 @@ def test_a_payload_that_is_not_json_is_refused_when_forged(provider: str, signed
     """NaN and infinity are no JSON: a forged body with them only ever got a 400."""
     with pytest.raises(ValueError, match="not JSON compliant"):
         signed_delivery(BODIES[provider][1], {"amount": float("nan")})
+
+
+@pytest.mark.parametrize("provider", sorted(set(PRESETS) - {"flowstep", "narada"}), indirect=True)
+@pytest.mark.parametrize("number", [b"1e999", b"-1E400", b"9" * 400 + b".5"], ids=["1e999", "-1E400", "long"])
+def test_a_signed_number_that_overflows_a_float_is_a_400(
+    provider: str, signed_delivery: Any, handled: list[Event], number: bytes
+) -> None:
+    """Python reads it as infinity, which the handler got and no JSON encoder writes back.
+
+    flowstep reads what JavaScript signed (``null``); Narada reads its body
+    secret from strict JSON only, so such a body has none (a 401).
+    """
+    _, kind, body, _, _ = BODIES[provider]
+    edited = body.replace(b"{", b'{"n": [' + number + b"], ", 1)
+    response = signed_delivery(kind, body=edited, id="dlv_1").send()
+    assert (response.status_code, response.json["reason"]) == (400, OVERFLOW)
+    assert handled == []
+    finite = body.replace(b"{", b'{"n": [1.7976931348623157e308, 1e-999], ', 1)  # the largest; 0.0
+    assert signed_delivery(kind, body=finite, id="dlv_2").send().status_code == 200
 
 
 @pytest.mark.parametrize("provider", ["narada"], indirect=True)

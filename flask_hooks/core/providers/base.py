@@ -287,7 +287,8 @@ def check_timestamp(raw: str, *, now: float, tolerance: Tolerance) -> float:
 
 
 def load_json(body: bytes) -> Any:
-    """Parse JSON strictly: UTF-8 without a BOM (RFC 8259 section 8.1), no NaN/Infinity.
+    """Parse JSON strictly: UTF-8 without a BOM (RFC 8259 section 8.1), no NaN/Infinity,
+    no number that overflows a float (a 400 rather than ``inf`` in the handler's payload).
 
     The bytes are decoded strictly first: ``json.loads`` on bytes would
     also take UTF-16/32 and, through ``surrogatepass``, CESU-8 encoded
@@ -305,6 +306,8 @@ def load_json_text(text: str) -> Any:
     """:func:`load_json` for text already decoded (one strict decoder, built once)."""
     try:
         return _STRICT.decode(text)
+    except _Overflow:
+        raise PayloadError("body has a number too large for a float (infinity is not JSON)") from None
     except (ValueError, RecursionError) as exc:
         raise PayloadError("body is not JSON") from exc
 
@@ -321,7 +324,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-_STRICT = json.JSONDecoder(parse_constant=_reject_constant)
+class _Overflow(ValueError):
+    """A number JSON allows but a float cannot hold (``1e999``, ``-1e400``)."""
+
+
+def _finite(text: str) -> float:
+    """``float(text)``, refusing what overflows to infinity, which no JSON encoder can
+    write back. The scanner calls it only for numbers with a fraction or an exponent
+    (integers are Python ints, never infinite), so a body without them costs nothing."""
+    value = float(text)
+    if math.isinf(value):
+        raise _Overflow(text)
+    return value
+
+
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
 
 
 #: Longest id or type accepted, in characters: stores and logs key on them.
