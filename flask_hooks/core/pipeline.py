@@ -11,20 +11,22 @@ Nothing is acknowledged before ``complete`` has durably stored the
 outcome; a failing handler releases the claim so the sender's retry runs
 it again, and handlers that already succeeded are not run twice. A replay
 (:meth:`Pipeline.replay`) goes through the same claim, lease and marks.
+
+What a pipeline is built from (:class:`ReceiverConfig` and the lease
+keeper's protocol) is in :mod:`~flask_hooks.core.config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from .answer import Outcome, answer
 from .attempts import credentials, log_entry, log_failure, log_quietly
-from .clock import Clock
+from .config import ReceiverConfig as ReceiverConfig
 from .deferral import hand_over
 from .errors import (
     BodyTooLarge,
@@ -39,66 +41,14 @@ from .errors import (
 )
 from .event import Event, HeaderMap, Headers, header_pairs, own_payload
 from .inbox import Kept, Stored, excerpt, is_text, redact
-from .providers.base import Provider, Tolerance
 from .replies import Declined, accepted, first_reply
-from .routing import Route, Router
-from .store import DedupeStore, LogEntry, Reply
+from .routing import Route
+from .store import LogEntry, Reply
 
 log = logging.getLogger("flask_hooks")
 
 Run = Callable[[Route, Event], "Reply | None"]
 Notify = Callable[..., None]
-
-
-class Leases(Protocol):
-    """Keeps the claims of running handlers alive (``flask_hooks.stores.leases``)."""
-
-    def hold(
-        self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Clock
-    ) -> object: ...
-
-    def drop(self, held: Any) -> None: ...
-
-    def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool: ...
-
-
-class NoLeases:
-    """Renews nothing: a claim lasts its lease (for pipelines used without a keeper)."""
-
-    def hold(self, store: DedupeStore, ns: str, id: str, token: str, *, lease: float, clock: Clock) -> object:
-        return None
-
-    def drop(self, held: Any) -> None:
-        return None
-
-    def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool:
-        return False
-
-
-@dataclasses.dataclass(frozen=True)
-class ReceiverConfig:
-    """Everything the pipeline needs about one receiver, resolved once."""
-
-    name: str
-    provider: Provider
-    keys: tuple[Any, ...] = dataclasses.field(repr=False)  # credentials
-    store: DedupeStore
-    router: Router
-    dedupe_ttl: float
-    lease: float
-    tolerance: Tolerance
-    clock: Clock
-    #: What the store keys records under: app and receiver (``HOOKS_NAMESPACE``).
-    ns: str = ""
-    leases: Leases = dataclasses.field(default_factory=NoLeases)
-    #: Seconds every verified delivery is kept for the inbox; 0 keeps none.
-    retention: float = 0.0
-    #: The configured secrets as text: blanked in a failed handler's traceback.
-    secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.ns:
-            object.__setattr__(self, "ns", self.name)
 
 
 class Rerun(NamedTuple):
