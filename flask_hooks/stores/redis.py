@@ -8,7 +8,9 @@ Python and passed as strings so Lua's number formatting never rounds them.
 
 The key layout (a kept delivery's body and attempts in keys of their own,
 an index sorted by ``received_at``) and the scripts are in ``_redis_scripts``;
-every key has the receiver's ``{ns}`` hash tag, so one cluster slot.
+every key has the receiver's ``{ns}`` hash tag, so one cluster slot. The
+client, and the guard that refuses the servers described below, are in
+``_redis_conn``; here, the state machine, the delivery log and the inbox.
 
 Redis may also delete keys on its own: with ``maxmemory`` set, every
 ``maxmemory-policy`` but ``noeviction`` evicts keys when memory runs out,
@@ -24,16 +26,15 @@ what it was written when it resyncs from its master (redis.conf says so at
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
-from ..core.errors import ConfigError, InFlight, LeaseLost, StoreUnavailable
+from ..core.errors import ConfigError, InFlight, LeaseLost
 from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
 from . import _redis_scripts as lua
-from ._redis_checks import check_url, eviction_risk, refusal_advice, replica_risk
+from ._redis_checks import check_url
+from ._redis_conn import Connections
 from ._redis_scripts import answer as _answer
 from ._redis_scripts import stored as _stored
 from ._redis_scripts import text as _text
@@ -42,8 +43,6 @@ from .url import NOT_A_URL, masked_url
 
 if TYPE_CHECKING:
     from redis import Redis
-
-log = logging.getLogger("flask_hooks")
 
 
 def _ms(seconds: float) -> int:
@@ -62,20 +61,7 @@ def _resend_delay(client: Any) -> float:
     return sum(float(wait) for wait in waits if wait) + 0.1
 
 
-class _Epoch:
-    """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def __call__(self, connection: Any) -> None:
-        connection.on_connect()  # the handshake redis-py runs when no redis_connect_func is set
-        self.value += 1
-
-
-class RedisStore(DedupeStore):
+class RedisStore(Connections, DedupeStore):
     """A store in Redis; ``client_or_url`` is a ``redis.Redis`` or a URL.
 
     ``key_prefix`` separates several applications sharing one database.
@@ -105,17 +91,7 @@ class RedisStore(DedupeStore):
         log_size: int = 1000,
         allow_eviction: bool = False,
     ) -> None:
-        import redis
-
-        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
-        self._response_error = redis.ResponseError
-        self.allow_eviction = allow_eviction
-        self._epoch = _Epoch()
-        self._checked = -1  # the epoch whose policy and role were accepted
-        self._refused = ""  # the reason last logged
-        if isinstance(client_or_url, str):
-            client_or_url = self._client(client_or_url)
-        self.client = client_or_url
+        super().__init__(client_or_url, allow_eviction=allow_eviction)
         #: How far a live lease may lie past ``now + lease``: the clocks' drift, and the
         #: delay of a script redis-py sends again after a timeout with the same ``now``
         #: (a re-sent claim must not take a claim made meanwhile for a stale one).
@@ -151,26 +127,6 @@ class RedisStore(DedupeStore):
         check_url(redis_url, given=url)
         return cls(redis_url, **kwargs)
 
-    def _client(self, url: str) -> Redis:
-        """Short timeouts and one quick retry: a dead server must become a 503 fast.
-
-        The retry also reconnects a pooled connection that went stale when the
-        server restarted; ``redis_connect_func`` notes every (re)connection, so
-        the eviction policy is read again. URL options win over these defaults.
-        """
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-
-        check_url(url, given=url)
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=2.0,
-            socket_connect_timeout=1.0,
-            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-            redis_connect_func=self._epoch,
-        )
-
     def __repr__(self) -> str:
         return f"<RedisStore {self.client!r} prefix={self.key_prefix!r}>"
 
@@ -182,48 +138,6 @@ class RedisStore(DedupeStore):
     def _ns_key(self, ns: str, name: str) -> str:
         """The receiver's ``log`` or index ``i``."""
         return f"{self.key_prefix}{{{ns}}}:{name}"
-
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            if self._checked != self._epoch.value:
-                self._check_server()
-            yield
-            if self._checked != self._epoch.value:  # it reconnected
-                self._check_server()
-        except self._errors as exc:
-            self._epoch.value += 1  # the next connection may reach another server
-            raise StoreUnavailable() from exc
-
-    def _check_server(self) -> None:
-        pipe: Any = self.client.pipeline(transaction=False)
-        try:
-            memory, replication = pipe.info("memory").info("replication").execute()
-        except self._response_error as exc:  # INFO renamed away, or denied by an ACL
-            unknown = f"INFO failed ({exc}): the eviction policy and the role are unknown"
-            risk, replica = ("" if self.allow_eviction else unknown), False
-        else:
-            risk = replica_risk(replication)
-            replica = bool(risk)
-            if not risk and not self.allow_eviction:
-                risk = eviction_risk(memory)
-        if not risk:
-            self._refused = ""
-            self._checked = self._epoch.value  # a connection made for INFO is covered by its answer
-            return
-        if risk != self._refused:
-            self._refused = risk
-            advice = refusal_advice(replica=replica)
-            log.error("Redis store refused: %s. %s (%s)", risk, advice, self._where())
-        raise StoreUnavailable()
-
-    def _where(self) -> str:
-        kw = self.client.connection_pool.connection_kwargs
-        return str(kw.get("path") or f"{kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}")
-
-    def _call(self, script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
-        with self._guard():
-            return script(keys=keys, args=args)
 
     # The state machine.
 
@@ -422,11 +336,3 @@ class RedisStore(DedupeStore):
             if seen < count:  # the index ended, or the limit was reached
                 break
         return removed
-
-    def close(self) -> None:
-        """Disconnect the pool; the next command reconnects (and reads the policy and role again)."""
-        self._epoch.value += 1
-        try:
-            self.client.connection_pool.disconnect()
-        except self._errors as exc:
-            raise StoreUnavailable() from exc

@@ -1,0 +1,129 @@
+"""The Redis store's client, and the checks that must pass before it is trusted.
+
+The base of :class:`~flask_hooks.stores.redis.RedisStore`: every command
+runs in :meth:`Connections._guard`, which turns a Redis error into
+:class:`StoreUnavailable` (a 503) and reads the server's eviction policy
+and role again whenever they may have changed (before the first command,
+after an error, :meth:`Connections.close` or a reconnection of a client
+built from a URL). What makes a policy or a role a risk is decided in
+``_redis_checks``; the scripts the commands run are in ``_redis_scripts``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import StoreUnavailable
+from ._redis_checks import check_url, eviction_risk, refusal_advice, replica_risk
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+log = logging.getLogger("flask_hooks")
+
+
+class _Epoch:
+    """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self, connection: Any) -> None:
+        connection.on_connect()  # the handshake redis-py runs when no redis_connect_func is set
+        self.value += 1
+
+
+class Connections:
+    """A Redis client, refused while its server may forget what it is written.
+
+    ``client_or_url`` is a ``redis.Redis`` or a URL (a client is built for
+    it); ``allow_eviction`` accepts a server that may evict keys.
+    """
+
+    def __init__(self, client_or_url: Redis | str, *, allow_eviction: bool) -> None:
+        import redis
+
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
+        self._response_error = redis.ResponseError
+        self.allow_eviction = allow_eviction
+        self._epoch = _Epoch()
+        self._checked = -1  # the epoch whose policy and role were accepted
+        self._refused = ""  # the reason last logged
+        if isinstance(client_or_url, str):
+            client_or_url = self._client(client_or_url)
+        self.client = client_or_url
+
+    def _client(self, url: str) -> Redis:
+        """Short timeouts and one quick retry: a dead server must become a 503 fast.
+
+        The retry also reconnects a pooled connection that went stale when the
+        server restarted; ``redis_connect_func`` notes every (re)connection, so
+        the eviction policy is read again. URL options win over these defaults.
+        """
+        import redis
+        from redis.backoff import ExponentialBackoff
+        from redis.retry import Retry
+
+        check_url(url, given=url)
+        return redis.Redis.from_url(
+            url,
+            socket_timeout=2.0,
+            socket_connect_timeout=1.0,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            redis_connect_func=self._epoch,
+        )
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            if self._checked != self._epoch.value:
+                self._check_server()
+            yield
+            if self._checked != self._epoch.value:  # it reconnected
+                self._check_server()
+        except self._errors as exc:
+            self._epoch.value += 1  # the next connection may reach another server
+            raise StoreUnavailable() from exc
+
+    def _check_server(self) -> None:
+        pipe: Any = self.client.pipeline(transaction=False)
+        try:
+            memory, replication = pipe.info("memory").info("replication").execute()
+        except self._response_error as exc:  # INFO renamed away, or denied by an ACL
+            unknown = f"INFO failed ({exc}): the eviction policy and the role are unknown"
+            risk, replica = ("" if self.allow_eviction else unknown), False
+        else:
+            risk = replica_risk(replication)
+            replica = bool(risk)
+            if not risk and not self.allow_eviction:
+                risk = eviction_risk(memory)
+        if not risk:
+            self._refused = ""
+            self._checked = self._epoch.value  # a connection made for INFO is covered by its answer
+            return
+        if risk != self._refused:
+            self._refused = risk
+            advice = refusal_advice(replica=replica)
+            log.error("Redis store refused: %s. %s (%s)", risk, advice, self._where())
+        raise StoreUnavailable()
+
+    def _where(self) -> str:
+        kw = self.client.connection_pool.connection_kwargs
+        return str(kw.get("path") or f"{kw.get('host')}:{kw.get('port')}/{kw.get('db', 0)}")
+
+    def _call(self, script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+        with self._guard():
+            return script(keys=keys, args=args)
+
+    def close(self) -> None:
+        """Disconnect the pool; the next command reconnects (and reads the policy and role again)."""
+        self._epoch.value += 1
+        try:
+            self.client.connection_pool.disconnect()
+        except self._errors as exc:
+            raise StoreUnavailable() from exc
