@@ -1,7 +1,7 @@
 """The SQL store's tables, and the Core queries of its reads, purges and log trims.
 
-Kept apart from :mod:`flask_hooks.stores.sql` (the store: engines,
-transactions, errors, atomic handlers) so the schema reads in one place;
+Kept apart from :mod:`flask_hooks.stores.sql` (the store, its engines
+and transactions in ``_sql_conn``) so the schema reads in one place;
 import :data:`metadata` from there (``flask_hooks.stores.sql.metadata``)
 for Alembic. What each write transaction does is in ``_sql_writes``.
 

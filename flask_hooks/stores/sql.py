@@ -21,15 +21,16 @@ transactions run on the driver's cursor of that same connection, as SQL
 rendered once per engine (see ``_sql_rendered``). On PostgreSQL through an
 engine built here, the store keeps the connections it used out of the pool,
 in autocommit, so a new delivery's claim and its completion are one
-statement each (see ``_sql_held``).
+statement each (see ``_sql_held``). Which engine is in use, its write and
+read transactions and the creation of the tables are in ``_sql_conn``;
+here, the state machine, the delivery log, the inbox and atomic handlers.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
@@ -39,9 +40,10 @@ from ..core.inbox import Kept, Stored
 from . import _sql_writes as writes
 from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
-from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine
-from ._sql_held import DRIVERS, HeldConnections
-from ._sql_rendered import Cursor, Statements
+from ._sql_conn import _SCHEMA_LOCK as _SCHEMA_LOCK
+from ._sql_conn import Connections
+from ._sql_engine import DOWN
+from ._sql_rendered import Cursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
 from ._sql_schema import log as log_table
@@ -52,14 +54,10 @@ from .base import (
     LogEntry,
     Reply,
     encode_reply,
-    fork_lock,
     lease_is_live,
-    process_generation,
 )
 
 __all__ = ["SqlStore", "connection", "metadata"]
-
-T = TypeVar("T")
 
 log = logging.getLogger("flask_hooks")
 
@@ -70,17 +68,8 @@ _TRIM_EVERY = 64
 _SWEEP_EVERY = 256
 _SWEEP_BATCH = 500
 
-#: Per pooled connection: whether PostgreSQL's ``lock_timeout`` is already set on it.
-_BOUNDED = "flask_hooks.lock_timeout_set"
 
-#: What every write transaction on SQLite starts with (see :meth:`SqlStore._lock_writes`).
-_BEGIN_IMMEDIATE = sa.text("BEGIN IMMEDIATE")
-
-#: ``pg_advisory_xact_lock`` key serialising the creation of the tables across processes.
-_SCHEMA_LOCK = 0x666C61736B686F6B
-
-
-class SqlStore(DedupeStore):
+class SqlStore(Connections, DedupeStore):
     """The store in a SQL database, through SQLAlchemy Core.
 
     ``bind`` is an Engine, a URL, or Flask-SQLAlchemy's ``db`` (whose
@@ -96,161 +85,13 @@ class SqlStore(DedupeStore):
     supports_atomic = True
 
     def __init__(self, bind: Engine | str | URL | Any, *, log_size: int = 1000, timeout: float = 5.0) -> None:
-        if not 0 < timeout < float("inf"):
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        super().__init__(bind, timeout=timeout)
         self.log_size = log_size
-        self.timeout = timeout
-        self._db: Any = None
-        self._engine_given: Engine | None = None
-        self._owned = False
-        #: Whether the connect options bound lock waits (an engine built here, on psycopg).
-        self._bounded = False
-        if isinstance(bind, Engine):
-            self._engine_given = bind
-        elif isinstance(bind, (str, URL)):
-            self._engine_given = build_engine(bind, timeout)
-            self._owned = True
-            self._bounded = self._engine_given.dialect.driver in BOUNDED_DRIVERS
-        elif hasattr(type(bind), "engine") and hasattr(bind, "session"):  # not bind.engine: no app yet
-            self._db = bind  # Flask-SQLAlchemy: db.engine is per app, so it is read per use
-        else:
-            raise TypeError(f"SqlStore needs an Engine, a URL or a Flask-SQLAlchemy db, not {bind!r}")
-        #: The engines whose tables exist, with their statements as each one's dialect renders them.
-        self._ready: dict[Engine, Statements] = {}
-        #: The connections held out of the pool of the engine built here (PostgreSQL).
-        self._held: HeldConnections | None = None
-        self._schema_lock = threading.Lock()
-        self._generation = process_generation()
-        self._lock_timeout = sa.text(f"SET LOCAL lock_timeout = {max(1, round(timeout * 1000))}")
-        self._show_lock_timeout = sa.text("SHOW lock_timeout")
 
     def __repr__(self) -> str:
         if self._engine_given is None:
             return f"<SqlStore {self._db!r}>"
         return f"<SqlStore {self._engine_given.url.render_as_string(hide_password=True)}>"
-
-    # Engines, transactions and the schema.
-
-    @property
-    def engine(self) -> Engine:
-        """The engine in use (with ``SqlStore(db)``, the current app's ``db.engine``)."""
-        return self._engine()
-
-    def _engine(self) -> Engine:
-        self._check_fork()
-        if self._db is None:
-            assert self._engine_given is not None
-            return self._engine_given
-        # The current app's (the lease keeper renews inside the app's context too).
-        engine: Engine = self._db.engine
-        return engine
-
-    def _check_fork(self) -> None:
-        """In a forked worker (gunicorn), drop the parent's connections once, whichever thread
-        comes first: a second drop would lose the connections the first one has since used."""
-        if self._generation != process_generation():
-            with fork_lock():
-                if self._generation != process_generation():
-                    self._forked()
-
-    def _forked(self) -> None:
-        """A forked worker must not share its parent's pooled connections."""
-        self._generation = process_generation()
-        self._schema_lock = threading.Lock()
-        if self._held is not None:
-            self._held.forked()
-        for engine in self._ready:
-            engine.dispose(close=False)
-
-    def _prepared(self) -> tuple[Engine, Statements]:
-        """The engine and its statements, its tables created on first use (``checkfirst``: an
-        existing schema stays)."""
-        engine = self._engine()
-        statements = self._ready.get(engine)
-        if statements is not None:
-            return engine, statements
-        with self._schema_lock:
-            statements = self._ready.get(engine)
-            if statements is None:
-                statements = Statements(engine.dialect)
-                try:
-                    with engine.begin() as conn, Cursor(conn, statements) as cursor:
-                        self._lock_writes(cursor)  # first: the wait for the lock below is bounded too
-                        if conn.dialect.name == "postgresql":  # workers racing at start-up
-                            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-                        metadata.create_all(conn, checkfirst=True)
-                except DOWN as exc:
-                    raise StoreUnavailable() from exc
-                if self._owned and engine.dialect.name == "postgresql" and engine.dialect.driver in DRIVERS:
-                    # Its connect options bound lock waits: no _lock_writes (SET LOCAL) needed.
-                    self._held = HeldConnections(engine, statements)
-                self._ready[engine] = statements
-        return engine, statements
-
-    def _lock_writes(self, cursor: Cursor) -> None:
-        """Start a write transaction: SQLite's write lock at once; a lock-wait bound on PostgreSQL
-        (where reads take it too)."""
-        conn = cursor.conn
-        name = conn.dialect.name
-        if name == "sqlite":
-            raw = conn.connection.dbapi_connection
-            if raw is not None and not getattr(raw, "in_transaction", True):
-                cursor.run(_BEGIN_IMMEDIATE, {})
-        elif name == "postgresql" and not self._bounded:
-            # An engine given may bound lock waits itself (in its connect options). Asked once
-            # per connection; only connections without a bound pay a SET LOCAL per transaction.
-            info = conn.connection.info
-            bounded = info.get(_BOUNDED)
-            if bounded is None:
-                bounded = info[_BOUNDED] = cursor.row(self._show_lock_timeout, {})[0] != "0"
-            if not bounded:
-                cursor.run(self._lock_timeout, {})
-
-    def _write(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
-        statements before ``cursor.begin()`` each commit by itself); database errors are a 503."""
-        engine, statements = self._prepared()
-        held = self._held
-        if held is not None:
-            return held.write(work, *args, **kwargs)
-        return self._transaction(engine, statements, work, *args, **kwargs)
-
-    def _transaction(
-        self, engine: Engine, statements: Statements, work: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> T:
-        """``work(cursor, *args, **kwargs)`` in a transaction of SQLAlchemy's (``cursor.conn``)."""
-        self._lend()
-        try:
-            with engine.begin() as conn, Cursor(conn, statements) as cursor:
-                self._lock_writes(cursor)
-                return work(cursor, *args, **kwargs)
-        except DOWN as exc:
-            raise StoreUnavailable() from exc
-
-    def _lend(self) -> None:
-        """A checkout of SQLAlchemy's is about to happen: it must not wait for connections held."""
-        if self._held is not None:
-            self._held.lend()
-
-    def _core(self, work: Callable[[sa.Connection], T]) -> T:
-        """``work(conn)`` with SQLAlchemy Core statements, in one write transaction."""
-        engine, statements = self._prepared()
-        return self._transaction(engine, statements, lambda cursor: work(cursor.conn))
-
-    def _read(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(conn, *args)``; on PostgreSQL, in a transaction whose lock waits are bounded
-        (a migration may hold the tables), rolled back at the end."""
-        engine, statements = self._prepared()
-        self._lend()
-        try:
-            with engine.connect() as conn:
-                if conn.dialect.name == "postgresql" and not self._bounded:
-                    conn.begin()  # the SET LOCAL goes through the driver's cursor: begun here
-                    with Cursor(conn, statements) as cursor:
-                        self._lock_writes(cursor)
-                return work(conn, *args)
-        except DOWN as exc:
-            raise StoreUnavailable() from exc
 
     # The state machine.
 
@@ -404,11 +245,3 @@ class SqlStore(DedupeStore):
                 raise StoreUnavailable() from exc
             tx = Transaction(lambda: conn, lambda: None, conn.commit, conn.rollback)
             return atomically(tx, statements, self._lock_writes, run, mark)
-
-    def close(self) -> None:
-        """Dispose of the engine this store built from a URL (an engine or db given stays open)."""
-        self._check_fork()  # a forked child closes none of its parent's connections
-        if self._owned and self._engine_given is not None:
-            if self._held is not None:
-                self._held.close()
-            self._engine_given.dispose()
