@@ -192,6 +192,14 @@ def test_a_tolerance_longer_than_the_dedupe_ttl_is_a_config_error(
     assert "signs_timestamp" not in str(info.value)  # a preset's user has nothing to opt out of
 
 
+@pytest.mark.parametrize("provider", ["generic", "github", "noukai", "flowstep", "itsdangerous", "narada"])
+def test_a_secret_utf8_cannot_encode_is_a_config_error(make_app: Callable[..., Flask], provider: str) -> None:
+    """A lone surrogate, as os.environ reads undecodable bytes: no sender keys with it."""
+    with pytest.raises(ConfigError, match="lone surrogate") as info:
+        make_app(Hooks(provider=provider, secret="sk-\udcff-x", store="memory://"))
+    assert "sk-" not in str(info.value)
+
+
 def test_a_named_receiver_is_told_its_own_keys(make_app: Callable[..., Flask]) -> None:
     hooks = Hooks(name="billing", provider="stripe", store="memory://")
     with pytest.raises(ConfigError, match=r"HOOKS_BILLING_TOLERANCE .* HOOKS_BILLING_DEDUPE_TTL"):

@@ -89,12 +89,19 @@ class HmacKey:
 
 
 def secret_bytes(name: str, secrets: Sequence[str]) -> tuple[bytes, ...]:
-    """The configured secrets as UTF-8, each a non-empty string, else a :class:`ConfigError`."""
+    """The configured secrets as UTF-8, each a non-empty string, else a :class:`ConfigError`.
+
+    A lone surrogate (``"\\ud800"``, what ``os.environ`` makes of undecodable
+    bytes) has no UTF-8 form, so no sender can key with it.
+    """
     out = []
     for secret in secrets:
         if not isinstance(secret, str) or not secret:
             raise ConfigError(f"{name}: every secret must be a non-empty string")
-        out.append(secret.encode("utf-8"))
+        try:
+            out.append(secret.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ConfigError(f"{name}: a secret must be text UTF-8 can encode (it has a lone surrogate)") from None
     return tuple(out)
 
 
