@@ -101,7 +101,8 @@ def secret_bytes(name: str, secrets: Sequence[str]) -> tuple[bytes, ...]:
         try:
             out.append(secret.encode("utf-8"))
         except UnicodeEncodeError:
-            raise ConfigError(f"{name}: a secret must be text UTF-8 can encode (it has a lone surrogate)") from None
+            message = f"{name}: a secret must be text UTF-8 can encode (it has a lone surrogate)"
+            raise ConfigError(message) from None
     return tuple(out)
 
 
