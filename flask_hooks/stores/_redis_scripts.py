@@ -64,6 +64,16 @@ local function expire(keys, ms, longer)
 end
 """
 
+# A full Redis (``noeviction``, over ``maxmemory``) refuses a script at its first write that
+# may need memory, unless a write came before (it cannot stop a script halfway): "only if
+# this is the first write in the context of this script" (redis script.c, scriptVerifyOOM).
+# HDEL needs none, and of a field no record has it changes nothing. A mark, a renewal or a
+# completion records what a handler already did: refused, the handler would run again, so
+# they take the little memory they need (a reply is capped at 64 KiB).
+_ROOM = """
+local function room(key) redis.call('HDEL', key, '') end
+"""
+
 _MARKS = """
 local function marks(key)
   local out = {'new'}
@@ -155,20 +165,26 @@ return marks(d)
 """
 )
 
-MARK = """
+MARK = (
+    _ROOM
+    + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'token')
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
+room(KEYS[1])
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[2], ARGV[3])
 return 1
 """
+)
 
 # KEYS: d, b, a. ARGV: token, lease_until, lease_ms.
 # The record (and its kept copy) must outlive the new lease, by our deadline and the server's TTL.
 RENEW = (
     _EXPIRE
+    + _ROOM
     + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'expires_at')
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
+room(KEYS[1])
 redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
 if tonumber(rec[3]) < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'expires_at', ARGV[2])
@@ -184,10 +200,12 @@ COMPLETE = (
     _LATEST
     + _EXPIRE
     + _APPEND
+    + _ROOM
     + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'retained_until', 'ended')
 if rec[4] == ARGV[11] then return 1 end  -- this completion, sent again
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
+room(KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'done', 'token', '', 'reply', ARGV[2], 'outcome', ARGV[3],
            'expires_at', ARGV[4], 'status', ARGV[3], 'ended', ARGV[11])
 if rec[3] then

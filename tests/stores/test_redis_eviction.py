@@ -240,6 +240,42 @@ def test_a_full_redis_refuses_the_claim_so_no_handler_runs_twice(
     assert runs == ["evt_0", "evt_1"]
 
 
+def test_a_redis_that_fills_up_mid_delivery_still_records_what_its_handlers_did(
+    redis_with: Callable[..., str], make_app: Callable[..., Flask]
+) -> None:
+    """Over ``maxmemory`` after the claim: a handler's mark, a renewal and the completion are
+    written (a new id is still refused). Before, they got an OOM error: the handler had run,
+    the sender got a 503, and its retry, once the lease ran out, ran the handler again."""
+    url = redis_with("--maxmemory-policy", "noeviction")
+    client = redis.Redis.from_url(url)
+    store = RedisStore(url)
+    held = store.claim("ns", "held", now=T0, lease=30, ttl=60)
+    hooks = Hooks()
+    runs: list[str] = []
+
+    @hooks.on("a.b", name="first")  # its mark is written before the second one runs
+    def first(event: Event) -> None:
+        runs.append(event.id)
+        if event.id == "evt_1":
+            client.set("filler", b"x" * 2_000_000)
+            client.config_set("maxmemory", int(client.info("memory")["used_memory"]) - 100_000)
+
+    hooks.on("a.b", name="second")(lambda event: None)
+    app = make_app(hooks, HOOKS_STORE=url)
+    try:
+        assert generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"}).status_code == 200
+        again = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+        assert again.get_json() == {"status": "duplicate"}
+        assert generic_post(app.test_client(), {"id": "evt_2", "type": "a.b"}).status_code == 503
+        assert runs == ["evt_1"]
+        store.renew("ns", "held", held.token, now=T0 + 10, lease=30)
+        with pytest.raises(StoreUnavailable):
+            store.claim("ns", "new", now=T0, lease=30, ttl=60)
+    finally:
+        client.config_set("maxmemory", 0)
+        store.close()
+
+
 def port(url: str) -> str:
     return url.rsplit(":", 1)[1].split("/")[0]
 
