@@ -9,6 +9,7 @@ accepts eviction.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -48,6 +49,11 @@ def check_url(url: str, *, given: str) -> None:
         if any(word in given and word not in shown for word in re.findall(r"[^\s'\",:]+", reason)):
             reason = "options redis-py cannot use"  # the message quotes what the mask hides
         raise ConfigError(f"{shown!r}: {reason}") from None
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        # The socket module refuses these at every connection (a ValueError, a 500); 0 never waits.
+        wait = pool.connection_kwargs.get(name)
+        if wait is not None and not 0 < wait < math.inf:
+            raise ConfigError(f"{shown!r}: {name} must be a number of seconds above 0, not {wait!r}")
 
 
 def url_problem(url: str) -> str:

@@ -177,6 +177,11 @@ def test_a_unix_socket_url_claims_and_completes(
         ("redis://:hunter2?key_prefix=a@host/0", "'redis://:***@host/0'", "names no host"),
         ("redis://u:1/0?hunter2=x@host/0", "'redis://u:***@host/0'", "options redis-py cannot use"),
         ("redis://:hunter2@[::1:6379/0", "'redis://:***@[::1:6379/0'", "not a URL"),
+        # timeouts the socket module refuses at every connection (a 500 per delivery), or 0
+        ("redis://:hunter2@localhost/0?socket_timeout=-1", "'redis://:***@localhost/0?", "above 0, not -1.0"),
+        ("redis://localhost/0?socket_connect_timeout=nan", "socket_connect_timeout=nan'", "above 0, not nan"),
+        ("unix:///tmp/r.sock?socket_timeout=inf", "'unix:///tmp/r.sock?socket_timeout=inf'", "not inf"),
+        ("rediss://localhost/0?socket_timeout=0", "socket_timeout=0'", "socket_timeout must be a number"),
     ],
 )
 def test_a_malformed_url_is_a_config_error_at_init_app(
