@@ -9,6 +9,7 @@ accepts eviction.
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from collections.abc import Mapping
@@ -49,11 +50,28 @@ def check_url(url: str, *, given: str) -> None:
         if any(word in given and word not in shown for word in re.findall(r"[^\s'\",:]+", reason)):
             reason = "options redis-py cannot use"  # the message quotes what the mask hides
         raise ConfigError(f"{shown!r}: {reason}") from None
+    if problem := encoding_problem(pool.connection_kwargs):
+        raise ConfigError(f"{shown!r}: {problem}; remove encoding= from the URL")
     for name in ("socket_timeout", "socket_connect_timeout"):
         # The socket module refuses these at every connection (a ValueError, a 500); 0 never waits.
         wait = pool.connection_kwargs.get(name)
         if wait is not None and not 0 < wait < math.inf:
             raise ConfigError(f"{shown!r}: {name} must be a number of seconds above 0, not {wait!r}")
+
+
+def encoding_problem(options: Mapping[str, Any]) -> str:
+    """Why a client with these connection options cannot hold every id, or ``""``.
+
+    Keys, ids and scripts are UTF-8 (what ``text`` reads back): another
+    encoding cannot encode some ids (a ``UnicodeEncodeError``, a 500), or
+    turns the scripts into what Redis cannot run, or is no codec at all.
+    """
+    name = str(options.get("encoding", "utf-8"))
+    try:
+        utf8 = codecs.lookup(name).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    return "" if utf8 else f"the store writes ids as UTF-8, not {name}"
 
 
 def url_problem(url: str) -> str:

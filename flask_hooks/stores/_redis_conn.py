@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import StoreUnavailable
-from ._redis_checks import check_url, eviction_risk, refusal_advice, replica_risk
+from ..core.errors import ConfigError, StoreUnavailable
+from ._redis_checks import check_url, encoding_problem, eviction_risk, refusal_advice, replica_risk
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -56,6 +56,8 @@ class Connections:
         self._refused = ""  # the reason last logged
         if isinstance(client_or_url, str):
             client_or_url = self._client(client_or_url)
+        elif problem := encoding_problem(client_or_url.connection_pool.connection_kwargs):
+            raise ConfigError(f"RedisStore(client): {problem}; build the client with encoding='utf-8'")
         self.client = client_or_url
 
     def _client(self, url: str) -> Redis:

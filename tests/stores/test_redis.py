@@ -76,6 +76,13 @@ def test_accepts_a_ready_client_with_decoded_responses(redis_url: str) -> None:
     assert [e.id for e in store.deliveries("ns")] == ["evt_1"]
 
 
+def test_a_ready_client_that_does_not_encode_utf8_is_a_config_error(redis_url: str) -> None:
+    """It could not encode an id such as ``evt_\u4e2d``: a 500 for each of its deliveries."""
+    with pytest.raises(ConfigError, match="UTF-8, not ascii; build the client with encoding='utf-8'"):
+        RedisStore(redis.Redis.from_url(redis_url, encoding="ascii"))
+    RedisStore(redis.Redis.from_url(redis_url, encoding="UTF8"))  # another name of the same codec
+
+
 def test_in_flight_retry_after_keeps_full_precision(redis_url: str) -> None:
     store = RedisStore(redis_url)
     now = 1_763_900_000.123456
@@ -182,6 +189,9 @@ def test_a_unix_socket_url_claims_and_completes(
         ("redis://localhost/0?socket_connect_timeout=nan", "socket_connect_timeout=nan'", "above 0, not nan"),
         ("unix:///tmp/r.sock?socket_timeout=inf", "'unix:///tmp/r.sock?socket_timeout=inf'", "not inf"),
         ("rediss://localhost/0?socket_timeout=0", "socket_timeout=0'", "socket_timeout must be a number"),
+        # ids a latin-1 client cannot encode were a 500; an unknown codec a LookupError at init_app
+        ("redis://localhost/0?encoding=latin-1", "encoding=latin-1'", "UTF-8, not latin-1"),
+        ("redis://localhost/0?encoding=nope", "encoding=nope'", "UTF-8, not nope"),
     ],
 )
 def test_a_malformed_url_is_a_config_error_at_init_app(
