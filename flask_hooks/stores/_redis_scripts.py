@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.inbox import Stored, decode_headers
-from ..core.store import Claim, LogEntry, decode_reply
+from ..core.store import Claim, LogEntry, decode_reply, unreadable
 
 # Shared functions, prepended to the scripts that use them.
 
@@ -376,7 +376,18 @@ def stored(id: str, record: Mapping[Any, Any], body: bytes | None, attempts: lis
 
 
 def answer(out: list[Any], token: str, now: float) -> Claim:
-    """A claim or reopen script's answer: the state, then its data."""
+    """A claim or reopen script's answer: the state, then its data.
+
+    A damaged record (a reply or a mark that is not UTF-8) is :class:`StoreUnavailable`
+    with an error log, as one that is not JSON is, not a ``UnicodeDecodeError`` (a 500).
+    """
+    try:
+        return _answer(out, token, now)
+    except UnicodeDecodeError as exc:
+        raise unreadable("record", exc) from exc
+
+
+def _answer(out: list[Any], token: str, now: float) -> Claim:
     state = text(out[0])
     if state == "done":
         return Claim("done", reply=decode_reply(text(out[1])), outcome=text(out[2]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,37 @@ def test_a_ready_client_that_does_not_encode_utf8_is_a_config_error(redis_url: s
     with pytest.raises(ConfigError, match="UTF-8, not ascii; build the client with encoding='utf-8'"):
         RedisStore(redis.Redis.from_url(redis_url, encoding="ascii"))
     RedisStore(redis.Redis.from_url(redis_url, encoding="UTF8"))  # another name of the same codec
+
+
+@pytest.mark.parametrize(("field", "damaged"), [("reply", b"\xff\xfe"), ("outcome", b"\xc3")])
+def test_a_record_that_is_not_utf8_is_unavailable_not_a_500(
+    redis_url: str,
+    make_app: Callable[..., Flask],
+    caplog: pytest.LogCaptureFixture,
+    field: str,
+    damaged: bytes,
+) -> None:
+    """Bytes no script writes (a damaged record): 503 and an error naming it, as for one
+    that is not JSON; before, the claim's answer raised UnicodeDecodeError, a 500."""
+    hooks = Hooks()
+    runs: list[str] = []
+    hooks.on("*", name="first")(lambda event: runs.append(event.id))
+    app = make_app(hooks, HOOKS_STORE=redis_url)
+    payload = {"id": "evt_1", "type": "a.b"}
+    assert generic_post(app.test_client(), payload).status_code == 200
+    client = redis.Redis.from_url(redis_url)
+    [key] = client.scan_iter(match="hooks:*:d:evt_1")
+    good = client.hget(key, field)
+    assert good is not None
+    client.hset(key, field, damaged)
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        down = generic_post(app.test_client(), payload)
+    assert (down.status_code, down.json) == (503, {"status": "unavailable", "reason": "store unavailable"})
+    assert any("cannot be read" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert runs == ["evt_1"]
+    client.hset(key, field, good)
+    assert generic_post(app.test_client(), payload).json == {"status": "duplicate"}
+    assert runs == ["evt_1"]
 
 
 def test_in_flight_retry_after_keeps_full_precision(redis_url: str) -> None:
