@@ -74,9 +74,30 @@ def encoding_problem(options: Mapping[str, Any]) -> str:
     return "" if utf8 else f"the store writes ids as UTF-8, not {name}"
 
 
+#: Options redis-py takes as Python objects. A URL gives them as text, which fails at each
+#: connection (a 500 per delivery) or replaces what the store relies on (``retry``,
+#: ``redis_connect_func``, which notes reconnections).
+_OBJECT_OPTIONS = frozenset(
+    {
+        "command_packer",
+        "connection_class",
+        "credential_provider",
+        "driver_info",
+        "event_dispatcher",
+        "maint_notifications_config",
+        "maint_notifications_pool_handler",
+        "parser_class",
+        "redis_connect_func",
+        "retry",
+        "socket_keepalive_options",
+        "socket_type",
+    }
+)
+
+
 def url_problem(url: str) -> str:
     """What redis-py would not notice (no host, a non-number database) or would say with the port's text."""
-    from urllib.parse import unquote, urlsplit
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     try:
         parts = urlsplit(url)
@@ -84,6 +105,8 @@ def url_problem(url: str) -> str:
         return NOT_A_URL
     if parts.scheme not in {"redis", "rediss", "unix"}:
         return "write redis://host:port/db, rediss://... or unix:///path/to/redis.sock"
+    if objects := sorted(_OBJECT_OPTIONS.intersection(name for name, _ in parse_qsl(parts.query))):
+        return f"{objects[0]} is a Python object, not text: pass a client, RedisStore(redis.Redis(...))"
     if parts.scheme == "unix":
         return "" if parts.path else "names no socket: write unix:///path/to/redis.sock"
     if not parts.hostname:

@@ -224,6 +224,11 @@ def test_a_unix_socket_url_claims_and_completes(
         # ids a latin-1 client cannot encode were a 500; an unknown codec a LookupError at init_app
         ("redis://localhost/0?encoding=latin-1", "encoding=latin-1'", "UTF-8, not latin-1"),
         ("redis://localhost/0?encoding=nope", "encoding=nope'", "UTF-8, not nope"),
+        # options redis-py takes as objects: as text, a 500 at each connection, or ours replaced
+        ("redis://localhost/0?socket_keepalive_options=x", "keepalive_options=x'", "is a Python object"),
+        ("unix:///tmp/r.sock?redis_connect_func=f", "redis_connect_func=f'", "redis_connect_func is a"),
+        ("rediss://localhost/0?retry=3&credential_provider=x", "retry=3&", "credential_provider is a Python"),
+        ("redis://localhost/0?maint_notifications_config=x", "config=x'", "pass a client, RedisStore(redis"),
     ],
 )
 def test_a_malformed_url_is_a_config_error_at_init_app(
