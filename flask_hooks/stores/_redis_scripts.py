@@ -69,7 +69,8 @@ end
 # this is the first write in the context of this script" (redis script.c, scriptVerifyOOM).
 # HDEL needs none, and of a field no record has it changes nothing. A mark, a renewal or a
 # completion records what a handler already did: refused, the handler would run again, so
-# they take the little memory they need (a reply is capped at 64 KiB).
+# they take the little memory they need (a reply is capped at 64 KiB). They answer 1 done,
+# 0 when the claim is another's (taken over, or ended), -1 when the record is gone.
 _ROOM = """
 local function room(key) redis.call('HDEL', key, '') end
 """
@@ -169,6 +170,7 @@ MARK = (
     _ROOM
     + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'token')
+if not rec[1] then return -1 end
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
 room(KEYS[1])
 redis.call('HSET', KEYS[1], 'h:' .. ARGV[2], ARGV[3])
@@ -183,6 +185,7 @@ RENEW = (
     + _ROOM
     + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'expires_at')
+if not rec[1] then return -1 end
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
 room(KEYS[1])
 redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
@@ -204,6 +207,7 @@ COMPLETE = (
     + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'token', 'retained_until', 'ended')
 if rec[4] == ARGV[11] then return 1 end  -- this completion, sent again
+if not rec[1] then return -1 end
 if rec[1] ~= 'inflight' or rec[2] ~= ARGV[1] then return 0 end
 room(KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'done', 'token', '', 'reply', ARGV[2], 'outcome', ARGV[3],

@@ -34,7 +34,7 @@ from ..core.errors import ConfigError, InFlight, LeaseLost
 from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
 from . import _redis_scripts as lua
 from ._redis_checks import check_url
-from ._redis_conn import Connections
+from ._redis_conn import Connections, log
 from ._redis_scripts import answer as _answer
 from ._redis_scripts import stored as _stored
 from ._redis_scripts import text as _text
@@ -59,6 +59,20 @@ def _resend_delay(client: Any) -> float:
     options = client.connection_pool.connection_kwargs
     waits = (options.get("socket_timeout"), options.get("socket_connect_timeout"))
     return sum(float(wait) for wait in waits if wait) + 0.1
+
+
+def _fenced(out: Any, ns: str, id: str) -> None:
+    """A mark's, renewal's or completion's answer: 1 done, 0 the claim is another's, -1 no record."""
+    if out == -1:
+        log.error(
+            "the record of %s %s was removed while it was claimed: the Redis server lost it (FLUSHDB or"
+            " FLUSHALL, a restart without persistence, a failover) or it expired; a resend of it runs"
+            " its handlers again",
+            ns,
+            id,
+        )
+    if out != 1:
+        raise LeaseLost()
 
 
 class RedisStore(Connections, DedupeStore):
@@ -157,12 +171,10 @@ class RedisStore(Connections, DedupeStore):
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
         args = [token, handler, encode_reply(reply) or ""]
-        if not self._call(self._mark, [self._keys(ns, id)[0]], args):
-            raise LeaseLost()
+        _fenced(self._call(self._mark, [self._keys(ns, id)[0]], args), ns, id)
 
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
-        if not self._call(self._renew, self._keys(ns, id), [token, repr(now + lease), _ms(lease)]):
-            raise LeaseLost()
+        _fenced(self._call(self._renew, self._keys(ns, id), [token, repr(now + lease), _ms(lease)]), ns, id)
 
     def complete(
         self,
@@ -178,8 +190,7 @@ class RedisStore(Connections, DedupeStore):
     ) -> None:
         keys, logged = self._attempt(ns, entry)
         args = [token, encode_reply(reply) or "", outcome, repr(now + ttl), _ms(ttl), repr(now), *logged]
-        if not self._call(self._complete, [*self._keys(ns, id), *keys], [*args, new_token()]):
-            raise LeaseLost()
+        _fenced(self._call(self._complete, [*self._keys(ns, id), *keys], [*args, new_token()]), ns, id)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         keys, logged = self._attempt(ns, entry)

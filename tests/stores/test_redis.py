@@ -115,6 +115,47 @@ def test_a_record_that_is_not_utf8_is_unavailable_not_a_500(
     assert runs == ["evt_1"]
 
 
+def test_a_record_removed_mid_handler_is_logged_as_such_not_as_a_lost_lease(
+    redis_url: str, make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLUSHDB (or a restart without persistence) while a handler runs: the completion finds
+    no record. Before, the only log line was "lease lost", which sends the operator to the
+    lease setting; a claim taken over still logs no error."""
+    client = redis.Redis.from_url(redis_url)
+    hooks = Hooks()
+
+    @hooks.on("*")
+    def handle(event: Event) -> None:
+        client.flushdb()
+
+    app = make_app(hooks, HOOKS_STORE=redis_url)
+    with caplog.at_level(logging.WARNING, "flask_hooks"):
+        response = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+    assert response.status_code == 409  # as before: nothing recorded it, so no 2xx
+    [error] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "evt_1 was removed while it was claimed" in error and "FLUSHDB" in error
+    store = RedisStore(redis_url)
+    old = store.claim("ns", "evt_2", now=T0, lease=30, ttl=60)
+    store.claim("ns", "evt_2", now=T0 + 31, lease=30, ttl=60)
+    caplog.clear()
+    for lost in (
+        lambda: store.mark("ns", "evt_2", old.token, "h", None, now=T0 + 32),
+        lambda: store.renew("ns", "evt_2", old.token, now=T0 + 32, lease=30),
+        lambda: store.complete("ns", "evt_2", old.token, outcome="received", reply=None, now=T0, ttl=60),
+    ):
+        with pytest.raises(LeaseLost):
+            lost()
+    assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+    client.flushdb()
+    for gone in (
+        lambda: store.mark("ns", "evt_2", old.token, "h", None, now=T0 + 32),
+        lambda: store.renew("ns", "evt_2", old.token, now=T0 + 32, lease=30),
+    ):
+        with pytest.raises(LeaseLost):
+            gone()
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
+
+
 def test_in_flight_retry_after_keeps_full_precision(redis_url: str) -> None:
     store = RedisStore(redis_url)
     now = 1_763_900_000.123456
