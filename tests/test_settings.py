@@ -282,6 +282,25 @@ def test_a_store_without_its_library_names_the_extra_to_install(
         make_app(Hooks(), HOOKS_STORE=url)
 
 
+@pytest.mark.parametrize(
+    ("url", "module", "package"),
+    [
+        ("mysql://u@127.0.0.1/db", "MySQLdb", "mysqlclient"),  # no package is called MySQLdb
+        ("mariadb://u@127.0.0.1/db", "MySQLdb", "mysqlclient"),
+        ("mysql+mysqlconnector://u@127.0.0.1/db", "mysql", "mysql-connector-python"),
+    ],
+)
+def test_a_driver_whose_module_is_not_its_package_names_the_package(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, url: str, module: str, package: str
+) -> None:
+    import sys
+
+    pytest.importorskip("sqlalchemy")
+    monkeypatch.setitem(sys.modules, module, None)  # what importing an absent module does
+    with pytest.raises(ConfigError, match=re.escape(f" driver: pip install {package}")):
+        make_app(Hooks(), HOOKS_STORE=url)
+
+
 def test_a_queue_without_its_library_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
     import sys

@@ -117,13 +117,21 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         try:
             return SqlStore(url)
         except ModuleNotFoundError as exc:  # the URL's database driver
-            extra = "'flask-webhooks[postgresql]'" if exc.name == "psycopg" else exc.name
+            top = (exc.name or "").partition(".")[0]
+            extra = _DRIVER_PACKAGES.get(top, top)
             raise ConfigError(f"{shown!r} needs the {exc.name} driver: pip install {extra}") from None
     raise ConfigError(
         f"unknown store URL {shown!r}; use sqlite:///, redis://, memory:// or a SQLAlchemy URL"
         " (postgresql+psycopg://...)"
     )
 
+
+#: What to install for a SQLAlchemy driver module of another name than its package's.
+_DRIVER_PACKAGES = {
+    "psycopg": "'flask-webhooks[postgresql]'",
+    "MySQLdb": "mysqlclient",  # mysql:// and mariadb://, SQLAlchemy's default MySQL driver
+    "mysql": "mysql-connector-python",  # mysql+mysqlconnector://
+}
 
 #: SQLAlchemy URL schemes without a driver part (``postgresql+psycopg`` has one).
 _SQL_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"})
