@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .inbox import Delivery as Delivery
     from .inbox import Inbox as Inbox
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _LAZY = {
     "Hooks": "extension",

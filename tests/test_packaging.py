@@ -285,6 +285,18 @@ def test_the_readme_tour_and_its_test_pass_verbatim(tmp_path: Path) -> None:
     assert not (tmp_path / "instance").exists(), "the README's test wrote the dev server's SQLite file"
 
 
+def test_the_version_is_the_changelogs_newest() -> None:
+    """An unreleased version builds as its ``.dev`` release, never as the release before it."""
+    import flask_hooks
+
+    changes = (ROOT / "CHANGES.rst").read_text(encoding="utf-8")
+    match = re.search(r"^Version (\S+)\n-+\n\n(\S.*)$", changes, re.M)
+    assert match is not None, "CHANGES.rst has no 'Version X' heading"
+    version, when = match.groups()
+    expected = f"{version}.dev0" if when == "Unreleased" else version
+    assert flask_hooks.__version__ == expected, f"CHANGES.rst's newest is {version} ({when})"
+
+
 def test_import_flask_hooks_is_light_and_exports_the_inbox_lazily() -> None:
     code = textwrap.dedent(f"""
         import sys
