@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from flask_hooks import Receiver
 
 NARADA_DISPATCH = "https://api.narada.ai/fast/v2/remote-dispatch"
-#: Seed 000 names only ``/seq/.../jobs``; pass your own ``base_url``.
+#: Noukai's guide names only ``/seq/.../jobs``; pass your own ``base_url``.
 NOUKAI_BASE = "https://api.noukai.ai/seq/flow"
 
 

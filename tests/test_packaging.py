@@ -285,6 +285,21 @@ def test_the_readme_tour_and_its_test_pass_verbatim(tmp_path: Path) -> None:
     assert not (tmp_path / "instance").exists(), "the README's test wrote the dev server's SQLite file"
 
 
+def test_what_ships_cites_no_document_a_user_cannot_read() -> None:
+    """The docs, the README and the packages' docstrings name public sources, not the
+    project's internal briefs ("seed 000", ``SENDERS.md``), which ship nowhere."""
+    internal = re.compile(r"\bseed \d{3}\b|SENDERS\.md", re.I)
+    shipped = [ROOT / "README.md", *(ROOT / "docs").glob("*.rst")]
+    shipped += [path for package in PACKAGES for path in (ROOT / package).rglob("*.py")]
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in shipped
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if internal.search(line)
+    ]
+    assert not cited, "\n".join(cited)
+
+
 def test_the_version_is_the_changelogs_newest() -> None:
     """An unreleased version builds as its ``.dev`` release, never as the release before it."""
     import flask_hooks
