@@ -5,9 +5,14 @@ The fixtures live in :mod:`pytest_hooks.plugin`; the classes behind them
 :class:`~pytest_hooks.sender.Sender`, ...) work without pytest.
 """
 
-import pytest
+from __future__ import annotations
 
-pytest.register_assert_rewrite("pytest_hooks.delivery", "pytest_hooks.recorder", "pytest_hooks.sender")
+try:
+    import pytest
+except ModuleNotFoundError:  # a base install: the classes need no pytest, and nothing to rewrite
+    pass
+else:
+    pytest.register_assert_rewrite("pytest_hooks.delivery", "pytest_hooks.recorder", "pytest_hooks.sender")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -300,6 +300,26 @@ def test_what_ships_cites_no_document_a_user_cannot_read() -> None:
     assert not cited, "\n".join(cited)
 
 
+def test_the_plugins_classes_work_without_pytest_installed() -> None:
+    """A base install (no ``[pytest]``) forges and posts a delivery with ``SignedDelivery``."""
+    code = textwrap.dedent("""
+        import sys
+        sys.modules["pytest"] = None  # what importing an absent package does
+        from flask import Flask
+        from flask_hooks import Hooks
+        from pytest_hooks.delivery import SignedDelivery
+        from pytest_hooks.sender import Sender
+
+        hooks = Hooks(secret="s3cret", store="memory://")
+        hooks.on("order.paid")(lambda event: None)
+        app = Flask("no_pytest")
+        hooks.init_app(app)
+        delivery = SignedDelivery.forge(app, hooks.receiver(app), "order.paid")
+        print(delivery.send().status_code, Sender.__name__)
+    """)
+    assert _run(sys.executable, "-c", code, cwd=ROOT, timeout=60).split() == ["200", "Sender"]
+
+
 def test_the_version_is_the_changelogs_newest() -> None:
     """An unreleased version builds as its ``.dev`` release, never as the release before it."""
     import flask_hooks
