@@ -192,7 +192,7 @@ def resolve(
         url=url,
         provider=provider,
         secrets=secrets,
-        store=pick("store"),
+        store=_store(prefix + "STORE", pick("store")),
         dedupe_ttl=dedupe_ttl,
         lease=_positive(prefix + "LEASE", pick("lease")),
         tolerance=tolerance,
@@ -237,6 +237,18 @@ def _retention(prefix: str, value: Any, dedupe_ttl: Any) -> float:
             " a delivery is kept at least as long as it counts as a duplicate"
         )
     return retention
+
+
+def _store(key: str, value: Any) -> str | DedupeStore:
+    """A store URL or a store; anything else (an engine, a client, a path) says what to pass."""
+    if isinstance(value, (str, DedupeStore)):
+        return value
+    what = f"the class {value.__name__}" if isinstance(value, type) else type(value).__name__
+    raise ConfigError(
+        f"{key} must be a store URL (sqlite:///..., redis://..., memory://, a SQLAlchemy URL) or a"
+        f" DedupeStore, not {what}; an engine or Flask-SQLAlchemy's db goes in"
+        " flask_hooks.stores.sql.SqlStore(...)"
+    )
 
 
 def _namespace(key: str, value: Any, import_name: str, name: str) -> str:

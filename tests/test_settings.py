@@ -145,6 +145,8 @@ def test_receivers_sharing_a_store_url_share_the_store(make_app: Callable[..., F
         ("url", "webhooks", "HOOKS_URL"),
         ("provider", "carrier-pigeon", "unknown provider"),
         ("store", "ftp://x", "unknown store URL"),
+        ("store", Path("hooks.db"), "HOOKS_STORE must be a store URL .* or a DedupeStore, not PosixPath"),
+        ("store", MemoryStore, "HOOKS_STORE must be a store URL .* not the class MemoryStore"),
         ("secret", [""], "HOOKS_SECRET"),
     ],
 )
@@ -299,6 +301,13 @@ def test_a_driver_whose_module_is_not_its_package_names_the_package(
     monkeypatch.setitem(sys.modules, module, None)  # what importing an absent module does
     with pytest.raises(ConfigError, match=re.escape(f" driver: pip install {package}")):
         make_app(Hooks(), HOOKS_STORE=url)
+
+
+def test_an_engine_as_the_store_says_to_wrap_it_in_sql_store(make_app: Callable[..., Flask]) -> None:
+    sa = pytest.importorskip("sqlalchemy")
+    engine = sa.create_engine("sqlite://")
+    with pytest.raises(ConfigError, match=r"not Engine; an engine .* goes in flask_hooks\.stores\.sql"):
+        make_app(Hooks(store=engine))  # type: ignore[arg-type]
 
 
 def test_a_queue_without_its_library_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
