@@ -195,6 +195,9 @@ LOG_STATUSES = (
     "replayed",
     "unavailable",
 )
+#: The worker's own word (``flask_hooks.defer.worker``): a deferred handler's job done. It
+#: answers no sender, so it is no outcome of the dashboard's chart, but ``--status`` takes it.
+WORKER_STATUSES = ("handled",)
 
 
 class LogStatus(click.Choice):  # type: ignore[type-arg]  # generic since click 8.2; Flask allows 8.1
@@ -289,7 +292,7 @@ def _nothing_found(
 
 @cli.command("deliveries")
 @click.option("--receiver", "receiver_name", metavar="NAME", help="Only this receiver (default: all).")
-@click.option("--status", type=LogStatus(LOG_STATUSES), help="Only this outcome.")
+@click.option("--status", type=LogStatus(LOG_STATUSES + WORKER_STATUSES), help="Only this outcome.")
 @click.option(
     "--type",
     "pattern",

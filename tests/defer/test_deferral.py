@@ -223,6 +223,20 @@ def test_the_worker_runs_a_job_once_and_signals(build: Callable[..., Flask], sto
     assert statuses[:2] == ["duplicate", "handled"]
 
 
+def test_the_workers_handled_lines_are_what_deliveries_status_handled_lists(
+    build: Callable[..., Flask],
+) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    with app.app_context():
+        assert perform(queue.jobs[0]) == "handled"
+    result = app.test_cli_runner().invoke(args=["hooks", "deliveries", "--status", "handled"])
+    assert result.exit_code == 0, result.output
+    [_header, line] = result.output.splitlines()
+    assert line.split()[3:6] == ["evt_1", "payment.succeeded", "handled"], line
+
+
 def test_a_failing_worker_run_releases_and_reraises(build: Callable[..., Flask]) -> None:
     queue = ListQueue()
     app = build((flaky, queue))
