@@ -83,8 +83,18 @@ def receivers_of(state: HooksState, name: str | None) -> list[Receiver]:
 
 
 def store_down(receiver: Receiver, exc: StoreUnavailable, what: str = "") -> click.ClickException:
-    """The error for a store that cannot be reached; ``what`` says what was (not) done."""
+    """The error for a store that cannot be reached; ``what`` says what was (not) done.
+
+    The stores raise a bare :class:`StoreUnavailable` from the driver's error: its first
+    line (``ConnectionError: Error 111 connecting to 127.0.0.1:6380. Connection refused.``)
+    is what tells an operator a URL or a server is wrong. Later lines (SQLAlchemy's
+    statement and parameters) are left out.
+    """
     detail = "" if str(exc) == StoreUnavailable.reason else f" ({exc})"
+    cause = exc.__cause__
+    if not detail and cause is not None:
+        first = next(iter(str(cause).strip().splitlines()), "")
+        detail = f" ({type(cause).__name__}: {first[:200]})" if first else f" ({type(cause).__name__})"
     return click.ClickException(f"store unavailable for receiver {receiver.name!r}{detail}{what}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -360,6 +361,17 @@ def test_every_command_reports_a_store_that_is_down_and_changes_nothing(shop: Sh
         assert "Traceback" not in result.output + result.stderr
     shop.store.down = False
     assert shop.status("evt_1") == "failed" and shop.invoiced == []
+
+
+def test_a_store_that_cannot_be_reached_is_reported_with_the_drivers_error(tmp_path: Path) -> None:
+    pytest.importorskip("redis")
+    app = Flask("down", instance_path=str(tmp_path))
+    Hooks(secret="s3cret", store="redis://127.0.0.1:1/0").init_app(app)  # nothing listens on port 1
+    result = run(app, "deliveries")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: store unavailable for receiver 'hooks' (ConnectionError: ")
+    assert "127.0.0.1:1" in result.stderr and "cannot read the delivery log" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
 
 
 def test_a_store_lost_during_a_bulk_replay_stops_it(shop: Shop) -> None:
