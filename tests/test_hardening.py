@@ -283,6 +283,35 @@ def test_an_id_with_a_lone_surrogate_is_a_400(make_app: Callable[..., Flask], st
     assert calls == ["évt-✓"]
 
 
+def test_an_id_or_type_with_a_control_character_is_a_400_and_writes_no_log_line_of_its_own(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ids are quoted as they are in the app's log: a newline in one would forge a line."""
+    hooks = Hooks(store="memory://")
+    calls: list[str] = []
+
+    @hooks.on("*")
+    def fails(event: Any) -> None:
+        calls.append(event.id)
+        raise RuntimeError("boom")
+
+    client = make_app(hooks).test_client()
+    forged = "evt-1\nINFO flask_hooks: delivery evt-2 handled"
+    for body in (
+        {"id": forged, "type": "a.b"},
+        {"id": "evt\u001b[2Jx", "type": "a.b"},
+        {"id": "evt\u0085x", "type": "a.b"},
+        {"id": "evt-3", "type": "a\rb"},
+    ):
+        response = generic_post(client, body)
+        assert response.status_code == 400
+        assert "control character" in response.get_json()["reason"]
+    assert calls == []
+    assert not any("\n" in record.getMessage() for record in caplog.records)
+    assert generic_post(client, {"id": "évt 4\u200b", "type": "a.b"}).status_code == 500  # printable: accepted
+    assert calls == ["évt 4\u200b"]
+
+
 @pytest.mark.parametrize("store", ["memory://", "sqlite:///hooks.sqlite3", "postgresql"])
 def test_an_id_or_type_with_a_nul_is_a_400_in_every_store(
     make_app: Callable[..., Flask], store: str, request: pytest.FixtureRequest

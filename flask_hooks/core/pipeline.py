@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -85,8 +86,8 @@ class Pipeline:
             return self._reject("rejected", exc, received_at, started, notify, body)
         try:
             parsed = cfg.provider.parse(headers, body)
-            plain = parsed.id.isascii() and parsed.type.isascii()
-            if not plain or "\x00" in parsed.id or "\x00" in parsed.type:
+            plain = parsed.id.isascii() and parsed.id.isprintable()  # printable ASCII needs no check
+            if not (plain and parsed.type.isascii() and parsed.type.isprintable()):
                 _check_text("id", parsed.id)
                 _check_text("type", parsed.type)
         except PayloadError as exc:
@@ -379,7 +380,15 @@ def _check_text(field: str, value: str) -> None:
 
     A lone surrogate (``"\\ud800"`` in the JSON) is valid for Python but no
     store can write it, and PostgreSQL's text holds no NUL; either is the
-    sender's error, so a 400, not a 500 or a 503 on every retry.
+    sender's error, so a 400, not a 500 or a 503 on every retry. A control
+    character (a newline) would let an id write lines of its own into the
+    app's log, where ids are quoted as they are.
     """
     if not is_text(value):
         raise PayloadError(f"invalid {field}: not text every store can keep (a NUL or a lone surrogate)")
+    if _CONTROL.search(value):
+        raise PayloadError(f"invalid {field}: it has a control character (a newline, an escape)")
+
+
+#: C0 and C1 control characters (Unicode category Cc) but the tab, which writes no line.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
