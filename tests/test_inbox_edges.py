@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from flask_hooks import Event, Hooks, InFlight, Retry
+from flask_hooks import Event, Hooks, InFlight, Retry, StoreUnavailable
 from tests.conftest import generic_post
 from tests.helpers import ManualClock
 
@@ -325,3 +325,44 @@ def test_replay_reads_handler_names_given_as_a_generator_once(shop: Shop) -> Non
     after = shop.inbox.replay("evt_1", handlers=(name for name in ["billing.invoice"]))
     assert after.status == "received"
     assert shop.runs[-1] == ("billing.invoice", True)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+@pytest.mark.parametrize("damage", ["headers", "attempts"])
+def test_a_damaged_kept_delivery_is_a_store_error_not_a_crash(
+    make_app: Callable[..., Flask],
+    request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+    store: str,
+    damage: str,
+) -> None:
+    """A record no version writes (damaged, or from a newer version after a rollback): the
+    inbox raises StoreUnavailable with an error log, so the CLI and the dashboard answer as for
+    a store that is down (a 503), not with a JSONDecodeError or a TypeError (a 500)."""
+    url = str(request.getfixturevalue("redis_url")) if store == "redis" else "sqlite:///hooks.sqlite3"
+    hooks = Hooks(store=url)
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 200
+    if store == "sqlite":
+        import sqlite3
+
+        table = "hooks_kept" if damage == "headers" else "hooks_deliveries"
+        with sqlite3.connect(f"{app.instance_path}/hooks.sqlite3") as db:
+            db.execute(f"UPDATE {table} SET {damage} = ?", ('{"v": 9, "' + damage + '": 5}',))
+    else:
+        import redis
+
+        client = redis.Redis.from_url(url)
+        record, _, attempts = hooks.receiver(app).store._keys(hooks.receiver(app).ns, "evt_1")  # type: ignore[attr-defined]
+        if damage == "headers":
+            client.hset(record, "headers", "not json")
+        else:
+            client.delete(attempts)
+            client.rpush(attempts, b"[not json")
+    inbox = hooks.inbox(app)
+    with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+        for read in (lambda: inbox.get("evt_1"), lambda: inbox.query()):
+            with pytest.raises(StoreUnavailable):
+                read()
+    assert f"stored {damage}" in caplog.text or "stored log line" in caplog.text

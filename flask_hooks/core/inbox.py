@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote_plus, unquote_plus
 
 from .scrub import REDACTED, scrub
-from .store import FORMAT_VERSION, LogEntry, Reply
+from .store import FORMAT_VERSION, UNREADABLE, LogEntry, Reply, unreadable
 
 #: Headers that carry credentials; never stored, whatever the provider.
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -251,9 +251,13 @@ def encode_headers(headers: Iterable[tuple[str, str]]) -> str:
 
 
 def decode_headers(raw: str | bytes | None) -> tuple[tuple[str, str], ...]:
+    """A kept delivery's headers; damaged (or of a newer kind): :func:`unreadable`, not a 500."""
     if not raw:
         return ()
-    return tuple((str(k), str(v)) for k, v in json.loads(raw).get("headers", ()))
+    try:
+        return tuple((str(k), str(v)) for k, v in json.loads(raw).get("headers", ()))
+    except UNREADABLE as exc:
+        raise unreadable("headers", exc) from exc
 
 
 def encode_attempts(attempts: Iterable[LogEntry]) -> str:
@@ -266,9 +270,14 @@ def attempts_record(lines: Iterable[str]) -> str:
 
 
 def decode_attempts(raw: str | bytes | None) -> tuple[LogEntry, ...]:
+    """A kept delivery's attempts; damaged (or of a newer kind): :func:`unreadable`."""
     if not raw:
         return ()
-    return tuple(LogEntry.from_json(json.dumps(a)) for a in json.loads(raw).get("attempts", ()))
+    try:
+        attempts = json.loads(raw).get("attempts", ())
+        return tuple(LogEntry.from_json(json.dumps(a)) for a in attempts)
+    except UNREADABLE as exc:
+        raise unreadable("attempts", exc) from exc
 
 
 def is_text(value: str) -> bool:

@@ -148,8 +148,15 @@ class LogEntry(NamedTuple):
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> LogEntry:
-        """Read a line of any version; fields it does not know are ignored."""
-        data = json.loads(raw)
+        """Read a line of any version; fields it does not know are ignored. A line that
+        is not one (damaged, or of a newer kind) is :func:`unreadable`, not a 500."""
+        try:
+            return cls._from_data(json.loads(raw))
+        except UNREADABLE as exc:
+            raise unreadable("log line", exc) from exc
+
+    @classmethod
+    def _from_data(cls, data: Any) -> LogEntry:
         if isinstance(data, list):  # 0.1.0 wrote positional arrays
             data = dict(zip(_V0_FIELDS, data, strict=False))
         return cls(
@@ -199,7 +206,7 @@ def decode_handlers(raw: str | bytes | None) -> dict[str, Reply | None]:
         # 0.1.0 stored the bare mapping; a handler named "v" maps to a reply or null, never a number.
         marks = data.get("handlers", {}) if isinstance(data.get("v"), int) else data
         return {k: Reply.from_json(v) for k, v in marks.items()}
-    except _UNREADABLE as exc:
+    except UNREADABLE as exc:
         raise unreadable("handler marks", exc) from exc
 
 
@@ -210,12 +217,12 @@ def encode_reply(reply: Reply | None) -> str | None:
 def decode_reply(raw: str | bytes | None) -> Reply | None:
     try:
         return None if not raw else Reply.from_json(json.loads(raw))
-    except _UNREADABLE as exc:
+    except UNREADABLE as exc:
         raise unreadable("reply", exc) from exc
 
 
 #: What reading a record that is not in a format this version writes raises.
-_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
+UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
 
 
 def unreadable(what: str, exc: Exception) -> StoreUnavailable:

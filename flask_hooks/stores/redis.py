@@ -7,7 +7,8 @@ which removes a record once nobody can need it. Deadlines are computed in
 Python and passed as strings so Lua's number formatting never rounds them.
 
 The key layout (a kept delivery's body and attempts in keys of their own,
-an index sorted by ``received_at``) and the scripts are in ``_redis_scripts``;
+an index sorted by ``received_at``) and the scripts are in ``_redis_scripts``,
+reading their records and answers in ``_redis_records``;
 every key has the receiver's ``{ns}`` hash tag, so one cluster slot. The
 client, and the guard that refuses the servers described below, are in
 ``_redis_conn``; here, the state machine, the delivery log and the inbox.
@@ -35,9 +36,9 @@ from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matche
 from . import _redis_scripts as lua
 from ._redis_checks import check_url
 from ._redis_conn import Connections, log
-from ._redis_scripts import answer as _answer
-from ._redis_scripts import stored as _stored
-from ._redis_scripts import text as _text
+from ._redis_records import answer as _answer
+from ._redis_records import stored as _stored
+from ._redis_records import text as _text
 from .base import CLOCK_SKEW, Claim, DedupeStore, LogEntry, Reply, encode_reply, new_token
 from .url import NOT_A_URL, masked_url
 
