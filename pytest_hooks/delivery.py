@@ -293,9 +293,20 @@ class SignedDelivery:
     # Variants ----------------------------------------------------------------
 
     def signed_at(self, timestamp: int) -> SignedDelivery:
-        """The same delivery (id, payload, key) re-signed at ``timestamp``."""
+        """The same delivery (id, body bytes, key) re-signed at ``timestamp``.
+
+        Only the signature and timestamp headers change, as when a sender
+        signs a retry: a time the provider writes into the body (Stripe's
+        ``created``, Slack's ``event_time``, Narada's ``createdAt``) stays
+        the event's. Flow-step (which signs no time) and custom providers
+        that cannot sign given bytes build the body again.
+        """
         outgoing = dataclasses.replace(self.outgoing, timestamp=int(timestamp))
-        signed = self._sign(outgoing)
+        key, provider = self.receiver.keys[self.secret_index], self.receiver.provider
+        if self.exact is None and (isinstance(key, HmacKey) or isinstance(provider, (ItsDangerous, Narada))):
+            signed = sign_exact(self.receiver, outgoing, key, self.body)
+        else:
+            signed = self._sign(outgoing)
         headers = {**signed.headers, **self.extra_headers}
         return dataclasses.replace(self, outgoing=outgoing, body=signed.body, headers=headers)
 

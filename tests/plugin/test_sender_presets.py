@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, request
 
-from flask_hooks import Event, Hooks
+from flask_hooks import Event, Hooks, signals
 from pytest_hooks.clock import FakeClock
 from pytest_hooks.presets import PRESETS
 from pytest_hooks.sender import Sender
@@ -294,3 +294,22 @@ def test_bad_arguments_are_explained(app: Flask, webhook_clock: FakeClock, signe
     sender = Sender(app, webhook_clock, resolve("github", None))
     with pytest.raises(ValueError, match="unknown fault 'boom'"):
         sender.send(signed_delivery("a.b"), faults=["boom"])
+
+
+@pytest.mark.parametrize("provider", ["stripe", "slack"])
+def test_retries_re_sign_the_first_attempts_bytes(
+    provider: str, webhook_sender: Any, signed_delivery: Any, webhook_clock: FakeClock
+) -> None:
+    """A retry is the same message signed again: Stripe's ``created`` and Slack's
+    ``event_time`` keep the event's time; only the signature header changes."""
+    bodies: list[bytes] = []
+    delivery = signed_delivery("invoice.paid")
+    webhook_clock.advance(30)  # the first attempt is made after the event was created
+
+    with signals.delivery_verified.connected_to(lambda _app, **kw: bodies.append(kw["event"].body)):
+        report = webhook_sender(schedule=[0, 60, 300]).send(delivery, faults=[500, "lost"])
+
+    assert report.delivered
+    assert bodies == [delivery.body] * 2  # the 500 was forced without calling the app
+    resigned = delivery.signed_at(int(webhook_clock.now()))
+    assert resigned.body == delivery.body and resigned.headers != delivery.headers
