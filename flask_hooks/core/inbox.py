@@ -275,7 +275,7 @@ def decode_attempts(raw: str | bytes | None) -> tuple[LogEntry, ...]:
         return ()
     try:
         attempts = json.loads(raw).get("attempts", ())
-        return tuple(LogEntry.from_json(json.dumps(a)) for a in attempts)
+        return tuple(LogEntry.from_data(a) for a in attempts)
     except UNREADABLE as exc:
         raise unreadable("attempts", exc) from exc
 

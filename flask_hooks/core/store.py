@@ -151,12 +151,13 @@ class LogEntry(NamedTuple):
         """Read a line of any version; fields it does not know are ignored. A line that
         is not one (damaged, or of a newer kind) is :func:`unreadable`, not a 500."""
         try:
-            return cls._from_data(json.loads(raw))
+            return cls.from_data(json.loads(raw))
         except UNREADABLE as exc:
             raise unreadable("log line", exc) from exc
 
     @classmethod
-    def _from_data(cls, data: Any) -> LogEntry:
+    def from_data(cls, data: Any) -> LogEntry:
+        """A line already parsed (an attempt inside a kept delivery's attempts record)."""
         if isinstance(data, list):  # 0.1.0 wrote positional arrays
             data = dict(zip(_V0_FIELDS, data, strict=False))
         return cls(
