@@ -45,14 +45,19 @@ def inbox_of(receiver: Receiver) -> Inbox:
     return receiver.hooks.inbox(current_app_object())
 
 
-def holders(state: HooksState, id: str, name: str | None) -> list[tuple[Receiver, Delivery]]:
-    """The receivers (the named one, or all) that keep a delivery ``id``, with it."""
+def holders(
+    state: HooksState, id: str, name: str | None, *, undone: str = ": nothing was changed"
+) -> list[tuple[Receiver, Delivery]]:
+    """The receivers (the named one, or all) that keep a delivery ``id``, with it.
+
+    ``undone`` ends the error for a store that cannot be read: what the command did not do.
+    """
     found = []
     for receiver in receivers_of(state, name) if is_text(id) else ():
         try:
             delivery = inbox_of(receiver).get(id)
         except StoreUnavailable as exc:
-            raise store_down(receiver, exc, ": nothing was changed") from None
+            raise store_down(receiver, exc, undone) from None
         if delivery is not None:
             found.append((receiver, delivery))
     if len(found) > 1:
@@ -66,9 +71,9 @@ def unknown(state: HooksState, id: str, name: str | None) -> str:
     return f"no delivery {id!r} is kept by {where}"
 
 
-def find(id: str, name: str | None) -> tuple[Receiver, Delivery]:
+def find(id: str, name: str | None, *, undone: str = ": nothing was changed") -> tuple[Receiver, Delivery]:
     state = current_state()
-    found = holders(state, id, name)
+    found = holders(state, id, name, undone=undone)
     if not found:
         raise click.ClickException(unknown(state, id, name))
     return found[0]
@@ -168,7 +173,7 @@ def show_command(delivery_id: str, receiver_name: str | None, as_json: bool) -> 
     and body fields the provider declares are masked. The traceback of the
     last error is printed in full.
     """
-    receiver, delivery = find(delivery_id, receiver_name)
+    receiver, delivery = find(delivery_id, receiver_name, undone="")
     secrets = hidden(delivery, receiver.secrets)  # wherever the body quotes them
     if as_json:
         click.echo(json.dumps(as_document(delivery, secrets), allow_nan=False))
@@ -225,7 +230,8 @@ def purge_command(older_than: float, receiver_name: str | None) -> None:
             removed = inbox_of(receiver).purge(older_than=older_than)
         except StoreUnavailable as exc:
             raise store_down(receiver, exc, f": not all deliveries older than {age} were purged") from None
-        click.echo(f"{receiver.name}: purged {removed} deliveries received more than {age} ago")
+        noun = "delivery" if removed == 1 else "deliveries"
+        click.echo(f"{receiver.name}: purged {removed} {noun} received more than {age} ago")
         ttl = receiver.settings.dedupe_ttl
         if removed and older_than < ttl:
             click.echo(
