@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import pytest
 import standardwebhooks
@@ -239,3 +240,90 @@ def test_every_mac_here_is_independent_of_flask_hooks() -> None:
     """Sanity: the vectors above are what a plain hmac call gives."""
     mac = hmac.new(b"It's a Secret to Everybody", b"Hello, World!", hashlib.sha256).hexdigest()
     assert mac.startswith("757107ea")
+
+
+STRIPE_MAC = "d95c6b7477fbd7e9f90b1b0ef5f9c7ac25abca5382460e0d988c2b2a5b71b990"
+
+#: SENDERS.md section 5, each as the request a sender would post: (provider, secret, the
+#: receiver's time, body, headers, what a verified delivery of these bytes is answered).
+POSTED = [
+    (
+        "github",
+        "It's a Secret to Everybody",
+        0,
+        b"Hello, World!",
+        {
+            "X-Hub-Signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
+            "X-GitHub-Event": "ping",
+            "X-GitHub-Delivery": "guid-1",
+        },
+        (400, "body is not JSON"),
+    ),
+    ("standard-webhooks", SW_SECRET, 1614265330, SW_BODY, SW_HEADERS, (400, "missing type")),
+    (
+        "svix",
+        SW_SECRET,
+        1614265330,
+        SW_BODY,
+        {k.replace("webhook-", "svix-"): v for k, v in SW_HEADERS.items()},
+        (400, "missing type"),
+    ),
+    (
+        "slack",
+        "8f742231b10e8888abcd99yyyzzz85a5",
+        1531420618,
+        SLACK_BODY,
+        {
+            "X-Slack-Request-Timestamp": "1531420618",
+            "X-Slack-Signature": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        (200, None),
+    ),
+    (
+        "stripe",
+        STRIPE_SECRET,
+        1700000000,
+        STRIPE_BODY,
+        {"Stripe-Signature": "t=1700000000,v1=" + STRIPE_MAC},
+        (400, "missing type"),
+    ),
+    (
+        "shopify",
+        "hush",
+        0,
+        b'{"id":820982911946154508,"email":"jon@example.com"}',
+        {
+            "X-Shopify-Hmac-SHA256": "D0UMXmhjwBRi4y66TmhJrDlhQABD7zI2fm3p6/QLMo8=",
+            "X-Shopify-Topic": "customers/create",
+            "X-Shopify-Webhook-Id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        },
+        (200, None),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("provider", "secret", "now", "body", "headers", "answer"), POSTED, ids=[v[0] for v in POSTED]
+)
+def test_published_vectors_through_an_app(
+    provider: str, secret: str, now: int, body: bytes, headers: dict[str, str], answer: tuple[int, Any]
+) -> None:
+    """Verified (the answer is the handler's or a 400 about the body, never a 401), and a
+    signature differing in one character is a 401 that runs nothing."""
+    app = Flask("vectors")
+    hooks = Hooks(app, provider=provider, secret=[secret], store="memory://", clock=lambda: now)
+    calls: list[str] = []
+    hooks.on("*")(lambda event: calls.append(event.id))
+    client = app.test_client()
+
+    response = client.post("/webhooks", data=body, headers=headers)
+
+    assert (response.status_code, response.get_json().get("reason")) == answer
+    assert len(calls) == (1 if answer[0] == 200 else 0)
+    name = next(n for n in headers if "signature" in n.lower() or "hmac" in n.lower())
+    value = headers[name]
+    flipped = value[:-3] + ("A" if value[-3] != "A" else "B") + value[-2:]
+    forged = client.post("/webhooks", data=body, headers={**headers, name: flipped})
+    assert forged.status_code == 401, forged.data
+    assert len(calls) == (1 if answer[0] == 200 else 0)
