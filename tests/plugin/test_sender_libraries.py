@@ -110,7 +110,12 @@ def check(provider: str, secret: str, when: float, headers: dict[str, str], body
 @pytest.mark.parametrize("provider", sorted(SECRETS), indirect=True)
 @pytest.mark.parametrize("secret_index", [0, 1])
 def test_signed_delivery_is_signed_as_the_senders_library_signs(
-    provider: str, secret_index: int, signed_delivery: Any, seen: Seen, handled: list[Event]
+    provider: str,
+    secret_index: int,
+    signed_delivery: Any,
+    webhook_clock: FakeClock,  # frozen: signed and received in the same second, however slow the machine
+    seen: Seen,
+    handled: list[Event],
 ) -> None:
     delivery = signed_delivery("invoice.paid", {"amount": 100}, secret_index=secret_index)
 
