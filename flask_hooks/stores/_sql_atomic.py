@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..core.errors import LeaseLost, StoreUnavailable
-from ._sql_engine import DOWN
+from ._sql_engine import DOWN, in_autocommit
 from ._sql_rendered import Cursor, Statements
 from .base import Reply
 
@@ -74,6 +74,9 @@ def atomically(
     writes caused (a database that went away is :class:`StoreUnavailable`).
     """
     try:
+        if in_autocommit(tx.connection()):  # db.session was in use, in autocommit, before the store began
+            _quietly(tx.rollback)
+            raise HandlerInAutocommit()
         with Cursor(tx.connection(), statements) as cursor:
             begin(cursor)
     except StoreUnavailable:
@@ -126,6 +129,20 @@ class HandlerLeftTransactionFailed(RuntimeError):
             "the atomic handler returned with its transaction aborted by a database error it"
             " caught; let the error propagate, or catch it around a SAVEPOINT"
             " (with connection().begin_nested(): ...)"
+        )
+
+
+class HandlerInAutocommit(RuntimeError):
+    """The session of an atomic handler is in autocommit (an engine made with
+    ``isolation_level="AUTOCOMMIT"``) and was used before the handler began, so the store
+    could not take it out: each of its writes would commit by itself, without the record of
+    its success. Refused before the handler runs: a 500, and nothing is written."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "an atomic=True handler's db.session is in autocommit (isolation_level='AUTOCOMMIT') and"
+            " was in use before the handler began: its writes cannot commit with the record of its"
+            " success. Give db.session an engine with transactions, or leave it unused until then"
         )
 
 

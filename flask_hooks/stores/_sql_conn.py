@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from ..core.errors import StoreUnavailable
-from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine
+from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine, in_autocommit, in_transaction
 from ._sql_held import DRIVERS, HeldConnections
 from ._sql_rendered import Cursor, Statements
 from ._sql_schema import metadata
@@ -65,6 +65,8 @@ class Connections:
             raise TypeError(f"SqlStore needs an Engine, a URL or a Flask-SQLAlchemy db, not {bind!r}")
         #: The engines whose tables exist, with their statements as each one's dialect renders them.
         self._ready: dict[Engine, Statements] = {}
+        #: Those of them whose connections are in autocommit (``isolation_level="AUTOCOMMIT"``).
+        self._autocommit: set[Engine] = set()
         #: The connections held out of the pool of the engine built here (PostgreSQL).
         self._held: HeldConnections | None = None
         self._schema_lock = threading.Lock()
@@ -115,11 +117,14 @@ class Connections:
             if statements is None:
                 statements = Statements(engine.dialect)
                 try:
-                    with engine.begin() as conn, Cursor(conn, statements) as cursor:
-                        self._lock_writes(cursor)  # first: the wait for the lock below is bounded too
-                        if conn.dialect.name == "postgresql":  # workers racing at start-up
-                            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-                        metadata.create_all(conn, checkfirst=True)
+                    with engine.connect() as conn:
+                        if in_autocommit(conn):
+                            self._autocommit.add(engine)
+                        with in_transaction(conn).begin(), Cursor(conn, statements) as cursor:
+                            self._lock_writes(cursor)  # first: the wait for the lock below is bounded too
+                            if conn.dialect.name == "postgresql":  # workers racing at start-up
+                                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+                            metadata.create_all(conn, checkfirst=True)
                 except DOWN as exc:
                     raise StoreUnavailable() from exc
                 if self._owned and engine.dialect.name == "postgresql" and engine.dialect.driver in DRIVERS:
@@ -162,7 +167,7 @@ class Connections:
         """``work(cursor, *args, **kwargs)`` in a transaction of SQLAlchemy's (``cursor.conn``)."""
         self._lend()
         try:
-            with engine.begin() as conn, Cursor(conn, statements) as cursor:
+            with engine.connect() as conn, in_transaction(conn).begin(), Cursor(conn, statements) as cursor:
                 self._lock_writes(cursor)
                 return work(cursor, *args, **kwargs)
         except DOWN as exc:
@@ -186,7 +191,7 @@ class Connections:
         try:
             with engine.connect() as conn:
                 if conn.dialect.name == "postgresql" and not self._bounded:
-                    conn.begin()  # the SET LOCAL goes through the driver's cursor: begun here
+                    in_transaction(conn).begin()  # the SET LOCAL goes through the driver's cursor: begun here
                     with Cursor(conn, statements) as cursor:
                         self._lock_writes(cursor)
                 return work(conn, *args)

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 #: What a database that is down, restarting, locked or slow raises: a 503, never a false
@@ -100,6 +100,25 @@ def check_in_idle(connection: PoolProxiedConnection, idle_since: float) -> None:
     a connection the store held unused, or may have lost, is pinged at its next checkout."""
     connection.info[_IDLE_SINCE] = idle_since
     connection.close()
+
+
+def in_transaction(conn: Connection) -> Connection:
+    """``conn``, out of autocommit for this checkout if its engine put it there
+    (``isolation_level="AUTOCOMMIT"``), at the engine's default level.
+
+    The store's statements, and an atomic handler's writes with its mark, must
+    be one transaction: in autocommit each commits by itself, so a lost lease
+    would roll back nothing and two claims could both win. SQLAlchemy resets
+    the level when the connection goes back to its pool.
+    """
+    if in_autocommit(conn):
+        conn.execution_options(isolation_level=conn.default_isolation_level or "READ COMMITTED")
+    return conn
+
+
+def in_autocommit(conn: Connection) -> bool:
+    """Whether the driver commits every statement by itself (psycopg, psycopg2, pg8000 say so)."""
+    return getattr(conn.connection.dbapi_connection, "autocommit", False) is True
 
 
 def _default_postgres_driver() -> str:

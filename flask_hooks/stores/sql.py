@@ -42,7 +42,7 @@ from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
 from ._sql_conn import _SCHEMA_LOCK as _SCHEMA_LOCK
 from ._sql_conn import Connections
-from ._sql_engine import DOWN
+from ._sql_engine import DOWN, in_transaction
 from ._sql_rendered import Cursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
@@ -229,6 +229,12 @@ class SqlStore(Connections, DedupeStore):
 
         if self._db is not None:
             session = self._db.session
+            if engine in self._autocommit and not session().in_transaction():
+                level = engine.dialect.default_isolation_level or "READ COMMITTED"
+                try:  # its first connection, out of autocommit (atomically() refuses one that is not)
+                    session.connection(execution_options={"isolation_level": level})
+                except DOWN as exc:
+                    raise StoreUnavailable() from exc
             tx = Transaction(session.connection, session.flush, session.commit, session.rollback, session())
             return atomically(tx, statements, self._lock_writes, run, mark)
         self._lend()
@@ -240,7 +246,7 @@ class SqlStore(Connections, DedupeStore):
             # Begun here: the store's statements go through the DBAPI cursor, which does not
             # autobegin, and a handler that never calls execute() would commit nothing.
             try:
-                conn.begin()
+                in_transaction(conn).begin()
             except DOWN as exc:
                 raise StoreUnavailable() from exc
             tx = Transaction(lambda: conn, lambda: None, conn.commit, conn.rollback)

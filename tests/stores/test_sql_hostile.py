@@ -1,0 +1,181 @@
+"""``SqlStore`` on PostgreSQL as an unlucky production runs it: engines in autocommit, and the
+like. Each test failed before the fix it names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from flask_hooks import Event, Hooks
+from flask_hooks.core.errors import LeaseLost
+from flask_hooks.core.store import Reply
+from flask_hooks.stores.sql import SqlStore, connection
+from tests.conftest import generic_post
+from tests.postgres import pg_url, postgres  # noqa: F401 - fixtures
+
+T0 = 1_700_000_000.0
+LEASE, TTL = 30.0, 3600.0
+NS = "app:hooks"
+REPLY = Reply(200, b'{"booked": true}')
+SECRET = "whsec-hostile-test"
+
+app_metadata = sa.MetaData()
+booked = sa.Table("booked", app_metadata, sa.Column("event", sa.Text, nullable=False))
+
+
+class Boom(Exception):
+    pass
+
+
+def rows(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(booked.c.event)).scalars())
+
+
+def book(event: str, then: Callable[[], None] = lambda: None) -> Callable[[], Reply]:
+    def run() -> Reply:
+        connection().execute(booked.insert().values(event=event))
+        then()
+        return REPLY
+
+    return run
+
+
+# An engine in autocommit --------------------------------------------------------------------
+
+
+@pytest.fixture(params=["create_engine", "execution_options"])
+def autocommit_engine(request: pytest.FixtureRequest, pg_url: str) -> Iterator[sa.Engine]:  # noqa: F811
+    """``create_engine(isolation_level="AUTOCOMMIT")``, or an engine derived in autocommit."""
+    if request.param == "create_engine":
+        engine = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        base = engine
+    else:
+        base = sa.create_engine(pg_url)
+        engine = base.execution_options(isolation_level="AUTOCOMMIT")
+    app_metadata.create_all(engine)
+    try:
+        yield engine
+    finally:
+        base.dispose()
+
+
+def test_an_autocommit_engine_still_rolls_back_an_atomic_handler_whose_lease_was_lost(
+    autocommit_engine: sa.Engine,
+) -> None:
+    """In autocommit each statement committed by itself: the handler's row was in the table
+    though its mark found the claim taken over (LeaseLost), and the new owner wrote it again."""
+    store = SqlStore(autocommit_engine)
+    old = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    new = store.claim(NS, "evt_1", now=T0 + LEASE + 1, lease=LEASE, ttl=TTL)
+    with pytest.raises(LeaseLost):
+        store.atomic(NS, "evt_1", old.token, "billing.book", book("old"), now=T0 + LEASE + 2)
+    assert rows(autocommit_engine) == []
+
+    def failing() -> None:
+        raise Boom()
+
+    with pytest.raises(Boom):
+        store.atomic(NS, "evt_1", new.token, "billing.book", book("failed", failing), now=T0 + LEASE + 2)
+    assert rows(autocommit_engine) == []
+    assert store.atomic(NS, "evt_1", new.token, "billing.book", book("new"), now=T0 + LEASE + 2) == REPLY
+    assert rows(autocommit_engine) == ["new"]
+    with autocommit_engine.connect() as conn:  # the engine's connections are as the app made them
+        assert conn.connection.dbapi_connection.autocommit is True  # type: ignore[union-attr]
+
+
+def test_an_autocommit_engine_keeps_the_claim_locked_until_its_transaction_ends(
+    autocommit_engine: sa.Engine,
+) -> None:
+    """A claim reads an expired row ``FOR UPDATE`` and then takes it: in autocommit the lock
+    ended with the read, so two workers could both take it over. It must be one transaction."""
+    store = SqlStore(autocommit_engine)
+    store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    seen: list[bool] = []
+    read = sa.select(sa.literal(1)).select_from(sa.table("flask_hooks_deliveries")).with_for_update()
+
+    def work(cursor: Any) -> None:
+        cursor.begin()
+        cursor.row(read, {})
+        # Another connection tries the row this transaction has read FOR UPDATE.
+        with autocommit_engine.connect() as other:
+            other.execute(sa.text("SET lock_timeout = '50ms'"))
+            try:
+                other.execute(sa.text("SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"))
+            except sa.exc.OperationalError:
+                seen.append(True)  # locked: the claim's read and update are one transaction
+            else:
+                seen.append(False)
+
+    store._write(work)
+    assert seen == [True]
+
+
+# Flask-SQLAlchemy's db in autocommit --------------------------------------------------------
+
+
+@pytest.fixture
+def autocommit_db(pg_url: str, tmp_path: Path) -> Iterator[tuple[Flask, SQLAlchemy, Any]]:  # noqa: F811
+    class Base(DeclarativeBase):
+        pass
+
+    db = SQLAlchemy(model_class=Base, engine_options={"isolation_level": "AUTOCOMMIT"})
+
+    class Booking(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "bookings"
+        n: Mapped[int] = mapped_column(primary_key=True)
+        event: Mapped[str]
+
+    app = Flask("sql_hostile", instance_path=str(tmp_path / "instance"))
+    app.config.update(SQLALCHEMY_DATABASE_URI=pg_url, HOOKS_SECRET=SECRET)
+    db.init_app(app)
+    with app.app_context():
+        db.create_all()
+    try:
+        yield app, db, Booking
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_db_session_in_autocommit_commits_an_atomic_handler_with_its_mark_or_not_at_all(
+    autocommit_db: tuple[Flask, SQLAlchemy, Any],
+) -> None:
+    app, db, Booking = autocommit_db
+    hooks = Hooks(app, store=SqlStore(db))
+    failures = [Boom("first attempt")]
+    touch_first: list[bool] = []
+
+    @app.before_request
+    def load_user() -> None:
+        if touch_first:
+            db.session.execute(sa.text("SELECT 1"))  # a request that used db.session before
+
+    @hooks.on("order", atomic=True)
+    def book_order(event: Event) -> None:
+        db.session.add(Booking(event=event.id))
+        db.session.flush()
+        if failures:
+            raise failures.pop()
+
+    client = app.test_client()
+    delivery = {"id": "evt_1", "type": "order.paid"}
+    assert generic_post(client, delivery, secret=SECRET).status_code == 500
+    with app.app_context():
+        assert db.session.scalars(sa.select(Booking.event)).all() == []  # its flushed row rolled back
+    assert generic_post(client, delivery, secret=SECRET).status_code == 200
+    with app.app_context():
+        assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
+    # In autocommit and in use already, the session cannot be made one transaction: refused.
+    touch_first.append(True)
+    answer = generic_post(client, {"id": "evt_2", "type": "order.paid"}, secret=SECRET)
+    assert answer.status_code == 500 and b"autocommit" not in answer.data
+    with app.app_context():
+        assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
