@@ -77,8 +77,7 @@ def atomically(
         if in_autocommit(tx.connection()):  # db.session was in use, in autocommit, before the store began
             _quietly(tx.rollback)
             raise HandlerInAutocommit()
-        with Cursor(tx.connection(), statements) as cursor:
-            begin(cursor)
+        started = _begun(tx, statements, begin)
     except StoreUnavailable:
         _quietly(tx.rollback)
         raise
@@ -104,6 +103,10 @@ def atomically(
         _quietly(tx.rollback)
         raise HandlerLeftTransactionFailed()
     try:
+        if tx.connection().get_transaction() is not started:
+            # The handler ended it (a rollback, "already done"): what it wrote since, and the
+            # mark, are another transaction, which nothing else would commit on a connection.
+            _begun(tx, statements, begin)
         with Cursor(tx.connection(), statements) as cursor:
             mark(cursor, reply)
         tx.commit()
@@ -130,6 +133,16 @@ class HandlerLeftTransactionFailed(RuntimeError):
             " caught; let the error propagate, or catch it around a SAVEPOINT"
             " (with connection().begin_nested(): ...)"
         )
+
+
+def _begun(tx: Transaction, statements: Statements, begin: Callable[[Cursor], None]) -> object:
+    """Begin ``tx``'s transaction, if nothing has, with ``begin``'s statements; that transaction."""
+    conn = tx.connection()
+    if not conn.in_transaction():
+        conn.begin()
+    with Cursor(conn, statements) as cursor:
+        begin(cursor)
+    return conn.get_transaction()
 
 
 class HandlerInAutocommit(RuntimeError):

@@ -1,5 +1,5 @@
-"""``SqlStore`` on PostgreSQL as an unlucky production runs it: engines in autocommit, and the
-like. Each test failed before the fix it names."""
+"""``SqlStore`` on PostgreSQL (and SQLite through SQLAlchemy) as an unlucky production runs it:
+engines in autocommit, handlers that end their own transaction. Each failed before its fix."""
 
 from __future__ import annotations
 
@@ -179,3 +179,47 @@ def test_db_session_in_autocommit_commits_an_atomic_handler_with_its_mark_or_not
     assert answer.status_code == 500 and b"autocommit" not in answer.data
     with app.app_context():
         assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
+
+
+# A handler that rolls back its own transaction ------------------------------------------------
+
+
+@pytest.fixture(params=["engine", "url", "sqlite"])
+def store_and_engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[SqlStore, sa.Engine]]:
+    if request.param == "sqlite":
+        url = f"sqlite+pysqlite:///{tmp_path / 'app.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    engine = sa.create_engine(url)
+    app_metadata.create_all(engine)
+    store = SqlStore(url if request.param == "url" else engine)
+    try:
+        yield store, engine
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_handler_that_rolls_back_its_connection_still_has_its_success_recorded(
+    store_and_engine: tuple[SqlStore, sa.Engine],
+) -> None:
+    """``except IntegrityError: connection().rollback(); return`` ("already done"): the mark
+    ran outside any transaction SQLAlchemy knew of, its commit committed nothing, and the
+    handler ran again when a later handler's failure made the sender retry."""
+    store, engine = store_and_engine
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    undone = book("undone", lambda: connection().rollback())
+    assert store.atomic(NS, "evt_1", claim.token, "undone", undone, now=T0) == REPLY
+
+    def rolled_back_then_wrote() -> None:
+        connection().rollback()
+        connection().execute(booked.insert().values(event="after"))
+
+    assert store.atomic(NS, "evt_1", claim.token, "rewrote", book("before", rolled_back_then_wrote), now=T0)
+    store.release(NS, "evt_1", claim.token, now=T0 + 1)  # a later handler failed
+    retry = store.claim(NS, "evt_1", now=T0 + 2, lease=LEASE, ttl=TTL)
+    assert set(retry.handlers) == {"undone", "rewrote"}  # neither runs again
+    assert rows(engine) == ["after"]
+
