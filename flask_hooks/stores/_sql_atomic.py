@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -201,9 +203,19 @@ _guarded: contextvars.ContextVar[_NoCommit | None] = contextvars.ContextVar(
 )
 
 
+#: The engines and session classes :func:`_refuse` listens to. Not ``sa.event.contains``: it
+#: goes by ``id()``, so a session class made after one collected at the same address (each
+#: Flask-SQLAlchemy ``db`` has its own) looked watched and was not.
+_watched: weakref.WeakSet[object] = weakref.WeakSet()
+_watching = threading.Lock()
+
+
 def _watch(target: object, name: str) -> None:
-    if not sa.event.contains(target, name, _refuse):
-        sa.event.listen(target, name, _refuse)
+    if target not in _watched:
+        with _watching:
+            if target not in _watched:
+                sa.event.listen(target, name, _refuse)
+                _watched.add(target)
 
 
 def _refuse(target: object) -> None:

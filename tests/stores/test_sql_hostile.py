@@ -3,6 +3,7 @@ engines in autocommit, handlers that end their own transaction. Each failed befo
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -223,3 +224,43 @@ def test_a_handler_that_rolls_back_its_connection_still_has_its_success_recorded
     assert set(retry.handlers) == {"undone", "rewrote"}  # neither runs again
     assert rows(engine) == ["after"]
 
+
+# Each Flask-SQLAlchemy db of a process ---------------------------------------------------------
+
+
+def committing_after_a_rollback(db: SQLAlchemy) -> Callable[[], Reply]:
+    def run() -> Reply:
+        db.session.rollback()
+        db.session.execute(booked.insert().values(event="evt_1"))
+        db.session.commit()
+        return REPLY
+
+    return run
+
+
+def test_a_commit_after_a_rollback_is_refused_for_every_db_a_process_makes(tmp_path: Path) -> None:
+    """Each ``SQLAlchemy()`` has a session class of its own, and an app factory (a test suite)
+    makes one per app. The refusal's listener was registered once per class, as far as
+    ``sa.event.contains`` could tell: it goes by ``id()``, so a class made where a collected
+    one had been looked watched, and a commit after a rollback (a new connection, which only
+    the session's listener sees) committed the handler's writes without its mark."""
+    committed: list[int] = []
+    for n in range(12):
+        app = Flask(f"factory_{n}")
+        app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite+pysqlite:///{tmp_path / f'app{n}.sqlite3'}"
+        db = SQLAlchemy()
+        db.init_app(app)
+        store = SqlStore(db)
+        with app.app_context():
+            booked.create(db.engine)
+            claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+            run = committing_after_a_rollback(db)
+            with pytest.raises(RuntimeError, match="must not commit"):
+                store.atomic(NS, "evt_1", claim.token, "billing.book", run, now=T0)
+            db.session.remove()
+            committed.extend([n] * len(db.session.scalars(sa.select(booked.c.event)).all()))
+            db.session.remove()
+            db.engine.dispose()
+        del app, db, store
+        gc.collect()  # the session class goes: the next one may be made at its address
+    assert committed == []
