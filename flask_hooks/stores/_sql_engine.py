@@ -42,11 +42,15 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
         connect_args = {
             "connect_timeout": max(1, math.ceil(timeout)),
             "options": f"-c lock_timeout={ms} -c statement_timeout={6 * ms}",
-            # A server that vanished without closing the connection is noticed too.
+            # A server that vanished without closing the connection is noticed too: while
+            # idle, by keepalives; with a statement sent and never acknowledged (a partition,
+            # a host gone: the server's statement_timeout cannot help), by TCP's user
+            # timeout, not by its retransmissions' 15 minutes.
             "keepalives": 1,
             "keepalives_idle": max(1, math.ceil(timeout)),
             "keepalives_interval": 1,
             "keepalives_count": 3,
+            "tcp_user_timeout": max(1, math.ceil(timeout)) * 1000,
         }
     elif parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": timeout}

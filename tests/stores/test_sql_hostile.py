@@ -4,6 +4,8 @@ engines in autocommit, handlers that end their own transaction. Each failed befo
 from __future__ import annotations
 
 import gc
+import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +266,31 @@ def test_a_commit_after_a_rollback_is_refused_for_every_db_a_process_makes(tmp_p
         del app, db, store
         gc.collect()  # the session class goes: the next one may be made at its address
     assert committed == []
+
+
+# A network partition mid-statement -------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
+def test_a_url_stores_connections_give_up_on_a_statement_the_server_never_acknowledges(
+    pg_url: str,  # noqa: F811
+) -> None:
+    """A partition (the host gone, a failover) while a statement is on its way: no byte comes
+    back, the server's ``statement_timeout`` never runs, and keepalives wait for an idle
+    connection, so the claim hung for TCP's retransmissions, about 15 minutes (seen through
+    a veth whose peer was set down). The kernel now gives up after the store's timeout."""
+    store = SqlStore(pg_url, timeout=2.0)
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)  # a held connection
+        with store.engine.connect() as conn:  # and one of the pool's
+            raws = [held.driver for held in store._held._idle] if store._held else []
+            raws.append(conn.connection.dbapi_connection)
+            for raw in raws:
+                sock = socket.socket(fileno=os.dup(raw.fileno()))  # type: ignore[union-attr]
+                try:
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 2000
+                finally:
+                    sock.close()
+        assert len(raws) == 2
+    finally:
+        store.close()
