@@ -115,7 +115,8 @@ class Connections:
         with self._schema_lock:
             statements = self._ready.get(engine)
             if statements is None:
-                statements = Statements(engine.dialect)
+                schemas = engine.get_execution_options().get("schema_translate_map")
+                statements = Statements(engine.dialect, schemas)
                 try:
                     with engine.connect() as conn:
                         if in_autocommit(conn):

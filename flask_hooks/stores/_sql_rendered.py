@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIModule
 
 Statement = sa.ClauseElement
+#: An engine's ``schema_translate_map``: the schema each table's schema (None: no schema) is in.
+Schemas = Mapping[str | None, str | None]
 
 
 class Rendered(NamedTuple):
@@ -56,9 +58,15 @@ class Rendered(NamedTuple):
         return [values[name] for name in self.order]
 
 
-def render(statement: Statement, dialect: Dialect, keys: Sequence[str]) -> Rendered:
-    """``statement`` as ``dialect`` compiles it; an INSERT or UPDATE sets the columns in ``keys``."""
-    compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
+def render(
+    statement: Statement, dialect: Dialect, keys: Sequence[str], schemas: Schemas | None = None
+) -> Rendered:
+    """``statement`` as ``dialect`` compiles it; an INSERT or UPDATE sets the columns in ``keys``;
+    its tables in the schemas an engine's ``schema_translate_map`` puts them in."""
+    translated: dict[str, Any] = {}
+    if schemas:
+        translated = {"schema_translate_map": schemas, "render_schema_translate": True}
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys), **translated))
     fixed = {name: bind.effective_value for bind, name in compiled.bind_names.items() if not bind.required}
     order = tuple(compiled.positiontup or ()) if compiled.positional else None
     return Rendered(str(compiled), order, fixed, bool(compiled.effective_returning))
@@ -67,14 +75,16 @@ def render(statement: Statement, dialect: Dialect, keys: Sequence[str]) -> Rende
 class Statements:
     """The statements of one engine, each rendered on its first use (then kept)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, schemas: Schemas | None = None) -> None:
         self.dialect = dialect
+        #: The engine's ``schema_translate_map``, which SQLAlchemy applies only to what it executes.
+        self.schemas = schemas
         self._rendered: dict[tuple[Statement, tuple[str, ...]], Rendered] = {}
 
     def get(self, statement: Statement, keys: tuple[str, ...]) -> Rendered:
         found = self._rendered.get((statement, keys))
         if found is None:  # two threads may both render it: the same text
-            found = self._rendered[statement, keys] = render(statement, self.dialect, keys)
+            found = self._rendered[statement, keys] = render(statement, self.dialect, keys, self.schemas)
         return found
 
 

@@ -294,3 +294,38 @@ def test_a_url_stores_connections_give_up_on_a_statement_the_server_never_acknow
         assert len(raws) == 2
     finally:
         store.close()
+
+
+# An engine whose tables are in another schema ------------------------------------------------
+
+
+TENANTS = ("tenant_a", "tenant_b")
+
+
+def test_an_engine_with_a_schema_translate_map_writes_where_it_reads(pg_url: str) -> None:  # noqa: F811
+    """A tenant's engine, ``execution_options(schema_translate_map={None: "tenant_a"})``: the
+    tables were made in its schema, and SQLAlchemy read there, but the statements the store
+    renders itself ran unqualified, on the ``search_path``: 503 for every delivery, or, with
+    the default schema's tables there (another tenant's), its claims and completions went
+    into those, so one tenant's delivery was another's duplicate."""
+    base = sa.create_engine(pg_url)
+    try:
+        with base.begin() as conn:
+            conn.execute(sa.text("CREATE SCHEMA tenant_a"))
+            conn.execute(sa.text("CREATE SCHEMA tenant_b"))
+        public = SqlStore(base)
+        public.claim(NS, "evt_0", now=T0, lease=LEASE, ttl=TTL)  # the default schema has the tables too
+        a, b = (SqlStore(base.execution_options(schema_translate_map={None: s})) for s in TENANTS)
+        claim = a.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        assert claim.state == "new"
+        assert a.atomic(NS, "evt_1", claim.token, "billing.book", lambda: REPLY, now=T0) == REPLY
+        a.complete(NS, "evt_1", claim.token, outcome="received", reply=REPLY, now=T0, ttl=TTL)
+        assert a.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+        assert b.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "new"  # another tenant's
+        assert public.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "new"
+        with base.connect() as conn:
+            count = "SELECT count(*) FROM {}.flask_hooks_deliveries"
+            counts = {s: conn.execute(sa.text(count.format(s))).scalar() for s in ("public", *TENANTS)}
+        assert counts == {"public": 2, "tenant_a": 1, "tenant_b": 1}
+    finally:
+        base.dispose()
