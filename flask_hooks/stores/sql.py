@@ -34,6 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
 
 from ..core.errors import InFlight, StoreUnavailable
 from ..core.inbox import Kept, Stored
@@ -209,6 +210,18 @@ class SqlStore(Connections, DedupeStore):
 
     # Atomic handlers.
 
+    def _begin_session(self, engine: Engine, session: Session) -> None:
+        """Begin ``session``'s transaction (its autobegin may be off: ``autobegin=False``), on a
+        connection out of autocommit if its engine's are in it (:func:`atomically` refuses one
+        that is)."""
+        try:
+            session.begin()
+            if engine in self._autocommit:
+                level = engine.dialect.default_isolation_level or "READ COMMITTED"
+                session.connection(execution_options={"isolation_level": level})
+        except DOWN as exc:
+            raise StoreUnavailable() from exc
+
     def atomic(
         self, ns: str, id: str, token: str, handler: str, run: Callable[[], Reply | None], *, now: float
     ) -> Reply | None:
@@ -229,12 +242,8 @@ class SqlStore(Connections, DedupeStore):
 
         if self._db is not None:
             session = self._db.session
-            if engine in self._autocommit and not session().in_transaction():
-                level = engine.dialect.default_isolation_level or "READ COMMITTED"
-                try:  # its first connection, out of autocommit (atomically() refuses one that is not)
-                    session.connection(execution_options={"isolation_level": level})
-                except DOWN as exc:
-                    raise StoreUnavailable() from exc
+            if not session().in_transaction():
+                self._begin_session(engine, session())
             tx = Transaction(session.connection, session.flush, session.commit, session.rollback, session())
             return atomically(tx, statements, self._lock_writes, run, mark)
         self._lend()

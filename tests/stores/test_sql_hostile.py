@@ -329,3 +329,52 @@ def test_an_engine_with_a_schema_translate_map_writes_where_it_reads(pg_url: str
         assert counts == {"public": 2, "tenant_a": 1, "tenant_b": 1}
     finally:
         base.dispose()
+
+
+# A session that does not autobegin -----------------------------------------------------------
+
+
+def test_atomic_handlers_run_on_a_db_whose_session_does_not_autobegin(
+    pg_url: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """``SQLAlchemy(session_options={"autobegin": False})``: the store asked the session for its
+    connection, which needs a transaction begun, so every atomic delivery was a 500."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    db = SQLAlchemy(model_class=Base, session_options={"autobegin": False})
+
+    class Booking(db.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "bookings"
+        n: Mapped[int] = mapped_column(primary_key=True)
+        event: Mapped[str]
+
+    app = Flask("sql_no_autobegin", instance_path=str(tmp_path / "instance"))
+    app.config.update(SQLALCHEMY_DATABASE_URI=pg_url, HOOKS_SECRET=SECRET)
+    db.init_app(app)
+    with app.app_context():
+        db.create_all()
+    hooks = Hooks(app, store=SqlStore(db))
+    failures = [Boom("first attempt")]
+
+    @hooks.on("order", atomic=True)
+    def book_order(event: Event) -> dict[str, str]:
+        db.session.add(Booking(event=event.id))
+        db.session.flush()
+        if failures:
+            raise failures.pop()
+        return {"booked": event.id}
+
+    try:
+        client = app.test_client()
+        delivery = {"id": "evt_1", "type": "order.paid"}
+        assert generic_post(client, delivery, secret=SECRET).status_code == 500
+        assert generic_post(client, delivery, secret=SECRET).json == {"booked": "evt_1"}
+        assert generic_post(client, delivery, secret=SECRET).json == {"booked": "evt_1"}  # a duplicate
+        with app.app_context(), db.session.begin():
+            assert db.session.scalars(sa.select(Booking.event)).all() == ["evt_1"]
+    finally:
+        with app.app_context():
+            db.engine.dispose()
