@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from ..core.errors import StoreUnavailable
-from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine, in_autocommit, in_transaction
+from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine, in_autocommit, in_transaction, timeout_of
 from ._sql_held import DRIVERS, HeldConnections
 from ._sql_rendered import Cursor, Statements
 from ._sql_schema import metadata
@@ -45,6 +45,8 @@ class Connections:
     """
 
     def __init__(self, bind: Engine | str | URL | Any, *, timeout: float) -> None:
+        if isinstance(bind, (str, URL)):
+            bind, timeout = timeout_of(bind, timeout)
         if not 0 < timeout < float("inf"):
             raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.timeout = timeout

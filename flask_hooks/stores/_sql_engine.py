@@ -68,6 +68,25 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
     return engine
 
 
+def timeout_of(url: str | URL, timeout: float) -> tuple[URL, float]:
+    """``url`` without the ``?timeout=`` of a PostgreSQL URL, and the store's timeout: that one.
+
+    ``HOOKS_STORE`` is a URL, and ``sqlite:///...?timeout=2`` sets the embedded
+    store's; libpq has no such option, and refused every connection with it
+    (SQLite's driver has one: there it stays the driver's).
+    """
+    parsed = sa.make_url(url)
+    given = parsed.query.get("timeout")
+    if given is None or parsed.get_backend_name() not in ("postgresql", "postgres"):
+        return parsed, timeout
+    value = given[-1] if isinstance(given, tuple) else given
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"timeout must be a positive number of seconds, not {value!r}") from None
+    return parsed.difference_update_query(["timeout"]), seconds
+
+
 #: Seconds a pooled connection may sit idle and still be used without a ping.
 PING_IDLE = 1.0
 _IDLE_SINCE = "flask_hooks.idle_since"

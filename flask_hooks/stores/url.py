@@ -120,6 +120,8 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             top = (exc.name or "").partition(".")[0]
             extra = _DRIVER_PACKAGES.get(top, top)
             raise ConfigError(f"{shown!r} needs the {exc.name} driver: pip install {extra}") from None
+        except ValueError as exc:  # ?timeout=abc, a port that is no number
+            raise ConfigError(f"{shown!r}: {exc}") from None
     raise ConfigError(
         f"unknown store URL {shown!r}; use sqlite:///, redis://, memory:// or a SQLAlchemy URL"
         " (postgresql+psycopg://...)"

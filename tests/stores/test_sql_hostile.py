@@ -16,7 +16,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from flask_hooks import Event, Hooks
+from flask_hooks import ConfigError, Event, Hooks
 from flask_hooks.core.errors import LeaseLost
 from flask_hooks.core.store import Reply
 from flask_hooks.stores.sql import SqlStore, connection
@@ -378,3 +378,32 @@ def test_atomic_handlers_run_on_a_db_whose_session_does_not_autobegin(
     finally:
         with app.app_context():
             db.engine.dispose()
+
+
+# ?timeout= in a PostgreSQL store URL -----------------------------------------------------------
+
+
+def test_a_postgres_store_url_sets_the_stores_timeout_with_its_query(pg_url: str) -> None:  # noqa: F811
+    """``HOOKS_STORE`` is a URL, and ``sqlite:///hooks.db?timeout=2`` sets the embedded store's
+    timeout. In a PostgreSQL URL, ``timeout`` went to libpq, which has no such option: every
+    connection was refused, so every delivery was a 503, for ever."""
+    app = Flask("sql_url_timeout")
+    app.config.update(HOOKS_SECRET=SECRET, HOOKS_STORE=f"{pg_url}?timeout=2")
+    hooks = Hooks(app)
+
+    @hooks.on("order")
+    def book_order(event: Event) -> None:
+        pass
+
+    store = hooks.receiver(app).store
+    try:
+        assert generic_post(app.test_client(), {"id": "evt_1", "type": "order.paid"}, secret=SECRET).json == {
+            "status": "received"
+        }
+        assert isinstance(store, SqlStore) and store.timeout == 2.0
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SHOW lock_timeout")).scalar() == "2s"
+    finally:
+        store.close()
+    with pytest.raises(ConfigError, match="timeout must be a positive number of seconds, not 'soon'"):
+        Hooks(Flask("sql_url_bad_timeout"), secret=SECRET, store=f"{pg_url}?timeout=soon")
