@@ -3,6 +3,7 @@ and the errors that mean its database is unavailable."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import math
 import time
@@ -50,8 +51,9 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
             "keepalives_idle": max(1, math.ceil(timeout)),
             "keepalives_interval": 1,
             "keepalives_count": 3,
-            "tcp_user_timeout": max(1, math.ceil(timeout)) * 1000,
         }
+        if _libpq_version(parsed.get_driver_name()) >= 120000:  # older ones refuse to connect with it
+            connect_args["tcp_user_timeout"] = max(1, math.ceil(timeout)) * 1000
     elif parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": timeout}
     theirs = parsed.query.get("options")
@@ -142,6 +144,16 @@ def in_transaction(conn: Connection) -> Connection:
 def in_autocommit(conn: Connection) -> bool:
     """Whether the driver commits every statement by itself (psycopg, psycopg2, pg8000 say so)."""
     return getattr(conn.connection.dbapi_connection, "autocommit", False) is True
+
+
+def _libpq_version(driver: str) -> int:
+    """The version of the libpq ``driver`` uses (``120000`` for 12.0), 0 if it cannot say."""
+    try:
+        if driver == "psycopg":
+            return int(importlib.import_module("psycopg.pq").version())
+        return int(importlib.import_module("psycopg2").__libpq_version__)
+    except (ImportError, AttributeError):  # not installed: create_engine says so
+        return 0
 
 
 def _default_postgres_driver() -> str:

@@ -296,6 +296,28 @@ def test_a_url_stores_connections_give_up_on_a_statement_the_server_never_acknow
         store.close()
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="TCP_USER_TIMEOUT is Linux's")
+def test_a_libpq_before_12_gets_no_tcp_user_timeout(
+    pg_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libpq 11 and older know no ``tcp_user_timeout``: with it, every connection is refused."""
+    from flask_hooks.stores import _sql_engine
+
+    monkeypatch.setattr(_sql_engine, "_libpq_version", lambda driver: 110000)
+    store = SqlStore(pg_url, timeout=2.0)
+    try:
+        with store.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            sock = socket.socket(fileno=os.dup(raw.fileno()))  # type: ignore[union-attr]
+            try:
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 0
+            finally:
+                sock.close()
+    finally:
+        store.close()
+
+
 # An engine whose tables are in another schema ------------------------------------------------
 
 
