@@ -3,8 +3,8 @@
 Starts the example app on a free loopback port with the embedded SQLite
 store in a fresh instance folder, posts three requests the way a sender
 would, prints the answers and exits non-zero unless they are
-200 received, 200 duplicate and 401. It prints the webhook dashboard's
-URL too; ``--serve`` keeps the server (and the dashboard) up until
+200 received, 200 duplicate and 401. ``--serve`` prints the webhook
+dashboard's URL and keeps the server (and the dashboard) up until
 Ctrl-C.
 """
 
