@@ -137,8 +137,13 @@ def in_transaction(conn: Connection) -> Connection:
     the level when the connection goes back to its pool.
     """
     if in_autocommit(conn):
-        conn.execution_options(isolation_level=conn.default_isolation_level or "READ COMMITTED")
+        conn.execution_options(isolation_level=transaction_level(conn.dialect))
     return conn
+
+
+def transaction_level(dialect: sa.Dialect) -> str:
+    """The isolation level of a connection taken out of autocommit: the dialect's default."""
+    return dialect.default_isolation_level or "READ COMMITTED"
 
 
 def in_autocommit(conn: Connection) -> bool:

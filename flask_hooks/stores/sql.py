@@ -43,7 +43,7 @@ from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
 from ._sql_conn import _SCHEMA_LOCK as _SCHEMA_LOCK
 from ._sql_conn import Connections
-from ._sql_engine import DOWN, in_transaction
+from ._sql_engine import DOWN, in_transaction, transaction_level
 from ._sql_rendered import Cursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
@@ -217,8 +217,7 @@ class SqlStore(Connections, DedupeStore):
         try:
             session.begin()
             if engine in self._autocommit:
-                level = engine.dialect.default_isolation_level or "READ COMMITTED"
-                session.connection(execution_options={"isolation_level": level})
+                session.connection(execution_options={"isolation_level": transaction_level(engine.dialect)})
         except DOWN as exc:
             raise StoreUnavailable() from exc
 
