@@ -189,11 +189,14 @@ def test_connection_outside_an_atomic_handler_is_an_error() -> None:
 # Flask-SQLAlchemy: db.session is the transaction ----------------------------------------
 
 
-def make_db(app: Flask) -> tuple[SQLAlchemy, Any]:
+def make_db(app: Flask, **options: Any) -> tuple[SQLAlchemy, Any]:
+    """A ``db`` on ``app`` with a ``bookings`` table; ``options`` for ``SQLAlchemy()``
+    (by default, ``engine_options={"pool_pre_ping": True}``)."""
+
     class Base(DeclarativeBase):
         pass
 
-    db = SQLAlchemy(model_class=Base, engine_options={"pool_pre_ping": True})
+    db = SQLAlchemy(model_class=Base, **(options or {"engine_options": {"pool_pre_ping": True}}))
 
     class Booking(db.Model):  # type: ignore[name-defined,misc]
         __tablename__ = "bookings"

@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from flask_hooks import ConfigError, Event, Hooks
 from flask_hooks.core.errors import LeaseLost
@@ -22,6 +21,7 @@ from flask_hooks.core.store import Reply
 from flask_hooks.stores.sql import SqlStore, connection
 from tests.conftest import generic_post
 from tests.postgres import pg_url, postgres  # noqa: F401 - fixtures
+from tests.stores.test_sql import make_db
 
 T0 = 1_700_000_000.0
 LEASE, TTL = 30.0, 3600.0
@@ -126,21 +126,9 @@ def test_an_autocommit_engine_keeps_the_claim_locked_until_its_transaction_ends(
 
 @pytest.fixture
 def autocommit_db(pg_url: str, tmp_path: Path) -> Iterator[tuple[Flask, SQLAlchemy, Any]]:  # noqa: F811
-    class Base(DeclarativeBase):
-        pass
-
-    db = SQLAlchemy(model_class=Base, engine_options={"isolation_level": "AUTOCOMMIT"})
-
-    class Booking(db.Model):  # type: ignore[name-defined,misc]
-        __tablename__ = "bookings"
-        n: Mapped[int] = mapped_column(primary_key=True)
-        event: Mapped[str]
-
     app = Flask("sql_hostile", instance_path=str(tmp_path / "instance"))
     app.config.update(SQLALCHEMY_DATABASE_URI=pg_url, HOOKS_SECRET=SECRET)
-    db.init_app(app)
-    with app.app_context():
-        db.create_all()
+    db, Booking = make_db(app, engine_options={"isolation_level": "AUTOCOMMIT"})
     try:
         yield app, db, Booking
     finally:
@@ -363,21 +351,9 @@ def test_atomic_handlers_run_on_a_db_whose_session_does_not_autobegin(
     """``SQLAlchemy(session_options={"autobegin": False})``: the store asked the session for its
     connection, which needs a transaction begun, so every atomic delivery was a 500."""
 
-    class Base(DeclarativeBase):
-        pass
-
-    db = SQLAlchemy(model_class=Base, session_options={"autobegin": False})
-
-    class Booking(db.Model):  # type: ignore[name-defined,misc]
-        __tablename__ = "bookings"
-        n: Mapped[int] = mapped_column(primary_key=True)
-        event: Mapped[str]
-
     app = Flask("sql_no_autobegin", instance_path=str(tmp_path / "instance"))
     app.config.update(SQLALCHEMY_DATABASE_URI=pg_url, HOOKS_SECRET=SECRET)
-    db.init_app(app)
-    with app.app_context():
-        db.create_all()
+    db, Booking = make_db(app, session_options={"autobegin": False})
     hooks = Hooks(app, store=SqlStore(db))
     failures = [Boom("first attempt")]
 
