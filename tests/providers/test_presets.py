@@ -117,6 +117,19 @@ def test_narada_secret_kwarg_checks_the_body_secret_only(make_app: Callable[...,
     assert len(calls) == 1
 
 
+def test_narada_unparsable_body_says_why_the_secret_is_missing(make_app: Callable[..., Flask]) -> None:
+    calls: list[Event] = []
+    app = narada_app(make_app, Hooks(provider="narada", secret="cb_secret", store="memory://"), calls)
+    body = json.dumps(NARADA_BODY).replace('"credits": 5', '"credits": 1e999')
+    response = app.test_client().post("/webhooks", data=body)
+    assert response.status_code == 401
+    assert "missing secret: body has a number too large for a float" in response.get_data(as_text=True)
+    response = app.test_client().post("/webhooks", data=b"{not json")
+    assert response.status_code == 401
+    assert "missing secret: body is not JSON" in response.get_data(as_text=True)
+    assert calls == []
+
+
 def test_narada_token_and_secret_are_both_required(make_app: Callable[..., Flask]) -> None:
     calls: list[Event] = []
     provider = Narada(token=["tok_new", "tok_old"], secret="cb_secret")

@@ -172,8 +172,10 @@ class Narada(Provider):
     def _body_secret(body: bytes) -> str:
         try:
             payload = load_json(body)
-        except PayloadError:
-            raise VerificationError("missing secret") from None
+        except PayloadError as exc:
+            # The secret is in the body: a body that does not parse cannot be verified,
+            # and a sender's bug (an overflowing number) should be told apart from a forgery.
+            raise VerificationError(f"missing secret: {exc}") from None
         given = field(payload, "secret")
         if not isinstance(given, str) or not given:
             raise VerificationError("missing secret")
