@@ -226,6 +226,8 @@ CUSTOM_CREDENTIALS = {
     "X-Hub-Secret": "key-7",
     "X-Session-Id": "key-8",
     "X-Client-Password": "key-9",
+    "X-Shared-Key": "key-10",
+    "X-Access-Key": "key-11",
 }
 
 
@@ -235,7 +237,12 @@ def test_headers_named_like_credentials_are_never_stored_or_shown(
     hooks = Hooks(store=store_url)
     hooks.on("*")(lambda event: {}[event.headers["X-Api-Key"] + " " + event.headers["X-Gitlab-Token"]])
     app = make_app(hooks)
-    others = {"X-Request-Id": "req-1", "X-Idempotency-Key": "idem-1", "X-Hub-Signature-256": "sha256=ab"}
+    others = {
+        "X-Request-Id": "req-1",
+        "X-Idempotency-Key": "idem-1",
+        "X-Event-Key": "repo:push",
+        "X-Hub-Signature-256": "sha256=ab",
+    }
     assert generic_post(app.test_client(), PAYLOAD, **CUSTOM_CREDENTIALS, **others).status_code == 500
     receiver = hooks.receiver(app)
     with app.app_context():

@@ -23,22 +23,24 @@ from .store import FORMAT_VERSION, UNREADABLE, LogEntry, Reply, unreadable
 REDACTED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 #: Any other header whose name holds one of these (case-insensitive) is taken to carry a
-#: credential too (``X-Api-Key``, ``X-Auth-Token``, ``X-Gitlab-Token``, ``X-Webhook-Secret``),
-#: unless the name says ``signature``: a signature is made over one body, so it is no
-#: credential, and an operator needs it to see why a delivery was accepted or refused.
+#: credential too (``X-Api-Key``, ``X-Shared-Key``, ``X-Auth-Token``, ``X-Gitlab-Token``,
+#: ``X-Webhook-Secret``), unless it holds one of :data:`KEPT_WORDS`.
 CREDENTIAL_WORDS = (
     "auth",
     "token",
     "secret",
     "passw",
-    "apikey",
-    "api-key",
-    "api_key",
+    "key",
     "session",
     "credential",
     "cookie",
 )
 _CREDENTIAL = re.compile("|".join(CREDENTIAL_WORDS))
+
+#: Names kept whatever else they hold: a signature is made over one body, so it is no
+#: credential, and an operator needs it to see why a delivery was accepted or refused;
+#: an idempotency key and Bitbucket's ``X-Event-Key`` (the event type) admit nothing.
+KEPT_WORDS = ("signature", "idempotency", "event-key")
 
 #: Attempts kept per delivery (the newest); a sender retrying for days stays bounded.
 MAX_ATTEMPTS = 100
@@ -104,7 +106,9 @@ def is_credential(name: str, names: Collection[str]) -> bool:
     """Whether the header ``name`` carries a credential: one of ``names``
     (:func:`redacted_names`), or a name with one of :data:`CREDENTIAL_WORDS`."""
     lower = name.lower()
-    return lower in names or ("signature" not in lower and _CREDENTIAL.search(lower) is not None)
+    if lower in names:
+        return True
+    return _CREDENTIAL.search(lower) is not None and not any(word in lower for word in KEPT_WORDS)
 
 
 def redact(headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()) -> tuple[tuple[str, str], ...]:
