@@ -55,11 +55,22 @@ _PAGE = 100
 
 
 def _resend_delay(client: Any) -> float:
-    """The longest a command redis-py retries can reach the server after it was sent:
-    a socket timeout, a reconnection and the backoff (our client retries once)."""
-    options = client.connection_pool.connection_kwargs
-    waits = (options.get("socket_timeout"), options.get("socket_connect_timeout"))
-    return sum(float(wait) for wait in waits if wait) + 0.1
+    """The longest a command redis-py retries can reach the server after it was sent.
+
+    Each retry waits out a socket timeout, reconnects and backs off (our client
+    retries once). Read from a connection, not the pool's kwargs: a client passed
+    in may take redis-py's defaults (redis-py 6+ retries 3 or 10 times) or a
+    connection class's, which the kwargs do not show. Only redis-py's private
+    ``_retries`` and ``_cap`` (``_backoff`` of a constant one) say how it retries.
+    """
+    pool = client.connection_pool
+    conn = pool.connection_class(**pool.connection_kwargs)  # connects nowhere
+    retry = getattr(conn, "retry", None)
+    retries = int(getattr(retry, "_retries", 0))
+    backoff = getattr(retry, "_backoff", None)
+    pause = getattr(backoff, "_cap", getattr(backoff, "_backoff", 0))
+    waits = (getattr(conn, "socket_timeout", None), getattr(conn, "socket_connect_timeout", None), pause)
+    return retries * sum(float(wait) for wait in waits if wait) + 0.1
 
 
 #: The record's fields a query's filters read (:meth:`Stored.status_at`, ``kept_at``, the type).

@@ -180,13 +180,13 @@ def test_renew_extends_the_server_side_ttl_but_never_shortens_it(redis_url: str)
 
 
 @pytest.mark.parametrize(
-    "ahead", [-2.5, -2.0, 0.0, 0.9999997, 1.0, 1.0000002, 2.0, 4.0999997, 4.1, 4.1000002, 7200]
+    "ahead", [-2.5, -2.0, 0.0, 0.9999997, 1.0, 1.0000002, 2.0, 4.1499997, 4.15, 4.1500002, 7200]
 )
 def test_in_flight_or_stale_exactly_as_lease_is_live_says(redis_url: str, ahead: float) -> None:
     """The claim script draws the line where ``lease_is_live`` does with the store's skew (the
-    clocks' drift and a re-send's delay: 1 + 2 + 1 + 0.1 s), to the last bit (ahead=4.1)."""
+    clocks' drift and a re-send's delay: 1 + 2 + 1 + 0.05 + 0.1 s), to the last bit (ahead=4.15)."""
     store = RedisStore(redis_url)
-    assert store.skew == pytest.approx(4.1)
+    assert store.skew == pytest.approx(4.15)
     now, lease = 1_763_900_000.123456, 2.5
     store.claim("ns", "evt_1", now=now + ahead, lease=lease, ttl=60)  # a clock `ahead` seconds off
     live = lease_is_live(now + ahead + lease, now, lease, store.skew)
@@ -356,6 +356,33 @@ def test_a_claim_sent_again_late_does_not_take_over_one_made_meanwhile(redis_url
     assert store.claim("ns", "evt_4", now=T0 + 2.5, lease=30, ttl=60).state == "new"  # worker B
     late = store.claim("ns", "evt_4", now=T0, lease=30, ttl=60)  # worker A's claim, re-sent
     assert late.state == "inflight"
+
+
+@pytest.mark.parametrize("made", ["kwargs", "defaults"])
+def test_a_ready_clients_retries_bound_how_late_a_claim_is_sent_again(redis_url: str, made: str) -> None:
+    """A client passed in resends as its connections are configured, which its pool's kwargs
+    may not say (redis-py's defaults live in the connection): 3 retries of 2 + 1 + 0.5 s here,
+    so worker A's claim may reach the server 10.5 s after its ``now``. Counted as one retry of
+    the kwargs' timeouts (or none), worker B's claim meanwhile looked stale and was taken over:
+    both ran the handler."""
+    from redis.backoff import ConstantBackoff
+    from redis.retry import Retry
+
+    retry = Retry(ConstantBackoff(0.5), 3)
+    options = {"socket_timeout": 2, "socket_connect_timeout": 1, "retry": retry}
+    if made == "kwargs":
+        client = redis.Redis.from_url(redis_url, **options)
+    else:  # a connection class whose defaults the pool's kwargs do not show
+        class Configured(redis.Connection):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(**{**kwargs, **options})
+
+        client = redis.Redis.from_url(redis_url)
+        client.connection_pool.connection_class = Configured
+    store = RedisStore(client)
+    assert store.skew == pytest.approx(1 + 3 * (2 + 1 + 0.5) + 0.1)
+    assert store.claim("ns", "evt_5", now=T0 + 10, lease=30, ttl=60).state == "new"  # worker B
+    assert store.claim("ns", "evt_5", now=T0, lease=30, ttl=60).state == "inflight"  # A's, re-sent
 
 
 def test_an_answer_lost_to_a_timeout_is_retried_without_a_409(redis_url: str) -> None:
