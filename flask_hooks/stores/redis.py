@@ -318,7 +318,9 @@ class RedisStore(Connections, DedupeStore):
                 and type_matches(type, rec.type)
                 and (status is None or rec.status_at(now) == status)
             ]
-            found += filter(None, self._fetch(ns, wanted[: limit - len(found)], full=True))
+            while wanted and len(found) < limit:  # one may be gone since its fields were read
+                batch, wanted = wanted[: limit - len(found)], wanted[limit - len(found) :]
+                found += filter(None, self._fetch(ns, batch, full=True))
             if gone := [id for id, rec in records.items() if rec is None]:
                 keys = [self._ns_key(ns, "i"), *(self._keys(ns, id)[0] for id in gone)]
                 offset -= int(self._call(self._trim, keys, gone))

@@ -147,6 +147,26 @@ def test_trimming_during_a_query_skips_no_row_of_the_next_page(
     assert [s.id for s in got] == [f"evt_{n:03d}" for n in range(99, -1, -1)]
 
 
+def test_a_delivery_gone_between_its_two_reads_leaves_no_match_of_its_page_out(
+    store: RedisStore, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query reads a page's filter fields, then the whole records of the first ``limit``
+    matches. One that expired (or was forgotten) in between left the answer short, and the
+    page's later matches were never read: the answer ended early, which the dashboard and
+    ``replay --status failed`` take for the end of the inbox."""
+    for n in range(4):
+        store.claim(NS, f"evt_{n}", now=T0, lease=30, ttl=3600, keep=kept(T0 + n))
+    fetch = store._fetch
+
+    def expiring(ns: str, ids: list[str], *, full: bool) -> list[object]:
+        if full and "evt_2" in ids:
+            client.delete(key("d", "evt_2"))  # gone since its filter fields were read
+        return fetch(ns, ids, full=full)  # type: ignore[return-value]
+
+    monkeypatch.setattr(store, "_fetch", expiring)
+    assert [s.id for s in store.query(NS, now=T0, limit=2)] == ["evt_3", "evt_1"]
+
+
 def test_purge_removes_every_key_of_a_delivery_a_bounded_batch_at_a_time(
     store: RedisStore, client: redis.Redis
 ) -> None:
