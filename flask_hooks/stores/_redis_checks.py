@@ -52,11 +52,24 @@ def check_url(url: str, *, given: str) -> None:
         raise ConfigError(f"{shown!r}: {reason}") from None
     if problem := encoding_problem(pool.connection_kwargs):
         raise ConfigError(f"{shown!r}: {problem}; remove encoding= from the URL")
-    for name in ("socket_timeout", "socket_connect_timeout"):
-        # The socket module refuses these at every connection (a ValueError, a 500); 0 never waits.
-        wait = pool.connection_kwargs.get(name)
-        if wait is not None and not 0 < wait < math.inf:
-            raise ConfigError(f"{shown!r}: {name} must be a number of seconds above 0, not {wait!r}")
+    for name in ("socket_timeout", "socket_connect_timeout"):  # unset: the store's defaults
+        if problem := wait_problem(name, pool.connection_kwargs.get(name), required=False):
+            raise ConfigError(f"{shown!r}: {problem}")
+
+
+def wait_problem(name: str, wait: Any, *, required: bool) -> str:
+    """Why a connection's timeout ``name`` of ``wait`` seconds fails or hangs, or ``""``.
+
+    The socket module refuses a negative or infinite one at every connection (a
+    ValueError or an OverflowError, a 500); 0 never waits. None (``required``)
+    waits for as long as a Redis that stopped answering is silent, holding every
+    request instead of answering 503.
+    """
+    if wait is None:
+        return f"{name} is not set: a Redis that stops answering would hang every request" if required else ""
+    if not 0 < wait < math.inf:
+        return f"{name} must be a number of seconds above 0, not {wait!r}"
+    return ""
 
 
 def encoding_problem(options: Mapping[str, Any]) -> str:

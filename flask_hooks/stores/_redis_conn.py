@@ -17,12 +17,26 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, StoreUnavailable
-from ._redis_checks import check_url, encoding_problem, eviction_risk, refusal_advice, replica_risk
+from ._redis_checks import (
+    check_url,
+    encoding_problem,
+    eviction_risk,
+    refusal_advice,
+    replica_risk,
+    wait_problem,
+)
 
 if TYPE_CHECKING:
     from redis import Redis
 
 log = logging.getLogger("flask_hooks")
+
+
+def connection_of(client: Redis) -> Any:
+    """A connection as ``client``'s pool makes them, not connected: how long it waits and how
+    it retries are there, not always in the pool's kwargs (redis-py's defaults, a class's own)."""
+    pool: Any = client.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
 
 
 class _Epoch:
@@ -58,6 +72,11 @@ class Connections:
             client_or_url = self._client(client_or_url)
         elif problem := encoding_problem(client_or_url.connection_pool.connection_kwargs):
             raise ConfigError(f"RedisStore(client): {problem}; build the client with encoding='utf-8'")
+        else:
+            sample = connection_of(client_or_url)
+            for name, required in (("socket_timeout", True), ("socket_connect_timeout", False)):
+                if problem := wait_problem(name, getattr(sample, name, None), required=required):
+                    raise ConfigError(f"RedisStore(client): {problem}; build the client with {name}=2")
         self.client = client_or_url
 
     def _client(self, url: str) -> Redis:

@@ -35,7 +35,7 @@ from ..core.errors import ConfigError, InFlight, LeaseLost
 from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
 from . import _redis_scripts as lua
 from ._redis_checks import check_url
-from ._redis_conn import Connections, log
+from ._redis_conn import Connections, connection_of, log
 from ._redis_records import answer as _answer
 from ._redis_records import stored as _stored
 from ._redis_records import text as _text
@@ -58,13 +58,12 @@ def _resend_delay(client: Any) -> float:
     """The longest a command redis-py retries can reach the server after it was sent.
 
     Each retry waits out a socket timeout, reconnects and backs off (our client
-    retries once). Read from a connection, not the pool's kwargs: a client passed
-    in may take redis-py's defaults (redis-py 6+ retries 3 or 10 times) or a
-    connection class's, which the kwargs do not show. Only redis-py's private
-    ``_retries`` and ``_cap`` (``_backoff`` of a constant one) say how it retries.
+    retries once). Read from a connection (:func:`connection_of`): a client passed
+    in may take redis-py's defaults (redis-py 6+ retries 3 or 10 times). Only
+    redis-py's private ``_retries`` and ``_cap`` (``_backoff`` of a constant
+    one) say how it retries.
     """
-    pool = client.connection_pool
-    conn = pool.connection_class(**pool.connection_kwargs)  # connects nowhere
+    conn = connection_of(client)
     retry = getattr(conn, "retry", None)
     retries = int(getattr(retry, "_retries", 0))
     backoff = getattr(retry, "_backoff", None)
@@ -99,7 +98,9 @@ def _fenced(out: Any, ns: str, id: str) -> None:
 class RedisStore(Connections, DedupeStore):
     """A store in Redis; ``client_or_url`` is a ``redis.Redis`` or a URL.
 
-    ``key_prefix`` separates several applications sharing one database.
+    ``key_prefix`` separates several applications sharing one database. A
+    client must wait a bounded time (``socket_timeout``), or a Redis that
+    stopped answering would hold every request rather than answer 503.
     Any Redis error (refused, timed out, read-only replica, out of memory)
     is :class:`StoreUnavailable`, so the sender gets a 503 and retries.
 

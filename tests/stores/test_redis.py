@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,27 @@ def test_a_ready_client_that_does_not_encode_utf8_is_a_config_error(redis_url: s
     with pytest.raises(ConfigError, match="UTF-8, not ascii; build the client with encoding='utf-8'"):
         RedisStore(redis.Redis.from_url(redis_url, encoding="ascii"))
     RedisStore(redis.Redis.from_url(redis_url, encoding="UTF8"))  # another name of the same codec
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"socket_timeout": None}, "socket_timeout is not set: a Redis that stops answering would hang"),
+        ({"socket_timeout": math.inf}, "socket_timeout must be a number of seconds above 0, not inf"),
+        ({"socket_timeout": -1}, "socket_timeout must be a number of seconds above 0, not -1"),
+        ({"socket_timeout": 2, "socket_connect_timeout": 0}, "socket_connect_timeout must be a number"),
+    ],
+)
+def test_a_ready_client_that_would_hang_or_fail_at_each_connection_is_a_config_error(
+    redis_url: str, options: dict[str, Any], message: str
+) -> None:
+    """The URL's timeouts are checked at ``init_app``; a client's were not. Without one, a Redis
+    that stops answering (a network partition, a stopped process) held every request for as
+    long; an infinite or negative one was an OverflowError or ValueError at every connection
+    (a 500 per delivery), 0 a 503 per delivery."""
+    with pytest.raises(ConfigError, match=re.escape(f"RedisStore(client): {message}")):
+        RedisStore(redis.Redis.from_url(redis_url, **options))
+    RedisStore(redis.Redis.from_url(redis_url, socket_timeout=0.5))  # connecting waits as long
 
 
 @pytest.mark.parametrize(("field", "damaged"), [("reply", b"\xff\xfe"), ("outcome", b"\xc3")])
