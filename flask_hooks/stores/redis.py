@@ -294,20 +294,25 @@ class RedisStore(Connections, DedupeStore):
         A rare filter over a long index thus reads it through, a page of
         records per round trip. Members whose delivery is gone are dropped on
         the way.
+
+        Each page starts at the last one's score, past the members of that score
+        already read (one offset into ties, not into the whole index): a member
+        another process removes meanwhile (a forget, a purge, another query's
+        trim) then moves no unread one before the next page's start, unless it
+        shares that score.
         """
+        index = self._ns_key(ns, "i")
         hi = "+inf" if until is None else f"({until!r}"
         if before is not None and (until is None or before[0] < until):
             hi = repr(before[0])  # inclusive: ties are decided by id below
         lo = "-inf" if since is None else repr(since)
         found: list[Stored] = []
-        seen: set[str] = set()  # a delivery kept meanwhile shifts the pages by one
-        offset = 0
+        seen: set[str] = set()  # a tie kept meanwhile shifts the rest of its score by one
+        offset = 0  # the members of score `hi` already read
         while len(found) < limit:
             with self._guard():
-                page = self.client.zrevrangebyscore(
-                    self._ns_key(ns, "i"), hi, lo, start=offset, num=_PAGE, withscores=True
-                )
-            members = ((_text(m), score) for m, score in cast("list[tuple[Any, float]]", page))
+                page = self.client.zrevrangebyscore(index, hi, lo, start=offset, num=_PAGE, withscores=True)
+            members = [(_text(m), score) for m, score in cast("list[tuple[Any, float]]", page)]
             ids = [id for id, score in members if (before is None or (score, id) < before) and id not in seen]
             seen.update(ids)
             records = dict(zip(ids, self._fetch(ns, ids, full=False), strict=True))
@@ -322,12 +327,13 @@ class RedisStore(Connections, DedupeStore):
             while wanted and len(found) < limit:  # one may be gone since its fields were read
                 batch, wanted = wanted[: limit - len(found)], wanted[limit - len(found) :]
                 found += filter(None, self._fetch(ns, batch, full=True))
-            if gone := [id for id, rec in records.items() if rec is None]:
-                keys = [self._ns_key(ns, "i"), *(self._keys(ns, id)[0] for id in gone)]
-                offset -= int(self._call(self._trim, keys, gone))
-            offset += len(page)
+            if gone := {id for id, rec in records.items() if rec is None}:
+                self._call(self._trim, [index, *(self._keys(ns, id)[0] for id in gone)], list(gone))
             if len(page) < _PAGE:
                 break
+            last = members[-1][1]
+            ties = sum(1 for id, score in members if score == last and id not in gone)  # gone: trimmed
+            offset, hi = ties + (offset if hi == repr(last) else 0), repr(last)
         return found
 
     def reopen(

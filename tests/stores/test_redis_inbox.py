@@ -167,6 +167,27 @@ def test_a_delivery_gone_between_its_two_reads_leaves_no_match_of_its_page_out(
     assert [s.id for s in store.query(NS, now=T0, limit=2)] == ["evt_3", "evt_1"]
 
 
+def test_a_newer_delivery_removed_by_another_process_mid_query_skips_no_row(
+    store: RedisStore, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages were read by offset: a newer member removed meanwhile by another process (a
+    forget, a purge, another query trimming a member whose delivery expired) moved every
+    older one up by one, and the first row of the next page was never read."""
+    for n in range(150):
+        store.claim(NS, f"evt_{n:03d}", now=T0, lease=30, ttl=3600, keep=kept(T0 + n))
+    other = RedisStore(redis_url)
+    fetch = store._fetch
+
+    def meanwhile(ns: str, ids: list[str], *, full: bool) -> list[object]:
+        if "evt_120" in ids and not full:
+            other.forget(NS, "evt_120", now=T0 + 100, lease=30)
+        return fetch(ns, ids, full=full)  # type: ignore[return-value]
+
+    monkeypatch.setattr(store, "_fetch", meanwhile)
+    got = [s.id for s in store.query(NS, now=T0, limit=150)]
+    assert got == [f"evt_{n:03d}" for n in range(149, -1, -1) if n != 120]
+
+
 def test_purge_removes_every_key_of_a_delivery_a_bounded_batch_at_a_time(
     store: RedisStore, client: redis.Redis
 ) -> None:
