@@ -39,6 +39,24 @@ def connection_of(client: Redis) -> Any:
     return pool.connection_class(**pool.connection_kwargs)
 
 
+def resend_delay(client: Redis) -> float:
+    """The longest a command redis-py retries can reach the server after it was sent.
+
+    Each retry waits out a socket timeout, reconnects and backs off (our client
+    retries once). Read from a connection (:func:`connection_of`): a client passed
+    in may take redis-py's defaults (redis-py 6+ retries 3 or 10 times). Only
+    redis-py's private ``_retries`` and ``_cap`` (``_backoff`` of a constant
+    one) say how it retries.
+    """
+    conn = connection_of(client)
+    retry = getattr(conn, "retry", None)
+    retries = int(getattr(retry, "_retries", 0))
+    backoff = getattr(retry, "_backoff", None)
+    pause = getattr(backoff, "_cap", getattr(backoff, "_backoff", 0))
+    waits = (getattr(conn, "socket_timeout", None), getattr(conn, "socket_connect_timeout", None), pause)
+    return retries * sum(float(wait) for wait in waits if wait) + 0.1
+
+
 class _Epoch:
     """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
 

@@ -12,7 +12,9 @@ Keys of one receiver, all under its ``{ns}`` hash tag (one cluster slot):
   record's server TTL, the retention; the body never sits in the hash that
   every claim reads;
 - ``i``, the index of kept deliveries: a sorted set, score ``received_at``,
-  member id; and ``log``, the bounded delivery log, newest first.
+  member id, which no TTL shortens (purges, queries and the claims' sweeps
+  drop the members whose delivery is gone); and ``log``, the bounded
+  delivery log, newest first.
 
 Every key a script touches is passed in ``KEYS``. Times arrive as strings
 formatted in Python (``repr``) and are written back as those strings, never

@@ -31,11 +31,11 @@ import math
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
-from ..core.errors import ConfigError, InFlight, LeaseLost
+from ..core.errors import ConfigError, InFlight, LeaseLost, StoreUnavailable
 from ..core.inbox import MAX_ATTEMPTS, Kept, Stored, encode_headers, type_matches
 from . import _redis_scripts as lua
 from ._redis_checks import check_url
-from ._redis_conn import Connections, connection_of, log
+from ._redis_conn import Connections, log, resend_delay
 from ._redis_records import answer as _answer
 from ._redis_records import stored as _stored
 from ._redis_records import text as _text
@@ -52,24 +52,9 @@ def _ms(seconds: float) -> int:
 
 #: Index members a query or purge reads per round trip.
 _PAGE = 100
-
-
-def _resend_delay(client: Any) -> float:
-    """The longest a command redis-py retries can reach the server after it was sent.
-
-    Each retry waits out a socket timeout, reconnects and backs off (our client
-    retries once). Read from a connection (:func:`connection_of`): a client passed
-    in may take redis-py's defaults (redis-py 6+ retries 3 or 10 times). Only
-    redis-py's private ``_retries`` and ``_cap`` (``_backoff`` of a constant
-    one) say how it retries.
-    """
-    conn = connection_of(client)
-    retry = getattr(conn, "retry", None)
-    retries = int(getattr(retry, "_retries", 0))
-    backoff = getattr(retry, "_backoff", None)
-    pause = getattr(backoff, "_cap", getattr(backoff, "_backoff", 0))
-    waits = (getattr(conn, "socket_timeout", None), getattr(conn, "socket_connect_timeout", None), pause)
-    return retries * sum(float(wait) for wait in waits if wait) + 0.1
+#: Every this many kept deliveries a store claims, it sweeps the receiver's oldest
+#: ``2 * _SWEEP_EVERY`` index members (twice the inflow, so a backlog shrinks).
+_SWEEP_EVERY = 64
 
 
 #: The record's fields a query's filters read (:meth:`Stored.status_at`, ``kept_at``, the type).
@@ -131,9 +116,10 @@ class RedisStore(Connections, DedupeStore):
         #: How far a live lease may lie past ``now + lease``: the clocks' drift, and the
         #: delay of a script redis-py sends again after a timeout with the same ``now``
         #: (a re-sent claim must not take a claim made meanwhile for a stale one).
-        self.skew = CLOCK_SKEW + _resend_delay(self.client)
+        self.skew = CLOCK_SKEW + resend_delay(self.client)
         self.key_prefix = key_prefix
         self.log_size = log_size
+        self._kept = 0  # kept deliveries claimed, for _sweep
         register = self.client.register_script
         self._claim, self._mark, self._renew = map(register, (lua.CLAIM, lua.MARK, lua.RENEW))
         self._complete, self._release, self._log = map(register, (lua.COMPLETE, lua.RELEASE, lua.LOG))
@@ -189,7 +175,25 @@ class RedisStore(Connections, DedupeStore):
             args += [id, keep.type, repr(keep.received_at), secret, encode_headers(keep.headers), retained]
             args.append(keep.body)
         out = self._call(self._claim, [*self._keys(ns, id), self._ns_key(ns, "i")], args)
+        if keep is not None:
+            self._kept += 1
+            if self._kept % _SWEEP_EVERY == 0:
+                self._sweep(ns, now)
         return _answer(out, token, now)
+
+    def _sweep(self, ns: str, now: float) -> None:
+        """Drop the oldest index members whose delivery is gone or past its retention.
+
+        The server's TTLs remove a delivery's keys but not its index member,
+        which only a purge or a query reaching it removed: where nobody purged,
+        the index grew by a member per delivery for ever, until a ``noeviction``
+        Redis was full and answered every delivery 503. Best effort, after the
+        claim: what a failure leaves is swept next time.
+        """
+        try:
+            self._purge_oldest(ns, now, "", 2 * _SWEEP_EVERY, budget=2 * _SWEEP_EVERY)
+        except StoreUnavailable:
+            log.debug("sweeping the Redis inbox index failed; trying again later", exc_info=True)
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
         args = [token, handler, encode_reply(reply) or ""]
@@ -368,9 +372,13 @@ class RedisStore(Connections, DedupeStore):
         clock as well). A delivery's keys and index member go in one script;
         members whose record is already gone are dropped, and not counted.
         """
-        index, before = self._ns_key(ns, "i"), "" if received_before is None else repr(received_before)
+        before = "" if received_before is None else repr(received_before)
+        return self._purge_oldest(ns, now, before, limit, budget=10 * limit + 1000)
+
+    def _purge_oldest(self, ns: str, now: float, before: str, limit: int, *, budget: int) -> int:
+        """:meth:`purge`, examining at most ``budget`` of the oldest index members."""
+        index = self._ns_key(ns, "i")
         removed = examined = offset = 0
-        budget = 10 * limit + 1000
         while removed < limit and examined < budget:
             count = min(_PAGE, budget - examined)
             with self._guard():

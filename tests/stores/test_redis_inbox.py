@@ -8,6 +8,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from flask_hooks.core.errors import StoreUnavailable
 from flask_hooks.core.inbox import Kept
 from flask_hooks.stores.base import LogEntry, Reply
 from flask_hooks.stores.redis import RedisStore
@@ -198,6 +199,29 @@ def test_purge_removes_every_key_of_a_delivery_a_bounded_batch_at_a_time(
     assert client.zcard(key("i")) == 10
     assert client.keys(key("*", "evt_1*")) == []
     assert len(client.keys(key("b", "*"))) == len(client.keys(key("a", "*"))) == 10
+
+
+def test_claims_sweep_the_index_of_deliveries_the_server_expired(
+    store: RedisStore, client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's TTLs remove a delivery's keys, not its index member: with nobody purging,
+    the index grew by one member per delivery for ever, until a noeviction Redis was full."""
+    for n in range(64):  # the 64th claim sweeps: nothing is past its retention yet
+        store.claim(NS, f"old_{n}", now=T0, lease=30, ttl=3600, keep=kept(T0, retention=60))
+    assert client.zcard(key("i")) == 64
+    client.delete(*(key("d", f"old_{n}") for n in range(0, 64, 2)))  # as the server's TTLs do
+    later = T0 + 4000
+    for n in range(64):
+        store.claim(NS, f"new_{n}", now=later, lease=30, ttl=3600, keep=kept(later, retention=60))
+    assert client.zcard(key("i")) == 64  # gone and past retention: swept, keys and all
+    assert client.keys(key("*", "old_*")) == []
+
+    def down(*args: object, **kwargs: object) -> int:
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(store, "_purge_oldest", down)
+    for n in range(64):  # a sweep that fails leaves the claim that swept as it was
+        assert store.claim(NS, f"more_{n}", now=later, lease=30, ttl=3600, keep=kept(later)).state == "new"
 
 
 def test_records_from_before_the_inbox_still_work(store: RedisStore, client: redis.Redis) -> None:
