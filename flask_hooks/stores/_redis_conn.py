@@ -57,6 +57,26 @@ def resend_delay(client: Redis) -> float:
     return retries * sum(float(wait) for wait in waits if wait) + 0.1
 
 
+def _check_client(client: Any) -> None:
+    """A :class:`ConfigError` for a client passed in that the store cannot use, not an error per delivery.
+
+    An asyncio client's commands return coroutines (a TypeError, a 500, at
+    every delivery); a ``RedisCluster`` has no connection pool. Then the
+    encoding and the timeouts, as a URL's are checked.
+    """
+    import redis
+
+    if not isinstance(client, redis.Redis):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise ConfigError(f"RedisStore(client) takes a redis.Redis, not {kind}")
+    if problem := encoding_problem(client.connection_pool.connection_kwargs):
+        raise ConfigError(f"RedisStore(client): {problem}; build the client with encoding='utf-8'")
+    sample = connection_of(client)
+    for name, required in (("socket_timeout", True), ("socket_connect_timeout", False)):
+        if problem := wait_problem(name, getattr(sample, name, None), required=required):
+            raise ConfigError(f"RedisStore(client): {problem}; build the client with {name}=2")
+
+
 class _Epoch:
     """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
 
@@ -88,13 +108,8 @@ class Connections:
         self._refused = ""  # the reason last logged
         if isinstance(client_or_url, str):
             client_or_url = self._client(client_or_url)
-        elif problem := encoding_problem(client_or_url.connection_pool.connection_kwargs):
-            raise ConfigError(f"RedisStore(client): {problem}; build the client with encoding='utf-8'")
         else:
-            sample = connection_of(client_or_url)
-            for name, required in (("socket_timeout", True), ("socket_connect_timeout", False)):
-                if problem := wait_problem(name, getattr(sample, name, None), required=required):
-                    raise ConfigError(f"RedisStore(client): {problem}; build the client with {name}=2")
+            _check_client(client_or_url)
         self.client = client_or_url
 
     def _client(self, url: str) -> Redis:

@@ -107,6 +107,16 @@ def test_a_ready_client_that_would_hang_or_fail_at_each_connection_is_a_config_e
     RedisStore(redis.Redis.from_url(redis_url, socket_timeout=0.5))  # connecting waits as long
 
 
+def test_a_client_that_is_no_redis_redis_is_a_config_error(redis_url: str) -> None:
+    """An asyncio client's script calls return coroutines: a TypeError, a 500 for every delivery."""
+    import redis.asyncio
+
+    with pytest.raises(ConfigError, match=r"takes a redis.Redis, not redis.asyncio.client.Redis"):
+        RedisStore(redis.asyncio.Redis.from_url(redis_url))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"takes a redis.Redis, not builtins.object"):
+        RedisStore(object())  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("field", "damaged"), [("reply", b"\xff\xfe"), ("outcome", b"\xc3")])
 def test_a_record_that_is_not_utf8_is_unavailable_not_a_500(
     redis_url: str,
