@@ -49,6 +49,22 @@ local function ttl_ms(until_, now)
 end
 """
 
+# A lease is stale when it ends past the reader's horizon, ``now + lease + skew``: written by
+# a clock running ahead. A command that reached the server late (sent before a network
+# partition that outlasted the client's retries, then delivered by TCP's retransmission;
+# queued behind a stalled server) carries an old ``now``, and would take a lease made
+# meanwhile for a stale one: the worker holding it and the next retry would both run the
+# handler. So the horizon moves on by as far as the server's clock is past ``now``, when
+# that is under an hour (further, one of the two clocks is wrong, and ours decides).
+_HORIZON = """
+local function horizon(now, given)
+  local t = redis.call('TIME')
+  local late = tonumber(t[1]) + tonumber(t[2]) / 1000000 - now
+  if late > 0 and late < 3600 then return tonumber(given) + late end
+  return tonumber(given)
+end
+"""
+
 # ``longer``: only lengthen a TTL (a renewed lease must not cut the retention short).
 _EXPIRE = """
 local function expire(keys, ms, longer)
@@ -109,6 +125,7 @@ end
 # (base.lease_is_live), so a lease written by a clock running ahead is taken over.
 CLAIM = (
     _LATEST
+    + _HORIZON
     + _EXPIRE
     + _MARKS
     + """
@@ -123,7 +140,7 @@ if rec[1] and tonumber(rec[3]) > now then
     return {'done', rec[4] or '', rec[5] or ''}
   end
   local lease_until = tonumber(rec[2])
-  if rec[1] == 'inflight' and lease_until > now and lease_until <= tonumber(ARGV[6]) then
+  if rec[1] == 'inflight' and lease_until > now and lease_until <= horizon(now, ARGV[6]) then
     return {'inflight', rec[2]}
   end
 elseif kept and retained and tonumber(retained) > now then
@@ -248,6 +265,7 @@ return 1
 # rerun, then the handlers to keep (marked, for a completed delivery).
 REOPEN = (
     _EXPIRE
+    + _HORIZON
     + _MARKS
     + """
 local d = KEYS[1]
@@ -264,7 +282,7 @@ if rec[1] == 'inflight' and rec[7] == ARGV[2] then  -- this reopening, sent agai
   return out
 end
 local now, lease_until = tonumber(ARGV[1]), tonumber(rec[2])
-if rec[1] == 'inflight' and lease_until > now and lease_until <= tonumber(ARGV[4]) then
+if rec[1] == 'inflight' and lease_until > now and lease_until <= horizon(now, ARGV[4]) then
   return {'inflight', rec[2]}
 end
 local reruns = tonumber(ARGV[6])
@@ -290,10 +308,12 @@ return out
 )
 
 # KEYS: d, b, a, i. ARGV: id, now, the latest lease end not stale (now + lease + skew).
-FORGET = """
+FORGET = (
+    _HORIZON
+    + """
 local rec = redis.call('HMGET', KEYS[1], 'state', 'lease_until')
-local lease_until = tonumber(rec[2])
-if rec[1] == 'inflight' and lease_until > tonumber(ARGV[2]) and lease_until <= tonumber(ARGV[3]) then
+local now, lease_until = tonumber(ARGV[2]), tonumber(rec[2])
+if rec[1] == 'inflight' and lease_until > now and lease_until <= horizon(now, ARGV[3]) then
   return {'inflight', rec[2]}
 end
 local n = redis.call('DEL', KEYS[1])
@@ -301,6 +321,7 @@ redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return n
 """
+)
 
 # KEYS: i, then d, b, a of each id. ARGV: now, received_before or '', limit, the ids.
 # Returns {removed, examined, members dropped from the index}. A member whose record

@@ -2,8 +2,9 @@
 
 Every transition is one Lua script, so it is atomic on the server. Times
 come from the receiver's clock (``now``) and are stored in the record as
-the lease and expiry deadlines; Redis's own clock only drives ``PEXPIRE``,
-which removes a record once nobody can need it. Deadlines are computed in
+the lease and expiry deadlines; Redis's own clock drives ``PEXPIRE``,
+which removes a record once nobody can need it, and tells a command that
+arrived late from a lease written ahead (``_redis_scripts._HORIZON``). Deadlines are computed in
 Python and passed as strings so Lua's number formatting never rounds them.
 
 The key layout (a kept delivery's body and attempts in keys of their own,

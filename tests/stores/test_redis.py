@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from flask import Flask
 from redis.crc import key_slot
 
 from flask_hooks import Event, Hooks
-from flask_hooks.core.errors import ConfigError, LeaseLost
+from flask_hooks.core.errors import ConfigError, InFlight, LeaseLost
 from flask_hooks.core.inbox import Kept
 from flask_hooks.stores.base import LogEntry, Reply, lease_is_live
 from flask_hooks.stores.redis import RedisStore
@@ -416,6 +417,26 @@ def test_a_ready_clients_retries_bound_how_late_a_claim_is_sent_again(redis_url:
     assert store.skew == pytest.approx(1 + 3 * (2 + 1 + 0.5) + 0.1)
     assert store.claim("ns", "evt_5", now=T0 + 10, lease=30, ttl=60).state == "new"  # worker B
     assert store.claim("ns", "evt_5", now=T0, lease=30, ttl=60).state == "inflight"  # A's, re-sent
+
+
+def test_a_command_that_reaches_the_server_late_takes_no_live_lease_for_a_stale_one(redis_url: str) -> None:
+    """Worker A's claim, sent 30 s ago, reaches the server only now (a network partition
+    outlasted A's retries; TCP delivered it when it healed): its ``now`` is 30 s old, and the
+    lease worker B took meanwhile ended past A's horizon, as one written by a clock running
+    ahead does. It was taken over: B's completion was refused and the sender's next retry ran
+    the handler again. The server's clock says the command is late; a lease hours ahead of
+    both clocks is still stale."""
+    store = RedisStore(redis_url)
+    now = time.time()  # the server's clock, near enough
+    b = store.claim("ns", "evt_6", now=now, lease=30, ttl=60, keep=KEEP._replace(received_at=now))
+    assert b.state == "new"
+    assert store.claim("ns", "evt_6", now=now - 30, lease=30, ttl=60).state == "inflight"  # A's, late
+    with pytest.raises(InFlight):
+        store.forget("ns", "evt_6", now=now - 30, lease=30)
+    assert store.reopen("ns", "evt_6", now=now - 30, lease=30).state == "inflight"
+    store.complete("ns", "evt_6", b.token, outcome="received", reply=None, now=now, ttl=60)
+    store.claim("ns", "evt_7", now=now + 7200, lease=30, ttl=60)  # a clock two hours ahead
+    assert store.claim("ns", "evt_7", now=now, lease=30, ttl=60).state == "new"
 
 
 def test_an_answer_lost_to_a_timeout_is_retried_without_a_409(redis_url: str) -> None:
