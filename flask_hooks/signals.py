@@ -27,7 +27,8 @@ delivery_duplicate = _signals.signal("delivery-duplicate")
 event_handled = _signals.signal("event-handled")
 #: No handler matched; the id is recorded all the same.
 event_ignored = _signals.signal("event-ignored")
-#: A handler raised; ``handler`` and ``error``. The claim is released.
+#: A handler raised; ``handler`` and ``error``. The claim is released. ``handlers``
+#: succeeded in this request before it (they are recorded and will not run again).
 handler_failed = _signals.signal("handler-failed")
 #: An operator replayed a kept delivery; ``outcome`` is its result's word.
 delivery_replayed = _signals.signal("delivery-replayed")

@@ -33,6 +33,21 @@ class Record(NamedTuple):
         return getattr(event, "id", None)
 
 
+def succeeded(record: Record) -> tuple[str, ...]:
+    """The handlers ``record`` says succeeded: all of a completion's, and those of a
+    failed attempt that ran before the handler that raised (they are not run again)."""
+    if record.name in ("event_handled", "handler_failed"):
+        return tuple(record.kwargs.get("handlers", ()))
+    return ()
+
+
+def ran(record: Record) -> tuple[str, ...]:
+    """The handlers ``record`` says ran: those that succeeded, and the one that raised."""
+    if record.name == "handler_failed":
+        return (*succeeded(record), record.kwargs["handler"])
+    return succeeded(record)
+
+
 def _describe(record: Record) -> str:
     kwargs = record.kwargs
     parts = [f"receiver={kwargs.get('receiver')!r}"]
@@ -98,12 +113,8 @@ class SignalRecorder:
         """How often each handler ran (succeeded or raised), optionally for one id."""
         calls: Counter[str] = Counter()
         for record in self.records:
-            if id is not None and record.event_id != id:
-                continue
-            if record.name == "event_handled":
-                calls.update(record.kwargs.get("handlers", ()))
-            elif record.name == "handler_failed":
-                calls[record.kwargs["handler"]] += 1
+            if id is None or record.event_id == id:
+                calls.update(ran(record))
         return calls
 
     def clear(self) -> None:
@@ -132,10 +143,10 @@ class SignalRecorder:
                 f" its own ids: pass receiver=<name>\nsignals:\n{self.timeline()}"
             )
         done = [r for r in mine if r.name in ("event_handled", "event_ignored")]
-        succeeded: Counter[str] = Counter()
-        for record in done:
-            succeeded.update(record.kwargs.get("handlers", ()))
-        twice = sorted(name for name, count in succeeded.items() if count > 1)
+        successes: Counter[str] = Counter()
+        for record in mine:
+            successes.update(succeeded(record))
+        twice = sorted(name for name, count in successes.items() if count > 1)
         if len(done) == 1 and not twice:
             return
         if not done:

@@ -163,7 +163,8 @@ class Sender:
             calls.update(kwargs.get("handlers", ()))
 
         def failed(_sender: Any, **kwargs: Any) -> None:
-            calls[kwargs["handler"]] += 1
+            # Those before it in this attempt succeeded (and are recorded), then it raised.
+            calls.update((*kwargs.get("handlers", ()), kwargs["handler"]))
 
         with (
             signals.event_handled.connected_to(handled, sender=self.app),

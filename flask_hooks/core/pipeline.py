@@ -364,7 +364,9 @@ class Pipeline:
         else:
             log_failure(f"handler {route.name} failed on {cfg.name} {event.id}", exc, secrets)
             error, kind = HookError("handler failed"), "error"
-        notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc)
+        # ``handlers``: those that succeeded before it in this attempt (recorded, not run again).
+        notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc,
+               handlers=tuple(ran))  # fmt: skip
         entry = log_entry(event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name,
                           at=at, secrets=secrets)  # fmt: skip
         try:
