@@ -79,8 +79,9 @@ class Attempt:
     offset: float
     status: int | None
     fault: str | int | None = None
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    response: TestResponse | None = None
+    # Left out of the repr, which pytest prints when an assertion about an attempt fails.
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    response: TestResponse | None = dataclasses.field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -123,10 +124,19 @@ class Report:
         """Each attempt's ``status`` (``None`` where no response arrived)."""
         return [attempt.status for attempt in self.attempts]
 
+    def _head(self) -> str:
+        return f"{self.preset.name}: {self.outcome}" + (" (endpoint disabled)" if self.disabled else "")
+
     def __str__(self) -> str:
         rows = [f"  #{a.number} +{a.offset:g}s status={a.status} fault={a.fault!r}" for a in self.attempts]
-        head = f"{self.preset.name}: {self.outcome}" + (" (endpoint disabled)" if self.disabled else "")
-        return "\n".join([head, *rows, f"  handler calls: {dict(self.handler_calls)}"])
+        return "\n".join([self._head(), *rows, f"  handler calls: {dict(self.handler_calls)}"])
+
+    def __repr__(self) -> str:
+        """One line: what ``assert report.delivered`` shows when it fails (pytest cuts
+        a repr at 240 characters, which the preset's and responses' fields took up)."""
+        tries = ", ".join(f"+{a.offset:g}s {a.status if a.fault is None else a.fault}" for a in self.attempts)
+        calls = dict(self.handler_calls)
+        return f"<Report {self._head()}; attempts {tries or 'none'}; handler calls {calls}>"
 
 
 def _retry_after(response: TestResponse | None) -> float | None:

@@ -295,3 +295,28 @@ def test_assert_processed_once_with_one_id_on_two_receivers(pytester: pytest.Pyt
     result.assert_outcomes(passed=1, failed=1)
     wanted = "*delivery 'evt_1' reached the receivers 'billing', 'shop', each with its own ids:"
     result.stdout.fnmatch_lines([wanted + " pass receiver=<name>*"])
+
+
+def test_a_failed_assertion_on_a_report_shows_what_the_sender_saw(user_project: Project) -> None:
+    """pytest prints the report's repr, cut at 240 characters: it must fit and say what happened."""
+    result = user_project(
+        source="""
+        def test_it(app, signed_delivery, webhook_sender):
+            delivery = signed_delivery("order.paid", id="evt_down")
+            app.config["FAILURES"]["evt_down"] = 9
+            report = webhook_sender(schedule="archived").send(delivery, faults=[None, "timeout"])
+            assert report.delivered
+
+        def test_attempt(app, signed_delivery, webhook_sender):
+            report = webhook_sender(schedule="github").send(signed_delivery("order.paid"), faults=[503])
+            assert report.attempts[0].ok
+        """
+    )
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E*where False = <Report archived: exhausted (endpoint disabled); attempts +0s 500,"
+            " +60s timeout, +300s 500, +1800s 500, +7200s 500; handler calls {'shop.fulfil': 5}>.delivered",
+            "E*where False = Attempt(number=1, offset=0, status=503, fault=503).ok",
+        ]
+    )
