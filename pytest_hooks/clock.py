@@ -7,6 +7,7 @@ this object: nothing sleeps and nothing patches :func:`time.time`.
 
 from __future__ import annotations
 
+import math
 import time
 
 
@@ -18,7 +19,7 @@ class FakeClock:
     """
 
     def __init__(self, start: float | None = None) -> None:
-        self.start = float(int(time.time()) if start is None else start)
+        self.start = _finite(int(time.time()) if start is None else start, "start")
         self._now = self.start
 
     def __call__(self) -> float:
@@ -35,15 +36,24 @@ class FakeClock:
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` and return the new time."""
-        if seconds < 0:
+        if _finite(seconds, "advance()") < 0:
             raise ValueError(f"a clock only moves forward; advance({seconds!r}) would go back")
-        self._now += seconds
+        self._now = _finite(self._now + seconds, "advance()")
         return self._now
 
     def advance_to(self, when: float) -> float:
         """Move forward to ``when``; a time already passed leaves the clock alone."""
-        self._now = max(self._now, float(when))
+        self._now = max(self._now, _finite(when, "advance_to()"))
         return self._now
 
     def __repr__(self) -> str:
         return f"<FakeClock {self._now:.3f} (+{self.elapsed:g} s)>"
+
+
+def _finite(value: float, what: str) -> float:
+    """``value`` as a float; NaN passes every comparison (``advance(nan)`` went "forward")
+    and infinity no timestamp can be made of, so a clock at either breaks far from here."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{what} takes a finite number of seconds, not {value!r}")
+    return number

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
@@ -256,6 +257,23 @@ def test_the_clock_only_moves_forward() -> None:
     assert clock.advance_to(50) == 105
     with pytest.raises(ValueError, match="only moves forward"):
         clock.advance(-1)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+def test_the_clock_takes_only_finite_times(value: float) -> None:
+    from pytest_hooks.clock import FakeClock
+
+    clock = FakeClock(start=100)
+    for move in (clock.advance, clock.advance_to):
+        with pytest.raises(ValueError, match="a finite number of seconds"):
+            move(value)
+    assert clock() == 100
+    with pytest.raises(ValueError, match="start takes a finite number of seconds"):
+        FakeClock(start=value)
+    late = FakeClock(start=1e308)
+    with pytest.raises(ValueError, match="a finite number of seconds"):
+        late.advance(1e308)  # the sum overflows to infinity
+    assert late() == 1e308
 
 
 def test_assert_processed_once_with_one_id_on_two_receivers(pytester: pytest.Pytester) -> None:
