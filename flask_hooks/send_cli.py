@@ -153,7 +153,9 @@ def send_command(
     except ValueError as exc:  # http.client refuses a header value (an id with a newline)
         raise click.ClickException(f"cannot send this request: {printable(str(exc))}") from None
     click.echo(f"POST {target}  id={printable(seen_as)}  type={printable(type)}")
-    click.echo(f"{status}  {body.decode('utf-8', 'replace').rstrip()}")
+    # The server's bytes (a handler's reply, a proxy's error page) never drive the terminal.
+    answer = "\n".join(printable(line) for line in body.decode("utf-8", "replace").rstrip().split("\n"))
+    click.echo(f"{status}  {answer}")
     if _is_duplicate(body):
         click.echo("(a duplicate: the receiver had already processed this id; nothing ran again)")
     if not 200 <= status < 300:

@@ -428,6 +428,16 @@ def test_send_explains_an_id_no_header_can_carry_and_escapes_what_it_echoes(
     assert "\nX-Evil" not in odd_type.stdout and "type=ok\\nX-Evil: 1" in odd_type.stdout
 
 
+def test_send_escapes_the_answer_it_prints(make_app: MakeApp, serve: Serve) -> None:
+    """A handler's reply (or whatever --url answers) must not drive the operator's terminal."""
+    hooks = Hooks()
+    hooks.on("*")(lambda event: "done\x1b]0;owned\x07\x1b[2J\r\nsecond line\u202e")
+    app = make_app(hooks)
+    result = run(app, "send", "resource.created", "--url", serve(app))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == ["200  done\\x1b]0;owned\\x07\\x1b[2J\\r", "second line\\u202e"]
+
+
 def test_a_refused_body_s_excerpt_never_shows_the_receiver_s_own_secret(make_app: MakeApp) -> None:
     """A forgery may carry the real secret under a field name the provider does not mask."""
     from tests.conftest import SECRET
