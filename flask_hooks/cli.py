@@ -9,9 +9,13 @@ printing untrusted text) are here.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import logging
 import re
+import sys
 import time
 import traceback
 from typing import Any
@@ -48,7 +52,32 @@ def _escaped_logs() -> None:
     click.get_current_context().call_on_close(lambda: logger.removeFilter(shield))
 
 
-cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.", callback=_escaped_logs)
+def _encodable_output() -> None:
+    """Text the output's encoding cannot carry is written escaped (``\\u20ac``), not raised.
+
+    Senders choose ids, types and bodies: one ``€`` on a Latin-1 terminal, or an
+    emoji in a Windows console redirected to a file, would end ``flask hooks
+    deliveries`` in a ``UnicodeEncodeError`` for every operator until it is purged.
+    """
+    ctx = click.get_current_context()
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+            ctx.call_on_close(functools.partial(_strict_again, stream))
+
+
+def _strict_again(stream: io.TextIOWrapper) -> None:
+    with contextlib.suppress(ValueError):  # closed (a broken pipe): nothing more is written
+        stream.reconfigure(errors="strict")
+
+
+def _prepare() -> None:
+    """Every command's output is safe to print: the log escaped, the streams lenient."""
+    _escaped_logs()
+    _encodable_output()
+
+
+cli = AppGroup("hooks", help="Inspect and exercise webhook receivers.", callback=_prepare)
 
 def current_app_object() -> Flask:
     """The app itself (not the proxy): what ``hooks.inbox(app)`` takes."""

@@ -250,3 +250,20 @@ def test_a_replay_logs_no_control_character_a_sender_put_in_an_exception(
     assert "\x1b" not in caplog.text and "\x07" not in caplog.text
     assert "\\x1b[2J" in caplog.text
     assert not logging.getLogger("flask_hooks").filters  # only while the command runs
+
+
+def test_text_the_terminal_cannot_encode_is_escaped_not_a_crash(shop: Shop) -> None:
+    """A Latin-1 terminal (or a Windows console redirected to a file) has no ``€``: the
+    commands print it escaped instead of ending in a ``UnicodeEncodeError``."""
+    shop.fixed = True
+    assert shop.post("evt_€", "payment.€uro") == 200
+    runner = shop.app.test_cli_runner(charset="latin-1")
+    for args, shown in [
+        (["deliveries"], "evt_\\u20ac  payment.\\u20acuro"),
+        (["show", "evt_€"], '"type": "payment.\\u20acuro"'),
+        (["replay", "--status", "received", "--dry-run"], "evt_\\u20ac  payment.\\u20acuro"),
+        (["forget", "evt_€"], "forgot evt_\\u20ac"),
+    ]:
+        result = runner.invoke(args=["hooks", *args])
+        assert result.exit_code == 0, (args, result.exception)
+        assert shown in result.stdout_bytes.decode("latin-1"), (args, result.stdout)
