@@ -12,6 +12,8 @@ import fcntl
 import os
 import threading
 import time
+import weakref
+from contextlib import suppress
 
 #: Seconds between tries. The gate holder polls the lock often: the lock is
 #: idle until its next try. Gate waiters start slower and shrink to the floor,
@@ -63,6 +65,10 @@ class WriterLock:
         self._thread_lock = threading.Lock()
         #: (gate, lock) file descriptors, opened on first use.
         self._fds: tuple[int, int] | None = None
+        # A store dropped without close() (an app per test) must not keep its two files
+        # open until the process ends: hundreds of tests would run out of descriptors.
+        self._open_fds: list[int] = []
+        weakref.finalize(self, _close_fds, self._open_fds, os.getpid())
 
     def acquire(self) -> None:
         """Take the lock within ``timeout`` seconds, else :class:`TimeoutError`."""
@@ -72,6 +78,7 @@ class WriterLock:
         try:
             if self._fds is None:
                 self._fds = self._open()
+                self._open_fds[:] = self._fds
             gate, lock = self._fds
             _flock(gate, deadline, _GATE_SLEEP, _GATE_FLOOR)
             try:
@@ -110,5 +117,15 @@ class WriterLock:
 
     def _close(self) -> None:
         fds, self._fds = self._fds, None
+        self._open_fds.clear()
         for fd in fds or ():
             os.close(fd)
+
+
+def _close_fds(fds: list[int], pid: int) -> None:
+    """A collected lock's files; in a forked child they are the parent's, and stay open."""
+    if os.getpid() == pid:
+        for fd in fds:
+            with suppress(OSError):
+                os.close(fd)
+    fds.clear()

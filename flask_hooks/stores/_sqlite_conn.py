@@ -18,7 +18,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -50,6 +51,32 @@ NOT_A_FILE = (
 )
 
 
+class _Closer:
+    """Closes a thread's connections when the thread ends (its slot of the store's
+    ``threading.local`` goes, with this object), and forgets them in ``open``."""
+
+    def __init__(self, conn: sqlite3.Connection, open: set[sqlite3.Connection]) -> None:
+        self.conns, self.open = [conn], open
+        open.add(conn)
+
+    def add(self, conn: sqlite3.Connection) -> None:
+        self.conns.append(conn)
+        self.open.add(conn)
+
+    def __del__(self) -> None:
+        _close_all(self.conns)
+        self.open.difference_update(self.conns)
+
+
+def _close_all(conns: Iterable[sqlite3.Connection]) -> None:
+    """Close ``conns`` ourselves: the garbage collector closes an open one with a
+    ``ResourceWarning`` (Python 3.13), an error under ``pytest -W error`` in every
+    test suite that builds an app, and so a store, per test."""
+    for conn in list(conns):
+        with suppress(sqlite3.Error):
+            conn.close()
+
+
 class Connections:
     """A SQLite file's connections, one per thread, and its writers' lock.
 
@@ -75,6 +102,11 @@ class Connections:
         #: Each thread's connections: ``cur`` in the configured mode, ``relaxed`` in the
         #: relaxed one (the same when they are equal), and the ``file`` they opened.
         self._local = threading.local()
+        #: Every thread's open connections: closed when the store is collected. Its
+        #: ``threading.local`` goes in the same collection, and its closers' turn may come
+        #: after the connections' own finalizers, which warn.
+        self._open: set[sqlite3.Connection] = set()
+        weakref.finalize(self, _close_all, self._open)
         self._writers = WriterLock(path, timeout)
         self._generation = process_generation()
         self._commits = 0
@@ -93,12 +125,15 @@ class Connections:
         if getattr(local, "cur", None) is None:
             conn, local.file = self._connect(self.synchronous)
             local.cur = local.relaxed = conn.cursor()
+            local.closer = _Closer(conn, self._open)
             if self.relaxed != self.synchronous:
                 try:
-                    local.relaxed = self._connect(self.relaxed)[0].cursor()
+                    relaxed = self._connect(self.relaxed)[0]
                 except StoreUnavailable:
                     self._drop()
                     raise
+                local.relaxed = relaxed.cursor()
+                local.closer.add(relaxed)
         return local
 
     def _cursor(self) -> sqlite3.Cursor:
@@ -234,7 +269,7 @@ class Connections:
     def _drop(self) -> None:
         local = self._local
         cur, relaxed = getattr(local, "cur", None), getattr(local, "relaxed", None)
-        local.cur = local.relaxed = None
+        local.cur = local.relaxed = local.closer = None
         for each in (cur, None if relaxed is cur else relaxed):
             if each is not None:
                 with suppress(sqlite3.Error):
@@ -254,9 +289,13 @@ class Connections:
         """``work(cursor, *args)`` outside any transaction: one WAL snapshot per statement,
         of the file now at ``path`` (not what a replaced one held)."""
         try:
-            if self._replaced(self._conn().file):
+            local = self._conn()
+            if self._replaced(local.file):
                 self._reopen()
-            return work(self._cursor(), *args)
+                local = self._conn()
+            # ``local`` held while ``work`` runs: another thread's reopen drops the store's
+            # thread slots, and with the last reference to this one its closer would go.
+            return work(local.cur, *args)
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable() from exc
 

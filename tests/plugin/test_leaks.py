@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import sqlite3
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import pytest
+from flask import Flask
+
+from flask_hooks import Hooks
+from flask_hooks.stores import SqliteStore
+from tests.conftest import SECRET, generic_post
 
 
 def test_signals_and_clock_are_restored_after_each_test(pytester: pytest.Pytester) -> None:
@@ -69,3 +79,50 @@ def test_loading_the_plugin_imports_no_flask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def _one_app(instance: Path, i: int) -> None:
+    """A test's app on the default store (SQLite in its instance folder), used once, dropped."""
+    hooks = Hooks()
+    hooks.on("*")(lambda event: None)
+    app = Flask("per_test", instance_path=str(instance / str(i)))
+    app.config.update(HOOKS_SECRET=SECRET)
+    hooks.init_app(app)
+    assert generic_post(app.test_client(), {"id": f"evt_{i}", "type": "a.b"}).status_code == 200
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's files in /proc")
+def test_an_app_per_test_on_the_sqlite_store_leaves_no_file_open(tmp_path: Path) -> None:
+    """Each store held its two lock files until the process ended: a suite of some
+    hundreds of tests ran out of file descriptors (256 by default on macOS)."""
+    _one_app(tmp_path, 0)
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(1, 21):
+        _one_app(tmp_path, i)
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_the_sqlite_store_closes_the_connections_it_drops(tmp_path: Path) -> None:
+    """A thread's connections when it ends, every one when the store is collected: left to
+    the garbage collector, each is closed with a ResourceWarning (Python 3.13), which
+    ``pytest -W error`` turns into an error."""
+    stores = [SqliteStore(str(tmp_path / "hooks.sqlite3"))]
+    opened: list[sqlite3.Connection] = []
+
+    def use() -> None:
+        stores[0].deliveries("ns", limit=1)
+        opened.append(stores[0]._local.cur.connection)
+
+    thread = threading.Thread(target=use)
+    thread.start()
+    thread.join()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("select 1")  # the thread ended
+    use()
+    opened[1].execute("select 1")  # this thread's, still in use
+    stores.clear()
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[1].execute("select 1")
