@@ -23,10 +23,10 @@ from .cli import (
     current_state,
     duration_option,
     last_line,
+    pattern_option,
     printable,
     receivers_of,
     store_down,
-    text_option,
 )
 from .core.errors import HookError, InFlight, StoreUnavailable
 from .extension import Receiver
@@ -156,7 +156,7 @@ def progress(plan: list[tuple[Receiver, Delivery]]) -> contextlib.AbstractContex
 @click.option(
     "--type",
     "pattern",
-    callback=text_option,
+    callback=pattern_option,
     metavar="PATTERN",
     help="With --status: only these types (payment.*).",
 )

@@ -293,6 +293,9 @@ def test_replay_refuses_bad_input_before_running_anything(shop: Shop) -> None:
         (): "give delivery ids, or select with --status failed",
         ("--status", "in-flight"): "'in-flight' is not one of 'failed', 'received', 'ignored'",
         ("--status", "failed", "--since", "2 days"): "'2 days' is not a duration: use a number and a unit",
+        # An unset shell variable (--type "$TYPE") selected nothing and exited 0, as if replayed.
+        ("--status", "failed", "--type", ""): "give a type or a pattern, like payment.* or *",
+        ("--status", "failed", "--type", " "): "give a type or a pattern, like payment.* or *",
     }
     for args, message in cases.items():
         result = run(shop.app, "replay", *args)
