@@ -32,6 +32,8 @@ def default_server() -> str:
     host = os.environ.get("FLASK_RUN_HOST") or "127.0.0.1"
     if host in {"0.0.0.0", "::"}:
         host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address (``flask run --host ::1``), as a URL writes it
     port = os.environ.get("FLASK_RUN_PORT") or "5000"
     return f"http://{host}:{port}"
 

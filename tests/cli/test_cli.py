@@ -365,6 +365,34 @@ def test_send_defaults_to_the_port_flask_run_uses(make_app: MakeApp, monkeypatch
     assert default_server() == "http://127.0.0.1:5000"
 
 
+def test_send_reaches_flask_run_on_an_ipv6_host(make_app: MakeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``flask run --host ::1``: the default URL needs the address in brackets."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from flask_hooks.send_cli import default_server
+
+    app = make_app(Hooks())
+    try:
+        server = make_server("::1", 0, app)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("FLASK_RUN_HOST", "::1")
+        monkeypatch.setenv("FLASK_RUN_PORT", str(server.server_port))
+        assert default_server() == f"http://[::1]:{server.server_port}"
+        result = run(app, "send", "resource.created")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert result.exit_code == 0, result.output
+    assert f"POST http://[::1]:{server.server_port}/webhooks" in result.stdout
+
+
 # found by trying to break it ------------------------------------------------------
 
 
