@@ -157,6 +157,8 @@ class Sender:
 
     def send(self, delivery: SignedDelivery, faults: Sequence[Fault] = ()) -> Report:
         """Deliver until success or the schedule ends; see the module table."""
+        if isinstance(faults, (str, int)):  # a str is a sequence too: "timeout" was 7 faults
+            raise TypeError(f"faults is a list, one per attempt: faults=[{faults!r}], not faults={faults!r}")
         for fault in faults:
             if not (fault is None or fault in FAULTS or (isinstance(fault, int) and 100 <= fault <= 599)):
                 raise ValueError(f"unknown fault {fault!r}; use an HTTP status, None, or one of {FAULTS}")

@@ -294,6 +294,9 @@ def test_bad_arguments_are_explained(app: Flask, webhook_clock: FakeClock, signe
     sender = Sender(app, webhook_clock, resolve("github", None))
     with pytest.raises(ValueError, match="unknown fault 'boom'"):
         sender.send(signed_delivery("a.b"), faults=["boom"])
+    for one in ("timeout", 500):  # "timeout" was read as 7 faults: 't', 'i', ...
+        with pytest.raises(TypeError, match=rf"faults is a list, one per attempt: faults=\[{one!r}\]"):
+            sender.send(signed_delivery("a.b"), faults=one)
 
 
 @pytest.mark.parametrize("provider", ["stripe", "slack"])
