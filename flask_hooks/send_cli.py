@@ -8,6 +8,7 @@ what the real sender would; ``--secret-index`` signs with an older secret
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -143,10 +144,12 @@ def send_command(
         raise click.ClickException(f"{receiver.provider.name} cannot sign this delivery: {exc}") from None
     request = urllib.request.Request(target, data=signed.body, headers=signed.headers, method="POST")
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+        status, body = _post(request, timeout)
+    except http.client.HTTPException as exc:  # not HTTP (an SSH port), or cut short
+        said = printable(f"{exc.__class__.__name__}: {exc}")[:200]  # `type` is the argument
+        raise click.ClickException(
+            f"no complete HTTP answer from {target} ({said}). Is --url the app's server and port?"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise click.ClickException(
@@ -162,6 +165,16 @@ def send_command(
         click.echo("(a duplicate: the receiver had already processed this id; nothing ran again)")
     if not 200 <= status < 300:
         raise SystemExit(1)
+
+
+def _post(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+    """The status and body of the answer, a 4xx or 5xx included."""
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read()
 
 
 def _finite(value: float) -> float:

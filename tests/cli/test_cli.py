@@ -393,6 +393,44 @@ def test_send_reaches_flask_run_on_an_ipv6_host(make_app: MakeApp, monkeypatch: 
     assert f"POST http://[::1]:{server.server_port}/webhooks" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "(BadStatusLine: SSH-2.0-OpenSSH_9.2\\r\\n)"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\ncut short", "(IncompleteRead: "),
+        (b"HTTP/1.1 500 Oops\r\nContent-Length: 100\r\n\r\ncut short", "(IncompleteRead: "),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: a\r\n" * 200 + b"\r\n", "(HTTPException: got more than 100 headers)"),
+    ],
+    ids=["ssh", "cut-2xx", "cut-5xx", "headers"],
+)
+def test_send_explains_a_server_that_does_not_answer_in_http(
+    make_app: MakeApp, answer: bytes, said: str
+) -> None:
+    """--url pointing at another service's port, or a server that dies mid-answer."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_once() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+
+    thread = threading.Thread(target=answer_once, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        result = run(make_app(Hooks()), "send", "resource.created", "--url", url)
+    finally:
+        thread.join(5)
+        listener.close()
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert result.stderr.startswith(f"Error: no complete HTTP answer from {url}/webhooks {said}")
+
+
 # found by trying to break it ------------------------------------------------------
 
 
