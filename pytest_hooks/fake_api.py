@@ -23,6 +23,7 @@ import datetime
 import itertools
 import json
 import re
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -68,8 +69,8 @@ class Job:
         return self.request.get("callbackSecret")
 
 
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
 
 class ProviderAPI:
@@ -178,14 +179,17 @@ class ProviderAPI:
         response: dict[str, Any] = {"text": text}
         if structured_output is not None:
             response["structuredOutput"] = structured_output
+        # The receiving receiver's time (``webhook_clock``), as the provider's own signer stamps it.
+        receiver = self._find_receiver(self._path(job).split("?", 1)[0])
+        stamp = _iso(receiver.now() if receiver is not None else time.time())
         payload = {
             "requestId": job.id,
             "secret": job.callback_secret,
             "status": status,
             "browserWindowId": job.request.get("browserWindowId"),
             "response": response,
-            "createdAt": _now_iso(),
-            "completedAt": _now_iso(),
+            "createdAt": stamp,
+            "completedAt": stamp,
             "usage": usage,
         }
         headers = {"Content-Type": "application/json", **job.callback_headers}
@@ -214,15 +218,20 @@ class ProviderAPI:
         signed = provider.sign(outgoing, receiver.keys[0])
         return signed.body, signed.headers
 
-    def _receiver_at(self, path: str) -> Receiver:
-        __tracebackhide__ = True
+    def _receivers(self) -> list[Receiver]:
         from flask_hooks.extension import get_state
 
-        receivers = get_state(self.app).receivers.values()
-        for receiver in receivers:
-            if receiver.settings.url.rstrip("/") == path.rstrip("/"):
-                return receiver
-        urls = ", ".join(r.settings.url for r in receivers) or "none"
+        return list(get_state(self.app).receivers.values())
+
+    def _find_receiver(self, path: str) -> Receiver | None:
+        return next((r for r in self._receivers() if r.settings.url.rstrip("/") == path.rstrip("/")), None)
+
+    def _receiver_at(self, path: str) -> Receiver:
+        __tracebackhide__ = True
+        receiver = self._find_receiver(path)
+        if receiver is not None:
+            return receiver
+        urls = ", ".join(r.settings.url for r in self._receivers()) or "none"
         raise AssertionError(f"the callbackUrl path {path!r} is no receiver's URL (receivers at: {urls})")
 
     # Teardown ----------------------------------------------------------------

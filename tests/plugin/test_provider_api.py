@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,21 @@ def test_narada_echoes_headers_and_secret(provider_api: ProviderAPI, events: lis
     assert event.type == "error" and event.id == f"{job_id}:error"
     assert event.payload["secret"] == "sec" and event.payload["response"] == {"text": "boom"}
     assert event.headers["Authorization"] == "Bearer tok"
+
+
+def test_narada_times_are_the_receivers_clock(
+    provider_api: ProviderAPI, events: list[Event], webhook_clock: Any
+) -> None:
+    """As the provider's own signer stamps them: a test that moves the clock sees them move."""
+    provider_api.narada()
+    submit_narada(callbackHeaders={"Authorization": "Bearer tok"}, callbackSecret="sec")
+    webhook_clock.advance(3 * 86400)
+
+    assert provider_api.complete().status_code == 200
+
+    stamp = datetime.datetime.fromtimestamp(webhook_clock.now(), datetime.timezone.utc).isoformat()
+    (event,) = events
+    assert (event.payload["createdAt"], event.payload["completedAt"]) == (stamp, stamp)
 
 
 def test_narada_without_the_token_is_rejected(provider_api: ProviderAPI, events: list[Event]) -> None:
