@@ -11,7 +11,9 @@ is :class:`~flask_hooks.core.errors.StoreUnavailable` (a 503).
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -71,6 +73,12 @@ class Connections:
         self._autocommit: set[Engine] = set()
         #: The connections held out of the pool of the engine built here (PostgreSQL).
         self._held: HeldConnections | None = None
+        #: ``_held`` once there is one, for the finalizer, which must not refer to the store.
+        self._holding: list[HeldConnections] = []
+        if self._owned and self._engine_given is not None:
+            # A store dropped without close() (an app per test) leaves its connections to the
+            # garbage collector, which warns for each (ResourceWarning: pytest -W error fails).
+            self._finalizer = weakref.finalize(self, _dispose, self._engine_given, self._holding, os.getpid())
         self._schema_lock = threading.Lock()
         self._generation = process_generation()
         self._lock_timeout = sa.text(f"SET LOCAL lock_timeout = {max(1, round(timeout * 1000))}")
@@ -133,6 +141,7 @@ class Connections:
                 if self._owned and engine.dialect.name == "postgresql" and engine.dialect.driver in DRIVERS:
                     # Its connect options bound lock waits: no _lock_writes (SET LOCAL) needed.
                     self._held = HeldConnections(engine, statements)
+                    self._holding.append(self._held)
                 self._ready[engine] = statements
         return engine, statements
 
@@ -205,6 +214,14 @@ class Connections:
         """Dispose of the engine this store built from a URL (an engine or db given stays open)."""
         self._check_fork()  # a forked child closes none of its parent's connections
         if self._owned and self._engine_given is not None:
-            if self._held is not None:
-                self._held.close()
-            self._engine_given.dispose()
+            self._finalizer.detach()
+            _dispose(self._engine_given, self._holding, os.getpid())
+
+
+def _dispose(engine: Engine, holding: list[HeldConnections], pid: int) -> None:
+    """Close the connections of an engine a store built, held ones included; in a process
+    forked since, none (they are its parent's: ``_forked``)."""
+    if os.getpid() == pid:
+        for held in holding:
+            held.close()
+        engine.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -405,3 +406,25 @@ def test_a_postgres_store_url_sets_the_stores_timeout_with_its_query(pg_url: str
         store.close()
     with pytest.raises(ConfigError, match="timeout must be a positive number of seconds, not 'soon'"):
         Hooks(Flask("sql_url_bad_timeout"), secret=SECRET, store=f"{pg_url}?timeout=soon")
+
+
+def test_an_app_per_test_on_a_sql_store_url_leaves_no_connection_to_the_garbage_collector(
+    pg_url: str,  # noqa: F811
+) -> None:
+    """A store built from a URL owns its engine: dropped without ``close()`` (an app per test),
+    it left its connections to the garbage collector, which warns for each one (psycopg's
+    ResourceWarning), an error under ``pytest -W error``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for i in range(5):
+            hooks = Hooks()
+            hooks.on("*")(lambda event: None)
+            app = Flask(f"per_test_{i}")
+            app.config.update(HOOKS_SECRET=SECRET, HOOKS_STORE=pg_url)
+            hooks.init_app(app)
+            response = generic_post(app.test_client(), {"id": f"evt_{i}", "type": "a.b"}, secret=SECRET)
+            assert response.status_code == 200
+            del response
+            del hooks, app
+            gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
