@@ -110,7 +110,9 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     store, ns = receiver.store, handler_namespace(receiver.ns)
     key = handler_key(event.id, route.name, job.rerun)
     lease = job.lease if job.lease is not None else receiver.settings.lease
-    ttl = receiver.settings.dedupe_ttl
+    # Kept as long as the delivery is: a replay within its retention hands this handler
+    # over again (see _mark_failed), and only this record says that it already ran.
+    ttl = max(receiver.settings.dedupe_ttl, receiver.settings.retention)
     started = time.perf_counter()
     claim = store.claim(ns, key, now=receiver.now(), lease=lease, ttl=max(ttl, lease))
     if claim.state == "done":

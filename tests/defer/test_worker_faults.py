@@ -374,3 +374,34 @@ def test_a_failure_for_good_while_another_thread_holds_the_delivery_is_marked_on
     assert answers == [200] and len(failures) == 1
     delivery = hooks.inbox(app).get("evt_1")
     assert delivery is not None and delivery.status == "failed" and delivery.handlers["ship"] == "failed"
+
+
+def test_a_replay_past_the_dedupe_ttl_does_not_run_a_deferred_handler_that_succeeded_again(
+    make_app: Callable[..., Flask],
+) -> None:
+    """The queue gave up on ``ship``; an operator replays the delivery two days later, within
+    its retention. ``charge``, which succeeded, is handed over again with it: its worker's
+    record must still say so (it lived for the dedupe TTL only, a day)."""
+    clock, queue = ManualClock(), ListQueue()
+    hooks = Hooks(store=MemoryStore(), clock=clock)
+    app = make_app(hooks)
+    broken, ran = {"ship"}, []
+    for name in ("charge", "ship"):
+
+        def run(event: Event, name: str = name) -> None:
+            ran.append(name)
+            if name in broken:
+                raise RuntimeError(f"{name} is broken")
+
+        hooks.on("payment.succeeded", name=name, defer=queue)(run)
+    assert send(app).status_code == 200
+    with app.app_context():
+        assert perform(jobs_for(queue, "charge")[0]) == "handled"
+        with pytest.raises(RuntimeError):
+            perform(jobs_for(queue, "ship")[0], final=True)
+    clock.advance(2 * 86400)
+    broken.clear()
+    hooks.inbox(app).replay("evt_1")
+    with app.app_context():
+        assert [perform(jobs_for(queue, name)[-1]) for name in ("charge", "ship")] == ["duplicate", "handled"]
+    assert ran == ["charge", "ship", "ship"]
