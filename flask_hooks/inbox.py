@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -17,16 +18,19 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
-from .core.errors import StoreUnavailable
+from .core.errors import InFlight, StoreUnavailable
 from .core.inbox import STATUSES, Stored, is_credential, is_text, mask_fields, payload_of, redacted_names
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
+from .defer.base import handler_key, handler_namespace
 from .view import _notify, _run
 
 if TYPE_CHECKING:
     from .extension import Receiver
 
 T = TypeVar("T")
+
+log = logging.getLogger("flask_hooks")
 
 #: What masked values read as wherever a delivery is shown.
 MASK = REDACTED
@@ -277,15 +281,35 @@ class Inbox:
     def forget(self, id: str) -> bool:
         """Remove the delivery: the sender's next redelivery is processed afresh.
 
-        Raises :class:`~flask_hooks.InFlight` while a handler runs it: forgetting
-        it then would let the sender's retry run that handler a second time.
+        The workers' records of its deferred handlers go too: they would make
+        the redelivery's jobs duplicates of the first ones; one that a worker
+        holds stays (logged), so the redelivery's job waits for that run and
+        counts it. Raises :class:`~flask_hooks.InFlight`, forgetting nothing,
+        while a request or a replay holds the delivery: the sender's retry
+        would run its handlers a second time.
         """
         if not is_text(id):
             return False
         receiver = self.receiver
-        return self._in_app(
-            lambda: receiver.store.forget(receiver.ns, id, now=receiver.now(), lease=receiver.settings.lease)
-        )
+        store, ns, lease = receiver.store, receiver.ns, receiver.settings.lease
+        # A worker's lease is its queue's when it has one (Deferral(lease=...)).
+        deferred = {
+            route.name: max(lease, getattr(route.defer, "lease", None) or 0)
+            for route in receiver.hooks.router.routes
+            if route.defer is not None
+        }
+
+        def forget() -> bool:
+            removed = store.forget(ns, id, now=receiver.now(), lease=lease)
+            for name, held in deferred.items():
+                key, now = handler_key(id, name), receiver.now()
+                try:
+                    removed = store.forget(handler_namespace(ns), key, now=now, lease=held) or removed
+                except InFlight:
+                    log.warning("forgot %s %s but not %s, which a worker runs", receiver.name, id, name)
+            return removed
+
+        return self._in_app(forget)
 
     def purge(self, *, older_than: float) -> int:
         """Remove deliveries received more than ``older_than`` seconds ago; how many."""

@@ -345,3 +345,37 @@ def test_naming_an_owed_deferred_handler_keeps_its_queued_job_s_record(
     with app.app_context():
         assert [perform(job) for job in queue.jobs] == ["handled", "duplicate"]
     assert calls.count("charge evt_1") == 1
+
+
+def test_a_forgotten_delivery_s_redelivery_runs_its_deferred_handler_afresh(
+    build: Callable[..., Flask],
+) -> None:
+    """``forget``: "the sender's next redelivery is processed afresh". For a deferred handler
+    that is its worker's record forgotten too: else the redelivery's job is a duplicate."""
+    queue = ListQueue()
+    app = build((audit, None), (charge, queue))
+    send(app)
+    with app.app_context():
+        assert perform(queue.jobs[0]) == "handled"
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    assert hooks.inbox(app).forget("evt_1")
+    assert send(app).get_json() == {"status": "received"}
+    with app.app_context():
+        assert perform(queue.jobs[1]) == "handled"
+    assert calls == ["audit evt_1", "charge evt_1", "audit evt_1", "charge evt_1"]
+
+
+def test_forgetting_a_delivery_whose_handler_a_worker_runs_keeps_that_worker_s_record(
+    build: Callable[..., Flask], store: MemoryStore, clock: ManualClock
+) -> None:
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    job = Job.from_json(queue.jobs[0])
+    ns = handler_namespace(Hooks().receiver(app).ns)
+    assert store.claim(ns, handler_key("evt_1", job.handler), now=clock(), lease=60, ttl=60).state == "new"
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    assert hooks.inbox(app).forget("evt_1")  # the delivery is forgotten all the same
+    assert hooks.inbox(app).get("evt_1") is None
+    with pytest.raises(InFlight):
+        run_job(app, job)  # the redelivery's job waits for the running one, not a second run
