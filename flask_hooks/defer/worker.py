@@ -95,9 +95,9 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     :class:`HandlerFailed`, with the credentials blanked, when its traceback
     quotes one: the queue logs what it is given). The claim is renewed
     while the handler runs, as on the web side, so a slow handler is not
-    run again by a redelivery. Every failure is an attempt of the delivery;
-    a ``final`` one also marks it failed, so the inbox shows it and a plain
-    replay runs this handler again.
+    run again by a redelivery. Every failure, a handler this worker does not
+    know included, is an attempt of the delivery; a ``final`` one also marks
+    it failed, so the inbox shows it and a plain replay runs this handler again.
     """
     event = job.event
     receiver = get_receiver(app, event.receiver)
@@ -106,14 +106,23 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
             f"a job of namespace {job.ns!r} reached a worker whose receiver {receiver.name!r} is"
             f" {receiver.ns!r}: route each app's jobs to its own workers (CeleryQueue(queue=...))"
         )
-    route = find_route(receiver, job.handler)
+    started = time.perf_counter()
     store, ns = receiver.store, handler_namespace(receiver.ns)
+    try:
+        route = find_route(receiver, job.handler)
+    except ConfigError as exc:
+        # Renamed or removed since the enqueue, or not deployed on this worker yet: retried
+        # like a failure, and an attempt of the delivery, which the last run marks failed.
+        entry = log_entry(event, "error", 500, started, (), "handler failed", error=exc, failed=job.handler)
+        log_quietly(store, receiver.ns, entry)
+        if final:
+            _mark_failed(receiver, job.handler, job)
+        raise
     key = handler_key(event.id, route.name, job.rerun)
     lease = job.lease if job.lease is not None else receiver.settings.lease
     # Kept as long as the delivery is: a replay within its retention hands this handler
     # over again (see _mark_failed), and only this record says that it already ran.
     ttl = max(receiver.settings.dedupe_ttl, receiver.settings.retention)
-    started = time.perf_counter()
     claim = store.claim(ns, key, now=receiver.now(), lease=lease, ttl=max(ttl, lease))
     if claim.state == "done":
         log.info("deferred %s for %s %s already ran", route.name, receiver.name, event.id)

@@ -405,3 +405,33 @@ def test_a_replay_past_the_dedupe_ttl_does_not_run_a_deferred_handler_that_succe
     with app.app_context():
         assert [perform(jobs_for(queue, name)[-1]) for name in ("charge", "ship")] == ["duplicate", "handled"]
     assert ran == ["charge", "ship", "ship"]
+
+
+def test_a_job_for_a_handler_this_worker_does_not_know_is_a_failure_the_inbox_shows(
+    make_app: Callable[..., Flask],
+) -> None:
+    """The handler was renamed between the enqueue and the run (or the worker runs an older
+    release): the queue retries it, and when it gives up the delivery is failed, not left
+    ``received`` with its handler never run; a replay hands it over under its new name."""
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    ran: list[str] = []
+    hooks.on("payment.succeeded", name="charge_v2", defer=queue)(lambda event: ran.append(event.id))
+    assert send(app).status_code == 200
+    old = dict(queue.jobs[0], handler="charge")  # enqueued by the release before the rename
+    inbox = hooks.inbox(app)
+    with app.app_context():
+        with pytest.raises(ConfigError, match="no handler named 'charge'"):
+            perform(old)
+        assert inbox.get("evt_1").status == "received"  # type: ignore[union-attr]
+        with pytest.raises(ConfigError):
+            perform(old, final=True)
+    delivery = inbox.get("evt_1")
+    assert delivery is not None and delivery.status == "failed"
+    assert [a.failed for a in delivery.attempts if a.failed] == ["charge", "charge"]
+    assert "no handler named 'charge'" in delivery.attempts[-1].error
+    inbox.replay("evt_1")
+    with app.app_context():
+        assert perform(queue.jobs[-1]) == "handled"
+    assert ran == ["evt_1"]
