@@ -29,8 +29,9 @@ class CeleryQueue(Deferral):
     (where Flask's pattern puts it) is used at enqueue time, so handlers can
     be declared before any app exists. ``queue`` routes the task; publishing
     is retried ``publish_retries`` times (within about a second) before the
-    delivery is answered 503. No socket operation of a publish waits more
-    than ``publish_timeout`` seconds, so a broker that stops answering
+    delivery is answered 503. No socket operation of a publish, nor its wait
+    for one of the pool's connections, waits more than ``publish_timeout``
+    seconds, so a broker that stops answering
     (frozen, partitioned) costs the sender a 503 after about
     ``publish_retries + 2`` of them (8 s by default), not a request that
     hangs while its claim is renewed; the broker's own
@@ -60,7 +61,9 @@ class CeleryQueue(Deferral):
 
     def enqueue(self, job: Job) -> None:
         celery_app = self.celery_app or _celery_of_current_app()
-        with self._pool(celery_app).acquire(block=True) as connection:
+        # A pool whose connections are all taken (broker_pool_limit threads publishing to a
+        # frozen broker) is waited for as long as a socket, then it is a 503 like one.
+        with self._pool(celery_app).acquire(block=True, timeout=self.publish_timeout) as connection:
             celery_app.send_task(
                 TASK_NAME,
                 args=(job.to_json(),),

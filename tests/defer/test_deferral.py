@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -379,3 +380,30 @@ def test_forgetting_a_delivery_whose_handler_a_worker_runs_keeps_that_worker_s_r
     assert hooks.inbox(app).get("evt_1") is None
     with pytest.raises(InFlight):
         run_job(app, job)  # the redelivery's job waits for the running one, not a second run
+
+
+def test_a_celery_publish_waits_for_a_pooled_connection_no_longer_than_its_publish_timeout(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Every connection of the queue's pool taken (``broker_pool_limit`` requests publishing
+    to a frozen broker): the next request waits ``publish_timeout`` and answers 503, not
+    for as long as the others hold theirs."""
+    from celery import Celery
+
+    celery_app = Celery("pool_test", broker="redis://127.0.0.1:1/0")
+    celery_app.conf.broker_pool_limit = 1
+    queue = CeleryQueue(celery_app, publish_timeout=0.3)
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    hooks.on("payment.succeeded", defer=queue)(charge)
+    taken = queue._pool(celery_app).acquire(block=True)  # held by a publish that hangs
+    answers: list[Any] = []
+    request = threading.Thread(target=lambda: answers.append(send(app)), daemon=True)
+    request.start()
+    request.join(10)  # a guard against a hang, not a speed goal
+    waited = request.is_alive()
+    taken.release()
+    request.join(30)
+    assert not waited, "the request waited for the pool until its connection was let go"
+    assert answers[0].status_code == 503
+    assert answers[0].get_json() == {"status": "retry", "reason": "queue unavailable"}
