@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .errors import HookError, QueueUnavailable
+from .errors import HookError, PayloadTooDeep, QueueUnavailable
 from .event import Event, Headers, header_pairs
 from .inbox import redact
 
@@ -63,5 +63,19 @@ def hand_over(
     except HookError:
         raise
     except Exception as exc:
+        if _too_deep(exc):  # the client's serializer refused this payload: not the broker
+            raise PayloadTooDeep() from exc
         log.warning("could not enqueue %s for %s %s", handler, event.receiver, event.id, exc_info=True)
         raise QueueUnavailable() from exc
+
+
+def _too_deep(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or wraps (kombu's ``EncodeError`` does), a ``RecursionError``."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, RecursionError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False

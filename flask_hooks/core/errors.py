@@ -39,6 +39,14 @@ class PayloadError(HookError):
     reason = "invalid payload"
 
 
+class PayloadTooDeep(PayloadError):
+    """A deferred handler's job could not be serialized for its queue: the payload is nested
+    past the recursion limit of a serializer that runs deeper in the stack than the parser
+    did. The same on every retry, so a 400, not a 503."""
+
+    reason = "invalid payload: nested too deeply for the queue"
+
+
 class BodyTooLarge(HookError):
     """The body is larger than ``max_body`` (413)."""
 

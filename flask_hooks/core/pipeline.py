@@ -35,6 +35,7 @@ from .errors import (
     InFlight,
     LeaseLost,
     PayloadError,
+    PayloadTooDeep,
     QueueUnavailable,
     Retry,
     StoreUnavailable,
@@ -352,6 +353,9 @@ class Pipeline:
         secrets = credentials(event, cfg.provider, cfg.secrets)
         if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
             error, kind = exc, "retry"
+        elif isinstance(exc, PayloadTooDeep):
+            log.warning("%s %s not handed to %s: %s", cfg.name, event.id, route.name, exc.reason)
+            error, kind = exc, "invalid"
         elif isinstance(exc, Declined):
             log.warning(
                 "handler %s answered %s on %s %s: not done, the sender will retry",

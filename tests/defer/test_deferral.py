@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -407,3 +408,31 @@ def test_a_celery_publish_waits_for_a_pooled_connection_no_longer_than_its_publi
     assert not waited, "the request waited for the pool until its connection was let go"
     assert answers[0].status_code == 503
     assert answers[0].get_json() == {"status": "retry", "reason": "queue unavailable"}
+
+
+class SerializingQueue(ListQueue):
+    """Serializes each job as Celery's client does, with kombu's JSON serializer."""
+
+    def enqueue(self, job: Job) -> None:
+        from kombu.serialization import dumps
+
+        _type, _encoding, body = dumps([(job.to_json(),), {}, {}], serializer="json")
+        self.jobs.append(json.loads(body)[0][0])
+
+
+def test_a_payload_too_deep_for_the_queue_s_serializer_is_a_400_not_a_503_on_every_retry(
+    build: Callable[..., Flask],
+) -> None:
+    """Nested just below what the JSON parser takes, a payload is too deep for a serializer
+    that runs deeper in the stack, inside the broker's client: the same on every retry, so
+    bad input, not a queue that is down."""
+    queue = SerializingQueue()
+    app = build((charge, queue))
+    answers = {}
+    for depth in range(850, 1000, 2):
+        body = f'{{"id": "evt_{depth}", "type": "payment.succeeded", "x": {"[" * depth}{"]" * depth}}}'
+        answers[depth] = generic_post(app.test_client(), body.encode())
+    statuses = {response.status_code for response in answers.values()}
+    assert 200 in statuses and 400 in statuses and 503 not in statuses
+    refused = [r.get_json() for r in answers.values() if r.status_code == 400]
+    assert {"status": "invalid", "reason": "invalid payload: nested too deeply for the queue"} in refused
