@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from .errors import HookError, PayloadTooDeep, QueueUnavailable
 from .event import Event, Headers, header_pairs
 from .inbox import redact
+from .store import DedupeStore
 
 log = logging.getLogger("flask_hooks")
 
@@ -33,6 +34,35 @@ class Queue(Protocol):
 
     def enqueue(self, job: Any) -> None:
         """Hand the job to the broker; return only once the broker has it."""
+
+
+def handler_namespace(receiver: str) -> str:
+    """Where workers keep one record per (delivery, handler), apart from deliveries."""
+    return f"{receiver}/handlers"
+
+
+def handler_key(delivery_id: str, handler: str, rerun: str = "") -> str:
+    """The worker's record of one handler of one delivery; a re-run's is its own."""
+    return f"{delivery_id}/{handler}" + (f"#rerun:{rerun}" if rerun else "")
+
+
+def worker_ran(
+    store: DedupeStore, ns: str, id: str, handler: str, *, now: float, lease: float, ttl: float
+) -> bool:
+    """Whether a worker ran ``handler`` for delivery ``id`` (or runs it now): its record says so.
+
+    A replay naming a deferred handler hands it over as a re-run (a job of its own) only
+    then. Otherwise its first job has not run (still queued) or failed, and the replay's
+    job is that same run: the worker runs the handler once for both. The delivery's marks
+    cannot tell: a mark means "enqueued", and a delivery the queue gave up on has none.
+    Asked by claiming the record and letting go of it at once.
+    """
+    space, key = handler_namespace(ns), handler_key(id, handler)
+    claim = store.claim(space, key, now=now, lease=lease, ttl=max(ttl, lease))
+    if claim.state != "new":
+        return True
+    store.release(space, key, claim.token, now=now)
+    return False
 
 
 @functools.lru_cache(maxsize=64)

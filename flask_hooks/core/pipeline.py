@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from .answer import Outcome, answer
 from .attempts import credentials, log_entry, log_failure, log_quietly
 from .config import ReceiverConfig as ReceiverConfig
-from .deferral import hand_over
+from .deferral import hand_over, worker_ran
 from .errors import (
     BodyTooLarge,
     HookError,
@@ -60,7 +60,7 @@ class Rerun(NamedTuple):
     #: Whether the delivery was completed; then its recorded reply stays the one duplicates get.
     completed: bool = False
     reply: Reply | None = None
-    #: The chosen handlers that had succeeded: deferred, they are enqueued as jobs of their own.
+    #: The chosen deferred handlers that a worker ran: they are enqueued as jobs of their own.
     again: frozenset[str] = frozenset()
 
 
@@ -161,9 +161,18 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
+        # A chosen deferred handler is re-run if its worker ran it (else the replay's job is its
+        # first job's run); asked before the claim, so a store failing here leaves nothing held.
+        chosen, ttl = frozenset(handlers or ()), max(cfg.dedupe_ttl, cfg.retention)
+        again = frozenset(
+            r.name
+            for r in routes
+            if r.defer is not None
+            and r.name in chosen
+            and worker_ran(cfg.store, cfg.ns, stored.id, r.name, now=now, lease=cfg.lease, ttl=ttl)
+        )
         # The store says, with the claim, whether the delivery was completed: `stored` may be
         # stale (a sender's retry may have completed it since it was read).
-        chosen = frozenset(handlers or ())
         keep = [r.name for r in routes if r.name not in chosen] if handlers is not None else []
         claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=chosen, keep=keep)
         if claim.state == "inflight":
@@ -173,10 +182,8 @@ class Pipeline:
             notify("delivery_replayed", receiver=cfg.name, event=event, outcome=done.kind)
             return done
         # Completed: every handler but the chosen ones succeeded (reopen marked them, `keep`),
-        # and the recorded reply stays the one duplicates get. A chosen handler that succeeded
-        # before runs as a job of its own if deferred; one still owed keeps its queued job's.
+        # and the recorded reply stays the one duplicates get.
         completed = bool(claim.outcome)
-        again = chosen if completed else chosen & set(stored.handlers)
         rerun = None if handlers is None else Rerun(chosen, completed, claim.reply, again)
         marks, token = claim.handlers, claim.token
         outcome = self._guarded(

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.deferral import hand_over as hand_over
+from ..core.deferral import handler_key as handler_key
+from ..core.deferral import handler_namespace as handler_namespace
 from ..core.errors import ConfigError, HookError, InFlight
 from ..core.event import Event, Headers, header_pairs
 
@@ -164,13 +166,3 @@ def checked_timeout(publish_timeout: float) -> float:
     if not 0 < publish_timeout < math.inf:
         raise ConfigError(f"publish_timeout must be a positive number of seconds, not {publish_timeout}")
     return publish_timeout
-
-
-def handler_namespace(receiver: str) -> str:
-    """Where workers keep one record per (delivery, handler), apart from deliveries."""
-    return f"{receiver}/handlers"
-
-
-def handler_key(delivery_id: str, handler: str, rerun: str = "") -> str:
-    """The worker's record of one handler of one delivery; a re-run's is its own."""
-    return f"{delivery_id}/{handler}" + (f"#rerun:{rerun}" if rerun else "")

@@ -436,3 +436,19 @@ def test_a_payload_too_deep_for_the_queue_s_serializer_is_a_400_not_a_503_on_eve
     assert 200 in statuses and 400 in statuses and 503 not in statuses
     refused = [r.get_json() for r in answers.values() if r.status_code == 400]
     assert {"status": "invalid", "reason": "invalid payload: nested too deeply for the queue"} in refused
+
+
+def test_a_replay_naming_a_deferred_handler_whose_job_still_waits_runs_it_once(
+    build: Callable[..., Flask],
+) -> None:
+    """The delivery is completed (``charge`` enqueued), its job not run yet (a backlog): the
+    replay's job and the queued one are the same run, as for a handler still owed."""
+    queue = ListQueue()
+    app = build((charge, queue))
+    send(app)
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    hooks.inbox(app).replay("evt_1", handlers=[f"{__name__}.charge"])
+    assert [Job.from_json(job).rerun for job in queue.jobs] == ["", ""]
+    with app.app_context():
+        assert [perform(job) for job in queue.jobs] == ["handled", "duplicate"]
+    assert calls == ["charge evt_1"]

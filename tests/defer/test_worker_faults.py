@@ -435,3 +435,29 @@ def test_a_job_for_a_handler_this_worker_does_not_know_is_a_failure_the_inbox_sh
     with app.app_context():
         assert perform(queue.jobs[-1]) == "handled"
     assert ran == ["evt_1"]
+
+
+def test_an_operator_re_running_a_deferred_handler_of_a_failed_delivery_runs_it_once_more(
+    make_app: Callable[..., Flask],
+) -> None:
+    """``charge`` succeeded, the queue gave up on ``ship``: the delivery is failed, and its
+    deferred handlers' marks are gone (their workers' records tell). Naming ``charge`` in a
+    replay re-runs it, as for a completed delivery; it was a duplicate of its first run."""
+    queue, ran = ListQueue(), []
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    hooks.on("payment.succeeded", name="charge", defer=queue)(lambda event: ran.append("charge"))
+
+    @hooks.on("payment.succeeded", name="ship", defer=queue)
+    def ship(event: Event) -> None:
+        raise RuntimeError("ship is broken")
+
+    assert send(app).status_code == 200
+    with app.app_context():
+        assert perform(jobs_for(queue, "charge")[0]) == "handled"
+        with pytest.raises(RuntimeError):
+            perform(jobs_for(queue, "ship")[0], final=True)
+    hooks.inbox(app).replay("evt_1", handlers=["charge"])
+    with app.app_context():
+        assert perform(jobs_for(queue, "charge")[-1]) == "handled"
+    assert ran == ["charge", "charge"]
