@@ -128,6 +128,8 @@ class LeaseKeeper:
                 log.warning("lease of %s %s was taken over while its handler ran", held.ns, held.id)
             except StoreUnavailable:
                 log.warning("could not renew the lease of %s %s; trying again", held.ns, held.id)
+            except Exception:  # one claim's surprise must not leave the ones after it to expire
+                log.exception("renewing the lease of %s %s failed; trying again", held.ns, held.id)
             else:
                 held.renewed_at = started
                 renewed += 1

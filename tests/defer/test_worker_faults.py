@@ -461,3 +461,27 @@ def test_an_operator_re_running_a_deferred_handler_of_a_failed_delivery_runs_it_
     with app.app_context():
         assert perform(jobs_for(queue, "charge")[-1]) == "handled"
     assert ran == ["charge", "charge"]
+
+
+def test_a_renewal_that_fails_unexpectedly_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    """One claim's renewal raising what no store should (a store of the app's own, a bug)
+    must not leave every claim held after it unrenewed, round after round, till they expire."""
+
+    class OddStore(MemoryStore):
+        def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+            if id == "odd":
+                raise TypeError("unexpected")
+            super().renew(ns, id, token, now=now, lease=lease)
+
+    store, clock, timer = OddStore(), ManualClock(), Timer(0.0)
+    keeper = LeaseKeeper(timer=timer, thread=False)
+    for id in ("odd", "fine"):
+        claim = store.claim("ns", id, now=clock(), lease=30, ttl=60)
+        keeper.hold(store, "ns", id, claim.token, lease=30, clock=clock)
+    clock.advance(20)
+    timer.advance(20)
+    with caplog.at_level(logging.ERROR):
+        assert keeper.tick() == 1  # "fine" renewed
+    assert any("odd" in r.getMessage() for r in caplog.records)
+    clock.advance(20)
+    assert store.claim("ns", "fine", now=clock(), lease=30, ttl=60).state == "inflight"
