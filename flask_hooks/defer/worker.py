@@ -104,7 +104,10 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     if job.ns and job.ns != receiver.ns:
         raise ConfigError(
             f"a job of namespace {job.ns!r} reached a worker whose receiver {receiver.name!r} is"
-            f" {receiver.ns!r}: route each app's jobs to its own workers (CeleryQueue(queue=...))"
+            f" {receiver.ns!r}: route each app's jobs to its own workers (CeleryQueue(queue=...));"
+            " if it is the same app, the web side and the worker build it under other import"
+            " names (one run as __main__?) or with another HOOKS_NAMESPACE: set the same"
+            " HOOKS_NAMESPACE on both"
         )
     started = time.perf_counter()
     store, ns = receiver.store, handler_namespace(receiver.ns)

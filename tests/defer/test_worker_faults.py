@@ -485,3 +485,27 @@ def test_a_renewal_that_fails_unexpectedly_does_not_stop_the_others(caplog: pyte
     assert any("odd" in r.getMessage() for r in caplog.records)
     clock.advance(20)
     assert store.claim("ns", "fine", now=clock(), lease=30, ttl=60).state == "inflight"
+
+
+def test_a_worker_that_builds_the_same_app_under_another_import_name_says_how_to_fix_it(
+    tmp_path: Any,
+) -> None:
+    """``python app.py`` names the web app ``__main__``; the worker imports it as ``app``: the
+    namespaces differ, every job is refused, and the error must say why, not only "route"."""
+    store, queue = MemoryStore(), ListQueue()
+    hooks = Hooks(store=store)
+    hooks.on("payment.succeeded", name="charge", defer=queue)(lambda event: None)
+    apps = []
+    for import_name, namespace in (("__main__", None), ("app", None), ("app", "shop")):
+        app = Flask(import_name, instance_path=str(tmp_path / "instance"))
+        app.config.update(TESTING=True, HOOKS_SECRET="whsec-test-secret")
+        if namespace:
+            app.config["HOOKS_NAMESPACE"] = namespace
+        hooks.init_app(app)
+        apps.append(app)
+    assert send(apps[0]).status_code == 200
+    with apps[1].app_context(), pytest.raises(ConfigError, match="set the same HOOKS_NAMESPACE on both"):
+        perform(queue.jobs[0])
+    assert send(apps[2], "evt_2").status_code == 200
+    with apps[2].app_context():
+        assert perform(queue.jobs[1]) == "handled"  # the namespace the web side and the worker share
