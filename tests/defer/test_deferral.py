@@ -452,3 +452,21 @@ def test_a_replay_naming_a_deferred_handler_whose_job_still_waits_runs_it_once(
     with app.app_context():
         assert [perform(job) for job in queue.jobs] == ["handled", "duplicate"]
     assert calls == ["charge evt_1"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_retries": 2.5},  # RQ's Retry took it at every enqueue: a 503 for every delivery
+        {"max_retries": True},
+        {"retry_delay": float("nan")},
+        {"lease": float("inf")},
+        {"lease": float("nan")},
+        {"lease": 10**400},
+    ],
+)
+def test_a_queue_s_options_are_checked_when_it_is_made(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(options))):
+        RQQueue(app="pkg:create_app", **options)
+    with pytest.raises(ConfigError, match=next(iter(options))):
+        CeleryQueue(**options)
