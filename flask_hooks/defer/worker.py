@@ -22,9 +22,11 @@ from flask import Flask, current_app, has_app_context
 from .. import signals
 from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
+from ..core.replies import Declined
 from ..core.routing import Route
 from ..core.scrub import scrub
 from ..extension import Receiver, get_receiver
+from ..view import render
 from .base import HandlerFailed, Held, Job, handler_key, handler_namespace, log
 
 #: Seconds between tries to mark a delivery failed while another holds it, doubling up to the max.
@@ -138,7 +140,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     failure: HandlerFailed | None = None
     try:
         try:
-            route.func(event)
+            _not_done(route.func(event))
         finally:
             leases.drop(held)  # before the release or the completion: nothing renews after them
     except BaseException as exc:
@@ -163,6 +165,20 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         signals.event_handled, app, receiver=receiver.name, event=event, handlers=(route.name,), deferred=()
     )
     return "handled"
+
+
+def _not_done(value: object) -> None:
+    """Raise :class:`Declined` for a non-2xx return value, as a request does: the handler
+    says it did not do its work (``("busy", 503)``), so the queue retries it. Any other
+    value answers nobody here, rendered or not."""
+    if not isinstance(value, tuple) and not hasattr(value, "status_code"):
+        return  # a body alone (or None) is a 200: nothing to render
+    try:
+        reply = render(value)
+    except Exception:
+        return
+    if reply is not None and not 200 <= reply.status < 300:
+        raise Declined(reply)
 
 
 def _quotes(exc: BaseException, secrets: list[str]) -> bool:

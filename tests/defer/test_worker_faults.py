@@ -509,3 +509,54 @@ def test_a_worker_that_builds_the_same_app_under_another_import_name_says_how_to
     assert send(apps[2], "evt_2").status_code == 200
     with apps[2].app_context():
         assert perform(queue.jobs[1]) == "handled"  # the namespace the web side and the worker share
+
+
+def test_a_deferred_handler_that_answers_not_done_is_retried_as_it_is_when_synchronous(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A non-2xx return is "not done" (the sender retries it when the handler runs in the
+    request); moved to a queue, the same handler must not count as done on its first run."""
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    busy = [True]
+
+    @hooks.on("payment.succeeded", name="charge", defer=queue)
+    def charge(event: Event) -> Any:
+        return ({"error": "processor busy"}, 503) if busy[0] else None
+
+    assert send(app).status_code == 200
+    with app.app_context():
+        with pytest.raises(HookError, match="handler answered 503"):
+            perform(queue.jobs[0])  # the queue retries it
+        busy[0] = False
+        assert perform(queue.jobs[0]) == "handled"
+        assert perform(queue.jobs[0]) == "duplicate"
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None and [a.failed for a in delivery.attempts if a.failed] == ["charge"]
+
+
+@pytest.mark.parametrize("value", [("busy", 503), ({"error": "x"}, 422), ("moved", 302)])
+def test_every_not_done_return_of_a_deferred_handler_is_a_failure(
+    make_app: Callable[..., Flask], value: Any
+) -> None:
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    hooks.on("payment.succeeded", defer=queue)(lambda event: value)
+    send(app)
+    with app.app_context(), pytest.raises(HookError, match=f"handler answered {value[1]}"):
+        perform(queue.jobs[0])
+
+
+@pytest.mark.parametrize("value", [{"ok": 1}, [1, 2], "done", 42, {1, 2}, ("fine", 201)])
+def test_any_other_return_of_a_deferred_handler_is_its_success(
+    make_app: Callable[..., Flask], value: Any
+) -> None:
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    hooks.on("payment.succeeded", defer=queue)(lambda event: value)
+    send(app)
+    with app.app_context():
+        assert perform(queue.jobs[0]) == "handled"
