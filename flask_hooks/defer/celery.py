@@ -143,9 +143,16 @@ def run_deferred(task: Any, data: dict[str, Any]) -> str:
     """
     from .worker import run
 
-    job = Job.from_json(data)
-    waited = int(data.get("waited") or 0)
     retries = int(task.request.retries or 0)
+    try:
+        job = Job.from_json(data)
+    except HookError as exc:
+        # A format of a newer release, whose web side was deployed before this worker: retried,
+        # as a handler this worker does not know yet is, so that a worker of that release runs it.
+        limit = data.get("max_retries")
+        limit = limit if type(limit) is int and limit >= 0 else Job.max_retries
+        raise task.retry(exc=exc, countdown=min(5.0 * 2**retries, 600.0), max_retries=limit) from exc
+    waited = int(data.get("waited") or 0)
     try:
         return run(job, final=retries - waited >= job.max_retries)
     except Held as exc:

@@ -470,3 +470,30 @@ def test_a_queue_s_options_are_checked_when_it_is_made(options: dict[str, Any]) 
         RQQueue(app="pkg:create_app", **options)
     with pytest.raises(ConfigError, match=next(iter(options))):
         CeleryQueue(**options)
+
+
+def test_a_celery_job_of_a_format_this_worker_does_not_know_is_retried_not_dropped() -> None:
+    """The web side of a newer release is deployed first and enqueues a format this worker
+    refuses: retried (as a handler it does not know yet is), so a worker of that release runs
+    it, instead of a failure for good, its handler never run."""
+    from celery import Celery
+    from celery.signals import task_retry
+
+    from flask_hooks.defer.base import TASK_NAME
+
+    celery_app = Celery("format_test", broker="memory://")
+    CeleryQueue(celery_app)
+    event = Event("e1", "a.b", {}, b"{}", {}, "generic", "hooks")
+    data = dict(Job("mod.f", event, max_retries=2).to_json(), v=99)
+    retried: list[Any] = []
+
+    def count(**kwargs: Any) -> None:
+        retried.append(kwargs["reason"])
+
+    task_retry.connect(count, weak=False)
+    try:
+        result = celery_app.tasks[TASK_NAME].apply(args=(data,))  # eager: each retry runs at once
+    finally:
+        task_retry.disconnect(count)
+    assert result.state == "FAILURE"
+    assert len(retried) == 2 and all("unknown deferred job format 99" in str(r) for r in retried)
