@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Any
 
-from ..core.errors import ConfigError, HookError
+from ..core.errors import ConfigError, HookError, StoreUnavailable
 from .base import TASK_NAME, Deferral, Held, Job, checked_timeout
 
 _registered = False
@@ -164,4 +164,6 @@ def run_deferred(task: Any, data: dict[str, Any]) -> str:
         # may not know a new handler yet; max_retries bounds it.
         failed = retries - waited
         after = exc.after if isinstance(exc, HookError) and exc.after is not None else job.backoff(failed)
+        if isinstance(exc, StoreUnavailable):  # an outage backs off: 5 s each would spend them in a minute
+            after = max(after, job.backoff(failed))
         raise task.retry(exc=exc, countdown=after, max_retries=job.max_retries + waited) from exc

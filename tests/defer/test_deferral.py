@@ -497,3 +497,41 @@ def test_a_celery_job_of_a_format_this_worker_does_not_know_is_retried_not_dropp
         task_retry.disconnect(count)
     assert result.state == "FAILURE"
     assert len(retried) == 2 and all("unknown deferred job format 99" in str(r) for r in retried)
+
+
+class CeleryTask:
+    """What ``run_deferred`` uses of its bound Celery task: the retry count and ``retry``."""
+
+    def __init__(self, retries: int) -> None:
+        self.request = type("Request", (), {"retries": retries})()
+        self.retried: list[dict[str, Any]] = []
+
+    def retry(self, **options: Any) -> Exception:
+        self.retried.append(options)
+        return RuntimeError("retried")
+
+
+def test_a_celery_job_backs_off_while_the_store_is_down(
+    build: Callable[..., Flask], store: MemoryStore
+) -> None:
+    """The worker's store down (a failover): each retry waits the job's doubling backoff, not
+    StoreUnavailable's 5 s, which spent ``max_retries=10`` in under a minute; the handler then
+    never ran, and nothing could record it."""
+    from flask_hooks.defer.celery import run_deferred
+
+    queue = ListQueue(retry_delay=5, max_retries=10)
+    app = build((charge, queue))
+    send(app)
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable()
+
+    store.claim = down  # type: ignore[method-assign]
+    delays = []
+    for retries in range(10):
+        task = CeleryTask(retries)
+        with app.app_context(), pytest.raises(RuntimeError, match="retried"):
+            run_deferred(task, queue.jobs[0])
+        delays.append(task.retried[0]["countdown"])
+    assert delays == [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]
+    assert calls == []
