@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
+from .core.deferral import handler_key, handler_namespace, worker_lease
 from .core.errors import InFlight, StoreUnavailable
 from .core.inbox import STATUSES, Stored, is_credential, is_text, mask_fields, payload_of, redacted_names
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
-from .defer.base import handler_key, handler_namespace
 from .view import _notify, _run
 
 if TYPE_CHECKING:
@@ -292,12 +292,8 @@ class Inbox:
             return False
         receiver = self.receiver
         store, ns, lease = receiver.store, receiver.ns, receiver.settings.lease
-        # A worker's lease is its queue's when it has one (Deferral(lease=...)).
-        deferred = {
-            route.name: max(lease, getattr(route.defer, "lease", None) or 0)
-            for route in receiver.hooks.router.routes
-            if route.defer is not None
-        }
+        routes = receiver.hooks.router.routes
+        deferred = {r.name: worker_lease(r.defer, lease) for r in routes if r.defer is not None}
 
         def forget() -> bool:
             removed = store.forget(ns, id, now=receiver.now(), lease=lease)

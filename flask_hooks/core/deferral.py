@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from .errors import HookError, PayloadTooDeep, QueueUnavailable
 from .event import Event, Headers, header_pairs
 from .inbox import redact
+from .routing import Route
 from .store import DedupeStore
 
 log = logging.getLogger("flask_hooks")
@@ -46,10 +47,18 @@ def handler_key(delivery_id: str, handler: str, rerun: str = "") -> str:
     return f"{delivery_id}/{handler}" + (f"#rerun:{rerun}" if rerun else "")
 
 
+def worker_lease(queue: object, lease: float) -> float:
+    """The lease a worker of ``queue`` holds a handler for: the queue's own (``Deferral(lease=...)``)
+    when longer than the receiver's ``lease``. A reader of a worker's record must use it: to one
+    using a shorter lease, a renewed claim looks stale (a skewed clock), and it takes it over."""
+    own = getattr(queue, "lease", None)
+    return max(lease, own) if isinstance(own, (int, float)) else lease
+
+
 def worker_ran(
-    store: DedupeStore, ns: str, id: str, handler: str, *, now: float, lease: float, ttl: float
+    store: DedupeStore, ns: str, id: str, route: Route, *, now: float, lease: float, ttl: float
 ) -> bool:
-    """Whether a worker ran ``handler`` for delivery ``id`` (or runs it now): its record says so.
+    """Whether a worker ran deferred ``route`` for delivery ``id`` (or runs it now): its record says.
 
     A replay naming a deferred handler hands it over as a re-run (a job of its own) only
     then. Otherwise its first job has not run (still queued) or failed, and the replay's
@@ -57,7 +66,7 @@ def worker_ran(
     cannot tell: a mark means "enqueued", and a delivery the queue gave up on has none.
     Asked by claiming the record and letting go of it at once.
     """
-    space, key = handler_namespace(ns), handler_key(id, handler)
+    space, key, lease = handler_namespace(ns), handler_key(id, route.name), worker_lease(route.defer, lease)
     claim = store.claim(space, key, now=now, lease=lease, ttl=max(ttl, lease))
     if claim.state != "new":
         return True

@@ -169,7 +169,7 @@ class Pipeline:
             for r in routes
             if r.defer is not None
             and r.name in chosen
-            and worker_ran(cfg.store, cfg.ns, stored.id, r.name, now=now, lease=cfg.lease, ttl=ttl)
+            and worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
         )
         # The store says, with the claim, whether the delivery was completed: `stored` may be
         # stale (a sender's retry may have completed it since it was read).

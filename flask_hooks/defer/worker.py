@@ -235,8 +235,9 @@ def _mark_failed(receiver: Receiver, handler: str, job: Job) -> None:
     kept = [r.name for r in routes if r.name not in deferred]
     deadline, pause = time.monotonic() + lease, _MARK_PAUSE
     try:
-        if job.rerun:
-            store.forget(handler_namespace(ns), handler_key(id, handler), now=receiver.now(), lease=lease)
+        if job.rerun:  # with the job's own lease: a longer one held by a running plain job looks stale
+            held = max(lease, job.lease or 0)
+            store.forget(handler_namespace(ns), handler_key(id, handler), now=receiver.now(), lease=held)
         claim = store.reopen(ns, id, now=receiver.now(), lease=lease, rerun=deferred, keep=kept)
         while claim.state == "inflight" and time.monotonic() + pause <= deadline:
             time.sleep(pause)

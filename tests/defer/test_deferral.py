@@ -535,3 +535,22 @@ def test_a_celery_job_backs_off_while_the_store_is_down(
         delays.append(task.retried[0]["countdown"])
     assert delays == [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]
     assert calls == []
+
+
+def test_a_replay_or_forget_reads_a_worker_s_record_with_the_queue_s_own_longer_lease(
+    build: Callable[..., Flask], store: MemoryStore, clock: ManualClock
+) -> None:
+    """``Deferral(lease=600)`` on a receiver whose lease is 60: a worker's claim ends 600 s from
+    now, which a reader using 60 s takes for a skewed clock's and takes over, so the running
+    worker's completion fails and its handler runs again."""
+    queue = ListQueue(lease=600)
+    app = build((charge, queue))
+    send(app)
+    job = Job.from_json(queue.jobs[0])
+    ns, key = handler_namespace(Hooks().receiver(app).ns), handler_key("evt_1", job.handler)
+    running = store.claim(ns, key, now=clock(), lease=600, ttl=86400)  # a worker runs it
+    hooks = app.extensions["hooks"].receivers["hooks"].hooks
+    hooks.inbox(app).replay("evt_1", handlers=[job.handler])
+    assert Job.from_json(queue.jobs[1]).rerun  # it runs now: the replay's is a run of its own
+    assert hooks.inbox(app).forget("evt_1")
+    store.complete(ns, key, running.token, outcome="handled", reply=None, now=clock(), ttl=86400)
