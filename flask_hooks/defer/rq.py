@@ -20,6 +20,10 @@ from .base import Deferral, Held, Job, checked_timeout
 #: What RQ workers import to run a job.
 FUNCTION = "flask_hooks.defer.rq.perform"
 
+#: How long RQ keeps a failed job (with the delivery's body and payload): the inbox's default
+#: retention, 7 days, not RQ's year.
+FAILURE_TTL = 7 * 86400
+
 log = logging.getLogger("flask_hooks")
 
 
@@ -36,6 +40,9 @@ class RQQueue(Deferral):
     more than ``publish_timeout`` seconds on the connections made from a
     URL (its own ``?socket_timeout=`` wins), so a frozen Redis costs the
     sender a 503, not a hung request; an ``rq.Queue`` given brings its own.
+    A job that failed for good keeps the delivery's body and payload in RQ's
+    ``FailedJobRegistry`` for ``failure_ttl`` seconds: 7 days, the inbox's
+    default retention, where RQ's own default is a year.
     """
 
     def __init__(
@@ -45,6 +52,7 @@ class RQQueue(Deferral):
         app: str,
         name: str = "default",
         job_timeout: int | None = None,
+        failure_ttl: int = FAILURE_TTL,
         publish_timeout: float = 5.0,
         lease: float | None = None,
         max_retries: int = 10,
@@ -59,6 +67,9 @@ class RQQueue(Deferral):
         self.queue = queue
         self.name = name
         self.job_timeout = job_timeout
+        if isinstance(failure_ttl, bool) or not isinstance(failure_ttl, int) or failure_ttl <= 0:
+            raise ConfigError(f"failure_ttl must be whole seconds, more than 0, not {failure_ttl!r:.40}")
+        self.failure_ttl = failure_ttl
         self._queues: dict[str, Any] = {}
 
     def rq_queue(self) -> Any:
@@ -84,6 +95,7 @@ class RQQueue(Deferral):
             FUNCTION,
             args=(job.to_json(),),
             timeout=self.job_timeout,
+            failure_ttl=self.failure_ttl,
             retry=Retry(max=job.max_retries, interval=delays) if job.max_retries else None,
             description=f"{job.handler} {job.event.receiver}:{job.event.id}",
         )
@@ -160,6 +172,7 @@ def _again_after(current: Any, seconds: float) -> None:
         FUNCTION,
         args=current.args,
         job_timeout=current.timeout,
+        failure_ttl=current.failure_ttl,
         retry=Retry(max=left, interval=intervals or 0) if left else None,
         description=current.description,
     )

@@ -153,3 +153,14 @@ def test_an_rq_job_run_inline_that_fails_marks_the_delivery_failed_for_a_replay(
     assert len(FailedJobRegistry(queue=inline)) == 1
     assert inbox.replay("job-5").status == "received"  # the second run succeeds, inline
     assert side_effects(defer_env) == ["rq_flaky job-5"]
+
+
+def test_rq_keeps_a_failed_job_with_its_delivery_for_a_week_not_a_year(
+    web_app: Flask, defer_env: dict[str, str]
+) -> None:
+    """A failed job holds the delivery's body and payload (a provider's body credential
+    too): kept as long as the inbox keeps the delivery by default, not RQ's year."""
+    assert post(web_app, "rq.ok", "job-6").status_code == 200
+    queue = Queue("default", connection=redis.Redis.from_url(defer_env["rq_url"]))
+    [job] = queue.get_jobs()
+    assert job.failure_ttl == 7 * 86400
