@@ -16,6 +16,7 @@ import threading
 from typing import Any
 
 from ..core.errors import ConfigError, HookError, StoreUnavailable
+from ._eviction import check_broker
 from .base import TASK_NAME, Deferral, Held, Job, checked_timeout
 
 _registered = False
@@ -35,7 +36,8 @@ class CeleryQueue(Deferral):
     (frozen, partitioned) costs the sender a 503 after about
     ``publish_retries + 2`` of them (8 s by default), not a request that
     hangs while its claim is renewed; the broker's own
-    ``broker_transport_options`` (``socket_timeout``) win when set.
+    ``broker_transport_options`` (``socket_timeout``) win when set. A Redis
+    broker that may evict keys is refused (a 503) unless ``allow_eviction=True``.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class CeleryQueue(Deferral):
         queue: str | None = None,
         publish_retries: int = 2,
         publish_timeout: float = 2.0,
+        allow_eviction: bool = False,
         app: str | None = None,
         lease: float | None = None,
         max_retries: int = 10,
@@ -55,6 +58,7 @@ class CeleryQueue(Deferral):
         self.queue = queue
         self.publish_retries = publish_retries
         self.publish_timeout = checked_timeout(publish_timeout)
+        self.allow_eviction = allow_eviction
         self._pools: dict[tuple[Any, int], Any] = {}
         self._pools_lock = threading.Lock()
         register_task()
@@ -64,6 +68,8 @@ class CeleryQueue(Deferral):
         # A pool whose connections are all taken (broker_pool_limit threads publishing to a
         # frozen broker) is waited for as long as a socket, then it is a 503 like one.
         with self._pool(celery_app).acquire(block=True, timeout=self.publish_timeout) as connection:
+            if not self.allow_eviction and connection.transport.driver_type == "redis":
+                check_broker(connection, connection.default_channel.client, where="Celery broker")
             celery_app.send_task(
                 TASK_NAME,
                 args=(job.to_json(),),

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..core.errors import ConfigError
+from ._eviction import check_broker
 from .base import Deferral, Held, Job, checked_timeout
 
 #: What RQ workers import to run a job.
@@ -40,6 +41,9 @@ class RQQueue(Deferral):
     more than ``publish_timeout`` seconds on the connections made from a
     URL (its own ``?socket_timeout=`` wins), so a frozen Redis costs the
     sender a 503, not a hung request; an ``rq.Queue`` given brings its own.
+    A Redis that may evict keys (``maxmemory-policy allkeys-lru``) could drop
+    queued jobs of acknowledged deliveries: it is refused (a 503, an ERROR
+    log naming the fix) unless ``allow_eviction=True``.
     A job that failed for good keeps the delivery's body and payload in RQ's
     ``FailedJobRegistry`` for ``failure_ttl`` seconds: 7 days, the inbox's
     default retention, where RQ's own default is a year.
@@ -54,6 +58,7 @@ class RQQueue(Deferral):
         job_timeout: int | None = None,
         failure_ttl: int = FAILURE_TTL,
         publish_timeout: float = 5.0,
+        allow_eviction: bool = False,
         lease: float | None = None,
         max_retries: int = 10,
         retry_delay: float = 5.0,
@@ -70,6 +75,7 @@ class RQQueue(Deferral):
         if isinstance(failure_ttl, bool) or not isinstance(failure_ttl, int) or failure_ttl <= 0:
             raise ConfigError(f"failure_ttl must be whole seconds, more than 0, not {failure_ttl!r:.40}")
         self.failure_ttl = failure_ttl
+        self.allow_eviction = allow_eviction
         self._queues: dict[str, Any] = {}
 
     def rq_queue(self) -> Any:
@@ -91,7 +97,10 @@ class RQQueue(Deferral):
         from rq import Retry
 
         delays = [int(job.backoff(n)) for n in range(job.max_retries)]
-        self.rq_queue().enqueue_call(
+        queue = self.rq_queue()
+        if not self.allow_eviction:
+            check_broker(queue.connection, queue.connection, where=f"RQ queue {queue.name!r}")
+        queue.enqueue_call(
             FUNCTION,
             args=(job.to_json(),),
             timeout=self.job_timeout,

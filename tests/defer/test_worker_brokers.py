@@ -3,6 +3,7 @@ a broker that stops answering, a job run again while another worker holds it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -164,3 +165,29 @@ def test_rq_keeps_a_failed_job_with_its_delivery_for_a_week_not_a_year(
     queue = Queue("default", connection=redis.Redis.from_url(defer_env["rq_url"]))
     [job] = queue.get_jobs()
     assert job.failure_ttl == 7 * 86400
+
+
+@pytest.mark.parametrize("kind", ["celery", "rq"])
+def test_a_broker_that_may_evict_queued_jobs_is_refused_unless_allowed(
+    kind: str,
+    defer_env: dict[str, str],
+    broker: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis shared with a cache (``allkeys-lru``) may drop a queue's list under memory
+    pressure: the delivery was acknowledged, its handler would never run."""
+    queue = celery_queue if kind == "celery" else rq_queue
+    app = create_app(**defer_env | {"broker": broker.url, "rq_url": broker.url})
+    server = redis.Redis.from_url(broker.url)
+    server.config_set("maxmemory", "100mb")
+    server.config_set("maxmemory-policy", "allkeys-lru")
+    with caplog.at_level(logging.ERROR):
+        refused = post(app, f"{kind}.ok", "evt-1")
+    assert refused.status_code == 503 and refused.get_json()["reason"] == "queue unavailable"
+    assert "maxmemory-policy noeviction" in caplog.text
+    monkeypatch.setattr(queue, "allow_eviction", True)
+    assert post(app, f"{kind}.ok", "evt-1").status_code == 200  # released: the retry enqueues
+    monkeypatch.setattr(queue, "allow_eviction", False)
+    server.config_set("maxmemory-policy", "noeviction")
+    assert post(app, f"{kind}.ok", "evt-2").status_code == 200
