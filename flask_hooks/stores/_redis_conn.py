@@ -118,6 +118,8 @@ class Connections:
         The retry also reconnects a pooled connection that went stale when the
         server restarted; ``redis_connect_func`` notes every (re)connection, so
         the eviction policy is read again. URL options win over these defaults.
+        redis-py before 6 retries only the errors in ``retry_on_error``, whatever
+        the ``Retry`` says, so both name them.
         """
         import redis
         from redis.backoff import ExponentialBackoff
@@ -129,6 +131,7 @@ class Connections:
             socket_timeout=2.0,
             socket_connect_timeout=1.0,
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             redis_connect_func=self._epoch,
         )
 
