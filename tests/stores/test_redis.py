@@ -67,7 +67,8 @@ def test_key_prefixes_separate_applications(redis_url: str) -> None:
 
 
 def test_accepts_a_ready_client_with_decoded_responses(redis_url: str) -> None:
-    store = RedisStore(redis.Redis.from_url(redis_url, decode_responses=True), key_prefix="d:")
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2)  # old redis-py: none
+    store = RedisStore(client, key_prefix="d:")
     claim = store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
     store.mark("ns", "evt_1", claim.token, "first", Reply(201, b"\xff\x00"), now=T0)
     store.release("ns", "evt_1", claim.token, now=T0)
@@ -83,8 +84,8 @@ def test_accepts_a_ready_client_with_decoded_responses(redis_url: str) -> None:
 def test_a_ready_client_that_does_not_encode_utf8_is_a_config_error(redis_url: str) -> None:
     """It could not encode an id such as ``evt_\u4e2d``: a 500 for each of its deliveries."""
     with pytest.raises(ConfigError, match="UTF-8, not ascii; build the client with encoding='utf-8'"):
-        RedisStore(redis.Redis.from_url(redis_url, encoding="ascii"))
-    RedisStore(redis.Redis.from_url(redis_url, encoding="UTF8"))  # another name of the same codec
+        RedisStore(redis.Redis.from_url(redis_url, encoding="ascii", socket_timeout=2))
+    RedisStore(redis.Redis.from_url(redis_url, encoding="UTF8", socket_timeout=2))  # the same codec, named so
 
 
 @pytest.mark.parametrize(
@@ -282,7 +283,7 @@ def test_a_unix_socket_url_claims_and_completes(
         (
             "redis://:hunter2@localhost/0?socket_timeout=abc",
             "'redis://:***@localhost/0?socket_timeout=abc'",
-            "Invalid value for 'socket_timeout'",
+            "Invalid value for",  # redis-py's own reason (how it quotes the name varies)
         ),
         ("redis://localhost/0?no_such=1", "'redis://localhost/0?no_such=1'", "'no_such'"),
         ("rediss://localhost/0?ssl_cert_reqs=sometimes", "ssl_cert_reqs=sometimes", "sometimes"),

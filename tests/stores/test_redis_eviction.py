@@ -98,7 +98,7 @@ def test_allow_eviction_accepts_the_risk(
     from_url = open_store(url + "?allow_eviction=true&key_prefix=a:", instance_path="/nonexistent")
     assert isinstance(from_url, RedisStore)
     assert (from_url.allow_eviction, from_url.key_prefix) == (True, "a:")
-    ready = RedisStore(redis.Redis.from_url(url), key_prefix="b:", allow_eviction=True)
+    ready = RedisStore(redis.Redis.from_url(url, socket_timeout=2), key_prefix="b:", allow_eviction=True)
     refused = RedisStore.from_url(url + "?allow_eviction=false")
     try:
         use(from_url)
@@ -118,7 +118,7 @@ def test_a_ready_client_is_checked_and_a_fixed_policy_is_accepted_at_once(
 ) -> None:
     url = redis_with(*LIMIT, "--maxmemory-policy", "volatile-ttl")
     admin = redis.Redis.from_url(url)
-    store = RedisStore(redis.Redis.from_url(url, decode_responses=True))
+    store = RedisStore(redis.Redis.from_url(url, decode_responses=True, socket_timeout=2))
     try:
         with pytest.raises(StoreUnavailable):
             store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)

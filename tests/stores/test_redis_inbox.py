@@ -89,7 +89,7 @@ def test_a_renewed_lease_outlives_a_short_retention(store: RedisStore, client: r
 
 
 def test_a_decode_responses_client_gets_the_exact_bytes(redis_url: str) -> None:
-    store = RedisStore(redis.Redis.from_url(redis_url, decode_responses=True))
+    store = RedisStore(redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2))
     body = b"\xff\x00not utf-8 \xc3"
     claim = store.claim(NS, "evt_1", now=T0, lease=30, ttl=3600, keep=kept(body=body))
     store.mark(NS, "evt_1", claim.token, "h", Reply(201, b"\xfe"), now=T0)
