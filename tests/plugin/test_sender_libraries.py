@@ -96,7 +96,8 @@ def check(provider: str, secret: str, when: float, headers: dict[str, str], body
         header = headers["Stripe-Signature"]
         expected = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, int(when))
         assert header == expected
-        assert stripe.WebhookSignature.verify_header(body, header, secret, tolerance=None)
+        # as text: stripe before 15.6 took bytes as their repr, b'...'
+        assert stripe.WebhookSignature.verify_header(body.decode(), header, secret, tolerance=None)
     else:
 
         class Fake(Clock):
