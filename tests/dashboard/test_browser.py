@@ -183,6 +183,8 @@ def test_operator_finds_a_failure_and_replays_it(browser: Any, served: tuple[Sho
 def test_an_id_with_runs_of_blanks_is_copied_as_it_is(browser: Any, tmp_path: Path) -> None:
     # HTML collapses runs of spaces: an operator selecting "ord  1" on the page copied "ord 1".
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
 
     shop = make_shop(str(tmp_path / "instance"))
     ids = ["ord  1", "ord   2  b"]
@@ -200,6 +202,7 @@ def test_an_id_with_runs_of_blanks_is_copied_as_it_is(browser: Any, tmp_path: Pa
         browser.get(base + "/login")
         browser.find_element(By.ID, "password").send_keys(PASSWORD)
         browser.find_element(By.ID, "login").click()
+        WebDriverWait(browser, TIMEOUT).until(ec.presence_of_element_located((By.ID, "deliveries")))
         codes = [
             link.find_element(By.TAG_NAME, "code")
             for link in browser.find_elements(By.CSS_SELECTOR, "a.delivery-link")
