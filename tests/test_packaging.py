@@ -41,6 +41,8 @@ HEAVY = {"flask", "werkzeug", "jinja2", "click", "blinker", "itsdangerous"}
 #: ``[pytest]`` brings Flask's, pytest's and requests' own dependencies, about
 #: twenty packages; the project's ``dev`` extra brings over sixty.
 MAX_INSTALLED = 30
+#: The extras for users (not dev, test, docs): the quickstart lists their floors.
+USER_EXTRAS = ("pytest", "redis", "sql", "postgresql", "requests", "celery", "rq")
 
 CONFTEST = """
     import pytest
@@ -330,6 +332,29 @@ def test_the_version_is_the_changelogs_newest() -> None:
     version, when = match.groups()
     expected = f"{version}.dev0" if when == "Unreleased" else version
     assert flask_hooks.__version__ == expected, f"CHANGES.rst's newest is {version} ({when})"
+
+
+def test_the_quickstart_lists_every_floor_a_user_installs() -> None:
+    """The floors users pin against are the ones setup.cfg declares, each of them tested.
+
+    A floor raised in setup.cfg but not in the docs (or the reverse) tells
+    users with older pins the wrong thing.
+    """
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    extras = config["options.extras_require"]
+    declared = {
+        line.strip()
+        for block in (config["options"]["install_requires"], *(extras[n] for n in USER_EXTRAS))
+        for line in block.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    }
+    assert set(extras) >= set(USER_EXTRAS)
+    quickstart = (ROOT / "docs" / "quickstart.rst").read_text(encoding="utf-8")
+    documented = set(re.findall(r"``([a-z][\w.\[\]-]*>=[\d.]+)``", quickstart))
+    assert documented == declared
 
 
 def test_import_flask_hooks_is_light_and_exports_the_inbox_lazily() -> None:
