@@ -536,27 +536,29 @@ def test_a_deferred_handler_that_answers_not_done_is_retried_as_it_is_when_synch
     assert delivery is not None and [a.failed for a in delivery.attempts if a.failed] == ["charge"]
 
 
-@pytest.mark.parametrize("value", [("busy", 503), ({"error": "x"}, 422), ("moved", 302)])
-def test_every_not_done_return_of_a_deferred_handler_is_a_failure(
-    make_app: Callable[..., Flask], value: Any
-) -> None:
+def deferred_returning(make_app: Callable[..., Flask], value: Any) -> tuple[Flask, Any]:
+    """An app whose one deferred handler returns ``value``, and the job its delivery queued."""
     queue = ListQueue()
     hooks = Hooks(store=MemoryStore())
     app = make_app(hooks)
     hooks.on("payment.succeeded", defer=queue)(lambda event: value)
     send(app)
+    return app, queue.jobs[0]
+
+
+@pytest.mark.parametrize("value", [("busy", 503), ({"error": "x"}, 422), ("moved", 302)])
+def test_every_not_done_return_of_a_deferred_handler_is_a_failure(
+    make_app: Callable[..., Flask], value: Any
+) -> None:
+    app, job = deferred_returning(make_app, value)
     with app.app_context(), pytest.raises(HookError, match=f"handler answered {value[1]}"):
-        perform(queue.jobs[0])
+        perform(job)
 
 
 @pytest.mark.parametrize("value", [{"ok": 1}, [1, 2], "done", 42, {1, 2}, ("fine", 201)])
 def test_any_other_return_of_a_deferred_handler_is_its_success(
     make_app: Callable[..., Flask], value: Any
 ) -> None:
-    queue = ListQueue()
-    hooks = Hooks(store=MemoryStore())
-    app = make_app(hooks)
-    hooks.on("payment.succeeded", defer=queue)(lambda event: value)
-    send(app)
+    app, job = deferred_returning(make_app, value)
     with app.app_context():
-        assert perform(queue.jobs[0]) == "handled"
+        assert perform(job) == "handled"
