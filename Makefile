@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo demo-serve test lint typecheck unit bench docs system-deps clean
+.PHONY: demo demo-serve test lint typecheck unit bench screenshots docs system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ test: lint docs unit
 bench: $(STAMP) system-deps
 	@command -v valgrind >/dev/null 2>&1 || { $(APT) update -qq >/dev/null && $(APT) install -y -qq valgrind >/dev/null; }
 	$(BIN)/python -m bench
+
+screenshots: $(STAMP) system-deps
+	HOOKS_SCREENSHOTS=docs/_static $(BIN)/python -m pytest -q tests/dashboard/test_browser.py -k replays
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W -b html docs docs/_build/html

@@ -5,8 +5,10 @@ Selenium (never Selenium Manager: the driver path is given and
 ``SE_OFFLINE`` is set). The app is the seeded shop, served on a loopback
 port by werkzeug in a thread. The pages must log no console error (the
 Content-Security-Policy would log one for any script or inline style it
-blocked) and a hostile payload must not run. Screenshots of the real
-pages go to ``docs/_static/`` for ``docs/dashboard.rst``.
+blocked) and a hostile payload must not run. The test takes screenshots of
+the real pages; ``make screenshots`` keeps them in ``docs/_static/`` for
+``docs/dashboard.rst`` (``HOOKS_SCREENSHOTS`` names the folder), and any
+other run leaves the checkout as it was.
 
 Without chromium or chromedriver the test is skipped, except under CI
 (``CI`` set), where it fails.
@@ -29,7 +31,6 @@ from tests.dashboard.shop import HOSTILE_ID, PASSWORD, Shop, make_shop, seed_day
 
 pytestmark = pytest.mark.slow
 
-DOCS_STATIC = Path(__file__).resolve().parents[2] / "docs" / "_static"
 DRIVER = "/usr/bin/chromedriver"
 FLAGS = (
     "--headless",
@@ -102,12 +103,15 @@ def _problems(driver: Any) -> list[dict[str, Any]]:
     return [e for e in driver.get_log("browser") if e.get("level") in ("SEVERE", "WARNING")]
 
 
-def _shot(driver: Any, name: str) -> None:
-    DOCS_STATIC.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(DOCS_STATIC / name))
+def _shot(driver: Any, name: str, scratch: Path) -> None:
+    folder = Path(os.environ.get("HOOKS_SCREENSHOTS") or scratch)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(folder / name))
 
 
-def test_operator_finds_a_failure_and_replays_it(browser: Any, served: tuple[Shop, str]) -> None:
+def test_operator_finds_a_failure_and_replays_it(
+    browser: Any, served: tuple[Shop, str], tmp_path: Path
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -134,7 +138,7 @@ def test_operator_finds_a_failure_and_replays_it(browser: Any, served: tuple[Sho
     settle("the list")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#deliveries tbody tr")) == 50
     assert browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.o-received")
-    _shot(browser, "dashboard-list.png")
+    _shot(browser, "dashboard-list.png", tmp_path)
 
     # The hostile delivery is listed as text, and its own page runs nothing either.
     [link] = [a for a in browser.find_elements(By.CSS_SELECTOR, "a.delivery-link") if a.text == HOSTILE_ID]
@@ -160,7 +164,7 @@ def test_operator_finds_a_failure_and_replays_it(browser: Any, served: tuple[Sho
     assert browser.find_element(By.ID, "status").text == "failed"
     assert "KeyError: 'customer'" in browser.find_element(By.ID, "attempts").text
     failed_id = urlsplit(browser.current_url).query
-    _shot(browser, "dashboard-delivery.png")
+    _shot(browser, "dashboard-delivery.png", tmp_path)
 
     browser.find_element(By.ID, "replay").click()
     wait.until(ec.presence_of_element_located((By.ID, "confirm")))
@@ -172,7 +176,7 @@ def test_operator_finds_a_failure_and_replays_it(browser: Any, served: tuple[Sho
     assert "Replayed: the delivery is now received." in browser.find_element(By.ID, "notice").text
     assert failed_id in browser.current_url
     assert [c[1] for c in shop.bug.calls][-1] is True  # the handler saw event.replayed
-    _shot(browser, "dashboard-replayed.png")
+    _shot(browser, "dashboard-replayed.png", tmp_path)
 
     browser.get(base + "/hooks/?status=failed")
     settle("the failed list after the replay")
