@@ -22,6 +22,8 @@ log = logging.getLogger("flask_hooks")
 
 #: Clients (or kombu connections) whose server keeps what it is given.
 _accepted: weakref.WeakSet[Any] = weakref.WeakSet()
+#: The risk last logged for each refused owner: one ERROR, not one per delivery.
+_refused: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def check_broker(owner: Any, client: Any, *, where: str) -> None:
@@ -40,6 +42,9 @@ def check_broker(owner: Any, client: Any, *, where: str) -> None:
     except redis.ResponseError:
         risk = ""
     if risk:
+        if _refused.get(owner) == risk:
+            raise QueueUnavailable()
+        _refused[owner] = risk
         log.error(
             "Redis broker refused (%s): %s. It may evict queued jobs of acknowledged deliveries,"
             " whose handlers would never run. Set maxmemory-policy noeviction on it (CONFIG SET"
@@ -48,4 +53,5 @@ def check_broker(owner: Any, client: Any, *, where: str) -> None:
             risk,
         )
         raise QueueUnavailable()
+    _refused.pop(owner, None)
     _accepted.add(owner)
