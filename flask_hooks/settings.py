@@ -7,12 +7,12 @@ config per request and a wrong value fails at start-up.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from .core.clock import Clock, system_clock
+from .core.durations import MAX_SECONDS, is_seconds, shown
 from .core.errors import ConfigError
 from .core.providers import PRESETS, Provider, get_provider
 from .core.providers.base import Tolerance
@@ -78,36 +78,16 @@ def config_prefix(name: str) -> str:
     return "HOOKS_" if name == "hooks" else f"HOOKS_{name.upper()}_"
 
 
-#: The longest time a setting takes: 100 years. Far longer ones overflow what
-#: stores compute from them (Redis expiries in milliseconds, 64-bit integers).
-MAX_SECONDS = 100 * 365.25 * 86400
 #: The largest body limit: bodies are read into memory (and ``sys.maxsize`` as
 #: "no limit" overflows the reader).
 MAX_BODY_LIMIT = 1 << 30
 
 
-def _seconds(value: Any, *, integer: bool = False) -> bool:
-    """Whether ``value`` is a finite number (NaN and infinities pass ``> 0``)."""
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        return False
-    return isinstance(value, int) or math.isfinite(value)  # isfinite(10**400) overflows
-
-
 def _positive(key: str, value: Any, *, integer: bool = False, most: float = MAX_SECONDS) -> Any:
-    if not _seconds(value, integer=integer) or not 0 < value <= most:
+    if not is_seconds(value, integer=integer) or not 0 < value <= most:
         what = "a positive whole number" if integer else "a positive, finite number"
-        raise ConfigError(f"{key} must be {what} of at most {most:.0f}, not {_shown(value)}")
+        raise ConfigError(f"{key} must be {what} of at most {most:.0f}, not {shown(value)}")
     return value
-
-
-def _shown(value: Any) -> str:
-    """``repr(value)``, bounded (an int of 5,000 digits cannot even be printed)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return "a number that large"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _tolerance(key: str, value: Any) -> Tolerance:
@@ -116,8 +96,8 @@ def _tolerance(key: str, value: Any) -> Tolerance:
     else:
         past = future = value
     for part in (past, future):
-        if not _seconds(part) or not 0 <= part <= MAX_SECONDS:
-            raise ConfigError(f"{key} must be seconds or a (past, future) pair, not {_shown(value)}")
+        if not is_seconds(part) or not 0 <= part <= MAX_SECONDS:
+            raise ConfigError(f"{key} must be seconds or a (past, future) pair, not {shown(value)}")
     return float(past), float(future)
 
 
@@ -228,7 +208,7 @@ def _retention(prefix: str, value: Any, dedupe_ttl: Any) -> float:
     still shown); 0 keeps no delivery at all."""
     if value is None:
         return float(max(DEFAULT_RETENTION, dedupe_ttl))
-    if value == 0 and _seconds(value):
+    if value == 0 and is_seconds(value):
         return 0.0
     retention = float(_positive(prefix + "RETENTION", value))
     if retention < dedupe_ttl:

@@ -23,6 +23,7 @@ from typing import Any
 from ..core.deferral import hand_over as hand_over
 from ..core.deferral import handler_key as handler_key
 from ..core.deferral import handler_namespace as handler_namespace
+from ..core.durations import MAX_SECONDS, is_seconds, shown
 from ..core.errors import ConfigError, HookError, InFlight
 from ..core.event import Event, Headers, header_pairs
 
@@ -147,12 +148,14 @@ class Deferral(ABC):
         if app is not None and ":" not in app:
             raise ConfigError(f"app={app!r} must be an import path like 'pkg.module:create_app'")
         # Checked here, not by the first enqueue: there a bad one would be a 503 for every delivery.
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigError(f"max_retries must be a whole number, 0 or more, not {max_retries!r:.40}")
-        if not (_seconds(retry_delay) and retry_delay >= 0):
-            raise ConfigError(f"retry_delay must be a finite number of seconds >= 0, not {retry_delay!r:.40}")
-        if lease is not None and not (_seconds(lease) and 0 < lease <= _CENTURY):
-            raise ConfigError(f"lease must be a positive, finite number of seconds, not {lease!r:.40}")
+        if not (is_seconds(max_retries, integer=True) and max_retries >= 0):
+            raise ConfigError(f"max_retries must be a whole number, 0 or more, not {shown(max_retries)}")
+        if not (is_seconds(retry_delay) and retry_delay >= 0):
+            raise ConfigError(
+                f"retry_delay must be a finite number of seconds >= 0, not {shown(retry_delay)}"
+            )
+        if lease is not None and not (is_seconds(lease) and 0 < lease <= MAX_SECONDS):
+            raise ConfigError(f"lease must be a positive, finite number of seconds, not {shown(lease)}")
         self.app = app
         self.lease = lease
         self.max_retries = max_retries
@@ -164,17 +167,6 @@ class Deferral(ABC):
     @abstractmethod
     def enqueue(self, job: Job) -> None:
         """Hand the job to the broker; return only once the broker has it."""
-
-
-#: The longest lease: longer ones overflow what stores compute from them (Redis's milliseconds).
-_CENTURY = 100 * 365.25 * 86400
-
-
-def _seconds(value: Any) -> bool:
-    """Whether ``value`` is a finite number of seconds (NaN and infinities pass ``> 0``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return isinstance(value, int) or math.isfinite(value)
 
 
 def checked_timeout(publish_timeout: float) -> float:

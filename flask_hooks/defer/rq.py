@@ -14,6 +14,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from ..core.durations import is_seconds, shown
 from ..core.errors import ConfigError
 from ._eviction import check_broker
 from .base import Deferral, Held, Job, checked_timeout
@@ -72,8 +73,8 @@ class RQQueue(Deferral):
         self.queue = queue
         self.name = name
         self.job_timeout = job_timeout
-        if isinstance(failure_ttl, bool) or not isinstance(failure_ttl, int) or failure_ttl <= 0:
-            raise ConfigError(f"failure_ttl must be whole seconds, more than 0, not {failure_ttl!r:.40}")
+        if not (is_seconds(failure_ttl, integer=True) and failure_ttl > 0):
+            raise ConfigError(f"failure_ttl must be whole seconds, more than 0, not {shown(failure_ttl)}")
         self.failure_ttl = failure_ttl
         self.allow_eviction = allow_eviction
         self._queues: dict[str, Any] = {}
