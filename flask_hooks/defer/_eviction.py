@@ -42,16 +42,15 @@ def check_broker(owner: Any, client: Any, *, where: str) -> None:
     except redis.ResponseError:
         risk = ""
     if risk:
-        if _refused.get(owner) == risk:
-            raise QueueUnavailable()
-        _refused[owner] = risk
-        log.error(
-            "Redis broker refused (%s): %s. It may evict queued jobs of acknowledged deliveries,"
-            " whose handlers would never run. Set maxmemory-policy noeviction on it (CONFIG SET"
-            " maxmemory-policy noeviction), or pass allow_eviction=True to the queue to accept the risk.",
-            where,
-            risk,
-        )
+        if _refused.get(owner) != risk:
+            _refused[owner] = risk
+            log.error(
+                "Redis broker refused (%s): %s. It may evict queued jobs of acknowledged deliveries,"
+                " whose handlers would never run. Set maxmemory-policy noeviction on it (CONFIG SET"
+                " maxmemory-policy noeviction), or pass allow_eviction=True to the queue to accept the risk.",
+                where,
+                risk,
+            )
         raise QueueUnavailable()
     _refused.pop(owner, None)
     _accepted.add(owner)
