@@ -31,6 +31,13 @@ class Declined(HookError):
         super().__init__(f"handler answered {reply.status}")
 
 
+def refuse_not_done(reply: Reply | None) -> None:
+    """Raise :class:`Declined` for a non-2xx reply: the handler says it did not do its work,
+    whether it ran in the request or in a queue's worker."""
+    if reply is not None and not 200 <= reply.status < 300:
+        raise Declined(reply)
+
+
 def accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
     """A handler's rendered reply as recorded for its success (None: the default body).
 
@@ -38,10 +45,9 @@ def accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
     :data:`MAX_REPLY` is logged and replaced by the default body: the
     handler's side effects happened, so it must count as done.
     """
+    refuse_not_done(reply)
     if reply is None:
         return None
-    if not 200 <= reply.status < 300:
-        raise Declined(reply)
     if len(reply.body) > MAX_REPLY:
         log.error(
             "handler %s returned %d bytes for %s (more than %d): answered with the default body",

@@ -22,7 +22,7 @@ from flask import Flask, current_app, has_app_context
 from .. import signals
 from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
 from ..core.errors import ConfigError, InFlight, StoreUnavailable
-from ..core.replies import Declined
+from ..core.replies import refuse_not_done
 from ..core.routing import Route
 from ..core.scrub import scrub
 from ..extension import Receiver, get_receiver
@@ -177,8 +177,7 @@ def _not_done(value: object) -> None:
         reply = render(value)
     except Exception:
         return
-    if reply is not None and not 200 <= reply.status < 300:
-        raise Declined(reply)
+    refuse_not_done(reply)
 
 
 def _quotes(exc: BaseException, secrets: list[str]) -> bool:
