@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -417,6 +418,14 @@ def test_send_explains_a_server_that_does_not_answer_in_http(
         with conn:
             conn.recv(65536)
             conn.sendall(answer)
+            # Read the rest of the request (its body may come after the first recv) until the
+            # client hangs up: closing with unread bytes sends a reset, which can reach the
+            # client before it has read the answer (ECONNRESET instead of what it says of it).
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(30)
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):
+                    pass
 
     thread = threading.Thread(target=answer_once, daemon=True)
     thread.start()
