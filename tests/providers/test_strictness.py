@@ -12,9 +12,9 @@ import pytest
 
 from flask_hooks.core.errors import PayloadError, VerificationError
 from flask_hooks.core.event import Headers
-from flask_hooks.core.providers import Narada, Noukai, Outgoing, Stripe
+from flask_hooks.core.providers import FlowStep, GitHub, Narada, Noukai, Outgoing, Provider, Slack, Stripe
 from flask_hooks.core.providers._parsing import from_base64, from_hex
-from flask_hooks.core.providers.base import require_str
+from flask_hooks.core.providers.base import MAX_ID, require_str
 from flask_hooks.core.providers.standard import StandardWebhooks
 
 from .samples import NOW, Case, case_id, cases, replaced, signed
@@ -209,6 +209,44 @@ def test_an_oversized_header_id_says_too_long_in_every_header_id_preset() -> Non
         for name in id_headers:
             with pytest.raises(PayloadError, match="too long"):
                 case.provider.parse(replaced(headers, **{name: long}), body)
+
+
+def _signed_parse(provider: Provider, secret: str, outgoing: Outgoing) -> Any:
+    request = provider.sign(outgoing, provider.keys([secret])[0])
+    return provider.parse(Headers(request.headers), request.body)
+
+
+_HALF = MAX_ID // 2 + 10  # each field within the limit, the two joined over it
+
+
+@pytest.mark.parametrize(
+    ("parse", "what"),
+    [
+        (lambda: _signed_parse(Narada(), "s", Outgoing("s" * _HALF, {}, "r" * _HALF, NOW)), "id"),
+        (lambda: _signed_parse(FlowStep(), "k", Outgoing("s" * _HALF, {}, "r" * _HALF, NOW)), "id"),
+        (lambda: _signed_parse(GitHub(), "k", Outgoing("issues." + "a" * MAX_ID, {}, "g1", NOW)), "type"),
+        (lambda: Slack().parse(Headers({}), b"trigger_id=t&command=/" + b"c" * (MAX_ID - 1)), "type"),
+        (
+            lambda: Slack().parse(
+                Headers({}), b'{"type":"app_rate_limited","minute_rate_limited":"' + b"9" * MAX_ID + b'"}'
+            ),
+            "id",
+        ),
+        (
+            lambda: Slack().parse(
+                Headers({}), b"payload=" + json.dumps({"type": "b" * MAX_ID, "trigger_id": "t"}).encode()
+            ),
+            "type",
+        ),
+    ],
+    ids=["narada", "flowstep", "github", "slack-command", "slack-rate-limited", "slack-interactive"],
+)
+def test_ids_and_types_joined_from_two_fields_are_held_to_the_limit(parse: Any, what: str) -> None:
+    # A key over MAX_ID, of characters UTF-8 spends 3 bytes on, is over PostgreSQL's index
+    # row limit: a 503 on every retry there, rather than the 400 a bad id gets.
+    with pytest.raises(PayloadError) as info:
+        parse()
+    assert info.value.reason == f"{what} too long (over {MAX_ID} characters)"
 
 
 # Credentials -----------------------------------------------------------------------

@@ -105,7 +105,8 @@ class FlowStep(Provider):
             raise PayloadError("payload is not a JSON object")
         request_id = require_str(field(payload, "context", "request_id"), "context.request_id")
         step = require_str(field(payload, "context", "step_name"), "context.step_name")
-        return Parsed(id=f"{request_id}:{step}", type=step, payload=payload)
+        # Checked again as a whole: two fields of MAX_ID each make a key no store should have to take.
+        return Parsed(id=require_str(f"{request_id}:{step}", "id"), type=step, payload=payload)
 
     def sign(self, outgoing: Outgoing, key: bytes) -> SignedRequest:
         """Build the body as the sender does: ``payload`` first, then ``signature``.

@@ -62,7 +62,7 @@ class GitHub(HmacProvider):
         kind = f"{event}.{action}" if isinstance(action, str) and action else event
         return Parsed(
             id=require_str(headers.get("X-GitHub-Delivery"), "X-GitHub-Delivery"),
-            type=kind,
+            type=require_str(kind, "type"),  # the action comes from the body: the whole is held to MAX_ID
             payload=payload,
         )
 

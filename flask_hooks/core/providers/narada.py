@@ -185,7 +185,8 @@ class Narada(Provider):
         payload = load_object(body)
         request_id = require_str(field(payload, "requestId"), "requestId")
         status = require_str(field(payload, "status"), "status")
-        return Parsed(id=f"{request_id}:{status}", type=status, payload=payload)
+        # Checked again as a whole: two fields of MAX_ID each make a key no store should have to take.
+        return Parsed(id=require_str(f"{request_id}:{status}", "id"), type=status, payload=payload)
 
     def sign(self, outgoing: Outgoing, key: NaradaKey) -> SignedRequest:
         request_id = outgoing.id

@@ -92,7 +92,8 @@ class Slack(HmacProvider):
             return Parsed(id="url_verification", type=kind, payload=payload, attempt=attempt)
         if kind == "app_rate_limited":
             minute = require_str(field(payload, "minute_rate_limited"), "minute_rate_limited")
-            return Parsed(id=f"app_rate_limited:{minute}", type=kind, payload=payload, attempt=attempt)
+            delivery = require_str(f"app_rate_limited:{minute}", "id")
+            return Parsed(id=delivery, type=kind, payload=payload, attempt=attempt)
         return Parsed(
             id=require_str(field(payload, "event_id"), "event_id"),
             type=require_str(field(payload, "event", "type"), "event.type"),
@@ -112,14 +113,14 @@ class Slack(HmacProvider):
             delivery = field(payload, "trigger_id") or field(payload, "view", "id")
             return Parsed(
                 id=require_str(delivery, "trigger_id"),
-                type=f"interactive.{kind}",
+                type=require_str(f"interactive.{kind}", "type"),
                 payload=payload,
                 attempt=attempt,
             )
         command = require_str(form.get("command"), "command").lstrip("/")
         return Parsed(
             id=require_str(form.get("trigger_id"), "trigger_id"),
-            type=f"command.{require_str(command, 'command')}",
+            type=require_str(f"command.{require_str(command, 'command')}", "type"),
             payload=form,
             attempt=attempt,
         )
