@@ -3,7 +3,10 @@ handler called with the right id and type -> duplicate -> forged rejected."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -198,3 +201,35 @@ def test_github_ping_has_no_action_and_issues_gets_every_action(make_app: Callab
         request = hooks.receiver(app).provider.sign(Outgoing(type, {"zen": "x"}, id, NOW), keys[0])
         assert client.post("/webhooks", data=request.body, headers=request.headers).status_code == 200
     assert [e.type for e in calls] == ["issues.opened", "issues.closed", "ping"]
+
+
+def _github_post(client: Any, body: bytes, delivery: str, secret: bytes = b"gh") -> Any:
+    """Headers as GitHub sends them, the signature computed without flask_hooks."""
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-GitHub-Event": "issues",
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+    }
+    return client.post("/webhooks", data=body, headers=headers)
+
+
+def test_github_form_content_type_is_read_from_its_payload_field(make_app: Callable[..., Flask]) -> None:
+    # content_type "form" (the REST API's default) posts payload=<url-encoded JSON>, signed as sent.
+    calls: list[Event] = []
+    hooks = Hooks(provider="github", secret="gh", store="memory://")
+    hooks.on("issues")(calls.append)
+    client = make_app(hooks).test_client()
+    event = {"action": "opened", "issue": {"number": 7, "title": "a + b & c ü"}}
+    body = urllib.parse.urlencode({"payload": json.dumps(event)}).encode("ascii")
+
+    response = _github_post(client, body, "g-form")
+    assert (response.status_code, response.get_json()) == (200, {"status": "received"})
+    assert [(e.id, e.type, e.payload, e.body) for e in calls] == [("g-form", "issues.opened", event, body)]
+    assert _github_post(client, body, "g-form").get_json() == {"status": "duplicate"}
+    assert _github_post(client, body, "g-other", secret=b"someone-else").status_code == 401
+
+    for bad in (b"payload=", b"payload=%7B%7D&x=1", b"payload=%FF", b"payload=%5B1%5D", b"payload=\xc3\xbc"):
+        response = _github_post(client, bad, "g-bad")
+        assert response.status_code == 400, bad
+    assert len(calls) == 1
