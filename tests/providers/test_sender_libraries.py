@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -251,3 +252,31 @@ def test_slack_slash_command_and_handshake_signed_by_slack_sdk(make_app: Callabl
     assert (response.status_code, response.get_json()) == (200, {"challenge": challenge})
     assert len(calls) == 1  # the handshake runs no handler
     assert_rejected(client, calls, handshake, slack_headers(handshake, NOW, "0" * 32))
+
+
+def test_slack_options_requests_from_one_modal_each_get_their_own_answer(
+    make_app: Callable[..., Flask],
+) -> None:
+    # block_suggestion carries no trigger_id; every keystroke in one modal shares the view's id.
+    hooks = Hooks(provider="slack", secret=SLACK_SECRET, store="memory://", clock=lambda: NOW)
+
+    @hooks.on("interactive.block_suggestion")
+    def options(event: Event) -> dict[str, Any]:
+        return {"options": [{"text": {"type": "plain_text", "text": event.payload["value"]}, "value": "1"}]}
+
+    client = make_app(hooks).test_client()
+    answers = []
+    for value, view in (("ab", {"id": "V0PKB1ZFV"}), ("abc", {"id": "V0PKB1ZFV"}), ("x", None)):
+        inner = {
+            "type": "block_suggestion",
+            "action_id": "pick",
+            "block_id": "b",
+            "value": value,
+            "view": view,
+        }
+        form = "payload=" + urllib.parse.quote(json.dumps(inner))
+        headers = {**slack_headers(form, NOW), "Content-Type": "application/x-www-form-urlencoded"}
+        response = post(client, form, headers)
+        assert response.status_code == 200, response.data
+        answers.append(response.get_json()["options"][0]["text"]["text"])
+    assert answers == ["ab", "abc", "x"]

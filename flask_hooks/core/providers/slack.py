@@ -5,12 +5,15 @@ rejects ``abs(now - ts) > 300``). Events API envelopes are deduplicated on
 ``event_id`` and typed by ``event.type``; the ``url_verification``
 handshake is answered at once with ``{"challenge": ...}``. Slash commands
 and interactivity (form bodies) are typed ``command.<name>`` and
-``interactive.<type>`` and deduplicated on ``trigger_id``.
+``interactive.<type>`` and deduplicated on ``trigger_id``; an interaction
+that has none (``block_suggestion``, ``view_closed``) on the SHA-256 of its
+body, since several options requests from one modal share its view id.
 ``X-Slack-Retry-Num`` (1..3 on retries) becomes ``event.attempt`` (2..4).
 """
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -110,7 +113,7 @@ class Slack(HmacProvider):
         if "payload" in form:
             payload: Any = load_json_text(form["payload"])
             kind = require_str(field(payload, "type"), "type")
-            delivery = field(payload, "trigger_id") or field(payload, "view", "id")
+            delivery = field(payload, "trigger_id") or "sha256:" + hashlib.sha256(body).hexdigest()
             return Parsed(
                 id=require_str(delivery, "trigger_id"),
                 type=require_str(f"interactive.{kind}", "type"),
