@@ -30,11 +30,12 @@ from .core.providers import StandardWebhooks as StandardWebhooks
 from .core.providers import Stripe as Stripe
 from .core.providers import Svix as Svix
 from .core.providers import Verified as Verified
+from .core.providers._json import MAX_DEPTH as MAX_DEPTH
+from .core.providers._json import dump as dump
+from .core.providers._json import load_json as load_json
+from .core.providers._json import load_object as load_object
 from .core.providers._parsing import from_base64 as from_base64
 from .core.providers._parsing import from_hex as from_hex
 from .core.providers.base import Tolerance as Tolerance
 from .core.providers.base import check_timestamp as check_timestamp
-from .core.providers.base import dump as dump
-from .core.providers.base import load_json as load_json
-from .core.providers.base import load_object as load_object
 from .core.providers.base import require_str as require_str

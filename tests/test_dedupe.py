@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 
 from flask_hooks import Event, Hooks
+from flask_hooks.providers import MAX_DEPTH
 from tests.conftest import SECRET, generic_post
 from tests.helpers import Crash, ManualClock
 
@@ -230,6 +231,12 @@ def test_a_handler_changing_the_payload_changes_it_for_no_other(
     assert seen == [PAYLOAD, PAYLOAD, PAYLOAD]
 
 
+def deep(id: str, depth: int) -> bytes:
+    """A body whose nesting is ``depth`` deep, the envelope's object included."""
+    arrays = depth - 1
+    return f'{{"id": "{id}", "type": "deep", "x": {"[" * arrays}{"]" * arrays}}}'.encode()
+
+
 def test_a_deeply_nested_payload_reaches_every_handler(make_app: Callable[..., Flask]) -> None:
     """Each handler's own payload is parsed again, not copied: ``copy.deepcopy`` raised a
     RecursionError (a 500, the claim held) on nesting the JSON parser takes."""
@@ -238,7 +245,21 @@ def test_a_deeply_nested_payload_reaches_every_handler(make_app: Callable[..., F
     hooks.on("deep", name="first")(lambda event: seen.append("first"))
     hooks.on("deep", name="second")(lambda event: seen.append("second"))
     client = make_app(hooks).test_client()
-    depth = 900
-    body = b'{"id": "evt_deep", "type": "deep", "x": ' + b"[" * depth + b"]" * depth + b"}"
-    assert generic_post(client, body).get_json() == {"status": "received"}
+    assert generic_post(client, deep("evt_deep", MAX_DEPTH)).get_json() == {"status": "received"}
     assert seen == ["first", "second"]
+
+
+def test_nesting_beyond_the_limit_is_a_400_before_any_handler_runs(make_app: Callable[..., Flask]) -> None:
+    """Python's parser gives up at a depth that depends on the stack already used, so the
+    second handler's parse, deeper in the stack than the view's, failed where the first had
+    passed: a 500 after the first handler ran, on every retry (depths 936-941 here)."""
+    hooks = Hooks(store="memory://")
+    seen: list[str] = []
+    hooks.on("deep", name="first")(lambda event: seen.append(event.id))
+    hooks.on("deep", name="second")(lambda event: seen.append(event.id))
+    client = make_app(hooks).test_client()
+    for depth in [MAX_DEPTH + 1, 700, *range(900, 1000), 5000]:
+        response = generic_post(client, deep(f"evt_{depth}", depth))
+        assert response.status_code == 400, depth
+        assert response.get_json()["reason"] == f"body is nested too deeply (over {MAX_DEPTH} levels)"
+    assert seen == []

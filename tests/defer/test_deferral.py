@@ -21,6 +21,7 @@ from flask_hooks import (
     StoreUnavailable,
     signals,
 )
+from flask_hooks.core.providers import _json
 from flask_hooks.defer import CeleryQueue, Deferral, Job, RQQueue
 from flask_hooks.defer.base import handler_key, handler_namespace
 from flask_hooks.defer.worker import perform, run_job
@@ -421,11 +422,13 @@ class SerializingQueue(ListQueue):
 
 
 def test_a_payload_too_deep_for_the_queue_s_serializer_is_a_400_not_a_503_on_every_retry(
-    build: Callable[..., Flask],
+    build: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nested just below what the JSON parser takes, a payload is too deep for a serializer
     that runs deeper in the stack, inside the broker's client: the same on every retry, so
-    bad input, not a queue that is down."""
+    bad input, not a queue that is down. (The parser's own limit, ``MAX_DEPTH``, now refuses
+    such a body first; raised here, it lets one through, as a deep stack might.)"""
+    monkeypatch.setattr(_json, "MAX_DEPTH", 10_000)
     queue = SerializingQueue()
     app = build((charge, queue))
     answers = {}

@@ -20,6 +20,7 @@ import pytest
 from flask_hooks.core.errors import PayloadError, VerificationError
 from flask_hooks.core.event import Headers
 from flask_hooks.core.providers import FlowStep, Outgoing, _jsjson
+from flask_hooks.providers import MAX_DEPTH
 
 VECTORS = Path(__file__).parent / "vectors"
 FIXTURE = json.loads((VECTORS / "flowstep.json").read_text("utf-8"))
@@ -229,14 +230,20 @@ def test_checked_in_vectors_verify_and_parse_to_what_was_signed(vector: dict[str
 
 
 def test_a_deep_payload_the_sender_signed_verifies() -> None:
-    """A payload 600 levels deep parses, so it must also re-serialise: JSON.stringify took it.
+    """A payload as deep as the receiver takes parses, so it must also re-serialise:
+    JSON.stringify took it.
 
     ``stringify`` once used two Python frames per level (itself and a generator) and
     answered "payload too deep" (400) to a genuine delivery half as deep as Python parses.
     """
-    depth = 600
+    depth = MAX_DEPTH - 1  # arrays inside the payload's object
     text = '{"context":{"request_id":"r","step_name":"s"},"data":' + "[" * depth + "]" * depth + "}"
     signature = hashlib.sha256((text + KEY).encode()).hexdigest()
     assert verify(envelope(text, signature)) == 0
     parsed = FlowStep().parse(Headers({}), envelope(text, signature))
     assert parsed.id == "r:s"
+    deeper = text.replace("[", "[[", 1).replace("]", "]]", 1)  # one level past the limit
+    signature = hashlib.sha256((deeper + KEY).encode()).hexdigest()
+    assert verify(envelope(deeper, signature)) == 0
+    with pytest.raises(PayloadError, match="nested too deeply"):
+        FlowStep().parse(Headers({}), envelope(deeper, signature))

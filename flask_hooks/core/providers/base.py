@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
-import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -294,61 +293,6 @@ def check_timestamp(raw: str, *, now: float, tolerance: Tolerance) -> float:
     return stamp
 
 
-def load_json(body: bytes) -> Any:
-    """Parse JSON strictly: UTF-8 without a BOM (RFC 8259 section 8.1), no NaN/Infinity,
-    no number that overflows a float (a 400 rather than ``inf`` in the handler's payload).
-
-    The bytes are decoded strictly first: ``json.loads`` on bytes would
-    also take UTF-16/32 and, through ``surrogatepass``, CESU-8 encoded
-    surrogates (``b"\\xed\\xa0\\x80"``), handing the handler text no UTF-8
-    sender wrote.
-    """
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PayloadError("body is not UTF-8") from None
-    return load_json_text(text)
-
-
-def load_json_text(text: str) -> Any:
-    """:func:`load_json` for text already decoded (one strict decoder, built once)."""
-    try:
-        return _STRICT.decode(text)
-    except _Overflow:
-        raise PayloadError("body has a number too large for a float (infinity is not JSON)") from None
-    except (ValueError, RecursionError) as exc:
-        raise PayloadError("body is not JSON") from exc
-
-
-def load_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, which is what every sender here posts; else a 400."""
-    payload = load_json(body)
-    if not isinstance(payload, dict):
-        raise PayloadError("payload is not a JSON object")
-    return payload
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-class _Overflow(ValueError):
-    """A number JSON allows but a float cannot hold (``1e999``, ``-1e400``)."""
-
-
-def _finite(text: str) -> float:
-    """``float(text)``, refusing what overflows to infinity, which no JSON encoder can
-    write back. The scanner calls it only for numbers with a fraction or an exponent
-    (integers are Python ints, never infinite), so a body without them costs nothing."""
-    value = float(text)
-    if math.isinf(value):
-        raise _Overflow(text)
-    return value
-
-
-_STRICT = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite)
-
-
 #: Longest id or type accepted, in characters: stores and logs key on them.
 MAX_ID = 512
 
@@ -382,9 +326,3 @@ def field(payload: Any, *path: str) -> Any:
             return None
         node = node.get(key)
     return node
-
-
-def dump(payload: Any) -> bytes:
-    """Compact JSON bytes, as most senders emit; NaN and infinity, which are not JSON
-    and which every receiver refuses, are a ValueError here rather than a forged 400."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from ..errors import HookError, PayloadError, VerificationError
 from ..event import HeaderMap
 from . import _jsjson
+from ._json import load_json_text
 from .base import (
     Outgoing,
     Parsed,
@@ -30,7 +31,6 @@ from .base import (
     Tolerance,
     Verified,
     field,
-    load_json_text,
     outgoing_payload,
     require_str,
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..event import HeaderMap
+from ._json import dump, load_object
 from ._parsing import bounded_header
 from .base import (
     HmacKey,
@@ -21,9 +22,7 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
-    dump,
     field,
-    load_object,
     match_body_mac,
     outgoing_payload,
     require_str,

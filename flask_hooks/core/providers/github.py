@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import PayloadError, VerificationError
 from ..event import HeaderMap
+from ._json import dump, load_json_text, load_object
 from ._parsing import bounded_header
 from .base import (
     HmacKey,
@@ -27,10 +28,7 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
-    dump,
     field,
-    load_json_text,
-    load_object,
     match_body_mac,
     outgoing_payload,
     require_str,

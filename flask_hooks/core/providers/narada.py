@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ConfigError, PayloadError, VerificationError
 from ..event import HeaderMap
+from ._json import dump, load_json, load_object
 from ._parsing import MAX_HEADER
 from .base import (
     Outgoing,
@@ -31,10 +32,7 @@ from .base import (
     SignedRequest,
     Tolerance,
     Verified,
-    dump,
     field,
-    load_json,
-    load_object,
     outgoing_payload,
     require_str,
     secret_bytes,

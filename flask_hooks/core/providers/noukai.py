@@ -15,6 +15,7 @@ from typing import Literal
 
 from ..errors import ConfigError, VerificationError
 from ..event import HeaderMap
+from ._json import dump, load_object
 from ._parsing import bounded_header, parse_slots
 from .base import (
     HmacKey,
@@ -26,9 +27,7 @@ from .base import (
     Verified,
     b64_text,
     check_timestamp,
-    dump,
     field,
-    load_object,
     match_encoded,
     outgoing_payload,
     require_str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..event import HeaderMap
+from ._json import dump, load_json
 from ._parsing import bounded_header
 from .base import (
     HmacKey,
@@ -22,8 +23,6 @@ from .base import (
     Verified,
     b64_text,
     check_issued,
-    dump,
-    load_json,
     match_body_mac,
     outgoing_payload,
     require_str,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import VerificationError
 from ..event import HeaderMap
+from ._json import dump, load_object
 from ._parsing import MAX_HEADER, bounded_header
 from .base import (
     Outgoing,
@@ -32,9 +33,7 @@ from .base import (
     Tolerance,
     Verified,
     check_timestamp,
-    dump,
     field,
-    load_object,
     outgoing_payload,
     require_str,
 )

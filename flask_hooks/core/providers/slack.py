@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import PayloadError, VerificationError
 from ..event import HeaderMap
+from ._json import dump, load_json, load_json_text
 from ._parsing import bounded_header
 from .base import (
     HmacKey,
@@ -31,10 +32,7 @@ from .base import (
     Verified,
     check_issued,
     check_timestamp,
-    dump,
     field,
-    load_json,
-    load_json_text,
     match_body_mac,
     outgoing_payload,
     require_str,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError, VerificationError
 from ..event import HeaderMap
+from ._json import dump, load_object
 from ._parsing import MAX_SLOTS, bounded_header
 from .base import (
     HmacKey,
@@ -29,9 +30,7 @@ from .base import (
     Verified,
     b64_text,
     check_timestamp,
-    dump,
     field,
-    load_object,
     match_encoded,
     outgoing_payload,
     require_str,
