@@ -8,6 +8,8 @@ arguments never break a subscriber.
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 from typing import Any
 
 from blinker import NamedSignal, Namespace
@@ -55,10 +57,36 @@ def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """
     if signal.is_muted:
         return
+    handling = sys.exc_info()[1]  # a failed handler's error, for handler_failed
     for receiver in signal.receivers_for(sender):
         try:
             receiver(sender, **kwargs)
-        except Exception:
-            logging.getLogger("flask_hooks").exception(
-                "a subscriber of %s raised; the delivery goes on", signal.name
-            )
+        except Exception as exc:
+            log, message = logging.getLogger("flask_hooks"), "a subscriber of %s raised; the delivery goes on"
+            if handling is None:
+                log.error(message, signal.name, exc_info=exc)
+            else:  # told of a handler's error: no part of this traceback
+                log.error(message + "\n%s", signal.name, _own(exc, handling))
+
+
+def _own(error: BaseException, handling: BaseException | None) -> str:
+    """The traceback of a subscriber's ``error`` and of its own causes, without ``handling``.
+
+    A subscriber of ``handler_failed`` runs while the handler's error is being
+    handled, so that error is the context of its own, and its text may quote
+    a credential: the pipeline logged it already, with the credentials blanked.
+    """
+    shown = traceback.TracebackException.from_exception(error)
+    node, real = shown, error
+    for _ in range(100):  # along the chain as it is printed: a cause, else a shown context
+        if real.__cause__ is handling:
+            node.__cause__ = None
+        if real.__context__ is handling:
+            node.__context__ = None
+        if node.__cause__ is not None and real.__cause__ is not None:
+            node, real = node.__cause__, real.__cause__
+        elif node.__context__ is not None and real.__context__ is not None and not real.__suppress_context__:
+            node, real = node.__context__, real.__context__
+        else:
+            break
+    return "".join(shown.format()).rstrip()

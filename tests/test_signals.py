@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 from flask import Flask
 
 from flask_hooks import Event, Hooks, signals
-from tests.conftest import generic_post
+from tests.conftest import SECRET, generic_post
 
 ALL = [
     "delivery_received",
@@ -107,3 +109,29 @@ def test_rejected_ignored_and_failed(make_app: Callable[..., Flask], hooks: Hook
     failed = seen[9][1]
     assert failed["error"] is error and failed["event"].id == "e3"
     assert failed["handler"].endswith("failing")
+
+
+def test_a_raising_subscriber_is_logged_without_the_handlers_error_it_was_told_of(
+    make_app: Callable[..., Flask], hooks: Hooks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pipeline logs a failed handler's traceback with the credentials blanked; a
+    handler_failed subscriber raising in turn must not log that traceback again, whole."""
+
+    @hooks.on("fails")
+    def failing(event: Event) -> None:
+        raise RuntimeError(f"could not use {SECRET}")
+
+    def reporter(sender: Flask, error: BaseException, **extra: Any) -> None:
+        assert sys.exc_info()[1] is error  # subscribers still run while it is being handled
+        try:
+            raise OSError("socket closed")
+        except OSError:
+            raise ConnectionError("reporter down")  # noqa: B904 - its context, as a subscriber's often is
+
+    app = make_app(hooks)
+    with signals.handler_failed.connected_to(reporter, app), caplog.at_level(logging.ERROR, "flask_hooks"):
+        assert generic_post(app.test_client(), {"id": "e1", "type": "fails"}).status_code == 500
+    assert "a subscriber of handler-failed raised" in caplog.text
+    assert "reporter down" in caplog.text and "socket closed" in caplog.text  # its own error, whole
+    assert "could not use" in caplog.text  # the pipeline's own line, blanked
+    assert SECRET not in caplog.text
