@@ -7,6 +7,7 @@ arguments never break a subscriber.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import traceback
@@ -53,13 +54,17 @@ def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
     """Send ``signal``; a subscriber that raises is logged and changes nothing.
 
     Subscribers observe deliveries: one that fails must not keep a claim
-    held (every retry a 409) or turn a duplicate into a 500.
+    held (every retry a 409) or turn a duplicate into a 500. An ``async def``
+    subscriber runs through the app's ``ensure_sync``, as for Flask's own
+    signals (called directly, it would return a coroutine that never runs).
     """
     if signal.is_muted:
         return
     handling = sys.exc_info()[1]  # a failed handler's error, for handler_failed
     for receiver in signal.receivers_for(sender):
         try:
+            if inspect.iscoroutinefunction(receiver):
+                receiver = sender.ensure_sync(receiver)
             receiver(sender, **kwargs)
         except Exception as exc:
             log, message = logging.getLogger("flask_hooks"), "a subscriber of %s raised; the delivery goes on"
