@@ -155,6 +155,11 @@ def resolve(
     url = pick("url")
     if not isinstance(url, str) or not url.startswith("/"):
         raise ConfigError(f"{prefix}URL must be a path starting with '/', not {url!r}")
+    if "?" in url or "#" in url:  # the rule would never match: every delivery a 404
+        raise ConfigError(
+            f"{prefix}URL is a path, matched without the query string: {url!r} has a '?' or '#'"
+            " that no request path has"
+        )
     provider = get_provider(pick("provider"))
     secrets = _secrets(prefix + "SECRET", pick("secret"), provider)
     if provider.needs_secret and not secrets:

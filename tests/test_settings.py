@@ -143,6 +143,8 @@ def test_receivers_sharing_a_store_url_share_the_store(make_app: Callable[..., F
         ("tolerance", "soon", "HOOKS_TOLERANCE"),
         ("max_body", 1.5, "HOOKS_MAX_BODY"),
         ("url", "webhooks", "HOOKS_URL"),
+        ("url", "/webhooks?source=stripe", "HOOKS_URL is a path.* no request path has"),
+        ("url", "/webhooks#stripe", "HOOKS_URL is a path.* no request path has"),
         ("provider", "carrier-pigeon", "unknown provider"),
         ("store", "ftp://x", "unknown store URL"),
         ("store", Path("hooks.db"), "HOOKS_STORE must be a store URL .* or a DedupeStore, not PosixPath"),
