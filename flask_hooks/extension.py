@@ -203,6 +203,11 @@ class Hooks:
             )
         settings = resolve(self.name, self.options, app.config, import_name=app.import_name)
         for other in state.receivers.values():
+            if other.settings.prefix == settings.prefix:  # names apart in case only
+                raise ConfigError(
+                    f"receivers {other.name!r} and {self.name!r} both read {settings.prefix}*:"
+                    " each would take the other's secret; give them names that differ in more than case"
+                )
             if other.settings.url.rstrip("/") == settings.url.rstrip("/"):
                 raise ConfigError(f"receivers {other.name!r} and {self.name!r} share the URL {settings.url}")
         _check_url_is_free(app, settings.url, settings.prefix)

@@ -88,6 +88,13 @@ def test_a_name_registered_twice_is_an_error(make_app: Callable[..., Flask]) -> 
         Hooks(store="memory://").init_app(app)
 
 
+def test_names_that_read_the_same_keys_are_an_error(make_app: Callable[..., Flask]) -> None:
+    """``stripe`` and ``Stripe`` both read HOOKS_STRIPE_*: each would take the other's secret."""
+    app = make_app(Hooks(name="stripe", store="memory://"), HOOKS_STRIPE_SECRET="x")
+    with pytest.raises(ConfigError, match="'stripe' and 'Stripe' both read HOOKS_STRIPE_"):
+        Hooks(name="Stripe", store="memory://").init_app(app)
+
+
 def test_two_receivers_on_one_url_is_an_error(make_app: Callable[..., Flask]) -> None:
     with pytest.raises(ConfigError, match="share the URL"):
         make_app(
