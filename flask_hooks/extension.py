@@ -130,7 +130,8 @@ class Hooks:
     Every option is keyword-only and wins over the app config
     (``HOOKS_URL``, ``HOOKS_PROVIDER``, ``HOOKS_SECRET``, ``HOOKS_STORE``,
     ``HOOKS_DEDUPE_TTL``, ``HOOKS_LEASE``, ``HOOKS_TOLERANCE``,
-    ``HOOKS_MAX_BODY``; ``HOOKS_<NAME>_*`` for ``name="<name>"``).
+    ``HOOKS_MAX_BODY``, ``HOOKS_RETENTION``, ``HOOKS_NAMESPACE``;
+    ``HOOKS_<NAME>_*`` for ``name="<name>"``).
     """
 
     def __init__(
