@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
@@ -78,6 +79,24 @@ def test_handlers_sharing_a_default_name_all_run_with_stable_names(
     app = make_app(hooks)
     assert generic_post(app.test_client(), {"id": "evt_1", "type": "thing.done"}).status_code == 200
     assert seen == [0, 1, 2]
+
+
+def test_partials_and_callable_objects_get_default_names_without_an_address() -> None:
+    """Their repr holds a memory address, which another worker or the next deploy does not
+    share: a handler recorded as done under it would run again on the sender's retry."""
+
+    def notify(event: Event, channel: str) -> None: ...
+
+    class Notifier:
+        def __call__(self, event: Event) -> None: ...
+
+    hooks = Hooks()
+    hooks.on("a")(functools.partial(notify, channel="ops"))
+    hooks.on("a")(functools.partial(notify, channel="billing"))
+    hooks.on("a")(Notifier())
+    scope = f"{__name__}.test_partials_and_callable_objects_get_default_names_without_an_address.<locals>"
+    names = [r.name for r in hooks.router.routes]
+    assert names == [f"{scope}.notify", f"{scope}.notify#2", f"{scope}.Notifier"]
 
 
 def test_explicit_names_identify_handlers(make_app: Callable[..., Flask]) -> None:

@@ -9,6 +9,7 @@ declared (gidgethub's router returns an unordered set; we do not).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -39,9 +40,17 @@ def matches(pattern: str, type: str) -> bool:
 
 
 def handler_name(func: Handler) -> str:
-    """A name stable across processes, used to record each handler's success."""
-    module = getattr(func, "__module__", None) or "?"
-    qualname = getattr(func, "__qualname__", None) or repr(func)
+    """A name stable across processes, used to record each handler's success.
+
+    A ``functools.partial`` is named after its function and a callable object
+    after its class: their repr holds a memory address, which another worker
+    or the next deploy does not share.
+    """
+    target: Any = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    module = getattr(target, "__module__", None) or "?"
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
     return f"{module}.{qualname}"
 
 
