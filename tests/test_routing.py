@@ -133,6 +133,23 @@ def test_async_and_generator_handlers_are_refused_at_registration() -> None:
     assert hooks.router.routes == []
 
 
+def test_callable_objects_whose_call_is_async_or_a_generator_are_refused() -> None:
+    """As their functions are: ``async def __call__`` returned a coroutine that never ran."""
+    hooks = Hooks()
+
+    class Coroutine:
+        async def __call__(self, event: Event) -> None: ...
+
+    class Generator:
+        def __call__(self, event: Event) -> object:
+            yield b"x"
+
+    for func in (Coroutine(), Generator()):
+        with pytest.raises(ConfigError, match=r"async|generator"):
+            hooks.on("a")(func)
+    assert hooks.router.routes == []
+
+
 def test_one_function_under_two_names_is_refused() -> None:
     """It ran twice for an event both registrations matched (``"*"`` and ``"order.*"``)."""
     router = Router()

@@ -61,13 +61,14 @@ def _check_runs_when_called(func: Handler) -> None:
     the delivery would be answered 200 and recorded as done, its work never
     done, or done while its reply is read with a failure nobody sees.
     """
-    target = inspect.unwrap(func)
-    if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
-        raise ConfigError(f"handler {handler_name(func)} is async: handlers are plain functions")
-    if inspect.isgeneratorfunction(target):
-        raise ConfigError(
-            f"handler {handler_name(func)} is a generator (it yields): return its reply instead"
-        )
+    call = type(func).__call__ if callable(func) else None  # a callable object's method
+    for target in (inspect.unwrap(func), call):
+        if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+            raise ConfigError(f"handler {handler_name(func)} is async: handlers are plain functions")
+        if inspect.isgeneratorfunction(target):
+            raise ConfigError(
+                f"handler {handler_name(func)} is a generator (it yields): return its reply instead"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
