@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import logging
@@ -171,6 +172,9 @@ def _notify(name: str, **kwargs: Any) -> None:
 
 def _run(route: Route, event: Event) -> Reply | None:
     value = route.func(event)
+    if inspect.iscoroutine(value):  # an ``async def``'s, handed back: none of its work ran
+        value.close()
+        raise TypeError(f"handler {route.name} returned a coroutine, which never runs: return its reply")
     try:
         return render(value)
     except Exception:

@@ -170,6 +170,23 @@ def test_an_unrenderable_return_value_is_done_with_the_default_body(
     assert "not a response" in caplog.text
 
 
+def test_a_returned_coroutine_is_not_done(counted: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A plain function handing back an ``async def``'s coroutine: none of its work ran."""
+    ran: list[str] = []
+
+    async def work(event: Event) -> None:
+        ran.append(event.id)
+
+    app, calls = counted(work)
+    client = app.test_client()
+    for _ in range(2):
+        response = generic_post(client, PAYLOAD)
+        assert response.status_code == 500
+        assert response.get_json() == {"status": "error", "reason": "handler failed"}
+    assert calls == ["evt_1", "evt_1"] and ran == []  # released: the sender's retry runs it again
+    assert "returned a coroutine" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("value", "status", "body"),
     [
