@@ -75,7 +75,8 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
     except ValueError:  # an unclosed "[" of an IPv6 host
         raise ConfigError(f"{shown!r}: {NOT_A_URL}") from None
     scheme = parts.scheme.lower()
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    # Blank values kept: ``?timeout=`` is a mistake to report, not the default.
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     if scheme == "memory":
         return MemoryStore()
     if scheme == "sqlite":
@@ -93,6 +94,13 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             raise ConfigError(f"{shown!r} names no file")
         if path == ":memory:" or path.startswith("file:") or query.get("mode") == "memory":
             raise ConfigError(f"{shown!r}: {NOT_A_FILE}")
+        # A misspelt option (``?synchronus=normal``, ``?timout=30``) would be ignored: the
+        # store would run with a default its operator meant to change.
+        unknown = sorted(set(query) - _SQLITE_PARAMS)
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            takes = "the SQLite store takes ?timeout= and ?synchronous="
+            raise ConfigError(f"{shown!r}: unknown parameter {names}; {takes}")
         if not os.path.isabs(path):
             path = os.path.join(instance_path, path)
         try:
@@ -127,6 +135,9 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         " (postgresql+psycopg://...)"
     )
 
+
+#: The query parameters of a ``sqlite:`` URL: :class:`~flask_hooks.stores.sqlite.SqliteStore`'s options.
+_SQLITE_PARAMS = frozenset({"timeout", "synchronous"})
 
 #: What to install for a SQLAlchemy driver module of another name than its package's.
 _DRIVER_PACKAGES = {

@@ -55,3 +55,23 @@ def test_file_paths_are_relative_to_the_instance_folder_or_absolute(tmp_path: Pa
     assert isinstance(relative, SqliteStore) and isinstance(absolute, SqliteStore)
     assert (relative.path, relative.timeout) == (str(tmp_path / "sub" / "hooks.sqlite3"), 0.5)
     assert absolute.path == str(tmp_path / "abs.sqlite3")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("timout=30", "'timout'"),  # a misspelt option would leave the 2 s default
+        ("synchronus=normal", "'synchronus'"),
+        ("mode=ro", "'mode'"),  # SQLite's own URI options are not passed to it
+        ("timeout=1&cache=shared", "'cache'"),
+    ],
+)
+def test_an_unknown_parameter_is_refused(tmp_path: Path, query: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown parameter {named}.*timeout=.*synchronous="):
+        open_store(f"sqlite:///hooks.sqlite3?{query}", instance_path=str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["timeout", "synchronous"])
+def test_a_blank_value_is_refused_not_the_default(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name}="):
+        open_store(f"sqlite:///hooks.sqlite3?{name}=", instance_path=str(tmp_path))
