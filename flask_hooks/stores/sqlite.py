@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+import zlib
 from collections.abc import Collection
 
 from ..core.errors import LeaseLost, StoreUnavailable
@@ -44,6 +45,8 @@ log = logging.getLogger("flask_hooks")
 _PURGE_EVERY = 64
 _PURGE_BATCH = 64
 _SWEEP_MAX = 2 * _PURGE_EVERY
+#: A receiver's log is trimmed to ``log_size`` after about one of its lines in this many.
+_TRIM_EVERY = 64
 #: An explicit purge of many rows, after each full batch, checkpoints and leaves the
 #: writers' lock alone this many times as long as both took, so receivers keep most of it.
 _PURGE_PAUSE = 4.0
@@ -264,7 +267,10 @@ class SqliteStore(Connections, DedupeStore):
             inbox.attach(db, ns, entry, line)
         sql = "INSERT INTO hooks_log (ns, status, entry) VALUES (?, ?, ?)"
         seq = db.execute(sql, (ns, entry.status, line)).lastrowid or 0
-        if seq % 64 == 0:
+        # Not ``seq % 64``: the sequence is every receiver's, and one whose lines all took odd
+        # numbers (two receivers fed in turn) never trimmed its own. A hash of both is as
+        # steady as the sequence, and spreads each receiver's trims over its own lines.
+        if zlib.crc32(f"{seq}:{ns}".encode()) % _TRIM_EVERY == 0:
             db.execute(
                 "DELETE FROM hooks_log WHERE ns = ? AND seq <= (SELECT seq FROM hooks_log"
                 " WHERE ns = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",

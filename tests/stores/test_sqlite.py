@@ -239,3 +239,16 @@ def test_a_completion_after_the_lease_still_keeps_the_record_for_its_ttl(tmp_pat
     assert store.purge(NS, now=T0 + 561) == 1
     with pytest.raises(LeaseLost):
         store.complete(NS, "late", "stale-token", outcome="received", reply=None, now=T0, ttl=60)
+
+
+def test_each_receivers_log_is_trimmed_whatever_the_others_write_between(tmp_path: Path) -> None:
+    """Two receivers fed in turn: one took every odd line number, and trimming at multiples of
+    64 of the shared sequence left its log to grow without end."""
+    path = str(tmp_path / "hooks.sqlite3")
+    store = SqliteStore(path, synchronous="OFF", log_size=10)
+    for n in range(40 * sqlite_store._TRIM_EVERY):
+        for ns in ("billing", "shipping"):
+            store.log(ns, LogEntry(f"evt_{n}", "a.b", "received", 200))
+    store.close()
+    lines = count(path, "SELECT sum(ns = 'billing'), sum(ns = 'shipping') FROM hooks_log")
+    assert max(lines) <= 10 + 20 * sqlite_store._TRIM_EVERY, lines
