@@ -87,9 +87,11 @@ class Connections:
     def __init__(self, path: str, *, timeout: float, synchronous: str) -> None:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
-        if not 0 <= timeout <= MAX_TIMEOUT:
+        # Not 0, which reads as "no limit" and never waits: every write that met another
+        # thread's or worker's (a claim meeting a completion) would answer 503.
+        if not 0 < timeout <= MAX_TIMEOUT:
             limit = f"{MAX_TIMEOUT:.0f}"
-            raise ValueError(f"timeout must be a number of seconds from 0 to {limit}, not {timeout!r}")
+            raise ValueError(f"timeout must be a number of seconds above 0, at most {limit}, not {timeout!r}")
         if path in ("", ":memory:") or path.startswith("file:"):
             raise ValueError(f"{path!r}: {NOT_A_FILE}")
         self.path = path
