@@ -222,8 +222,12 @@ def forget(db: sqlite3.Cursor, ns: str, id: str, now: float, lease: float) -> bo
 
 def purge(db: sqlite3.Cursor, ns: str | None, now: float, received_before: float | None, limit: int) -> int:
     """Delete up to ``limit`` rows past their retention (of every receiver when ``ns`` is None),
-    or kept and received before ``received_before``; never one a live claim holds."""
-    due, args = ["retained_until <= ?"], [now]
+    or kept and received before ``received_before``; never one a live claim holds.
+
+    Nor one that still counts as a duplicate: this version keeps ``retained_until`` at or past
+    ``expires_at``, but a 0.1 worker still running on a file it migrated (a rolling restart)
+    writes records with the column's default, 0."""
+    due, args = ["(retained_until <= ? AND expires_at <= ?)"], [now, now]
     if received_before is not None:
         due.append("received_at < ?")  # NULL (not kept) never is
         args.append(received_before)

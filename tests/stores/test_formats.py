@@ -140,3 +140,32 @@ def test_a_0_1_0_file_is_migrated_in_place(tmp_path: Path) -> None:
     assert store.purge("ns", now=T0 + 3601) == 1  # done_1; free_1 is retained for a day now
     store.close()
     assert SqliteStore(str(path)).deliveries("ns")  # a migrated file opens again as it is
+
+
+def test_a_record_a_0_1_0_worker_writes_into_a_migrated_file_is_kept_while_it_dedupes(
+    tmp_path: Path,
+) -> None:
+    """A rolling restart: a 0.1.0 worker still running completes a delivery in the file a new
+    worker migrated, in 0.1.0's statements, which leave ``retained_until`` at its default, 0.
+    The new worker's purge took that for a retention long over and deleted the record, so the
+    sender's duplicate ran the handlers again."""
+    path = tmp_path / "hooks.sqlite3"
+    written_by_0_1_0(path, SCHEMA_0_1)
+    store = SqliteStore(str(path))
+    store.deliveries("ns")  # migrates
+    with sqlite3.connect(path) as db:  # 0.1.0's claim, then its completion
+        db.execute(
+            "INSERT OR IGNORE INTO hooks_deliveries (ns, id, state, token, lease_until, expires_at)"
+            " VALUES ('ns', 'old_worker', 'inflight', 't', ?, ?)",
+            (T0 + 30, T0 + 3600),
+        )
+        db.execute(
+            "UPDATE hooks_deliveries SET state = 'done', token = '', reply = NULL, outcome = 'received',"
+            " expires_at = ? WHERE ns = 'ns' AND id = 'old_worker' AND token = 't'",
+            (T0 + 3600,),
+        )
+    db.close()
+    assert store.purge("ns", now=T0 + 60) == 0
+    assert store.claim("ns", "old_worker", now=T0 + 60, lease=30, ttl=3600).state == "done"
+    assert store.purge("ns", now=T0 + 3601) == 3  # once it expires, with 0.1.0's own two
+    store.close()
