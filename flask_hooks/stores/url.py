@@ -90,8 +90,14 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         if parts.netloc:
             raise ConfigError(f"{shown!r}: write sqlite:///relative/path or sqlite:////absolute/path")
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if not path:
+        if not path or path.endswith("/"):
             raise ConfigError(f"{shown!r} names no file")
+        # Each would open another file than the one written, silently: a "#" ends the URL
+        # (sqlite:///hooks#2.db is "hooks"), and "~" is no home here but a folder of that name.
+        if "#" in url:
+            raise ConfigError(f"{shown!r}: a '#' ends a URL, and the path stops before it; rename the file")
+        if path.startswith("~"):
+            raise ConfigError(f"{shown!r}: '~' is not expanded; write the absolute path, sqlite:////home/...")
         if path == ":memory:" or path.startswith("file:") or query.get("mode") == "memory":
             raise ConfigError(f"{shown!r}: {NOT_A_FILE}")
         # A misspelt option (``?synchronus=normal``, ``?timout=30``) would be ignored: the

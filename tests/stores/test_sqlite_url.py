@@ -77,3 +77,18 @@ def test_an_unknown_parameter_is_refused(tmp_path: Path, query: str, named: str)
 def test_a_blank_value_is_refused_not_the_default(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match=f"{name}="):
         open_store(f"sqlite:///hooks.sqlite3?{name}=", instance_path=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sqlite:///hooks#2.sqlite3", "'#' ends a URL"),  # opened "hooks"
+        ("sqlite:////srv/app/hooks#prod.sqlite3", "'#' ends a URL"),
+        ("sqlite:///~/hooks.sqlite3", "'~' is not expanded"),  # made a folder named "~"
+        ("sqlite:///data/", "names no file"),  # a 503 for every delivery
+    ],
+)
+def test_a_path_that_would_open_another_file_is_refused(tmp_path: Path, url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        open_store(url, instance_path=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
