@@ -51,17 +51,20 @@ _TRIM_EVERY = 64
 #: writers' lock alone this many times as long as both took, so receivers keep most of it.
 _PURGE_PAUSE = 4.0
 
+#: Nothing inserted when the delivery has a record; not ``INSERT OR IGNORE``, which also drops
+#: a row its table refuses (a NOT NULL column a newer version added): the claim found no
+#: record then, and raised a TypeError, a 500, where the constraint's error is a 503.
 _INSERT_NEW = (
-    "INSERT OR IGNORE INTO hooks_deliveries"
+    "INSERT INTO hooks_deliveries"
     " (ns, id, state, token, lease_until, expires_at, retained_until, status)"
-    " VALUES (?, ?, 'inflight', ?, ?, ?, ?, 'in-flight')"
+    " VALUES (?, ?, 'inflight', ?, ?, ?, ?, 'in-flight') ON CONFLICT DO NOTHING"
 )
 #: The same with the kept columns, naming the copy that ``inbox.store_copy`` stores next.
 _INSERT_NEW_KEPT = (
-    "INSERT OR IGNORE INTO hooks_deliveries"
+    "INSERT INTO hooks_deliveries"
     " (ns, id, state, token, lease_until, expires_at, retained_until, status,"
     " type, received_at, secret_index, kept)"
-    f" VALUES (?, ?, 'inflight', ?, ?, ?, ?, 'in-flight', ?, ?, ?, {inbox.NEXT_SEQ})"
+    f" VALUES (?, ?, 'inflight', ?, ?, ?, ?, 'in-flight', ?, ?, ?, {inbox.NEXT_SEQ}) ON CONFLICT DO NOTHING"
 )
 
 

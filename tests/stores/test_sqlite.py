@@ -86,7 +86,7 @@ def test_completions_and_marks_wait_for_the_disk_claims_do_not(tmp_path: Path) -
     # either way. A lost completion or mark would run a handler twice.
     store = SqliteStore(str(tmp_path / "hooks.sqlite3"))
     assert commits(store, ["mark", "complete"]) == [
-        ("INSERT OR", "NORMAL"),
+        ("INSERT INTO", "NORMAL"),
         ("SELECT handlers", "FULL"),
         ("UPDATE hooks_deliveries", "FULL"),
     ]
@@ -127,10 +127,10 @@ def test_the_kept_copy_and_the_attempts_ride_in_the_deliverys_own_transactions(t
     done = transactions(store, run)
     assert len(done) == 6  # two per attempt, as without the inbox
     claim, release, retry, completion, _, _ = done
-    assert claim == (["INSERT OR", "INSERT INTO"], "NORMAL")  # the record with its kept columns, the copy
+    assert claim == (["INSERT INTO", "INSERT INTO"], "NORMAL")  # the record with its kept columns, the copy
     assert release[1] == "NORMAL" and release[0][0] == "UPDATE hooks_deliveries"
     assert "INSERT INTO" in release[0]  # the log line, with the attempt
-    assert retry == (["INSERT OR", "SELECT state,", "UPDATE hooks_deliveries"], "NORMAL")
+    assert retry == (["INSERT INTO", "SELECT state,", "UPDATE hooks_deliveries"], "NORMAL")
     assert completion == (["UPDATE hooks_deliveries", "INSERT INTO"], "FULL")
     kept = store.get(NS, "evt_1")
     assert kept is not None and [a.status for a in kept.attempts] == ["error", "received"]

@@ -226,3 +226,26 @@ def test_a_store_that_cannot_be_opened_is_unavailable_and_says_why(
     [error] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert str(target) in error.getMessage() and reason in error.getMessage()
     assert reason not in down.get_data(as_text=True)
+
+
+def test_a_table_that_refuses_the_new_row_is_unavailable_not_a_500(
+    make_app: Callable[..., Flask], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file a newer version wrote, whose deliveries table has a NOT NULL column this one does
+    not fill: ``INSERT OR IGNORE`` dropped the row without a word, the claim then found no
+    record and raised a TypeError (a 500); the constraint's error is a 503 that names it."""
+    path = tmp_path / "hooks.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE hooks_deliveries (ns TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,"
+            " token TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0, expires_at REAL NOT NULL,"
+            " handlers TEXT NOT NULL DEFAULT '{}', reply TEXT, outcome TEXT NOT NULL DEFAULT '',"
+            " shard INTEGER NOT NULL, PRIMARY KEY (id, ns)) WITHOUT ROWID"
+        )
+    db.close()
+    calls: list[str] = []
+    app = _counting_app(make_app, f"sqlite:///{path}", calls)
+    with caplog.at_level(logging.WARNING, "flask_hooks"):
+        down = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
+    assert (down.status_code, "Retry-After" in down.headers, calls) == (503, True, [])
+    assert "shard" in caplog.text and "shard" not in down.get_data(as_text=True)
