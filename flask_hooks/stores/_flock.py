@@ -108,9 +108,11 @@ class WriterLock:
                 self._thread_lock.release()
 
     def _open(self) -> tuple[int, int]:
-        gate = os.open(self.path + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
+        # Beside the database itself, as SQLite's own files: every link to it shares one lock.
+        base = os.path.realpath(self.path)
+        gate = os.open(base + ".gate", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            return gate, os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            return gate, os.open(base + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         except BaseException:
             os.close(gate)
             raise

@@ -95,7 +95,8 @@ class Connections:
         if path in ("", ":memory:") or path.startswith("file:"):
             raise ValueError(f"{path!r}: {NOT_A_FILE}")
         self.path = path
-        # What a fenced write checks is still the file it opened (:meth:`_replaced`).
+        # What a fenced write checks is still the file it opened (:meth:`_replaced`); the
+        # -wal and -shm are where each connection finds them (see ``_connect``).
         self._paths = (path, path + "-wal", path + "-shm")
         self.timeout = timeout
         self.synchronous = synchronous.upper()
@@ -162,6 +163,10 @@ class Connections:
                 conn.execute("BEGIN IMMEDIATE")
                 prepare(conn.cursor())
                 conn.execute("COMMIT")
+                # SQLite follows a symlinked file and keeps the -wal and -shm beside its target;
+                # looked for beside the link, they were missing: a 503 for every delivery.
+                real = os.path.realpath(self.path)
+                self._paths = (self.path, real + "-wal", real + "-shm")
                 files = self._files()
             finally:
                 self._writers.release()

@@ -206,3 +206,27 @@ def test_a_deleted_shm_is_unavailable_then_every_process_sees_the_same_commits(
     assert state_in_another_process(store.path, "evt_1") == "('done',)"
     deliver(store, "evt_2")  # into the index every process now shares
     assert state_in_another_process(store.path, "evt_2") == "('done',)"
+
+
+def test_a_symlinked_file_is_used_and_a_link_pointed_elsewhere_is_a_replaced_file(tmp_path: Path) -> None:
+    """SQLite follows the link and keeps the -wal and -shm beside the file it points to; they
+    were looked for beside the link, so every delivery got a 503. Every link shares the lock
+    beside the file, and a link pointed at another file is that file replaced."""
+    (tmp_path / "data").mkdir()
+    real, link = tmp_path / "data" / "hooks.sqlite3", tmp_path / "hooks.sqlite3"
+    link.symlink_to(real)
+    store, direct = SqliteStore(str(link)), SqliteStore(str(real))
+    try:
+        deliver(store, "evt_1")
+        assert direct.claim(NS, "evt_1", now=T0, lease=30, ttl=60).state == "done"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "hooks.sqlite3"]  # all beside it
+        other = tmp_path / "data" / "other.sqlite3"
+        link.unlink()
+        link.symlink_to(other)
+        with pytest.raises(StoreUnavailable):
+            store.claim(NS, "evt_2", now=T0, lease=30, ttl=60)
+        deliver(store, "evt_2")
+        assert (state(str(other), "evt_2"), state(str(real), "evt_2")) == ("done", None)
+    finally:
+        store.close()
+        direct.close()
