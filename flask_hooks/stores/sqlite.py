@@ -33,9 +33,9 @@ from .base import (
 
 log = logging.getLogger("flask_hooks")
 
-#: Rows past their retention are purged after every completion or release whose log
-#: line's rowid is a multiple of this: the count is the database's, not one process's,
-#: so workers restarted every few hundred requests purge too. A sweep removes up to
+#: Rows past their retention are purged after every log line (a completion's, a release's
+#: or one of its own) whose rowid is a multiple of this: the count is the database's, not
+#: one process's, so workers restarted every few hundred requests purge too. A sweep removes up to
 #: ``_SWEEP_MAX`` rows (twice the inflow, so a backlog shrinks), in transactions of
 #: ``_PURGE_BATCH`` that hold the writers' lock for a millisecond or a few each. The
 #: completion that sweeps answers after its sweep, and a backlog's rows are scattered
@@ -282,7 +282,12 @@ class SqliteStore(Connections, DedupeStore):
         return seq
 
     def log(self, ns: str, entry: LogEntry) -> None:
-        self._write(self._append, ns, entry, entry.to_json(), durable=False)
+        seq = self._write(self._append, ns, entry, entry.to_json(), durable=False)
+        # This line takes its turn at the sweep too, as of when it was received: were it
+        # left out, completions that each follow one (a duplicate of every delivery) could
+        # all take odd numbers and never sweep.
+        if entry.received_at:
+            self._maintain(seq, entry.received_at)
 
     def deliveries(self, ns: str, *, status: str | None = None, limit: int = 50) -> list[LogEntry]:
         sql = "SELECT entry FROM hooks_log WHERE ns = ?"

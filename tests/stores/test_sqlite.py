@@ -200,6 +200,26 @@ def test_expired_rows_are_purged_by_workers_that_never_live_long(tmp_path: Path)
     assert counts == (0, 3 * sqlite_store._PURGE_EVERY // 2, 1)  # by the retention, not the TTL
 
 
+@pytest.mark.parametrize("first_lines", [1, 2])
+def test_the_sweep_runs_whichever_lines_take_the_multiples(tmp_path: Path, first_lines: int) -> None:
+    """Each delivery completed, then its duplicate logged: the completions took every other
+    line number, and only a completion's could start the sweep; started odd, they never did
+    and expired rows piled up for good."""
+    path = str(tmp_path / "hooks.sqlite3")
+    store = SqliteStore(path, synchronous="OFF")
+    for _ in range(first_lines):
+        store.log(NS, LogEntry(None, None, "rejected", 401, received_at=T0))
+    for n in range(4 * sqlite_store._PURGE_EVERY):
+        id, now = f"evt_{n}", T0 + 100 * n
+        claim = store.claim(NS, id, now=now, lease=30, ttl=60)
+        entry = LogEntry(id, "a.b", "received", 200, received_at=now)
+        store.complete(NS, id, claim.token, outcome="received", reply=None, now=now, ttl=60, entry=entry)
+        store.log(NS, entry._replace(status="duplicate"))
+    store.close()
+    # Each expired 90 s after its completion: all but those of the last sweep's interval go.
+    assert count(path, "SELECT count(*) FROM hooks_deliveries") <= (sqlite_store._PURGE_EVERY,)
+
+
 def test_the_sweep_runs_after_the_completion_in_short_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
