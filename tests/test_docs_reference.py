@@ -1,0 +1,71 @@
+"""The documentation against the code, as a newcomer reads one beside the other.
+
+The public names of the contract are in the API reference, and what the
+pages link to in the packages resolves (a link that does not is rendered as
+plain text, silently: ``-W`` does not see it).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+#: What a user looks up in the API reference: the contract's public names.
+PUBLIC = {
+    "flask_hooks.Hooks",
+    "flask_hooks.Event",
+    "flask_hooks.Retry",
+    "flask_hooks.ConfigError",
+    "flask_hooks.InFlight",
+    "flask_hooks.inbox.Inbox",
+    "flask_hooks.inbox.Delivery",
+    "flask_hooks.inbox.Delivery.owed",
+    "flask_hooks.inbox.Attempt",
+    "flask_hooks.providers.Provider",
+    "flask_hooks.defer.CeleryQueue",
+    "flask_hooks.defer.RQQueue",
+    "flask_hooks.noukai.fetch_full_output",
+    "flask_hooks.dashboard.Dashboard",
+    "flask_hooks.stores.DedupeStore",
+    "flask_hooks.stores.redis.RedisStore",
+    "flask_hooks.stores.sql.SqlStore",
+    "flask_hooks.stores.sql.connection",
+    "flask_hooks.stores.sql.metadata",
+    "pytest_hooks.delivery.SignedDelivery",
+    "pytest_hooks.sender.Report",
+    "pytest_hooks.presets.Preset",
+}
+
+
+@pytest.fixture(scope="module")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The Python objects the built docs define, read from their ``objects.inv``."""
+    pytest.importorskip("sphinx", reason="building the docs needs the docs' requirements")
+    pytest.importorskip("pallets_sphinx_themes", reason="building the docs needs the docs' requirements")
+    out = tmp_path_factory.mktemp("docs")
+    command = [sys.executable, "-m", "sphinx", "-q", "-b", "html", "-d", str(out / "doctrees"), str(DOCS)]
+    done = subprocess.run([*command, str(out / "html")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    raw = (out / "html" / "objects.inv").read_bytes()
+    header_end = 0
+    for _ in range(4):  # four text lines, then the zlib-compressed entries
+        header_end = raw.index(b"\n", header_end) + 1
+    entries = zlib.decompress(raw[header_end:]).decode().splitlines()
+    return {line.split(" ", 1)[0] for line in entries if re.match(r"\S+ py:", line)}
+
+
+@pytest.mark.slow
+def test_every_public_name_is_in_the_api_reference(inventory: set[str]) -> None:
+    import flask_hooks.signals
+
+    signals = {f"flask_hooks.signals.{name}" for name in flask_hooks.signals.by_name}
+    missing = sorted((PUBLIC | signals) - inventory)
+    assert not missing, f"not in the API reference: {missing}"
