@@ -96,3 +96,18 @@ def test_the_pages_links_to_the_packages_resolve(built: Path) -> None:
         if Path(m["page"]).parent == DOCS
     ]
     assert not broken, "links to nothing (shown as plain text):\n" + "\n".join(broken)
+
+
+def test_every_option_of_the_hooks_commands_is_on_the_cli_page() -> None:
+    from flask_hooks.cli import cli  # with every command registered on it
+
+    page = (DOCS / "cli.rst").read_text(encoding="utf-8")
+    assert set(cli.commands) >= {"routes", "send", "deliveries", "show", "replay", "forget", "purge"}
+    missing = [
+        f"{name} {option}"
+        for name, command in cli.commands.items()
+        for param in command.params
+        for option in param.opts
+        if option.startswith("--") and not re.search(rf"``[^`]*{re.escape(option)}\b", page)
+    ]
+    assert not missing, f"options docs/cli.rst does not describe: {missing}"
