@@ -111,3 +111,13 @@ def test_every_option_of_the_hooks_commands_is_on_the_cli_page() -> None:
         if option.startswith("--") and not re.search(rf"``[^`]*{re.escape(option)}\b", page)
     ]
     assert not missing, f"options docs/cli.rst does not describe: {missing}"
+
+
+def test_every_setting_is_in_the_quickstarts_table() -> None:
+    """The quickstart's table is where a user looks for a config key and its default."""
+    from flask_hooks.settings import DEFAULTS
+
+    page = (DOCS / "quickstart.rst").read_text(encoding="utf-8")
+    table = page[page.index(".. list-table::", page.index("Configuration\n")) :]
+    rows = set(re.findall(r"^    \* - ``(HOOKS_\w+)``", table, re.M))
+    assert rows == {f"HOOKS_{option.upper()}" for option in DEFAULTS}
