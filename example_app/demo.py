@@ -28,7 +28,7 @@ from werkzeug.serving import make_server
 from flask_hooks.core.providers.base import Outgoing
 from flask_hooks.extension import get_state
 
-from . import create_app
+from . import DEFAULTS, create_app
 from .webhooks import hooks
 
 EXPECTED = [(200, "received"), (200, "duplicate"), (401, "rejected")]
@@ -56,6 +56,16 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
     return status, json.loads(raw)
+
+
+def login_hint(app: Flask, base: str) -> str:
+    """How to get past the dashboard's login: the development password is shown, one of yours is not."""
+    password = app.config["EXAMPLE_ADMIN_PASSWORD"]
+    if not password:
+        return "the login is off: set EXAMPLE_ADMIN_PASSWORD to open it"
+    if password == DEFAULTS["EXAMPLE_ADMIN_PASSWORD"]:
+        return f"log in at {base}/login with the development password {password}"
+    return f"log in at {base}/login with EXAMPLE_ADMIN_PASSWORD"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                 answers.append((status, body.get("status")))
                 print(f"{label:<42} {delivery.id}  ->  {status} {json.dumps(body)}")
             if args.serve:
-                print(f"\ndashboard: {base}/hooks/ (log in at {base}/login with EXAMPLE_ADMIN_PASSWORD)")
+                print(f"\ndashboard: {base}/hooks/ ({login_hint(app, base)})")
                 print("serving until Ctrl-C", flush=True)
                 with contextlib.suppress(KeyboardInterrupt):
                     threading.Event().wait()

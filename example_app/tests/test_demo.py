@@ -7,7 +7,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_serve_says_how_to_log_in_to_the_dashboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newcomer who never read the source learns the development password, never a real one."""
+    from example_app import create_app
+    from example_app.demo import login_hint
+
+    monkeypatch.delenv("EXAMPLE_ADMIN_PASSWORD", raising=False)
+    base = "http://127.0.0.1:5000"
+    hint = login_hint(create_app(instance_path=str(tmp_path / "a")), base)
+    assert hint == f"log in at {base}/login with the development password dev-admin-password"
+    own = create_app({"EXAMPLE_ADMIN_PASSWORD": "correct horse"}, instance_path=str(tmp_path / "b"))
+    assert "correct horse" not in login_hint(own, base) and "EXAMPLE_ADMIN_PASSWORD" in login_hint(own, base)
+    off = create_app({"EXAMPLE_ADMIN_PASSWORD": ""}, instance_path=str(tmp_path / "c"))
+    assert login_hint(off, base).startswith("the login is off")
 
 
 def test_demo_prints_received_duplicate_rejected(tmp_path: Path) -> None:
