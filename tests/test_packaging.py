@@ -378,3 +378,20 @@ def test_import_flask_hooks_is_light_and_exports_the_inbox_lazily() -> None:
         print("ok")
     """)
     assert _run(sys.executable, "-c", code, cwd=ROOT, timeout=60).strip() == "ok"
+
+
+def test_make_clean_removes_what_the_make_targets_and_the_build_leave(tmp_path: Path) -> None:
+    """``make demo`` and ``make test`` install the checkout in editable mode, which writes
+    ``flask_webhooks.egg-info`` into it (as ``python -m build`` does); the suite leaves
+    ``.hypothesis``. ``make clean`` takes the tree back to what git has."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    shutil.copy2(ROOT / "Makefile", tmp_path / "Makefile")
+    left = [".venv/bin", "docs/_build/html", "flask_webhooks.egg-info", ".hypothesis/examples"]
+    left += [".pytest_cache", ".mypy_cache", ".ruff_cache"]
+    for name in left:
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "file").write_text("x")
+    _run("make", "clean", cwd=tmp_path, timeout=60)
+    remaining = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert remaining == ["Makefile", "docs"], remaining
