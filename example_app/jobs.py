@@ -1,10 +1,11 @@
 """Outbound calls: submit a job with a ``callbackUrl``, fetch a full result.
 
-Narada (seed 002): ``POST .../remote-dispatch`` with ``callbackUrl``,
-``callbackHeaders`` (our bearer token) and ``callbackSecret``; the answer
-names the ``requestId`` its callback will carry. Noukai (seed 000):
-``POST .../jobs`` with ``callbackUrl``; a callback whose payload says
-``truncated`` is completed by :func:`flask_hooks.noukai.fetch_full_output`.
+Narada (its webhooks guide): ``POST .../remote-dispatch`` with
+``callbackUrl``, ``callbackHeaders`` (our bearer token) and
+``callbackSecret``; the answer names the ``requestId`` its callback will
+carry. Noukai (its "Receiving Webhooks" guide): ``POST .../jobs`` with
+``callbackUrl``; a callback whose payload says ``truncated`` is completed
+by :func:`flask_hooks.noukai.fetch_full_output`.
 """
 
 from __future__ import annotations

@@ -288,11 +288,12 @@ def test_the_readme_tour_and_its_test_pass_verbatim(tmp_path: Path) -> None:
 
 
 def test_what_ships_cites_no_document_a_user_cannot_read() -> None:
-    """The docs, the README and the packages' docstrings name public sources, not the
-    project's internal briefs ("seed 000", ``SENDERS.md``), which ship nowhere."""
+    """The docs, the README, the packages' docstrings and the example app (which the
+    quickstart sends a newcomer to read) name public sources, not the project's internal
+    briefs ("seed 000", ``SENDERS.md``), which ship nowhere."""
     internal = re.compile(r"\bseed \d{3}\b|SENDERS\.md", re.I)
     shipped = [ROOT / "README.md", *(ROOT / "docs").glob("*.rst")]
-    shipped += [path for package in PACKAGES for path in (ROOT / package).rglob("*.py")]
+    shipped += [path for package in (*PACKAGES, "example_app") for path in (ROOT / package).rglob("*.py")]
     cited = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in shipped

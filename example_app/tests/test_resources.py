@@ -44,7 +44,7 @@ def test_other_event_types_are_acknowledged_as_ignored(app: Flask, signed_delive
 def test_lost_responses_and_outages_still_store_the_event_once(
     app: Flask, webhook_sender: Any, signed_delivery: Any
 ) -> None:
-    """The archived sender (seed 003) retries at 60 s and 300 s; the handler runs once."""
+    """The archived sender ("Working with Webhooks") retries at 60 s and 300 s; the handler runs once."""
     delivery = signed_delivery("resource.created", {"data": {"object": {"id": "res_3"}}}, receiver=hooks)
     report = webhook_sender(schedule="archived").send(delivery, faults=["lost", 503])
     assert report.delivered, str(report)
