@@ -10,6 +10,7 @@ import itertools
 import os
 import secrets
 import threading
+import zlib
 
 from ..core.store import CLOCK_SKEW as CLOCK_SKEW
 from ..core.store import FORMAT_VERSION as FORMAT_VERSION
@@ -71,3 +72,13 @@ def new_token() -> str:
     return f"{_Process.token_prefix}.{next(_Process.counter):x}"
 
 
+def takes_turn(seq: int, ns: str, every: int) -> bool:
+    """Whether log line ``seq`` of receiver ``ns`` is the one in about ``every`` that does
+    housekeeping (a trim, a sweep).
+
+    Not ``seq % every``: the sequence is every receiver's, and one whose lines all
+    took odd numbers (two receivers fed in turn) would never take a turn. A hash
+    of both is as steady as the sequence and spreads each receiver's turns over
+    its own lines.
+    """
+    return bool(seq) and zlib.crc32(f"{seq}:{ns}".encode()) % every == 0

@@ -56,6 +56,7 @@ from .base import (
     Reply,
     encode_reply,
     lease_is_live,
+    takes_turn,
 )
 
 __all__ = ["SqlStore", "connection", "metadata"]
@@ -63,8 +64,8 @@ __all__ = ["SqlStore", "connection", "metadata"]
 log = logging.getLogger("flask_hooks")
 
 
-#: The log is trimmed to ``log_size`` when its sequence crosses a multiple of this, and
-#: a receiver's rows past their retention are swept (a bounded batch) at multiples of the other.
+#: A receiver's log is trimmed to ``log_size`` after about one in this many of its lines,
+#: and its rows past their retention are swept (a bounded batch) after one in the other.
 _TRIM_EVERY = 64
 _SWEEP_EVERY = 256
 _SWEEP_BATCH = 500
@@ -130,14 +131,16 @@ class SqlStore(Connections, DedupeStore):
     # The delivery log.
 
     def log(self, ns: str, entry: LogEntry) -> None:
-        self._maintain(ns, self._write(writes.append, ns, entry), 0.0)  # no ``now``: trim, sweep nothing
+        # As of when it was received: a line logged on its own (every duplicate's) takes its
+        # turn at the sweep too, or completions that each follow one might never take theirs.
+        self._maintain(ns, self._write(writes.append, ns, entry), entry.received_at or 0.0)
 
     def _maintain(self, ns: str, seq: int, now: float) -> None:
         """Now and then, trim the log and sweep expired rows: best effort, in their own transactions."""
         try:
-            if seq and seq % _TRIM_EVERY == 0:
+            if takes_turn(seq, ns, _TRIM_EVERY):
                 self._core(lambda conn: conn.execute(trim_log(ns, self.log_size)))
-            if seq and seq % _SWEEP_EVERY == 0 and now:
+            if takes_turn(seq, ns, _SWEEP_EVERY) and now:
                 self.purge(ns, now=now, limit=_SWEEP_BATCH)
         except StoreUnavailable:
             log.debug("housekeeping of the SQL store failed; trying again later", exc_info=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-import zlib
 from collections.abc import Collection
 
 from ..core.errors import LeaseLost, StoreUnavailable
@@ -29,6 +28,7 @@ from .base import (
     encode_reply,
     lease_is_live,
     new_token,
+    takes_turn,
 )
 
 log = logging.getLogger("flask_hooks")
@@ -270,10 +270,7 @@ class SqliteStore(Connections, DedupeStore):
             inbox.attach(db, ns, entry, line)
         sql = "INSERT INTO hooks_log (ns, status, entry) VALUES (?, ?, ?)"
         seq = db.execute(sql, (ns, entry.status, line)).lastrowid or 0
-        # Not ``seq % 64``: the sequence is every receiver's, and one whose lines all took odd
-        # numbers (two receivers fed in turn) never trimmed its own. A hash of both is as
-        # steady as the sequence, and spreads each receiver's trims over its own lines.
-        if zlib.crc32(f"{seq}:{ns}".encode()) % _TRIM_EVERY == 0:
+        if takes_turn(seq, ns, _TRIM_EVERY):
             db.execute(
                 "DELETE FROM hooks_log WHERE ns = ? AND seq <= (SELECT seq FROM hooks_log"
                 " WHERE ns = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
