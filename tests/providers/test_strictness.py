@@ -284,3 +284,13 @@ def test_standard_webhooks_id_is_verified_as_it_is_deduplicated(spelling: str) -
     headers["webhook-id"] = spelling
     with pytest.raises(VerificationError):
         provider.verify(Headers(headers), request.body, keys, now=NOW, tolerance=WIDE)
+
+
+@pytest.mark.parametrize("escape", [b"%FF", b"%ED%A0%80", b"%C3"])
+def test_slack_form_fields_that_are_not_utf8_are_refused(escape: bytes) -> None:
+    # Slack sends UTF-8; a field that is not would reach the handler as U+FFFD, unsigned.
+    with pytest.raises(PayloadError) as info:
+        Slack().parse(Headers({}), b"trigger_id=t1&command=/deploy&text=" + escape)
+    assert info.value.reason == "body is neither JSON nor a form"
+    parsed = Slack().parse(Headers({}), b"trigger_id=t1&command=/deploy&text=%C3%A9")
+    assert parsed.payload["text"] == "\u00e9"

@@ -105,8 +105,10 @@ class Slack(HmacProvider):
     @staticmethod
     def _parse_form(body: bytes, attempt: int) -> Parsed:
         try:
-            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), max_num_fields=256))
-        except (UnicodeDecodeError, ValueError):
+            # errors="strict": a percent-escape that is not UTF-8 would otherwise reach the
+            # handler as U+FFFD, a value nobody signed.
+            form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), max_num_fields=256, errors="strict"))
+        except ValueError:  # UnicodeDecodeError included
             raise PayloadError("body is neither JSON nor a form") from None
         if "payload" in form:
             payload: Any = load_json_text(form["payload"])
