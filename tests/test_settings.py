@@ -312,6 +312,26 @@ def test_a_driver_whose_module_is_not_its_package_names_the_package(
         make_app(Hooks(), HOOKS_STORE=url)
 
 
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("redis+sentinel://127.0.0.1:26379/mymaster", "for Redis Sentinel, pass its client"),
+        ("postgresql+nodriver://u@127.0.0.1/db", "postgresql+psycopg://"),
+        ("cockroach+psycopg://u@127.0.0.1/db", "postgresql+psycopg://"),
+    ],
+)
+def test_a_scheme_no_store_takes_is_a_config_error_naming_the_schemes(
+    make_app: Callable[..., Flask], url: str, hint: str
+) -> None:
+    """A ``+`` scheme goes to SQLAlchemy: one with no dialect raised its NoSuchModuleError."""
+    pytest.importorskip("sqlalchemy")
+    scheme = url.partition(":")[0]
+    with pytest.raises(ConfigError, match=f"unknown store URL .*{re.escape(scheme)}") as raised:
+        make_app(Hooks(), HOOKS_STORE=url)
+    assert "sqlite:///, redis://, rediss://, unix://, memory://" in str(raised.value)
+    assert hint in str(raised.value)
+
+
 def test_an_engine_as_the_store_says_to_wrap_it_in_sql_store(make_app: Callable[..., Flask]) -> None:
     sa = pytest.importorskip("sqlalchemy")
     engine = sa.create_engine("sqlite://")

@@ -128,18 +128,30 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             from .sql import SqlStore
         except ImportError as exc:
             raise ConfigError(f"{shown!r} needs SQLAlchemy: pip install 'flask-webhooks[sql]'") from exc
+        from sqlalchemy.exc import NoSuchModuleError
+
         try:
             return SqlStore(url)
+        except NoSuchModuleError:  # no dialect of that name: redis+sentinel://, postgresql+typo://
+            hint = _REDIS_CLIENT if scheme.startswith("redis") else ""
+            what = f"unknown store URL {shown!r}: no SQLAlchemy dialect {scheme!r}"
+            raise ConfigError(f"{what}; {_SCHEMES}{hint}") from None
         except ModuleNotFoundError as exc:  # the URL's database driver
             top = (exc.name or "").partition(".")[0]
             extra = _DRIVER_PACKAGES.get(top, top)
             raise ConfigError(f"{shown!r} needs the {exc.name} driver: pip install {extra}") from None
         except ValueError as exc:  # ?timeout=abc, a port that is no number
             raise ConfigError(f"{shown!r}: {exc}") from None
-    raise ConfigError(
-        f"unknown store URL {shown!r}; use sqlite:///, redis://, memory:// or a SQLAlchemy URL"
-        " (postgresql+psycopg://...)"
-    )
+    raise ConfigError(f"unknown store URL {shown!r}; {_SCHEMES}")
+
+
+#: The store URLs :func:`open_store` takes, as an error says them.
+_SCHEMES = (
+    "use sqlite:///, redis://, rediss://, unix://, memory:// or a SQLAlchemy URL whose dialect is installed"
+    " (postgresql+psycopg://..., mysql+pymysql://...)"
+)
+#: For a ``redis+...://`` URL: Sentinel has no URL here, but its client is a ``redis.Redis``.
+_REDIS_CLIENT = "; for Redis Sentinel, pass its client: Hooks(store=RedisStore(sentinel.master_for(name)))"
 
 
 #: The query parameters of a ``sqlite:`` URL: :class:`~flask_hooks.stores.sqlite.SqliteStore`'s options.
