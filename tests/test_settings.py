@@ -166,6 +166,30 @@ def test_invalid_settings_fail_at_init_app(
         make_app(Hooks(**{option: value}))  # type: ignore[arg-type]
 
 
+class _Custom(Provider):
+    """A scheme of the user's own: no preset name to suggest."""
+
+
+@pytest.mark.parametrize(
+    ("cls", "said"),
+    [
+        (GitHub, "provider GitHub is a class; pass an instance: GitHub(), or its name 'github'"),
+        (Narada, "provider Narada is a class; pass an instance: Narada(), or its name 'narada'"),
+        (_Custom, "provider _Custom is a class; pass an instance: _Custom()"),
+    ],
+)
+@pytest.mark.parametrize("given", ["keyword", "config"])
+def test_a_provider_class_says_to_pass_an_instance(
+    make_app: Callable[..., Flask], cls: type[Provider], said: str, given: str
+) -> None:
+    """``provider=Stripe`` (the class) was an "unknown provider", which lists the names it is one of."""
+    with pytest.raises(ConfigError, match=f"^{re.escape(said)}$"):
+        if given == "keyword":
+            make_app(Hooks(provider=cls))  # type: ignore[arg-type]
+        else:
+            make_app(Hooks(), HOOKS_PROVIDER=cls)
+
+
 #: Presets whose signature covers a timestamp, with a secret each accepts.
 TIMESTAMPED = {
     "stripe": "whsec_test",

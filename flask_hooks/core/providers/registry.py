@@ -37,5 +37,9 @@ def get_provider(spec: str | Provider) -> Provider:
         return spec
     if isinstance(spec, str) and spec.lower() in PRESETS:
         return PRESETS[spec.lower()]()
+    if isinstance(spec, type) and issubclass(spec, Provider):  # Hooks(provider=Stripe)
+        names = [name for name, cls in PRESETS.items() if cls is spec]
+        short = f", or its name {names[0]!r}" if names else ""
+        raise ConfigError(f"provider {spec.__name__} is a class; pass an instance: {spec.__name__}(){short}")
     known = ", ".join(sorted(PRESETS))
     raise ConfigError(f"unknown provider {spec!r}; use one of {known} or a Provider instance")
