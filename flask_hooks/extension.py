@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Blueprint, Flask, current_app
 from flask.sansio.app import App
 from werkzeug.exceptions import HTTPException
 
@@ -191,11 +191,15 @@ class Hooks:
         """Resolve settings, open the store and add the receiver's URL rules.
 
         Raises :class:`ConfigError` when the receiver has no secret, a
-        setting is invalid, or a receiver with this name already exists.
+        setting is invalid, or a receiver with this name already exists, and
+        :class:`TypeError` when ``app`` is no Flask app (a blueprint).
         """
         from .cli import cli
         from .view import add_url_rules
 
+        if not isinstance(app, Flask):
+            hint = _BLUEPRINT_HINT if isinstance(app, Blueprint) else ""
+            raise TypeError(f"init_app() takes a Flask app, got {type(app).__name__}{hint}")
         state = app.extensions.setdefault("hooks", HooksState())
         if self.name in state.receivers:
             raise ConfigError(
@@ -242,6 +246,13 @@ class Hooks:
 
 #: The URL variable of our rules' host part on an app that matches hosts.
 HOST_ARG = "flask_hooks_host"
+
+
+#: A blueprint has no config or extensions of its own: the receiver goes on the app it is registered on.
+_BLUEPRINT_HINT = (
+    "; a blueprint has no config of its own: call init_app(app) with the app, in create_app"
+    " (the receiver serves HOOKS_URL on the app itself)"
+)
 
 
 def rule_host(app: App) -> str | None:

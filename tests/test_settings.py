@@ -286,6 +286,18 @@ def test_a_custom_scheme_is_told_how_to_say_it_checks_no_timestamp(make_app: Cal
     make_app(Hooks(provider=Untimed(), store="memory://", dedupe_ttl=60))
 
 
+def test_init_app_with_a_blueprint_says_it_takes_the_app() -> None:
+    """It raised AttributeError: 'Blueprint' object has no attribute 'extensions'."""
+    from flask import Blueprint
+
+    with pytest.raises(TypeError, match=r"^init_app\(\) takes a Flask app, got Blueprint; .* with the app"):
+        Hooks().init_app(Blueprint("webhooks", __name__))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^init_app\(\) takes a Flask app, got Blueprint"):
+        Hooks(Blueprint("webhooks", __name__))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^init_app\(\) takes a Flask app, got NoneType$"):
+        Hooks().init_app(None)  # type: ignore[arg-type]
+
+
 def test_receiver_before_init_app_says_what_to_do(tmp_path: Path) -> None:
     app = Flask("z", instance_path=str(tmp_path))
     with pytest.raises(RuntimeError, match="init_app"):
