@@ -150,6 +150,11 @@ def send_command(
         raise click.ClickException(
             f"no complete HTTP answer from {target} ({said}). Is --url the app's server and port?"
         ) from None
+    except TimeoutError:  # connected and sent, then no answer (urllib wraps only connect errors)
+        raise click.ClickException(
+            f"{target} took the request but did not answer: timed out after {timeout:g} s (--timeout)."
+            " Is a handler slow or stuck?"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise click.ClickException(

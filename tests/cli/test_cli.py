@@ -440,6 +440,37 @@ def test_send_explains_a_server_that_does_not_answer_in_http(
     assert result.stderr.startswith(f"Error: no complete HTTP answer from {url}/webhooks {said}")
 
 
+def test_send_says_it_timed_out_when_the_server_takes_the_request_and_never_answers(
+    make_app: MakeApp,
+) -> None:
+    """A handler stuck past --timeout: it said "could not reach", and the server had been reached."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def take_and_hold() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(10)
+            while conn.recv(65536):  # read the request, answer nothing, until the client hangs up
+                pass
+
+    thread = threading.Thread(target=take_and_hold, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        result = run(make_app(Hooks()), "send", "resource.created", "--url", url, "--timeout", "0.5")
+    finally:
+        thread.join(10)
+        listener.close()
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"Error: {url}/webhooks took the request but did not answer: timed out")
+    assert "after 0.5 s (--timeout)" in result.stderr
+    assert "could not reach" not in result.stderr
+
+
 # found by trying to break it ------------------------------------------------------
 
 
