@@ -330,8 +330,9 @@ class DedupeStore(ABC):
     ) -> list[Stored]:
         """Kept deliveries, newest first (``received_at``, then id, descending).
 
-        ``status`` is one of :data:`~flask_hooks.core.inbox.STATUSES` as of
-        ``now`` (an in-flight claim whose lease ran out is ``failed``);
+        ``status`` is a status of :class:`~flask_hooks.inbox.Delivery`
+        (``received``, ``ignored``, ``failed`` or ``in-flight``) as of ``now``
+        (an in-flight claim whose lease ran out is ``failed``);
         ``type`` a routing pattern; ``before`` the ``(received_at, id)`` of
         the last row of the previous page (keyset paging).
         """
