@@ -197,9 +197,7 @@ class Hooks:
         from .cli import cli
         from .view import add_url_rules
 
-        if not isinstance(app, Flask):
-            hint = _BLUEPRINT_HINT if isinstance(app, Blueprint) else ""
-            raise TypeError(f"init_app() takes a Flask app, got {type(app).__name__}{hint}")
+        require_app(app)
         state = app.extensions.setdefault("hooks", HooksState())
         if self.name in state.receivers:
             raise ConfigError(
@@ -248,11 +246,17 @@ class Hooks:
 HOST_ARG = "flask_hooks_host"
 
 
-#: A blueprint has no config or extensions of its own: the receiver goes on the app it is registered on.
-_BLUEPRINT_HINT = (
-    "; a blueprint has no config of its own: call init_app(app) with the app, in create_app"
-    " (the receiver serves HOOKS_URL on the app itself)"
-)
+def require_app(app: object) -> None:
+    """``TypeError`` unless ``app`` is a Flask app: a blueprint has no config or extensions of
+    its own, and without this check ``init_app`` fails inside, as if the bug were ours."""
+    if not isinstance(app, Flask):
+        hint = (
+            "; a blueprint has no config of its own: call init_app(app) with the app it is"
+            " registered on, in create_app"
+            if isinstance(app, Blueprint)
+            else ""
+        )
+        raise TypeError(f"init_app() takes a Flask app, got {type(app).__name__}{hint}")
 
 
 def rule_host(app: App) -> str | None:

@@ -15,7 +15,7 @@ from flask.sansio.app import App
 from flask.sansio.blueprints import BlueprintSetupState
 
 from ..core.errors import ConfigError
-from ..extension import rule_host
+from ..extension import require_app, rule_host
 
 EXTENSION_KEY = "hooks_dashboard"
 
@@ -105,9 +105,11 @@ class Dashboard:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Register the pages under ``url_prefix``; :class:`ConfigError` without ``SECRET_KEY``."""
+        """Register the pages under ``url_prefix``; :class:`~flask_hooks.ConfigError` without
+        ``SECRET_KEY``, ``TypeError`` when ``app`` is no Flask app (a blueprint)."""
         from .views import bp
 
+        require_app(app)
         if EXTENSION_KEY in app.extensions:
             raise ConfigError("a Dashboard is already registered on this app")
         if not app.config.get("SECRET_KEY"):

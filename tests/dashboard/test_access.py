@@ -49,6 +49,14 @@ def test_init_app_refuses_a_second_dashboard(shop: Shop) -> None:
         Dashboard(shop.app, allow=lambda: True)
 
 
+def test_init_app_with_a_blueprint_says_it_takes_the_app() -> None:
+    """It raised AttributeError: 'Blueprint' object has no attribute 'extensions'."""
+    from flask import Blueprint
+
+    with pytest.raises(TypeError, match=r"^init_app\(\) takes a Flask app, got Blueprint; .* registered on"):
+        Dashboard(allow=lambda: True).init_app(Blueprint("admin", __name__))  # type: ignore[arg-type]
+
+
 def test_the_root_is_no_prefix() -> None:
     with pytest.raises(ConfigError, match="url_prefix"):
         Dashboard(url_prefix="/", allow=lambda: True)
