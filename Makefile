@@ -67,4 +67,4 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -W -b doctest docs docs/_build/doctest
 
 clean:
-	rm -rf $(VENV) docs/_build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) docs/_build build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
