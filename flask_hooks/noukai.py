@@ -58,7 +58,7 @@ def is_truncated(event: Event | Any) -> bool:
 
 
 def execution_id(event: Event | Any) -> str:
-    """The job's ``executionId``, or :class:`PayloadError` when there is none."""
+    """The job's ``executionId``, or :class:`~flask_hooks.PayloadError` when there is none."""
     payload = event.payload if isinstance(event, Event) else event
     for place in _places(payload):
         value = place.get("executionId")
@@ -82,8 +82,8 @@ def fetch_full_output(
 
     A body or job without an ``output`` field is returned whole.
 
-    Raises :class:`requests.HTTPError` (non-2xx) or another
-    :class:`requests.RequestException`; let it fail the handler so the
+    Raises ``requests.HTTPError`` (non-2xx) or another
+    ``requests.RequestException``; let it fail the handler so the
     delivery is retried rather than acknowledged with partial output.
     """
     payload = event.payload if isinstance(event, Event) else event

@@ -204,7 +204,7 @@ class SignedDelivery:
         """Sign ``payload`` as ``type`` with the receiver's provider and key.
 
         ``body`` instead of ``payload``: these exact bytes are posted and
-        signed (:func:`sign_exact`), with the headers the provider derives
+        signed as they are, never re-serialized, with the headers the provider derives
         from ``type``, ``id`` and ``timestamp``.
         """
         if body is not None:

@@ -74,7 +74,7 @@ def _iso(timestamp: float) -> str:
 
 
 class ProviderAPI:
-    """Owns one :class:`responses.RequestsMock` (``.mock``) for one test."""
+    """Owns one ``responses.RequestsMock`` (``.mock``) for one test."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app

@@ -130,14 +130,9 @@ def test_every_setting_is_in_the_quickstarts_table() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "documented",
-    [
-        "flask_hooks.inbox.Delivery.shown_payload",  # linked the undocumented hidden()
-        "flask_hooks.core.store.DedupeStore.query",  # linked STATUSES, a name in no page
-    ],
-)
-def test_the_inbox_docstrings_links_resolve(built: Path, documented: str) -> None:
+def test_the_docstrings_links_resolve(built: Path) -> None:
+    """A role in a docstring whose target is in no page renders as plain text (``hidden``,
+    ``STATUSES``, ``LeaseLost`` read from the wrong module); ``-W`` does not see it."""
     warnings = (built / "warnings.txt").read_text(encoding="utf-8")
-    broken = [m["target"] for m in UNRESOLVED_IN_DOCSTRING.finditer(warnings) if m["object"] == documented]
-    assert not broken, f"{documented}'s docstring links to nothing (shown as plain text): {broken}"
+    broken = sorted({f"{m['object']}: {m['target']}" for m in UNRESOLVED_IN_DOCSTRING.finditer(warnings)})
+    assert not broken, "docstrings linking to nothing (shown as plain text):\n" + "\n".join(broken)

@@ -258,11 +258,11 @@ class DedupeStore(ABC):
 
     @abstractmethod
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
-        """Record that one handler succeeded; :class:`LeaseLost` if not ours."""
+        """Record that one handler succeeded; :class:`~flask_hooks.LeaseLost` if not ours."""
 
     @abstractmethod
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
-        """Extend a running claim's lease to ``now + lease``; :class:`LeaseLost` if not ours.
+        """Extend a running claim's lease to ``now + lease``; :class:`~flask_hooks.LeaseLost` if not ours.
 
         Called only for handlers that run for a good part of their lease,
         so a slow handler is not taken over (and run twice) while it runs.
@@ -281,7 +281,7 @@ class DedupeStore(ABC):
         ttl: float,
         entry: LogEntry | None = None,
     ) -> None:
-        """Mark the delivery done (and log it) durably; :class:`LeaseLost` if not ours."""
+        """Mark the delivery done (and log it) durably; :class:`~flask_hooks.LeaseLost` if not ours."""
 
     @abstractmethod
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:

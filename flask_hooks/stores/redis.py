@@ -88,14 +88,14 @@ class RedisStore(Connections, DedupeStore):
     client must wait a bounded time (``socket_timeout``), or a Redis that
     stopped answering would hold every request rather than answer 503.
     Any Redis error (refused, timed out, read-only replica, out of memory)
-    is :class:`StoreUnavailable`, so the sender gets a 503 and retries.
+    is :class:`~flask_hooks.StoreUnavailable`, so the sender gets a 503 and retries.
 
     A server that may evict keys (module docstring) is refused the same
     way, with an ERROR log naming the fix, unless ``allow_eviction``; so is
     a replica, whatever ``allow_eviction`` says. The policy and the role
     come from ``INFO memory`` and ``INFO replication`` (``CONFIG GET`` is
     often disabled on managed Redis), one round trip read before the first
-    operation and again after any Redis error, :meth:`close`, or
+    operation and again after any Redis error, ``close()``, or
     (re)connection of a client built from a URL; an operation that
     reconnected is refused before it returns. A ready client's connections
     are not ours to hook: it is rechecked after errors and ``close`` only.

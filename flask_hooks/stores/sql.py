@@ -79,7 +79,7 @@ class SqlStore(Connections, DedupeStore):
     context, as requests and CLI commands have). An engine built here from
     a URL pings a connection that sat idle in its pool before using it (so
     it survives a restarted server) and, on PostgreSQL, bounds connecting and lock waits by ``timeout``
-    seconds and statements by six times that; :meth:`close` disposes it.
+    seconds and statements by six times that; ``close()`` disposes it.
     An engine or ``db`` given is the app's: configure those bounds there
     (see the docs), the store only bounds its own lock waits.
     """
@@ -234,7 +234,7 @@ class SqlStore(Connections, DedupeStore):
         claimed it), nothing matches, everything rolls back, and
         :class:`LeaseLost` is raised. An exception from ``run`` rolls back
         and propagates (a database that went away becomes
-        :class:`StoreUnavailable`). With ``SqlStore(db)`` the transaction
+        :class:`~flask_hooks.StoreUnavailable`). With ``SqlStore(db)`` the transaction
         is ``db.session``'s; otherwise :func:`connection` gives it.
         """
         engine, statements = self._prepared()

@@ -88,7 +88,7 @@ class HmacKey:
 
 
 def secret_bytes(name: str, secrets: Sequence[str]) -> tuple[bytes, ...]:
-    """The configured secrets as UTF-8, each a non-empty string, else a :class:`ConfigError`.
+    """The configured secrets as UTF-8, each a non-empty string, else a :class:`~flask_hooks.ConfigError`.
 
     A lone surrogate (``"\\ud800"``, what ``os.environ`` makes of undecodable
     bytes) has no UTF-8 form, so no sender can key with it.
@@ -122,7 +122,7 @@ class Provider(ABC):
 
     ``keys`` turns the configured secrets (newest first) into the
     provider's own credentials once, at ``init_app``; a secret in the
-    wrong format is a :class:`ConfigError` there rather than a failure per
+    wrong format is a :class:`~flask_hooks.ConfigError` there rather than a failure per
     request. ``verify`` gets those credentials back, and ``sign`` one of
     them.
     """
@@ -176,11 +176,11 @@ class Provider(ABC):
         now: float,
         tolerance: Tolerance,
     ) -> Verified:
-        """Check ``body`` against ``headers``; raise :class:`VerificationError`."""
+        """Check ``body`` against ``headers``; raise :class:`~flask_hooks.VerificationError`."""
 
     @abstractmethod
     def parse(self, headers: HeaderMap, body: bytes) -> Parsed:
-        """Extract id, type and payload; raise :class:`PayloadError`."""
+        """Extract id, type and payload; raise :class:`~flask_hooks.PayloadError`."""
 
     @abstractmethod
     def sign(self, outgoing: Outgoing, key: Key) -> SignedRequest:
