@@ -171,7 +171,10 @@ def _notify(name: str, **kwargs: Any) -> None:
 
 
 def _run(route: Route, event: Event) -> Reply | None:
-    value = route.func(event)
+    try:
+        value = route.func(event)
+    except HTTPException as exc:  # flask.abort(): the handler's answer, as if it returned it
+        return aborted(exc)
     if inspect.iscoroutine(value):  # an ``async def``'s, handed back: none of its work ran
         value.close()
         raise TypeError(f"handler {route.name} returned a coroutine, which never runs: return its reply")
@@ -276,6 +279,22 @@ def render(value: object) -> Reply | None:
         return Reply(status, current_app.json.dumps(data).encode(), "application/json")
     response = current_app.make_response(value)  # type: ignore[arg-type]
     return Reply(response.status_code, response.get_data(), response.content_type or "")
+
+
+def aborted(exc: HTTPException) -> Reply | None:
+    """What a handler's ``flask.abort()`` answers: the status it chose, as a return value would.
+
+    ``abort(422)`` is the handler's "not done", like ``return "...", 422``:
+    the claim is released and the sender retries. Werkzeug's page for it
+    would quote the ``description`` (often exception text) in HTML, so the
+    body is the JSON an error gets. ``abort(response)`` is that response,
+    as if it were returned.
+    """
+    if exc.response is not None:
+        return render(exc.response)
+    status = exc.code or 500
+    body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
+    return Reply(status, body, "application/json")
 
 
 def refuse() -> Response:

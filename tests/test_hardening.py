@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, redirect
+from flask import Flask, Response, abort, redirect
 from flask_wtf import CSRFProtect
 
 from flask_hooks import ConfigError, Event, Hooks, signals
@@ -202,6 +202,35 @@ def test_a_non_2xx_return_is_not_done(counted: Any, value: Any, status: int, bod
         response = generic_post(client, PAYLOAD)
         assert (response.status_code, response.data) == (status, body)
     assert calls == ["evt_1", "evt_1"]  # released: the sender's retry runs it again
+
+
+@pytest.mark.parametrize(
+    ("aborting", "status", "body"),
+    [
+        (lambda: abort(422, "hunter2"), 422, {"status": "error", "reason": "handler answered 422"}),
+        (lambda: abort(503), 503, {"status": "error", "reason": "handler answered 503"}),
+        (lambda: abort(Response('{"busy": true}', 429, mimetype="application/json")), 429, {"busy": True}),
+    ],
+    ids=["abort-422", "abort-503", "abort-response"],
+)
+def test_a_handler_aborting_is_not_done_with_its_status(
+    counted: Any, aborting: Callable[[], Any], status: int, body: Any
+) -> None:
+    # flask.abort() in a handler was a 500 "handler failed", whatever status it chose.
+    attempts: list[int] = []
+
+    def handler(event: Event) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            aborting()
+
+    app, calls = counted(handler)
+    client = app.test_client()
+    first = generic_post(client, PAYLOAD)
+    assert (first.status_code, first.mimetype, first.get_json()) == (status, "application/json", body)
+    assert b"hunter2" not in first.data and b"<" not in first.data  # not werkzeug's page, nor its description
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}  # released: the retry runs it
+    assert calls == ["evt_1", "evt_1"]
 
 
 def test_a_redirect_return_is_never_answered(counted: Any) -> None:
