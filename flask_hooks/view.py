@@ -19,6 +19,7 @@ from . import signals
 from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
 from .core.event import Event
+from .core.replies import reply_headers
 from .core.routing import Route
 from .extension import Receiver, get_state, rule_host
 from .stores.base import Reply
@@ -158,8 +159,8 @@ def receive(**_host: str) -> Response:
         outcome = receiver.pipeline.refuse(body, notify=_notify)
     status, headers, data = answer(outcome, receiver.provider)
     response = Response(data, status=status, content_type=headers[0][1])
-    for name, value in headers[1:]:  # Content-Type comes first; then Retry-After, if any
-        response.headers[name] = value
+    for name, value in headers[1:]:  # Content-Type comes first; then Retry-After, a handler's own
+        response.headers.add(name, value)
     return response
 
 
@@ -268,7 +269,8 @@ def render(value: object) -> Reply | None:
 
     A dict or list (alone, or with a status) is JSON written like the fixed
     bodies (``{"status": "received"}``), through the app's JSON provider;
-    anything else is what Flask makes of it.
+    anything else is what Flask makes of it, with the headers
+    :func:`~flask_hooks.core.replies.reply_headers` keeps.
     """
     if value is None:
         return None
@@ -278,7 +280,8 @@ def render(value: object) -> Reply | None:
     if isinstance(data, (dict, list)):
         return Reply(status, current_app.json.dumps(data).encode(), "application/json")
     response = current_app.make_response(value)  # type: ignore[arg-type]
-    return Reply(response.status_code, response.get_data(), response.content_type or "")
+    headers = reply_headers(response.headers.items())
+    return Reply(response.status_code, response.get_data(), response.content_type or "", headers)
 
 
 def aborted(exc: HTTPException) -> Reply | None:
@@ -294,7 +297,8 @@ def aborted(exc: HTTPException) -> Reply | None:
         return render(exc.response)
     status = exc.code or 500
     body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
-    return Reply(status, body, "application/json")
+    # Werkzeug's headers for it: abort(503, retry_after=30)'s Retry-After.
+    return Reply(status, body, "application/json", reply_headers(exc.get_headers()))
 
 
 def refuse() -> Response:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, abort, jsonify, request
 
 from flask_hooks import Event, Hooks, Retry
 from flask_hooks.stores import MemoryStore
@@ -88,6 +88,44 @@ def test_return_value_kinds(app: Flask, hooks: Hooks, value: Any, body: bytes, m
     assert first.get_data() == second.get_data() == body
     assert first.mimetype == second.mimetype == mimetype
     assert first.status_code == second.status_code
+
+
+@pytest.mark.parametrize("store", ["memory://", "sqlite"])
+def test_a_handlers_headers_are_answered_and_replayed(
+    make_app: Callable[..., Flask], tmp_path: Any, store: str
+) -> None:
+    # The reply kept the body and the Content-Type only: Slack's X-Slack-No-Retry never reached it.
+    hooks = Hooks(store=f"sqlite:///{tmp_path / 'hooks.db'}" if store == "sqlite" else store)
+    app = make_app(hooks)
+    sent = {"X-Slack-No-Retry": "1", "Link": "<a>", "Set-Cookie": "session=1", "Content-Length": "99"}
+
+    @hooks.on("*")
+    def handled(event: Event) -> Response:
+        response = Response("ok", 200, sent, mimetype="text/plain")
+        response.headers.add("Link", "<b>")
+        return response
+
+    client = app.test_client()
+    for response in (generic_post(client, payload()), generic_post(client, payload())):
+        assert (response.status_code, response.data, response.mimetype) == (200, b"ok", "text/plain")
+        assert response.headers["X-Slack-No-Retry"] == "1"
+        assert response.headers.getlist("Link") == ["<a>", "<b>"]
+        assert "Set-Cookie" not in response.headers and response.headers["Content-Length"] == "2"
+
+
+def test_a_not_done_reply_answers_its_retry_after(app: Flask, hooks: Hooks) -> None:
+    returned = iter([("busy", 503, {"Retry-After": "30"}), None])
+    hooks.on("*")(lambda e: next(returned))
+    client = app.test_client()
+    busy = generic_post(client, payload())
+    assert (busy.status_code, busy.data, busy.headers.get("Retry-After")) == (503, b"busy", "30")
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+def test_an_abort_answers_werkzeugs_retry_after(app: Flask, hooks: Hooks) -> None:
+    hooks.on("*")(lambda e: abort(503, retry_after=30))
+    busy = generic_post(app.test_client(), payload())
+    assert (busy.status_code, busy.headers.get("Retry-After")) == (503, "30")
 
 
 def test_flask_response_helpers_work_as_return_values(app: Flask, hooks: Hooks) -> None:

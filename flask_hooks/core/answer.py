@@ -40,7 +40,7 @@ class Outcome(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """What the sender receives; ``headers`` start with the Content-Type."""
+    """What the sender receives; ``headers`` start with the Content-Type (a name may repeat)."""
 
     status: int
     headers: tuple[tuple[str, str], ...]
@@ -51,7 +51,8 @@ def answer(outcome: Outcome, provider: Provider) -> Answer:
     """Map an outcome (its recorded reply, or its error) to the response."""
     reply = outcome.reply
     if reply is not None:
-        return Answer(reply.status, (("Content-Type", reply.content_type or JSON),), reply.body)
+        kept = (("Content-Type", reply.content_type or JSON), *reply.headers)
+        return Answer(reply.status, kept, reply.body)
     error = outcome.error
     if error is None:
         body = _STATUS_BODIES.get(outcome.kind) or json.dumps({"status": outcome.kind}).encode()

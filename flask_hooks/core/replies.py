@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .errors import HookError
 from .event import Event
@@ -12,9 +12,36 @@ from .store import Reply
 
 log = logging.getLogger("flask_hooks")
 
-#: A handler's reply larger than this is not stored (every duplicate would get
-#: it again): the delivery is answered with the default body instead.
+#: A handler's reply (body and headers) larger than this is not stored (every
+#: duplicate would get it again): the delivery is answered with the default body instead.
 MAX_REPLY = 64 * 1024
+
+#: Headers of a handler's response that are not its to keep: the Content-Type is
+#: the reply's own field, framing and connection headers are the server's (a stored
+#: Content-Length would be wrong for the body a duplicate gets), and a cookie stored
+#: with the delivery would be handed to every duplicate.
+_NOT_KEPT = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "date",
+        "server",
+        "set-cookie",
+    }
+)
+
+
+def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The headers of a handler's response that its reply keeps (``X-Slack-No-Retry``,
+    ``Retry-After``), in order, repeated ones too."""
+    return tuple((name, value) for name, value in pairs if name.lower() not in _NOT_KEPT)
 
 
 class Declined(HookError):
@@ -48,11 +75,12 @@ def accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
     refuse_not_done(reply)
     if reply is None:
         return None
-    if len(reply.body) > MAX_REPLY:
+    size = len(reply.body) + sum(len(name) + len(value) for name, value in reply.headers)
+    if size > MAX_REPLY:
         log.error(
             "handler %s returned %d bytes for %s (more than %d): answered with the default body",
             route.name,
-            len(reply.body),
+            size,
             event.id,
             MAX_REPLY,
         )

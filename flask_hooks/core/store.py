@@ -44,19 +44,28 @@ FORMAT_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """A recorded response, replayed verbatim to duplicates."""
+    """A recorded response, replayed verbatim to duplicates.
+
+    ``headers`` are the handler's own (``X-Slack-No-Retry``, ``Retry-After``),
+    those :func:`~flask_hooks.core.replies.reply_headers` keeps; the
+    Content-Type is ``content_type``.
+    """
 
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "v": FORMAT_VERSION,
             "status": self.status,
             "body": base64.b64encode(self.body).decode("ascii"),
             "content_type": self.content_type,
         }
+        if self.headers:  # added in 0.2 (a reader that predates it ignores it)
+            data["headers"] = [list(pair) for pair in self.headers]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Reply | None:
@@ -64,7 +73,8 @@ class Reply:
         if data is None:
             return None
         content_type = str(data.get("content_type", "application/json"))
-        return cls(int(data["status"]), base64.b64decode(data.get("body", "")), content_type)
+        headers = tuple((str(name), str(value)) for name, value in data.get("headers") or ())
+        return cls(int(data["status"]), base64.b64decode(data.get("body", "")), content_type, headers)
 
 
 _NO_HANDLERS: Mapping[str, Reply | None] = types.MappingProxyType({})

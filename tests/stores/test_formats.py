@@ -17,6 +17,7 @@ from flask_hooks.core.store import (
     decode_handlers,
     decode_reply,
     encode_handlers,
+    encode_reply,
 )
 from flask_hooks.stores.sqlite import SqliteStore
 
@@ -44,6 +45,14 @@ def test_new_records_carry_a_version_and_ignore_fields_added_later() -> None:
     marks = {"h": Reply(200, b"x"), "v": None}
     assert json.loads(encode_handlers(marks))["v"] == FORMAT_VERSION
     assert decode_handlers(encode_handlers(marks)) == marks
+
+
+def test_a_replys_headers_are_kept_and_old_replies_have_none() -> None:
+    reply = Reply(200, b"ok", "text/plain", (("X-Slack-No-Retry", "1"), ("Link", "<a>"), ("Link", "<b>")))
+    assert decode_reply(encode_reply(reply)) == reply
+    assert decode_handlers(encode_handlers({"h": reply})) == {"h": reply}
+    assert "headers" not in json.loads(encode_reply(Reply(200, b"x")) or "")  # as 0.1.0 wrote it
+    assert decode_reply(OLD_REPLY) == Reply(202, b'{"ok":1}', "application/json", ())
 
 
 #: The schema 0.1 created, in its two shapes (early files: key (ns, id), AUTOINCREMENT, a log index).
