@@ -9,6 +9,7 @@ import inspect
 import io
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
@@ -136,7 +137,8 @@ def _refused_method(req: Request) -> Response | None:
         endpoint = adapter.match(method="POST")[0] if adapter is not None else None
     except HTTPException:
         return None
-    return refuse() if endpoint in get_state(app).endpoints else None
+    # Allow names every method the URL serves (RFC 9110), a page the app has there too.
+    return refuse(error.valid_methods or ()) if endpoint in get_state(app).endpoints else None
 
 
 def receive(**_host: str) -> Response:
@@ -301,7 +303,11 @@ def aborted(exc: HTTPException) -> Reply | None:
     return Reply(status, body, "application/json", reply_headers(exc.get_headers()))
 
 
-def refuse() -> Response:
-    """The answer to every method but POST at a receiver's URL: a JSON 405, like every other answer."""
+def refuse(allowed: Iterable[str] = ()) -> Response:
+    """The answer to every method but POST at a receiver's URL: a JSON 405, like every other answer.
+
+    ``Allow`` lists POST and ``allowed``, the methods other views serve at the URL.
+    """
     body = json.dumps({"status": "method not allowed", "reason": "deliveries are POSTed"})
-    return Response(body, status=405, headers={"Allow": "POST"}, mimetype="application/json")
+    allow = ", ".join(sorted({"POST", *allowed}))
+    return Response(body, status=405, headers={"Allow": allow}, mimetype="application/json")
