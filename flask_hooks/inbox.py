@@ -20,7 +20,17 @@ from flask import Flask, current_app, has_app_context
 from .core.attempts import field_values
 from .core.deferral import handler_key, handler_namespace, worker_lease
 from .core.errors import InFlight, StoreUnavailable
-from .core.inbox import STATUSES, Stored, is_credential, is_text, mask_fields, payload_of, redacted_names
+from .core.inbox import (
+    STATUSES,
+    Parse,
+    Stored,
+    form_of,
+    is_credential,
+    is_text,
+    mask_fields,
+    payload_of,
+    redacted_names,
+)
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
 from .view import _notify, _run
@@ -83,16 +93,26 @@ class Delivery:
     receiver: str
     #: Body fields the provider declares as credentials, masked by :meth:`shown_payload`.
     masked: tuple[str, ...] = ()
+    #: The provider's ``parse`` (``Provider.parse``), which reads a body that is not JSON (a form post).
+    parse: Callable[..., Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def payload(self) -> Any:
-        """The body parsed as JSON (None when it is not JSON)."""
-        return payload_of(self.body)
+        """The body parsed as JSON, or a form post as the provider reads it (:attr:`form`);
+        None when neither reads it."""
+        return payload_of(self.body, self.headers, self.parse)
+
+    @property
+    def form(self) -> Any:
+        """The payload of a body that is not JSON, as the provider reads it: a Slack
+        command's fields, the JSON in a ``payload`` field (Slack's interactions,
+        GitHub's form content type). None for a JSON body."""
+        return form_of(self.body, self.headers, self.parse)
 
     def shown_payload(self, secrets: Collection[str] = ()) -> Any:
         """The payload with the provider's credential fields masked, for pages and the CLI,
         and each of ``secrets`` (:func:`hidden`) blanked wherever else it is quoted."""
-        return blank(mask(payload_of(self.body), self.masked), secrets)
+        return blank(mask(self.payload, self.masked), secrets)
 
     @property
     def owed(self) -> bool:
@@ -113,12 +133,20 @@ def mask(payload: Any, fields: Collection[str]) -> Any:
 def hidden(delivery: Delivery, secrets: Collection[str]) -> list[str]:
     """What no view of ``delivery`` may show: ``secrets`` (its receiver's) and the
     values of its body's credential fields, wherever else the body quotes them."""
-    return _hidden(delivery.body, delivery.masked, secrets)
+    return _hidden(delivery.body, delivery.masked, secrets, delivery.headers, delivery.parse)
 
 
-def _hidden(body: bytes, masked: Collection[str], secrets: Collection[str]) -> list[str]:
+def _hidden(
+    body: bytes,
+    masked: Collection[str],
+    secrets: Collection[str],
+    headers: tuple[tuple[str, str], ...] = (),
+    parse: Parse | None = None,
+) -> list[str]:
     # The body is parsed only when the provider declares credential fields in it.
-    return [*secrets, *field_values(payload_of(body), masked)] if masked else [*secrets]
+    if not masked:
+        return [*secrets]
+    return [*secrets, *field_values(payload_of(body, headers, parse), masked)]
 
 
 def shown_header(name: str, value: str, names: Collection[str], secrets: Collection[str]) -> str:
@@ -166,8 +194,9 @@ class Inbox:
 
     def _delivery(self, stored: Stored) -> Delivery:
         routes = self.receiver.hooks.router.match(stored.type)
-        masked = self.receiver.provider.redacted_fields
-        secrets = _hidden(stored.body, masked, self.receiver.secrets)  # blanked in tracebacks and headers
+        masked, parse = self.receiver.provider.redacted_fields, self.receiver.provider.parse
+        # Blanked in tracebacks and headers.
+        secrets = _hidden(stored.body, masked, self.receiver.secrets, stored.headers, parse)
         names = redacted_names(self.receiver.provider.redacted_headers)
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
@@ -192,6 +221,7 @@ class Inbox:
             attempts=tuple(Attempt.from_entry(a, secrets) for a in stored.attempts),
             receiver=self.receiver.name,
             masked=masked,
+            parse=parse,
         )
 
     def _stored(self, id: str) -> Stored | None:

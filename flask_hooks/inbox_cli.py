@@ -110,7 +110,7 @@ def shown_body(delivery: Delivery, secrets: Collection[str] = ()) -> str:
     (:func:`~flask_hooks.inbox.hidden`) blanked, or escaped text."""
     if not delivery.body:
         return "(empty)"
-    if is_json(delivery.body):
+    if is_json(delivery.body) or delivery.form is not None:
         return json.dumps(delivery.shown_payload(secrets), indent=2, ensure_ascii=False)
     if delivery.masked:  # fields to mask in a body that cannot be parsed: show none of it
         return f"{MASK} (not JSON, so {', '.join(delivery.masked)} cannot be masked)"
@@ -145,7 +145,7 @@ def describe(delivery: Delivery, secrets: Collection[str] = ()) -> Iterator[str]
 
 
 def as_document(delivery: Delivery, secrets: Collection[str] = ()) -> dict[str, Any]:
-    d, parsed = delivery, is_json(delivery.body)
+    d, parsed = delivery, is_json(delivery.body) or delivery.form is not None
     body = None if parsed or not d.body else shown_body(d, secrets)
     return {
         "receiver": d.receiver,

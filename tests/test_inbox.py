@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote_plus
 
 import pytest
 from flask import Flask
 
 from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, signals
+from flask_hooks.dashboard.text import payload_text
 from flask_hooks.stores import MemoryStore
 from tests.conftest import generic_post
 from tests.helpers import ManualClock
@@ -359,3 +365,70 @@ def test_a_replay_killed_mid_handler_runs_once_when_its_lease_ran_out(make_app: 
     assert hooks.inbox(app).replay("evt_1").status == "received"
     assert runs == [False, True, True]
     assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+
+
+# Form posts ----------------------------------------------------------------------------------
+
+SLACK_TOKEN = "LEGACYTOKEN123"
+INTERACTION = {"type": "block_actions", "token": SLACK_TOKEN, "trigger_id": "1.2", "team": {"id": "T1"}}
+
+
+def _slack(body: bytes) -> dict[str, str]:
+    now = str(int(time.time()))
+    digest = hmac.new(b"slack-signing-secret", f"v0:{now}:".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "X-Slack-Signature": f"v0={digest}",
+        "X-Slack-Request-Timestamp": now,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def _github(body: bytes) -> dict[str, str]:
+    digest = hmac.new(b"github-secret", body, hashlib.sha256).hexdigest()
+    return {
+        "X-Hub-Signature-256": f"sha256={digest}",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "gh-1",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+@pytest.mark.parametrize(
+    ("provider", "body", "sign", "id", "payload"),
+    [
+        (
+            "slack",
+            f"token={SLACK_TOKEN}&team_id=T1&command=%2Fdeploy&text=now&trigger_id=9.9".encode(),
+            _slack,
+            "9.9",
+            {"token": SLACK_TOKEN, "team_id": "T1", "command": "/deploy", "text": "now", "trigger_id": "9.9"},
+        ),
+        ("slack", b"payload=" + quote_plus(json.dumps(INTERACTION)).encode(), _slack, "1.2", INTERACTION),
+        ("github", b"payload=" + quote_plus('{"ref": "main"}').encode(), _github, "gh-1", {"ref": "main"}),
+    ],
+    ids=["slack-command", "slack-interaction", "github-form"],
+)
+def test_a_form_posts_payload_is_shown_as_its_provider_reads_it(
+    make_app: Callable[..., Flask],
+    provider: str,
+    body: bytes,
+    sign: Callable[[bytes], dict[str, str]],
+    id: str,
+    payload: dict[str, Any],
+) -> None:
+    # Delivery.payload was None for every form post: `flask hooks show` and the dashboard showed none.
+    secret = "slack-signing-secret" if provider == "slack" else "github-secret"
+    hooks = Hooks(store="memory://", provider=provider, secret=secret)
+    app = make_app(hooks)
+    hooks.on("*")(lambda event: None)
+    assert app.test_client().post("/webhooks", data=body, headers=sign(body)).status_code == 200
+    delivery = hooks.inbox(app).get(id)
+    assert delivery is not None and delivery.payload == payload
+    masked = delivery.shown_payload()
+    if provider == "slack":  # its legacy token rides in the body: masked wherever shown
+        assert masked["token"] == "[redacted]" and SLACK_TOKEN not in json.dumps(masked)
+    shown = app.test_cli_runner().invoke(args=["hooks", "show", id, "--json"])
+    assert json.loads(shown.stdout)["payload"] == masked
+    text = app.test_cli_runner().invoke(args=["hooks", "show", id]).stdout
+    assert json.dumps(masked, indent=2).splitlines()[1].strip() in text and SLACK_TOKEN not in text
+    assert payload_text(delivery).text == json.dumps(masked, indent=2, ensure_ascii=False)

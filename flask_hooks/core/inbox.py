@@ -12,10 +12,12 @@ import functools
 import json
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote_plus, unquote_plus
 
+from .errors import PayloadError
+from .event import HeaderMap, Headers
 from .scrub import REDACTED, scrub
 from .store import FORMAT_VERSION, UNREADABLE, LogEntry, Reply, unreadable
 
@@ -324,9 +326,35 @@ def bounded(attempts: tuple[LogEntry, ...], entry: LogEntry) -> tuple[LogEntry, 
     return (*attempts, entry)[-MAX_ATTEMPTS:]
 
 
-def payload_of(body: bytes) -> Any:
-    """A kept body parsed as JSON, or None for a body that is not (a form post)."""
+#: A provider's ``parse``: what it makes of a body (the ``payload`` of its result).
+Parse = Callable[[HeaderMap, bytes], Any]
+
+
+def payload_of(body: bytes, headers: Iterable[tuple[str, str]] = (), parse: Parse | None = None) -> Any:
+    """A kept body parsed as JSON; a form post (Slack's, GitHub's ``payload=``) as its
+    provider reads it (:func:`form_of`); None for a body neither reads."""
     try:
         return json.loads(body)
     except ValueError:
+        return _parsed(body, headers, parse)
+
+
+def form_of(body: bytes, headers: Iterable[tuple[str, str]] = (), parse: Parse | None = None) -> Any:
+    """The payload of a kept body that is not JSON, as ``parse`` (its provider's, given
+    the kept headers) reads it: Slack's form fields, or the JSON in a ``payload``
+    field (Slack's interactions, GitHub's form content type). None for a JSON body,
+    without ``parse``, or for a body it refuses."""
+    try:
+        json.loads(body)
+    except ValueError:
+        return _parsed(body, headers, parse)
+    return None
+
+
+def _parsed(body: bytes, headers: Iterable[tuple[str, str]], parse: Parse | None) -> Any:
+    if parse is None:
+        return None
+    try:
+        return parse(Headers(headers), body).payload
+    except PayloadError:
         return None
