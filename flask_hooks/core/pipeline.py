@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -42,7 +41,8 @@ from .errors import (
     VerificationError,
 )
 from .event import Event, HeaderMap, Headers, header_pairs, own_payload
-from .inbox import Kept, Stored, excerpt, is_text, redact
+from .ids import check_id_and_type
+from .inbox import Kept, Stored, excerpt, redact
 from .replies import Declined, accepted, first_reply
 from .routing import Route
 from .store import LogEntry, Reply
@@ -87,10 +87,7 @@ class Pipeline:
             return self._reject("rejected", exc, received_at, started, notify, body)
         try:
             parsed = cfg.provider.parse(headers, body)
-            plain = parsed.id.isascii() and parsed.id.isprintable()  # printable ASCII needs no check
-            if not (plain and parsed.type.isascii() and parsed.type.isprintable()):
-                _check_text("id", parsed.id)
-                _check_text("type", parsed.type)
+            check_id_and_type(parsed.id, parsed.type)
         except PayloadError as exc:
             return self._reject("invalid", exc, received_at, started, notify, body)
         event = Event(
@@ -386,22 +383,3 @@ class Pipeline:
             log.warning("could not release %s; its lease will expire", event.id)
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)
-
-
-def _check_text(field: str, value: str) -> None:
-    """Ids and types are keys in stores and logs: they must be text every store can write.
-
-    A lone surrogate (``"\\ud800"`` in the JSON) is valid for Python but no
-    store can write it, and PostgreSQL's text holds no NUL; either is the
-    sender's error, so a 400, not a 500 or a 503 on every retry. A control
-    character (a newline) would let an id write lines of its own into the
-    app's log, where ids are quoted as they are.
-    """
-    if not is_text(value):
-        raise PayloadError(f"invalid {field}: not text every store can keep (a NUL or a lone surrogate)")
-    if _CONTROL.search(value):
-        raise PayloadError(f"invalid {field}: it has a control character (a newline, an escape)")
-
-
-#: C0 and C1 control characters (Unicode category Cc) but the tab, which writes no line.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
