@@ -1,6 +1,7 @@
 """The thin Flask layer: size check, read the bytes once, Outcome -> Response.
 
-:func:`respond` is the one place where errors become responses.
+Outcomes become responses in one place, :func:`flask_hooks.core.answer.answer`, which the
+view only turns into a Flask response.
 """
 
 from __future__ import annotations
