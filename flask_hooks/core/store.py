@@ -47,7 +47,7 @@ class Reply:
     """A recorded response, replayed verbatim to duplicates.
 
     ``headers`` are the handler's own (``X-Slack-No-Retry``, ``Retry-After``),
-    those :func:`~flask_hooks.core.replies.reply_headers` keeps; the
+    those ``flask_hooks.core.replies.reply_headers`` keeps; the
     Content-Type is ``content_type``.
     """
 
