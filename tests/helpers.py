@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from flask_hooks.core.store import DedupeStore, LogEntry
 from pytest_hooks.clock import FakeClock
 
 
@@ -76,3 +77,14 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def complete_each_then_log_its_duplicate(store: DedupeStore, ns: str, start: float, count: int) -> None:
+    """``count`` deliveries, 100 s apart, each completed (expiring 60 s later) and then its
+    duplicate logged: the completions take every other line number of the log."""
+    for n in range(count):
+        id, now = f"evt_{n}", start + 100 * n
+        claim = store.claim(ns, id, now=now, lease=30, ttl=60)
+        entry = LogEntry(id, "a.b", "received", 200, received_at=now)
+        store.complete(ns, id, claim.token, outcome="received", reply=None, now=now, ttl=60, entry=entry)
+        store.log(ns, entry._replace(status="duplicate"))

@@ -6,30 +6,22 @@ receiver shares: lines that never took one never trimmed or swept.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 
 from flask_hooks.core.store import LogEntry
 from flask_hooks.stores import sql as sql_store
 from flask_hooks.stores.sql import SqlStore
+from tests.helpers import complete_each_then_log_its_duplicate
 from tests.postgres import pg_url, postgres  # noqa: F401 - fixtures
+from tests.stores.test_sql import url  # noqa: F401 - fixture
 
 T0 = 1_700_000_000.0
 NS = "app:hooks"
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hooks.sqlite3'}"
-    pg: str = request.getfixturevalue("pg_url")
-    return pg
-
-
-def count(url: str, sql: str) -> tuple[int, ...]:
-    engine = sa.create_engine(url)
+def count(db: str, sql: str) -> tuple[int, ...]:
+    engine = sa.create_engine(db)
     try:
         with engine.connect() as conn:
             return tuple(conn.execute(sa.text(sql)).one())
@@ -37,7 +29,7 @@ def count(url: str, sql: str) -> tuple[int, ...]:
         engine.dispose()
 
 
-def test_each_receivers_log_is_trimmed_whatever_the_others_write_between(url: str) -> None:
+def test_each_receivers_log_is_trimmed_whatever_the_others_write_between(url: str) -> None:  # noqa: F811
     """Two receivers fed in turn: one took every odd line number and kept every line."""
     store = SqlStore(url, log_size=10)
     for n in range(8 * sql_store._TRIM_EVERY):
@@ -53,19 +45,14 @@ def test_each_receivers_log_is_trimmed_whatever_the_others_write_between(url: st
 
 
 @pytest.mark.parametrize("first_lines", [1, 2])
-def test_the_sweep_runs_whichever_lines_take_the_multiples(url: str, first_lines: int) -> None:
+def test_the_sweep_runs_whichever_lines_take_the_multiples(url: str, first_lines: int) -> None:  # noqa: F811
     """Each delivery completed, then its duplicate logged: only a completion's line could
     start the sweep, and started odd, the completions never took a multiple."""
     store = SqlStore(url)
     for _ in range(first_lines):
         store.log(NS, LogEntry(None, None, "rejected", 401, received_at=T0))
     deliveries = 4 * sql_store._SWEEP_EVERY
-    for n in range(deliveries):
-        id, now = f"evt_{n}", T0 + 100 * n
-        claim = store.claim(NS, id, now=now, lease=30, ttl=60)
-        entry = LogEntry(id, "a.b", "received", 200, received_at=now)
-        store.complete(NS, id, claim.token, outcome="received", reply=None, now=now, ttl=60, entry=entry)
-        store.log(NS, entry._replace(status="duplicate"))
+    complete_each_then_log_its_duplicate(store, NS, T0, deliveries)
     store.close()
     # Each expired 60 s after its completion: a sweep removes all but the newest.
     (left,) = count(url, "SELECT count(*) FROM flask_hooks_deliveries")

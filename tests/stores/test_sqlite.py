@@ -15,6 +15,7 @@ from flask_hooks.stores import _sqlite_conn
 from flask_hooks.stores import sqlite as sqlite_store
 from flask_hooks.stores.base import LogEntry
 from flask_hooks.stores.sqlite import SqliteStore
+from tests.helpers import complete_each_then_log_its_duplicate
 
 T0 = 1_700_000_000.0
 NS = "hooks"
@@ -209,12 +210,7 @@ def test_the_sweep_runs_whichever_lines_take_the_multiples(tmp_path: Path, first
     store = SqliteStore(path, synchronous="OFF")
     for _ in range(first_lines):
         store.log(NS, LogEntry(None, None, "rejected", 401, received_at=T0))
-    for n in range(4 * sqlite_store._PURGE_EVERY):
-        id, now = f"evt_{n}", T0 + 100 * n
-        claim = store.claim(NS, id, now=now, lease=30, ttl=60)
-        entry = LogEntry(id, "a.b", "received", 200, received_at=now)
-        store.complete(NS, id, claim.token, outcome="received", reply=None, now=now, ttl=60, entry=entry)
-        store.log(NS, entry._replace(status="duplicate"))
+    complete_each_then_log_its_duplicate(store, NS, T0, 4 * sqlite_store._PURGE_EVERY)
     store.close()
     # Each expired 90 s after its completion: all but those of the last sweep's interval go.
     assert count(path, "SELECT count(*) FROM hooks_deliveries") <= (sqlite_store._PURGE_EVERY,)
