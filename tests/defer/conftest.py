@@ -111,7 +111,8 @@ class Workers:
     def rq_burst(self, timeout: float = 60.0, *, scheduler: bool = False) -> int:
         """Run ``rq worker --burst`` until the queue is empty (first moving the scheduled
         jobs that are due onto it, with ``scheduler``); its exit code."""
-        argv = [str(BIN / "rq"), "worker", "--burst", "--url", self.env["DEFER_RQ_URL"], "default"]
+        argv = [str(BIN / "rq"), "worker", "--burst", "--worker-class", "tests.defer.rq_worker.PromptWorker"]
+        argv += ["--url", self.env["DEFER_RQ_URL"], "default"]
         proc = self._start([*argv, "--with-scheduler"] if scheduler else argv, "rq")
         return proc.wait(timeout)
 
