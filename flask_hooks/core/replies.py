@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping, Sequence
+from wsgiref.util import is_hop_by_hop
 
 from .errors import HookError
 from .event import Event
@@ -18,30 +20,44 @@ MAX_REPLY = 64 * 1024
 
 #: Headers of a handler's response that are not its to keep: the Content-Type is
 #: the reply's own field, framing and connection headers are the server's (a stored
-#: Content-Length would be wrong for the body a duplicate gets), and a cookie stored
-#: with the delivery would be handed to every duplicate.
+#: Content-Length would be wrong for the body a duplicate gets; WSGI servers refuse
+#: hop-by-hop ones, ``wsgiref.util.is_hop_by_hop``), and a cookie stored with the
+#: delivery would be handed to every duplicate.
 _NOT_KEPT = frozenset(
-    {
-        "content-type",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "date",
-        "server",
-        "set-cookie",
-    }
+    {"content-type", "content-length", "proxy-connection", "trailer", "date", "server", "set-cookie"}
 )
+
+#: An HTTP field name (RFC 9110's token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """The headers of a handler's response that its reply keeps (``X-Slack-No-Retry``,
-    ``Retry-After``), in order, repeated ones too."""
-    return tuple((name, value) for name, value in pairs if name.lower() not in _NOT_KEPT)
+    ``Retry-After``), in order, repeated ones too.
+
+    One a WSGI server cannot send (a name that is no token, a value outside
+    Latin-1 such as an em dash) is dropped and logged: kept, it would break
+    the first answer and every duplicate's in the server, after the delivery
+    was recorded as done.
+    """
+    kept = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower in _NOT_KEPT or is_hop_by_hop(lower):
+            continue
+        if _TOKEN.fullmatch(name) and _latin1(value):
+            kept.append((name, value))
+        else:
+            log.warning("a handler's response header %.40r cannot be sent (not Latin-1): dropped", name)
+    return tuple(kept)
+
+
+def _latin1(value: str) -> bool:
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Declined(HookError):
