@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import Aborter, HTTPException, MethodNotAllowed
 from werkzeug.wsgi import get_content_length
 
 from . import signals
@@ -177,8 +177,12 @@ def _notify(name: str, **kwargs: Any) -> None:
 def _run(route: Route, event: Event) -> Reply | None:
     try:
         value = route.func(event)
-    except HTTPException as exc:  # flask.abort(): the handler's answer, as if it returned it
-        return aborted(exc)
+    except HTTPException as exc:
+        if not _by_abort(exc):  # werkzeug's own (request.form["missing"]): a bug, a 500
+            raise
+        if exc.response is None:  # abort(422): the handler's answer, as if it returned it
+            return aborted(exc)
+        value = exc.response  # abort(response): rendered as a return value is, below
     if inspect.iscoroutine(value):  # an ``async def``'s, handed back: none of its work ran
         value.close()
         raise TypeError(f"handler {route.name} returned a coroutine, which never runs: return its reply")
@@ -287,17 +291,25 @@ def render(value: object) -> Reply | None:
     return Reply(response.status_code, response.get_data(), response.content_type or "", headers)
 
 
-def aborted(exc: HTTPException) -> Reply | None:
-    """What a handler's ``flask.abort()`` answers: the status it chose, as a return value would.
+def _by_abort(exc: HTTPException) -> bool:
+    """Whether ``flask.abort()`` raised ``exc`` (werkzeug's ``Aborter``, in the frame that
+    raised it), rather than werkzeug reading the request (a missing form key's
+    ``BadRequestKeyError``, ``get_json``'s 415): a handler's choice, not its bug, whose 4xx
+    some senders would take as final."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is Aborter.__call__.__code__
+
+
+def aborted(exc: HTTPException) -> Reply:
+    """What a handler's ``flask.abort(status)`` answers: that status, as a return value would.
 
     ``abort(422)`` is the handler's "not done", like ``return "...", 422``:
     the claim is released and the sender retries. Werkzeug's page for it
     would quote the ``description`` (often exception text) in HTML, so the
-    body is the JSON an error gets. ``abort(response)`` is that response,
-    as if it were returned.
+    body is the JSON an error gets.
     """
-    if exc.response is not None:
-        return render(exc.response)
     status = exc.code or 500
     body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
     # Werkzeug's headers for it: abort(503, retry_after=30)'s Retry-After.

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, Response, abort, redirect
+from flask import Flask, Response, abort, redirect, request
 from flask_wtf import CSRFProtect
+from werkzeug.exceptions import NotFound
 
 from flask_hooks import ConfigError, Event, Hooks, signals
 from flask_hooks.core.replies import MAX_REPLY
@@ -231,6 +232,45 @@ def test_a_handler_aborting_is_not_done_with_its_status(
     assert b"hunter2" not in first.data and b"<" not in first.data  # not werkzeug's page, nor its description
     assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}  # released: the retry runs it
     assert calls == ["evt_1", "evt_1"]
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [lambda: request.form["missing"], lambda: request.get_json() and None, lambda: raise_(NotFound())],
+    ids=["missing-form-key", "get-json-on-a-form", "raised-not-aborted"],
+)
+def test_werkzeugs_own_errors_in_a_handler_are_its_failure(
+    counted: Any, failing: Callable[[], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Taken for abort(): answered 400 or 415, which some senders take as final, and its
+    # traceback was not logged. Only flask.abort() chooses the status.
+    app, calls = counted(lambda event: failing())
+    client = app.test_client()
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        response = generic_post(client, PAYLOAD, **{"Content-Type": "text/plain"})
+    assert response.status_code == 500
+    assert response.get_json() == {"status": "error", "reason": "handler failed"}
+    assert any(record.exc_info for record in caplog.records)
+    generic_post(client, PAYLOAD)
+    assert calls == ["evt_1", "evt_1"]  # released: the retry runs it
+
+
+def test_an_abort_whose_response_cannot_be_read_is_done_with_the_default_body(counted: Any) -> None:
+    # abort(response) was rendered outside the guard a returned value has: a 500 after the
+    # handler's side effects, and they ran again on the retry.
+    def broken() -> Any:
+        yield b"never"
+        raise RuntimeError("stream broke")
+
+    app, calls = counted(lambda event: abort(Response(broken(), 200)))
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "received"}
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+    assert calls == ["evt_1"]
+
+
+def raise_(error: Exception) -> None:
+    raise error
 
 
 def test_a_redirect_return_is_never_answered(counted: Any) -> None:
