@@ -9,6 +9,7 @@ lease as a sender's retry, so the two never run a handler twice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -24,7 +25,6 @@ from .core.inbox import (
     STATUSES,
     Parse,
     Stored,
-    form_of,
     is_credential,
     is_text,
     mask_fields,
@@ -96,10 +96,10 @@ class Delivery:
     #: The provider's ``parse`` (``Provider.parse``), which reads a body that is not JSON (a form post).
     parse: Callable[..., Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
-    @property
+    @functools.cached_property
     def payload(self) -> Any:
         """The body parsed as JSON, or a form post as the provider reads it (:attr:`form`);
-        None when neither reads it."""
+        None when neither reads it. Parsed once: a page reads it several times."""
         return payload_of(self.body, self.headers, self.parse)
 
     @property
@@ -107,7 +107,11 @@ class Delivery:
         """The payload of a body that is not JSON, as the provider reads it: a Slack
         command's fields, the JSON in a ``payload`` field (Slack's interactions,
         GitHub's form content type). None for a JSON body."""
-        return form_of(self.body, self.headers, self.parse)
+        try:
+            json.loads(self.body)
+        except ValueError:
+            return self.payload
+        return None
 
     def shown_payload(self, secrets: Collection[str] = ()) -> Any:
         """The payload with the provider's credential fields masked, for pages and the CLI,
@@ -133,7 +137,7 @@ def mask(payload: Any, fields: Collection[str]) -> Any:
 def hidden(delivery: Delivery, secrets: Collection[str]) -> list[str]:
     """What no view of ``delivery`` may show: ``secrets`` (its receiver's) and the
     values of its body's credential fields, wherever else the body quotes them."""
-    return _hidden(delivery.body, delivery.masked, secrets, delivery.headers, delivery.parse)
+    return [*secrets, *field_values(delivery.payload, delivery.masked)] if delivery.masked else [*secrets]
 
 
 def _hidden(

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -16,7 +17,10 @@ import pytest
 from flask import Flask
 
 from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, signals
+from flask_hooks.core.providers import Parsed, Provider, Verified
+from flask_hooks.core.providers.slack import Slack
 from flask_hooks.dashboard.text import payload_text
+from flask_hooks.inbox import hidden
 from flask_hooks.stores import MemoryStore
 from tests.conftest import generic_post
 from tests.helpers import ManualClock
@@ -370,7 +374,15 @@ def test_a_replay_killed_mid_handler_runs_once_when_its_lease_ran_out(make_app: 
 # Form posts ----------------------------------------------------------------------------------
 
 SLACK_TOKEN = "LEGACYTOKEN123"
-INTERACTION = {"type": "block_actions", "token": SLACK_TOKEN, "trigger_id": "1.2", "team": {"id": "T1"}}
+#: A response_url lets whoever has it post to the channel: masked as the token is.
+RESPONSE_URL = "https://hooks.slack.com/actions/T1/123/SECRETPATH"
+INTERACTION = {
+    "type": "block_actions",
+    "token": SLACK_TOKEN,
+    "trigger_id": "1.2",
+    "team": {"id": "T1"},
+    "response_url": RESPONSE_URL,
+}
 
 
 def _slack(body: bytes) -> dict[str, str]:
@@ -427,8 +439,76 @@ def test_a_form_posts_payload_is_shown_as_its_provider_reads_it(
     masked = delivery.shown_payload()
     if provider == "slack":  # its legacy token rides in the body: masked wherever shown
         assert masked["token"] == "[redacted]" and SLACK_TOKEN not in json.dumps(masked)
+        assert RESPONSE_URL not in json.dumps(masked)
     shown = app.test_cli_runner().invoke(args=["hooks", "show", id, "--json"])
     assert json.loads(shown.stdout)["payload"] == masked
     text = app.test_cli_runner().invoke(args=["hooks", "show", id]).stdout
-    assert json.dumps(masked, indent=2).splitlines()[1].strip() in text and SLACK_TOKEN not in text
+    assert json.dumps(masked, indent=2).splitlines()[1].strip() in text
+    assert SLACK_TOKEN not in text and RESPONSE_URL not in text
     assert payload_text(delivery).text == json.dumps(masked, indent=2, ensure_ascii=False)
+
+
+class Counted(Slack):
+    """Slack, counting how often a kept body is parsed."""
+
+    parses = 0
+
+    def parse(self, headers: Any, body: bytes) -> Any:
+        Counted.parses += 1
+        return super().parse(headers, body)
+
+
+def test_a_form_posts_payload_is_parsed_once_per_view(make_app: Callable[..., Flask]) -> None:
+    # Every read of payload, form and hidden() parsed the body again: a list page of 20
+    # large Slack interactions took seconds.
+    hooks = Hooks(store="memory://", provider=Counted(), secret="slack-signing-secret")
+    app = make_app(hooks)
+    hooks.on("*")(lambda event: None)
+    body = b"payload=" + quote_plus(json.dumps(INTERACTION)).encode()
+    assert app.test_client().post("/webhooks", data=body, headers=_slack(body)).status_code == 200
+    Counted.parses = 0
+    delivery = hooks.inbox(app).get("1.2")
+    assert delivery is not None
+    secrets = hidden(delivery, ["slack-signing-secret"])
+    assert delivery.form == delivery.payload and delivery.shown_payload(secrets)["token"] == "[redacted]"
+    assert app.test_cli_runner().invoke(args=["hooks", "show", "1.2"]).exit_code == 0
+    assert Counted.parses <= 4  # the view's two (its secrets, its payload), and show's own two
+
+
+class Ledger(Provider):
+    """A custom provider whose payload is no JSON value (amounts as Decimal), and which
+    refuses a body it once took (``broken``)."""
+
+    name = "ledger"
+    broken = False
+
+    def verify(self, headers: Any, body: bytes, keys: Any, *, now: float, tolerance: Any) -> Verified:
+        return Verified(0, None)
+
+    def parse(self, headers: Any, body: bytes) -> Parsed:
+        if Ledger.broken:
+            raise RuntimeError("the parser of a later release")
+        id, amount = body.decode().split(";")
+        return Parsed(id=id, type="ledger.entry", payload={"amount": Decimal(amount)}, attempt=None)
+
+    def sign(self, outgoing: Any, key: Any) -> Any:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_custom_providers_payload_never_breaks_a_view(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, broken: bool
+) -> None:
+    # `flask hooks show` exited 1 (Decimal is not JSON serializable) and the dashboard's page
+    # was a 500; a parse that raised anything but PayloadError did the same.
+    hooks = Hooks(store="memory://", provider=Ledger(), secret="unused")
+    app = make_app(hooks)
+    hooks.on("*")(lambda event: None)
+    assert app.test_client().post("/webhooks", data=b"L-1;12.50").status_code == 200
+    monkeypatch.setattr(Ledger, "broken", broken)
+    delivery = hooks.inbox(app).get("L-1")
+    assert delivery is not None and delivery.payload == (None if broken else {"amount": "12.50"})
+    for args in (["hooks", "show", "L-1"], ["hooks", "show", "L-1", "--json"]):
+        result = app.test_cli_runner().invoke(args=args)
+        assert result.exit_code == 0, result.output
+    assert payload_text(delivery).text

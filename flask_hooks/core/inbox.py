@@ -16,7 +16,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote_plus, unquote_plus
 
-from .errors import PayloadError
 from .event import HeaderMap, Headers
 from .scrub import REDACTED, scrub
 from .store import FORMAT_VERSION, UNREADABLE, LogEntry, Reply, unreadable
@@ -331,30 +330,22 @@ Parse = Callable[[HeaderMap, bytes], Any]
 
 
 def payload_of(body: bytes, headers: Iterable[tuple[str, str]] = (), parse: Parse | None = None) -> Any:
-    """A kept body parsed as JSON; a form post (Slack's, GitHub's ``payload=``) as its
-    provider reads it (:func:`form_of`); None for a body neither reads."""
+    """A kept body parsed as JSON; a form post (Slack's fields, the JSON in Slack's or
+    GitHub's ``payload`` field) as its provider's ``parse`` reads it, given the kept
+    headers; None for a body neither reads."""
     try:
         return json.loads(body)
     except ValueError:
         return _parsed(body, headers, parse)
 
 
-def form_of(body: bytes, headers: Iterable[tuple[str, str]] = (), parse: Parse | None = None) -> Any:
-    """The payload of a kept body that is not JSON, as ``parse`` (its provider's, given
-    the kept headers) reads it: Slack's form fields, or the JSON in a ``payload``
-    field (Slack's interactions, GitHub's form content type). None for a JSON body,
-    without ``parse``, or for a body it refuses."""
-    try:
-        json.loads(body)
-    except ValueError:
-        return _parsed(body, headers, parse)
-    return None
-
-
 def _parsed(body: bytes, headers: Iterable[tuple[str, str]], parse: Parse | None) -> Any:
+    """What ``parse`` makes of a kept body, as JSON would show it (a custom provider's
+    ``Decimal`` as its text), or None: a view of a delivery never fails on its payload,
+    whatever a custom provider's ``parse`` raises or returns."""
     if parse is None:
         return None
     try:
-        return parse(Headers(headers), body).payload
-    except PayloadError:
+        return json.loads(json.dumps(parse(Headers(headers), body).payload, default=str))
+    except Exception:  # PayloadError, or a custom parse's own error on a body kept long ago
         return None

@@ -53,7 +53,9 @@ class Slack(HmacProvider):
     """Slack apps: Events API, slash commands and interactivity."""
 
     name = "slack"
-    redacted_fields = ("token",)  # the legacy verification token rides in the body
+    #: The legacy verification token rides in the body; a response_url lets whoever has
+    #: it post to the channel (for 30 minutes): neither is shown.
+    redacted_fields = ("token", "response_url")
 
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
         check_issued(self.name, secrets, "the app's signing secret")
