@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 from ..core.inbox import Stored, decode_attempts, decode_headers, like_prefix, type_like
 from .base import decode_handlers
@@ -26,6 +27,10 @@ metadata = sa.MetaData()
 #: Delivery ids and namespaces: unbounded text where the database indexes it, else 255.
 _KEY = sa.String(255).with_variant(sa.Text(), "postgresql", "sqlite")
 _TIME: sa.Double[float] = sa.Double()
+#: Bodies, replies, attempts and log lines: MySQL's TEXT and BLOB end at 64 KiB, under
+#: the 1 MiB a body may be, or a 64 KiB reply once encoded; its LONG types do not.
+_TEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+_BYTES = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 deliveries = sa.Table(
     "flask_hooks_deliveries",
@@ -40,17 +45,17 @@ deliveries = sa.Table(
     sa.Column("expires_at", _TIME, nullable=False),
     #: Until when the row is kept at all: the inbox's retention, never before ``expires_at``.
     sa.Column("retained_until", _TIME, nullable=False),
-    sa.Column("handlers", sa.Text(), nullable=False, server_default="{}"),
-    sa.Column("reply", sa.Text(), nullable=True),
+    sa.Column("handlers", _TEXT, nullable=False, server_default="{}"),
+    sa.Column("reply", _TEXT, nullable=True),
     sa.Column("outcome", sa.String(32), nullable=False, server_default=""),
     # The inbox: the status as last written, and the delivery as kept (NULL when not kept).
     sa.Column("status", sa.String(16), nullable=False, server_default="in-flight"),
     sa.Column("type", sa.Text(), nullable=True),
-    sa.Column("body", sa.LargeBinary(), nullable=True),
-    sa.Column("headers", sa.Text(), nullable=True),
+    sa.Column("body", _BYTES, nullable=True),
+    sa.Column("headers", _TEXT, nullable=True),
     sa.Column("received_at", _TIME, nullable=True),
     sa.Column("secret_index", sa.Integer(), nullable=True),
-    sa.Column("attempts", sa.Text(), nullable=False, server_default=""),
+    sa.Column("attempts", _TEXT, nullable=False, server_default=""),
 )
 
 log = sa.Table(
@@ -64,7 +69,7 @@ log = sa.Table(
     ),
     sa.Column("ns", _KEY, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("entry", sa.Text(), nullable=False),
+    sa.Column("entry", _TEXT, nullable=False),
 )
 
 d = deliveries

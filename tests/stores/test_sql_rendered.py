@@ -91,3 +91,18 @@ def test_a_lost_connection_is_unavailable_and_invalidated(engine: sa.Engine) -> 
         assert conn.invalidated  # and SQLAlchemy's pool replaces it
         conn.rollback()
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "mariadb"])
+def test_on_mysql_no_column_of_bodies_or_replies_ends_at_64_kib(dialect: str) -> None:
+    # TEXT and BLOB hold 64 KiB there: a 1 MiB body, or a 64 KiB reply once encoded, was
+    # refused (or cut, outside strict mode) on every retry.
+    from sqlalchemy.dialects import mysql
+
+    from flask_hooks.stores._sql_schema import deliveries as d
+
+    engine = mysql.dialect() if dialect == "mysql" else mysql.mariadb.MariaDBDialect()
+    columns = [d.c.body, d.c.reply, d.c.headers, d.c.handlers, d.c.attempts, log.c.entry]
+    types = [column.type.compile(dialect=engine) for column in columns]
+    assert types == ["LONGBLOB", *["LONGTEXT"] * 5]
+    assert str(sa.schema.CreateTable(d).compile(dialect=engine))  # the table still renders
