@@ -128,8 +128,20 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             from .sql import SqlStore
         except ImportError as exc:
             raise ConfigError(f"{shown!r} needs SQLAlchemy: pip install 'flask-webhooks[sql]'") from exc
-        from sqlalchemy.exc import NoSuchModuleError
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(f"unknown store URL {shown!r}; {_SCHEMES}") from None
+        database = parsed.database or ""
+        memory = not database or ":memory:" in database or parsed.query.get("mode") == "memory"
+        if parsed.get_backend_name() == "sqlite" and memory:
+            raise ConfigError(
+                f"{shown!r}: an in-memory SQLite database is one per connection and would"
+                " deduplicate nothing; give a file path, or memory:// for a process-local store"
+            )
         try:
             return SqlStore(url)
         except NoSuchModuleError:  # no dialect of that name: redis+sentinel://, postgresql+typo://

@@ -22,6 +22,11 @@ from flask_hooks.stores.url import open_store
         "sqlite:///file::memory:?cache=shared",
         "sqlite:///file:hooks?mode=memory&cache=shared",
         "sqlite:///hooks.sqlite3?mode=memory",
+        # Through SQLAlchemy (the SQL store): a raw TypeError from create_engine before.
+        "sqlite+pysqlite:///:memory:",
+        "sqlite+pysqlite://",
+        "sqlite+pysqlite:///file::memory:?cache=shared&uri=true",
+        "sqlite+pysqlite:///file:hooks?mode=memory&uri=true",
     ],
 )
 def test_an_in_memory_database_is_refused(tmp_path: Path, url: str) -> None:
