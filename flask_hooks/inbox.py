@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from flask import Flask, current_app, has_app_context
@@ -299,9 +300,8 @@ class Inbox:
         stored = self._stored(id)
         if stored is None:
             raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
-        outcome = self._in_app(
-            lambda: self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=handlers)
-        )
+        with self._as_received(stored):
+            outcome = self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=handlers)
         if outcome.kind == "unavailable" and outcome.error is not None:
             raise outcome.error
         try:
@@ -351,6 +351,16 @@ class Inbox:
         while removed := self._in_app(lambda: store.purge(ns, now=now, received_before=now - older_than)):
             total += removed
         return total
+
+    def _as_received(self, stored: Stored) -> AbstractContextManager[Any]:
+        """A request context of the delivery, for its replay: the kept body and headers
+        (credentials redacted) POSTed to the receiver's URL, so a handler that reads
+        ``request`` (or ``url_for``) works as it did live, and never sees the request of
+        the dashboard page that asked for the replay."""
+        headers = [(k, v) for k, v in stored.headers if k.lower() not in ("content-length", "host")]
+        return self.app.test_request_context(
+            self.receiver.settings.url, method="POST", data=stored.body, headers=headers
+        )
 
     def _in_app(self, work: Callable[[], T]) -> T:
         """``work()`` in this inbox's app: a store may read the current app (``SqlStore(db)``

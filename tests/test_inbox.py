@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, signals
 from flask_hooks.core.providers import Parsed, Provider, Verified
@@ -512,3 +512,36 @@ def test_a_custom_providers_payload_never_breaks_a_view(
         result = app.test_cli_runner().invoke(args=args)
         assert result.exit_code == 0, result.output
     assert payload_text(delivery).text
+
+
+@pytest.mark.parametrize("inside", ["no request", "another request"])
+def test_a_replay_runs_its_handlers_in_the_deliverys_own_request(
+    make_app: Callable[..., Flask], inside: str
+) -> None:
+    # A replay ran outside any request: a handler that read `request` (or called url_for)
+    # raised "working outside of request context", so the fix could never be replayed;
+    # from the dashboard it read the operator's form post instead of the delivery.
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    seen: list[tuple[str, str, bytes, str | None]] = []
+    fixed = threading.Event()
+
+    @hooks.on("*")
+    def handled(event: Event) -> None:
+        signature = request.headers.get("X-Webhook-Signature")
+        seen.append((request.method, request.path, request.get_data(), signature))
+        if not fixed.is_set():
+            raise RuntimeError("bug")
+
+    body = json.dumps(PAYLOAD).encode()
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 500
+    fixed.set()
+    if inside == "no request":
+        assert hooks.inbox(app).replay("evt_1").status == "received"
+    else:
+        with app.test_request_context("/hooks/delivery/replay", method="POST", data={"id": "evt_1"}):
+            assert hooks.inbox(app).replay("evt_1").status == "received"
+            assert request.path == "/hooks/delivery/replay"  # the page's own, after the replay
+    live, replayed = seen
+    assert replayed[:3] == live[:3] == ("POST", "/webhooks", body)
+    assert replayed[3] is not None and live[3] is not None
