@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flask import Blueprint, Flask, current_app
 from flask.sansio.app import App
 from werkzeug.exceptions import HTTPException
+from werkzeug.local import LocalProxy
 
 from .core.clock import Clock
 from .core.errors import ConfigError, StoreUnavailable
@@ -197,7 +198,7 @@ class Hooks:
         from .cli import cli
         from .view import add_url_rules
 
-        require_app(app)
+        app = require_app(app)
         state = app.extensions.setdefault("hooks", HooksState())
         if self.name in state.receivers:
             raise ConfigError(
@@ -246,9 +247,12 @@ class Hooks:
 HOST_ARG = "flask_hooks_host"
 
 
-def require_app(app: object) -> None:
-    """``TypeError`` unless ``app`` is a Flask app: a blueprint has no config or extensions of
-    its own, and without this check ``init_app`` fails inside, as if the bug were ours."""
+def require_app(app: object) -> Flask:
+    """The Flask app ``app`` is (the one behind ``current_app``), else ``TypeError``: a
+    blueprint has no config or extensions of its own, and without this check ``init_app``
+    fails inside, as if the bug were ours."""
+    if isinstance(app, LocalProxy):  # current_app: a weak reference needs the app itself
+        app = app._get_current_object()
     if not isinstance(app, Flask):
         hint = (
             "; a blueprint has no config of its own: call init_app(app) with the app it is"
@@ -257,6 +261,7 @@ def require_app(app: object) -> None:
             else ""
         )
         raise TypeError(f"init_app() takes a Flask app, got {type(app).__name__}{hint}")
+    return app
 
 
 def rule_host(app: App) -> str | None:

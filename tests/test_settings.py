@@ -298,6 +298,18 @@ def test_init_app_with_a_blueprint_says_it_takes_the_app() -> None:
         Hooks().init_app(None)  # type: ignore[arg-type]
 
 
+def test_init_app_takes_current_app(make_app: Callable[..., Flask]) -> None:
+    """It raised TypeError: cannot create weak reference to 'LocalProxy' object."""
+    from flask import current_app
+
+    app = make_app()
+    hooks = Hooks(store="memory://")
+    with app.app_context():
+        hooks.init_app(current_app)  # type: ignore[arg-type]
+    hooks.on("*")(lambda event: None)
+    assert generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"}).status_code == 200
+
+
 def test_receiver_before_init_app_says_what_to_do(tmp_path: Path) -> None:
     app = Flask("z", instance_path=str(tmp_path))
     with pytest.raises(RuntimeError, match="init_app"):

@@ -109,7 +109,7 @@ class Dashboard:
         ``SECRET_KEY``, ``TypeError`` when ``app`` is no Flask app (a blueprint)."""
         from .views import bp
 
-        require_app(app)
+        app = require_app(app)
         if EXTENSION_KEY in app.extensions:
             raise ConfigError("a Dashboard is already registered on this app")
         if not app.config.get("SECRET_KEY"):
