@@ -21,7 +21,7 @@ from . import signals
 from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
 from .core.event import Event
-from .core.replies import reply_headers
+from .core.replies import reply_content_type, reply_headers
 from .core.routing import Route
 from .extension import Receiver, get_state, rule_host
 from .stores.base import Reply
@@ -288,7 +288,8 @@ def render(value: object) -> Reply | None:
         return Reply(status, current_app.json.dumps(data).encode(), "application/json")
     response = current_app.make_response(value)  # type: ignore[arg-type]
     headers = reply_headers(response.headers.items())
-    return Reply(response.status_code, response.get_data(), response.content_type or "", headers)
+    content_type = reply_content_type(response.content_type or "")
+    return Reply(response.status_code, response.get_data(), content_type, headers)
 
 
 def _by_abort(exc: HTTPException) -> bool:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 from .errors import HookError, VerificationError
 from .event import Event
 from .providers.base import Provider
+from .replies import reply_content_type, reply_headers
 from .store import Reply
 
 JSON = "application/json"
@@ -51,7 +52,9 @@ def answer(outcome: Outcome, provider: Provider) -> Answer:
     """Map an outcome (its recorded reply, or its error) to the response."""
     reply = outcome.reply
     if reply is not None:
-        kept = (("Content-Type", reply.content_type or JSON), *reply.headers)
+        # Checked again on the way out: a record kept by an older version may hold either.
+        own = reply_headers(reply.headers) if reply.headers else ()
+        kept = (("Content-Type", reply_content_type(reply.content_type) or JSON), *own)
         return Answer(reply.status, kept, reply.body)
     error = outcome.error
     if error is None:

@@ -27,37 +27,41 @@ _NOT_KEPT = frozenset(
     {"content-type", "content-length", "proxy-connection", "trailer", "date", "server", "set-cookie"}
 )
 
-#: An HTTP field name (RFC 9110's token).
+#: An HTTP field name (RFC 9110's token), and a value servers send: Latin-1 without
+#: control characters but the tab (gunicorn's own rule; wsgiref refuses non-Latin-1).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
+
+
+def sendable(name: str, value: str) -> bool:
+    """Whether a WSGI server can send this header: kept, one it cannot breaks the answer
+    (and every duplicate's) inside the server, after the delivery was recorded as done."""
+    return bool(_TOKEN.fullmatch(name) and _VALUE.fullmatch(value))
 
 
 def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """The headers of a handler's response that its reply keeps (``X-Slack-No-Retry``,
-    ``Retry-After``), in order, repeated ones too.
-
-    One a WSGI server cannot send (a name that is no token, a value outside
-    Latin-1 such as an em dash) is dropped and logged: kept, it would break
-    the first answer and every duplicate's in the server, after the delivery
-    was recorded as done.
-    """
+    ``Retry-After``), in order, repeated ones too; one no server can send
+    (:func:`sendable`) is dropped and logged."""
     kept = []
     for name, value in pairs:
         lower = name.lower()
         if lower in _NOT_KEPT or is_hop_by_hop(lower):
             continue
-        if _TOKEN.fullmatch(name) and _latin1(value):
+        if sendable(name, value):
             kept.append((name, value))
         else:
-            log.warning("a handler's response header %.40r cannot be sent (not Latin-1): dropped", name)
+            log.warning("a handler's response header %.40r cannot be sent: dropped", name)
     return tuple(kept)
 
 
-def _latin1(value: str) -> bool:
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
+def reply_content_type(content_type: str) -> str:
+    """The Content-Type a reply is answered with: its own, or without the parameters a
+    server cannot send (``text/plain; title=caf\u00e9 \u2014 menu``), or none."""
+    if sendable("Content-Type", content_type):
+        return content_type
+    bare = content_type.partition(";")[0].strip()
+    return bare if sendable("Content-Type", bare) else ""
 
 
 class Declined(HookError):
