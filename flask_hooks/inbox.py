@@ -8,14 +8,15 @@ lease as a sender's retry, so the two never run a handler twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
 import math
-from collections.abc import Callable, Collection, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from wsgiref.util import is_hop_by_hop
 
 from flask import Flask, current_app, has_app_context
 
@@ -34,7 +35,7 @@ from .core.inbox import (
 )
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
-from .view import _notify, _run
+from .view import _notify, _run, lift_app_limit
 
 if TYPE_CHECKING:
     from .extension import Receiver
@@ -76,6 +77,10 @@ class Attempt(NamedTuple):
             entry.failed,
         )
 
+
+#: Kept headers a replay's request does not repeat: werkzeug sets its own length, and the
+#: host is its base URL.
+_NOT_RESENT = frozenset({"content-length", "host"})
 
 @dataclasses.dataclass(frozen=True)
 class Delivery:
@@ -352,15 +357,21 @@ class Inbox:
             total += removed
         return total
 
-    def _as_received(self, stored: Stored) -> AbstractContextManager[Any]:
-        """A request context of the delivery, for its replay: the kept body and headers
-        (credentials redacted) POSTed to the receiver's URL, so a handler that reads
-        ``request`` (or ``url_for``) works as it did live, and never sees the request of
-        the dashboard page that asked for the replay."""
-        headers = [(k, v) for k, v in stored.headers if k.lower() not in ("content-length", "host")]
-        return self.app.test_request_context(
-            self.receiver.settings.url, method="POST", data=stored.body, headers=headers
-        )
+    @contextlib.contextmanager
+    def _as_received(self, stored: Stored) -> Iterator[None]:
+        """A request of the delivery, for its replay: the kept body and headers (credentials
+        redacted) POSTed to the receiver's URL on the host it came to, so a handler that
+        reads ``request`` or calls ``url_for`` works as it did live. In an app context of
+        its own: the replay never shares ``g`` (or a session) with the dashboard page or the
+        other replays of a bulk run. The app's ``before_request`` functions do not run."""
+        headers = [(k, v) for k, v in stored.headers if k.lower() not in _NOT_RESENT and not is_hop_by_hop(k)]
+        host = next((v for k, v in stored.headers if k.lower() == "host"), None)
+        base_url = f"{self.app.config['PREFERRED_URL_SCHEME']}://{host}" if host else None
+        url, body = self.receiver.settings.url, stored.body
+        context = self.app.test_request_context(url, base_url, method="POST", data=body, headers=headers)
+        lift_app_limit(self.app, context.request, self.receiver.settings.max_body)  # as live
+        with self.app.app_context(), context:
+            yield
 
     def _in_app(self, work: Callable[[], T]) -> T:
         """``work()`` in this inbox's app: a store may read the current app (``SqlStore(db)``

@@ -208,7 +208,7 @@ def _take_body(app: Flask, req: Request, limit: int) -> bytes | BodyTooLarge | P
     for chunked bodies, werkzeug's ``ClientDisconnected``): a 400 like
     other bad input, never a 500.
     """
-    _lift_app_limit(app, req, limit)
+    lift_app_limit(app, req, limit)
     try:
         return _read_body(req, limit)
     except (BodyTooLarge, PayloadError) as exc:
@@ -256,7 +256,7 @@ def _read_body(req: Request, limit: int) -> bytes:
     return body
 
 
-def _lift_app_limit(app: Flask, req: Request, limit: int) -> None:
+def lift_app_limit(app: Flask, req: Request, limit: int) -> None:
     """``max_body`` is this URL's limit, not the app's ``MAX_CONTENT_LENGTH``.
 
     The receiver reads the input itself, but the app's hooks and the handlers

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from flask import Flask, request
+from flask import Flask, g, request, url_for
 
 from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, signals
 from flask_hooks.core.providers import Parsed, Provider, Verified
@@ -22,7 +22,7 @@ from flask_hooks.core.providers.slack import Slack
 from flask_hooks.dashboard.text import payload_text
 from flask_hooks.inbox import hidden
 from flask_hooks.stores import MemoryStore
-from tests.conftest import generic_post
+from tests.conftest import SECRET, generic_post, generic_signature
 from tests.helpers import ManualClock
 
 PAYLOAD = {"id": "evt_1", "type": "payment.succeeded", "amount": 100}
@@ -545,3 +545,59 @@ def test_a_replay_runs_its_handlers_in_the_deliverys_own_request(
     live, replayed = seen
     assert replayed[:3] == live[:3] == ("POST", "/webhooks", body)
     assert replayed[3] is not None and live[3] is not None
+
+
+@pytest.mark.parametrize("received", ["chunked", "over the app's MAX_CONTENT_LENGTH"])
+def test_a_replay_reads_the_body_the_handler_read_live(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, received: str
+) -> None:
+    # A delivery gunicorn took chunked kept its Transfer-Encoding, and the replay's request
+    # then read an empty body (a 400); one over the app's MAX_CONTENT_LENGTH (within
+    # max_body, which the live view lifts it to) was a 413 in every replay.
+    from flask_hooks.core import pipeline
+
+    if received == "chunked":
+        kept = pipeline.header_pairs
+        monkeypatch.setattr(pipeline, "header_pairs", lambda h: (*kept(h), ("Transfer-Encoding", "chunked")))
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks, MAX_CONTENT_LENGTH=10 if received != "chunked" else None)
+    read: list[bytes] = []
+    fixed = threading.Event()
+
+    @hooks.on("*")
+    def handled(event: Event) -> None:
+        read.append(request.get_data())
+        if not fixed.is_set():
+            raise RuntimeError("bug")
+
+    assert generic_post(app.test_client(), PAYLOAD).status_code == 500
+    fixed.set()
+    assert hooks.inbox(app).replay("evt_1").status == "received"
+    assert read == [json.dumps(PAYLOAD).encode()] * 2
+
+
+def test_a_replay_has_an_app_context_and_a_host_of_its_own(make_app: Callable[..., Flask]) -> None:
+    # From the dashboard, a replay shared the page's `g` (its teardown closed the page's
+    # resources) and built URLs for localhost instead of the host the delivery came to.
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    seen: list[tuple[object, str]] = []
+    fixed = threading.Event()
+
+    @hooks.on("*")
+    def handled(event: Event) -> None:
+        seen.append((g.get("user"), url_for("flask_hooks.hooks", _external=True)))
+        if not fixed.is_set():
+            raise RuntimeError("bug")
+
+    body = json.dumps(PAYLOAD).encode()
+    signed = {"X-Webhook-Signature": generic_signature(body, SECRET), "Content-Type": "application/json"}
+    client = app.test_client()
+    response = client.post("/webhooks", data=body, headers=signed, base_url="https://hooks.example.com")
+    assert response.status_code == 500
+    fixed.set()
+    with app.test_request_context("/hooks/delivery/replay", method="POST"):
+        g.user = "alice"
+        assert hooks.inbox(app).replay("evt_1").status == "received"
+        assert g.user == "alice"
+    assert seen[1][0] is None and seen[1][1].endswith("://hooks.example.com/webhooks")
