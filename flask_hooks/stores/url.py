@@ -135,8 +135,14 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             parsed = make_url(url)
         except ArgumentError:
             raise ConfigError(f"unknown store URL {shown!r}; {_SCHEMES}") from None
+        except ValueError:  # its text quotes the URL, so a password with '@' or ':' in it
+            raise ConfigError(
+                f"{shown!r} is no URL SQLAlchemy reads: a port that is no number, or a password"
+                " with '@', ':' or '/' not percent-encoded"
+            ) from None
         database = parsed.database or ""
-        memory = not database or ":memory:" in database or parsed.query.get("mode") == "memory"
+        memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        memory = memory or parsed.query.get("mode") == "memory"
         if parsed.get_backend_name() == "sqlite" and memory:
             raise ConfigError(
                 f"{shown!r}: an in-memory SQLite database is one per connection and would"

@@ -97,3 +97,15 @@ def test_a_path_that_would_open_another_file_is_refused(tmp_path: Path, url: str
     with pytest.raises(ConfigError, match=reason):
         open_store(url, instance_path=str(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_whose_name_holds_memory_is_a_file(tmp_path: Path) -> None:
+    store = open_store(f"sqlite+pysqlite:///{tmp_path / 'a:memory:b.db'}", instance_path=str(tmp_path))
+    store.close()
+
+
+def test_a_url_sqlalchemy_cannot_read_is_refused_without_quoting_its_password(tmp_path: Path) -> None:
+    # SQLAlchemy's ValueError came out raw, and its text quoted the password's end ('w0rd@db').
+    with pytest.raises(ConfigError, match="percent-encoded") as info:
+        open_store("postgresql+psycopg://admin:p@ss:w0rd@db/app", instance_path=str(tmp_path))
+    assert "w0rd" not in str(info.value) and "p@ss" not in str(info.value)
