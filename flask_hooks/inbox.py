@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -102,11 +101,15 @@ class Delivery:
     #: The provider's ``parse`` (``Provider.parse``), which reads a body that is not JSON (a form post).
     parse: Callable[..., Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
-    @functools.cached_property
+    @property
     def payload(self) -> Any:
         """The body parsed as JSON, or a form post as the provider reads it (:attr:`form`);
         None when neither reads it. Parsed once: a page reads it several times."""
-        return payload_of(self.body, self.headers, self.parse)
+        # Not functools.cached_property: before Python 3.12 one lock serves every instance,
+        # so one slow parse would hold up every other page's.
+        if "_payload" not in self.__dict__:
+            object.__setattr__(self, "_payload", payload_of(self.body, self.headers, self.parse))
+        return self.__dict__["_payload"]
 
     @property
     def form(self) -> Any:
