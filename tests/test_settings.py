@@ -404,3 +404,15 @@ def test_a_queue_without_its_library_names_the_extra_to_install(monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "celery", None)  # what importing an absent package does
     with pytest.raises(ConfigError, match=re.escape("pip install 'flask-webhooks[celery]'")):
         CeleryQueue()
+
+
+def test_a_redis_plus_scheme_is_explained_without_sqlalchemy(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the [sql] extra, redis+sentinel:// said to install SQLAlchemy, which cannot help."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)
+    with pytest.raises(ConfigError, match="for Redis Sentinel, pass its client") as raised:
+        make_app(Hooks(), HOOKS_STORE="redis+sentinel://127.0.0.1:26379/mymaster")
+    assert "pip install" not in str(raised.value)

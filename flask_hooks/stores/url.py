@@ -123,6 +123,8 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         from .redis import RedisStore
 
         return RedisStore.from_url(url)
+    if scheme.startswith("redis+"):  # redis+sentinel://: no store reads it, with SQLAlchemy or not
+        raise ConfigError(f"unknown store URL {shown!r}; {_SCHEMES}{_REDIS_CLIENT}")
     if "+" in scheme or scheme in _SQL_SCHEMES:
         try:
             from .sql import SqlStore
@@ -150,10 +152,9 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
             )
         try:
             return SqlStore(url)
-        except NoSuchModuleError:  # no dialect of that name: redis+sentinel://, postgresql+typo://
-            hint = _REDIS_CLIENT if scheme.startswith("redis") else ""
+        except NoSuchModuleError:  # no dialect of that name: postgresql+typo://
             what = f"unknown store URL {shown!r}: no SQLAlchemy dialect {scheme!r}"
-            raise ConfigError(f"{what}; {_SCHEMES}{hint}") from None
+            raise ConfigError(f"{what}; {_SCHEMES}") from None
         except ModuleNotFoundError as exc:  # the URL's database driver
             top = (exc.name or "").partition(".")[0]
             extra = _DRIVER_PACKAGES.get(top, top)
