@@ -351,7 +351,10 @@ class Inbox:
 
     def purge(self, *, older_than: float) -> int:
         """Remove deliveries received more than ``older_than`` seconds ago; how many."""
-        if isinstance(older_than, bool) or not (0 <= older_than < math.inf):
+        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)):
+            # "30d" is the CLI's spelling: say so, rather than fail comparing a str.
+            raise TypeError(f"older_than is a number of seconds (30 days: 30 * 86400), not {older_than!r}")
+        if not 0 <= older_than < math.inf:
             raise ValueError(f"older_than must be a number of seconds, 0 or more, not {older_than!r}")
         now = self.receiver.now()
         total = 0

@@ -164,6 +164,15 @@ def test_purge_refuses_odd_ages(shop: Shop, older_than: float) -> None:
     assert shop.inbox.get("evt_1") is not None
 
 
+@pytest.mark.parametrize("older_than", ["30d", None, True])
+def test_purge_says_its_age_is_seconds(shop: Shop, older_than: Any) -> None:
+    # "30d", the CLI's spelling, was a bare TypeError comparing an int with a str.
+    generic_post(shop.client, PAYLOAD)
+    with pytest.raises(TypeError, match=r"older_than is a number of seconds \(30 days: 30 \* 86400\)"):
+        shop.inbox.purge(older_than=older_than)
+    assert shop.inbox.get("evt_1") is not None
+
+
 def test_a_credential_quoted_by_a_handler_s_exception_is_blanked(
     make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
 ) -> None:
