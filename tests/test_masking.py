@@ -302,6 +302,9 @@ SPELLED = {
     "repr of json": repr(json.dumps({"secret": QUOTED})),
     "json of repr": json.dumps(repr(QUOTED)),
     "quote_plus of json": quote_plus(json.dumps(QUOTED)),
+    # Slack's and PHP's JSON escape the slashes of a response_url.
+    "json, slashes escaped": json.dumps(QUOTED).replace("/", "\\/"),
+    "quote_plus of json, slashes escaped": quote_plus(json.dumps(QUOTED).replace("/", "\\/")),
 }
 
 

@@ -91,8 +91,9 @@ def _quoted(word: str) -> Iterator[str]:
         chars = [python(ch)[1:-1] for ch in word]  # quotes come out unescaped
         for delimiter in ("", "'", '"'):  # the quote escaped, as the whole string's
             yield "".join("\\" + ch if ch == delimiter else ch for ch in chars)
-    yield json.dumps(word)[1:-1]
-    yield json.dumps(word, ensure_ascii=False)[1:-1]
+    for written in (json.dumps(word)[1:-1], json.dumps(word, ensure_ascii=False)[1:-1]):
+        yield written
+        yield written.replace("/", "\\/")  # as PHP's json_encode and Slack's JSON write a URL
     yield quote_plus(word)
     yield quote(word, safe="")
     yield quote(word)
