@@ -139,6 +139,12 @@ class Report:
         return f"<Report {self._head()}; attempts {tries or 'none'}; handler calls {calls}>"
 
 
+def _received(attempt: Attempt) -> TestResponse | None:
+    """The response the sender read: none after a timeout or a lost answer (the app's is
+    kept on the attempt for the test, but no header of it steers the sender)."""
+    return attempt.response if attempt.fault is None else None
+
+
 def _retry_after(response: TestResponse | None) -> float | None:
     value = response.headers.get("Retry-After") if response is not None else None
     try:
@@ -215,7 +221,8 @@ class Sender:
         if attempt.ok:
             report.outcome = "delivered"
             return True
-        control = attempt.response.headers.get("webhook-delivery", "") if attempt.response else ""
+        answer = _received(attempt)
+        control = answer.headers.get("webhook-delivery", "") if answer else ""
         if preset.delivery_control and control.lower() in ("abort-message", "disable"):
             report.outcome = "aborted" if control.lower() == "abort-message" else "disabled"
             report.disabled = control.lower() == "disable"
@@ -227,7 +234,7 @@ class Sender:
             report.outcome = "disabled"
             report.disabled = True
             return True
-        no_retry = attempt.response.headers.get("X-Slack-No-Retry") if attempt.response else None
+        no_retry = answer.headers.get("X-Slack-No-Retry") if answer else None
         if preset.slack_retries and no_retry == "1":
             report.outcome = "no-retry"
             return True
@@ -240,7 +247,7 @@ class Sender:
             return 0.0
         scheduled = preset.schedule[index + 1]
         floor = 0.0
-        retry_after = _retry_after(attempt.response) if preset.honour_retry_after else None
+        retry_after = _retry_after(_received(attempt)) if preset.honour_retry_after else None
         if retry_after is not None:
             floor = min(max(retry_after, scheduled), 2 * scheduled)
         if preset.overload_penalty and (attempt.status == 429 or attempt.fault == "timeout"):

@@ -228,6 +228,21 @@ def test_svix_clamps_retry_after(
     assert report.offsets == [0, second]
 
 
+@pytest.mark.parametrize(("schedule", "fault"), [("slack", "timeout"), ("slack", "lost"), ("svix", "lost")])
+def test_an_answer_the_sender_never_read_steers_nothing(
+    webhook_sender: Any, signed_delivery: Any, script: Script, schedule: str, fault: str
+) -> None:
+    # The simulator read X-Slack-No-Retry and Retry-After from the app's answer to an
+    # attempt that timed out or whose answer was lost: Slack stopped, Svix waited 9 s.
+    script.append((503, {"X-Slack-No-Retry": "1", "Retry-After": "9"}))
+
+    report = webhook_sender(schedule=schedule).send(signed_delivery("a.b"), faults=[fault])
+
+    assert report.delivered and len(report.attempts) == 2
+    if schedule == "svix":
+        assert report.offsets == [0, 5]
+
+
 def test_svix_waits_a_minute_after_429_or_timeout(webhook_sender: Any, signed_delivery: Any) -> None:
     report = webhook_sender(schedule="svix").send(signed_delivery("a.b"), faults=[429, "timeout"])
 
