@@ -152,6 +152,25 @@ def assert_sendable(answer: bytes) -> None:
     assert b"X-Customer" not in answer and b"X-Trace" not in answer and b"Proxy-Authenticate" not in answer
 
 
+def test_a_reply_keeps_no_more_headers_than_senders_read(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 400 headers were kept and answered to every duplicate: Node's client (16 KiB of
+    # headers) and Python's (100 of them) failed each attempt.
+    from flask_hooks.core.replies import MAX_REPLY_HEADERS
+
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    many = [(f"X-Item-{n}", "v" * 50) for n in range(400)]
+    hooks.on("*")(lambda event: Response("ok", 200, many, mimetype="text/plain"))
+    client = app.test_client()
+    for response in (generic_post(client, payload()), generic_post(client, payload())):
+        assert response.status_code == 200 and response.data == b"ok"
+        items = [name for name, _ in response.headers.items() if name.startswith("X-Item-")]
+        assert items == [f"X-Item-{n}" for n in range(MAX_REPLY_HEADERS)]
+    assert "350 headers past the 50" in caplog.text
+
+
 def test_a_kept_reply_that_cannot_be_sent_is_mended_for_its_duplicates(
     make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
 ) -> None:

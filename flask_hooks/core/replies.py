@@ -39,19 +39,38 @@ def sendable(name: str, value: str) -> bool:
     return bool(_TOKEN.fullmatch(name) and _VALUE.fullmatch(value))
 
 
+#: A reply's own headers beyond these are dropped (and logged): senders' clients refuse
+#: more (Node's reads 16 KiB of headers, Python's http.client 100 of them).
+MAX_REPLY_HEADERS = 50
+MAX_REPLY_HEADER_BYTES = 8 * 1024
+
+
 def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """The headers of a handler's response that its reply keeps (``X-Slack-No-Retry``,
     ``Retry-After``), in order, repeated ones too; one no server can send
-    (:func:`sendable`) is dropped and logged."""
-    kept = []
+    (:func:`sendable`), or one past :data:`MAX_REPLY_HEADERS` or
+    :data:`MAX_REPLY_HEADER_BYTES`, is dropped and logged."""
+    kept: list[tuple[str, str]] = []
+    size, over = 0, 0
     for name, value in pairs:
         lower = name.lower()
         if lower in _NOT_KEPT or is_hop_by_hop(lower):
             continue
-        if sendable(name, value):
+        if not sendable(name, value):
+            log.warning("a handler's response header %.40r cannot be sent: dropped", name)
+            continue
+        size += len(name) + len(value) + 4  # ": " and CRLF
+        if len(kept) < MAX_REPLY_HEADERS and size <= MAX_REPLY_HEADER_BYTES:
             kept.append((name, value))
         else:
-            log.warning("a handler's response header %.40r cannot be sent: dropped", name)
+            over += 1
+    if over:
+        log.warning(
+            "a handler's response had %d headers past the %d (%d bytes) a reply keeps: dropped",
+            over,
+            MAX_REPLY_HEADERS,
+            MAX_REPLY_HEADER_BYTES,
+        )
     return tuple(kept)
 
 
