@@ -371,8 +371,15 @@ class Inbox:
         its own: the replay never shares ``g`` (or a session) with the dashboard page or the
         other replays of a bulk run. The app's ``before_request`` functions do not run."""
         headers = [(k, v) for k, v in stored.headers if k.lower() not in _NOT_RESENT and not is_hop_by_hop(k)]
-        host = next((v for k, v in stored.headers if k.lower() == "host"), None)
-        base_url = f"{self.app.config['PREFERRED_URL_SCHEME']}://{host}" if host else None
+        kept = {k.lower(): v for k, v in stored.headers}
+        base_url = None  # Flask's own: SERVER_NAME, APPLICATION_ROOT, PREFERRED_URL_SCHEME
+        if "host" in kept:
+            # The scheme a TLS proxy said (ProxyFix reads the same header live), and the root
+            # Flask would add to any URL it builds itself.
+            proto = kept.get("x-forwarded-proto", "").lower()
+            scheme = proto if proto in ("http", "https") else self.app.config["PREFERRED_URL_SCHEME"]
+            root = (self.app.config["APPLICATION_ROOT"] or "/").lstrip("/")
+            base_url = f"{scheme}://{kept['host']}/{root}"
         url, body = self.receiver.settings.url, stored.body
         context = self.app.test_request_context(url, base_url, method="POST", data=body, headers=headers)
         lift_app_limit(self.app, context.request, self.receiver.settings.max_body)  # as live

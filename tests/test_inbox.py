@@ -580,7 +580,7 @@ def test_a_replay_has_an_app_context_and_a_host_of_its_own(make_app: Callable[..
     # From the dashboard, a replay shared the page's `g` (its teardown closed the page's
     # resources) and built URLs for localhost instead of the host the delivery came to.
     hooks = Hooks(store="memory://")
-    app = make_app(hooks)
+    app = make_app(hooks, APPLICATION_ROOT="/api")  # mounted under /api, behind a TLS proxy
     seen: list[tuple[object, str]] = []
     fixed = threading.Event()
 
@@ -592,12 +592,14 @@ def test_a_replay_has_an_app_context_and_a_host_of_its_own(make_app: Callable[..
 
     body = json.dumps(PAYLOAD).encode()
     signed = {"X-Webhook-Signature": generic_signature(body, SECRET), "Content-Type": "application/json"}
+    signed["X-Forwarded-Proto"] = "https"
     client = app.test_client()
-    response = client.post("/webhooks", data=body, headers=signed, base_url="https://hooks.example.com")
+    response = client.post("/webhooks", data=body, headers=signed, base_url="https://hooks.example.com/api")
     assert response.status_code == 500
     fixed.set()
     with app.test_request_context("/hooks/delivery/replay", method="POST"):
         g.user = "alice"
         assert hooks.inbox(app).replay("evt_1").status == "received"
         assert g.user == "alice"
-    assert seen[1][0] is None and seen[1][1].endswith("://hooks.example.com/webhooks")
+    assert seen[0][1] == seen[1][1] == "https://hooks.example.com/api/webhooks"
+    assert seen[1][0] is None
