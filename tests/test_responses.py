@@ -627,3 +627,17 @@ def calls_app(make_app: Callable[..., Flask]) -> tuple[Flask, list[Event]]:
     seen: list[Event] = []
     hooks.on("*")(seen.append)
     return make_app(hooks), seen
+
+
+def test_a_retrys_own_words_never_reach_the_sender(make_app: Callable[..., Flask]) -> None:
+    # Retry(reason) was answered as the 503's reason, and kept as the attempt's reason in
+    # `deliveries --json`: a handler quoting what it was given sent back credentials.
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    quoted = f"upstream said {SECRET}"
+    hooks.on("*")(lambda event: (_ for _ in ()).throw(Retry(quoted, after=30)))
+    response = generic_post(app.test_client(), payload())
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "30")
+    assert response.get_json() == {"status": "retry", "reason": "retry later"}
+    listed = app.test_cli_runner().invoke(args=["hooks", "deliveries", "--json"])
+    assert SECRET not in listed.output and "retry later" in listed.output

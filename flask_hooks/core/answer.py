@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from .errors import HookError, VerificationError
+from .errors import HookError, VerificationError, _RetryLater
 from .event import Event
 from .providers.base import Provider
 from .replies import reply_content_type, reply_headers
@@ -70,5 +70,8 @@ def answer(outcome: Outcome, provider: Provider) -> Answer:
 
 
 def _safe_reason(error: HookError) -> str:
-    # Reasons are our own fixed phrases; a bare HookError from a handler says nothing more.
+    # Reasons are our own fixed phrases; a bare HookError from a handler says nothing more,
+    # and a Retry's words (a handler's, which may quote what it was given) stay in the log.
+    if isinstance(error, _RetryLater):
+        return type(error).reason
     return error.reason if type(error) is not HookError else "handler failed"

@@ -375,7 +375,9 @@ class Pipeline:
         # ``handlers``: those that succeeded before it in this attempt (recorded, not run again).
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc,
                handlers=tuple(ran))  # fmt: skip
-        entry = log_entry(event, kind, error.status, started, ran, error.reason, error=exc, failed=route.name,
+        # A Retry's own words are the handler's: in its error text (blanked), not the reason.
+        reason = type(error).reason if kind == "retry" else error.reason
+        entry = log_entry(event, kind, error.status, started, ran, reason, error=exc, failed=route.name,
                           at=at, secrets=secrets)  # fmt: skip
         try:
             cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
