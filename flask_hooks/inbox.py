@@ -88,7 +88,8 @@ class Delivery:
     id: str
     type: str
     status: str
-    body: bytes
+    #: As received; never in the repr (it may hold credentials): see :meth:`shown_payload`.
+    body: bytes = dataclasses.field(repr=False)
     headers: tuple[tuple[str, str], ...]
     received_at: float
     secret_index: int | None

@@ -603,3 +603,20 @@ def test_a_replay_has_an_app_context_and_a_host_of_its_own(make_app: Callable[..
         assert g.user == "alice"
     assert seen[0][1] == seen[1][1] == "https://hooks.example.com/api/webhooks"
     assert seen[1][0] is None
+
+
+def test_no_repr_of_a_kept_delivery_shows_its_body(make_app: Callable[..., Flask]) -> None:
+    # repr(Delivery), repr(Stored) and repr(Kept) printed the raw body: Narada's secret, Slack's
+    # token and response_url, in any log line or traceback that showed one.
+    from flask_hooks.core.inbox import Kept
+
+    hooks = Hooks(store="memory://")
+    app = make_app(hooks)
+    hooks.on("*")(lambda event: None)
+    body = {**PAYLOAD, "secret": "BODY-SECRET-1"}
+    assert generic_post(app.test_client(), body).status_code == 200
+    delivery = hooks.inbox(app).get("evt_1")
+    stored = hooks.inbox(app)._stored("evt_1")
+    kept = Kept("a.b", b'{"secret": "BODY-SECRET-1"}', (), 0.0, None, 60.0)
+    for shown in (repr(delivery), repr(stored), repr(kept)):
+        assert "BODY-SECRET-1" not in shown, shown

@@ -68,6 +68,9 @@ class Kept(NamedTuple):
     #: Seconds the delivery is kept (at least the dedupe TTL).
     retention: float
 
+    def __repr__(self) -> str:  # the body may hold credentials: never in a repr
+        return f"Kept(type={self.type!r}, body=<{len(self.body)} bytes>, received_at={self.received_at!r})"
+
 
 class Stored(NamedTuple):
     """A delivery as a store gives it back."""
@@ -85,6 +88,10 @@ class Stored(NamedTuple):
     attempts: tuple[LogEntry, ...]
     #: Until when it is kept; past it the delivery is gone, swept or not yet.
     retained_until: float = math.inf
+
+    def __repr__(self) -> str:  # the body may hold credentials: never in a repr
+        shown = f"id={self.id!r}, type={self.type!r}, status={self.status!r}"
+        return f"Stored({shown}, body=<{len(self.body)} bytes>)"
 
     def status_at(self, now: float) -> str:
         """The status; a claim whose lease ran out (its worker died) is a failure."""
