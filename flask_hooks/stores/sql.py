@@ -58,6 +58,7 @@ from .base import (
     lease_is_live,
     takes_turn,
 )
+from .url import masked_url
 
 __all__ = ["SqlStore", "connection", "metadata"]
 
@@ -93,7 +94,9 @@ class SqlStore(Connections, DedupeStore):
     def __repr__(self) -> str:
         if self._engine_given is None:
             return f"<SqlStore {self._db!r}>"
-        return f"<SqlStore {self._engine_given.url.render_as_string(hide_password=True)}>"
+        # masked_url too: a password in the query (?password=) or one with an '@' in it,
+        # which SQLAlchemy's own hiding leaves in sight.
+        return f"<SqlStore {masked_url(self._engine_given.url.render_as_string(hide_password=True))}>"
 
     # The state machine.
 
