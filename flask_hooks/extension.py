@@ -77,7 +77,8 @@ class Receiver:
         self.clock: Clock = settings.clock
         self.keys = settings.provider.keys(settings.secrets)
         #: Every credential as text, blanked wherever a traceback or an excerpt is shown.
-        self.secrets = (*settings.secrets, *settings.provider.held_secrets())
+        provider, configured = settings.provider, settings.secrets
+        self.secrets = (*configured, *provider.secret_aliases(configured), *provider.held_secrets())
         self.pipeline = Pipeline(
             ReceiverConfig(
                 name=settings.name,

@@ -7,6 +7,7 @@ settings' repr holds no secret.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from flask_hooks.core import inbox
 from flask_hooks.core.attempts import error_text
 from flask_hooks.core.errors import ConfigError
 from flask_hooks.core.inbox import EXCERPT, PARSED, READ, excerpt, mask_text
-from flask_hooks.core.scrub import scrub
+from flask_hooks.core.scrub import REDACTED, scrub
 from flask_hooks.providers import Narada
 from flask_hooks.stores.url import masked_url, open_store
 
@@ -322,6 +323,8 @@ SPELLED = {
     "repr of json": repr(json.dumps({"secret": QUOTED})),
     "json of repr": json.dumps(repr(QUOTED)),
     "quote_plus of json": quote_plus(json.dumps(QUOTED)),
+    # Encoders that write percent-escapes in lower case.
+    "quote_plus, lower case": quote_plus(QUOTED).lower().replace("zq", "Zq"),
     # Slack's and PHP's JSON escape the slashes of a response_url.
     "json, slashes escaped": json.dumps(QUOTED).replace("/", "\\/"),
     "quote_plus of json, slashes escaped": quote_plus(json.dumps(QUOTED).replace("/", "\\/")),
@@ -334,6 +337,13 @@ def test_scrub_hides_a_secret_however_it_is_quoted(spelled: str) -> None:
     shown = scrub(f"error: {spelled}!", [QUOTED, "other"])
     assert "Zq" not in shown and "[redacted]" in shown
     assert shown.startswith("error: ") and shown.endswith("!")
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, base64.urlsafe_b64encode])
+def test_scrub_hides_a_secret_in_base64(encode: Any) -> None:
+    # Basic auth, or a token a handler encoded, quoted by its exception.
+    for shown in (encode(QUOTED.encode()).decode(), encode(QUOTED.encode()).decode().rstrip("=")):
+        assert scrub(shown, [QUOTED]) == REDACTED and shown not in scrub(f"x {shown} y", [QUOTED])
 
 
 def test_error_text_hides_a_secret_quoted_by_the_exception() -> None:
@@ -382,3 +392,19 @@ def test_a_handler_exception_quoting_the_receiver_s_own_secret_is_blanked(
     assert SECRET not in shown
     shown_cli = run(app, "show", "evt_1").output
     assert "RuntimeError" in shown_cli and SECRET not in shown_cli
+
+
+@pytest.mark.parametrize("secret", ["whsec_c3RhbmRhcmQta2V5LWJ5dGVzLXh5eg==", b"raw-key-bytes-Qq9"])
+def test_a_standard_webhooks_key_is_blanked_however_it_is_spelt(make_app: MakeApp, secret: Any) -> None:
+    # Only the whsec_ form was blanked: a handler quoting the base64 the libraries decode, or
+    # the raw key it was given as bytes, kept it in the log and the inbox.
+    from flask_hooks.core.providers.standard import decode_secret
+
+    key = decode_secret(secret)
+    spellings = [base64.b64encode(key).decode(), key.decode()]
+    hooks = Hooks(provider="standard-webhooks", secret=secret, store="memory://")
+    app = make_app(hooks)
+    receiver = app.extensions["hooks"].receivers["hooks"]
+    assert all(spelled in receiver.secrets for spelled in spellings)
+    for spelled in spellings:
+        assert spelled not in scrub(f"ValueError: key={spelled}", receiver.secrets)

@@ -7,9 +7,11 @@ receiver's own secret; neither may show it where operators read.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import functools
 import json
+import re
 from collections.abc import Iterable, Iterator
 from urllib.parse import quote, quote_plus
 
@@ -76,6 +78,10 @@ def _occurrences(text: str, word: str) -> list[tuple[int, int]]:
     return found
 
 
+#: A percent-escape, as quote() writes it (upper case).
+_PERCENT = re.compile("%[0-9A-F]{2}")
+
+
 @functools.lru_cache(maxsize=256)
 def _spellings(secret: str) -> frozenset[str]:
     """``secret`` as written and as each quoting spells it, two deep; remembered, as the
@@ -94,6 +100,11 @@ def _quoted(word: str) -> Iterator[str]:
     for written in (json.dumps(word)[1:-1], json.dumps(word, ensure_ascii=False)[1:-1]):
         yield written
         yield written.replace("/", "\\/")  # as PHP's json_encode and Slack's JSON write a URL
-    yield quote_plus(word)
-    yield quote(word, safe="")
-    yield quote(word)
+    for escaped in (quote_plus(word), quote(word, safe=""), quote(word)):
+        yield escaped
+        yield _PERCENT.sub(lambda m: m.group().lower(), escaped)  # %2f, as some encoders write
+    raw = word.encode("utf-8", "surrogatepass")
+    for encoded in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):  # Basic auth, tokens
+        text = encoded.decode("ascii")
+        yield text
+        yield text.rstrip("=")

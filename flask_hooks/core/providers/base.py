@@ -161,6 +161,11 @@ class Provider(ABC):
         the configured secrets, blanked in every traceback and excerpt shown."""
         return ()
 
+    def secret_aliases(self, secrets: Sequence[str]) -> tuple[str, ...]:
+        """Other texts of the configured secrets that code may quote (a key's own bytes),
+        blanked as the secrets are; none by default."""
+        return ()
+
     def key(self, secret: str) -> Key:
         """The key that signs with ``secret`` alone, in place of every configured
         credential: what ``flask hooks send --secret`` forges with."""

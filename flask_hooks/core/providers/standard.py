@@ -72,6 +72,17 @@ class StandardWebhooks(HmacProvider):
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
         return tuple(HmacKey(decode_secret(secret)) for secret in secrets)
 
+    def secret_aliases(self, secrets: Sequence[str]) -> tuple[str, ...]:
+        """The base64 after ``whsec_`` (what the spec's libraries decode), and the key's own
+        bytes when they are text (``Webhook(b"raw-key")``): a handler may quote either."""
+        found: list[str] = []
+        for secret in secrets:
+            found.append(secret.removeprefix(PREFIX).strip())
+            key = decode_secret(secret)
+            if key.isascii() and key.decode("ascii").isprintable():
+                found.append(key.decode("ascii"))
+        return tuple(found)
+
     def secret_text(self, secret: bytes) -> str:
         """Bytes are the raw key, as the sender's library (``Webhook(b"...")``) takes them:
         spelt ``whsec_<base64>``, the form a dashboard shows and a traceback is blanked of."""
