@@ -140,6 +140,27 @@ def test_a_renewal_that_finds_the_claim_taken_over_stops() -> None:
     assert held.lost
 
 
+def test_a_renewal_racing_the_handlers_completion_warns_of_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    # The handler completed its claim while the keeper's thread was renewing it: the renewal
+    # found it done and warned "taken over while its handler ran", sending operators after a
+    # double run that never happened.
+    store, clock, timer = MemoryStore(), ManualClock(), Timer(0.0)
+    keeper = LeaseKeeper(timer=timer, thread=False)
+
+    class Completing(MemoryStore):
+        def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
+            store.complete(ns, id, token, outcome="received", reply=None, now=now, ttl=60)
+            keeper.drop(held)  # the handler's thread, between the keeper's copy and its write
+            store.renew(ns, id, token, now=now, lease=lease)
+
+    claim = store.claim("ns", "evt_1", now=clock(), lease=10, ttl=60)
+    held = keeper.hold(Completing(), "ns", "evt_1", claim.token, lease=10, clock=clock)
+    timer.advance(5)
+    with caplog.at_level(logging.WARNING, logger="flask_hooks"):
+        assert keeper.tick() == 0
+    assert "taken over" not in caplog.text
+
+
 # Handler return values ---------------------------------------------------------------------
 
 

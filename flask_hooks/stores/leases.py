@@ -125,7 +125,8 @@ class LeaseKeeper:
                 held.store.renew(held.ns, held.id, held.token, now=held.clock(), lease=held.lease)
             except LeaseLost:
                 held.lost = True
-                log.warning("lease of %s %s was taken over while its handler ran", held.ns, held.id)
+                if held.token in self._held:  # else its handler completed it meanwhile: no news
+                    log.warning("lease of %s %s was taken over while its handler ran", held.ns, held.id)
             except StoreUnavailable:
                 log.warning("could not renew the lease of %s %s; trying again", held.ns, held.id)
             except Exception:  # one claim's surprise must not leave the ones after it to expire
