@@ -304,7 +304,8 @@ class Inbox:
 
         Returns the delivery as it is afterwards (``status`` tells how it went).
         Raises :class:`LookupError` for an unknown id and
-        :class:`~flask_hooks.InFlight` while the delivery is claimed.
+        :class:`~flask_hooks.InFlight` while the delivery is claimed, or when the replay
+        lost its claim mid-handler (frozen past its lease, another worker took it over).
         """
         stored = self._stored(id)
         if stored is None:
@@ -313,6 +314,8 @@ class Inbox:
             outcome = self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=handlers)
         if outcome.kind == "unavailable" and outcome.error is not None:
             raise outcome.error
+        if outcome.kind == "in-flight":  # its lease ran out mid-handler: a retry took it over
+            raise InFlight()
         try:
             after = self.get(id)
         except StoreUnavailable:  # replayed, but the store went away before we could read it back

@@ -620,3 +620,28 @@ def test_no_repr_of_a_kept_delivery_shows_its_body(make_app: Callable[..., Flask
     kept = Kept("a.b", b'{"secret": "BODY-SECRET-1"}', (), 0.0, None, 60.0)
     for shown in (repr(delivery), repr(stored), repr(kept)):
         assert "BODY-SECRET-1" not in shown, shown
+
+
+def test_a_replay_that_lost_its_claim_mid_handler_says_so(make_app: Callable[..., Flask]) -> None:
+    # Frozen past its lease while a sender's retry took the delivery over, the replay was
+    # reported "replayed 1: 1 received", exit 0, hiding that its handler ran beside the retry's.
+    clock = ManualClock()
+    hooks = Hooks(store="memory://", clock=clock)
+    app = make_app(hooks)
+    calls: list[bool] = []
+
+    @hooks.on("*")
+    def handled(event: Event) -> None:
+        calls.append(event.replayed)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        if event.replayed:  # the replay freezes past its lease; the sender retries meanwhile
+            clock.advance(61)
+            assert generic_post(app.test_client(), PAYLOAD).status_code == 200
+
+    client = app.test_client()
+    assert generic_post(client, PAYLOAD).status_code == 500
+    with pytest.raises(InFlight):
+        hooks.inbox(app).replay("evt_1")
+    assert calls == [False, True, False]
+    assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
