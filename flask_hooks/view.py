@@ -174,18 +174,27 @@ def _notify(name: str, **kwargs: Any) -> None:
         signals.send_safely(signal, current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
 
 
-def _run(route: Route, event: Event) -> Reply | None:
+def call_handler(route: Route, event: Event) -> object:
+    """What the handler returns, in the request or in a queue's worker: ``flask.abort()``
+    taken as its answer (``abort(422)`` a :class:`Reply`, ``abort(response)`` that
+    response), any other werkzeug error raised as the failure it is, and a coroutine
+    refused (an ``async def``'s, handed back: none of its work ran)."""
     try:
         value = route.func(event)
     except HTTPException as exc:
         if not _by_abort(exc):  # werkzeug's own (request.form["missing"]): a bug, a 500
             raise
-        if exc.response is None:  # abort(422): the handler's answer, as if it returned it
-            return aborted(exc)
-        value = exc.response  # abort(response): rendered as a return value is, below
-    if inspect.iscoroutine(value):  # an ``async def``'s, handed back: none of its work ran
+        return aborted(exc) if exc.response is None else exc.response
+    if inspect.iscoroutine(value):
         value.close()
         raise TypeError(f"handler {route.name} returned a coroutine, which never runs: return its reply")
+    return value
+
+
+def _run(route: Route, event: Event) -> Reply | None:
+    value = call_handler(route, event)
+    if isinstance(value, Reply):  # abort(422)
+        return value
     try:
         return render(value)
     except Exception:

@@ -319,7 +319,7 @@ def test_a_handler_s_retry_is_shown_as_its_reason_not_a_traceback(make_app: Call
     app = make_app(hooks)
     assert generic_post(app.test_client(), PAYLOAD).status_code == 503
     [attempt] = hooks.inbox(app).get("evt_1").attempts
-    assert attempt.error == "Retry: bank API down (the sender was asked to retry after 30 s)"
+    assert attempt.error == "Retry: bank API down (retry asked after 30 s)"
     assert attempt.failed.endswith("later")
     shown = app.test_cli_runner().invoke(args=["hooks", "show", "evt_1"]).output
     assert "Traceback" not in shown and "flask_hooks.core" not in shown

@@ -63,7 +63,7 @@ def error_text(error: BaseException, secrets: Iterable[str] = ()) -> str:
     line with its reason and delay, under its public name.
     """
     if isinstance(error, Retry):
-        text = f"Retry: {error.reason} (the sender was asked to retry after {error.after} s)"
+        text = f"Retry: {error.reason} (retry asked after {error.after} s)"  # of the sender, or a queue
     else:
         text = _traceback(error)
     return scrub(text, secrets)[-MAX_ERROR:]

@@ -25,8 +25,9 @@ from ..core.errors import ConfigError, InFlight, StoreUnavailable
 from ..core.replies import refuse_not_done
 from ..core.routing import Route
 from ..core.scrub import scrub
+from ..core.store import Reply
 from ..extension import Receiver, get_receiver
-from ..view import render
+from ..view import call_handler, render
 from .base import HandlerFailed, Held, Job, handler_key, handler_namespace, log
 
 #: Seconds between tries to mark a delivery failed while another holds it, doubling up to the max.
@@ -140,7 +141,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     failure: HandlerFailed | None = None
     try:
         try:
-            _not_done(route.func(event))
+            _not_done(call_handler(route, event))
         finally:
             leases.drop(held)  # before the release or the completion: nothing renews after them
     except BaseException as exc:
@@ -156,6 +157,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
             raise
         # Raised outside this block, so that it carries no trace of the original.
         failure = HandlerFailed(f"{type(exc).__name__}: {scrub(str(exc), secrets)}")
+        failure.after = getattr(exc, "after", None)  # a Retry's delay, for the queue's countdown
     if failure is not None:
         raise failure
     store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
@@ -171,6 +173,9 @@ def _not_done(value: object) -> None:
     """Raise :class:`Declined` for a non-2xx return value, as a request does: the handler
     says it did not do its work (``("busy", 503)``), so the queue retries it. Any other
     value answers nobody here, rendered or not."""
+    if isinstance(value, Reply):  # abort(422)
+        refuse_not_done(value)
+        return
     if not isinstance(value, tuple) and not hasattr(value, "status_code"):
         return  # a body alone (or None) is a 200: nothing to render
     try:

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, abort, make_response
 
-from flask_hooks import ConfigError, Event, HookError, Hooks
+from flask_hooks import ConfigError, Event, HookError, Hooks, Retry
 from flask_hooks.defer import Job
 from flask_hooks.defer.base import HandlerFailed
 from flask_hooks.defer.worker import perform, run_job
@@ -562,3 +562,55 @@ def test_any_other_return_of_a_deferred_handler_is_its_success(
     app, job = deferred_returning(make_app, value)
     with app.app_context():
         assert perform(job) == "handled"
+
+
+def deferred_running(make_app: Callable[..., Flask], handler: Callable[[Event], Any]) -> tuple[Flask, Any]:
+    """An app whose one deferred handler is ``handler``, and the job its delivery queued."""
+    queue = ListQueue()
+    hooks = Hooks(store=MemoryStore())
+    app = make_app(hooks)
+    hooks.on("payment.succeeded", defer=queue)(handler)
+    send(app)
+    return app, queue.jobs[0]
+
+
+def test_a_deferred_handler_aborts_as_a_request_s_does(make_app: Callable[..., Flask]) -> None:
+    # abort(response) with a 2xx was a failure in the worker: its side effect ran again on
+    # every retry; abort(422) was logged as a crash with werkzeug's traceback.
+    effects: list[str] = []
+
+    def done(event: Event) -> None:
+        effects.append(event.id)
+        abort(make_response("done", 200))
+
+    app, job = deferred_running(make_app, done)
+    with app.app_context():
+        assert perform(job) == "handled"
+        assert perform(job) == "duplicate"
+    assert effects == ["evt_1"]
+    app, job = deferred_running(make_app, lambda event: abort(422))
+    with app.app_context(), pytest.raises(HookError, match="handler answered 422"):
+        perform(job)
+
+
+def test_a_deferred_handler_returning_a_coroutine_has_failed(make_app: Callable[..., Flask]) -> None:
+    # Recorded "handled" with none of the coroutine's work run (a RuntimeWarning at best).
+    async def work() -> None: ...
+
+    app, job = deferred_running(make_app, lambda event: work())
+    with app.app_context(), pytest.raises(TypeError, match="returned a coroutine"):
+        perform(job)
+
+
+def test_a_retry_quoting_a_credential_keeps_its_delay(make_app: Callable[..., Flask]) -> None:
+    # Raised as HandlerFailed (the credential blanked), it lost its `after`: Celery retried
+    # it on the backoff (5 s), not the 300 s the handler asked for.
+    from tests.conftest import SECRET
+
+    def busy(event: Event) -> None:
+        raise Retry(f"upstream refused {SECRET}", after=300)
+
+    app, job = deferred_running(make_app, busy)
+    with app.app_context(), pytest.raises(HookError) as raised:
+        perform(job)
+    assert raised.value.after == 300 and SECRET not in str(raised.value)
