@@ -21,7 +21,7 @@ from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
 from .core.deferral import handler_key, handler_namespace, worker_lease
-from .core.errors import InFlight, StoreUnavailable
+from .core.errors import InFlight, LeaseLost, StoreUnavailable
 from .core.inbox import (
     STATUSES,
     Parse,
@@ -76,6 +76,11 @@ class Attempt(NamedTuple):
             entry.failed,
         )
 
+
+_TAKEN_OVER = (
+    "the replay's claim ran out while its handlers ran, and a sender's retry took the delivery"
+    " over: they may have run twice; check their effects before replaying again"
+)
 
 #: Kept headers a replay's request does not repeat: werkzeug sets its own length, and the
 #: host is its base URL.
@@ -304,8 +309,9 @@ class Inbox:
 
         Returns the delivery as it is afterwards (``status`` tells how it went).
         Raises :class:`LookupError` for an unknown id and
-        :class:`~flask_hooks.InFlight` while the delivery is claimed, or when the replay
-        lost its claim mid-handler (frozen past its lease, another worker took it over).
+        :class:`~flask_hooks.InFlight` while the delivery is claimed (nothing ran), and
+        its subclass :class:`~flask_hooks.LeaseLost` when the replay lost its claim
+        mid-handler (frozen past its lease, a retry took it over: its handlers ran).
         """
         stored = self._stored(id)
         if stored is None:
@@ -315,7 +321,7 @@ class Inbox:
         if outcome.kind == "unavailable" and outcome.error is not None:
             raise outcome.error
         if outcome.kind == "in-flight":  # its lease ran out mid-handler: a retry took it over
-            raise InFlight()
+            raise LeaseLost(_TAKEN_OVER)
         try:
             after = self.get(id)
         except StoreUnavailable:  # replayed, but the store went away before we could read it back

@@ -28,7 +28,7 @@ from .cli import (
     receivers_of,
     store_down,
 )
-from .core.errors import HookError, InFlight, StoreUnavailable
+from .core.errors import HookError, InFlight, LeaseLost, StoreUnavailable
 from .extension import Receiver
 from .inbox import Delivery
 from .inbox_cli import RECEIVER_OPTION, holders, inbox_of, unknown
@@ -119,6 +119,8 @@ def replay_one(receiver: Receiver, delivery: Delivery, handlers: Sequence[str], 
     """Replay one delivery; every outcome but a store outage is counted, not raised."""
     try:
         after = inbox_of(receiver).replay(delivery.id, handlers=handlers or None)
+    except LeaseLost as exc:  # before InFlight, its base: here the handlers did run
+        tally.skip("lease lost", delivery.id, str(exc))
     except InFlight:
         tally.skip("in flight", delivery.id, "in flight (a sender's retry or a replay holds it); try later")
     except LookupError:

@@ -16,7 +16,7 @@ from urllib.parse import quote_plus
 import pytest
 from flask import Flask, g, request, url_for
 
-from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, signals
+from flask_hooks import ConfigError, Event, Headers, Hooks, InFlight, LeaseLost, signals
 from flask_hooks.core.providers import Parsed, Provider, Verified
 from flask_hooks.core.providers.slack import Slack
 from flask_hooks.dashboard.text import payload_text
@@ -641,7 +641,24 @@ def test_a_replay_that_lost_its_claim_mid_handler_says_so(make_app: Callable[...
 
     client = app.test_client()
     assert generic_post(client, PAYLOAD).status_code == 500
-    with pytest.raises(InFlight):
+    with pytest.raises(LeaseLost, match="may have run twice"):  # an InFlight: nothing catches it as done
         hooks.inbox(app).replay("evt_1")
     assert calls == [False, True, False]
     assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+
+
+def test_a_replay_its_provider_no_longer_reads_is_refused_not_a_500(make_app: Callable[..., Flask]) -> None:
+    # The provider's parse error (a custom provider's new release) escaped the replay: the
+    # dashboard's replay button answered 500 with a traceback, the CLI crashed.
+    hooks = Hooks(store="memory://", provider=Ledger(), secret="unused")
+    app = make_app(hooks)
+    hooks.on("*")(lambda event: (_ for _ in ()).throw(RuntimeError("bug")))
+    assert app.test_client().post("/webhooks", data=b"L-1;12.50").status_code == 500
+    Ledger.broken = True
+    try:
+        with pytest.raises(ValueError, match="no longer reads its body"):
+            hooks.inbox(app).replay("L-1")
+        result = app.test_cli_runner().invoke(args=["hooks", "replay", "L-1"])
+        assert result.exit_code == 1 and "no longer reads its body" in result.output
+    finally:
+        Ledger.broken = False

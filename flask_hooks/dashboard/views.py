@@ -18,7 +18,7 @@ from flask import current_app, has_request_context, redirect, render_template, r
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from ..core.errors import InFlight, StoreUnavailable
+from ..core.errors import InFlight, LeaseLost, StoreUnavailable
 from ..core.inbox import STATUSES
 from ..extension import HOST_ARG, Receiver, get_state
 from ..inbox import Delivery, hidden
@@ -291,6 +291,8 @@ def replay() -> ResponseReturnValue:
     handlers = request.form.getlist("handler") or None
     try:
         after = receiver.hooks.inbox(_app()).replay(d.id, handlers=handlers)
+    except LeaseLost as exc:  # before InFlight, its base: here the handlers did run
+        return _message(f"Replayed, but {exc}.", 409)
     except InFlight:
         return redirect(_back(receiver, d, done="in-flight"), 303)
     except LookupError:
@@ -298,7 +300,11 @@ def replay() -> ResponseReturnValue:
     except ValueError as exc:
         return _message(f"Not replayed: {exc}.", 400)
     except StoreUnavailable:
-        return _message("Not replayed: the store is not answering; try again shortly.", 503)
+        return _message(
+            "The store is not answering: the replay did not run, or ran without being recorded"
+            " (the delivery's attempts show which once it answers); try again shortly.",
+            503,
+        )
     return redirect(_back(receiver, d, done="replayed", result="owed" if after.owed else after.status), 303)
 
 

@@ -101,6 +101,24 @@ def test_a_replay_while_the_delivery_is_in_flight(failed: Shop) -> None:
     assert failed.bug.calls == [("ord_7", False)]
 
 
+def test_a_replay_that_lost_its_claim_says_its_handlers_ran(
+    failed: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It said "Not replayed ... try again", though the handlers had run beside a retry's:
+    # trying again ran them a third time.
+    from flask_hooks import LeaseLost
+    from flask_hooks.inbox import _TAKEN_OVER, Inbox
+
+    def lost(self: Inbox, id: str, **kwargs: Any) -> Delivery:
+        raise LeaseLost(_TAKEN_OVER)
+
+    monkeypatch.setattr(Inbox, "replay", lost)
+    done = act(failed.admin(), "replay")
+    assert done.status_code == 409
+    assert b"Replayed, but" in done.data and b"may have run twice" in done.data
+    assert b"Not replayed" not in done.data
+
+
 def test_forgetting_while_in_flight_is_refused(failed: Shop) -> None:
     receiver = failed.hooks.receiver(failed.app)
     client = failed.admin()
