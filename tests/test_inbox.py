@@ -467,6 +467,7 @@ def test_a_form_posts_payload_is_parsed_once_per_view(make_app: Callable[..., Fl
     body = b"payload=" + quote_plus(json.dumps(INTERACTION)).encode()
     assert app.test_client().post("/webhooks", data=body, headers=_slack(body)).status_code == 200
     Counted.parses = 0
+    assert len(hooks.inbox(app).query()) == 1 and Counted.parses == 0  # a list page shows no payload
     delivery = hooks.inbox(app).get("1.2")
     assert delivery is not None
     secrets = hidden(delivery, ["slack-signing-secret"])
