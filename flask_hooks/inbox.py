@@ -8,14 +8,12 @@ lease as a sender's retry, so the two never run a handler twice.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
-from wsgiref.util import is_hop_by_hop
 
 from flask import Flask, current_app, has_app_context
 
@@ -34,7 +32,8 @@ from .core.inbox import (
 )
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
-from .view import _notify, _run, lift_app_limit
+from .replay_request import as_received
+from .view import _notify, _run
 
 if TYPE_CHECKING:
     from .extension import Receiver
@@ -82,9 +81,6 @@ _TAKEN_OVER = (
     " over: they may have run twice; check their effects before replaying again"
 )
 
-#: Kept headers a replay's request does not repeat: werkzeug sets its own length, and the
-#: host is its base URL.
-_NOT_RESENT = frozenset({"content-length", "host"})
 
 @dataclasses.dataclass(frozen=True)
 class Delivery:
@@ -319,7 +315,7 @@ class Inbox:
         stored = self._stored(id)
         if stored is None:
             raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
-        with self._as_received(stored):
+        with as_received(self.app, self.receiver, stored):
             outcome = self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=handlers)
         if outcome.kind == "unavailable" and outcome.error is not None:
             raise outcome.error
@@ -375,29 +371,6 @@ class Inbox:
         while removed := self._in_app(lambda: store.purge(ns, now=now, received_before=now - older_than)):
             total += removed
         return total
-
-    @contextlib.contextmanager
-    def _as_received(self, stored: Stored) -> Iterator[None]:
-        """A request of the delivery, for its replay: the kept body and headers (credentials
-        redacted) POSTed to the receiver's URL on the host it came to, so a handler that
-        reads ``request`` or calls ``url_for`` works as it did live. In an app context of
-        its own: the replay never shares ``g`` (or a session) with the dashboard page or the
-        other replays of a bulk run. The app's ``before_request`` functions do not run."""
-        headers = [(k, v) for k, v in stored.headers if k.lower() not in _NOT_RESENT and not is_hop_by_hop(k)]
-        kept = {k.lower(): v for k, v in stored.headers}
-        base_url = None  # Flask's own: SERVER_NAME, APPLICATION_ROOT, PREFERRED_URL_SCHEME
-        if "host" in kept:
-            # The scheme a TLS proxy said (ProxyFix reads the same header live), and the root
-            # Flask would add to any URL it builds itself.
-            proto = kept.get("x-forwarded-proto", "").lower()
-            scheme = proto if proto in ("http", "https") else self.app.config["PREFERRED_URL_SCHEME"]
-            root = (self.app.config["APPLICATION_ROOT"] or "/").lstrip("/")
-            base_url = f"{scheme}://{kept['host']}/{root}"
-        url, body = self.receiver.settings.url, stored.body
-        context = self.app.test_request_context(url, base_url, method="POST", data=body, headers=headers)
-        lift_app_limit(self.app, context.request, self.receiver.settings.max_body)  # as live
-        with self.app.app_context(), context:
-            yield
 
     def _in_app(self, work: Callable[[], T]) -> T:
         """``work()`` in this inbox's app: a store may read the current app (``SqlStore(db)``
