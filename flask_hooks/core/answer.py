@@ -65,13 +65,14 @@ def answer(outcome: Outcome, provider: Provider) -> Answer:
     headers: tuple[tuple[str, str], ...] = (("Content-Type", JSON),)
     if error.after is not None:
         headers += (("Retry-After", str(error.after)),)
-    body = json.dumps({"status": outcome.kind, "reason": _safe_reason(error)}).encode()
+    body = json.dumps({"status": outcome.kind, "reason": safe_reason(error)}).encode()
     return Answer(status, headers, body)
 
 
-def _safe_reason(error: HookError) -> str:
-    # Reasons are our own fixed phrases; a bare HookError from a handler says nothing more,
-    # and a Retry's words (a handler's, which may quote what it was given) stay in the log.
+def safe_reason(error: HookError) -> str:
+    """The reason the sender is answered, and an attempt is logged with: our own fixed
+    phrases. A bare HookError from a handler says nothing more, and a Retry's words (a
+    handler's, which may quote what it was given) stay in its error text."""
     if isinstance(error, _RetryLater):
         return type(error).reason
     return error.reason if type(error) is not HookError else "handler failed"

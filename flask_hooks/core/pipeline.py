@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .answer import Outcome, answer
+from .answer import Outcome, answer, safe_reason
 from .attempts import credentials, log_entry, log_failure, log_quietly
 from .config import ReceiverConfig as ReceiverConfig
 from .deferral import hand_over, worker_ran
@@ -380,8 +380,7 @@ class Pipeline:
         # ``handlers``: those that succeeded before it in this attempt (recorded, not run again).
         notify("handler_failed", receiver=cfg.name, event=event, handler=route.name, error=exc,
                handlers=tuple(ran))  # fmt: skip
-        # A Retry's own words are the handler's: in its error text (blanked), not the reason.
-        reason = type(error).reason if kind == "retry" else error.reason
+        reason = safe_reason(error)  # a Retry's own words stay in its error text, blanked
         entry = log_entry(event, kind, error.status, started, ran, reason, error=exc, failed=route.name,
                           at=at, secrets=secrets)  # fmt: skip
         try:
