@@ -22,7 +22,6 @@ from .core.deferral import handler_key, handler_namespace, worker_lease
 from .core.errors import InFlight, LeaseLost, StoreUnavailable
 from .core.inbox import (
     STATUSES,
-    Parse,
     Stored,
     is_credential,
     is_text,
@@ -148,20 +147,8 @@ def mask(payload: Any, fields: Collection[str]) -> Any:
 def hidden(delivery: Delivery, secrets: Collection[str]) -> list[str]:
     """What no view of ``delivery`` may show: ``secrets`` (its receiver's) and the
     values of its body's credential fields, wherever else the body quotes them."""
-    return [*secrets, *field_values(delivery.payload, delivery.masked)] if delivery.masked else [*secrets]
-
-
-def _hidden(
-    body: bytes,
-    masked: Collection[str],
-    secrets: Collection[str],
-    headers: tuple[tuple[str, str], ...] = (),
-    parse: Parse | None = None,
-) -> list[str]:
     # The body is parsed only when the provider declares credential fields in it.
-    if not masked:
-        return [*secrets]
-    return [*secrets, *field_values(payload_of(body, headers, parse), masked)]
+    return [*secrets, *field_values(delivery.payload, delivery.masked)] if delivery.masked else [*secrets]
 
 
 def shown_header(name: str, value: str, names: Collection[str], secrets: Collection[str]) -> str:
@@ -212,9 +199,11 @@ class Inbox:
         masked, parse = self.receiver.provider.redacted_fields, self.receiver.provider.parse
         # Blanked in tracebacks and headers. The body's own credential values only where an
         # attempt kept an error that may quote them: parsing each body of a list page (large
-        # Slack interactions) made it take seconds.
-        erred = any(a.error for a in stored.attempts)
-        secrets = _hidden(stored.body, masked if erred else (), self.receiver.secrets, stored.headers, parse)
+        # Slack interactions) made it take seconds. Parsed then, the payload is the one the
+        # delivery shows (seeded below), not parsed again.
+        erred = bool(masked) and any(a.error for a in stored.attempts)
+        payload = payload_of(stored.body, stored.headers, parse) if erred else None
+        secrets = [*self.receiver.secrets, *field_values(payload, masked)] if erred else self.receiver.secrets
         names = redacted_names(self.receiver.provider.redacted_headers)
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
@@ -227,7 +216,7 @@ class Inbox:
                 states[route.name] = "failed"
             else:
                 states[route.name] = "pending"
-        return Delivery(
+        delivery = Delivery(
             id=stored.id,
             type=stored.type,
             status=status,
@@ -241,6 +230,9 @@ class Inbox:
             masked=masked,
             parse=parse,
         )
+        if erred:
+            object.__setattr__(delivery, "_payload", payload)  # Delivery.payload's own cache
+        return delivery
 
     def _stored(self, id: str) -> Stored | None:
         """What the store keeps under ``id`` while its retention lasts, or None.
