@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from ..core.errors import StoreUnavailable
 from ._flock import WriterLock
 from ._sqlite_schema import prepare
-from .base import fork_lock, process_generation
+from .base import NOT_A_FILE, fork_lock, process_generation
 
 T = TypeVar("T")
 
@@ -44,11 +44,6 @@ MAX_TIMEOUT = (2**31 - 1) / 1000
 #: The (device, inode) of the database file, its ``-wal`` and its ``-shm``, as a connection opened them.
 Files = tuple[tuple[int, int], ...]
 
-#: Why ``:memory:``, ``""`` and ``file:`` URIs are refused (SQLite docs, "In-Memory Databases").
-NOT_A_FILE = (
-    "give a file path, or memory:// for a process-local store: an in-memory SQLite database"
-    " is one per connection (here, per thread) and would deduplicate nothing"
-)
 
 
 class _Closer:

@@ -82,3 +82,11 @@ def takes_turn(seq: int, ns: str, every: int) -> bool:
     its own lines.
     """
     return bool(seq) and zlib.crc32(f"{seq}:{ns}".encode()) % every == 0
+
+
+#: Why an in-memory SQLite database (``:memory:``, ``""``, ``mode=memory``) is refused, by the
+#: SQLite store and by the SQL store's URLs alike (SQLite docs, "In-Memory Databases").
+NOT_A_FILE = (
+    "give a file path, or memory:// for a process-local store: an in-memory SQLite database"
+    " is one per connection (here, per thread) and would deduplicate nothing"
+)

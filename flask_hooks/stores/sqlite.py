@@ -15,7 +15,6 @@ from collections.abc import Collection
 from ..core.errors import LeaseLost, StoreUnavailable
 from ..core.inbox import Kept, Stored
 from . import _sqlite_inbox as inbox
-from ._sqlite_conn import NOT_A_FILE as NOT_A_FILE
 from ._sqlite_conn import Connections
 from .base import (
     Claim,

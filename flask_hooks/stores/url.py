@@ -8,7 +8,7 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 from ..core.errors import ConfigError
-from .base import DedupeStore
+from .base import NOT_A_FILE, DedupeStore
 from .memory import MemoryStore
 
 DEFAULT_URL = "sqlite:///flask_hooks.sqlite3"
@@ -81,7 +81,7 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         return MemoryStore()
     if scheme == "sqlite":
         try:
-            from .sqlite import NOT_A_FILE, SqliteStore
+            from .sqlite import SqliteStore
         except ImportError as exc:  # no fcntl: Windows
             raise ConfigError(
                 f"{shown!r}: the embedded SQLite store needs a POSIX system (fcntl); use redis://,"
@@ -146,10 +146,7 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         memory = database in ("", ":memory:") or database.startswith("file::memory:")
         memory = memory or parsed.query.get("mode") == "memory"
         if parsed.get_backend_name() == "sqlite" and memory:
-            raise ConfigError(
-                f"{shown!r}: an in-memory SQLite database is one per connection and would"
-                " deduplicate nothing; give a file path, or memory:// for a process-local store"
-            )
+            raise ConfigError(f"{shown!r}: {NOT_A_FILE}")
         try:
             return SqlStore(url)
         except NoSuchModuleError:  # no dialect of that name: postgresql+typo://
