@@ -137,6 +137,8 @@ def describe(delivery: Delivery, secrets: Collection[str] = ()) -> Iterator[str]
         ran = ",".join(a.handlers) or "-"
         ms = f"{a.duration * 1000:.1f} ms"
         yield f"  {number}  {when(a.at)}  {a.outcome}  {a.code}  {ms}  ran: {ran}{failed}"
+        if a.error:  # the exception's own line: an earlier attempt may have failed differently
+            yield f"     {printable(a.error.rstrip().splitlines()[-1])}"
     errors = [(number, a) for number, a in enumerate(d.attempts, 1) if a.error]
     if errors:
         number, last = errors[-1]

@@ -7,8 +7,11 @@ this object: nothing sleeps and nothing patches :func:`time.time`.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import time
+from collections.abc import Callable
 
 
 class FakeClock:
@@ -21,6 +24,9 @@ class FakeClock:
     def __init__(self, start: float | None = None) -> None:
         self.start = _finite(int(time.time()) if start is None else start, "start")
         self._now = self.start
+        #: (when, order, action): what the retry simulator does once the clock passes ``when``.
+        self._alarms: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
 
     def __call__(self) -> float:
         return self._now
@@ -38,13 +44,32 @@ class FakeClock:
         """Move forward by ``seconds`` and return the new time."""
         if _finite(seconds, "advance()") < 0:
             raise ValueError(f"a clock only moves forward; advance({seconds!r}) would go back")
-        self._now = _finite(self._now + seconds, "advance()")
-        return self._now
+        return self._move(_finite(self._now + seconds, "advance()"))
 
     def advance_to(self, when: float) -> float:
         """Move forward to ``when``; a time already passed leaves the clock alone."""
-        self._now = max(self._now, _finite(when, "advance_to()"))
+        return self._move(_finite(when, "advance_to()"))
+
+    def _move(self, when: float) -> float:
+        """Move forward to ``when``, stopping at each alarm passed on the way to run it."""
+        while self._alarms and self._alarms[0][0] < when:
+            at, _, action = heapq.heappop(self._alarms)
+            self._now = max(self._now, at)
+            action()
+        self._now = max(self._now, when)
         return self._now
+
+    def _call_after(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` when the clock moves past ``when``.
+
+        The retry simulator's own hook: a handler that moves the clock past
+        the sender's timeout is still running when the sender gives up and
+        retries, so those happen from inside its ``advance``.
+        """
+        heapq.heappush(self._alarms, (when, next(self._order), action))
+
+    def _clear_alarms(self) -> None:
+        self._alarms.clear()
 
     def __repr__(self) -> str:
         return f"<FakeClock {self._now:.3f} (+{self.elapsed:g} s)>"

@@ -31,7 +31,7 @@ class Preset:
     redirect_is_permanent: bool = False
     #: Redirects followed before the attempt fails (Slack: 2).
     follow_redirects: int = 0
-    #: ``Retry-After`` moves the next attempt, clamped to [scheduled, 2x] (Svix).
+    #: ``Retry-After`` moves the next attempt, clamped to [scheduled, 2x], as Svix's server does.
     honour_retry_after: bool = False
     #: Minimum delay after a 429 or a timeout (Svix's overload penalty).
     overload_penalty: float = 0.0
@@ -72,6 +72,7 @@ PRESETS: dict[str, Preset] = {
             "standard-webhooks",
             (0, 5, 5 * MINUTE, 30 * MINUTE, 2 * HOUR, 5 * HOUR, 10 * HOUR, 14 * HOUR, 20 * HOUR, 24 * HOUR),
             timeout=15,
+            honour_retry_after=True,  # the spec: "should be taken into consideration"
             disable_on_410=True,
         ),
         Preset(

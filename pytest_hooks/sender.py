@@ -26,7 +26,9 @@ Rules beyond the schedule:
 * ``archived`` (the archived "Working with Webhooks" guide): the endpoint is disabled after those 5 failures.
 * ``noukai`` (Noukai's "Receiving Webhooks" guide): a 3xx is a permanent failure, never retried.
   The schedule is not published.
-* ``standard-webhooks``: a 410 disables the endpoint.
+* ``standard-webhooks``: a 410 disables the endpoint; ``Retry-After`` is
+  honoured as Svix's server does (the spec says it "should be taken into
+  consideration").
 * ``svix``: ``Retry-After`` is honoured, clamped to [scheduled, 2x]; a 429
   or a timeout waits at least 60 s; the response header
   ``webhook-delivery: abort-message`` stops, ``webhook-delivery: disable``
@@ -45,7 +47,8 @@ the timeout. Faults, one per attempt (``None`` = none): an ``int`` status
 returned without calling the app; ``"timeout"`` (the app ran, the sender
 gave up, as it also does when the handler advances the clock past the
 timeout); ``"reset"`` (never reached the app); ``"lost"`` (the app ran,
-the response was lost).
+the response was lost). A retry that falls due while a slow handler still
+runs is made then, from inside its ``advance`` (see :class:`_Run`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from flask_hooks.stores.leases import keeper
 
 from .clock import FakeClock
 from .presets import Preset
@@ -170,7 +175,7 @@ class Sender:
                 raise ValueError(f"unknown fault {fault!r}; use an HTTP status, None, or one of {FAULTS}")
         report = Report(self.preset)
         with self._counting(report.handler_calls):
-            self._run(delivery, list(faults), report)
+            _Run(self, delivery, list(faults), report).run()
         return report
 
     @contextlib.contextmanager
@@ -189,31 +194,6 @@ class Sender:
             signals.handler_failed.connected_to(failed, sender=self.app),
         ):
             yield
-
-    def _run(self, delivery: SignedDelivery, faults: list[Fault], report: Report) -> None:
-        preset = self.preset
-        start = self.clock.now()
-        failed_at = 0.0
-        delay_floor = 0.0
-        reason = ""
-        for index, scheduled in enumerate(preset.schedule):
-            if preset.from_start:
-                offset = scheduled
-            else:
-                offset = failed_at + max(scheduled, delay_floor) if index else scheduled
-            self.clock.advance_to(start + offset)
-            fault = faults[index] if index < len(faults) else None
-            began = self.clock.now()
-            attempt, reason = self._attempt(delivery, index + 1, offset, fault, reason)
-            report.attempts.append(attempt)
-            # The sender saw the failure when the response came, or when it gave up.
-            ended = began + preset.timeout if attempt.fault == "timeout" else self.clock.now()
-            failed_at = ended - start
-            if self._decide(attempt, report):
-                return
-            delay_floor = self._next_floor(attempt, index)
-        report.outcome = "exhausted"
-        report.disabled = preset.disable_when_exhausted
 
     def _decide(self, attempt: Attempt, report: Report) -> bool:
         """Whether the delivery is over after ``attempt`` (and how)."""
@@ -254,30 +234,6 @@ class Sender:
             floor = max(floor, preset.overload_penalty)
         return floor
 
-    def _attempt(
-        self, delivery: SignedDelivery, number: int, offset: float, fault: Fault, reason: str
-    ) -> tuple[Attempt, str]:
-        """Make one attempt; returns it and the Slack retry reason it leaves behind."""
-        preset = self.preset
-        if delivery.timestamped:
-            delivery = delivery.signed_at(int(self.clock.now()))
-        headers = dict(delivery.headers)
-        if preset.slack_retries and number > 1:
-            headers["X-Slack-Retry-Num"] = str(number - 1)
-            headers["X-Slack-Retry-Reason"] = reason
-        if isinstance(fault, int) or fault == "reset":
-            status = fault if isinstance(fault, int) else None
-            failure = "http_error" if isinstance(fault, int) else SLACK_REASONS["reset"]
-            return Attempt(number, offset, status, fault, headers), failure
-        began = self.clock.now()
-        response, status, failure = self._post(delivery, headers)
-        if fault == "timeout" or self.clock.now() - began > preset.timeout:
-            self.clock.advance_to(began + preset.timeout)
-            return Attempt(number, offset, None, "timeout", headers, response), SLACK_REASONS["timeout"]
-        if fault == "lost":
-            return Attempt(number, offset, None, "lost", headers, response), SLACK_REASONS["lost"]
-        return Attempt(number, offset, status, None, headers, response), failure
-
     def _post(self, delivery: SignedDelivery, headers: dict[str, str]) -> tuple[TestResponse, int, str]:
         """POST the bytes, following redirects as far as the preset does."""
         client = self.app.test_client()
@@ -293,3 +249,106 @@ class Sender:
         if 300 <= status < 400 and self.preset.follow_redirects:
             return response, status, "too_many_redirects"
         return response, status, "http_error"
+
+
+class _Run:
+    """One delivery's attempts, each made when it falls due on the clock.
+
+    An attempt falls due while an earlier one still runs when that one's
+    handler moves the clock past the sender's timeout: the sender gave up
+    on it and retries, as Slack does 3 s in, whatever the handler is doing.
+    That retry is made from inside the handler's ``advance``, so it meets
+    the claim still held, as a real one does (a 409), not the finished
+    delivery.
+    """
+
+    def __init__(self, sender: Sender, delivery: SignedDelivery, faults: list[Fault], report: Report) -> None:
+        self.sender, self.delivery, self.faults, self.report = sender, delivery, faults, report
+        self.clock = sender.clock
+        self.start = self.clock.now()
+        #: The attempt (index, when) to make next, None once there is none.
+        self.due: tuple[int, float] | None = (0, self.start)
+        self.over = False
+        self.posting = 0  # attempts whose request is still in the app
+        self.reason = ""  # Slack's retry reason, from the failure before
+
+    def run(self) -> None:
+        try:
+            while self.due is not None:
+                due = self.due
+                self.clock.advance_to(due[1])
+                self.take(due)
+        finally:
+            self.clock._clear_alarms()
+        if not self.over:
+            self.report.outcome = "exhausted"
+            self.report.disabled = self.sender.preset.disable_when_exhausted
+
+    def take(self, due: tuple[int, float]) -> None:
+        if self.due != due or self.over:  # made already, or the delivery is over
+            return
+        self.due = None
+        if self.posting:  # while a handler runs, its lease is kept, as the keeper would have
+            keeper.renew_all()
+        self.attempt(due[0])
+
+    def attempt(self, index: int) -> None:
+        preset, number = self.sender.preset, index + 1
+        began = self.clock.now()
+        offset = began - self.start
+        fault = self.faults[index] if index < len(self.faults) else None
+        delivery = self.delivery.signed_at(int(began)) if self.delivery.timestamped else self.delivery
+        headers = dict(delivery.headers)
+        if preset.slack_retries and number > 1:
+            headers["X-Slack-Retry-Num"] = str(number - 1)
+            headers["X-Slack-Retry-Reason"] = self.reason
+        if isinstance(fault, int) or fault == "reset":
+            status = fault if isinstance(fault, int) else None
+            failure = "http_error" if isinstance(fault, int) else SLACK_REASONS["reset"]
+            self.settle(index, Attempt(number, offset, status, fault, headers), failure)
+            return
+        gave_up: list[int] = []  # where the attempt went in the report, once the sender gave up
+
+        def give_up() -> None:
+            if not answered:
+                gave_up.append(len(self.report.attempts))
+                timeout = Attempt(number, offset, None, "timeout", headers)
+                self.settle(index, timeout, SLACK_REASONS["timeout"])
+
+        answered = False
+        self.clock._call_after(began + preset.timeout, give_up)
+        self.posting += 1
+        try:
+            response, status, failure = self.sender._post(delivery, headers)
+        finally:
+            self.posting -= 1
+            answered = True
+        if gave_up:  # the app's answer came after the sender stopped waiting: kept for the test
+            at = gave_up[0]
+            self.report.attempts[at] = dataclasses.replace(self.report.attempts[at], response=response)
+            return
+        if fault == "timeout":
+            self.clock.advance_to(began + preset.timeout)
+        lost = fault if fault in ("timeout", "lost") else None  # the app ran; no answer was read
+        reason = SLACK_REASONS[lost] if lost else failure
+        self.settle(index, Attempt(number, offset, None if lost else status, lost, headers, response), reason)
+
+    def settle(self, index: int, attempt: Attempt, reason: str) -> None:
+        """Record ``attempt`` and plan the next one; a delay counts from now, when the sender
+        saw the failure (the response, or the end of the timeout)."""
+        sender, preset = self.sender, self.sender.preset
+        self.report.attempts.append(attempt)
+        self.reason = reason
+        if sender._decide(attempt, self.report):
+            self.over = True
+            return
+        if index + 1 >= len(preset.schedule):
+            return
+        scheduled = preset.schedule[index + 1]
+        if preset.from_start:
+            when = self.start + scheduled
+        else:
+            when = self.clock.now() + max(scheduled, sender._next_floor(attempt, index))
+        due = self.due = (index + 1, when)
+        if self.posting:  # a handler still runs: the sender does not wait for it
+            self.clock._call_after(when, lambda: self.take(due))

@@ -74,6 +74,8 @@ class Shop:
         self.store, self.clock = FlakyStore(), ManualClock()
         self.hooks = Hooks(store=self.store, clock=self.clock)
         self.fixed = False
+        #: What the invoicing bug raises.
+        self.bug: Callable[[], Exception] = lambda: KeyError("customer")
         self.booked: list[str] = []
         self.invoiced: list[tuple[str, bool]] = []
         self.hooks.on("payment", name="ledger.book")(lambda event: self.booked.append(event.id))
@@ -83,7 +85,7 @@ class Shop:
 
     def invoice(self, event: Event) -> None:
         if not self.fixed:
-            raise KeyError("customer")
+            raise self.bug()
         self.invoiced.append((event.id, event.replayed))
 
     def post(self, id: str, type: str = "payment.succeeded", **headers: str) -> int:
@@ -126,6 +128,15 @@ def test_show_gives_headers_body_handlers_attempts_and_the_traceback(shop: Shop)
     )
     assert "last error (attempt 1, billing.invoice):\n  Traceback (most recent call last):" in out
     assert out.rstrip().endswith("KeyError: 'customer'")
+
+
+def test_show_gives_each_attempts_own_error(shop: Shop) -> None:
+    assert shop.post("evt_1") == 500
+    shop.bug = lambda: TypeError("amount is a str")  # a fix that left another bug
+    assert shop.post("evt_1") == 500
+    out = run(shop.app, "show", "evt_1").stdout
+    attempts = out.split("attempts:\n", 1)[1].split("last error", 1)[0].splitlines()
+    assert [line.strip() for line in attempts[1::2]] == ["KeyError: 'customer'", "TypeError: amount is a str"]
 
 
 def test_show_as_json(shop: Shop) -> None:

@@ -335,6 +335,6 @@ def test_a_failed_assertion_on_a_report_shows_what_the_sender_saw(user_project: 
         [
             "E*where False = <Report archived: exhausted (endpoint disabled); attempts +0s 500,"
             " +60s timeout, +300s 500, +1800s 500, +7200s 500; handler calls {'shop.fulfil': 5}>.delivered",
-            "E*where False = Attempt(number=1, offset=0, status=503, fault=503).ok",
+            "E*where False = Attempt(number=1, offset=0.0, status=503, fault=503).ok",
         ]
     )

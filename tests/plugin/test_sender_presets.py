@@ -134,6 +134,30 @@ def test_a_slow_handler_times_out(
     assert report.offsets == [0, 40]  # the delay counts from the end of the 10 s timeout
 
 
+def test_a_retry_sent_while_the_handler_runs_meets_its_claim(
+    webhook_sender: Any, signed_delivery: Any, seen: list[dict[str, str]]
+) -> None:
+    # Slack retries 3 s in and again a minute after that, while the handler still runs.
+    report = webhook_sender(schedule="slack").send(signed_delivery("app_mention", {"slow": 100}))
+
+    assert report.offsets == [0, 3, 63, 363]
+    assert [a.fault for a in report.attempts] == ["timeout", None, None, None]
+    assert report.statuses == [None, 409, 409, 200] and report.delivered
+    # Its lease was kept while it ran, as the keeper would have: the retry at 63 s did not run it again.
+    assert sum(report.handler_calls.values()) == 1
+    assert [a.response.headers["Retry-After"] for a in report.attempts[1:3]] == ["60", "60"]
+    first = report.attempts[0].response
+    assert first is not None and first.status_code == 200  # the app's answer, which no one read
+    assert [h.get("X-Slack-Retry-Reason") for h in seen] == [None, "http_timeout", "http_error", "http_error"]
+
+
+def test_offsets_are_when_each_attempt_was_sent(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule="standard-webhooks").send(signed_delivery("a.b", {"slow": 100}))
+
+    assert report.offsets == [0, 20, 320]  # given up at 15 s, retried 5 s later, during the handler
+    assert report.statuses == [None, 409, 200]
+
+
 def test_noukai_treats_3xx_as_permanent(webhook_sender: Any, signed_delivery: Any, script: Script) -> None:
     script.append((302, {"Location": "/elsewhere"}))
 
@@ -217,13 +241,15 @@ def test_slack_gives_up_on_a_third_redirect(
     assert seen[-1]["X-Slack-Retry-Reason"] == "too_many_redirects"
 
 
+@pytest.mark.parametrize("schedule", ["svix", "standard-webhooks"])
 @pytest.mark.parametrize(("retry_after", "second"), [("100", 10), ("7", 7), ("1", 5)])
 def test_svix_clamps_retry_after(
-    webhook_sender: Any, signed_delivery: Any, script: Script, retry_after: str, second: float
+    webhook_sender: Any, signed_delivery: Any, script: Script, schedule: str, retry_after: str, second: float
 ) -> None:
+    # Standard Webhooks says it "should be taken into consideration", as Svix's server does.
     script.append((503, {"Retry-After": retry_after}))
 
-    report = webhook_sender(schedule="svix").send(signed_delivery("a.b"))
+    report = webhook_sender(schedule=schedule).send(signed_delivery("a.b"))
 
     assert report.offsets == [0, second]
 
