@@ -25,7 +25,7 @@ from flask_hooks.core.attempts import error_text
 from flask_hooks.core.errors import ConfigError
 from flask_hooks.core.inbox import EXCERPT, PARSED, READ, excerpt, mask_text
 from flask_hooks.core.scrub import REDACTED, scrub
-from flask_hooks.providers import Narada
+from flask_hooks.providers import MAX_DEPTH, Narada
 from flask_hooks.stores.url import masked_url, open_store
 
 MakeApp = Callable[..., Flask]
@@ -80,6 +80,27 @@ def test_a_json_key_spelled_with_escapes_is_masked(make_app: MakeApp) -> None:
     assert response.status_code == 401
     assert logged(hooks, app) == '{"requestId": "r1", "secret": "[redacted]"}'
     assert BODY_SECRET not in run(app, "deliveries", "--json").stdout
+
+
+def test_a_delivery_nested_as_deep_as_accepted_is_shown_masked(make_app: MakeApp) -> None:
+    """Masking copied the payload recursively, two frames a level: a Narada delivery
+    nested 495 deep was received, then its dashboard page was a 500 and ``show`` a
+    RecursionError."""
+    hooks = Hooks(store="memory://", provider=Narada(token="tok-123", secret=BODY_SECRET))
+    app = make_app(hooks)
+    arrays = MAX_DEPTH - 2  # the envelope and the secret's object
+    deep = "[" * arrays + "]" * arrays
+    inner = {"secret": BODY_SECRET}
+    envelope = {"requestId": "r-deep", "status": "success", "secret": BODY_SECRET, "o": inner}
+    body = json.dumps(envelope).encode()[:-2] + f', "x": {deep}}}}}'.encode()
+    headers = {"Authorization": "Bearer tok-123", "Content-Type": "application/json"}
+    assert app.test_client().post("/webhooks", data=body, headers=headers).status_code == 200
+    shown = hooks.inbox(app).get("r-deep:success").shown_payload()
+    assert shown["secret"] == shown["o"]["secret"] == REDACTED
+    for args in (("show", "r-deep:success"), ("show", "r-deep:success", "--json")):
+        result = run(app, *args)
+        assert result.exit_code == 0, result.output[-500:]
+        assert BODY_SECRET not in result.stdout and REDACTED in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -208,12 +208,28 @@ def _mask_json(text: str, names: frozenset[str]) -> str | None:
 
 
 def mask_fields(value: Any, names: Collection[str]) -> Any:
-    """``value`` with the value of every key in ``names``, at any depth, replaced."""
-    if isinstance(value, dict):
-        return {k: REDACTED if k in names else mask_fields(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_fields(v, names) for v in value]
-    return value
+    """A copy of ``value`` with the value of every key in ``names``, at any depth, replaced.
+
+    Walked without recursion: an accepted body nests up to
+    :data:`~flask_hooks.providers.MAX_DEPTH` levels, deeper than Python's
+    stack allows a recursive copy (two frames a level).
+    """
+    if not isinstance(value, (dict, list)):
+        return value
+    top: Any = {} if isinstance(value, dict) else [None] * len(value)
+    todo = [(value, top)]
+    while todo:
+        source, copy = todo.pop()
+        pairs = source.items() if isinstance(source, dict) else enumerate(source)
+        for key, item in pairs:
+            if isinstance(source, dict) and key in names:
+                copy[key] = REDACTED
+            elif isinstance(item, (dict, list)):
+                copy[key] = {} if isinstance(item, dict) else [None] * len(item)
+                todo.append((item, copy[key]))
+            else:
+                copy[key] = item
+    return top
 
 
 def _mask_form(text: str, names: frozenset[str]) -> str:

@@ -11,7 +11,7 @@ are both shown, once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from flask import Flask
@@ -121,6 +121,15 @@ def page_size(args: Mapping[str, str]) -> int:
         raise BadQuery("'limit' must be a number") from None
 
 
+def down_before(receiver: Receiver, receivers: Iterable[Receiver], down: Collection[str]) -> bool:
+    """Whether ``receiver``'s store is one that already failed to answer for this page.
+
+    Receivers that share a store URL share the store: a store that hangs is
+    waited for once a page (its timeout), not once per receiver and section.
+    """
+    return any(r.store is receiver.store for r in receivers if r.name in down)
+
+
 def page(
     app: Flask,
     receivers: Sequence[Receiver],
@@ -133,6 +142,9 @@ def page(
     rows: list[Row] = []
     unavailable: list[str] = []
     for receiver in chosen:
+        if down_before(receiver, receivers, unavailable):
+            unavailable.append(receiver.name)
+            continue
         inbox = receiver.hooks.inbox(app)
         try:
             if filters.id is not None:

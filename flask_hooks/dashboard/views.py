@@ -171,7 +171,7 @@ def index() -> ResponseReturnValue:
         older=older,
         newest=url_for(".index", **keep),
         notice=notice,
-        **_pictures(chosen),
+        **_pictures(chosen, found.unavailable),
     )
 
 
@@ -179,11 +179,16 @@ def _limit_arg(limit: int) -> dict[str, int]:
     return {} if limit == listing.PAGE_SIZE else {"limit": limit}
 
 
-def _pictures(receivers: list[Receiver]) -> dict[str, Any]:
+def _pictures(receivers: list[Receiver], down: list[str]) -> dict[str, Any]:
+    """The charts; ``down``: receivers whose store already failed for this page."""
     now = max((r.now() for r in receivers), default=time.time())
-    windows, shares, down = [], [], []
+    windows, shares, down = [], [], list(down)
     for receiver in receivers:
         store = receiver.store
+        if listing.down_before(receiver, receivers, down):  # true of one named in ``down``
+            if receiver.name not in down:
+                down.append(receiver.name)
+            continue
         try:
             log = store.deliveries(receiver.ns, limit=store.log_size)
         except StoreUnavailable:
