@@ -112,7 +112,8 @@ class Dashboard:
         app = require_app(app)
         if EXTENSION_KEY in app.extensions:
             raise ConfigError("a Dashboard is already registered on this app")
-        if not app.config.get("SECRET_KEY"):
+        key = app.config.get("SECRET_KEY")
+        if not (key and isinstance(key, (str, bytes))):  # a placeholder ``...`` failed on the first form
             raise ConfigError(
                 "the hooks dashboard signs its forms' CSRF tokens with the app's SECRET_KEY:"
                 " set app.config['SECRET_KEY'] before Dashboard.init_app(app)"

@@ -145,8 +145,12 @@ class Deferral(ABC):
         max_retries: int = 10,
         retry_delay: float = 5.0,
     ) -> None:
-        if app is not None and ":" not in app:
-            raise ConfigError(f"app={app!r} must be an import path like 'pkg.module:create_app'")
+        if app is not None and not (isinstance(app, str) and ":" in app):
+            # A worker process imports it: the app object or factory cannot travel there.
+            what = repr(app) if isinstance(app, str) else f"the {type(app).__name__} itself"
+            raise ConfigError(
+                f"app= is an import path naming the app or its factory, like 'pkg.module:create_app', not {what}"
+            )
         # Checked here, not by the first enqueue: there a bad one would be a 503 for every delivery.
         if not (is_seconds(max_retries, integer=True) and max_retries >= 0):
             raise ConfigError(f"max_retries must be a whole number, 0 or more, not {shown(max_retries)}")

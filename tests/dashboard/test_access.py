@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -36,8 +37,11 @@ def test_allow_is_required() -> None:
         Dashboard(allow=True)  # type: ignore[arg-type]
 
 
-def test_a_secret_key_is_required_at_init_app(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", [None, "", ..., 42])
+def test_a_secret_key_is_required_at_init_app(tmp_path: Path, key: Any) -> None:
+    # A placeholder (``...``) passed, then the first confirmation page was a 500.
     app = Flask("no_key", instance_path=str(tmp_path))
+    app.config["SECRET_KEY"] = key
     dashboard = Dashboard(allow=lambda: True)
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         dashboard.init_app(app)

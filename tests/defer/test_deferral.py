@@ -132,6 +132,11 @@ def test_defer_must_be_a_queue() -> None:
         Hooks().on("x", defer="celery")(audit)
     with pytest.raises(ConfigError, match="import path"):
         RQQueue(app="create_app")
+    # The app or its factory, not its import path: a TypeError from ``":" in app`` before.
+    with pytest.raises(ConfigError, match="not the Flask itself"):
+        RQQueue(app=Flask(__name__))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not the function itself"):
+        CeleryQueue(app=lambda: Flask(__name__))  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         CeleryQueue(lease=0)
 
