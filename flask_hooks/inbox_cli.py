@@ -117,6 +117,16 @@ def shown_body(delivery: Delivery, secrets: Collection[str] = ()) -> str:
     return scrub(delivery.body.decode("utf-8", "backslashreplace"), secrets)
 
 
+def exception_line(error: str) -> str:
+    """The line that names the exception in a kept traceback: the first one after the
+    last frame (its message may go on, and notes follow it); a reason without a
+    traceback (a handler's ``Retry``) is its own first line."""
+    lines = error.strip().splitlines() or [""]
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    after = lines[frames[-1] + 1 :] if frames else lines
+    return next((line for line in after if line and not line[0].isspace()), lines[-1])
+
+
 def describe(delivery: Delivery, secrets: Collection[str] = ()) -> Iterator[str]:
     d = delivery
     secret = "-" if d.secret_index is None else str(d.secret_index)
@@ -137,8 +147,8 @@ def describe(delivery: Delivery, secrets: Collection[str] = ()) -> Iterator[str]
         ran = ",".join(a.handlers) or "-"
         ms = f"{a.duration * 1000:.1f} ms"
         yield f"  {number}  {when(a.at)}  {a.outcome}  {a.code}  {ms}  ran: {ran}{failed}"
-        if a.error:  # the exception's own line: an earlier attempt may have failed differently
-            yield f"     {printable(a.error.rstrip().splitlines()[-1])}"
+        if a.error:  # an earlier attempt may have failed differently
+            yield f"     {printable(exception_line(a.error))}"
     errors = [(number, a) for number, a in enumerate(d.attempts, 1) if a.error]
     if errors:
         number, last = errors[-1]

@@ -24,8 +24,8 @@ class FakeClock:
     def __init__(self, start: float | None = None) -> None:
         self.start = _finite(int(time.time()) if start is None else start, "start")
         self._now = self.start
-        #: (when, order, action): what the retry simulator does once the clock passes ``when``.
-        self._alarms: list[tuple[float, int, Callable[[], None]]] = []
+        #: (when, order, owner, action): what the retry simulator does once the clock passes ``when``.
+        self._alarms: list[tuple[float, int, object, Callable[[], None]]] = []
         self._order = itertools.count()
 
     def __call__(self) -> float:
@@ -53,23 +53,25 @@ class FakeClock:
     def _move(self, when: float) -> float:
         """Move forward to ``when``, stopping at each alarm passed on the way to run it."""
         while self._alarms and self._alarms[0][0] < when:
-            at, _, action = heapq.heappop(self._alarms)
+            at, _, _, action = heapq.heappop(self._alarms)
             self._now = max(self._now, at)
             action()
         self._now = max(self._now, when)
         return self._now
 
-    def _call_after(self, when: float, action: Callable[[], None]) -> None:
+    def _call_after(self, when: float, action: Callable[[], None], owner: object) -> None:
         """Run ``action`` when the clock moves past ``when``.
 
         The retry simulator's own hook: a handler that moves the clock past
         the sender's timeout is still running when the sender gives up and
         retries, so those happen from inside its ``advance``.
         """
-        heapq.heappush(self._alarms, (when, next(self._order), action))
+        heapq.heappush(self._alarms, (when, next(self._order), owner, action))
 
-    def _clear_alarms(self) -> None:
-        self._alarms.clear()
+    def _clear_alarms(self, owner: object) -> None:
+        """Drop ``owner``'s alarms (a send inside a handler leaves the outer one's)."""
+        self._alarms = [alarm for alarm in self._alarms if alarm[2] is not owner]
+        heapq.heapify(self._alarms)
 
     def __repr__(self) -> str:
         return f"<FakeClock {self._now:.3f} (+{self.elapsed:g} s)>"

@@ -259,43 +259,51 @@ class _Run:
     on it and retries, as Slack does 3 s in, whatever the handler is doing.
     That retry is made from inside the handler's ``advance``, so it meets
     the claim still held, as a real one does (a 409), not the finished
-    delivery.
+    delivery. What goes wrong in it is raised from ``send()``, never into
+    the handler.
     """
 
     def __init__(self, sender: Sender, delivery: SignedDelivery, faults: list[Fault], report: Report) -> None:
         self.sender, self.delivery, self.faults, self.report = sender, delivery, faults, report
         self.clock = sender.clock
         self.start = self.clock.now()
-        #: The attempt (index, when) to make next, None once there is none.
-        self.due: tuple[int, float] | None = (0, self.start)
+        #: The attempt to make next, (index, offset from the first), None once there is none.
+        self.due: tuple[int, float] | None = (0, 0.0)
         self.over = False
         self.posting = 0  # attempts whose request is still in the app
         self.reason = ""  # Slack's retry reason, from the failure before
+        self.error: BaseException | None = None  # raised by an attempt made inside a handler
 
     def run(self) -> None:
         try:
             while self.due is not None:
                 due = self.due
-                self.clock.advance_to(due[1])
+                self.clock.advance_to(self.start + due[1])
                 self.take(due)
         finally:
-            self.clock._clear_alarms()
+            self.clock._clear_alarms(self)
         if not self.over:
             self.report.outcome = "exhausted"
             self.report.disabled = self.sender.preset.disable_when_exhausted
 
     def take(self, due: tuple[int, float]) -> None:
-        if self.due != due or self.over:  # made already, or the delivery is over
+        if self.due != due or self.over or self.error is not None:  # made already, or over
             return
         self.due = None
-        if self.posting:  # while a handler runs, its lease is kept, as the keeper would have
+        if not self.posting:
+            self.attempt(*due)
+            return
+        try:  # inside a running handler, whose lease is kept meanwhile, as the keeper would
             keeper.renew_all()
-        self.attempt(due[0])
+            self.attempt(*due)
+        except BaseException as exc:  # the test's failure, not the handler's
+            self.error = exc
 
-    def attempt(self, index: int) -> None:
+    def attempt(self, index: int, planned: float) -> None:
         preset, number = self.sender.preset, index + 1
         began = self.clock.now()
-        offset = began - self.start
+        # Exact when made on time: the difference of two times near 1.7e9 is not (0.1 -> 0.0999999).
+        offset = planned if began == self.start + planned else began - self.start
         fault = self.faults[index] if index < len(self.faults) else None
         delivery = self.delivery.signed_at(int(began)) if self.delivery.timestamped else self.delivery
         headers = dict(delivery.headers)
@@ -305,7 +313,7 @@ class _Run:
         if isinstance(fault, int) or fault == "reset":
             status = fault if isinstance(fault, int) else None
             failure = "http_error" if isinstance(fault, int) else SLACK_REASONS["reset"]
-            self.settle(index, Attempt(number, offset, status, fault, headers), failure)
+            self.settle(index, Attempt(number, offset, status, fault, headers), failure, 0.0)
             return
         gave_up: list[int] = []  # where the attempt went in the report, once the sender gave up
 
@@ -313,29 +321,37 @@ class _Run:
             if not answered:
                 gave_up.append(len(self.report.attempts))
                 timeout = Attempt(number, offset, None, "timeout", headers)
-                self.settle(index, timeout, SLACK_REASONS["timeout"])
+                self.settle(index, timeout, SLACK_REASONS["timeout"], preset.timeout)
 
         answered = False
-        self.clock._call_after(began + preset.timeout, give_up)
+        self.clock._call_after(began + preset.timeout, give_up, self)
         self.posting += 1
         try:
             response, status, failure = self.sender._post(delivery, headers)
         finally:
             self.posting -= 1
             answered = True
+        if self.error is not None:
+            raise self.error
         if gave_up:  # the app's answer came after the sender stopped waiting: kept for the test
             at = gave_up[0]
             self.report.attempts[at] = dataclasses.replace(self.report.attempts[at], response=response)
             return
-        if fault == "timeout":
-            self.clock.advance_to(began + preset.timeout)
+        waited = self.clock.now() - began
         lost = fault if fault in ("timeout", "lost") else None  # the app ran; no answer was read
+        if fault == "timeout" or waited > preset.timeout:
+            lost, waited = "timeout", preset.timeout
+            if not self.posting:  # the sender waits it out; inside a handler, its clock is its own
+                self.clock.advance_to(began + preset.timeout)
         reason = SLACK_REASONS[lost] if lost else failure
-        self.settle(index, Attempt(number, offset, None if lost else status, lost, headers, response), reason)
+        self.settle(
+            index, Attempt(number, offset, None if lost else status, lost, headers, response), reason, waited
+        )
 
-    def settle(self, index: int, attempt: Attempt, reason: str) -> None:
-        """Record ``attempt`` and plan the next one; a delay counts from now, when the sender
-        saw the failure (the response, or the end of the timeout)."""
+    def settle(self, index: int, attempt: Attempt, reason: str, waited: float) -> None:
+        """Record ``attempt`` and plan the next one. A delay counts from when the sender
+        saw the failure: ``waited`` seconds after the attempt began (the response, or
+        the end of the timeout)."""
         sender, preset = self.sender, self.sender.preset
         self.report.attempts.append(attempt)
         self.reason = reason
@@ -346,9 +362,9 @@ class _Run:
             return
         scheduled = preset.schedule[index + 1]
         if preset.from_start:
-            when = self.start + scheduled
+            planned = scheduled
         else:
-            when = self.clock.now() + max(scheduled, sender._next_floor(attempt, index))
-        due = self.due = (index + 1, when)
+            planned = attempt.offset + waited + max(scheduled, sender._next_floor(attempt, index))
+        due = self.due = (index + 1, planned)
         if self.posting:  # a handler still runs: the sender does not wait for it
-            self.clock._call_after(when, lambda: self.take(due))
+            self.clock._call_after(self.start + planned, lambda: self.take(due), self)

@@ -95,6 +95,14 @@ class StoreUnavailable(_RetryLater):
     after = 5
 
 
+class RecordUnreadable(StoreUnavailable):
+    """One stored record cannot be read (damaged, or written by a newer version).
+
+    The store answered: what else it holds can still be shown (the
+    dashboard keeps asking it for other receivers).
+    """
+
+
 class QueueUnavailable(_RetryLater):
     """A deferred handler could not be handed to its task queue (503).
 

@@ -29,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from .errors import StoreUnavailable
+from .errors import RecordUnreadable
 
 if TYPE_CHECKING:
     from .inbox import Kept, Stored
@@ -236,7 +236,7 @@ def decode_reply(raw: str | bytes | None) -> Reply | None:
 UNREADABLE = (ValueError, TypeError, KeyError, AttributeError)
 
 
-def unreadable(what: str, exc: Exception) -> StoreUnavailable:
+def unreadable(what: str, exc: Exception) -> RecordUnreadable:
     """The store is unavailable: a record of it cannot be read. Logged as an error, since
     retrying does not help: the sender's retries of that delivery get 503 until it is fixed."""
     log.error(
@@ -245,7 +245,7 @@ def unreadable(what: str, exc: Exception) -> StoreUnavailable:
         what,
         exc,
     )
-    return StoreUnavailable()
+    return RecordUnreadable()
 
 
 class DedupeStore(ABC):

@@ -11,15 +11,16 @@ are both shown, once.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from flask import Flask
 
-from ..core.errors import StoreUnavailable
+from ..core.errors import RecordUnreadable, StoreUnavailable
 from ..core.inbox import STATUSES, type_matches
 from ..extension import Receiver
 from ..inbox import Delivery
+from ..stores import DedupeStore
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -107,8 +108,10 @@ class Page(NamedTuple):
     rows: list[Row]
     #: The cursor of the next (older) page, or None on the last one.
     next: Cursor | None
-    #: Receivers whose store did not answer.
+    #: Receivers whose store did not answer, or held a record it could not read.
     unavailable: list[str]
+    #: The stores that did not answer.
+    down: list[DedupeStore]
 
 
 def page_size(args: Mapping[str, str]) -> int:
@@ -121,13 +124,13 @@ def page_size(args: Mapping[str, str]) -> int:
         raise BadQuery("'limit' must be a number") from None
 
 
-def down_before(receiver: Receiver, receivers: Iterable[Receiver], down: Collection[str]) -> bool:
-    """Whether ``receiver``'s store is one that already failed to answer for this page.
+def is_down(store: object, down: Iterable[object]) -> bool:
+    """Whether ``store`` is one that did not answer for this page.
 
-    Receivers that share a store URL share the store: a store that hangs is
+    Receivers that share a store URL share the store: one that hangs is
     waited for once a page (its timeout), not once per receiver and section.
     """
-    return any(r.store is receiver.store for r in receivers if r.name in down)
+    return any(store is each for each in down)
 
 
 def page(
@@ -141,8 +144,9 @@ def page(
     chosen = [r for r in receivers if filters.receiver in (None, r.name)]
     rows: list[Row] = []
     unavailable: list[str] = []
+    down: list[DedupeStore] = []
     for receiver in chosen:
-        if down_before(receiver, receivers, unavailable):
+        if is_down(receiver.store, down):
             unavailable.append(receiver.name)
             continue
         inbox = receiver.hooks.inbox(app)
@@ -160,8 +164,10 @@ def page(
                 tie = inbox.get(before.id)
                 if tie is not None and tie.received_at == before.received_at and filters.matches(tie):
                     rows.append(Row(receiver.name, tie))
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
             unavailable.append(receiver.name)
+            if not isinstance(exc, RecordUnreadable):  # one damaged record: the store answered
+                down.append(receiver.store)
     rows.sort(key=lambda row: row.key, reverse=True)
     if before is not None:
         rows = [row for row in rows if row.key < tuple(before)]
@@ -169,4 +175,4 @@ def page(
     more = len(rows) > limit
     last = shown[-1] if shown else None
     cursor = Cursor(*last.key) if more and last is not None else None
-    return Page(shown, cursor, unavailable)
+    return Page(shown, cursor, unavailable, down)

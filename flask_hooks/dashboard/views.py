@@ -18,10 +18,11 @@ from flask import current_app, has_request_context, redirect, render_template, r
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from ..core.errors import InFlight, LeaseLost, StoreUnavailable
+from ..core.errors import InFlight, LeaseLost, RecordUnreadable, StoreUnavailable
 from ..core.inbox import STATUSES
 from ..extension import HOST_ARG, Receiver, get_state
 from ..inbox import Delivery, hidden
+from ..stores import DedupeStore
 from . import charts, csrf, listing
 from .extension import EXTENSION_KEY, HEADERS, DashboardState, PagesBlueprint
 from .text import payload_text, printable, printable_lines
@@ -171,7 +172,7 @@ def index() -> ResponseReturnValue:
         older=older,
         newest=url_for(".index", **keep),
         notice=notice,
-        **_pictures(chosen, found.unavailable),
+        **_pictures(chosen, found.down),
     )
 
 
@@ -179,20 +180,21 @@ def _limit_arg(limit: int) -> dict[str, int]:
     return {} if limit == listing.PAGE_SIZE else {"limit": limit}
 
 
-def _pictures(receivers: list[Receiver], down: list[str]) -> dict[str, Any]:
-    """The charts; ``down``: receivers whose store already failed for this page."""
+def _pictures(receivers: list[Receiver], down: list[DedupeStore]) -> dict[str, Any]:
+    """The charts; ``down``: the stores that did not answer for this page already."""
     now = max((r.now() for r in receivers), default=time.time())
-    windows, shares, down = [], [], list(down)
+    windows, shares, log_down, down = [], [], [], list(down)
     for receiver in receivers:
         store = receiver.store
-        if listing.down_before(receiver, receivers, down):  # true of one named in ``down``
-            if receiver.name not in down:
-                down.append(receiver.name)
+        if listing.is_down(store, down):
+            log_down.append(receiver.name)
             continue
         try:
             log = store.deliveries(receiver.ns, limit=store.log_size)
-        except StoreUnavailable:
-            down.append(receiver.name)
+        except StoreUnavailable as exc:
+            log_down.append(receiver.name)
+            if not isinstance(exc, RecordUnreadable):
+                down.append(store)
             continue
         window = charts.window(receiver.name, log, store.log_size, now)
         windows.append(window)
@@ -205,7 +207,7 @@ def _pictures(receivers: list[Receiver], down: list[str]) -> dict[str, Any]:
         "windows": windows,
         "partial": [w for w in windows if w.partial],
         "shares": [(share, charts.share_svg(share), receiver) for share, receiver in shares],
-        "log_down": down,
+        "log_down": log_down,
         "now": now,
     }
 

@@ -149,7 +149,8 @@ class Deferral(ABC):
             # A worker process imports it: the app object or factory cannot travel there.
             what = repr(app) if isinstance(app, str) else f"the {type(app).__name__} itself"
             raise ConfigError(
-                f"app= is an import path naming the app or its factory, like 'pkg.module:create_app', not {what}"
+                "app= is an import path naming the app or its factory, like"
+                f" 'pkg.module:create_app', not {what}"
             )
         # Checked here, not by the first enqueue: there a bad one would be a 503 for every delivery.
         if not (is_seconds(max_retries, integer=True) and max_retries >= 0):

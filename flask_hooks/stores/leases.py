@@ -132,7 +132,7 @@ class LeaseKeeper:
         lets a retry reach the app while the handler still runs. Renewing
         early is always safe: a held claim's handler is running.
         """
-        held = [each for each in self._held.values() if not each.lost]
+        held = [each for each in list(self._held.values()) if not each.lost]  # one C call
         return sum(self._renew(each, self.timer()) for each in held)
 
     def _renew(self, held: Held, started: float) -> bool:

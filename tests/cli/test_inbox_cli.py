@@ -21,6 +21,7 @@ from flask_hooks.core.inbox import Kept, Stored
 from flask_hooks.core.providers.base import Outgoing
 from flask_hooks.core.providers.narada import NaradaKey
 from flask_hooks.core.store import Claim, LogEntry
+from flask_hooks.inbox_cli import exception_line
 from flask_hooks.providers import Narada
 from flask_hooks.stores import MemoryStore
 from tests.conftest import SECRET, generic_post
@@ -137,6 +138,25 @@ def test_show_gives_each_attempts_own_error(shop: Shop) -> None:
     out = run(shop.app, "show", "evt_1").stdout
     attempts = out.split("attempts:\n", 1)[1].split("last error", 1)[0].splitlines()
     assert [line.strip() for line in attempts[1::2]] == ["KeyError: 'customer'", "TypeError: amount is a str"]
+
+
+def test_show_names_the_exception_not_its_last_line(shop: Shop) -> None:
+    def noted() -> Exception:
+        error = ValueError("1 validation error for Payment\namount\n  Field required")
+        error.add_note("while booking the invoice")
+        return error
+
+    shop.bug = noted
+    assert shop.post("evt_1") == 500
+    shop.bug = lambda: RuntimeError("retry later")  # a reason of its own, after a traceback
+    assert shop.post("evt_1") == 500
+    out = run(shop.app, "show", "evt_1").stdout
+    attempts = out.split("attempts:\n", 1)[1].split("last error", 1)[0].splitlines()
+    assert [line.strip() for line in attempts[1::2]] == [
+        "ValueError: 1 validation error for Payment",
+        "RuntimeError: retry later",
+    ]
+    assert exception_line("come back later") == "come back later"  # a Retry's reason
 
 
 def test_show_as_json(shop: Shop) -> None:

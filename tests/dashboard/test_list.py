@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flask_hooks.core.errors import StoreUnavailable
+from flask_hooks.core.errors import RecordUnreadable, StoreUnavailable
 from flask_hooks.stores import MemoryStore
 from tests.dashboard.pages import ids, older
 from tests.dashboard.shop import OLD, Shop, seed_day
@@ -126,12 +126,19 @@ class FlakyStore(MemoryStore):
     #: Reads refused while down: each one a store timeout waited out, when the store hangs.
     refused = 0
 
+    #: A receiver (the end of its namespace) one of whose records cannot be read.
+    damaged = ""
+
     def query(self, ns: str, **kwargs: Any) -> Any:
         self.check()
+        if self.damaged and ns.endswith(self.damaged):
+            raise RecordUnreadable()
         return super().query(ns, **kwargs)
 
     def deliveries(self, ns: str, **kwargs: Any) -> Any:
         self.check()
+        if self.damaged and ns.endswith(self.damaged):
+            raise RecordUnreadable()
         return super().deliveries(ns, **kwargs)
 
     def check(self) -> None:
@@ -156,3 +163,21 @@ def test_a_store_that_is_down_is_said_not_hidden(tmp_path: Any) -> None:
     # section (four store timeouts for this page; 88 s for 11 receivers on a stopped Redis).
     assert store.refused == 1
     assert b"The delivery log of billing, hooks is not answering" in page.data
+
+
+@pytest.mark.parametrize("damaged", [":billing", ":hooks"])
+def test_one_damaged_record_hides_only_its_receiver(tmp_path: Any, damaged: str) -> None:
+    """The store answered: a receiver sharing it is listed and charted all the same."""
+    from tests.dashboard.shop import make_shop
+
+    store = FlakyStore()
+    shop = make_shop(str(tmp_path / "instance"), store=store)
+    shop.post({"id": "ord_1", "type": "order.created"})
+    shop.post_billing({"id": "inv_1", "type": "invoice.paid"})
+    store.damaged = damaged
+    page = shop.admin().get("/hooks/")
+    healthy = "inv_1" if damaged == ":hooks" else "ord_1"
+    assert ids(page) == [healthy]
+    text = page.get_data(as_text=True)
+    assert f"The store of {damaged[1:]} is not answering" in text
+    assert f"The delivery log of {damaged[1:]} is not answering" in text

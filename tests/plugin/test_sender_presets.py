@@ -56,20 +56,43 @@ def seen() -> list[dict[str, str]]:
 
 
 @pytest.fixture
-def app(make_app: Callable[..., Flask], provider: str, script: Script, seen: list[dict[str, str]]) -> Flask:
+def moved() -> list[float]:
+    """How far each slow handler's own ``advance`` moved the clock."""
+    return []
+
+
+@pytest.fixture
+def checks() -> list[Callable[[int], None]]:
+    """Run as each request starts, with its number (a test's own checks of the app)."""
+    return []
+
+
+@pytest.fixture
+def app(
+    make_app: Callable[..., Flask],
+    provider: str,
+    script: Script,
+    seen: list[dict[str, str]],
+    moved: list[float],
+    checks: list[Callable[[int], None]],
+) -> Flask:
     hooks = Hooks(provider=provider, store="memory://")
 
     @hooks.on("*")
     def handle(event: Event) -> None:
         slow = event.payload.get("slow") if isinstance(event.payload, dict) else None
         if slow:
-            app.extensions["hooks"].receivers["hooks"].clock.advance(slow)
+            clock = app.extensions["hooks"].receivers["hooks"].clock
+            before = clock()
+            moved.append(clock.advance(slow) - before)
 
     app = make_app(hooks)
 
     @app.before_request
     def record() -> None:
         seen.append(dict(request.headers))
+        for check in checks:
+            check(len(seen))
 
     @app.after_request
     def scripted(response: Response) -> Response:
@@ -149,6 +172,47 @@ def test_a_retry_sent_while_the_handler_runs_meets_its_claim(
     first = report.attempts[0].response
     assert first is not None and first.status_code == 200  # the app's answer, which no one read
     assert [h.get("X-Slack-Retry-Reason") for h in seen] == [None, "http_timeout", "http_error", "http_error"]
+
+
+def test_what_goes_wrong_in_a_retry_made_during_a_handler_fails_the_test(
+    webhook_sender: Any, signed_delivery: Any, checks: list[Callable[[int], None]]
+) -> None:
+    # Raised into the running handler's advance(), it was taken for the handler's own
+    # failure, and the report said "exhausted" after one attempt: the test passed.
+    def second(number: int) -> None:
+        assert number != 2, "a retry the test did not expect"
+
+    checks.append(second)
+    with pytest.raises(AssertionError, match="a retry the test did not expect"):
+        webhook_sender(schedule="slack").send(signed_delivery("a.b", {"slow": 100}))
+
+
+def test_a_retry_made_during_a_handler_leaves_its_clock_alone(
+    webhook_sender: Any, signed_delivery: Any, moved: list[float]
+) -> None:
+    delivery = signed_delivery("a.b", {"slow": 5})
+    report = webhook_sender(schedule="slack").send(delivery, faults=[None, "timeout"])
+
+    assert moved == [5]  # the retry's timeout fault at 3 s moved the handler's clock to 6 s
+    assert report.offsets == [0, 3, 66] and report.statuses == [None, None, 200]
+
+
+def test_a_send_inside_a_request_keeps_the_outer_one_s_retries(
+    webhook_sender: Any, signed_delivery: Any, checks: list[Callable[[int], None]]
+) -> None:
+    inner = signed_delivery("c.d", id="evt_inner")
+    checks.append(lambda number: number == 1 and webhook_sender(schedule="github").send(inner))
+
+    report = webhook_sender(schedule="slack").send(signed_delivery("a.b", {"slow": 100}))
+
+    # The inner send's end cleared every alarm on the clock, the outer one's retries too.
+    assert report.statuses == [None, 409, 409, 200]
+
+
+def test_fractional_delays_give_exact_offsets(webhook_sender: Any, signed_delivery: Any) -> None:
+    report = webhook_sender(schedule=[0, 0.1, 0.2]).send(signed_delivery("a.b"), faults=[500, 500, 500])
+
+    assert report.offsets == [0, 0.1, 0.1 + 0.2]
 
 
 def test_offsets_are_when_each_attempt_was_sent(webhook_sender: Any, signed_delivery: Any) -> None:
