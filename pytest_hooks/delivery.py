@@ -20,7 +20,9 @@ from flask_hooks.core.event import Headers
 from flask_hooks.core.providers import FlowStep, HmacKey, ItsDangerous, Narada, _jsjson
 from flask_hooks.core.providers.base import Key, Outgoing, SignedRequest
 from flask_hooks.core.providers.flowstep import digest
+from flask_hooks.core.providers.github import GitHub
 from flask_hooks.core.providers.signed import signed_value
+from flask_hooks.core.providers.slack import Slack
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -56,6 +58,17 @@ def find_receiver(app: Flask, receiver: str | Hooks | Receiver | None, *, what: 
 def new_id() -> str:
     """A fresh delivery id in the ``evt_`` style most senders use."""
     return "evt_" + uuid.uuid4().hex[:24]
+
+
+#: The content type Slack's commands and interactions, and GitHub's form webhooks, are posted with.
+FORM = "application/x-www-form-urlencoded"
+
+
+def merged(headers: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with ``extra`` added, or replacing those of the same name in any case:
+    a ``stripe-signature`` given was sent beside the real one, and still verified."""
+    replaced = {name.lower() for name in extra}
+    return {**{k: v for k, v in headers.items() if k.lower() not in replaced}, **extra}
 
 
 def _flip(body: bytes) -> bytes:
@@ -143,7 +156,10 @@ def sign_exact(receiver: Receiver, outgoing: Outgoing, key: Key, body: bytes) ->
         built = provider.sign(outgoing, swap)
         if not swap.seen or any(part != built.body for part in swap.seen):
             raise TypeError(f"{what}: its sign() does not MAC the body it builds as the last part")
-        signed = SignedRequest(body, built.headers)
+        headers = dict(built.headers)
+        if isinstance(provider, (Slack, GitHub)) and body.lstrip()[:1] not in (b"{", b"["):
+            headers = merged(headers, {"Content-Type": FORM})  # a command, or GitHub's form type
+        signed = SignedRequest(body, headers)
     else:
         raise TypeError(f"{what}: its keys are not HmacKeys, so it cannot sign given bytes")
     try:
@@ -186,6 +202,8 @@ class SignedDelivery:
     headers: dict[str, str]
     extra_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     exact: bytes | None = None
+    #: The bytes the signature covers, once :meth:`tampered` changed ``body``.
+    signed_body: bytes | None = None
 
     @classmethod
     def forge(
@@ -219,12 +237,11 @@ class SignedDelivery:
                 f" secret_index={secret_index} is out of range"
             )
         stamp = int(receiver.now()) if timestamp is None else int(timestamp)
-        outgoing = Outgoing(type=type, payload=payload, id=id or new_id(), timestamp=stamp)
+        outgoing = Outgoing(type=type, payload=payload, id=new_id() if id is None else id, timestamp=stamp)
         extra = dict(headers or {})
         signed = _signed(receiver, outgoing, receiver.keys[secret_index], body)
-        return cls(
-            app, receiver, outgoing, secret_index, signed.body, {**signed.headers, **extra}, extra, body
-        )
+        headers = merged(signed.headers, extra)
+        return cls(app, receiver, outgoing, secret_index, signed.body, headers, extra, body)
 
     # What the receiver will make of it ------------------------------------
 
@@ -261,7 +278,7 @@ class SignedDelivery:
         try:
             verified = self.receiver.provider.verify(
                 Headers(self.headers),
-                self.body,
+                self.body if self.signed_body is None else self.signed_body,
                 self.receiver.keys,
                 now=float(self.outgoing.timestamp),
                 tolerance=(math.inf, math.inf),
@@ -283,7 +300,7 @@ class SignedDelivery:
 
     def send(self, headers: Mapping[str, str] | None = None) -> TestResponse:
         """POST the exact signed bytes to the receiver's URL through the test client."""
-        sent = {**self.headers, **(headers or {})}
+        sent = merged(self.headers, headers or {})
         return self.app.test_client().post(self.url, data=self.body, headers=sent)
 
     def resend(self, headers: Mapping[str, str] | None = None) -> TestResponse:
@@ -301,18 +318,22 @@ class SignedDelivery:
         the event's. Flow-step (which signs no time) and custom providers
         that cannot sign given bytes build the body again.
         """
+        if self.signed_body is not None:  # re-signed as it was, then changed again
+            untouched = dataclasses.replace(self, body=self.signed_body, signed_body=None)
+            return untouched.signed_at(timestamp).tampered()
         outgoing = dataclasses.replace(self.outgoing, timestamp=int(timestamp))
         key, provider = self.receiver.keys[self.secret_index], self.receiver.provider
         if self.exact is None and (isinstance(key, HmacKey) or isinstance(provider, (ItsDangerous, Narada))):
             signed = sign_exact(self.receiver, outgoing, key, self.body)
         else:
             signed = self._sign(outgoing)
-        headers = {**signed.headers, **self.extra_headers}
+        headers = merged(signed.headers, self.extra_headers)
         return dataclasses.replace(self, outgoing=outgoing, body=signed.body, headers=headers)
 
     def tampered(self) -> SignedDelivery:
         """A copy whose body differs by one byte while the headers (signature) stay."""
-        return dataclasses.replace(self, body=_flip(self.body))
+        signed = self.body if self.signed_body is None else self.signed_body
+        return dataclasses.replace(self, body=_flip(self.body), signed_body=signed)
 
     def stale(self) -> SignedDelivery:
         """A copy re-signed with a timestamp just outside the receiver's tolerance."""

@@ -244,6 +244,9 @@ class ProviderAPI:
             if not any(job.api == api for job in self.jobs)
         ]
         for call in self.mock.calls:
-            if isinstance(call.response, Exception):
-                out.append(f"unexpected outbound call {call.request.method} {call.request.url}")
+            request, response = call.request, call.response
+            if isinstance(response, AssertionError):  # a faked API refused it, and said why
+                out.append(f"{request.method} {request.url} was refused: {response}")
+            elif isinstance(response, Exception):
+                out.append(f"unexpected outbound call {request.method} {request.url}")
         return out

@@ -7,6 +7,7 @@ so merely having the plugin installed costs a project nothing.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -14,6 +15,8 @@ import pytest
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from flask_hooks.extension import Receiver
 
     from .clock import FakeClock
     from .delivery import SignedDelivery
@@ -57,22 +60,40 @@ def _app(request: pytest.FixtureRequest, fixture: str) -> Flask:
     return app
 
 
+def _receivers(app: Flask, fixture: str, *, required: bool = True) -> list[Receiver]:
+    """The app's receivers, or a failure naming the fixture that needs one; each kept
+    in the default SQLite file is warned about."""
+    from flask_hooks.extension import HooksState
+    from flask_hooks.stores.url import DEFAULT_URL
+
+    state = app.extensions.get("hooks")
+    if not isinstance(state, HooksState) or not state.receivers:
+        if not required:  # the test's first forge says so, at its own line
+            return []
+        _fail(
+            f"{fixture}: the app from your `app` fixture has no flask_hooks receiver;"
+            " call Hooks.init_app(app) (or Hooks(app)) in the app factory"
+        )
+    receivers = list(state.receivers.values())
+    for receiver in receivers:
+        if receiver.settings.store == DEFAULT_URL:
+            warnings.warn(
+                f"receiver {receiver.name!r} keeps its records in {app.instance_path}/flask_hooks.sqlite3,"
+                " shared by every test and every run (a fixed id is a duplicate the second time):"
+                " set HOOKS_STORE='memory://' in the app your `app` fixture makes",
+                pytest.PytestWarning,
+                stacklevel=2,
+            )
+    return receivers
+
+
 @pytest.fixture
 def webhook_clock(request: pytest.FixtureRequest) -> Iterator[FakeClock]:
     """A frozen clock installed as every receiver's ``clock`` on ``app``; restored after."""
-    from flask_hooks.extension import HooksState
-
     from .clock import FakeClock
 
-    app = _app(request, "webhook_clock")
-    state = app.extensions.get("hooks")
-    if not isinstance(state, HooksState) or not state.receivers:
-        _fail(
-            "webhook_clock: the app from your `app` fixture has no flask_hooks receiver;"
-            " call Hooks.init_app(app) (or Hooks(app)) in the app factory"
-        )
+    receivers = _receivers(_app(request, "webhook_clock"), "webhook_clock")
     clock = FakeClock()
-    receivers = list(state.receivers.values())
     saved = [(receiver, receiver.clock) for receiver in receivers]
     for receiver in receivers:
         receiver.clock = clock
@@ -95,6 +116,7 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
     from .delivery import SignedDelivery, find_receiver
 
     app = _app(request, "signed_delivery")
+    _receivers(app, "signed_delivery", required=False)
 
     def forge(
         type: str,
@@ -141,6 +163,7 @@ def webhook_sender(request: pytest.FixtureRequest) -> Callable[..., Sender]:
     from .sender import Sender
 
     app = _app(request, "webhook_sender")
+    _receivers(app, "webhook_sender")
     clock: FakeClock = request.getfixturevalue("webhook_clock")
 
     def make(schedule: str | Sequence[float] = "archived", timeout: float | None = None) -> Sender:

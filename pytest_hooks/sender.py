@@ -63,6 +63,7 @@ from urllib.parse import urlsplit
 from flask_hooks.stores.leases import keeper
 
 from .clock import FakeClock
+from .delivery import merged
 from .presets import Preset
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ class _Run:
         self.clock = sender.clock
         self.start = self.clock.now()
         #: The attempt to make next, (index, offset from the first), None once there is none.
-        self.due: tuple[int, float] | None = (0, 0.0)
+        self.due: tuple[int, float] | None = (0, sender.preset.schedule[0])  # 0 but in a custom list
         self.over = False
         self.posting = 0  # attempts whose request is still in the app
         self.reason = ""  # Slack's retry reason, from the failure before
@@ -308,8 +309,8 @@ class _Run:
         delivery = self.delivery.signed_at(int(began)) if self.delivery.timestamped else self.delivery
         headers = dict(delivery.headers)
         if preset.slack_retries and number > 1:
-            headers["X-Slack-Retry-Num"] = str(number - 1)
-            headers["X-Slack-Retry-Reason"] = self.reason
+            retry = {"X-Slack-Retry-Num": str(number - 1), "X-Slack-Retry-Reason": self.reason}
+            headers = merged(headers, retry)
         if isinstance(fault, int) or fault == "reset":
             status = fault if isinstance(fault, int) else None
             failure = "http_error" if isinstance(fault, int) else SLACK_REASONS["reset"]

@@ -108,6 +108,49 @@ def test_an_app_without_receivers_says_so(pytester: pytest.Pytester) -> None:
         result.stdout.no_fnmatch_line(noise)
 
 
+def test_webhook_sender_on_an_app_without_receivers_names_itself(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+
+        @pytest.fixture
+        def app():
+            return Flask("bare")
+
+        def test_it(webhook_sender):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*webhook_sender: the app from your `app` fixture has no flask_hooks*"])
+
+
+def test_the_default_sqlite_file_is_warned_about(pytester: pytest.Pytester) -> None:
+    """Shared by every test and run: a fixed id was a duplicate the second time."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from flask import Flask
+        from flask_hooks import Hooks
+
+        @pytest.fixture
+        def app(tmp_path):
+            app = Flask("shop", instance_path=str(tmp_path))
+            app.config["HOOKS_SECRET"] = "s3cret"
+            Hooks(app)
+            return app
+
+        def test_it(signed_delivery):
+            assert signed_delivery("order.paid").send().status_code == 200
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*receiver 'hooks' keeps its records in *flask_hooks.sqlite3, shared by*"])
+
+
 def test_several_receivers_need_a_name(user_project: Project) -> None:
     result = user_project(
         source="""
@@ -229,6 +272,26 @@ def test_an_unexpected_outbound_call_fails_loudly(user_project: Project) -> None
     )
 
 
+def test_a_refused_job_says_why(user_project: Project) -> None:
+    result = user_project(
+        source="""
+        import requests
+
+        def test_it(provider_api):
+            provider_api.narada()
+            try:
+                requests.post("https://api.narada.ai/fast/v2/remote-dispatch", data="not json", timeout=1)
+            except AssertionError:
+                pass  # swallowed by the code under test
+        """
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*POST https://api.narada.ai/fast/v2/remote-dispatch was refused: *body is not a JSON object*"]
+    )
+    result.stdout.no_fnmatch_line("*unexpected outbound call*")
+
+
 def test_webhook_clock_needs_a_receiver(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -335,6 +398,6 @@ def test_a_failed_assertion_on_a_report_shows_what_the_sender_saw(user_project: 
         [
             "E*where False = <Report archived: exhausted (endpoint disabled); attempts +0s 500,"
             " +60s timeout, +300s 500, +1800s 500, +7200s 500; handler calls {'shop.fulfil': 5}>.delivered",
-            "E*where False = Attempt(number=1, offset=0.0, status=503, fault=503).ok",
+            "E*where False = Attempt(number=1, offset=0, status=503, fault=503).ok",
         ]
     )
