@@ -25,6 +25,7 @@ from .core.replies import reply_content_type, reply_headers
 from .core.routing import Route
 from .extension import Receiver, get_state, rule_host
 from .stores.base import Reply
+from .stores.memory import MemoryStore
 
 log = logging.getLogger("flask_hooks")
 
@@ -156,6 +157,8 @@ def receive(**_host: str) -> Response:
         receiver = get_state(app).endpoints[req.endpoint or ""]
         taken = receiver, _take_body(app, req, receiver.settings.max_body)
     receiver, body = taken
+    if req.environ.get("wsgi.multiprocess") and isinstance(receiver.store, MemoryStore):
+        receiver.store.shared_by_processes()
     if isinstance(body, bytes):
         outcome = receiver.pipeline.process(req.headers, body, run=_run, notify=_notify)
     else:

@@ -5,7 +5,8 @@ would lose it: a copy arriving after the lease ran out is claimed again
 and runs the handler in parallel. While a handler runs, its claim sits in
 a :class:`LeaseKeeper`; one daemon thread per process renews every claim
 that has been held for a third of its lease, so only a crash (or a frozen
-process, whose thread is frozen too) lets the lease run out.
+process, whose thread is frozen too) lets the lease run out, or one C call
+that holds the GIL for longer than the lease (the thread cannot run).
 
 Holding a claim is a dictionary insert: a handler that finishes within a
 third of its lease costs no system call and no store write.

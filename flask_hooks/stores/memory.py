@@ -47,6 +47,7 @@ class MemoryStore(DedupeStore):
         #: Per receiver, the kept deliveries' ``(received_at, id)`` in order: pages are slices.
         self._order: dict[str, list[tuple[float, str]]] = {}
         self._claims = 0
+        self._warned = -1  # the process generation last told that other processes serve the app
 
     def claim(
         self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
@@ -83,13 +84,26 @@ class MemoryStore(DedupeStore):
         return Claim("new", token=token, handlers=dict(handlers))
 
     def _forked(self) -> None:
-        """Each forked worker (gunicorn -w 4) has its own copy: duplicates that
-        reach another worker run again. Said once per process, at first use."""
+        """Each forked worker (gunicorn -w 4 --preload) has its own copy: duplicates
+        that reach another worker run again. Said once per process, at first use."""
         self._generation = process_generation()
         self._lock = threading.Lock()
+        self.shared_by_processes("is used in a forked process (several workers?)")
+
+    def shared_by_processes(self, how: str = "is served by several processes (wsgi.multiprocess)") -> None:
+        """Warn, once per process, that other processes serve the app with stores of their own.
+
+        A worker that builds the app after the fork (gunicorn without
+        ``--preload``) was never forked with a store: the WSGI server's
+        ``wsgi.multiprocess`` says so instead (the receiver's view asks).
+        """
+        if self._warned == process_generation():
+            return
+        self._warned = process_generation()
         logging.getLogger("flask_hooks").warning(
-            "memory:// is used in a forked process (several workers?): each process dedupes"
-            " only what it sees itself; use sqlite:/// or redis:// for more than one process"
+            "memory:// %s: each process dedupes only what it sees itself;"
+            " use sqlite:/// or redis:// for more than one process",
+            how,
         )
 
     def _sweep(self, now: float) -> None:

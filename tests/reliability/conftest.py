@@ -59,10 +59,11 @@ StartGunicorn = Callable[..., Gunicorn]
 
 @pytest.fixture
 def gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
-    """``start(store_url, lease=60)`` -> a running server; all are stopped at teardown."""
+    """``start(store_url, lease=60, workers=4, preload=True)`` -> a running server; all are
+    stopped at teardown."""
     servers: list[Gunicorn] = []
 
-    def start(store: str, *, lease: float = 60, workers: int = 4) -> Gunicorn:
+    def start(store: str, *, lease: float = 60, workers: int = 4, preload: bool = True) -> Gunicorn:
         workdir = tmp_path / f"gunicorn-{len(servers)}"
         workdir.mkdir()
         port = free_port()
@@ -85,7 +86,7 @@ def gunicorn(tmp_path: Path) -> Iterator[StartGunicorn]:
                     "4",
                     "-b",
                     f"127.0.0.1:{port}",
-                    "--preload",
+                    *(["--preload"] if preload else []),
                     "--timeout",
                     "60",
                     "--graceful-timeout",

@@ -176,3 +176,17 @@ def test_every_other_method_is_a_json_405_through_gunicorn(gunicorn: StartGunico
             if method != "HEAD":
                 assert response.json()["status"] == "method not allowed", method
     assert server.lines("started") == []
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_memory_store_in_several_workers_says_so(gunicorn: StartGunicorn, preload: bool) -> None:
+    """Built after the fork (no ``--preload``), no worker's store was ever forked: nothing
+    was said while each worker deduped on its own. ``wsgi.multiprocess`` tells."""
+    server = gunicorn("memory://", workers=2, preload=preload)
+    for n in range(8):
+        assert server.post({"id": f"evt_{n}", "type": "order.paid"}).status_code == 200
+    server.stop()
+    log = (server.workdir / "gunicorn.log").read_text()
+    said = [line for line in log.splitlines() if "memory://" in line]
+    assert said and all("each process dedupes only what it sees itself" in line for line in said)
+    assert len(said) <= 2  # once per process
