@@ -333,7 +333,7 @@ class SignedDelivery:
     def tampered(self) -> SignedDelivery:
         """A copy whose body differs by one byte while the headers (signature) stay."""
         signed = self.body if self.signed_body is None else self.signed_body
-        return dataclasses.replace(self, body=_flip(self.body), signed_body=signed)
+        return dataclasses.replace(self, body=_flip(signed), signed_body=signed)  # twice is once
 
     def stale(self) -> SignedDelivery:
         """A copy re-signed with a timestamp just outside the receiver's tolerance."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -60,11 +61,15 @@ def _app(request: pytest.FixtureRequest, fixture: str) -> Flask:
     return app
 
 
-def _receivers(app: Flask, fixture: str, *, required: bool = True) -> list[Receiver]:
-    """The app's receivers, or a failure naming the fixture that needs one; each kept
-    in the default SQLite file is warned about."""
+#: The default SQLite files already warned about in this session.
+_WARNED = pytest.StashKey[set[str]]()
+
+
+def _receivers(
+    request: pytest.FixtureRequest, app: Flask, fixture: str, *, required: bool = True
+) -> list[Receiver]:
+    """The app's receivers, or a failure naming the fixture that needs one."""
     from flask_hooks.extension import HooksState
-    from flask_hooks.stores.url import DEFAULT_URL
 
     state = app.extensions.get("hooks")
     if not isinstance(state, HooksState) or not state.receivers:
@@ -75,16 +80,30 @@ def _receivers(app: Flask, fixture: str, *, required: bool = True) -> list[Recei
             " call Hooks.init_app(app) (or Hooks(app)) in the app factory"
         )
     receivers = list(state.receivers.values())
-    for receiver in receivers:
-        if receiver.settings.store == DEFAULT_URL:
-            warnings.warn(
-                f"receiver {receiver.name!r} keeps its records in {app.instance_path}/flask_hooks.sqlite3,"
-                " shared by every test and every run (a fixed id is a duplicate the second time):"
-                " set HOOKS_STORE='memory://' in the app your `app` fixture makes",
-                pytest.PytestWarning,
-                stacklevel=2,
-            )
+    _warn_shared_file(request, app, receivers)
     return receivers
+
+
+def _warn_shared_file(request: pytest.FixtureRequest, app: Flask, receivers: list[Receiver]) -> None:
+    """Once per file and session: receivers kept in the default SQLite file of an
+    instance folder outside pytest's temporary ones, which every test and run shares."""
+    from flask_hooks.stores.url import DEFAULT_URL
+
+    if not any(receiver.settings.store == DEFAULT_URL for receiver in receivers):
+        return
+    path = Path(app.instance_path, "flask_hooks.sqlite3").resolve()
+    temporary = request.getfixturevalue("tmp_path_factory").getbasetemp().resolve()
+    warned = request.config.stash.setdefault(_WARNED, set())
+    if path.is_relative_to(temporary) or str(path) in warned:
+        return
+    warned.add(str(path))
+    warnings.warn(
+        f"the app's receivers keep their records in {path}, shared by every test and every run"
+        " (a fixed id is a duplicate the second time): set HOOKS_STORE='memory://' in the app"
+        " your `app` fixture makes",
+        pytest.PytestWarning,
+        stacklevel=3,
+    )
 
 
 @pytest.fixture
@@ -92,7 +111,7 @@ def webhook_clock(request: pytest.FixtureRequest) -> Iterator[FakeClock]:
     """A frozen clock installed as every receiver's ``clock`` on ``app``; restored after."""
     from .clock import FakeClock
 
-    receivers = _receivers(_app(request, "webhook_clock"), "webhook_clock")
+    receivers = _receivers(request, _app(request, "webhook_clock"), "webhook_clock")
     clock = FakeClock()
     saved = [(receiver, receiver.clock) for receiver in receivers]
     for receiver in receivers:
@@ -116,7 +135,7 @@ def signed_delivery(request: pytest.FixtureRequest) -> Callable[..., SignedDeliv
     from .delivery import SignedDelivery, find_receiver
 
     app = _app(request, "signed_delivery")
-    _receivers(app, "signed_delivery", required=False)
+    _receivers(request, app, "signed_delivery", required=False)
 
     def forge(
         type: str,
@@ -163,7 +182,7 @@ def webhook_sender(request: pytest.FixtureRequest) -> Callable[..., Sender]:
     from .sender import Sender
 
     app = _app(request, "webhook_sender")
-    _receivers(app, "webhook_sender")
+    _receivers(request, app, "webhook_sender")
     clock: FakeClock = request.getfixturevalue("webhook_clock")
 
     def make(schedule: str | Sequence[float] = "archived", timeout: float | None = None) -> Sender:

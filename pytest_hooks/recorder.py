@@ -61,18 +61,20 @@ def _describe(record: Record) -> str:
 
 def completions(records: list[Record]) -> list[Record]:
     """The deliveries' completions among ``records``: not a queue worker's
-    ``event_handled`` for a handler that an earlier completion deferred."""
-    queued: Counter[str] = Counter()
+    ``event_handled`` for a handler that a completion deferred (before it or,
+    with a queue that runs jobs inside ``enqueue``, after it)."""
+    handled = [record for record in records if record.name == "event_handled"]
+    queued: Counter[str] = Counter(name for record in handled for name in record.kwargs.get("deferred", ()))
     done = []
     for record in records:
         if record.name not in ("event_handled", "event_ignored"):
             continue
         handlers = tuple(record.kwargs.get("handlers", ()))
-        if record.name == "event_handled" and handlers and all(queued[h] > 0 for h in handlers):
-            queued.subtract(handlers)  # the worker ran what the request handed to its queue
+        worker = record.name == "event_handled" and not record.kwargs.get("deferred")
+        if worker and handlers and all(queued[h] > 0 for h in handlers):
+            queued.subtract(handlers)  # the worker ran what a request handed to its queue
             continue
         done.append(record)
-        queued.update(record.kwargs.get("deferred", ()))
     return done
 
 

@@ -7,7 +7,10 @@ that can be switched off to play an outage.
 
 from __future__ import annotations
 
+import builtins
 import json
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,6 +143,7 @@ def test_show_gives_each_attempts_own_error(shop: Shop) -> None:
     assert [line.strip() for line in attempts[1::2]] == ["KeyError: 'customer'", "TypeError: amount is a str"]
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="add_note is 3.11's")
 def test_show_names_the_exception_not_its_last_line(shop: Shop) -> None:
     def noted() -> Exception:
         error = ValueError("1 validation error for Payment\namount\n  Field required")
@@ -157,6 +161,42 @@ def test_show_names_the_exception_not_its_last_line(shop: Shop) -> None:
         "RuntimeError: retry later",
     ]
     assert exception_line("come back later") == "come back later"  # a Retry's reason
+
+
+def formatted(raise_it: Callable[[], None]) -> str:
+    try:
+        raise_it()
+    except BaseException as exc:  # formatted as the receiver keeps it
+        return "".join(traceback.format_exception(exc))
+    raise AssertionError("nothing raised")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups and notes are 3.11's")
+def test_the_exception_line_is_the_one_raised_last() -> None:
+    ExceptionGroup = builtins.ExceptionGroup  # 3.11's, and ruff targets 3.10
+
+    def chained() -> None:
+        try:
+            {}["customer"]
+        except KeyError as exc:
+            raise TypeError("amount is a str") from exc
+
+    def handling() -> None:
+        try:
+            {}["customer"]
+        except KeyError:
+            raise ExceptionGroup("two failed", [ValueError("bad amount"), OSError("smtp")]) from None
+
+    def in_handling() -> None:
+        try:
+            {}["customer"]
+        except KeyError:
+            raise ExceptionGroup("two failed", [ValueError("bad amount")])  # noqa: B904
+
+    assert exception_line(formatted(chained)) == "TypeError: amount is a str"
+    assert exception_line(formatted(handling)) == "ExceptionGroup: two failed (2 sub-exceptions)"
+    # Shown before: the KeyError being handled, whose frame is the last unprefixed one.
+    assert exception_line(formatted(in_handling)) == "ExceptionGroup: two failed (1 sub-exception)"
 
 
 def test_show_as_json(shop: Shop) -> None:

@@ -22,9 +22,18 @@ class ListQueue(Deferral):
         self.jobs.append(job.to_json())
 
 
+class InlineQueue(ListQueue):
+    """Runs each job inside ``enqueue``, in the request, as RQ's ``Queue(is_async=False)``."""
+
+    def enqueue(self, job: Job) -> None:
+        super().enqueue(job)
+        perform(job.to_json())
+
+
 @pytest.fixture
-def queue() -> ListQueue:
-    return ListQueue()
+def queue(request: pytest.FixtureRequest) -> ListQueue:
+    """A list of jobs; ``parametrize("queue", ["inline"], indirect=True)``: run at once."""
+    return InlineQueue() if getattr(request, "param", "") == "inline" else ListQueue()
 
 
 @pytest.fixture
@@ -60,3 +69,15 @@ def test_processed_once_still_catches_a_deferred_handler_run_twice(
 
     with pytest.raises(AssertionError, match="processed 2 times"):
         hook_signals.assert_processed_once(delivery.id)
+
+
+
+@pytest.mark.parametrize("queue", ["inline"], indirect=True)
+def test_processed_once_with_a_queue_that_runs_jobs_at_once(
+    queue: ListQueue, signed_delivery: Any, hook_signals: Any
+) -> None:
+    # The worker's event_handled comes before the request's, which defers the handler.
+    delivery = signed_delivery("order.paid")
+    assert delivery.send().get_json() == {"status": "received"}
+    assert [r.name for r in hook_signals.for_id(delivery.id)][-2:] == ["event_handled", "event_handled"]
+    hook_signals.assert_processed_once(delivery.id)

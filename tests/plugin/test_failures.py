@@ -128,27 +128,32 @@ def test_webhook_sender_on_an_app_without_receivers_names_itself(pytester: pytes
 
 
 def test_the_default_sqlite_file_is_warned_about(pytester: pytest.Pytester) -> None:
-    """Shared by every test and run: a fixed id was a duplicate the second time."""
+    """Shared by every test and run: a fixed id was a duplicate the second time. Said once
+    a session, and not of an instance folder under pytest's temporary ones."""
     pytester.makepyfile(
         """
+        import os
         import pytest
         from flask import Flask
         from flask_hooks import Hooks
 
-        @pytest.fixture
-        def app(tmp_path):
-            app = Flask("shop", instance_path=str(tmp_path))
+        @pytest.fixture(params=["project", "temporary"])
+        def app(request, tmp_path):
+            where = os.path.join(os.getcwd(), "instance") if request.param == "project" else tmp_path
+            app = Flask("shop", instance_path=str(where))
             app.config["HOOKS_SECRET"] = "s3cret"
             Hooks(app)
             return app
 
-        def test_it(signed_delivery):
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_it(app, signed_delivery, webhook_sender, n):
             assert signed_delivery("order.paid").send().status_code == 200
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*receiver 'hooks' keeps its records in *flask_hooks.sqlite3, shared by*"])
+    result.assert_outcomes(passed=4, warnings=1)
+    result.stdout.fnmatch_lines(["*receivers keep their records in *instance/flask_hooks.sqlite3, shared*"])
+    result.stdout.no_fnmatch_line("*basetemp*flask_hooks.sqlite3*")
 
 
 def test_several_receivers_need_a_name(user_project: Project) -> None:

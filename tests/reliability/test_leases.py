@@ -35,11 +35,3 @@ def test_a_handler_outliving_its_lease_runs_once(gunicorn: StartGunicorn, store_
     assert [id for id, _ in server.lines("started")] == ["evt_slow"]
     assert server.post(payload).json() == {"done": "evt_slow"}
 
-
-def test_memory_store_in_forked_workers_warns(gunicorn: StartGunicorn) -> None:
-    server = gunicorn("memory://", workers=2)
-    for n in range(8):
-        assert server.post({"id": f"evt_{n}", "type": "job.slow"}).status_code == 200
-    server.stop()
-    log = (server.workdir / "gunicorn.log").read_text()
-    assert "memory:// is used in a forked process" in log
