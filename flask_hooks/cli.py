@@ -24,8 +24,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .core.errors import StoreUnavailable
+from .core.attempts import exception_line
+from .core.errors import ConfigError, StoreUnavailable
 from .core.inbox import is_text, mask_excerpt, type_matches
+from .core.routing import check_pattern
 from .core.scrub import scrub
 from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
@@ -158,7 +160,7 @@ def routes_command() -> None:
 # Durations, times and untrusted text -------------------------------------------
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")  # not \d: "٣h" is no duration to type
 
 
 def parse_duration(text: str) -> float:
@@ -202,10 +204,20 @@ def text_option(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def pattern_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--type``: text, and not empty (it would match only the refused requests' lines)."""
+    """``--type``: a type, or a pattern as handlers take them (``pay*`` matched nothing, silently)."""
     if value is not None and not value.strip():
         raise click.BadParameter("give a type or a pattern, like payment.* or *", ctx, param)
-    return text_option(ctx, param, value)
+    value = text_option(ctx, param, value)
+    if value is not None:
+        try:
+            check_pattern(value)
+        except ConfigError:
+            raise click.BadParameter(
+                f"{value!r} matches no type: '*' may only be a whole last part, like payment.* or *",
+                ctx,
+                param,
+            ) from None
+    return value
 
 
 def when(timestamp: float) -> str:
@@ -253,15 +265,9 @@ class LogStatus(click.Choice):  # type: ignore[type-arg]  # generic since click 
         return super().convert(value, param, ctx)
 
 
-def last_line(error: str) -> str:
-    """The exception line of a traceback (``KeyError: 'customer'``)."""
-    lines = error.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
 def _reason(entry: LogEntry) -> str:
     if entry.failed:
-        return f"{entry.failed}: {last_line(entry.error) or entry.reason}"
+        return f"{entry.failed}: {exception_line(entry.error) or entry.reason}"
     return entry.reason
 
 

@@ -30,6 +30,7 @@ from .cli import (
     store_down,
     when,
 )
+from .core.attempts import exception_line
 from .core.errors import InFlight, StoreUnavailable
 from .core.inbox import is_text
 from .core.scrub import scrub
@@ -115,28 +116,6 @@ def shown_body(delivery: Delivery, secrets: Collection[str] = ()) -> str:
     if delivery.masked:  # fields to mask in a body that cannot be parsed: show none of it
         return f"{MASK} (not JSON, so {', '.join(delivery.masked)} cannot be masked)"
     return scrub(delivery.body.decode("utf-8", "backslashreplace"), secrets)
-
-
-#: What joins two tracebacks of a chain; the exception raised last is after the last one.
-CHAINED = (
-    "\nDuring handling of the above exception, another exception occurred:\n",
-    "\nThe above exception was the direct cause of the following exception:\n",
-)
-
-
-def exception_line(error: str) -> str:
-    """The line that names the exception in a kept traceback: the first one after the
-    last frame of the exception raised last (its message may go on, and notes follow);
-    a reason without a traceback (a handler's ``Retry``) is its own first line."""
-    text = error.strip()
-    for separator in CHAINED:
-        text = text.rsplit(separator, 1)[-1]
-    lines = text.strip().splitlines() or [""]
-    if lines[0].lstrip().startswith("+ Exception Group Traceback"):  # the group's lines: "  | "
-        lines = [line[4:] if line.startswith("  | ") else line for line in lines[1:]]
-    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
-    after = lines[frames[-1] + 1 :] if frames else lines
-    return next((line for line in after if line and not line[0].isspace()), lines[-1])
 
 
 def describe(delivery: Delivery, secrets: Collection[str] = ()) -> Iterator[str]:

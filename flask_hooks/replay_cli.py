@@ -22,12 +22,12 @@ from .cli import (
     cli,
     current_state,
     duration_option,
-    last_line,
     pattern_option,
     printable,
     receivers_of,
     store_down,
 )
+from .core.attempts import exception_line
 from .core.errors import HookError, InFlight, LeaseLost, StoreUnavailable
 from .extension import Receiver
 from .inbox import Delivery
@@ -86,6 +86,14 @@ def to_run(delivery: Delivery, handlers: Sequence[str]) -> str:
     return ", ".join(pending) or "nothing (every handler succeeded)"
 
 
+#: The order of a summary's counts, as the docs show them, whichever came first.
+SUMMARY_ORDER = (*DONE, OWED, "failed")
+
+
+def _rank(status: str) -> int:
+    return SUMMARY_ORDER.index(status) if status in SUMMARY_ORDER else len(SUMMARY_ORDER)
+
+
 class Tally:
     """What a bulk replay did: counts by result, and the problems to report."""
 
@@ -102,7 +110,8 @@ class Tally:
 
     def summary(self) -> str:
         total = sum(self.replayed.values())
-        parts = [f"{count} {status}" for status, count in self.replayed.items()]
+        ranked = sorted(self.replayed.items(), key=lambda item: _rank(item[0]))
+        parts = [f"{count} {status}" for status, count in ranked]
         line = f"replayed {total}" + (f": {', '.join(parts)}" if parts else "")
         if self.done:
             line += "; nothing to run for " + ", ".join(f"{n} already {why}" for why, n in self.done.items())
@@ -117,8 +126,12 @@ class Tally:
 
 def replay_one(receiver: Receiver, delivery: Delivery, handlers: Sequence[str], tally: Tally) -> None:
     """Replay one delivery; every outcome but a store outage is counted, not raised."""
+    inbox = inbox_of(receiver)
     try:
-        after = inbox_of(receiver).replay(delivery.id, handlers=handlers or None)
+        # As it is now, not when the bulk replay chose it: a retry or another replay may have
+        # completed it since, and this one then runs nothing ("nothing to run", not "received").
+        delivery = inbox.get(delivery.id) or delivery
+        after = inbox.replay(delivery.id, handlers=handlers or None)
     except LeaseLost as exc:  # before InFlight, its base: here the handlers did run
         tally.skip("lease lost", delivery.id, str(exc))
     except InFlight:
@@ -140,7 +153,9 @@ def replay_one(receiver: Receiver, delivery: Delivery, handlers: Sequence[str], 
         last = after.attempts[-1] if after.attempts else None
         tally.replayed[after.status] += 1
         if after.status not in DONE and last is not None:
-            why = f"{last.failed}: {last_line(last.error) or last.outcome}" if last.failed else last.outcome
+            why = last.outcome
+            if last.failed:
+                why = f"{last.failed}: {exception_line(last.error) or last.outcome}"
             tally.problems.append(f"{printable(delivery.id)}: {after.status} ({printable(why)})")
 
 

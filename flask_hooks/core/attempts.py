@@ -73,6 +73,28 @@ def _traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(error))
 
 
+#: What joins two tracebacks of a chain; the exception raised last is after the last one.
+CHAINED = (
+    "\nDuring handling of the above exception, another exception occurred:\n",
+    "\nThe above exception was the direct cause of the following exception:\n",
+)
+
+
+def exception_line(error: str) -> str:
+    """The line that names the exception in a kept traceback: the first one after the
+    last frame of the exception raised last (its message may go on, and notes follow);
+    a reason without a traceback (a handler's ``Retry``) is its own first line."""
+    text = error.strip()
+    for separator in CHAINED:
+        text = text.rsplit(separator, 1)[-1]
+    lines = text.strip().splitlines() or [""]
+    if lines[0].lstrip().startswith("+ Exception Group Traceback"):  # the group's lines: "  | "
+        lines = [line[4:] if line.startswith("  | ") else line for line in lines[1:]]
+    frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+    after = lines[frames[-1] + 1 :] if frames else lines
+    return next((line for line in after if line and not line[0].isspace()), lines[-1])
+
+
 def credentials(event: Event, provider: Any, configured: Iterable[str] = ()) -> list[str]:
     """What a handler's exception must not show of ``event``: the payload's credential
     fields (``provider.redacted_fields``) and the headers the inbox redacts

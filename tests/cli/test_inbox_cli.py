@@ -20,11 +20,11 @@ from flask import Flask
 
 from flask_hooks import Event, Hooks, StoreUnavailable
 from flask_hooks.cli import format_duration, mask_excerpt, parse_duration
+from flask_hooks.core.attempts import exception_line
 from flask_hooks.core.inbox import Kept, Stored
 from flask_hooks.core.providers.base import Outgoing
 from flask_hooks.core.providers.narada import NaradaKey
 from flask_hooks.core.store import Claim, LogEntry
-from flask_hooks.inbox_cli import exception_line
 from flask_hooks.providers import Narada
 from flask_hooks.stores import MemoryStore
 from tests.conftest import SECRET, generic_post
@@ -330,6 +330,34 @@ def test_bulk_replay_by_status_type_and_age_with_a_progress_bar(shop: Shop) -> N
     )
 
 
+def test_a_bulk_replay_counts_what_it_ran_not_what_it_chose(shop: Shop) -> None:
+    from flask_hooks.replay_cli import Tally, replay_one
+
+    shop.hooks.on("refund", name="refunds.fail")(lambda event: 1 / 0)
+    shop.post("ref_1", type="refund.created")
+    shop.post("evt_1")
+    chosen = shop.hooks.inbox(shop.app).get("evt_1")
+    assert chosen is not None and chosen.status == "failed"
+    shop.fixed = True
+    assert shop.post("evt_1") == 200  # the sender's retry completes it after the bulk replay chose it
+    tally = Tally()
+    with shop.app.app_context():
+        replay_one(shop.app.extensions["hooks"].receivers["hooks"], chosen, (), tally)
+    assert tally.summary() == "replayed 0; nothing to run for 1 already received"  # "1 received"
+
+    rest = run(shop.app, "replay", "ref_1", "evt_1")
+    assert rest.stdout == "replayed 1: 1 failed; nothing to run for 1 already received\n"
+
+
+def test_a_summary_counts_received_first(shop: Shop) -> None:
+    shop.hooks.on("refund", name="refunds.fail")(lambda event: 1 / 0)
+    shop.post("ref_1", type="refund.created")
+    shop.post("evt_1")
+    shop.fixed = True
+    result = run(shop.app, "replay", "ref_1", "evt_1")  # the failure comes first
+    assert result.stdout == "replayed 2: 1 received, 1 failed\n"
+
+
 def test_dry_run_lists_and_changes_nothing(shop: Shop) -> None:
     shop.post("evt_1")
     shop.post("ref_1", type="refund.created")
@@ -367,6 +395,10 @@ def test_replay_refuses_bad_input_before_running_anything(shop: Shop) -> None:
         # An unset shell variable (--type "$TYPE") selected nothing and exited 0, as if replayed.
         ("--status", "failed", "--type", ""): "give a type or a pattern, like payment.* or *",
         ("--status", "failed", "--type", " "): "give a type or a pattern, like payment.* or *",
+        # Patterns no handler may use matched nothing: "nothing to replay", exit 0.
+        ("--status", "failed", "--type", "pay*"): "'pay*' matches no type: '*' may only be a whole last part",
+        ("--status", "failed", "--type", "payment."): "'payment.' matches no type",
+        ("--status", "failed", "--since", "\u0663h"): "is not a duration",  # an Arabic-Indic 3
     }
     for args, message in cases.items():
         result = run(shop.app, "replay", *args)
