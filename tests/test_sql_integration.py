@@ -187,6 +187,40 @@ def test_an_atomic_handler_writes_its_row_once_across_a_failure_and_retries(shop
     assert shop.booked() == ["evt_1"]
 
 
+def test_a_savepoint_after_the_handler_s_rollback_commits_nothing_alone(shop: Shop) -> None:
+    """On SQLite, a SAVEPOINT after a rollback opened a transaction of its own, and its
+    RELEASE committed the handler's write: once more on every retry."""
+    runs: list[str] = []
+
+    @shop.hooks.on("order.paid", atomic=True, name="ledger")
+    def ledger(event: Event) -> None:
+        runs.append(event.id)
+        shop.db.session.rollback()  # as after an IntegrityError it caught
+        with shop.db.session.begin_nested():
+            shop.db.session.add(shop.model(event=f"ledger:{event.id}"))
+        if len(runs) < 3:
+            raise RuntimeError("a later step fails")
+
+    assert [shop.deliver().status_code for _ in range(4)] == [500, 500, 200, 200]
+    assert sorted(shop.booked()) == ["evt_1", "ledger:evt_1"]
+
+
+def test_an_atomic_handler_s_own_sql_error_is_its_failure(
+    shop: Shop, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite raises OperationalError for "no such table": it was a 503 "store unavailable"
+    on every retry, and nothing was logged."""
+
+    @shop.hooks.on("order.paid", atomic=True, name="audit")
+    def audit(event: Event) -> None:
+        shop.db.session.execute(sa.text("INSERT INTO audit_log (event) VALUES (:id)"), {"id": event.id})
+
+    answer = shop.deliver()
+    assert (answer.status_code, answer.json) == (500, {"status": "error", "reason": "handler failed"})
+    assert any("no such table: audit_log" in r.getMessage() + str(r.exc_info) for r in caplog.records)
+    assert shop.booked() == ["evt_1"]  # the first handler's own transaction committed
+
+
 def test_the_inbox_shows_and_replays_deliveries_on_the_sql_store(shop: Shop) -> None:
     assert shop.deliver(fail=True).status_code == 500
     inbox = shop.hooks.inbox(shop.app)

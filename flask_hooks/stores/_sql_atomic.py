@@ -96,9 +96,9 @@ def atomically(
         tx.flush()  # the handler's pending ORM writes are the handler's: their errors are its own
     except BaseException as exc:
         _quietly(tx.rollback)
-        if _unreachable(exc):
+        if _disconnected(exc):
             raise StoreUnavailable() from exc
-        raise
+        raise  # its own statements' errors too (no such table, a deadlock): a 500, logged
     finally:
         _current.reset(reset)
     if _aborted(tx.connection()):
@@ -186,9 +186,11 @@ class _NoCommit:
         self.conn = conn
         self.session = session
         self.refused = False
-        _watch(conn.engine, "commit")
+        _watch(conn.engine, "commit", _refuse)
+        if conn.dialect.name == "sqlite":
+            _watch(conn.engine, "savepoint", _begin_first)
         if session is not None:
-            _watch(type(session), "before_commit")
+            _watch(type(session), "before_commit", _refuse)
 
     def __enter__(self) -> None:
         self._reset = _guarded.set(self)
@@ -203,19 +205,33 @@ _guarded: contextvars.ContextVar[_NoCommit | None] = contextvars.ContextVar(
 )
 
 
-#: The engines and session classes :func:`_refuse` listens to. Not ``sa.event.contains``: it
-#: goes by ``id()``, so a session class made after one collected at the same address (each
+#: The events listened to, by engine or session class. Not ``sa.event.contains``: it goes by
+#: ``id()``, so a session class made after one collected at the same address (each
 #: Flask-SQLAlchemy ``db`` has its own) looked watched and was not.
-_watched: weakref.WeakSet[object] = weakref.WeakSet()
+_watched: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
 _watching = threading.Lock()
 
 
-def _watch(target: object, name: str) -> None:
-    if target not in _watched:
+def _watch(target: object, name: str, listener: Callable[..., None]) -> None:
+    if name not in _watched.get(target, ()):
         with _watching:
-            if target not in _watched:
-                sa.event.listen(target, name, _refuse)
-                _watched.add(target)
+            if name not in _watched.get(target, ()):
+                sa.event.listen(target, name, listener)
+                _watched.setdefault(target, set()).add(name)
+
+
+def _begin_first(conn: Connection, name: str) -> None:
+    """Before an atomic handler's SAVEPOINT on SQLite, the write transaction it belongs in.
+
+    After the handler's own ``rollback()``, pysqlite opens no transaction for
+    a SAVEPOINT, and SQLite then takes it as one: its RELEASE committed the
+    handler's writes by themselves, again on every retry.
+    """
+    if _guarded.get() is None:
+        return
+    raw = conn.connection.dbapi_connection
+    if raw is not None and not getattr(raw, "in_transaction", True):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _refuse(target: object) -> None:
@@ -255,6 +271,16 @@ def _unreachable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and bool(exc.connection_invalidated):
         return True
     return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """The database went away under the handler (SQLAlchemy saw a disconnect): a 503.
+
+    Narrower than :func:`_unreachable`: a handler's own statement that fails
+    is an ``OperationalError`` too (SQLite's "no such table", PostgreSQL's
+    deadlock or lock timeout), and a 503 hid that bug on every retry, unlogged.
+    """
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 def _quietly(rollback: Callable[[], None]) -> None:
