@@ -39,22 +39,30 @@ def default_server() -> str:
     return f"http://{host}:{port}"
 
 
-def load_data(data: str | None) -> Any:
-    """``--data``: inline JSON, or ``@path`` to a JSON file."""
+def load_data(data: str | None, limit: int = 1 << 20) -> Any:
+    """``--data``: inline JSON, or ``@path`` to a JSON file of at most ``limit`` bytes (the
+    receiver would answer a larger body 413; ``@/dev/zero`` read until memory ran out)."""
     if data is None:
         return {}
     where = "--data"
     text = data
     if data.startswith("@"):
         path = Path(data[1:])
-        where = str(path)
+        where = printable(str(path))
         try:
-            text = path.read_text(encoding="utf-8")
+            if path.exists() and not path.is_file():  # a device or a FIFO: read without end
+                raise click.BadParameter(f"{where} is not a file", param_hint="--data")
+            with path.open("rb") as file:
+                raw = file.read(limit + 1)
+            if len(raw) > limit:
+                message = f"{where} is larger than the receiver's max_body ({limit} bytes)"
+                raise click.BadParameter(message, param_hint="--data")
+            text = raw.decode("utf-8")
         except OSError as exc:
             reason = exc.strerror or exc
-            raise click.BadParameter(f"cannot read {path}: {reason}", param_hint="--data") from None
+            raise click.BadParameter(f"cannot read {where}: {reason}", param_hint="--data") from None
         except UnicodeDecodeError:
-            raise click.BadParameter(f"{path} is not UTF-8 text", param_hint="--data") from None
+            raise click.BadParameter(f"{where} is not UTF-8 text", param_hint="--data") from None
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -66,6 +74,8 @@ def load_data(data: str | None) -> Any:
 def target_url(receiver: Receiver, url: str | None) -> str:
     """``--url`` as given, or the receiver's path on it when it names only a server."""
     base = url or default_server()
+    if not base.isprintable() or any(char.isspace() for char in base):  # a paste's escapes, too
+        raise click.BadParameter(f"{printable(masked_url(base))!r} is not an http(s) URL", param_hint="--url")
     try:
         parts = urllib.parse.urlsplit(base)
         parts.port  # noqa: B018 (urllib checks the port as it reads it)
@@ -132,8 +142,8 @@ def send_command(
     dedupe on, the status and the body; exits 1 when the answer is not 2xx.
     Reuse --id to see deduplication.
     """
-    payload = load_data(data)
     receiver = pick_receiver(current_state(), receiver_name)
+    payload = load_data(data, receiver.settings.max_body)
     target = target_url(receiver, url)
     delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
     key = _key(receiver, secret_index, other_secret)

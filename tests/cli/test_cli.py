@@ -166,6 +166,14 @@ def test_send_rejects_bad_json_and_a_missing_file(make_app: MakeApp, tmp_path: P
     missing = run(app, "send", "x", "--data", f"@{tmp_path / 'absent.json'}")
     assert missing.exit_code == 2
     assert "cannot read" in missing.stderr and "absent.json" in missing.stderr
+    # Read to the end before: @/dev/zero until memory ran out.
+    device = run(app, "send", "x", "--data", "@/dev/zero")
+    assert device.exit_code == 2 and "/dev/zero is not a file" in device.stderr
+    large = tmp_path / "large.json"
+    large.write_text('"' + "x" * (1 << 20) + '"')
+    too_large = run(app, "send", "x", "--data", f"@{large}")
+    assert too_large.exit_code == 2
+    assert "larger than the receiver's max_body (1048576 bytes)" in too_large.stderr
 
 
 def test_send_rejects_a_url_that_is_not_http(make_app: MakeApp) -> None:
@@ -173,6 +181,10 @@ def test_send_rejects_a_url_that_is_not_http(make_app: MakeApp) -> None:
     result = run(app, "send", "x", "--url", "ftp://example.invalid")
     assert result.exit_code == 2
     assert "is not an http(s) URL" in result.stderr
+    # Found before anything is sent: not "no complete HTTP answer", and no escape reaches the terminal.
+    for url in ("http://127.0.0.1:5000/webhooks\x1b]0;TITLE\x07", "http://ex ample.com/webhooks"):
+        odd = run(app, "send", "x", "--url", url)
+        assert odd.exit_code == 2 and "is not an http(s) URL" in odd.stderr and "\x1b" not in odd.stderr
 
 
 # deliveries ------------------------------------------------------------------
