@@ -22,6 +22,7 @@ from .cli import (
     cli,
     current_state,
     duration_option,
+    format_duration,
     pattern_option,
     printable,
     receivers_of,
@@ -243,11 +244,21 @@ def _replay(plan: list[tuple[Receiver, Delivery]], handlers: Sequence[str], tall
             for receiver, delivery in items:
                 replay_one(receiver, delivery, handlers, tally)
                 done += 1
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, KeyboardInterrupt) as exc:
         click.echo(tally.summary())
         _print_problems(tally)
+        receiver, current = plan[done]
+        lease = format_duration(receiver.settings.lease)
+        click.echo(
+            f"{printable(current.id)}: interrupted while it was replayed; its handlers may have run."
+            f" If it is in flight, replay it again once its lease ({lease}) runs out",
+            err=True,
+        )
         stopped = f": stopped after {done} of {len(plan)}; the rest were not replayed"
-        raise store_down(plan[done][0], exc, stopped) from None
+        if isinstance(exc, KeyboardInterrupt):
+            click.echo(f"interrupted{stopped}", err=True)
+            raise SystemExit(130) from None  # as a shell reports SIGINT
+        raise store_down(receiver, exc, stopped) from None
     click.echo(tally.summary())
 
 

@@ -494,8 +494,22 @@ def test_a_store_lost_during_a_bulk_replay_stops_it(shop: Shop) -> None:
     assert (
         "store unavailable for receiver 'hooks' (connection refused): stopped after 1 of 3" in result.stderr
     )
+    # The one it was at is named: its handlers may have run, and it may stay in flight a lease.
+    assert "evt_2: interrupted while it was replayed; its handlers may have run" in result.stderr
     shop.store.down, shop.store.reopens_left = False, None
     assert [shop.status(id) for id in ("evt_1", "evt_2", "evt_3")] == ["received", "failed", "failed"]
+
+
+def test_an_interrupted_bulk_replay_says_how_far_it_got(shop: Shop) -> None:
+    for id in ("evt_1", "evt_2"):
+        shop.post(id)
+        shop.clock.advance(1)
+    shop.bug = KeyboardInterrupt  # Ctrl-C while the handler runs
+    result = run(shop.app, "replay", "--status", "failed")
+    assert result.exit_code == 130  # it printed "Aborted!" alone, with no summary
+    assert result.stdout == "replayed 0\n"
+    assert "evt_1: interrupted while it was replayed" in result.stderr
+    assert "interrupted: stopped after 0 of 2; the rest were not replayed" in result.stderr
 
 
 # credentials are never printed -------------------------------------------------------
