@@ -208,7 +208,7 @@ def pattern_option(ctx: click.Context, param: click.Parameter, value: str | None
     if value is not None and not value.strip():
         raise click.BadParameter("give a type or a pattern, like payment.* or *", ctx, param)
     value = text_option(ctx, param, value)
-    if value is not None:
+    if value is not None and "*" in value:  # an exact type is found as kept, odd or not
         try:
             check_pattern(value)
         except ConfigError:

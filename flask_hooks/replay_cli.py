@@ -238,27 +238,29 @@ def replay_command(
 
 
 def _replay(plan: list[tuple[Receiver, Delivery]], handlers: Sequence[str], tally: Tally) -> None:
-    done = 0
+    done, current = 0, None
     try:
         with progress(plan) as items:
             for receiver, delivery in items:
+                current = receiver, delivery
                 replay_one(receiver, delivery, handlers, tally)
-                done += 1
+                done, current = done + 1, None
     except (StoreUnavailable, KeyboardInterrupt) as exc:
         click.echo(tally.summary())
         _print_problems(tally)
-        receiver, current = plan[done]
-        lease = format_duration(receiver.settings.lease)
-        click.echo(
-            f"{printable(current.id)}: interrupted while it was replayed; its handlers may have run."
-            f" If it is in flight, replay it again once its lease ({lease}) runs out",
-            err=True,
-        )
+        if current is not None:
+            receiver, delivery = current
+            lease = format_duration(receiver.settings.lease)
+            click.echo(
+                f"{printable(delivery.id)}: interrupted while it was replayed; its handlers may have"
+                f" run. If it is in flight, replay it again once its lease ({lease}) runs out",
+                err=True,
+            )
         stopped = f": stopped after {done} of {len(plan)}; the rest were not replayed"
         if isinstance(exc, KeyboardInterrupt):
             click.echo(f"interrupted{stopped}", err=True)
-            raise SystemExit(130) from None  # as a shell reports SIGINT
-        raise store_down(receiver, exc, stopped) from None
+            click.get_current_context().exit(130)  # as a shell reports SIGINT
+        raise store_down(plan[done][0], exc, stopped) from None
     click.echo(tally.summary())
 
 

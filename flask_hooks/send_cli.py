@@ -39,9 +39,13 @@ def default_server() -> str:
     return f"http://{host}:{port}"
 
 
-def load_data(data: str | None, limit: int = 1 << 20) -> Any:
-    """``--data``: inline JSON, or ``@path`` to a JSON file of at most ``limit`` bytes (the
-    receiver would answer a larger body 413; ``@/dev/zero`` read until memory ran out)."""
+#: How much of a ``--data @FILE`` is read: ``@/dev/zero`` read until memory ran out. A body
+#: larger than the receiver's ``max_body`` is the server's to refuse (413), as for a sender.
+MAX_DATA_FILE = 64 << 20
+
+
+def load_data(data: str | None, limit: int = MAX_DATA_FILE) -> Any:
+    """``--data``: inline JSON, or ``@path`` to a JSON file (or a pipe) of at most ``limit`` bytes."""
     if data is None:
         return {}
     where = "--data"
@@ -50,13 +54,10 @@ def load_data(data: str | None, limit: int = 1 << 20) -> Any:
         path = Path(data[1:])
         where = printable(str(path))
         try:
-            if path.exists() and not path.is_file():  # a device or a FIFO: read without end
-                raise click.BadParameter(f"{where} is not a file", param_hint="--data")
             with path.open("rb") as file:
                 raw = file.read(limit + 1)
             if len(raw) > limit:
-                message = f"{where} is larger than the receiver's max_body ({limit} bytes)"
-                raise click.BadParameter(message, param_hint="--data")
+                raise click.BadParameter(f"{where} is larger than {limit >> 20} MiB", param_hint="--data")
             text = raw.decode("utf-8")
         except OSError as exc:
             reason = exc.strerror or exc
@@ -143,7 +144,7 @@ def send_command(
     Reuse --id to see deduplication.
     """
     receiver = pick_receiver(current_state(), receiver_name)
-    payload = load_data(data, receiver.settings.max_body)
+    payload = load_data(data)
     target = target_url(receiver, url)
     delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
     key = _key(receiver, secret_index, other_secret)

@@ -205,6 +205,18 @@ def test_a_savepoint_after_the_handler_s_rollback_commits_nothing_alone(shop: Sh
     assert sorted(shop.booked()) == ["evt_1", "ledger:evt_1"]
 
 
+def test_another_session_s_savepoint_during_an_atomic_handler_is_its_own(shop: Shop) -> None:
+    """Only the handler's own transaction is begun before a savepoint: another session that
+    only reads waited for the handler's write lock, and failed "database is locked"."""
+
+    @shop.hooks.on("order.paid", atomic=True, name="report")
+    def report(event: Event) -> None:
+        with sa.orm.Session(shop.db.engine) as other, other.begin_nested():
+            other.execute(sa.text("SELECT 1"))
+
+    assert shop.deliver().status_code == 200
+
+
 def test_an_atomic_handler_s_own_sql_error_is_its_failure(
     shop: Shop, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -186,11 +186,19 @@ class _NoCommit:
         self.conn = conn
         self.session = session
         self.refused = False
+        #: Connections the session began a transaction on while the handler ran (after a rollback).
+        self.adopted: list[Connection] = []
         _watch(conn.engine, "commit", _refuse)
-        if conn.dialect.name == "sqlite":
-            _watch(conn.engine, "savepoint", _begin_first)
         if session is not None:
             _watch(type(session), "before_commit", _refuse)
+        if conn.dialect.name == "sqlite":
+            _watch(conn.engine, "savepoint", _begin_first)
+            if session is not None:
+                _watch(type(session), "after_begin", _adopt)
+
+    def owns(self, conn: Connection) -> bool:
+        """Whether ``conn`` is the handler's: its first, or one its session began on since."""
+        return conn is self.conn or any(conn is each for each in self.adopted)
 
     def __enter__(self) -> None:
         self._reset = _guarded.set(self)
@@ -220,6 +228,13 @@ def _watch(target: object, name: str, listener: Callable[..., None]) -> None:
                 _watched.setdefault(target, set()).add(name)
 
 
+def _adopt(session: Session, transaction: object, conn: Connection) -> None:
+    """The atomic handler's session began a transaction on ``conn``: the handler's too."""
+    guard = _guarded.get()
+    if guard is not None and session is guard.session:
+        guard.adopted.append(conn)
+
+
 def _begin_first(conn: Connection, name: str) -> None:
     """Before an atomic handler's SAVEPOINT on SQLite, the write transaction it belongs in.
 
@@ -227,11 +242,15 @@ def _begin_first(conn: Connection, name: str) -> None:
     a SAVEPOINT, and SQLite then takes it as one: its RELEASE committed the
     handler's writes by themselves, again on every retry.
     """
-    if _guarded.get() is None:
+    guard = _guarded.get()
+    if guard is None or not guard.owns(conn):  # another connection's savepoint is its own
         return
     raw = conn.connection.dbapi_connection
     if raw is not None and not getattr(raw, "in_transaction", True):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except DOWN as exc:  # the store's lock wait, as at the handler's start: a 503
+            raise StoreUnavailable() from exc
 
 
 def _refuse(target: object) -> None:
