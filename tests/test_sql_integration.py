@@ -205,6 +205,23 @@ def test_a_savepoint_after_the_handler_s_rollback_commits_nothing_alone(shop: Sh
     assert sorted(shop.booked()) == ["evt_1", "ledger:evt_1"]
 
 
+def test_a_savepoint_after_the_handler_replaced_its_session_commits_nothing_alone(shop: Shop) -> None:
+    """``db.session.remove()`` gives the handler another ``Session``: still the handler's."""
+    runs: list[str] = []
+
+    @shop.hooks.on("order.paid", atomic=True, name="ledger")
+    def ledger(event: Event) -> None:
+        runs.append(event.id)
+        shop.db.session.remove()
+        with shop.db.session.begin_nested():
+            shop.db.session.add(shop.model(event=f"ledger:{event.id}"))
+        if len(runs) < 3:
+            raise RuntimeError("a later step fails")
+
+    assert [shop.deliver().status_code for _ in range(4)] == [500, 500, 200, 200]
+    assert sorted(shop.booked()) == ["evt_1", "ledger:evt_1"]
+
+
 def test_another_session_s_savepoint_during_an_atomic_handler_is_its_own(shop: Shop) -> None:
     """Only the handler's own transaction is begun before a savepoint: another session that
     only reads waited for the handler's write lock, and failed "database is locked"."""

@@ -60,6 +60,9 @@ class Transaction(NamedTuple):
     rollback: Callable[[], None]
     #: The ``Session`` whose transaction it is, if one is (its next one may use another connection).
     session: Session | None = None
+    #: Where that session comes from (``db.session``), if it may be replaced: a handler's
+    #: ``db.session.remove()`` makes the next use another ``Session``, the handler's all the same.
+    sessions: Callable[[], Session] | None = None
 
 
 def atomically(
@@ -87,7 +90,7 @@ def atomically(
         _quietly(tx.rollback)
         raise StoreUnavailable() from exc
     reset = _current.set(tx.connection())
-    guard = _NoCommit(tx.connection(), tx.session)
+    guard = _NoCommit(tx.connection(), tx.session, tx.sessions)
     try:
         with guard:
             reply = run()
@@ -182,9 +185,12 @@ class _NoCommit:
     The listeners are registered once per engine and session class: one per handler run
     would cost more than the handler's own statements."""
 
-    def __init__(self, conn: Connection, session: Session | None) -> None:
+    def __init__(
+        self, conn: Connection, session: Session | None, sessions: Callable[[], Session] | None = None
+    ) -> None:
         self.conn = conn
         self.session = session
+        self.sessions = sessions
         self.refused = False
         #: Connections the session began a transaction on while the handler ran (after a rollback).
         self.adopted: list[Connection] = []
@@ -195,6 +201,11 @@ class _NoCommit:
             _watch(conn.engine, "savepoint", _begin_first)
             if session is not None:
                 _watch(type(session), "after_begin", _adopt)
+
+    def handlers(self, session: object) -> bool:
+        """Whether ``session`` is the handler's: the one it began with, or the one ``db.session``
+        gives now (after the handler's ``db.session.remove()``)."""
+        return session is self.session or (self.sessions is not None and session is self.sessions())
 
     def owns(self, conn: Connection) -> bool:
         """Whether ``conn`` is the handler's: its first, or one its session began on since."""
@@ -231,8 +242,10 @@ def _watch(target: object, name: str, listener: Callable[..., None]) -> None:
 def _adopt(session: Session, transaction: object, conn: Connection) -> None:
     """The atomic handler's session began a transaction on ``conn``: the handler's too."""
     guard = _guarded.get()
-    if guard is not None and session is guard.session:
+    if guard is not None and guard.handlers(session):
         guard.adopted.append(conn)
+        if conn.dialect.name == "sqlite":  # another bind's engine, too
+            _watch(conn.engine, "savepoint", _begin_first)
 
 
 def _begin_first(conn: Connection, name: str) -> None:
@@ -261,11 +274,13 @@ def _refuse(target: object) -> None:
     guard = _guarded.get()
     if guard is None:
         return
-    session = guard.session
-    nested = session is not None and session.in_nested_transaction()
-    if target is guard.conn or (target is session and not nested):
+    if target is guard.conn or (guard.handlers(target) and not _nested(target)):
         guard.refused = True
         raise HandlerCommitted()
+
+
+def _nested(session: object) -> bool:
+    return isinstance(session, Session) and session.in_nested_transaction()
 
 
 #: libpq's PQTRANS_INERROR: in a transaction that an error aborted (psycopg 2 and 3 alike).

@@ -249,7 +249,9 @@ class SqlStore(Connections, DedupeStore):
             session = self._db.session
             if not session().in_transaction():
                 self._begin_session(engine, session())
-            tx = Transaction(session.connection, session.flush, session.commit, session.rollback, session())
+            tx = Transaction(
+                session.connection, session.flush, session.commit, session.rollback, session(), session
+            )
             return atomically(tx, statements, self._lock_writes, run, mark)
         self._lend()
         try:
