@@ -221,6 +221,40 @@ def test_another_session_s_savepoint_during_an_atomic_handler_is_its_own(shop: S
     assert shop.deliver().status_code == 200
 
 
+@pytest.mark.parametrize("use", ["commit", "savepoint"])
+def test_another_app_context_s_session_is_not_the_handler_s(shop: Shop, use: str) -> None:
+    """``db.session`` in an app context the handler pushed is another session: its commit
+    was refused (a 500 on every retry), its savepoint waited for the handler's write lock."""
+
+    @shop.hooks.on("order.paid", atomic=True, name="report")
+    def report(event: Event) -> None:
+        with shop.app.app_context():
+            if use == "commit":
+                shop.db.session.execute(sa.text("SELECT 1"))
+                shop.db.session.commit()
+            else:
+                with shop.db.session.begin_nested():
+                    shop.db.session.execute(sa.text("SELECT 1"))
+
+    assert shop.deliver().status_code == 200
+
+
+@pytest.mark.parametrize("end", ["rollback", "remove"])
+def test_a_commit_of_the_handler_s_later_connection_is_refused(shop: Shop, end: str) -> None:
+    """After a rollback or ``remove()`` the session is on another connection, whose own
+    ``commit()`` went through: the write committed alone, once more on every retry."""
+
+    @shop.hooks.on("order.paid", atomic=True, name="ledger")
+    def ledger(event: Event) -> None:
+        getattr(shop.db.session, end)()
+        shop.db.session.add(shop.model(event=f"ledger:{event.id}"))
+        shop.db.session.flush()
+        shop.db.session.connection().commit()
+
+    assert shop.deliver().status_code == 500
+    assert shop.booked() == ["evt_1"]
+
+
 def test_an_atomic_handler_s_own_sql_error_is_its_failure(
     shop: Shop, caplog: pytest.LogCaptureFixture
 ) -> None:

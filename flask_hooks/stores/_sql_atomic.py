@@ -191,21 +191,28 @@ class _NoCommit:
         self.conn = conn
         self.session = session
         self.sessions = sessions
+        #: The scope (Flask-SQLAlchemy: the app context) whose ``db.session`` is the handler's.
+        self.scope = _scope(sessions)
         self.refused = False
         #: Connections the session began a transaction on while the handler ran (after a rollback).
         self.adopted: list[Connection] = []
         _watch(conn.engine, "commit", _refuse)
         if session is not None:
             _watch(type(session), "before_commit", _refuse)
+            _watch(type(session), "after_begin", _adopt)
         if conn.dialect.name == "sqlite":
             _watch(conn.engine, "savepoint", _begin_first)
-            if session is not None:
-                _watch(type(session), "after_begin", _adopt)
 
     def handlers(self, session: object) -> bool:
         """Whether ``session`` is the handler's: the one it began with, or the one ``db.session``
-        gives now (after the handler's ``db.session.remove()``)."""
-        return session is self.session or (self.sessions is not None and session is self.sessions())
+        gives now in the handler's own scope (after its ``db.session.remove()``), never one
+        of an app context the handler pushed, and never made by asking."""
+        if session is self.session:
+            return True
+        registry = getattr(self.sessions, "registry", None)
+        if registry is None or self.scope is None or _scope(self.sessions) != self.scope:
+            return False
+        return bool(registry.has()) and session is registry()
 
     def owns(self, conn: Connection) -> bool:
         """Whether ``conn`` is the handler's: its first, or one its session began on since."""
@@ -239,12 +246,24 @@ def _watch(target: object, name: str, listener: Callable[..., None]) -> None:
                 _watched.setdefault(target, set()).add(name)
 
 
+def _scope(sessions: object) -> object:
+    """The current scope of a ``scoped_session`` registry (None: none, or no scope now)."""
+    scopefunc = getattr(getattr(sessions, "registry", None), "scopefunc", None)
+    if scopefunc is None:
+        return None
+    try:
+        return scopefunc()
+    except RuntimeError:  # Flask-SQLAlchemy's, outside an app context
+        return None
+
+
 def _adopt(session: Session, transaction: object, conn: Connection) -> None:
     """The atomic handler's session began a transaction on ``conn``: the handler's too."""
     guard = _guarded.get()
     if guard is not None and guard.handlers(session):
         guard.adopted.append(conn)
-        if conn.dialect.name == "sqlite":  # another bind's engine, too
+        _watch(conn.engine, "commit", _refuse)  # another bind's engine, too
+        if conn.dialect.name == "sqlite":
             _watch(conn.engine, "savepoint", _begin_first)
 
 
@@ -274,7 +293,9 @@ def _refuse(target: object) -> None:
     guard = _guarded.get()
     if guard is None:
         return
-    if target is guard.conn or (guard.handlers(target) and not _nested(target)):
+    if (isinstance(target, Connection) and guard.owns(target)) or (
+        guard.handlers(target) and not _nested(target)
+    ):
         guard.refused = True
         raise HandlerCommitted()
 
