@@ -44,8 +44,9 @@ def default_server() -> str:
 MAX_DATA_FILE = 64 << 20
 
 
-def load_data(data: str | None, limit: int = MAX_DATA_FILE) -> Any:
-    """``--data``: inline JSON, or ``@path`` to a JSON file (or a pipe) of at most ``limit`` bytes."""
+def load_data(data: str | None) -> Any:
+    """``--data``: inline JSON, or ``@path`` to a JSON file (or a pipe) of at most
+    :data:`MAX_DATA_FILE` bytes."""
     if data is None:
         return {}
     where = "--data"
@@ -55,9 +56,10 @@ def load_data(data: str | None, limit: int = MAX_DATA_FILE) -> Any:
         where = printable(str(path))
         try:
             with path.open("rb") as file:
-                raw = file.read(limit + 1)
-            if len(raw) > limit:
-                raise click.BadParameter(f"{where} is larger than {limit >> 20} MiB", param_hint="--data")
+                raw = file.read(MAX_DATA_FILE + 1)
+            if len(raw) > MAX_DATA_FILE:
+                message = f"{where} is larger than {MAX_DATA_FILE >> 20} MiB"
+                raise click.BadParameter(message, param_hint="--data")
             text = raw.decode("utf-8")
         except OSError as exc:
             reason = exc.strerror or exc
@@ -75,15 +77,15 @@ def load_data(data: str | None, limit: int = MAX_DATA_FILE) -> Any:
 def target_url(receiver: Receiver, url: str | None) -> str:
     """``--url`` as given, or the receiver's path on it when it names only a server."""
     base = url or default_server()
-    if not base.isprintable() or any(char.isspace() for char in base):  # a paste's escapes, too
-        raise click.BadParameter(f"{printable(masked_url(base))!r} is not an http(s) URL", param_hint="--url")
-    try:
-        parts = urllib.parse.urlsplit(base)
-        parts.port  # noqa: B018 (urllib checks the port as it reads it)
-    except ValueError:
-        parts = None
+    parts = None
+    if base.isprintable() and not any(char.isspace() for char in base):  # a paste's escapes, too
+        try:
+            parts = urllib.parse.urlsplit(base)
+            parts.port  # noqa: B018 (urllib checks the port as it reads it)
+        except ValueError:
+            parts = None
     if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise click.BadParameter(f"{masked_url(base)!r} is not an http(s) URL", param_hint="--url")
+        raise click.BadParameter(f"{printable(masked_url(base))!r} is not an http(s) URL", param_hint="--url")
     if parts.username is not None:
         raise click.BadParameter("senders post without credentials in the URL", param_hint="--url")
     if parts.path in {"", "/"}:
@@ -143,8 +145,8 @@ def send_command(
     dedupe on, the status and the body; exits 1 when the answer is not 2xx.
     Reuse --id to see deduplication.
     """
-    receiver = pick_receiver(current_state(), receiver_name)
     payload = load_data(data)
+    receiver = pick_receiver(current_state(), receiver_name)
     target = target_url(receiver, url)
     delivery_id = delivery_id or f"evt_{uuid.uuid4().hex}"
     key = _key(receiver, secret_index, other_secret)

@@ -133,6 +133,13 @@ def is_down(store: object, down: Iterable[object]) -> bool:
     return any(store is each for each in down)
 
 
+def note_down(exc: StoreUnavailable, store: DedupeStore, down: list[DedupeStore]) -> None:
+    """Add ``store`` to the page's stores that did not answer, unless it did and only one
+    record of it could not be read (:class:`RecordUnreadable`)."""
+    if not isinstance(exc, RecordUnreadable):
+        down.append(store)
+
+
 def page(
     app: Flask,
     receivers: Sequence[Receiver],
@@ -166,8 +173,7 @@ def page(
                     rows.append(Row(receiver.name, tie))
         except StoreUnavailable as exc:
             unavailable.append(receiver.name)
-            if not isinstance(exc, RecordUnreadable):  # one damaged record: the store answered
-                down.append(receiver.store)
+            note_down(exc, receiver.store, down)
     rows.sort(key=lambda row: row.key, reverse=True)
     if before is not None:
         rows = [row for row in rows if row.key < tuple(before)]

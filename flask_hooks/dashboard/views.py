@@ -18,7 +18,7 @@ from flask import current_app, has_request_context, redirect, render_template, r
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from ..core.errors import InFlight, LeaseLost, RecordUnreadable, StoreUnavailable
+from ..core.errors import InFlight, LeaseLost, StoreUnavailable
 from ..core.inbox import STATUSES
 from ..extension import HOST_ARG, Receiver, get_state
 from ..inbox import Delivery, hidden
@@ -193,8 +193,7 @@ def _pictures(receivers: list[Receiver], down: list[DedupeStore]) -> dict[str, A
             log = store.deliveries(receiver.ns, limit=store.log_size)
         except StoreUnavailable as exc:
             log_down.append(receiver.name)
-            if not isinstance(exc, RecordUnreadable):
-                down.append(store)
+            listing.note_down(exc, store, down)
             continue
         window = charts.window(receiver.name, log, store.log_size, now)
         windows.append(window)
