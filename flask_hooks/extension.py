@@ -17,9 +17,10 @@ from flask.sansio.app import App
 from werkzeug.exceptions import HTTPException
 from werkzeug.local import LocalProxy
 
+from .core.attempts import credentials, header_credentials
 from .core.clock import Clock
 from .core.errors import ConfigError, StoreUnavailable
-from .core.event import Event
+from .core.event import Event, HeaderMap
 from .core.pipeline import Pipeline, ReceiverConfig
 from .core.providers import Provider
 from .core.routing import Router
@@ -104,6 +105,13 @@ class Receiver:
 
     def now(self) -> float:
         return self.clock()
+
+    def credentials(self, event: Event | None, headers: HeaderMap | None = None) -> list[str]:
+        """What no log line may show: the secrets and the delivery's credentials, those of
+        ``event`` once verified, else those its ``headers`` carry."""
+        if event is not None:
+            return credentials(event, self.provider, self.secrets)
+        return [*self.secrets, *(header_credentials(headers, self.provider) if headers is not None else ())]
 
     def __repr__(self) -> str:
         return f"<Receiver {self.name!r} {self.settings.url} {self.provider.name}>"

@@ -11,9 +11,12 @@ import inspect
 import logging
 import sys
 import traceback
+from collections.abc import Callable, Collection
 from typing import Any
 
 from blinker import NamedSignal, Namespace
+
+from .core.scrub import scrub
 
 _signals = Namespace()
 
@@ -50,13 +53,17 @@ by_name = {
 }
 
 
-def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
+def send_safely(
+    signal: NamedSignal, sender: Any, secrets: Callable[[], Collection[str]] = tuple, /, **kwargs: Any
+) -> None:
     """Send ``signal``; a subscriber that raises is logged and changes nothing.
 
     Subscribers observe deliveries: one that fails must not keep a claim
     held (every retry a 409) or turn a duplicate into a 500. An ``async def``
     subscriber runs through the app's ``ensure_sync``, as for Flask's own
     signals (called directly, it would return a coroutine that never runs).
+    A subscriber's traceback may quote the delivery's credentials, as a
+    handler's may: ``secrets()`` (asked only then) are blanked in it.
     """
     if signal.is_muted:
         return
@@ -68,10 +75,13 @@ def send_safely(signal: NamedSignal, sender: Any, **kwargs: Any) -> None:
             receiver(sender, **kwargs)
         except Exception as exc:
             log, message = logging.getLogger("flask_hooks"), "a subscriber of %s raised; the delivery goes on"
-            if handling is None:
+            # Told of a handler's error (handler_failed): no part of that one's traceback.
+            text = _own(exc, handling) if handling is not None else "".join(traceback.format_exception(exc))
+            shown = scrub(text, secrets())
+            if handling is None and shown == text:
                 log.error(message, signal.name, exc_info=exc)
-            else:  # told of a handler's error: no part of this traceback
-                log.error(message + "\n%s", signal.name, _own(exc, handling))
+            else:
+                log.error(message + "\n%s", signal.name, shown.rstrip())
 
 
 def _own(error: BaseException, handling: BaseException | None) -> str:

@@ -174,7 +174,13 @@ def _notify(name: str, **kwargs: Any) -> None:
     """Send one of our signals, with the app as sender, if anyone listens."""
     signal = signals.by_name[name]
     if signal.receivers:
-        signals.send_safely(signal, current_app._get_current_object(), **kwargs)  # type: ignore[attr-defined]
+        app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+        signals.send_safely(signal, app, lambda: _credentials(app, kwargs), **kwargs)
+
+
+def _credentials(app: Flask, kwargs: dict[str, Any]) -> list[str]:
+    """What a raising subscriber's logged traceback must not show (asked only then)."""
+    return get_state(app).receivers[kwargs["receiver"]].credentials(kwargs.get("event"), request.headers)
 
 
 def call_handler(route: Route, event: Event) -> object:

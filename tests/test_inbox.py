@@ -238,6 +238,8 @@ CUSTOM_CREDENTIALS = {
     "X-Client-Password": "key-9",
     "X-Shared-Key": "key-10",
     "X-Access-Key": "key-11",
+    "Cf-Access-Jwt-Assertion": "key-12",  # identity proxies' bearer assertions
+    "X-Goog-Iap-Jwt-Assertion": "key-13",
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from flask_hooks import Event, Hooks, signals
 from tests.conftest import SECRET, generic_post
@@ -159,3 +159,30 @@ def test_async_subscribers_run_as_they_do_for_flasks_own_signals(tmp_path: Path,
     with signals.event_handled.connected_to(subscriber, app):
         assert generic_post(app.test_client(), {"id": "e1", "type": "resource.created"}).status_code == 200
     assert seen == ["e1"]
+
+
+@pytest.mark.parametrize(
+    "signal", ["delivery_received", "delivery_verified", "event_handled", "handler_failed"]
+)
+def test_a_raising_subscribers_traceback_is_logged_with_the_credentials_blanked(
+    make_app: Callable[..., Flask], hooks: Hooks, caplog: pytest.LogCaptureFixture, signal: str
+) -> None:
+    """A subscriber may quote what it was given, as a handler may: the receiver's secret,
+    the delivery's bearer token. Its logged traceback blanks them as a handler's does."""
+
+    @hooks.on("*")
+    def handler(event: Event) -> None:
+        if event.type == "fails":
+            raise RuntimeError("handler down")
+
+    def subscriber(sender: Flask, **extra: Any) -> None:
+        raise ValueError(f"subscriber saw {SECRET} and {request.headers['Authorization']}")
+
+    app, kind = make_app(hooks), "fails" if signal == "handler_failed" else "works"
+    client, sent = app.test_client(), getattr(signals, signal)
+    with sent.connected_to(subscriber, app), caplog.at_level(logging.ERROR, "flask_hooks"):
+        response = generic_post(client, {"id": "e1", "type": kind}, Authorization="Bearer tok-8e1f")
+    assert response.status_code == (500 if kind == "fails" else 200)
+    assert f"a subscriber of {sent.name} raised" in caplog.text
+    assert "subscriber saw [redacted] and [redacted]" in caplog.text
+    assert SECRET not in caplog.text and "tok-8e1f" not in caplog.text

@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from .errors import Retry, StoreUnavailable
-from .event import Event, header_pairs
+from .event import Event, HeaderMap, header_pairs
 from .inbox import is_credential, redacted_names
 from .scrub import scrub
 from .store import DedupeStore, LogEntry
@@ -102,9 +102,18 @@ def credentials(event: Event, provider: Any, configured: Iterable[str] = ()) -> 
     credential's: :func:`~flask_hooks.core.inbox.is_credential`), each value whole,
     its credential after a scheme (``Bearer <token>``) and each cookie's value; and the
     receiver's ``configured`` secrets (a handler may quote its own settings)."""
-    found = [*configured, *field_values(event.payload, provider.redacted_fields)]
+    return [
+        *configured,
+        *field_values(event.payload, provider.redacted_fields),
+        *header_credentials(event.headers, provider),
+    ]
+
+
+def header_credentials(headers: HeaderMap, provider: Any) -> list[str]:
+    """The credentials that ``headers`` carry (see :func:`credentials`), before any event."""
+    found: list[str] = []
     hidden = redacted_names(provider.redacted_headers)
-    for name, value in header_pairs(event.headers):
+    for name, value in header_pairs(headers):
         if is_credential(name, hidden):
             found += _header_secrets(name.lower(), value.strip())
     return found

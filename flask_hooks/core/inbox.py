@@ -35,6 +35,8 @@ CREDENTIAL_WORDS = (
     "session",
     "credential",
     "cookie",
+    "jwt",  # an identity proxy's assertion (Cf-Access-Jwt-Assertion, X-Goog-Iap-Jwt-Assertion)
+    "assertion",
 )
 _CREDENTIAL = re.compile("|".join(CREDENTIAL_WORDS))
 

@@ -164,7 +164,13 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     log_quietly(store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,)))
     # The same arguments as the request's event_handled: a subscriber may name ``deferred``.
     signals.send_safely(
-        signals.event_handled, app, receiver=receiver.name, event=event, handlers=(route.name,), deferred=()
+        signals.event_handled,
+        app,
+        lambda: receiver.credentials(event),
+        receiver=receiver.name,
+        event=event,
+        handlers=(route.name,),
+        deferred=(),
     )
     return "handled"
 
@@ -206,7 +212,13 @@ def _failed(
     on the ``final`` run, the delivery marked failed too (:func:`_mark_failed`)."""
     event, handler = job.event, route.name
     signals.send_safely(
-        signals.handler_failed, app, receiver=receiver.name, event=event, handler=handler, error=exc
+        signals.handler_failed,
+        app,
+        lambda: secrets,
+        receiver=receiver.name,
+        event=event,
+        handler=handler,
+        error=exc,
     )
     log_failure(f"deferred handler {handler} failed on {receiver.name} {event.id}", exc, secrets)
     entry = log_entry(

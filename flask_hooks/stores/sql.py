@@ -92,8 +92,8 @@ class SqlStore(Connections, DedupeStore):
         self.log_size = log_size
 
     def __repr__(self) -> str:
-        if self._engine_given is None:
-            return f"<SqlStore {self._db!r}>"
+        if self._engine_given is None:  # Flask-SQLAlchemy's repr shows a ?password= in its URL
+            return f"<SqlStore {type(self._db).__name__}>"
         # masked_url too: a password in the query (?password=) or one with an '@' in it,
         # which SQLAlchemy's own hiding leaves in sight.
         return f"<SqlStore {masked_url(self._engine_given.url.render_as_string(hide_password=True))}>"

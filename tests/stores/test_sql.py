@@ -590,6 +590,16 @@ def test_urls_and_what_is_refused() -> None:
         assert store.engine.dialect.driver in ("psycopg", "psycopg2")
     with pytest.raises(TypeError):
         SqlStore(42)
+
+
+def test_the_repr_of_a_store_on_flask_sqlalchemy_shows_no_password(tmp_path: Path) -> None:
+    """Flask-SQLAlchemy's own repr shows its URL, with a password given as ``?password=``."""
+    db = SQLAlchemy()
+    app = Flask("repr", instance_path=str(tmp_path))
+    app.config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://u@127.0.0.1:1/db?password=pw-51c2"
+    db.init_app(app)
+    with app.app_context():
+        assert repr(SqlStore(db)) == "<SqlStore SQLAlchemy>"
     with pytest.raises(ValueError):
         SqlStore("sqlite:///x.sqlite3", timeout=0)
 
