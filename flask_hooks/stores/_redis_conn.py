@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import ConfigError, StoreUnavailable
@@ -102,6 +102,7 @@ class Connections:
 
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self._response_error = redis.ResponseError
+        self._connection_error = redis.ConnectionError
         self.allow_eviction = allow_eviction
         self._epoch = _Epoch()
         self._checked = -1  # the epoch whose policy and role were accepted
@@ -145,7 +146,21 @@ class Connections:
                 self._check_server()
         except self._errors as exc:
             self._epoch.value += 1  # the next connection may reach another server
+            if isinstance(exc, self._connection_error):
+                self._let_idle_go()
             raise StoreUnavailable() from exc
+
+    def _let_idle_go(self) -> None:
+        """Disconnect the pool's idle connections after a connection failed.
+
+        redis-py's pool hands out its most recently returned connection first.
+        One that failed to connect (``maxclients`` reached in a burst) goes
+        back on top of the live ones, so every later command takes it and
+        fails again, while the pool's own idle connections hold the slots it
+        waits for. Dropped, they free them; they reconnect when next used.
+        """
+        with suppress(Exception):
+            self.client.connection_pool.disconnect(inuse_connections=False)
 
     def _check_server(self) -> None:
         pipe: Any = self.client.pipeline(transaction=False)

@@ -11,8 +11,10 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 
 from flask_hooks import Hooks
@@ -249,3 +251,29 @@ def test_a_table_that_refuses_the_new_row_is_unavailable_not_a_500(
         down = generic_post(app.test_client(), {"id": "evt_1", "type": "a.b"})
     assert (down.status_code, "Retry-After" in down.headers, calls) == (503, True, [])
     assert "shard" in caplog.text and "shard" not in down.get_data(as_text=True)
+
+
+def test_redis_at_maxclients_recovers_once_idle_connections_let_go(private_redis: RedisServer) -> None:
+    """After a burst at ``maxclients``, a connection that failed to connect went back on top
+    of the pool, over the live ones: each delivery took it, and failed to connect because
+    the pool's own idle connections held every slot, until some other client left."""
+    store = RedisStore(private_redis.url)
+    admin = redis.Redis.from_url(private_redis.url)
+    try:
+        store.claim("ns", "evt_0", now=T0, lease=30, ttl=60)  # the server checked, a connection made
+        pool: Any = store.client.connection_pool
+        held = [pool.get_connection() for _ in range(3)]  # as a burst's three requests hold them
+        admin.config_set("maxclients", 3)  # the admin and two of the store's: full
+        held[2].disconnect()  # the third lost its connection; it goes back to the pool last
+        for conn in held:
+            pool.release(conn)
+        answers = []
+        for i in range(1, 4):
+            try:
+                answers.append(store.claim("ns", f"evt_{i}", now=T0, lease=30, ttl=60).state)
+            except StoreUnavailable:
+                answers.append("503")
+        assert answers[1:] == ["new", "new"]
+    finally:
+        admin.close()
+        store.close()
