@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -178,9 +179,10 @@ def test_delivery_log_records_failures_and_handlers(make_app: Callable[..., Flas
 
 
 def test_a_handler_outliving_its_lease_does_not_acknowledge(
-    make_app: Callable[..., Flask], store_url: str
+    make_app: Callable[..., Flask], store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The slow worker's completion is refused; the sender is told to come back."""
+    """The slow worker's completion is refused; the sender is told to come back. Logged as
+    an error: the attempt that took the delivery over may have run the handler too."""
     clock = ManualClock()
     hooks = Hooks(store=store_url, clock=clock, lease=10)
     app = make_app(hooks)
@@ -194,10 +196,12 @@ def test_a_handler_outliving_its_lease_does_not_acknowledge(
         taken = store.claim(hooks.receiver(app).ns, event.id, now=clock(), lease=10, ttl=86400)
         assert taken.state == "new"  # ...and another worker takes the delivery over
 
-    response = generic_post(app.test_client(), PAYLOAD)
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        response = generic_post(app.test_client(), PAYLOAD)
     assert response.status_code == 409
     assert "Retry-After" in response.headers
     assert calls == ["slow"]
+    assert "lease lost on hooks evt_1: another attempt claimed it" in caplog.text
 
 
 def test_a_handler_changing_the_payload_changes_it_for_no_other(
@@ -263,3 +267,25 @@ def test_nesting_beyond_the_limit_is_a_400_before_any_handler_runs(make_app: Cal
         assert response.status_code == 400, depth
         assert response.get_json()["reason"] == f"body is nested too deeply (over {MAX_DEPTH} levels)"
     assert seen == []
+
+
+def test_a_store_that_fails_is_logged_with_its_own_error_in_the_message(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator reads what to fix (Redis out of memory, a full disk) in the line itself."""
+    from flask_hooks import StoreUnavailable
+    from flask_hooks.stores import MemoryStore
+
+    class Full(MemoryStore):
+        def claim(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                raise OSError("No space left on device\n(second line)")
+            except OSError as exc:
+                raise StoreUnavailable() from exc
+
+    app = make_app(Hooks(store=Full()))
+    with caplog.at_level(logging.WARNING, "flask_hooks"):
+        assert generic_post(app.test_client(), PAYLOAD).status_code == 503
+    [record] = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert record.getMessage() == "dedupe store unavailable for hooks: OSError: No space left on device"
+    assert record.exc_info is not None  # the traceback still goes to error trackers

@@ -201,11 +201,17 @@ class Pipeline:
         try:
             return step()
         except StoreUnavailable as exc:
-            log.warning("dedupe store unavailable for %s", self.config.name, exc_info=True)
+            log.warning("dedupe store unavailable for %s%s", self.config.name, _why(exc), exc_info=True)
             return Outcome("unavailable", error=exc, event=event)
         except LeaseLost as exc:
-            # Our lease ran out mid-handler and another worker owns the delivery now.
-            log.warning("lease lost on %s %s", self.config.name, event.id)
+            # Our lease ran out mid-handler (or the store lost the record) and another attempt
+            # owns the delivery now: it may have run the same handlers meanwhile.
+            log.error(
+                "lease lost on %s %s: another attempt claimed it while its handlers ran, which may"
+                " have run them too (a lease that ran out, a record the store lost)",
+                self.config.name,
+                event.id,
+            )
             return Outcome("in-flight", error=exc, event=event)
 
     def _reject(
@@ -389,3 +395,13 @@ class Pipeline:
             log.warning("could not release %s; its lease will expire", event.id)
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)
+
+
+def _why(exc: StoreUnavailable) -> str:
+    """The store's own error, on one line (``: OutOfMemoryError: ...``), for the log's message:
+    what an operator must fix, without reading the traceback."""
+    cause = exc.__cause__
+    if cause is None:
+        return ""
+    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    return f": {type(cause).__name__}: {first}" if first else f": {type(cause).__name__}"
