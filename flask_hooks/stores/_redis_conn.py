@@ -77,6 +77,13 @@ def _check_client(client: Any) -> None:
             raise ConfigError(f"RedisStore(client): {problem}; build the client with {name}=2")
 
 
+def _info_refused(exc: Exception) -> bool:
+    """Whether ``INFO`` itself was refused: denied by an ACL (``NOPERM``) or renamed away."""
+    from redis.exceptions import NoPermissionError
+
+    return isinstance(exc, NoPermissionError) or "unknown command" in str(exc)
+
+
 class _Epoch:
     """Changes whenever the policy and role must be read again; also the ``redis_connect_func``."""
 
@@ -166,7 +173,9 @@ class Connections:
         pipe: Any = self.client.pipeline(transaction=False)
         try:
             memory, replication = pipe.info("memory").info("replication").execute()
-        except self._response_error as exc:  # INFO renamed away, or denied by an ACL
+        except self._response_error as exc:
+            if not _info_refused(exc):  # another error (a database number out of range): no policy advice
+                raise
             unknown = f"INFO failed ({exc}): the eviction policy and the role are unknown"
             risk, replica = ("" if self.allow_eviction else unknown), False
         else:

@@ -353,3 +353,18 @@ def test_an_app_on_a_replica_answers_503_and_runs_no_handler(
     assert "Retry-After" in response.headers
     assert runs == []
     assert any("Point the store URL at the master" in message for message in errors(caplog))
+
+
+def test_a_database_number_out_of_range_is_unavailable_without_policy_advice(
+    redis_with: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``SELECT 99`` fails as the connection is made, in the pipeline that reads INFO: the
+    log named the eviction policy as the fix, where the fix is the URL's database."""
+    store = RedisStore(redis_with().rsplit("/", 1)[0] + "/99")
+    try:
+        with pytest.raises(StoreUnavailable) as raised:
+            store.claim("ns", "evt_1", now=T0, lease=30, ttl=60)
+        assert "DB index is out of range" in str(raised.value.__cause__)
+        assert errors(caplog) == []
+    finally:
+        store.close()
