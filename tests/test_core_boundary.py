@@ -156,3 +156,25 @@ def test_duplicates_in_flight_and_methods(transport: tuple[Client, MemoryStore, 
     busy = post(client, {"id": "busy", "type": "resource.created"})
     assert (busy.status_code, busy.headers["Retry-After"]) == (409, "60")
     assert client.get("/webhooks").status_code == 405
+
+
+def test_the_core_reads_plain_and_repeated_headers_as_the_flask_receiver_does(
+    make_app: Callable[..., Flask],
+) -> None:
+    """A plain dict with lower-cased names (what ASGI hands over) is read case-insensitively;
+    a repeated signature header is joined as WSGI servers join it, so a good signature
+    beside a bad one is refused by both layers, not accepted by one of them."""
+    from flask_hooks.core.event import Headers
+
+    hooks = Hooks(store="memory://")
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    pipeline = hooks.receiver(app).pipeline
+    body = json.dumps({"id": "e1", "type": "a.b"}).encode()
+    good, bad = sign(body)["X-Webhook-Signature"], "00" * 32
+    lower = pipeline.process({"x-webhook-signature": good}, body, run=lambda route, event: None)
+    assert lower.kind == "received"
+    both = [("X-Webhook-Signature", good), ("X-Webhook-Signature", bad)]
+    assert Headers(both).get("x-webhook-signature") == f"{good}, {bad}"
+    assert pipeline.process(Headers(both), body, run=lambda route, event: None).kind == "rejected"
+    assert app.test_client().post("/webhooks", data=body, headers=both).status_code == 401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, overload
 
 
 class HeaderMap(Protocol):
@@ -13,7 +13,11 @@ class HeaderMap(Protocol):
     no ``Mapping``), and so is :class:`Headers`, built from a plain dict.
     """
 
+    @overload
     def get(self, key: str, /) -> str | None: ...
+
+    @overload
+    def get(self, key: str, default: str, /) -> str: ...
 
     def __contains__(self, key: str, /) -> bool: ...
 
@@ -29,7 +33,10 @@ class Headers(Mapping[str, str]):
 
     For transports that hand over plain data (tests, the plain-WSGI
     receiver, a replay); Flask passes werkzeug's ``request.headers``.
-    A repeated header keeps its first value, as most servers do.
+    A repeated header's values are joined with ``", "``, as WSGI servers
+    join them for werkzeug: the core decides as the Flask receiver does.
+    Iterated, it gives the (lower-cased) names, as a mapping does; werkzeug's
+    headers give pairs: ``.items()`` reads both the same way.
     """
 
     __slots__ = ("_items",)
@@ -38,7 +45,8 @@ class Headers(Mapping[str, str]):
         pairs = items.items() if isinstance(items, Mapping) else items
         self._items: dict[str, str] = {}
         for key, value in pairs:
-            self._items.setdefault(str(key).lower(), str(value))
+            name, text = str(key).lower(), str(value)
+            self._items[name] = f"{self._items[name]}, {text}" if name in self._items else text
 
     def __getitem__(self, key: str) -> str:
         return self._items[key.lower()]

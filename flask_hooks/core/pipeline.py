@@ -77,6 +77,10 @@ class Pipeline:
         self.leases = config.leases
 
     def process(self, headers: HeaderMap, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
+        """One delivery, from its headers (a case-insensitive mapping; a plain ``dict``, which
+        is not one, is read through :class:`Headers`) and raw body, to its outcome."""
+        if type(headers) is dict:
+            headers = Headers(headers)
         cfg = self.config
         started = time.perf_counter()
         received_at = cfg.clock()

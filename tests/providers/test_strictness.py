@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 from typing import Any
 
 import pytest
@@ -294,3 +295,16 @@ def test_slack_form_fields_that_are_not_utf8_are_refused(escape: bytes) -> None:
     assert info.value.reason == "body is neither JSON nor a form"
     parsed = Slack().parse(Headers({}), b"trigger_id=t1&command=/deploy&text=%C3%A9")
     assert parsed.payload["text"] == "\u00e9"
+
+
+@pytest.mark.parametrize(
+    ("now", "tolerance"), [(NOW, (math.nan, math.nan)), (NOW, (300.0, math.nan)), (math.nan, (300.0, 300.0))]
+)
+def test_check_timestamp_fails_closed_on_nan(now: float, tolerance: tuple[float, float]) -> None:
+    """The core's public check: ``init_app`` refuses a NaN tolerance, a caller of the core
+    may not; a 1970 timestamp passed every comparison with a NaN."""
+    from flask_hooks.core.providers.base import check_timestamp
+
+    with pytest.raises(VerificationError):
+        check_timestamp("1", now=now, tolerance=tolerance)
+    assert check_timestamp(str(int(NOW)), now=NOW, tolerance=(300.0, 300.0)) == int(NOW)

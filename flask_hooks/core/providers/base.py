@@ -291,9 +291,10 @@ def check_timestamp(raw: str, *, now: float, tolerance: Tolerance) -> float:
         raise VerificationError("invalid timestamp")
     stamp = float(text)  # not int: a number of 5,000 digits is merely too far in the future
     past, future = tolerance
-    if stamp < now - past:
+    # Written to fail closed: every comparison with a NaN (``now`` or a bound) is false.
+    if not stamp >= now - past:
         raise VerificationError("timestamp too old")
-    if stamp > now + future:
+    if not stamp <= now + future:
         raise VerificationError("timestamp in the future")
     return stamp
 
