@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
-from .core.deferral import handler_key, handler_namespace, worker_lease
+from .core.deferral import WORKER_RAN, handler_key, handler_namespace, worker_lease
 from .core.errors import InFlight, LeaseLost, StoreUnavailable
 from .core.inbox import (
     STATUSES,
@@ -208,11 +208,19 @@ class Inbox:
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}
+        # A deferred handler's mark, and the completion, say only that its job was enqueued:
+        # it succeeded once its worker says so (a job the broker lost never does).
+        ran = {name for a in stored.attempts if a.status in WORKER_RAN for name in a.handlers}
         for route in routes:
-            # A completion is every handler's success (the last one gets no mark of its own).
-            if status in ("received", "ignored") or route.name in stored.handlers:
+            failing = status == "failed" and route.name == failed
+            if route.defer is None:
+                # A completion is every handler's success (the last one gets no mark of its own).
+                done = status in ("received", "ignored") or route.name in stored.handlers
+            else:
+                done = route.name in ran and not failing  # a re-run that failed for good since
+            if done:
                 states[route.name] = "succeeded"
-            elif status == "failed" and route.name == failed:
+            elif failing:
                 states[route.name] = "failed"
             else:
                 states[route.name] = "pending"

@@ -167,19 +167,23 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
-        # A chosen deferred handler is re-run if its worker ran it (else the replay's job is its
-        # first job's run); asked before the claim, so a store failing here leaves nothing held.
-        chosen, ttl = frozenset(handlers or ()), max(cfg.dedupe_ttl, cfg.retention)
-        again = frozenset(
-            r.name
+        # Whether each deferred handler's worker ran it (its mark says only "enqueued"); asked
+        # before the claim, so a store failing here leaves nothing held. A chosen one it ran is
+        # re-run (else the replay's job is its first job's run). Without ``handlers``, one it
+        # has not run is owed (its job still queued, or lost by the broker) and handed over
+        # again: the worker runs it once for both jobs.
+        ttl = max(cfg.dedupe_ttl, cfg.retention)
+        ran = {
+            r.name: worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
             for r in routes
-            if r.defer is not None
-            and r.name in chosen
-            and worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
-        )
+            if r.defer is not None and (handlers is None or r.name in handlers)
+        }
+        owed = frozenset(name for name, did in ran.items() if not did)
+        chosen = frozenset(handlers) if handlers is not None else owed
+        again = frozenset(name for name, did in ran.items() if did and handlers is not None)
         # The store says, with the claim, whether the delivery was completed: `stored` may be
         # stale (a sender's retry may have completed it since it was read).
-        keep = [r.name for r in routes if r.name not in chosen] if handlers is not None else []
+        keep = [r.name for r in routes if r.name not in chosen] if handlers is not None or chosen else []
         claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=chosen, keep=keep)
         if claim.state == "inflight":
             raise InFlight(after=claim.retry_after)
@@ -190,7 +194,10 @@ class Pipeline:
         # Completed: every handler but the chosen ones succeeded (reopen marked them, `keep`),
         # and the recorded reply stays the one duplicates get.
         completed = bool(claim.outcome)
-        rerun = None if handlers is None else Rerun(chosen, completed, claim.reply, again)
+        # Owed deferred handlers of a completed delivery are run as chosen ones (its reply kept);
+        # of a failed one, with every other handler that has not succeeded.
+        some = handlers is not None or (completed and bool(chosen))
+        rerun = Rerun(chosen, completed, claim.reply, again) if some else None
         marks, token = claim.handlers, claim.token
         outcome = self._guarded(
             event, lambda: self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)

@@ -77,6 +77,7 @@ class CeleryQueue(Deferral):
                 connection=connection,
                 timeout=self.publish_timeout,
                 confirm_timeout=self.publish_timeout,
+                ignore_result=True,  # no result backend call (it waited ~20 s for a dead one)
                 retry=self.publish_retries > 0,
                 retry_policy={
                     "max_retries": self.publish_retries,
@@ -135,6 +136,9 @@ def register_task() -> None:
             # and the per-handler record makes that redelivery safe.
             acks_late=True,
             reject_on_worker_lost=True,
+            # Its result ("handled") is read by nobody: a result backend that is down must
+            # stall neither the worker nor, through send_task, the delivery's request.
+            ignore_result=True,
         )(run_deferred)
         _registered = True
 

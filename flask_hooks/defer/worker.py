@@ -21,7 +21,7 @@ from flask import Flask, current_app, has_app_context
 
 from .. import signals
 from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
-from ..core.errors import ConfigError, InFlight, StoreUnavailable
+from ..core.errors import ConfigError, InFlight, LeaseLost, StoreUnavailable
 from ..core.replies import refuse_not_done
 from ..core.routing import Route
 from ..core.scrub import scrub
@@ -119,7 +119,8 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     except ConfigError as exc:
         # Renamed or removed since the enqueue, or not deployed on this worker yet: retried
         # like a failure, and an attempt of the delivery, which the last run marks failed.
-        entry = log_entry(event, "error", 500, started, (), "handler failed", error=exc, failed=job.handler)
+        failed, at = job.handler, receiver.now()
+        entry = log_entry(event, "error", 500, started, (), "handler failed", error=exc, failed=failed, at=at)
         log_quietly(store, receiver.ns, entry)
         if final:
             _mark_failed(receiver, job.handler, job)
@@ -132,7 +133,8 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
     claim = store.claim(ns, key, now=receiver.now(), lease=lease, ttl=max(ttl, lease))
     if claim.state == "done":
         log.info("deferred %s for %s %s already ran", route.name, receiver.name, event.id)
-        log_quietly(store, receiver.ns, log_entry(event, "duplicate", 200, started, (route.name,)))
+        entry = log_entry(event, "duplicate", 200, started, (route.name,), at=receiver.now())
+        log_quietly(store, receiver.ns, entry)
         return "duplicate"
     if claim.state == "inflight":
         raise Held(after=claim.retry_after)
@@ -160,8 +162,23 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         failure.after = getattr(exc, "after", None)  # a Retry's delay, for the queue's countdown
     if failure is not None:
         raise failure
-    store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
-    log_quietly(store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,)))
+    try:
+        store.complete(ns, key, claim.token, outcome="handled", reply=None, now=receiver.now(), ttl=ttl)
+    except LeaseLost:
+        # Frozen past its lease (a stopped process, a long pause), or its record lost: another
+        # run took the handler over, and may have run it too.
+        log.error(
+            "deferred %s for %s %s lost its lease while it ran: another run claimed it, which may"
+            " have run it too (a worker frozen or paused past its lease, a record the store lost)",
+            route.name,
+            receiver.name,
+            event.id,
+        )
+        raise
+    # At the worker's time, not the delivery's receipt: attempts are shown in the order they were made.
+    log_quietly(
+        store, receiver.ns, log_entry(event, "handled", 200, started, (route.name,), at=receiver.now())
+    )
     # The same arguments as the request's event_handled: a subscriber may name ``deferred``.
     signals.send_safely(
         signals.event_handled,
@@ -222,7 +239,16 @@ def _failed(
     )
     log_failure(f"deferred handler {handler} failed on {receiver.name} {event.id}", exc, secrets)
     entry = log_entry(
-        event, "error", 500, started, (), "handler failed", error=exc, failed=handler, secrets=secrets
+        event,
+        "error",
+        500,
+        started,
+        (),
+        "handler failed",
+        error=exc,
+        failed=handler,
+        secrets=secrets,
+        at=receiver.now(),
     )
     log_quietly(receiver.store, receiver.ns, entry)
     if final:

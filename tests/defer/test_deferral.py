@@ -507,6 +507,24 @@ def test_a_celery_job_of_a_format_this_worker_does_not_know_is_retried_not_dropp
     assert len(retried) == 2 and all("unknown deferred job format 99" in str(r) for r in retried)
 
 
+def test_a_celery_job_asks_nothing_of_the_result_backend() -> None:
+    """The task's result is read by nobody. With a result backend configured, ``send_task``
+    asked it first (about 20 s of reconnecting to a dead one, then a 503, or a 200 past the
+    sender's timeout), and the worker stored every result in it."""
+    from celery import Celery
+
+    from flask_hooks.defer.base import TASK_NAME
+
+    celery_app = Celery("backend_test", broker="memory://", backend="redis://127.0.0.1:1/0")
+    queue = CeleryQueue(celery_app)
+    called: list[str] = []
+    celery_app.backend.on_task_call = lambda *args, **kwargs: called.append("on_task_call")
+    event = Event("e1", "a.b", {}, b"{}", {}, "generic", "hooks")
+    queue.enqueue(Job("mod.f", event))
+    assert called == []
+    assert celery_app.tasks[TASK_NAME].ignore_result
+
+
 class CeleryTask:
     """What ``run_deferred`` uses of its bound Celery task: the retry count and ``retry``."""
 

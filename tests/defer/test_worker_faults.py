@@ -66,6 +66,35 @@ def test_a_slow_deferred_handler_keeps_its_claim_so_a_redelivery_does_not_run_it
     assert keeper.tick() == 0  # nothing is held once the run is over
 
 
+def test_a_worker_frozen_past_its_lease_logs_the_lost_lease_as_an_error(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frozen (SIGSTOP, a VM paused) past its lease, the worker finds on resuming that a
+    redelivery ran the handler: its completion is refused, and the log says so as an error,
+    not only the queue's own "Retry in 1s: LeaseLost"."""
+    from flask_hooks import LeaseLost
+
+    clock, queue = ManualClock(), ListQueue(lease=30)
+    hooks = Hooks(store=MemoryStore(), clock=clock)
+    app = make_app(hooks)
+    hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=Timer(0.0), thread=False)  # no renewal
+
+    runs: list[str] = []
+
+    @hooks.on("payment.succeeded", defer=queue)
+    def frozen(event: Event) -> None:
+        runs.append(event.id)
+        if len(runs) == 1:
+            clock.advance(31)  # the lease ran out: a redelivery takes the handler over
+            assert run_job(app, Job.from_json(queue.jobs[0])) == "handled"
+
+    assert send(app).status_code == 200
+    with app.app_context(), caplog.at_level(logging.ERROR, "flask_hooks"), pytest.raises(LeaseLost):
+        perform(queue.jobs[0])
+    assert len(runs) == 2  # unavoidable once the first had started: what the log is for
+    assert "lost its lease while it ran: another run claimed it" in caplog.text
+
+
 def test_a_failure_the_queue_gives_up_on_shows_in_the_inbox_and_a_replay_runs_it(
     make_app: Callable[..., Flask],
 ) -> None:
@@ -220,6 +249,37 @@ def test_a_re_run_that_fails_for_good_is_run_by_the_next_plain_replay(make_app: 
     with app.app_context():
         assert perform(jobs_for(queue, "charge")[-1]) == "handled"  # not "duplicate" of its first run
     assert inbox.get("evt_1").status == "received"  # type: ignore[union-attr]
+
+
+def test_a_job_the_broker_lost_is_pending_and_a_plain_replay_hands_it_over_once(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Acknowledged once enqueued, a job the broker then lost (a Redis restarted without
+    persistence) never runs: its handler was shown as succeeded, and a plain replay said
+    "nothing to run". It is pending until its worker runs it, and a plain replay hands it
+    over again; if the first job turns up after all, the worker runs the handler once."""
+    clock = ManualClock()
+    app, hooks, queue = two_deferred(make_app, set())
+    hooks.receiver(app).clock = clock
+    inbox = hooks.inbox(app)
+    assert send(app).status_code == 200
+    lost = jobs_for(queue, "charge")[0]
+    with app.app_context():
+        clock.advance(5)
+        assert perform(jobs_for(queue, "ship")[0]) == "handled"  # the other job ran
+    delivery = inbox.get("evt_1")
+    assert delivery is not None and delivery.handlers == {"charge": "pending", "ship": "succeeded"}
+    assert [a.outcome for a in delivery.attempts] == ["received", "handled"]
+    assert delivery.attempts[1].at == delivery.attempts[0].at + 5  # when the worker ran it
+    again = inbox.replay("evt_1")
+    assert again.status == "received"
+    assert [len(jobs_for(queue, name)) for name in ("charge", "ship")] == [2, 1]  # only the owed one
+    with app.app_context():
+        assert perform(jobs_for(queue, "charge")[-1]) == "handled"
+        assert perform(lost) == "duplicate"  # the lost job turned up after all: run once
+    assert inbox.get("evt_1").handlers == {"charge": "succeeded", "ship": "succeeded"}  # type: ignore[union-attr]
+    inbox.replay("evt_1")  # nothing owed: nothing handed over
+    assert [len(jobs_for(queue, name)) for name in ("charge", "ship")] == [2, 1]
 
 
 def test_a_failure_that_could_not_be_marked_is_not_hidden_by_a_later_one(
