@@ -26,6 +26,7 @@ from .core.event import Headers as Headers
 from .core.providers import Provider as Provider
 
 if TYPE_CHECKING:
+    from . import signals as signals
     from .extension import Hooks as Hooks
     from .extension import Receiver as Receiver
     from .inbox import Attempt as Attempt
@@ -44,11 +45,42 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'flask_hooks' has no attribute {name!r}")
-    import importlib
+__all__ = [
+    "Attempt",
+    "BodyTooLarge",
+    "ConfigError",
+    "Delivery",
+    "Event",
+    "Headers",
+    "HookError",
+    "Hooks",
+    "InFlight",
+    "Inbox",
+    "LeaseLost",
+    "PayloadError",
+    "Provider",
+    "QueueUnavailable",
+    "Receiver",
+    "Retry",
+    "StoreUnavailable",
+    "VerificationError",
+    "signals",
+]
 
-    value = importlib.import_module(f".{module}", __name__)
-    return value if name == module else getattr(value, name)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+# Hidden from type checkers: they take the imports above, so a misspelled name is an error
+# there rather than an ``Any`` a module ``__getattr__`` would give.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'flask_hooks' has no attribute {name!r}")
+        import importlib
+
+        value = importlib.import_module(f".{module}", __name__)
+        return value if name == module else getattr(value, name)

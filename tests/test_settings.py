@@ -416,3 +416,23 @@ def test_a_redis_plus_scheme_is_explained_without_sqlalchemy(
     with pytest.raises(ConfigError, match="for Redis Sentinel, pass its client") as raised:
         make_app(Hooks(), HOOKS_STORE="redis+sentinel://127.0.0.1:26379/mymaster")
     assert "pip install" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("postgresql+psycopg://u@127.0.0.1/db", "postgresql"),
+        ("postgres://u@127.0.0.1/db", "postgresql"),
+        ("mysql+pymysql://u@127.0.0.1/db", "sql"),
+    ],
+)
+def test_a_sql_url_without_sqlalchemy_names_the_extra_that_brings_its_driver(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, url: str, extra: str
+) -> None:
+    """[sql] then [postgresql] was two rounds of errors for one PostgreSQL URL."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)
+    monkeypatch.delitem(sys.modules, "flask_hooks.stores.sql", raising=False)
+    with pytest.raises(ConfigError, match=re.escape(f"pip install 'flask-webhooks[{extra}]'")):
+        make_app(Hooks(), HOOKS_STORE=url)

@@ -169,3 +169,13 @@ def log_quietly(store: DedupeStore, ns: str, entry: LogEntry) -> None:
         store.log(ns, entry)
     except StoreUnavailable:
         log.warning("delivery log unavailable for %s", ns)
+
+
+def cause_line(exc: BaseException) -> str:
+    """The error under ``exc`` on one line (``": OutOfMemoryError: ..."``), or "": for a log
+    line that says what to fix (a store's full memory or disk) without the traceback."""
+    cause = exc.__cause__
+    if cause is None:
+        return ""
+    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    return f": {type(cause).__name__}: {first}" if first else f": {type(cause).__name__}"

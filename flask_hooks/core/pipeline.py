@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from .answer import Outcome, answer, safe_reason
-from .attempts import credentials, log_entry, log_failure, log_quietly
+from .attempts import cause_line, credentials, log_entry, log_failure, log_quietly
 from .config import ReceiverConfig as ReceiverConfig
 from .deferral import hand_over, worker_ran
 from .errors import (
@@ -51,6 +51,7 @@ log = logging.getLogger("flask_hooks")
 
 Run = Callable[[Route, Event], "Reply | None"]
 Notify = Callable[..., None]
+_TAKEN_OVER = "another attempt claimed it while its handlers ran, which may have run them too"
 
 
 class Rerun(NamedTuple):
@@ -77,9 +78,7 @@ class Pipeline:
         self.leases = config.leases
 
     def process(self, headers: HeaderMap, body: bytes, *, run: Run, notify: Notify = _noop) -> Outcome:
-        """One delivery, from its headers (a case-insensitive mapping; a plain ``dict``, which
-        is not one, is read through :class:`Headers`) and raw body, to its outcome."""
-        if type(headers) is dict:
+        if type(headers) is dict:  # not case-insensitive, as the providers read headers
             headers = Headers(headers)
         cfg = self.config
         started = time.perf_counter()
@@ -167,11 +166,10 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
-        # Whether each deferred handler's worker ran it (its mark says only "enqueued"); asked
-        # before the claim, so a store failing here leaves nothing held. A chosen one it ran is
-        # re-run (else the replay's job is its first job's run). Without ``handlers``, one it
-        # has not run is owed (its job still queued, or lost by the broker) and handed over
-        # again: the worker runs it once for both jobs.
+        # Whether each deferred handler's worker ran it (its mark says only "enqueued"), asked
+        # before the claim. A chosen one it ran is re-run, else the replay's job is its first
+        # job's run; without ``handlers`` one it has not run (still queued, lost by the broker)
+        # is owed and handed over again: the worker runs it once for both jobs.
         ttl = max(cfg.dedupe_ttl, cfg.retention)
         ran = {
             r.name: worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
@@ -192,10 +190,9 @@ class Pipeline:
             notify("delivery_replayed", receiver=cfg.name, event=event, outcome=done.kind)
             return done
         # Completed: every handler but the chosen ones succeeded (reopen marked them, `keep`),
-        # and the recorded reply stays the one duplicates get.
+        # and the recorded reply stays the one duplicates get (also when the owed deferred ones
+        # are chosen; of a failed delivery, they run with the rest not yet succeeded).
         completed = bool(claim.outcome)
-        # Owed deferred handlers of a completed delivery are run as chosen ones (its reply kept);
-        # of a failed one, with every other handler that has not succeeded.
         some = handlers is not None or (completed and bool(chosen))
         rerun = Rerun(chosen, completed, claim.reply, again) if some else None
         marks, token = claim.handlers, claim.token
@@ -212,17 +209,12 @@ class Pipeline:
         try:
             return step()
         except StoreUnavailable as exc:
-            log.warning("dedupe store unavailable for %s%s", self.config.name, _why(exc), exc_info=True)
+            why = cause_line(exc)  # the store's own error, what to fix: a full memory or disk
+            log.warning("dedupe store unavailable for %s%s", self.config.name, why, exc_info=True)
             return Outcome("unavailable", error=exc, event=event)
         except LeaseLost as exc:
-            # Our lease ran out mid-handler (or the store lost the record) and another attempt
-            # owns the delivery now: it may have run the same handlers meanwhile.
-            log.error(
-                "lease lost on %s %s: another attempt claimed it while its handlers ran, which may"
-                " have run them too (a lease that ran out, a record the store lost)",
-                self.config.name,
-                event.id,
-            )
+            # Our lease ran out mid-handler (or the store lost the record): another attempt owns it.
+            log.error("lease lost on %s %s: %s", self.config.name, event.id, _TAKEN_OVER)
             return Outcome("in-flight", error=exc, event=event)
 
     def _reject(
@@ -406,13 +398,3 @@ class Pipeline:
             log.warning("could not release %s; its lease will expire", event.id)
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)
-
-
-def _why(exc: StoreUnavailable) -> str:
-    """The store's own error, on one line (``: OutOfMemoryError: ...``), for the log's message:
-    what an operator must fix, without reading the traceback."""
-    cause = exc.__cause__
-    if cause is None:
-        return ""
-    first = (str(cause).strip().splitlines() or [""])[0][:300]
-    return f": {type(cause).__name__}: {first}" if first else f": {type(cause).__name__}"

@@ -20,9 +20,27 @@ if TYPE_CHECKING:
     from .sqlite import SqliteStore as SqliteStore
 
 
-def __getattr__(name: str) -> Any:
-    if name == "SqliteStore":
-        from .sqlite import SqliteStore
+__all__ = [
+    "DEFAULT_URL",
+    "Claim",
+    "DedupeStore",
+    "LogEntry",
+    "MemoryStore",
+    "Reply",
+    "SqliteStore",
+    "open_store",
+]
 
-        return SqliteStore
-    raise AttributeError(f"module 'flask_hooks.stores' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if not TYPE_CHECKING:  # type checkers take the import above: a misspelled name is an error there
+
+    def __getattr__(name: str) -> Any:
+        if name == "SqliteStore":
+            from .sqlite import SqliteStore
+
+            return SqliteStore
+        raise AttributeError(f"module 'flask_hooks.stores' has no attribute {name!r}")

@@ -129,7 +129,9 @@ def open_store(url: str, *, instance_path: str) -> DedupeStore:
         try:
             from .sql import SqlStore
         except ImportError as exc:
-            raise ConfigError(f"{shown!r} needs SQLAlchemy: pip install 'flask-webhooks[sql]'") from exc
+            # PostgreSQL's extra brings its driver too: one install, not two rounds of errors.
+            extra = "postgresql" if scheme.split("+")[0] in ("postgresql", "postgres") else "sql"
+            raise ConfigError(f"{shown!r} needs SQLAlchemy: pip install 'flask-webhooks[{extra}]'") from exc
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
