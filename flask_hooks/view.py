@@ -252,7 +252,17 @@ def _read_body(req: Request, limit: int) -> bytes:
     length = get_content_length(environ)  # from the environ: no headers object built
     if length is not None and length > limit:
         raise BodyTooLarge()
+    if "stream" in req.__dict__:  # read through werkzeug before this hook ran: its cache, if any
+        return _read_before(req, length, limit)
     if length is None and not environ.get("wsgi.input_terminated"):
+        if environ.get("HTTP_TRANSFER_ENCODING"):  # a body is there, which PEP 3333 lets no one read
+            log.error(
+                "a chunked delivery to %s has neither Content-Length nor wsgi.input_terminated: the"
+                " server gives no way to read it (WSGI under an ASGI adapter?); serve the app with"
+                " a WSGI server (gunicorn, waitress) or one that terminates the input",
+                req.path,
+            )
+            raise PayloadError("chunked body the server does not pass on")
         return b""
     # Read to the length or the limit, not in one read sized by the limit:
     # gunicorn allocated a buffer that large. Short reads are allowed by WSGI.
@@ -271,6 +281,24 @@ def _read_body(req: Request, limit: int) -> bytes:
         raise BodyTooLarge()
     if length is not None and len(body) != length:
         raise PayloadError("body shorter than Content-Length")
+    return body
+
+
+def _read_before(req: Request, length: int | None, limit: int) -> bytes:
+    """The body something read before the receiver's hook (a URL value preprocessor, a
+    ``request_started`` subscriber): werkzeug's cached bytes, or a 400 that says why when it
+    kept none (a parsed form), rather than a body "shorter than Content-Length"."""
+    body = req.get_data()
+    if len(body) > limit:
+        raise BodyTooLarge()
+    if length is not None and len(body) != length:
+        log.error(
+            "the body of a delivery to %s was read before the receiver's before_request hook, and"
+            " not kept (a form parsed by a url_value_preprocessor, a request_started subscriber or"
+            " a hook put before the receiver's): have that code skip the receiver's URL",
+            req.path,
+        )
+        raise PayloadError("body read before the receiver")
     return body
 
 

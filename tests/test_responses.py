@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 from wsgiref.handlers import SimpleHandler
@@ -545,6 +546,68 @@ def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
     )
     assert response.status_code == 200
     assert [event.body for event in seen] == [body]
+
+
+def test_a_chunked_body_the_server_does_not_pass_on_is_a_400_that_says_so(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    """WSGI under an ASGI adapter (asgiref's WsgiToAsgi, a2wsgi): a chunked body comes with
+    neither Content-Length nor wsgi.input_terminated, so nothing may be read. It was verified
+    as an empty body: a correctly signed delivery answered 401 "signature mismatch"."""
+    hooks = Hooks(store="memory://")
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    body = json.dumps(payload()).encode()
+    with caplog.at_level(logging.ERROR, "flask_hooks"):
+        response = app.test_client().post(
+            "/webhooks",
+            content_type="application/json",
+            headers={"X-Webhook-Signature": generic_signature(body)},
+            environ_overrides={"wsgi.input": io.BytesIO(body), "HTTP_TRANSFER_ENCODING": "chunked"},
+        )
+    reason = "chunked body the server does not pass on"
+    assert (response.status_code, response.get_json()["reason"]) == (400, reason)
+    assert "serve the app with a WSGI server" in caplog.text
+
+
+@pytest.mark.parametrize("reader", ["url_value_preprocessor", "request_started"])
+def test_a_body_read_before_the_receivers_hook_is_taken_from_werkzeugs_cache(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture, reader: str
+) -> None:
+    """Code that runs before any before_request hook read the body through werkzeug: every
+    valid delivery was a 400 "body shorter than Content-Length", which points at the network.
+    Its cached bytes are the body; a parsed form, which keeps none, is a 400 that says why."""
+    from flask import request_started
+
+    hooks = Hooks(store="memory://")
+    seen: list[bytes] = []
+    hooks.on("*")(lambda event: seen.append(event.body))
+    app = make_app(hooks)
+    read: list[Callable[[], object]] = [lambda: request.get_data()]
+
+    def early(*args: Any, **kwargs: Any) -> None:
+        read[0]()
+
+    if reader == "url_value_preprocessor":
+        app.url_value_preprocessor(early)
+    else:
+        request_started.connect(early, app)
+    try:
+        body = json.dumps(payload()).encode()
+        response = generic_post(app.test_client(), body)
+        assert response.status_code == 200 and seen == [body]
+        read[0] = lambda: request.form
+        with caplog.at_level(logging.ERROR, "flask_hooks"):
+            form = app.test_client().post(
+                "/webhooks",
+                data=b"a=1",
+                content_type="application/x-www-form-urlencoded",
+                headers={"X-Webhook-Signature": generic_signature(b"a=1")},
+            )
+        assert (form.status_code, form.get_json()["reason"]) == (400, "body read before the receiver")
+        assert "have that code skip the receiver's URL" in caplog.text
+    finally:
+        request_started.disconnect(early, app)
 
 
 @pytest.mark.parametrize("terminated", [False, True], ids=["test client", "gunicorn's input"])
