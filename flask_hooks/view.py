@@ -10,11 +10,12 @@ import inspect
 import io
 import json
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, request
-from werkzeug.exceptions import Aborter, HTTPException, MethodNotAllowed
+from werkzeug.exceptions import Aborter, HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wsgi import get_content_length
 
 from . import signals
@@ -28,6 +29,7 @@ from .stores.base import Reply
 from .stores.memory import MemoryStore
 
 log = logging.getLogger("flask_hooks")
+_SLASHES = re.compile("//+")
 
 
 def add_url_rules(app: Flask, receiver: Receiver) -> None:
@@ -110,7 +112,9 @@ def read_first() -> Response | None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     endpoint = req.endpoint
     if endpoint is None:
-        return _refused_method(req)
+        if not _routed_merged(req):
+            return _refused_method(req)
+        endpoint = req.endpoint or ""
     if not endpoint.startswith("flask_hooks."):
         return None
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -118,6 +122,30 @@ def read_first() -> Response | None:
     if receiver is not None:
         req.environ[_BODY] = receiver, _take_body(app, req, receiver.settings.max_body)
     return None
+
+
+def _routed_merged(req: Request) -> bool:
+    """Route a path with doubled slashes inside (``/webhooks//stripe``) to its receiver.
+
+    Our rules do not merge slashes (werkzeug would answer a redirect, which
+    senders count as a failure), so such a path found no rule: a 404, which
+    an app's own 404 handler may turn into a redirect, or a page answered
+    200 that tells the sender the delivery was taken. Matched again with
+    the slashes merged, as Flask matches a request; other views' paths are
+    left to the app.
+    """
+    if "//" not in req.path or not isinstance(req.routing_exception, NotFound):
+        return False
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    adapter = app.create_url_adapter(req)
+    try:
+        rule, args = adapter.match(_SLASHES.sub("/", req.path), method="POST", return_rule=True)  # type: ignore[union-attr]
+    except HTTPException:
+        return False
+    if req.method != "POST" or rule.endpoint not in get_state(app).endpoints:
+        return False
+    req.url_rule, req.view_args, req.routing_exception = rule, dict(args), None
+    return True
 
 
 def _refused_method(req: Request) -> Response | None:
@@ -134,9 +162,9 @@ def _refused_method(req: Request) -> Response | None:
     if not isinstance(error, MethodNotAllowed) or "POST" not in (error.valid_methods or ()):
         return None
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    adapter = app.create_url_adapter(req)
+    adapter, path = app.create_url_adapter(req), _SLASHES.sub("/", req.path)  # as _routed_merged
     try:
-        endpoint = adapter.match(method="POST")[0] if adapter is not None else None
+        endpoint = adapter.match(path, method="POST")[0] if adapter is not None else None
     except HTTPException:
         return None
     # Allow names every method the URL serves (RFC 9110), a page the app has there too.

@@ -439,6 +439,30 @@ def test_path_variants_never_redirect(app: Flask, hooks: Hooks, path: str) -> No
         assert not 300 <= client.open(path, method=method).status_code < 400
 
 
+@pytest.mark.parametrize("path", ["//hooks//in", "/hooks//in/", "/hooks///in//", "//hooks/in"])
+def test_doubled_slashes_inside_the_url_reach_the_receiver(
+    make_app: Callable[..., Flask], path: str
+) -> None:
+    """``/hooks//in`` found no rule: a 404, which an app's 404 handler turned into a redirect,
+    or into a page answered 200, which told the sender the delivery was taken."""
+    from flask import redirect
+
+    seen: list[str] = []
+    hooks = Hooks(store="memory://", url="/hooks/in")
+    hooks.on("*")(lambda event: seen.append(event.id))
+    app = make_app(hooks)
+    app.register_error_handler(404, lambda error: redirect("/"))
+    body = json.dumps(payload()).encode()
+    client, where = app.test_client(), {"PATH_INFO": path}  # a client would read "//hooks" as a host
+    signed = {"X-Webhook-Signature": generic_signature(body)}
+    response = client.post("/", data=body, headers=signed, environ_overrides=where)
+    assert (response.status_code, seen) == (200, ["evt_1"])
+    refused = client.get("/", environ_overrides=where)
+    assert (refused.status_code, refused.mimetype) == (405, "application/json")
+    elsewhere = client.post("/", environ_overrides={"PATH_INFO": "/other//path"})
+    assert elsewhere.status_code == 302  # the app's own 404, as it answers it
+
+
 @pytest.mark.parametrize("url", ["/hooks/in/", "/deep/path"])
 def test_configured_url_with_or_without_slash(make_app: Callable[..., Flask], url: str) -> None:
     app = make_app(Hooks(store="memory://", url=url))
