@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 from wsgiref.handlers import SimpleHandler
@@ -437,6 +438,26 @@ def test_path_variants_never_redirect(app: Flask, hooks: Hooks, path: str) -> No
     assert generic_post(client, payload(), url=path).status_code == 200
     for method in ("GET", "POST"):
         assert not 300 <= client.open(path, method=method).status_code < 400
+
+
+@pytest.mark.parametrize(
+    ("after", "header"),
+    [(math.nan, "30"), (None, "30"), (math.inf, "604800"), (10**400, "604800"), (-5, "1"), (2.2, "3")],
+    ids=["nan", "none", "inf", "huge-int", "negative", "fraction"],
+)
+def test_a_retry_with_an_odd_delay_is_still_a_503(
+    make_app: Callable[..., Flask], after: Any, header: str
+) -> None:
+    """``Retry(after=nan)`` raised ValueError and ``inf`` or ``10**400`` OverflowError inside
+    the handler: its 503 became a 500. ``after=None`` gave 1 s, not the default 30."""
+    hooks = Hooks(store="memory://")
+
+    @hooks.on("*")
+    def later(event: Event) -> None:
+        raise Retry(after=after)
+
+    response = generic_post(make_app(hooks).test_client(), payload())
+    assert (response.status_code, response.headers["Retry-After"]) == (503, header)
 
 
 @pytest.mark.parametrize("path", ["//hooks//in", "/hooks//in/", "/hooks///in//", "//hooks/in"])

@@ -54,15 +54,30 @@ class BodyTooLarge(HookError):
     reason = "body too large"
 
 
+#: The longest ``Retry-After`` asked for, in seconds (a week); a longer delay is this one.
+MAX_AFTER = 7 * 86400
+
+
 class _RetryLater(HookError):
-    """Errors that tell the sender to come back after ``after`` seconds."""
+    """Errors that tell the sender to come back after ``after`` seconds.
+
+    ``after`` is whole seconds, at least 1 and at most :data:`MAX_AFTER`; one
+    that is no number (NaN, ``None``) leaves the class's own: raised from a
+    handler, a bad delay must not turn its 503 into a 500.
+    """
 
     after: int | None = 1
 
     def __init__(self, reason: str | None = None, *, after: float | None = None) -> None:
         super().__init__(reason)
-        if after is not None:
-            self.after = max(1, int(after + 0.999))
+        try:
+            seconds = float(after)  # type: ignore[arg-type]
+        except OverflowError:  # an int past float's range
+            seconds = MAX_AFTER
+        except (TypeError, ValueError):
+            return
+        if seconds == seconds:  # not NaN
+            self.after = max(1, int(min(seconds, MAX_AFTER) + 0.999))
 
 
 class InFlight(_RetryLater):
@@ -82,6 +97,7 @@ class Retry(_RetryLater):
 
     status = 503
     reason = "retry later"
+    after = 30
 
     def __init__(self, reason: str | None = None, *, after: float = 30) -> None:
         super().__init__(reason, after=after)
