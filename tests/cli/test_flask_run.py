@@ -48,6 +48,21 @@ def test_send_to_flask_run_then_read_the_log(flask_run: Callable[[str], FlaskRun
     assert missing.stdout == ""
 
 
+@pytest.mark.slow
+def test_send_to_the_loopback_bypasses_the_environments_proxy(
+    flask_run: Callable[[str], FlaskRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``http_proxy`` set and no ``no_proxy``, the forged delivery went to the proxy,
+    its signature and the provider's token with it, though it was meant for this machine."""
+    server = flask_run(APP)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # the discard port: nobody answers
+    for name in ("no_proxy", "NO_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    sent = server.flask("hooks", "send", "resource.created", "--url", server.url, "--id", "evt_px")
+    assert sent.returncode == 0, sent.stderr
+    assert sent.stdout.splitlines()[-1] == '200  {"synced": "evt_px"}'
+
+
 INBOX_APP = '''
 import json, pathlib
 from flask import Flask
