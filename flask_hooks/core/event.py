@@ -82,6 +82,9 @@ class Event(NamedTuple):
     type: str
     payload: Any
     body: bytes
+    #: werkzeug's ``request.headers`` in a request, a :class:`Headers` in a replay or a
+    #: queue's worker: read them with ``get``, ``in``, ``[]`` or ``.items()``, which both
+    #: answer alike (iterated, werkzeug's give pairs, a ``Headers`` its names).
     headers: HeaderMap
     provider: str
     receiver: str
