@@ -129,10 +129,9 @@ def _routed_merged(req: Request) -> bool:
 
     Our rules do not merge slashes (werkzeug would answer a redirect, which
     senders count as a failure), so such a path found no rule: a 404, which
-    an app's own 404 handler may turn into a redirect, or a page answered
-    200 that tells the sender the delivery was taken. Matched again with
-    the slashes merged, as Flask matches a request; other views' paths are
-    left to the app.
+    an app's 404 handler may turn into a redirect, or a page answered 200
+    that tells the sender the delivery was taken. Matched again with the
+    slashes merged, as Flask matches a request; other paths are the app's.
     """
     if "//" not in req.path or not isinstance(req.routing_exception, NotFound):
         return False
