@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
-from .core.deferral import WORKER_RAN, handler_key, handler_namespace, worker_lease
+from .core.deferral import handler_key, handler_namespace, worker_lease
 from .core.errors import InFlight, LeaseLost, StoreUnavailable
 from .core.inbox import (
     STATUSES,
@@ -208,9 +208,10 @@ class Inbox:
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
         states = {}
-        # A deferred handler's mark, and the completion, say only that its job was enqueued:
-        # it succeeded once its worker says so (a job the broker lost never does).
-        ran = {name for a in stored.attempts if a.status in WORKER_RAN for name in a.handlers}
+        # A deferred handler's mark, and the completion, say only that its job was enqueued: it
+        # succeeded once an attempt says it ran (its worker's; a run of the days it was not
+        # deferred), and a job the broker lost never does.
+        ran = {name for a in stored.attempts for name in a.handlers}
         for route in routes:
             failing = status == "failed" and route.name == failed
             if route.defer is None:

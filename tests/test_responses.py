@@ -442,8 +442,16 @@ def test_path_variants_never_redirect(app: Flask, hooks: Hooks, path: str) -> No
 
 @pytest.mark.parametrize(
     ("after", "header"),
-    [(math.nan, "30"), (None, "30"), (math.inf, "604800"), (10**400, "604800"), (-5, "1"), (2.2, "3")],
-    ids=["nan", "none", "inf", "huge-int", "negative", "fraction"],
+    [
+        (math.nan, "30"),
+        (None, "30"),
+        (math.inf, "604800"),
+        (10**400, "604800"),
+        (-5, "1"),
+        (-math.inf, "1"),
+        (2.2, "3"),
+    ],
+    ids=["nan", "none", "inf", "huge-int", "negative", "minus-inf", "fraction"],
 )
 def test_a_retry_with_an_odd_delay_is_still_a_503(
     make_app: Callable[..., Flask], after: Any, header: str

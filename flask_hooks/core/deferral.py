@@ -37,11 +37,6 @@ class Queue(Protocol):
         """Hand the job to the broker; return only once the broker has it."""
 
 
-#: The attempts a worker logs for a deferred handler that ran, or had run before: until one
-#: says so, the handler is owed (its mark only says that its job was enqueued).
-WORKER_RAN = ("handled", "duplicate")
-
-
 def handler_namespace(receiver: str) -> str:
     """Where workers keep one record per (delivery, handler), apart from deliveries."""
     return f"{receiver}/handlers"

@@ -77,7 +77,7 @@ class _RetryLater(HookError):
         except (TypeError, ValueError):
             return
         if seconds == seconds:  # not NaN
-            self.after = max(1, int(min(seconds, MAX_AFTER) + 0.999))
+            self.after = max(1, int(min(max(seconds, 0), MAX_AFTER) + 0.999))
 
 
 class InFlight(_RetryLater):

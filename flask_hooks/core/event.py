@@ -33,8 +33,8 @@ class Headers(Mapping[str, str]):
 
     For transports that hand over plain data (tests, the plain-WSGI
     receiver, a replay); Flask passes werkzeug's ``request.headers``.
-    A repeated header's values are joined with ``", "``, as WSGI servers
-    join them for werkzeug: the core decides as the Flask receiver does.
+    A repeated header's values are joined with ``","``, as WSGI servers
+    (gunicorn, werkzeug's) join them: the core decides as the Flask receiver does.
     Iterated, it gives the (lower-cased) names, as a mapping does; werkzeug's
     headers give pairs: ``.items()`` reads both the same way.
     """
@@ -46,7 +46,7 @@ class Headers(Mapping[str, str]):
         self._items: dict[str, str] = {}
         for key, value in pairs:
             name, text = str(key).lower(), str(value)
-            self._items[name] = f"{self._items[name]}, {text}" if name in self._items else text
+            self._items[name] = f"{self._items[name]},{text}" if name in self._items else text
 
     def __getitem__(self, key: str) -> str:
         return self._items[key.lower()]

@@ -166,22 +166,19 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
-        # Whether each deferred handler's worker ran it (its mark says only "enqueued"), asked
-        # before the claim. A chosen one it ran is re-run, else the replay's job is its first
-        # job's run; without ``handlers`` one it has not run (still queued, lost by the broker)
-        # is owed and handed over again: the worker runs it once for both jobs.
-        ttl = max(cfg.dedupe_ttl, cfg.retention)
-        ran = {
-            r.name: worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
+        # A chosen deferred handler is re-run if its worker ran it (else the replay's job is its
+        # first job's run); asked before the claim, so a store failing here leaves nothing held.
+        chosen, ttl = frozenset(handlers or ()), max(cfg.dedupe_ttl, cfg.retention)
+        again = frozenset(
+            r.name
             for r in routes
-            if r.defer is not None and (handlers is None or r.name in handlers)
-        }
-        owed = frozenset(name for name, did in ran.items() if not did)
-        chosen = frozenset(handlers) if handlers is not None else owed
-        again = frozenset(name for name, did in ran.items() if did and handlers is not None)
+            if r.defer is not None
+            and r.name in chosen
+            and worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
+        )
         # The store says, with the claim, whether the delivery was completed: `stored` may be
         # stale (a sender's retry may have completed it since it was read).
-        keep = [r.name for r in routes if r.name not in chosen] if handlers is not None or chosen else []
+        keep = [r.name for r in routes if r.name not in chosen] if handlers is not None else []
         claim = cfg.store.reopen(cfg.ns, stored.id, now=now, lease=cfg.lease, rerun=chosen, keep=keep)
         if claim.state == "inflight":
             raise InFlight(after=claim.retry_after)
@@ -190,11 +187,9 @@ class Pipeline:
             notify("delivery_replayed", receiver=cfg.name, event=event, outcome=done.kind)
             return done
         # Completed: every handler but the chosen ones succeeded (reopen marked them, `keep`),
-        # and the recorded reply stays the one duplicates get (also when the owed deferred ones
-        # are chosen; of a failed delivery, they run with the rest not yet succeeded).
+        # and the recorded reply stays the one duplicates get.
         completed = bool(claim.outcome)
-        some = handlers is not None or (completed and bool(chosen))
-        rerun = Rerun(chosen, completed, claim.reply, again) if some else None
+        rerun = None if handlers is None else Rerun(chosen, completed, claim.reply, again)
         marks, token = claim.handlers, claim.token
         outcome = self._guarded(
             event, lambda: self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)

@@ -20,20 +20,12 @@ if TYPE_CHECKING:
     from .sqlite import SqliteStore as SqliteStore
 
 
-__all__ = [
-    "DEFAULT_URL",
-    "Claim",
-    "DedupeStore",
-    "LogEntry",
-    "MemoryStore",
-    "Reply",
-    "SqliteStore",
-    "open_store",
-]
+#: Not ``SqliteStore``: a star import would import it, and ``fcntl`` with it (not on Windows).
+__all__ = ["DEFAULT_URL", "Claim", "DedupeStore", "LogEntry", "MemoryStore", "Reply", "open_store"]
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, "SqliteStore"})
 
 
 if not TYPE_CHECKING:  # type checkers take the import above: a misspelled name is an error there

@@ -114,6 +114,8 @@ class Connections:
         self._epoch = _Epoch()
         self._checked = -1  # the epoch whose policy and role were accepted
         self._refused = ""  # the reason last logged
+        #: Whether the client is the store's own (built from a URL), its pool ours to manage.
+        self._own_client = isinstance(client_or_url, str)
         if isinstance(client_or_url, str):
             client_or_url = self._client(client_or_url)
         else:
@@ -153,7 +155,7 @@ class Connections:
                 self._check_server()
         except self._errors as exc:
             self._epoch.value += 1  # the next connection may reach another server
-            if isinstance(exc, self._connection_error):
+            if isinstance(exc, self._connection_error) and self._own_client:
                 self._let_idle_go()
             raise StoreUnavailable() from exc
 
@@ -165,6 +167,10 @@ class Connections:
         back on top of the live ones, so every later command takes it and
         fails again, while the pool's own idle connections hold the slots it
         waits for. Dropped, they free them; they reconnect when next used.
+        Only in a pool the store made (a ``ConnectionPool``, which drops them
+        under its lock): a client passed in is the app's, and a
+        ``BlockingConnectionPool`` drops them outside its lock, where another
+        thread may have taken one.
         """
         with suppress(Exception):
             self.client.connection_pool.disconnect(inuse_connections=False)
