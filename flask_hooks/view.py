@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Request, Response, current_app, request
 from werkzeug.exceptions import Aborter, HTTPException, MethodNotAllowed, NotFound
@@ -279,8 +279,11 @@ def _read_body(req: Request, limit: int) -> bytes:
     length = get_content_length(environ)  # from the environ: no headers object built
     if length is not None and length > limit:
         raise BodyTooLarge()
-    if "stream" in req.__dict__:  # read through werkzeug before this hook ran: its cache, if any
-        return _read_before(req, length, limit)
+    cached = req.__dict__.get("_cached_data")  # a get_data() before this hook: werkzeug kept it
+    if isinstance(cached, bytes):
+        if len(cached) > limit:
+            raise BodyTooLarge()
+        return cached if length is None or len(cached) == length else _read_too_early(req)
     if length is None and not environ.get("wsgi.input_terminated"):
         if environ.get("HTTP_TRANSFER_ENCODING"):  # a body is there, which PEP 3333 lets no one read
             log.error(
@@ -306,27 +309,23 @@ def _read_body(req: Request, limit: int) -> bytes:
     environ["wsgi.input"] = io.BytesIO(body)
     if len(body) > limit:
         raise BodyTooLarge()
+    if "stream" in req.__dict__ and (len(body) != length if length is not None else not body):
+        _read_too_early(req)  # werkzeug's stream read it first, and kept nothing (a parsed form)
     if length is not None and len(body) != length:
         raise PayloadError("body shorter than Content-Length")
     return body
 
 
-def _read_before(req: Request, length: int | None, limit: int) -> bytes:
-    """The body something read before the receiver's hook (a URL value preprocessor, a
-    ``request_started`` subscriber): werkzeug's cached bytes, or a 400 that says why when it
-    kept none (a parsed form), rather than a body "shorter than Content-Length"."""
-    body = req.get_data()
-    if len(body) > limit:
-        raise BodyTooLarge()
-    if length is not None and len(body) != length:
-        log.error(
-            "the body of a delivery to %s was read before the receiver's before_request hook, and"
-            " not kept (a form parsed by a url_value_preprocessor, a request_started subscriber or"
-            " a hook put before the receiver's): have that code skip the receiver's URL",
-            req.path,
-        )
-        raise PayloadError("body read before the receiver")
-    return body
+def _read_too_early(req: Request) -> NoReturn:
+    """A 400 that says why: code run before the receiver's hook (a URL value preprocessor, a
+    ``request_started`` subscriber) read the body through werkzeug, which kept none of it."""
+    log.error(
+        "the body of a delivery to %s was read before the receiver's before_request hook, and"
+        " not kept (a form parsed by a url_value_preprocessor, a request_started subscriber or"
+        " a hook put before the receiver's): have that code skip the receiver's URL",
+        req.path,
+    )
+    raise PayloadError("body read before the receiver")
 
 
 def lift_app_limit(app: Flask, req: Request, limit: int) -> None:

@@ -663,6 +663,37 @@ def test_a_body_read_before_the_receivers_hook_is_taken_from_werkzeugs_cache(
         request_started.disconnect(early, app)
 
 
+def test_a_stream_touched_but_not_read_before_the_receiver_leaves_the_body_to_it(
+    make_app: Callable[..., Flask],
+) -> None:
+    """``request.values`` touched by a ``request_started`` subscriber builds werkzeug's
+    stream, bounded by the app's smaller MAX_CONTENT_LENGTH, without reading it: the body
+    was then read through it, cut at that limit, and a valid delivery got a 401."""
+    from flask import request_started
+
+    hooks = Hooks(store="memory://")
+    seen: list[bytes] = []
+    hooks.on("*")(lambda event: seen.append(event.body))
+    app = make_app(hooks, MAX_CONTENT_LENGTH=1000)
+    body = json.dumps(payload(pad="x" * 3000)).encode()
+
+    def touch(sender: Flask, **extra: Any) -> None:
+        assert request.values is not None
+
+    with request_started.connected_to(touch, app):
+        response = app.test_client().post(
+            "/webhooks",
+            content_type="application/json",
+            headers={"X-Webhook-Signature": generic_signature(body)},
+            environ_overrides={
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.input_terminated": True,
+                "HTTP_TRANSFER_ENCODING": "chunked",
+            },
+        )
+    assert (response.status_code, seen) == (200, [body])
+
+
 @pytest.mark.parametrize("terminated", [False, True], ids=["test client", "gunicorn's input"])
 def test_a_handler_reading_the_request_reads_the_same_body(
     make_app: Callable[..., Flask], terminated: bool
