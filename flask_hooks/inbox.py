@@ -99,6 +99,9 @@ class Delivery:
     receiver: str
     #: Body fields the provider declares as credentials, masked by :meth:`shown_payload`.
     masked: tuple[str, ...] = ()
+    #: Deferred handlers handed to their queue and not run by a worker yet (``pending``): a
+    #: plain replay leaves them to their job; one that names them hands them over again.
+    queued: tuple[str, ...] = ()
     #: The provider's ``parse`` (``Provider.parse``), which reads a body that is not JSON (a form post).
     parse: Callable[..., Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -207,7 +210,7 @@ class Inbox:
         names = redacted_names(self.receiver.provider.redacted_headers)
         status = stored.status_at(self.receiver.now())
         failed = next((a.failed for a in reversed(stored.attempts) if a.failed), "")
-        states = {}
+        states, queued, completed = {}, [], status in ("received", "ignored")
         # A deferred handler's mark, and the completion, say only that its job was enqueued: it
         # succeeded once an attempt says it ran (its worker's; a run of the days it was not
         # deferred), and a job the broker lost never does.
@@ -216,11 +219,14 @@ class Inbox:
             failing = status == "failed" and route.name == failed
             if route.defer is None:
                 # A completion is every handler's success (the last one gets no mark of its own).
-                done = status in ("received", "ignored") or route.name in stored.handlers
+                done = completed or route.name in stored.handlers
             else:
                 done = route.name in ran and not failing  # a re-run that failed for good since
             if done:
                 states[route.name] = "succeeded"
+            elif route.defer is not None and not failing and (completed or route.name in stored.handlers):
+                states[route.name] = "pending"
+                queued.append(route.name)
             elif failing:
                 states[route.name] = "failed"
             else:
@@ -238,6 +244,7 @@ class Inbox:
             receiver=self.receiver.name,
             masked=masked,
             parse=parse,
+            queued=tuple(queued),
         )
         if erred:
             object.__setattr__(delivery, "_payload", payload)  # Delivery.payload's own cache

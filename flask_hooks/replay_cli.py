@@ -83,8 +83,10 @@ def check_handlers(plan: Sequence[tuple[Receiver, Delivery]], handlers: Sequence
 def to_run(delivery: Delivery, handlers: Sequence[str]) -> str:
     if handlers:
         return ", ".join(handlers)
-    pending = [name for name, state in delivery.handlers.items() if state != "succeeded"]
-    return ", ".join(pending) or "nothing (every handler succeeded)"
+    queued = delivery.queued
+    pending = [n for n, state in delivery.handlers.items() if state != "succeeded" and n not in queued]
+    note = f" (queued, left to their jobs: {', '.join(queued)}; --handler NAME hands one over)"
+    return (", ".join(pending) or "nothing (every handler succeeded)") + (note if queued else "")
 
 
 #: The order of a summary's counts, as the docs show them, whichever came first.

@@ -279,6 +279,20 @@ def test_a_job_the_broker_lost_is_pending_and_a_replay_of_its_handler_runs_it_on
     assert inbox.get("evt_1").handlers == {"charge": "succeeded", "ship": "succeeded"}  # type: ignore[union-attr]
 
 
+def test_a_dry_run_says_a_queued_handler_is_left_to_its_job(make_app: Callable[..., Flask]) -> None:
+    """A plain replay leaves a handler whose job is queued to that job: the dry run said it
+    would run it, and the replay then ran nothing."""
+    app, hooks, queue = two_deferred(make_app, set())
+    assert send(app).status_code == 200
+    with app.app_context():
+        assert perform(jobs_for(queue, "ship")[0]) == "handled"
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None and delivery.queued == ("charge",)
+    dry = app.test_cli_runner().invoke(args=["hooks", "replay", "evt_1", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "would run: nothing (every handler succeeded) (queued, left to their jobs: charge" in dry.output
+
+
 def test_a_handler_that_ran_before_it_was_deferred_shows_as_succeeded(make_app: Callable[..., Flask]) -> None:
     """Its success was a synchronous run, which no worker attempt records."""
     store = MemoryStore()
