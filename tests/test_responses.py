@@ -571,6 +571,21 @@ def test_a_before_request_hook_reading_the_form_leaves_the_body_to_verify(
     assert [event.body for event in seen] == [SLACK_BODY]
 
 
+def post_terminated(app: Flask, body: bytes, framing: str) -> Any:
+    """A signed delivery on an input the server terminates (gunicorn's), framed by
+    ``CONTENT_LENGTH`` or chunked (``HTTP_TRANSFER_ENCODING``)."""
+    return app.test_client().post(
+        "/webhooks",
+        content_type="application/json",
+        headers={"X-Webhook-Signature": generic_signature(body)},
+        environ_overrides={
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,
+            framing: str(len(body)) if framing == "CONTENT_LENGTH" else "chunked",
+        },
+    )
+
+
 @pytest.mark.parametrize("hook", ["registered after init_app", "registered before"])
 @pytest.mark.parametrize("framing", ["CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"])
 def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
@@ -587,16 +602,7 @@ def test_a_before_request_hook_reading_json_leaves_a_terminated_body_to_verify(
     if hook != "registered before":
         app.before_request(lambda: request.get_json(silent=True) and None)
     body = json.dumps(payload()).encode()
-    response = app.test_client().post(
-        "/webhooks",
-        content_type="application/json",
-        headers={"X-Webhook-Signature": generic_signature(body)},
-        environ_overrides={
-            "wsgi.input": io.BytesIO(body),
-            "wsgi.input_terminated": True,
-            framing: str(len(body)) if framing == "CONTENT_LENGTH" else "chunked",
-        },
-    )
+    response = post_terminated(app, body, framing)
     assert response.status_code == 200
     assert [event.body for event in seen] == [body]
 
@@ -681,16 +687,7 @@ def test_a_stream_touched_but_not_read_before_the_receiver_leaves_the_body_to_it
         assert request.values is not None
 
     with request_started.connected_to(touch, app):
-        response = app.test_client().post(
-            "/webhooks",
-            content_type="application/json",
-            headers={"X-Webhook-Signature": generic_signature(body)},
-            environ_overrides={
-                "wsgi.input": io.BytesIO(body),
-                "wsgi.input_terminated": True,
-                "HTTP_TRANSFER_ENCODING": "chunked",
-            },
-        )
+        response = post_terminated(app, body, "HTTP_TRANSFER_ENCODING")
     assert (response.status_code, seen) == (200, [body])
 
 
