@@ -224,13 +224,12 @@ class Inbox:
                 done = route.name in ran and not failing  # a re-run that failed for good since
             if done:
                 states[route.name] = "succeeded"
-            elif route.defer is not None and not failing and (completed or route.name in stored.handlers):
-                states[route.name] = "pending"
-                queued.append(route.name)
             elif failing:
                 states[route.name] = "failed"
             else:
                 states[route.name] = "pending"
+                if route.defer is not None and (completed or route.name in stored.handlers):
+                    queued.append(route.name)  # handed to its queue, not run yet
         delivery = Delivery(
             id=stored.id,
             type=stored.type,

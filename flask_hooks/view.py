@@ -133,18 +133,25 @@ def _routed_merged(req: Request) -> bool:
     that tells the sender the delivery was taken. Matched again with the
     slashes merged, as Flask matches a request; other paths are the app's.
     """
-    if "//" not in req.path or not isinstance(req.routing_exception, NotFound):
+    if req.method != "POST" or "//" not in req.path or not isinstance(req.routing_exception, NotFound):
         return False
+    matched = _receiver_rule(req)
+    if matched is not None:
+        req.url_rule, req.view_args, req.routing_exception = matched[0], dict(matched[1]), None
+    return matched is not None
+
+
+def _receiver_rule(req: Request) -> tuple[Any, Any] | None:
+    """The receiver's rule (and view arguments) a POST to this path, its slashes merged,
+    reaches; None when it reaches another view, or none."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     adapter = app.create_url_adapter(req)
     try:
+        # A request always gets an adapter: create_url_adapter is None only without one.
         rule, args = adapter.match(_SLASHES.sub("/", req.path), method="POST", return_rule=True)  # type: ignore[union-attr]
     except HTTPException:
-        return False
-    if req.method != "POST" or rule.endpoint not in get_state(app).endpoints:
-        return False
-    req.url_rule, req.view_args, req.routing_exception = rule, dict(args), None
-    return True
+        return None
+    return (rule, args) if rule.endpoint in get_state(app).endpoints else None
 
 
 def _refused_method(req: Request) -> Response | None:
@@ -160,14 +167,8 @@ def _refused_method(req: Request) -> Response | None:
     error = req.routing_exception
     if not isinstance(error, MethodNotAllowed) or "POST" not in (error.valid_methods or ()):
         return None
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
-    adapter, path = app.create_url_adapter(req), _SLASHES.sub("/", req.path)  # as _routed_merged
-    try:
-        endpoint = adapter.match(path, method="POST")[0] if adapter is not None else None
-    except HTTPException:
-        return None
     # Allow names every method the URL serves (RFC 9110), a page the app has there too.
-    return refuse(error.valid_methods or ()) if endpoint in get_state(app).endpoints else None
+    return refuse(error.valid_methods or ()) if _receiver_rule(req) is not None else None
 
 
 def receive(**_host: str) -> Response:

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 
 from .. import signals
-from ..core.attempts import blanked_traceback, credentials, log_entry, log_failure, log_quietly
+from ..core.attempts import blanked_traceback, log_entry, log_failure, log_quietly
 from ..core.errors import ConfigError, InFlight, LeaseLost, StoreUnavailable
 from ..core.replies import refuse_not_done
 from ..core.routing import Route
@@ -153,7 +153,7 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
             log.warning("could not release %s %s; its lease will expire", ns, key)
         if not isinstance(exc, Exception):
             raise
-        secrets = credentials(event, receiver.provider, receiver.secrets)
+        secrets = receiver.credentials(event)
         _failed(app, receiver, route, job, exc, started, secrets, final=final)
         if not _quotes(exc, secrets):
             raise
