@@ -12,6 +12,7 @@ import http.client
 import ipaddress
 import json
 import os
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -108,14 +109,26 @@ _LOCAL_OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHan
 
 
 def _is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine, in any spelling the resolver takes for it.
+
+    ``127.1`` and ``0x7f.1`` are what ``inet_aton`` reads, ``0.0.0.0`` and ``::`` connect
+    here, ``::ffff:127.0.0.1`` is IPv4's loopback, and ``localhost.`` is fully qualified.
+    """
     if not host:
         return False
-    if host == "localhost" or host.endswith(".localhost"):  # urlsplit lower-cases the host
+    name = host.rstrip(".")  # urlsplit lower-cases the host
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
 
 
 @cli.command("send")

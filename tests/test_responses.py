@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 from wsgiref.handlers import SimpleHandler
 
@@ -450,14 +451,17 @@ def test_path_variants_never_redirect(app: Flask, hooks: Hooks, path: str) -> No
         (-5, "1"),
         (-math.inf, "1"),
         (2.2, "3"),
+        (timedelta(minutes=2), "120"),
+        (timedelta(days=30), "604800"),
     ],
-    ids=["nan", "none", "inf", "huge-int", "negative", "minus-inf", "fraction"],
+    ids=["nan", "none", "inf", "huge-int", "negative", "minus-inf", "fraction", "timedelta", "long-delta"],
 )
 def test_a_retry_with_an_odd_delay_is_still_a_503(
     make_app: Callable[..., Flask], after: Any, header: str
 ) -> None:
     """``Retry(after=nan)`` raised ValueError and ``inf`` or ``10**400`` OverflowError inside
-    the handler: its 503 became a 500. ``after=None`` gave 1 s, not the default 30."""
+    the handler: its 503 became a 500. ``after=None`` gave 1 s, not the default 30, and
+    ``after=timedelta(minutes=2)`` 30 s."""
     hooks = Hooks(store="memory://")
 
     @hooks.on("*")

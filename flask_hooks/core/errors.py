@@ -6,6 +6,8 @@ sender-safe ``reason``. Exception text never reaches a response.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class HookError(Exception):
     """Base class of every flask-hooks error."""
@@ -61,15 +63,18 @@ MAX_AFTER = 7 * 86400
 class _RetryLater(HookError):
     """Errors that tell the sender to come back after ``after`` seconds.
 
-    ``after`` is whole seconds, at least 1 and at most :data:`MAX_AFTER`; one
-    that is no number (NaN, ``None``) leaves the class's own: raised from a
-    handler, a bad delay must not turn its 503 into a 500.
+    ``after`` (seconds, or a :class:`~datetime.timedelta`) is answered as whole
+    seconds, at least 1 and at most :data:`MAX_AFTER`; one that is no number
+    (NaN, ``None``) leaves the class's own: raised from a handler, a bad
+    delay must not turn its 503 into a 500.
     """
 
     after: int | None = 1
 
-    def __init__(self, reason: str | None = None, *, after: float | None = None) -> None:
+    def __init__(self, reason: str | None = None, *, after: float | timedelta | None = None) -> None:
         super().__init__(reason)
+        if isinstance(after, timedelta):
+            after = after.total_seconds()
         try:
             seconds = float(after)  # type: ignore[arg-type]
         except OverflowError:  # an int past float's range
@@ -99,7 +104,7 @@ class Retry(_RetryLater):
     reason = "retry later"
     after = 30
 
-    def __init__(self, reason: str | None = None, *, after: float = 30) -> None:
+    def __init__(self, reason: str | None = None, *, after: float | timedelta = 30) -> None:
         super().__init__(reason, after=after)
 
 

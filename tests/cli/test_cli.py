@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,27 @@ def test_send_reports_an_unreachable_server(make_app: MakeApp) -> None:
     assert result.exit_code == 1
     assert "could not reach" in result.stderr
     assert "Is the app running" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "localhost.", "api.localhost", "127.0.0.1", "127.1", "0x7f.1", "0.0.0.0", "[::1]", "[::]",
+     "[::ffff:127.0.0.1]"],
+)
+def test_send_knows_every_spelling_of_this_machine(host: str) -> None:
+    """Each of these connects here; the environment's proxy would get the forged delivery."""
+    from flask_hooks.send_cli import _is_loopback
+
+    assert _is_loopback(urllib.parse.urlsplit(f"http://{host}:5000/").hostname)
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "10.0.0.1", "128.0.0.1", "[::2]", "[::ffff:10.0.0.1]", "localhost.evil"]
+)
+def test_send_takes_other_hosts_through_the_proxy(host: str) -> None:
+    from flask_hooks.send_cli import _is_loopback
+
+    assert not _is_loopback(urllib.parse.urlsplit(f"http://{host}:5000/").hostname)
 
 
 def test_send_needs_a_receiver_when_there_are_several(make_app: MakeApp) -> None:
