@@ -273,10 +273,10 @@ def match_body_mac(
     (``bytes.hex``, or base64 as text), so only the spelling the sender's
     library writes is accepted.
     """
-    parts = (prefix, body) if prefix else (body,)
     for index, key in enumerate(keys):
-        if hmac.compare_digest(encode(key.mac(*parts)), given):
-            return Verified(secret_index=index, timestamp=timestamp)
+        digest = key.mac(prefix, body) if prefix else key.mac(body)
+        if hmac.compare_digest(encode(digest), given):
+            return Verified(index, timestamp)
     raise VerificationError("signature mismatch")
 
 
