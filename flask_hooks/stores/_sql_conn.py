@@ -21,7 +21,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from ..core.errors import StoreUnavailable
-from ._sql_engine import BOUNDED_DRIVERS, DOWN, build_engine, in_autocommit, in_transaction, timeout_of
+from ._sql_engine import (
+    BOUNDED_DRIVERS,
+    DOWN,
+    ConnectionLost,
+    build_engine,
+    in_autocommit,
+    in_transaction,
+    timeout_of,
+    unavailable,
+)
 from ._sql_held import DRIVERS, HeldConnections
 from ._sql_rendered import Cursor, Statements
 from ._sql_schema import metadata
@@ -166,7 +175,20 @@ class Connections:
 
     def _write(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
-        statements before ``cursor.begin()`` each commit by itself); database errors are a 503."""
+        statements before ``cursor.begin()`` each commit by itself); database errors are a 503.
+
+        A connection the server closed while the store was not using it (terminated,
+        restarted, idle too long) fails at its next statement: the work is tried once more,
+        on another connection. A 503 there, after a handler ran, would have it run again at
+        the sender's retry. The steps are fenced by the claim's token, so one that committed
+        before the loss is not applied twice (its completion finds the claim gone: a 409).
+        """
+        try:
+            return self._write_once(work, *args, **kwargs)
+        except ConnectionLost:
+            return self._write_once(work, *args, **kwargs)
+
+    def _write_once(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         engine, statements = self._prepared()
         held = self._held
         if held is not None:
@@ -183,7 +205,7 @@ class Connections:
                 self._lock_writes(cursor)
                 return work(cursor, *args, **kwargs)
         except DOWN as exc:
-            raise StoreUnavailable() from exc
+            raise unavailable(exc) from exc
 
     def _lend(self) -> None:
         """A checkout of SQLAlchemy's is about to happen: it must not wait for connections held."""
@@ -197,7 +219,14 @@ class Connections:
 
     def _read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(conn, *args)``; on PostgreSQL, in a transaction whose lock waits are bounded
-        (a migration may hold the tables), rolled back at the end."""
+        (a migration may hold the tables), rolled back at the end; tried once more on another
+        connection if the one it took was lost."""
+        try:
+            return self._read_once(work, *args)
+        except ConnectionLost:
+            return self._read_once(work, *args)
+
+    def _read_once(self, work: Callable[..., T], *args: Any) -> T:
         engine, statements = self._prepared()
         self._lend()
         try:
@@ -208,7 +237,7 @@ class Connections:
                         self._lock_writes(cursor)
                 return work(conn, *args)
         except DOWN as exc:
-            raise StoreUnavailable() from exc
+            raise unavailable(exc) from exc
 
     def close(self) -> None:
         """Dispose of the engine this store built from a URL (an engine or db given stays open)."""

@@ -14,9 +14,22 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
+from ..core.errors import StoreUnavailable
+
 #: What a database that is down, restarting, locked or slow raises: a 503, never a false
 #: success. Errors in the SQL we send (a bug) are not among them and stay 500s.
 DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.PendingRollbackError)
+
+
+class ConnectionLost(StoreUnavailable):
+    """The server closed a connection the store used before (terminated, restarted, idle too
+    long): it is replaced, and the transaction it failed may be tried once on another."""
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The 503 for an error of SQLAlchemy's: :class:`ConnectionLost` if it invalidated the connection."""
+    return ConnectionLost() if getattr(exc, "connection_invalidated", False) else StoreUnavailable()
+
 
 #: The PostgreSQL drivers whose connect options :func:`build_engine` bounds waits with; on
 #: others, the store bounds its transactions' lock waits itself, as on an engine given.

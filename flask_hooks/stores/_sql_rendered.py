@@ -30,6 +30,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..core.errors import StoreUnavailable
+from ._sql_engine import ConnectionLost
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIModule
@@ -168,4 +169,5 @@ class Cursor(DriverCursor):
         if not conn.invalidated and conn.dialect.is_disconnect(exc, conn.connection, cursor):
             conn.engine.pool._invalidate(conn.connection, exc)  # what Connection does on a disconnect
             conn.invalidate(exc)
+            return ConnectionLost()
         return StoreUnavailable()

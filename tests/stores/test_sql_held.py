@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
-from flask_hooks.core.errors import LeaseLost, StoreUnavailable
+from flask_hooks.core.errors import LeaseLost
 from flask_hooks.stores import _sql_engine, _sql_writes
 from flask_hooks.stores._sql_rendered import render
 from flask_hooks.stores.base import LogEntry
@@ -40,7 +40,11 @@ def entry(id: str) -> LogEntry:
 def deliver(store: SqlStore, id: str, now: float = T0) -> None:
     claim = store.claim(NS, id, now=now, lease=LEASE, ttl=TTL)
     assert claim.state == "new"
-    store.complete(NS, id, claim.token, outcome="received", reply=None, now=now, ttl=TTL, entry=entry(id))
+    complete(store, id, claim.token, now)
+
+
+def complete(store: SqlStore, id: str, token: str, now: float = T0) -> None:
+    store.complete(NS, id, token, outcome="received", reply=None, now=now, ttl=TTL, entry=entry(id))
 
 
 @pytest.fixture
@@ -149,18 +153,61 @@ def test_a_failed_transaction_is_rolled_back_and_the_connection_kept(
     assert again.state == "done"
 
 
-def test_a_lost_held_connection_is_unavailable_once_then_replaced(
+def test_a_held_connection_lost_while_unused_is_replaced_at_once(
     pg_url: str,  # noqa: F811
     store: SqlStore,
 ) -> None:
+    """Used without a ping (not idle long), it failed its next statement: a 503, once."""
     deliver(store, "evt_1")
     [(pid, _)] = backends(pg_url)
     admin(pg_url, f"SELECT pg_terminate_backend({pid})")
-    with pytest.raises(StoreUnavailable):  # used without a ping (not idle): it fails, never a false success
-        store.claim(NS, "evt_2", now=T0, lease=LEASE, ttl=TTL)
     deliver(store, "evt_2")  # on a new connection
-    assert any(other != pid for other, _ in backends(pg_url))
+    assert pid not in [other for other, _ in backends(pg_url)]
     assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "engine-given"])
+def test_a_connection_lost_during_a_handler_still_records_its_completion(
+    pg_url: str,  # noqa: F811
+    steady: None,
+    held: bool,
+) -> None:
+    """The session ended while the handler ran (pg_terminate_backend, a restart, the role's
+    idle_session_timeout): the completion failed on it, a 503, and the sender's retry ran the
+    handler again once the lease ran out (with idle_session_timeout, at every retry)."""
+    engine = None if held else sa.create_engine(pg_url)
+    store = SqlStore(pg_url if engine is None else engine, timeout=2.0)
+    try:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        for pid, _ in backends(pg_url):  # the handler runs; the store's sessions end meanwhile
+            admin(pg_url, f"SELECT pg_terminate_backend({pid})")
+        complete(store, "evt_1", claim.token)
+        assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+    finally:
+        store.close()
+        if engine is not None:
+            engine.dispose()
+
+
+def test_a_completion_that_committed_before_its_connection_was_lost_is_not_applied_twice(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retry on another connection finds the claim completed: LeaseLost (a 409), not a
+    second completion, and the sender's retry gets the duplicate's answer."""
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    finish = _sql_writes.finish
+
+    def committed_then_lost(cursor: Any, *args: Any, **kwargs: Any) -> int:
+        monkeypatch.setattr(_sql_writes, "finish", finish)
+        finish(cursor, *args, **kwargs)
+        cursor._held.lost = RuntimeError("the answer never came")
+        raise _sql_engine.ConnectionLost()
+
+    monkeypatch.setattr(_sql_writes, "finish", committed_then_lost)
+    with pytest.raises(LeaseLost):
+        complete(store, "evt_1", claim.token)
+    assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+    assert [e.id for e in store.deliveries(NS, limit=10)] == ["evt_1"]
 
 
 def in_forked_child(work: Callable[[], object]) -> None:
