@@ -38,8 +38,10 @@ from .base import fork_lock, process_generation
 
 T = TypeVar("T")
 
-#: Per pooled connection: whether PostgreSQL's ``lock_timeout`` is already set on it.
-_BOUNDED = "flask_hooks.lock_timeout_set"
+#: Per pooled connection: what the store's transactions on it set first (PostgreSQL), if anything.
+_SET_LOCAL = "flask_hooks.set_local"
+#: The two settings the store needs of a connection: read once per connection.
+_SHOW_SETTINGS = sa.text("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')")
 
 #: What every write transaction on SQLite starts with (see :meth:`Connections._lock_writes`).
 _BEGIN_IMMEDIATE = sa.text("BEGIN IMMEDIATE")
@@ -90,8 +92,7 @@ class Connections:
             self._finalizer = weakref.finalize(self, _dispose, self._engine_given, self._holding, os.getpid())
         self._schema_lock = threading.Lock()
         self._generation = process_generation()
-        self._lock_timeout = sa.text(f"SET LOCAL lock_timeout = {max(1, round(timeout * 1000))}")
-        self._show_lock_timeout = sa.text("SHOW lock_timeout")
+        self._lock_timeout = f"set_config('lock_timeout', '{max(1, round(timeout * 1000))}', true)"
 
     @property
     def engine(self) -> Engine:
@@ -164,14 +165,19 @@ class Connections:
             if raw is not None and not getattr(raw, "in_transaction", True):
                 cursor.run(_BEGIN_IMMEDIATE, {})
         elif name == "postgresql" and not self._bounded:
-            # An engine given may bound lock waits itself (in its connect options). Asked once
-            # per connection; only connections without a bound pay a SET LOCAL per transaction.
+            # An engine given may bound lock waits itself (in its connect options), and commit
+            # asynchronously (a DBA's synchronous_commit=off: a 200, then the record lost in a
+            # crash). Asked once per connection; only those that need it pay a statement per
+            # transaction, which sets what it must for the transaction only.
             info = conn.connection.info
-            bounded = info.get(_BOUNDED)
-            if bounded is None:
-                bounded = info[_BOUNDED] = cursor.row(self._show_lock_timeout, {})[0] != "0"
-            if not bounded:
-                cursor.run(self._lock_timeout, {})
+            if _SET_LOCAL not in info:
+                lock, commit = cursor.row(_SHOW_SETTINGS, {})
+                needed = [self._lock_timeout] if lock == "0" else []
+                needed += ["set_config('synchronous_commit', 'on', true)"] if commit == "off" else []
+                info[_SET_LOCAL] = sa.text(f"SELECT {', '.join(needed)}") if needed else None
+            local = info[_SET_LOCAL]
+            if local is not None:
+                cursor.run(local, {})
 
     def _write(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its

@@ -55,7 +55,11 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
         ms = max(1, round(timeout * 1000))
         connect_args = {
             "connect_timeout": max(1, math.ceil(timeout)),
-            "options": f"-c lock_timeout={ms} -c statement_timeout={6 * ms}",
+            # Whatever the database's defaults: a commit is on disk before the 200 (a DBA's
+            # synchronous_commit=off lost acknowledged deliveries in a crash), and the store's
+            # one-statement transactions, fenced by a token, never fail to serialize.
+            "options": f"-c lock_timeout={ms} -c statement_timeout={6 * ms} -c synchronous_commit=on"
+            r" -c default_transaction_isolation=read\ committed",
             # A server that vanished without closing the connection is noticed too: while
             # idle, by keepalives; with a statement sent and never acknowledged (a partition,
             # a host gone: the server's statement_timeout cannot help), by TCP's user
