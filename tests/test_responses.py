@@ -789,3 +789,27 @@ def test_a_retrys_own_words_never_reach_the_sender(make_app: Callable[..., Flask
     assert response.get_json() == {"status": "retry", "reason": "retry later"}
     listed = app.test_cli_runner().invoke(args=["hooks", "deliveries", "--json"])
     assert SECRET not in listed.output and "retry later" in listed.output
+
+
+def test_the_store_failing_under_a_handler_is_logged_as_the_store(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An atomic handler's record of success or commit finding its database gone raised
+    StoreUnavailable through the handler: a 503 "retry", as for ``Retry``, and no line said
+    the store was why (``flask hooks deliveries`` showed no cause either)."""
+    import sqlite3
+
+    from flask_hooks.core.errors import StoreUnavailable
+
+    hooks = Hooks(store="memory://")
+
+    @hooks.on("*", name="book")
+    def book(event: Event) -> None:
+        raise StoreUnavailable() from sqlite3.OperationalError("database or disk is full")
+
+    with caplog.at_level(logging.WARNING, logger="flask_hooks"):
+        response = generic_post(make_app(hooks).test_client(), payload())
+    answered = {"status": "unavailable", "reason": "store unavailable"}
+    assert (response.status_code, response.json, response.headers["Retry-After"]) == (503, answered, "5")
+    line = "dedupe store unavailable for hooks at book: OperationalError: database or disk is full"
+    assert line in caplog.text

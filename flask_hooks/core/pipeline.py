@@ -364,7 +364,10 @@ class Pipeline:
         if isinstance(exc, LeaseLost):
             raise exc  # an atomic handler rolled back: another worker owns the delivery
         secrets = credentials(event, cfg.provider, cfg.secrets)
-        if isinstance(exc, (Retry, StoreUnavailable, QueueUnavailable)):
+        if isinstance(exc, StoreUnavailable):  # an atomic handler's record or commit: the store's
+            log.warning("dedupe store unavailable for %s at %s%s", cfg.name, route.name, cause_line(exc))
+            error, kind = exc, "unavailable"
+        elif isinstance(exc, (Retry, QueueUnavailable)):
             error, kind = exc, "retry"
         elif isinstance(exc, PayloadTooDeep):
             log.warning("%s %s not handed to %s: %s", cfg.name, event.id, route.name, exc.reason)
