@@ -31,6 +31,14 @@ def unavailable(exc: BaseException) -> StoreUnavailable:
     return ConnectionLost() if getattr(exc, "connection_invalidated", False) else StoreUnavailable()
 
 
+def refused_statement(exc: StoreUnavailable) -> bool:
+    """Whether the server refused a statement on a connection that works (a lock wait timed out,
+    a privilege or a column missing), as PostgreSQL's SQLSTATE says, not lost the connection."""
+    cause = exc.__cause__
+    code = getattr(getattr(cause, "orig", cause), "sqlstate", None)  # psycopg 3's, under SQLAlchemy's
+    return isinstance(code, str) and not code.startswith(("08", "57P"))  # connection lost, shutdown
+
+
 #: The PostgreSQL drivers whose connect options :func:`build_engine` bounds waits with; on
 #: others, the store bounds its transactions' lock waits itself, as on an engine given.
 BOUNDED_DRIVERS = frozenset({"psycopg", "psycopg2"})

@@ -243,23 +243,25 @@ def finish(
     entry: LogEntry | None,
     *,
     fenced: bool,
+    logged: bool = True,
 ) -> int:
     """Complete (``fenced``: :class:`LeaseLost` if not ours) or release (a no-op if not ours)
-    the claim with ``values``, and log ``entry``; the log line's number (0 without one)."""
+    the claim with ``values``, and log ``entry`` (the kept delivery's attempt; unless not
+    ``logged``, the delivery log's line too); the log line's number (0 without one)."""
     line = "" if entry is None else entry.to_json()
     if entry is not None and entry.id == id:
         # One UPDATE, if the claim holds and no attempt is kept yet.
         first = {**_key(ns, id), "b_token": token, "b_attempts": attempts_record((line,))}
         if fenced:
             first["b_expires"] = values["expires_at"]
-        if cursor.dialect.name == "postgresql":  # with the log line in the same statement
-            logged = {**first, **{f"v_{name}": value for name, value in values.items()}}
-            logged.update(l_status=entry.status, l_entry=line)
-            row = cursor.row(_logged(fenced, tuple(values)), logged)
+        if logged and cursor.dialect.name == "postgresql":  # with the log line in the same statement
+            bound = {**first, **{f"v_{name}": value for name, value in values.items()}}
+            bound.update(l_status=entry.status, l_entry=line)
+            row = cursor.row(_logged(fenced, tuple(values)), bound)
             if row is not None:
                 return int(row[0])
         elif cursor.run(_COMPLETE_FIRST if fenced else _RELEASE_FIRST, {**values, **first}) == 1:
-            return append(cursor, ns, entry, attached=True, line=line)
+            return append(cursor, ns, entry, attached=True, line=line) if logged else 0
     cursor.begin()
     found = cursor.row(_READ_FINISH, _key(ns, id))
     row = None if found is None else _Finish._make(found)
@@ -275,7 +277,9 @@ def finish(
     if update:
         cursor.run(_UPDATE, {**update, **_key(ns, id)})
     # The row was read: when it is not kept, the log line has no attempt to attach.
-    return 0 if entry is None else append(cursor, ns, entry, attached=entry.id == id, line=line)
+    if entry is None or not logged:
+        return 0
+    return append(cursor, ns, entry, attached=entry.id == id, line=line)
 
 
 def append(

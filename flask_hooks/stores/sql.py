@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
+from ..core.attempts import cause_line
 from ..core.errors import InFlight, StoreUnavailable
 from ..core.inbox import Kept, Stored
 from . import _sql_writes as writes
@@ -43,7 +44,7 @@ from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
 from ._sql_conn import _SCHEMA_LOCK as _SCHEMA_LOCK
 from ._sql_conn import Connections
-from ._sql_engine import DOWN, in_transaction, transaction_level
+from ._sql_engine import DOWN, in_transaction, refused_statement, transaction_level
 from ._sql_rendered import Cursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
@@ -125,11 +126,34 @@ class SqlStore(Connections, DedupeStore):
     ) -> None:
         done = {"state": "done", "token": "", "lease_until": 0.0, "expires_at": now + ttl}
         done.update(reply=encode_reply(reply), outcome=outcome, status=outcome)
-        self._maintain(ns, self._write(writes.finish, ns, id, token, done, entry, fenced=True), now)
+        self._finish(ns, id, token, done, entry, now, fenced=True)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
         free = {"state": "free", "token": "", "lease_until": 0.0, "status": "failed"}
-        self._maintain(ns, self._write(writes.finish, ns, id, token, free, entry, fenced=False), now)
+        self._finish(ns, id, token, free, entry, now, fenced=False)
+
+    def _finish(
+        self,
+        ns: str,
+        id: str,
+        token: str,
+        values: dict[str, Any],
+        entry: LogEntry | None,
+        now: float,
+        *,
+        fenced: bool,
+    ) -> None:
+        """A completion or release, and its log line. The log is for operators: a line its
+        table refuses (locked by a VACUUM FULL or a migration, its INSERT not granted, a
+        column missing) must not fail the record, or the handler would run at every retry."""
+        try:
+            seq = self._write(writes.finish, ns, id, token, values, entry, fenced=fenced)
+        except StoreUnavailable as exc:
+            if entry is None or not refused_statement(exc):
+                raise
+            seq = self._write(writes.finish, ns, id, token, values, entry, fenced=fenced, logged=False)
+            log.warning("delivery log refused %s's line%s; recorded without it", id, cause_line(exc))
+        self._maintain(ns, seq, now)
 
     # The delivery log.
 

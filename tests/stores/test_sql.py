@@ -6,6 +6,7 @@ and on SQLite through SQLAlchemy.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,8 @@ from sqlalchemy.pool import QueuePool
 
 from flask_hooks import Event, Hooks
 from flask_hooks.core.errors import LeaseLost, StoreUnavailable
-from flask_hooks.core.store import Reply
+from flask_hooks.core.inbox import Kept
+from flask_hooks.core.store import LogEntry, Reply
 from flask_hooks.stores.sql import SqlStore, connection, metadata
 from tests.conftest import generic_post
 from tests.postgres import PostgresServer, pg_url, postgres  # noqa: F401 - fixtures
@@ -523,6 +525,36 @@ def test_an_engine_given_commits_the_stores_transactions_durably(
         assert store._write(lambda cursor: cursor.row(show, {})) == ("on", "1s")
         with engine.connect() as conn:  # the app's own transactions keep the database's setting
             assert conn.execute(show).one() == ("off", "0")
+    finally:
+        store.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["url", "engine"])
+def test_a_delivery_log_that_refuses_its_line_does_not_fail_the_completion(
+    pg_url: str,  # noqa: F811
+    given: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The log's table locked (VACUUM FULL, a migration): the completion and its line are one
+    statement, so the handler's record failed with it, a 503, and the handler ran again at
+    every retry. The record stands without its line now; the attempt is still kept."""
+    engine = sa.create_engine(pg_url)
+    store = SqlStore(engine, timeout=0.3) if given else SqlStore(pg_url, timeout=0.3)
+    try:
+        keep = Kept(type="order.paid", body=b"{}", headers=(), received_at=T0, secret_index=0, retention=TTL)
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL, keep=keep)
+        line = LogEntry(id="evt_1", type="order.paid", status="received", code=200, received_at=T0)
+        with engine.connect() as foreign, caplog.at_level(logging.WARNING, logger="flask_hooks"):
+            foreign.execute(sa.text("LOCK TABLE flask_hooks_log IN ACCESS EXCLUSIVE MODE"))
+            store.complete(NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=TTL,
+                           entry=line)  # fmt: skip
+            foreign.rollback()
+        assert "delivery log refused evt_1's line: LockNotAvailable" in caplog.text
+        assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+        kept = store.get(NS, "evt_1")
+        assert kept is not None and [a.status for a in kept.attempts] == ["received"]
+        assert store.deliveries(NS) == []
     finally:
         store.close()
         engine.dispose()
