@@ -11,6 +11,7 @@ is :class:`~flask_hooks.core.errors.StoreUnavailable` (a 503).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -37,6 +38,7 @@ from ._sql_schema import metadata
 from .base import fork_lock, process_generation
 
 T = TypeVar("T")
+log = logging.getLogger("flask_hooks")
 
 #: Per pooled connection: what the store's transactions on it set first (PostgreSQL), if anything.
 _SET_LOCAL = "flask_hooks.set_local"
@@ -146,14 +148,27 @@ class Connections:
                             if conn.dialect.name == "postgresql":  # workers racing at start-up
                                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
                             metadata.create_all(conn, checkfirst=True)
+                            if self._bounded:
+                                self._bounded = self._options_applied(cursor)
                 except DOWN as exc:
                     raise StoreUnavailable() from exc
-                if self._owned and engine.dialect.name == "postgresql" and engine.dialect.driver in DRIVERS:
+                if self._bounded and engine.dialect.driver in DRIVERS:
                     # Its connect options bound lock waits: no _lock_writes (SET LOCAL) needed.
                     self._held = HeldConnections(engine, statements)
                     self._holding.append(self._held)
                 self._ready[engine] = statements
         return engine, statements
+
+    def _options_applied(self, cursor: Cursor) -> bool:
+        """Whether the connect options of the engine built here reached the server: PgBouncer
+        drops them with ``ignore_startup_parameters = options``. If not, the store's
+        transactions set their bounds themselves, on connections of the pool's."""
+        lock, commit = cursor.row(_SHOW_SETTINGS, {})
+        if lock != "0" and commit != "off":
+            return True
+        log.warning("the SQL store's connect options did not reach the server (a pooler drops them?):"
+                    " its transactions bound their lock waits and commits themselves")  # fmt: skip
+        return False
 
     def _lock_writes(self, cursor: Cursor) -> None:
         """Start a write transaction: SQLite's write lock at once; a lock-wait bound on PostgreSQL

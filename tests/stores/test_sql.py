@@ -560,6 +560,31 @@ def test_a_delivery_log_that_refuses_its_line_does_not_fail_the_completion(
         engine.dispose()
 
 
+def test_a_url_whose_connect_options_do_not_reach_the_server_still_bounds_lock_waits(
+    pg_url: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PgBouncer drops the connect options (``ignore_startup_parameters = options``): the
+    store took its lock waits for bounded and never set ``lock_timeout``, so a row locked
+    elsewhere was a wait without bound. Here the URL's own options undo the bound, as the
+    pooler would: the store sees it and bounds its transactions itself."""
+    with caplog.at_level(logging.WARNING, logger="flask_hooks"):
+        store = SqlStore(f"{pg_url}?options=-clock_timeout%3D0%20-csynchronous_commit%3Doff", timeout=0.3)
+        engine = sa.create_engine(pg_url)
+        try:
+            store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
+            assert "connect options did not reach the server" in caplog.text
+            hold = "SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"
+            assert refused_while_held(
+                engine, hold, lambda: store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
+            )
+            show = sa.text("SELECT current_setting('synchronous_commit')")
+            assert store._write(lambda cursor: cursor.row(show, {})) == ("on",)
+        finally:
+            store.close()
+            engine.dispose()
+
+
 def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -> None:  # noqa: F811
     """Only psycopg's connections get the store's lock_timeout in their connect options; on
     another driver (pg8000) a store built from a URL bounded nothing: a row locked elsewhere
