@@ -109,10 +109,11 @@ _LOCAL_OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHan
 
 
 def _is_loopback(host: str | None) -> bool:
-    """Whether ``host`` names this machine, in any spelling the resolver takes for it.
+    """Whether ``host`` is a loopback address or ``localhost``, however spelt.
 
     ``127.1`` and ``0x7f.1`` are what ``inet_aton`` reads, ``0.0.0.0`` and ``::`` connect
     here, ``::ffff:127.0.0.1`` is IPv4's loopback, and ``localhost.`` is fully qualified.
+    Other names of this machine (``/etc/hosts``, its own host name) are not looked up.
     """
     if not host:
         return False

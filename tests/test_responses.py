@@ -796,7 +796,8 @@ def test_the_store_failing_under_a_handler_is_logged_as_the_store(
 ) -> None:
     """An atomic handler's record of success or commit finding its database gone raised
     StoreUnavailable through the handler: a 503 "retry", as for ``Retry``, and no line said
-    the store was why (``flask hooks deliveries`` showed no cause either)."""
+    the store was why (``flask hooks deliveries`` showed no cause either). The cause may quote
+    what the handler was given: blanked."""
     import sqlite3
 
     from flask_hooks.core.errors import StoreUnavailable
@@ -805,11 +806,11 @@ def test_the_store_failing_under_a_handler_is_logged_as_the_store(
 
     @hooks.on("*", name="book")
     def book(event: Event) -> None:
-        raise StoreUnavailable() from sqlite3.OperationalError("database or disk is full")
+        raise StoreUnavailable() from sqlite3.OperationalError(f"database or disk is full ({SECRET})")
 
     with caplog.at_level(logging.WARNING, logger="flask_hooks"):
         response = generic_post(make_app(hooks).test_client(), payload())
     answered = {"status": "unavailable", "reason": "store unavailable"}
     assert (response.status_code, response.json, response.headers["Retry-After"]) == (503, answered, "5")
-    line = "dedupe store unavailable for hooks at book: OperationalError: database or disk is full"
-    assert line in caplog.text
+    line = "store unavailable for hooks at book: OperationalError: database or disk is full ([redacted])"
+    assert line in caplog.text and SECRET not in caplog.text

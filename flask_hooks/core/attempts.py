@@ -171,11 +171,12 @@ def log_quietly(store: DedupeStore, ns: str, entry: LogEntry) -> None:
         log.warning("delivery log unavailable for %s", ns)
 
 
-def cause_line(exc: BaseException) -> str:
+def cause_line(exc: BaseException, secrets: Collection[str] = ()) -> str:
     """The error under ``exc`` on one line (``": OutOfMemoryError: ..."``), or "": for a log
-    line that says what to fix (a store's full memory or disk) without the traceback."""
+    line that says what to fix (a store's full memory or disk) without the traceback. Raised
+    under a handler, it may quote what the handler was given: ``secrets`` are blanked."""
     cause = exc.__cause__
     if cause is None:
         return ""
-    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    first = scrub((str(cause).strip().splitlines() or [""])[0], secrets)[:300]
     return f": {type(cause).__name__}: {first}" if first else f": {type(cause).__name__}"

@@ -365,7 +365,8 @@ class Pipeline:
             raise exc  # an atomic handler rolled back: another worker owns the delivery
         secrets = credentials(event, cfg.provider, cfg.secrets)
         if isinstance(exc, StoreUnavailable):  # an atomic handler's record or commit: the store's
-            log.warning("dedupe store unavailable for %s at %s%s", cfg.name, route.name, cause_line(exc))
+            why = cause_line(exc, secrets)
+            log.warning("dedupe store unavailable for %s at %s%s", cfg.name, route.name, why)
             error, kind = exc, "unavailable"
         elif isinstance(exc, (Retry, QueueUnavailable)):
             error, kind = exc, "retry"

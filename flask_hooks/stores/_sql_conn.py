@@ -25,7 +25,7 @@ from ..core.errors import StoreUnavailable
 from ._sql_engine import (
     BOUNDED_DRIVERS,
     DOWN,
-    ConnectionLost,
+    SessionEnded,
     build_engine,
     in_autocommit,
     in_transaction,
@@ -44,6 +44,12 @@ log = logging.getLogger("flask_hooks")
 _SET_LOCAL = "flask_hooks.set_local"
 #: The two settings the store needs of a connection: read once per connection.
 _SHOW_SETTINGS = sa.text("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')")
+#: Those two, and how many of them the client's connect options set (not a role's or database's).
+_OUR_SETTINGS = sa.text(
+    "SELECT current_setting('lock_timeout'), current_setting('synchronous_commit'),"
+    " (SELECT count(*) FROM pg_settings WHERE name IN ('lock_timeout', 'synchronous_commit')"
+    " AND source = 'client')"
+)
 
 #: What every write transaction on SQLite starts with (see :meth:`Connections._lock_writes`).
 _BEGIN_IMMEDIATE = sa.text("BEGIN IMMEDIATE")
@@ -144,12 +150,12 @@ class Connections:
                         if in_autocommit(conn):
                             self._autocommit.add(engine)
                         with in_transaction(conn).begin(), Cursor(conn, statements) as cursor:
+                            if self._bounded:  # first: the waits below are bounded either way
+                                self._bounded = self._options_applied(cursor)
                             self._lock_writes(cursor)  # first: the wait for the lock below is bounded too
                             if conn.dialect.name == "postgresql":  # workers racing at start-up
                                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
                             metadata.create_all(conn, checkfirst=True)
-                            if self._bounded:
-                                self._bounded = self._options_applied(cursor)
                 except DOWN as exc:
                     raise StoreUnavailable() from exc
                 if self._bounded and engine.dialect.driver in DRIVERS:
@@ -163,8 +169,8 @@ class Connections:
         """Whether the connect options of the engine built here reached the server: PgBouncer
         drops them with ``ignore_startup_parameters = options``. If not, the store's
         transactions set their bounds themselves, on connections of the pool's."""
-        lock, commit = cursor.row(_SHOW_SETTINGS, {})
-        if lock != "0" and commit != "off":
+        lock, commit, given = cursor.row(_OUR_SETTINGS, {})
+        if given == 2 and lock != "0" and commit != "off":  # the URL's own options may undo ours
             return True
         log.warning("the SQL store's connect options did not reach the server (a pooler drops them?):"
                     " its transactions bound their lock waits and commits themselves")  # fmt: skip
@@ -198,15 +204,14 @@ class Connections:
         """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
         statements before ``cursor.begin()`` each commit by itself); database errors are a 503.
 
-        A connection the server closed while the store was not using it (terminated,
-        restarted, idle too long) fails at its next statement: the work is tried once more,
-        on another connection. A 503 there, after a handler ran, would have it run again at
-        the sender's retry. The steps are fenced by the claim's token, so one that committed
-        before the loss is not applied twice (its completion finds the claim gone: a 409).
+        A session the server ended while the store was not using it (restarted, terminated,
+        idle too long) fails at its next statement, with the server's own error, and nothing
+        of it commits: the work is tried once more, on another connection. A 503 there, after
+        a handler ran, would have it run again at the sender's retry.
         """
         try:
             return self._write_once(work, *args, **kwargs)
-        except ConnectionLost:
+        except SessionEnded:
             return self._write_once(work, *args, **kwargs)
 
     def _write_once(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -241,10 +246,10 @@ class Connections:
     def _read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(conn, *args)``; on PostgreSQL, in a transaction whose lock waits are bounded
         (a migration may hold the tables), rolled back at the end; tried once more on another
-        connection if the one it took was lost."""
+        connection if the server had ended the session of the one it took."""
         try:
             return self._read_once(work, *args)
-        except ConnectionLost:
+        except SessionEnded:
             return self._read_once(work, *args)
 
     def _read_once(self, work: Callable[..., T], *args: Any) -> T:

@@ -21,22 +21,31 @@ from ..core.errors import StoreUnavailable
 DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.PendingRollbackError)
 
 
-class ConnectionLost(StoreUnavailable):
-    """The server closed a connection the store used before (terminated, restarted, idle too
-    long): it is replaced, and the transaction it failed may be tried once on another."""
+class SessionEnded(StoreUnavailable):
+    """The server ended the session before the statement could commit (see :func:`ended_by_server`):
+    the transaction may run once more, on another connection."""
+
+
+def sqlstate(exc: BaseException | None) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver's error, under SQLAlchemy's or not (psycopg 3, psycopg2)."""
+    error = getattr(exc, "orig", exc)
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def ended_by_server(exc: BaseException | None) -> bool:
+    """Whether the server ended the session with an error of its own: shut down or restarted, the
+    session terminated (57P01), idle too long (57P05, 25P03). A FATAL error aborts what the
+    session was doing, so the statement it answers did not commit, and the session was likely
+    ended while the store was not using it. A connection that just broke (reset, closed without
+    a word) may have committed before, and is not tried again."""
+    code = sqlstate(exc)
+    return code is not None and (code.startswith("57P") or code == "25P03")
 
 
 def unavailable(exc: BaseException) -> StoreUnavailable:
-    """The 503 for an error of SQLAlchemy's: :class:`ConnectionLost` if it invalidated the connection."""
-    return ConnectionLost() if getattr(exc, "connection_invalidated", False) else StoreUnavailable()
-
-
-def refused_statement(exc: StoreUnavailable) -> bool:
-    """Whether the server refused a statement on a connection that works (a lock wait timed out,
-    a privilege or a column missing), as PostgreSQL's SQLSTATE says, not lost the connection."""
-    cause = exc.__cause__
-    code = getattr(getattr(cause, "orig", cause), "sqlstate", None)  # psycopg 3's, under SQLAlchemy's
-    return isinstance(code, str) and not code.startswith(("08", "57P"))  # connection lost, shutdown
+    """The 503 for an error of SQLAlchemy's: :class:`SessionEnded` if the server ended the session."""
+    return SessionEnded() if ended_by_server(exc) else StoreUnavailable()
 
 
 #: The PostgreSQL drivers whose connect options :func:`build_engine` bounds waits with; on

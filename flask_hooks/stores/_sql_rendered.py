@@ -30,7 +30,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..core.errors import StoreUnavailable
-from ._sql_engine import ConnectionLost
+from ._sql_engine import SessionEnded, ended_by_server
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIModule
@@ -169,5 +169,4 @@ class Cursor(DriverCursor):
         if not conn.invalidated and conn.dialect.is_disconnect(exc, conn.connection, cursor):
             conn.engine.pool._invalidate(conn.connection, exc)  # what Connection does on a disconnect
             conn.invalidate(exc)
-            return ConnectionLost()
-        return StoreUnavailable()
+        return SessionEnded() if ended_by_server(exc) else StoreUnavailable()

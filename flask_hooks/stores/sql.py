@@ -44,7 +44,7 @@ from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
 from ._sql_conn import _SCHEMA_LOCK as _SCHEMA_LOCK
 from ._sql_conn import Connections
-from ._sql_engine import DOWN, in_transaction, refused_statement, transaction_level
+from ._sql_engine import DOWN, in_transaction, sqlstate, transaction_level
 from ._sql_rendered import Cursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
@@ -71,6 +71,13 @@ log = logging.getLogger("flask_hooks")
 _TRIM_EVERY = 64
 _SWEEP_EVERY = 256
 _SWEEP_BATCH = 500
+
+#: Whether another session holds the delivery log's table in a mode that blocks its INSERTs.
+_LOG_LOCKED = sa.text(
+    "SELECT 1 FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation"
+    f" WHERE pg_class.relname = '{log_table.name}' AND granted AND pid <> pg_backend_pid()"
+    " AND mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
+)
 
 
 class SqlStore(Connections, DedupeStore):
@@ -149,11 +156,21 @@ class SqlStore(Connections, DedupeStore):
         try:
             seq = self._write(writes.finish, ns, id, token, values, entry, fenced=fenced)
         except StoreUnavailable as exc:
-            if entry is None or not refused_statement(exc):
+            if entry is None or not self._log_refused(exc):
                 raise
             seq = self._write(writes.finish, ns, id, token, values, entry, fenced=fenced, logged=False)
             log.warning("delivery log refused %s's line%s; recorded without it", id, cause_line(exc))
         self._maintain(ns, seq, now)
+
+    def _log_refused(self, exc: StoreUnavailable) -> bool:
+        """Whether the log's table, not the record's, refused a completion or release: a
+        statement refused outright (a privilege or a column missing, SQLSTATE class 42), or a
+        lock wait while another session holds the log's table (not a delivery's row, which
+        the record would wait for again)."""
+        code = sqlstate(exc.__cause__)
+        if code is None or not (code.startswith("42") or code == "55P03"):
+            return False
+        return code != "55P03" or self._read(lambda conn: conn.execute(_LOG_LOCKED).first() is not None)
 
     # The delivery log.
 

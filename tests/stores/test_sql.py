@@ -24,6 +24,7 @@ from flask_hooks import Event, Hooks
 from flask_hooks.core.errors import LeaseLost, StoreUnavailable
 from flask_hooks.core.inbox import Kept
 from flask_hooks.core.store import LogEntry, Reply
+from flask_hooks.stores import _sql_writes
 from flask_hooks.stores.sql import SqlStore, connection, metadata
 from tests.conftest import generic_post
 from tests.postgres import PostgresServer, pg_url, postgres  # noqa: F401 - fixtures
@@ -555,6 +556,39 @@ def test_a_delivery_log_that_refuses_its_line_does_not_fail_the_completion(
         kept = store.get(NS, "evt_1")
         assert kept is not None and [a.status for a in kept.attempts] == ["received"]
         assert store.deliveries(NS) == []
+    finally:
+        store.close()
+        engine.dispose()
+
+
+def test_a_delivery_row_locked_elsewhere_is_one_wait_at_the_completion(
+    pg_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only the log's own refusal is excused: any lock wait was taken for it, and tried again
+    without the line, so a completion behind a row locked elsewhere waited twice its bound
+    and, once the row was free, dropped its line blaming the log."""
+    store = SqlStore(pg_url, timeout=0.3)
+    engine = sa.create_engine(pg_url)
+    finishes: list[bool] = []
+    finish = _sql_writes.finish
+
+    def counted(*args: Any, **kwargs: Any) -> int:
+        finishes.append(kwargs.get("logged", True))
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(_sql_writes, "finish", counted)
+    try:
+        claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        line = LogEntry(id="evt_1", type="order.paid", status="received", code=200, received_at=T0)
+        hold = "SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"
+        with caplog.at_level(logging.WARNING, logger="flask_hooks"):
+            assert refused_while_held(engine, hold, lambda: store.complete(
+                NS, "evt_1", claim.token, outcome="received", reply=None, now=T0, ttl=TTL, entry=line
+            ))  # fmt: skip
+        assert finishes == [True]
+        assert "delivery log refused" not in caplog.text
     finally:
         store.close()
         engine.dispose()

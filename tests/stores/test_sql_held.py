@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
-from flask_hooks.core.errors import LeaseLost
+from flask_hooks.core.errors import LeaseLost, StoreUnavailable
 from flask_hooks.stores import _sql_engine, _sql_writes
 from flask_hooks.stores._sql_rendered import render
 from flask_hooks.stores.base import LogEntry
@@ -189,25 +190,51 @@ def test_a_connection_lost_during_a_handler_still_records_its_completion(
             engine.dispose()
 
 
-def test_a_completion_that_committed_before_its_connection_was_lost_is_not_applied_twice(
+def test_a_connection_that_broke_without_the_servers_word_is_not_tried_again(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The retry on another connection finds the claim completed: LeaseLost (a 409), not a
-    second completion, and the sender's retry gets the duplicate's answer."""
+    """Reset or closed mid-statement, the statement may have committed first: tried again, a
+    release appended its attempt and log line twice, a completion answered 409. Only a session
+    the server ended with its own error (nothing of it committed) is tried again."""
     claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
     finish = _sql_writes.finish
+    calls: list[int] = []
 
-    def committed_then_lost(cursor: Any, *args: Any, **kwargs: Any) -> int:
-        monkeypatch.setattr(_sql_writes, "finish", finish)
-        finish(cursor, *args, **kwargs)
-        cursor._held.lost = RuntimeError("the answer never came")
-        raise _sql_engine.ConnectionLost()
+    def committed_then_broke(cursor: Any, *args: Any, **kwargs: Any) -> int:
+        calls.append(finish(cursor, *args, **kwargs))
+        cursor._held.driver.close()  # the answer never came
+        broke = psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        raise cursor._unavailable(broke, None) from broke  # as the cursor's statement would
 
-    monkeypatch.setattr(_sql_writes, "finish", committed_then_lost)
-    with pytest.raises(LeaseLost):
-        complete(store, "evt_1", claim.token)
-    assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+    monkeypatch.setattr(_sql_writes, "finish", committed_then_broke)
+    with pytest.raises(StoreUnavailable):
+        store.release(NS, "evt_1", claim.token, now=T0, entry=entry("evt_1"))
+    assert len(calls) == 1
     assert [e.id for e in store.deliveries(NS, limit=10)] == ["evt_1"]
+
+
+@pytest.mark.parametrize(
+    ("error", "again"),
+    [
+        (psycopg.errors.AdminShutdown, True),  # terminated, or the server shut down fast
+        (psycopg.errors.CrashShutdown, True),  # an immediate shutdown
+        (psycopg.errors.IdleSessionTimeout, True),
+        (psycopg.errors.IdleInTransactionSessionTimeout, True),
+        (psycopg.errors.OperationalError, False),  # no SQLSTATE: the connection broke
+        (psycopg.errors.LockNotAvailable, False),
+    ],
+)
+def test_only_a_session_the_server_ended_is_tried_again(error: type[Exception], again: bool) -> None:
+    assert _sql_engine.ended_by_server(error("x")) is again
+    wrapped = sa.exc.OperationalError("x", {}, error("x"))  # as SQLAlchemy raises it
+    assert isinstance(_sql_engine.unavailable(wrapped), _sql_engine.SessionEnded) is again
+
+
+def test_psycopg2s_errors_give_their_sqlstate_too() -> None:
+    class Psycopg2Error(Exception):
+        pgcode = "57P01"
+
+    assert _sql_engine.sqlstate(sa.exc.OperationalError("x", {}, Psycopg2Error())) == "57P01"
 
 
 def in_forked_child(work: Callable[[], object]) -> None:
