@@ -193,7 +193,8 @@ class Connections:
             info = conn.connection.info
             if _SET_LOCAL not in info:
                 lock, commit = cursor.row(_SHOW_SETTINGS, {})
-                needed = [self._lock_timeout] if lock == "0" else []
+                ours = self._owned  # an engine built here whose options were lost: its own bound
+                needed = [self._lock_timeout] if lock == "0" or ours else []
                 needed += ["set_config('synchronous_commit', 'on', true)"] if commit == "off" else []
                 info[_SET_LOCAL] = sa.text(f"SELECT {', '.join(needed)}") if needed else None
             local = info[_SET_LOCAL]

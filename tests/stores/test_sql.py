@@ -24,7 +24,7 @@ from flask_hooks import Event, Hooks
 from flask_hooks.core.errors import LeaseLost, StoreUnavailable
 from flask_hooks.core.inbox import Kept
 from flask_hooks.core.store import LogEntry, Reply
-from flask_hooks.stores import _sql_writes
+from flask_hooks.stores import _sql_engine, _sql_writes
 from flask_hooks.stores.sql import SqlStore, connection, metadata
 from tests.conftest import generic_post
 from tests.postgres import PostgresServer, pg_url, postgres  # noqa: F401 - fixtures
@@ -617,6 +617,33 @@ def test_a_url_whose_connect_options_do_not_reach_the_server_still_bounds_lock_w
         finally:
             store.close()
             engine.dispose()
+
+
+def test_a_url_store_behind_a_pooler_dropping_its_options_keeps_its_own_bound(
+    postgres: PostgresServer,  # noqa: F811
+    pg_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dropped as PgBouncer's ``ignore_startup_parameters = options`` drops them, on a database
+    with a ``lock_timeout`` of its own: the check took that minute for the store's bound."""
+    postgres._admin(f'ALTER DATABASE "{sa.make_url(pg_url).database}" SET lock_timeout = \'60s\'')
+    create = _sql_engine.sa.create_engine
+
+    def dropping(url: Any, connect_args: dict[str, Any], **options: Any) -> sa.Engine:
+        return create(url, connect_args={k: v for k, v in connect_args.items() if k != "options"}, **options)
+
+    monkeypatch.setattr(_sql_engine.sa, "create_engine", dropping)
+    store = SqlStore(pg_url, timeout=0.3)
+    monkeypatch.setattr(_sql_engine.sa, "create_engine", create)
+    engine = sa.create_engine(pg_url)
+    try:
+        store.claim(NS, "evt_1", now=T0, lease=1, ttl=TTL)
+        hold = "SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"
+        again = lambda: store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)  # noqa: E731
+        assert refused_while_held(engine, hold, again)
+    finally:
+        store.close()
+        engine.dispose()
 
 
 def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -> None:  # noqa: F811
