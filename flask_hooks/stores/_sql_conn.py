@@ -25,7 +25,7 @@ from ..core.errors import StoreUnavailable
 from ._sql_engine import (
     BOUNDED_DRIVERS,
     DOWN,
-    SessionEnded,
+    ConnectionLost,
     build_engine,
     in_autocommit,
     in_transaction,
@@ -34,7 +34,7 @@ from ._sql_engine import (
 )
 from ._sql_held import DRIVERS, HeldConnections
 from ._sql_rendered import Cursor, Statements
-from ._sql_schema import metadata
+from ._sql_schema import metadata, missing_columns
 from .base import fork_lock, process_generation
 
 T = TypeVar("T")
@@ -156,8 +156,12 @@ class Connections:
                             if conn.dialect.name == "postgresql":  # workers racing at start-up
                                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
                             metadata.create_all(conn, checkfirst=True)
+                            missing = missing_columns(conn, schemas)
                 except DOWN as exc:
                     raise StoreUnavailable() from exc
+                if missing:  # nothing claimed that could not be completed; asked again next time
+                    why = f"the SQL store's tables lack {', '.join(missing)}: migrate them (see the docs)"
+                    raise StoreUnavailable() from RuntimeError(why)
                 if self._bounded and engine.dialect.driver in DRIVERS:
                     # Its connect options bound lock waits: no _lock_writes (SET LOCAL) needed.
                     self._held = HeldConnections(engine, statements)
@@ -205,14 +209,16 @@ class Connections:
         """``work(cursor, *args, **kwargs)`` in one write transaction (on a held connection, its
         statements before ``cursor.begin()`` each commit by itself); database errors are a 503.
 
-        A session the server ended while the store was not using it (restarted, terminated,
-        idle too long) fails at its next statement, with the server's own error, and nothing
-        of it commits: the work is tried once more, on another connection. A 503 there, after
-        a handler ran, would have it run again at the sender's retry.
+        A connection that broke (the server restarted or ended the session while the store
+        was not using it, the network failed) fails at its next statement: the work is tried
+        once more, on another connection. A 503 there, after a handler ran, would have it run
+        again at the sender's retry. A step that did commit before its answer was lost is
+        recognised by its token (``_sql_writes.finish``) or changes nothing the second time
+        (a renewal, a record of success); a claim finds its own claim: a 409.
         """
         try:
             return self._write_once(work, *args, **kwargs)
-        except SessionEnded:
+        except ConnectionLost:
             return self._write_once(work, *args, **kwargs)
 
     def _write_once(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -247,10 +253,10 @@ class Connections:
     def _read(self, work: Callable[..., T], *args: Any) -> T:
         """``work(conn, *args)``; on PostgreSQL, in a transaction whose lock waits are bounded
         (a migration may hold the tables), rolled back at the end; tried once more on another
-        connection if the server had ended the session of the one it took."""
+        connection if the one it took broke."""
         try:
             return self._read_once(work, *args)
-        except SessionEnded:
+        except ConnectionLost:
             return self._read_once(work, *args)
 
     def _read_once(self, work: Callable[..., T], *args: Any) -> T:

@@ -21,9 +21,15 @@ from ..core.errors import StoreUnavailable
 DOWN = (sa_exc.DBAPIError, sa_exc.TimeoutError, sa_exc.DisconnectionError, sa_exc.PendingRollbackError)
 
 
-class SessionEnded(StoreUnavailable):
-    """The server ended the session before the statement could commit (see :func:`ended_by_server`):
-    the transaction may run once more, on another connection."""
+class ConnectionLost(StoreUnavailable):
+    """The connection broke (the server restarted or ended the session, the network failed):
+    the transaction may run once more, on another. A 503 instead, after a handler ran, would
+    have it run again at the sender's retry."""
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable:
+    """The 503 for an error of SQLAlchemy's: :class:`ConnectionLost` if it invalidated the connection."""
+    return ConnectionLost() if getattr(exc, "connection_invalidated", False) else StoreUnavailable()
 
 
 def sqlstate(exc: BaseException | None) -> str | None:
@@ -31,21 +37,6 @@ def sqlstate(exc: BaseException | None) -> str | None:
     error = getattr(exc, "orig", exc)
     code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     return code if isinstance(code, str) else None
-
-
-def ended_by_server(exc: BaseException | None) -> bool:
-    """Whether the server ended the session with an error of its own: shut down or restarted, the
-    session terminated (57P01), idle too long (57P05, 25P03). A FATAL error aborts what the
-    session was doing, so the statement it answers did not commit, and the session was likely
-    ended while the store was not using it. A connection that just broke (reset, closed without
-    a word) may have committed before, and is not tried again."""
-    code = sqlstate(exc)
-    return code is not None and (code.startswith("57P") or code == "25P03")
-
-
-def unavailable(exc: BaseException) -> StoreUnavailable:
-    """The 503 for an error of SQLAlchemy's: :class:`SessionEnded` if the server ended the session."""
-    return SessionEnded() if ended_by_server(exc) else StoreUnavailable()
 
 
 #: The PostgreSQL drivers whose connect options :func:`build_engine` bounds waits with; on
@@ -88,6 +79,10 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
         }
         if _libpq_version(parsed.get_driver_name()) >= 120000:  # older ones refuse to connect with it
             connect_args["tcp_user_timeout"] = max(1, math.ceil(timeout)) * 1000
+    if parsed.get_backend_name() == "postgresql":
+        # Also per transaction (psycopg's BEGIN ISOLATION LEVEL), for the connect options a
+        # pooler drops: the store's transactions, fenced by tokens, never fail to serialize.
+        options["isolation_level"] = "READ COMMITTED"
     elif parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": timeout}
     theirs = parsed.query.get("options")

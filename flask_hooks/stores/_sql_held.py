@@ -28,7 +28,7 @@ from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 
 from ..core.errors import StoreUnavailable
 from . import _sql_engine
-from ._sql_engine import DOWN, SessionEnded, check_in_idle, ended_by_server
+from ._sql_engine import DOWN, ConnectionLost, check_in_idle
 from ._sql_rendered import DriverCursor, Statements
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class HeldCursor(DriverCursor):
                 driver.autocommit = False
             except self._errors as exc:  # refused only when the connection is not idle: broken
                 self._held.lost = exc
-                raise StoreUnavailable() from exc
+                raise ConnectionLost() from exc
 
     def commit(self) -> None:
         """Commit the transaction :meth:`begin` started, if it did; back to autocommit."""
@@ -92,7 +92,7 @@ class HeldCursor(DriverCursor):
         held = self._held
         if held.lost is None and self.dialect.is_disconnect(exc, held.driver, cursor):
             held.lost = exc
-        return SessionEnded() if ended_by_server(exc) else StoreUnavailable()
+        return StoreUnavailable() if held.lost is None else ConnectionLost()
 
 
 class HeldConnections:
@@ -165,7 +165,8 @@ class HeldConnections:
         if held.lost is None:
             self._give(held)
             return
-        self._drop(held, held.lost)
+        # As SQLAlchemy does on a disconnect: the pool's other connections, older, are replaced too.
+        self.engine.pool._invalidate(held.connection, held.lost)
         with self._lock:  # the server may have gone for all of them: pinged at their next checkout
             suspects, self._idle = self._idle, []
         for other in suspects:

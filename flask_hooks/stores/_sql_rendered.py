@@ -30,7 +30,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from ..core.errors import StoreUnavailable
-from ._sql_engine import SessionEnded, ended_by_server
+from ._sql_engine import ConnectionLost
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIModule
@@ -166,7 +166,10 @@ class Cursor(DriverCursor):
         """A 503; a lost connection is invalidated first, as SQLAlchemy does on its own path:
         with every connection its pool made before (the server restarted, they are lost too)."""
         conn = self.conn
-        if not conn.invalidated and conn.dialect.is_disconnect(exc, conn.connection, cursor):
+        if conn.invalidated:
+            return ConnectionLost()
+        if conn.dialect.is_disconnect(exc, conn.connection, cursor):
             conn.engine.pool._invalidate(conn.connection, exc)  # what Connection does on a disconnect
             conn.invalidate(exc)
-        return SessionEnded() if ended_by_server(exc) else StoreUnavailable()
+            return ConnectionLost()
+        return StoreUnavailable()

@@ -174,3 +174,16 @@ def trim_log(ns: str, size: int) -> sa.Delete:
         sa.select(log.c.seq).where(log.c.ns == ns).order_by(log.c.seq.desc()).offset(size).limit(1)
     ).scalar_subquery()
     return log.delete().where(log.c.ns == ns, log.c.seq <= oldest_kept)
+
+
+def missing_columns(conn: sa.Connection, schemas: dict[str | None, str | None] | None) -> list[str]:
+    """The columns of :data:`metadata` the database's tables lack (an older schema, a migration
+    half done). ``create_all`` looks for the tables only: with a column missing, a claim
+    worked, the handler ran, and its completion failed, so the handler ran at every retry."""
+    inspector = sa.inspect(conn)
+    missing = []
+    for table in metadata.sorted_tables:
+        schema = (schemas or {}).get(table.schema, table.schema)
+        present = {column["name"] for column in inspector.get_columns(table.name, schema=schema)}
+        missing += [f"{table.name}.{column.name}" for column in table.columns if column.name not in present]
+    return missing

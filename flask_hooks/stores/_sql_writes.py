@@ -244,10 +244,15 @@ def finish(
     *,
     fenced: bool,
     logged: bool = True,
+    again: bool = False,
 ) -> int:
     """Complete (``fenced``: :class:`LeaseLost` if not ours) or release (a no-op if not ours)
     the claim with ``values``, and log ``entry`` (the kept delivery's attempt; unless not
-    ``logged``, the delivery log's line too); the log line's number (0 without one)."""
+    ``logged``, the delivery log's line too); the log line's number (0 without one).
+
+    ``again``: the first try's connection broke, maybe after it committed. A row left as
+    this step leaves it, with the token (kept in the row for this), is then its own doing.
+    """
     line = "" if entry is None else entry.to_json()
     if entry is not None and entry.id == id:
         # One UPDATE, if the claim holds and no attempt is kept yet.
@@ -266,6 +271,8 @@ def finish(
     found = cursor.row(_READ_FINISH, _key(ns, id))
     row = None if found is None else _Finish._make(found)
     ours = row is not None and row.state == "inflight" and row.token == token
+    if again and row is not None and not ours and row.token == token and row.state == values["state"]:
+        return 0  # its first try committed before its answer was lost: its line is written
     if fenced and not ours:
         raise LeaseLost()
     update = dict(values) if ours else {}

@@ -44,7 +44,7 @@ from ._sql_atomic import Transaction, atomically
 from ._sql_atomic import connection as connection
 from ._sql_conn import _SCHEMA_LOCK as _SCHEMA_LOCK
 from ._sql_conn import Connections
-from ._sql_engine import DOWN, in_transaction, sqlstate, transaction_level
+from ._sql_engine import DOWN, ConnectionLost, in_transaction, sqlstate, transaction_level
 from ._sql_rendered import Cursor
 from ._sql_schema import deliveries as d
 from ._sql_schema import inbox_query, key, purgeable, stored, trim_log
@@ -131,12 +131,13 @@ class SqlStore(Connections, DedupeStore):
         ttl: float,
         entry: LogEntry | None = None,
     ) -> None:
-        done = {"state": "done", "token": "", "lease_until": 0.0, "expires_at": now + ttl}
+        # The token stays: a completion tried again (its connection broke) knows its own.
+        done = {"state": "done", "token": token, "lease_until": 0.0, "expires_at": now + ttl}
         done.update(reply=encode_reply(reply), outcome=outcome, status=outcome)
         self._finish(ns, id, token, done, entry, now, fenced=True)
 
     def release(self, ns: str, id: str, token: str, *, now: float, entry: LogEntry | None = None) -> None:
-        free = {"state": "free", "token": "", "lease_until": 0.0, "status": "failed"}
+        free = {"state": "free", "token": token, "lease_until": 0.0, "status": "failed"}
         self._finish(ns, id, token, free, entry, now, fenced=False)
 
     def _finish(
@@ -154,7 +155,10 @@ class SqlStore(Connections, DedupeStore):
         table refuses (locked by a VACUUM FULL or a migration, its INSERT not granted, a
         column missing) must not fail the record, or the handler would run at every retry."""
         try:
-            seq = self._write(writes.finish, ns, id, token, values, entry, fenced=fenced)
+            try:
+                seq = self._write_once(writes.finish, ns, id, token, values, entry, fenced=fenced)
+            except ConnectionLost:  # as _write does, but the first try may have committed
+                seq = self._write_once(writes.finish, ns, id, token, values, entry, fenced=fenced, again=True)
         except StoreUnavailable as exc:
             if entry is None or not self._log_refused(exc):
                 raise

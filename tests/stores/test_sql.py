@@ -625,8 +625,12 @@ def test_a_url_store_behind_a_pooler_dropping_its_options_keeps_its_own_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Dropped as PgBouncer's ``ignore_startup_parameters = options`` drops them, on a database
-    with a ``lock_timeout`` of its own: the check took that minute for the store's bound."""
-    postgres._admin(f'ALTER DATABASE "{sa.make_url(pg_url).database}" SET lock_timeout = \'60s\'')
+    with a ``lock_timeout`` of its own: the check took that minute for the store's bound. Nor
+    did the pinned ``read committed`` arrive: under ``serializable`` the store's transactions
+    failed to serialize, and a slow atomic handler failed at every retry."""
+    database = sa.make_url(pg_url).database
+    postgres._admin(f'ALTER DATABASE "{database}" SET lock_timeout = \'60s\'')
+    postgres._admin(f'ALTER DATABASE "{database}" SET default_transaction_isolation = serializable')
     create = _sql_engine.sa.create_engine
 
     def dropping(url: Any, connect_args: dict[str, Any], **options: Any) -> sa.Engine:
@@ -641,6 +645,33 @@ def test_a_url_store_behind_a_pooler_dropping_its_options_keeps_its_own_bound(
         hold = "SELECT 1 FROM flask_hooks_deliveries FOR UPDATE"
         again = lambda: store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)  # noqa: E731
         assert refused_while_held(engine, hold, again)
+        level = sa.text("SELECT current_setting('transaction_isolation')")
+        assert store._write(lambda cursor: cursor.row(level, {})) == ("read committed",)
+    finally:
+        store.close()
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_tables_of_an_older_schema_are_refused_before_any_claim(
+    pg_url: str,  # noqa: F811
+    tmp_path: Path,
+    backend: str,
+) -> None:
+    """``create_all`` looks for the tables only: with a column missing, the claim worked, the
+    handler ran, its completion failed (a 503), and the handler ran again at every retry."""
+    url = pg_url if backend == "postgresql" else f"sqlite+pysqlite:///{tmp_path / 'hooks.db'}"
+    engine = sa.create_engine(url)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE flask_hooks_deliveries DROP COLUMN attempts"))
+    store = SqlStore(engine, timeout=1)
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+        assert "lack flask_hooks_deliveries.attempts: migrate them" in str(refused.value.__cause__)
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM flask_hooks_deliveries")).scalar() == 0
     finally:
         store.close()
         engine.dispose()

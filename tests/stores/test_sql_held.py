@@ -21,7 +21,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
-from flask_hooks.core.errors import LeaseLost, StoreUnavailable
+from flask_hooks.core.errors import LeaseLost
+from flask_hooks.core.inbox import Kept
 from flask_hooks.stores import _sql_engine, _sql_writes
 from flask_hooks.stores._sql_rendered import render
 from flask_hooks.stores.base import LogEntry
@@ -167,20 +168,27 @@ def test_a_held_connection_lost_while_unused_is_replaced_at_once(
     assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
 
 
+@pytest.mark.parametrize("how", ["terminated", "restarted"])
 @pytest.mark.parametrize("held", [True, False], ids=["held", "engine-given"])
 def test_a_connection_lost_during_a_handler_still_records_its_completion(
+    postgres: PostgresServer,  # noqa: F811
     pg_url: str,  # noqa: F811
     steady: None,
     held: bool,
+    how: str,
 ) -> None:
-    """The session ended while the handler ran (pg_terminate_backend, a restart, the role's
-    idle_session_timeout): the completion failed on it, a 503, and the sender's retry ran the
-    handler again once the lease ran out (with idle_session_timeout, at every retry)."""
+    """The session ended while the handler ran (pg_terminate_backend, an immediate restart,
+    the role's idle_session_timeout): the completion failed on it, a 503, and the sender's
+    retry ran the handler again once the lease ran out (with idle_session_timeout, at every
+    retry). An immediate shutdown ends a session without an error, only a warning."""
     engine = None if held else sa.create_engine(pg_url)
     store = SqlStore(pg_url if engine is None else engine, timeout=2.0)
     try:
         claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
-        for pid, _ in backends(pg_url):  # the handler runs; the store's sessions end meanwhile
+        if how == "restarted":  # the handler runs; the store's sessions end meanwhile
+            postgres.stop(mode="immediate")
+            postgres.start()
+        for pid, _ in backends(pg_url) if how == "terminated" else ():
             admin(pg_url, f"SELECT pg_terminate_backend({pid})")
         complete(store, "evt_1", claim.token)
         assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
@@ -190,44 +198,45 @@ def test_a_connection_lost_during_a_handler_still_records_its_completion(
             engine.dispose()
 
 
-def test_a_connection_that_broke_without_the_servers_word_is_not_tried_again(
-    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("step", ["complete", "release"])
+def test_a_step_that_committed_before_its_connection_broke_is_not_applied_twice(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
-    """Reset or closed mid-statement, the statement may have committed first: tried again, a
-    release appended its attempt and log line twice, a completion answered 409. Only a session
-    the server ended with its own error (nothing of it committed) is tried again."""
-    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL)
+    """Tried again on another connection, a completion whose first try had committed (the
+    answer lost with the connection) found the claim gone: a 409 and an error saying another
+    worker took it over; a release appended its attempt and its log line twice. Each now
+    knows its own token in the row, and does nothing more."""
+    keep = Kept(type="order.paid", body=b"{}", headers=(), received_at=T0, secret_index=0, retention=TTL)
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL, keep=keep)
     finish = _sql_writes.finish
     calls: list[int] = []
 
     def committed_then_broke(cursor: Any, *args: Any, **kwargs: Any) -> int:
         calls.append(finish(cursor, *args, **kwargs))
-        cursor._held.driver.close()  # the answer never came
-        broke = psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
-        raise cursor._unavailable(broke, None) from broke  # as the cursor's statement would
+        if len(calls) == 1:
+            cursor._held.driver.close()  # the answer never came
+            broke = psycopg.OperationalError("server closed the connection unexpectedly")
+            raise cursor._unavailable(broke, None) from broke  # as the cursor's statement would
+        return calls[-1]
 
     monkeypatch.setattr(_sql_writes, "finish", committed_then_broke)
-    with pytest.raises(StoreUnavailable):
+    if step == "complete":
+        complete(store, "evt_1", claim.token)
+        assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "done"
+    else:
         store.release(NS, "evt_1", claim.token, now=T0, entry=entry("evt_1"))
-    assert len(calls) == 1
+        assert store.claim(NS, "evt_1", now=T0 + 1, lease=LEASE, ttl=TTL).state == "new"
+    assert len(calls) == 2
     assert [e.id for e in store.deliveries(NS, limit=10)] == ["evt_1"]
+    kept = store.get(NS, "evt_1")
+    assert kept is not None and len(kept.attempts) == 1
 
 
-@pytest.mark.parametrize(
-    ("error", "again"),
-    [
-        (psycopg.errors.AdminShutdown, True),  # terminated, or the server shut down fast
-        (psycopg.errors.CrashShutdown, True),  # an immediate shutdown
-        (psycopg.errors.IdleSessionTimeout, True),
-        (psycopg.errors.IdleInTransactionSessionTimeout, True),
-        (psycopg.errors.OperationalError, False),  # no SQLSTATE: the connection broke
-        (psycopg.errors.LockNotAvailable, False),
-    ],
-)
-def test_only_a_session_the_server_ended_is_tried_again(error: type[Exception], again: bool) -> None:
-    assert _sql_engine.ended_by_server(error("x")) is again
-    wrapped = sa.exc.OperationalError("x", {}, error("x"))  # as SQLAlchemy raises it
-    assert isinstance(_sql_engine.unavailable(wrapped), _sql_engine.SessionEnded) is again
+def test_an_error_that_invalidated_the_connection_is_tried_again() -> None:
+    broke = sa.exc.OperationalError("x", {}, psycopg.OperationalError("x"), connection_invalidated=True)
+    assert isinstance(_sql_engine.unavailable(broke), _sql_engine.ConnectionLost)
+    refused = sa.exc.OperationalError("x", {}, psycopg.errors.LockNotAvailable("x"))
+    assert not isinstance(_sql_engine.unavailable(refused), _sql_engine.ConnectionLost)
 
 
 def test_psycopg2s_errors_give_their_sqlstate_too() -> None:
