@@ -213,8 +213,9 @@ class Connections:
         was not using it, the network failed) fails at its next statement: the work is tried
         once more, on another connection. A 503 there, after a handler ran, would have it run
         again at the sender's retry. A step that did commit before its answer was lost is
-        recognised by its token (``_sql_writes.finish``) or changes nothing the second time
-        (a renewal, a record of success); a claim finds its own claim: a 409.
+        recognised by its token (a claim, a replay's, a completion: see ``SqlStore``) or
+        changes nothing the second time (a renewal, a record of success); the delivery log's
+        lines, best effort, are not tried again (``_write_once``).
         """
         try:
             return self._write_once(work, *args, **kwargs)

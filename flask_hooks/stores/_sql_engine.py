@@ -79,9 +79,9 @@ def build_engine(url: str | URL, timeout: float) -> Engine:
         }
         if _libpq_version(parsed.get_driver_name()) >= 120000:  # older ones refuse to connect with it
             connect_args["tcp_user_timeout"] = max(1, math.ceil(timeout)) * 1000
-    if parsed.get_backend_name() == "postgresql":
-        # Also per transaction (psycopg's BEGIN ISOLATION LEVEL), for the connect options a
-        # pooler drops: the store's transactions, fenced by tokens, never fail to serialize.
+        # Also in each BEGIN (psycopg's ISOLATION LEVEL), for the connect options a pooler
+        # drops. Not on other drivers: pg8000's is a session setting, which a pooler would
+        # hand to its other clients.
         options["isolation_level"] = "READ COMMITTED"
     elif parsed.get_backend_name() == "sqlite":
         connect_args = {"timeout": timeout}

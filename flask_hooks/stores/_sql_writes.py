@@ -32,7 +32,6 @@ from .base import (
     decode_reply,
     encode_handlers,
     lease_is_live,
-    new_token,
 )
 
 
@@ -54,6 +53,7 @@ class _State(NamedTuple):
     """What a claim or a replay reads of an existing row (not the body)."""
 
     state: str
+    token: str
     lease_until: float
     expires_at: float
     retained_until: float
@@ -185,9 +185,17 @@ def kept_values(keep: Kept | None) -> dict[str, Any]:
 
 
 def claim(
-    cursor: DriverCursor, ns: str, id: str, now: float, lease: float, ttl: float, keep: Kept | None
+    cursor: DriverCursor,
+    ns: str,
+    id: str,
+    token: str,
+    now: float,
+    lease: float,
+    ttl: float,
+    keep: Kept | None,
 ) -> Claim:
-    token = new_token()
+    """Claim with ``token`` (the caller's: a claim tried again after its answer was lost finds
+    its own, and is the claim it made)."""
     expires = now + max(ttl, lease)
     retained = max(expires, now + keep.retention) if keep is not None else expires
     fields = {"state": "inflight", "token": token, "lease_until": now + lease, "expires_at": expires}
@@ -203,6 +211,8 @@ def claim(
     else:
         raise StoreUnavailable()
     row = _State._make(found)
+    if row.state == "inflight" and row.token == token:
+        return Claim("new", token, decode_handlers(row.handlers))
     if row.expires_at <= now:
         handlers = "{}"  # an expired record starts afresh
     elif row.state == "done":
@@ -310,6 +320,7 @@ def reopen(
     cursor: DriverCursor,
     ns: str,
     id: str,
+    token: str,
     now: float,
     lease: float,
     rerun: frozenset[str],
@@ -320,6 +331,9 @@ def reopen(
     row = None if found is None else _State._make(found)
     if row is None or row.received_at is None:
         raise LookupError(id)
+    if row.state == "inflight" and row.token == token:  # its own, tried again: reply and outcome stay
+        reply = decode_reply(row.reply) if row.outcome else None
+        return Claim("new", token, decode_handlers(row.handlers), reply=reply, outcome=row.outcome)
     if row.state == "inflight" and lease_is_live(row.lease_until, now, lease):
         return Claim("inflight", retry_after=row.lease_until - now)
     prior = (decode_reply(row.reply), row.outcome) if row.state == "done" else (None, "")
@@ -328,7 +342,7 @@ def reopen(
     handlers = {k: v for k, v in decode_handlers(row.handlers).items() if k not in rerun}
     if row.state == "done":
         handlers.update({k: None for k in keep if k not in handlers and k not in rerun})
-    token, until = new_token(), now + lease
+    until = now + lease
     values = {"state": "inflight", "token": token, "lease_until": until, "status": "in-flight"}
     values.update(expires_at=max(row.expires_at, until), retained_until=max(row.retained_until, until))
     values["handlers"] = encode_handlers(handlers)

@@ -57,6 +57,7 @@ from .base import (
     Reply,
     encode_reply,
     lease_is_live,
+    new_token,
     takes_turn,
 )
 from .url import masked_url
@@ -111,7 +112,7 @@ class SqlStore(Connections, DedupeStore):
     def claim(
         self, ns: str, id: str, *, now: float, lease: float, ttl: float, keep: Kept | None = None
     ) -> Claim:
-        return self._write(writes.claim, ns, id, now, lease, ttl, keep)
+        return self._write(writes.claim, ns, id, new_token(), now, lease, ttl, keep)
 
     def mark(self, ns: str, id: str, token: str, handler: str, reply: Reply | None, *, now: float) -> None:
         self._write(writes.mark, ns, id, token, handler, reply)
@@ -154,15 +155,19 @@ class SqlStore(Connections, DedupeStore):
         """A completion or release, and its log line. The log is for operators: a line its
         table refuses (locked by a VACUUM FULL or a migration, its INSERT not granted, a
         column missing) must not fail the record, or the handler would run at every retry."""
-        try:
+        def finish(logged: bool = True) -> int:
+            step = (writes.finish, ns, id, token, values, entry)
             try:
-                seq = self._write_once(writes.finish, ns, id, token, values, entry, fenced=fenced)
-            except ConnectionLost:  # as _write does, but the first try may have committed
-                seq = self._write_once(writes.finish, ns, id, token, values, entry, fenced=fenced, again=True)
+                return self._write_once(*step, fenced=fenced, logged=logged)
+            except ConnectionLost:  # as _write does, but its first try may have committed
+                return self._write_once(*step, fenced=fenced, logged=logged, again=True)
+
+        try:
+            seq = finish()
         except StoreUnavailable as exc:
             if entry is None or not self._log_refused(exc):
                 raise
-            seq = self._write(writes.finish, ns, id, token, values, entry, fenced=fenced, logged=False)
+            seq = finish(logged=False)
             log.warning("delivery log refused %s's line%s; recorded without it", id, cause_line(exc))
         self._maintain(ns, seq, now)
 
@@ -181,7 +186,9 @@ class SqlStore(Connections, DedupeStore):
     def log(self, ns: str, entry: LogEntry) -> None:
         # As of when it was received: a line logged on its own (every duplicate's) takes its
         # turn at the sweep too, or completions that each follow one might never take theirs.
-        self._maintain(ns, self._write(writes.append, ns, entry), entry.received_at or 0.0)
+        # Not tried again on a broken connection: its line may have committed (the log is
+        # best effort: a 503 here changes no answer).
+        self._maintain(ns, self._write_once(writes.append, ns, entry), entry.received_at or 0.0)
 
     def _maintain(self, ns: str, seq: int, now: float) -> None:
         """Now and then, trim the log and sweep expired rows: best effort, in their own transactions."""
@@ -233,7 +240,7 @@ class SqlStore(Connections, DedupeStore):
         rerun: Collection[str] = (),
         keep: Collection[str] = (),
     ) -> Claim:
-        return self._write(writes.reopen, ns, id, now, lease, frozenset(rerun), frozenset(keep))
+        return self._write(writes.reopen, ns, id, new_token(), now, lease, frozenset(rerun), frozenset(keep))
 
     def forget(self, ns: str, id: str, *, now: float, lease: float) -> bool:
         read = sa.select(d.c.state, d.c.lease_until).where(key(ns, id)).with_for_update()

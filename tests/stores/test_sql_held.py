@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import QueuePool
 
-from flask_hooks.core.errors import LeaseLost
+from flask_hooks.core.errors import LeaseLost, StoreUnavailable
 from flask_hooks.core.inbox import Kept
 from flask_hooks.stores import _sql_engine, _sql_writes
 from flask_hooks.stores._sql_rendered import render
@@ -230,6 +230,55 @@ def test_a_step_that_committed_before_its_connection_broke_is_not_applied_twice(
     assert [e.id for e in store.deliveries(NS, limit=10)] == ["evt_1"]
     kept = store.get(NS, "evt_1")
     assert kept is not None and len(kept.attempts) == 1
+
+
+def breaking_after(monkeypatch: pytest.MonkeyPatch, name: str) -> list[object]:
+    """``_sql_writes.<name>`` commits its first call, then its connection breaks before the
+    answer (as a reset would); what each call returned."""
+    step = getattr(_sql_writes, name)
+    calls: list[object] = []
+
+    def committed_then_broke(cursor: Any, *args: Any, **kwargs: Any) -> object:
+        calls.append(step(cursor, *args, **kwargs))
+        if len(calls) == 1:
+            cursor._held.driver.close()
+            broke = psycopg.OperationalError("server closed the connection unexpectedly")
+            raise cursor._unavailable(broke, None) from broke
+        return calls[-1]
+
+    monkeypatch.setattr(_sql_writes, name, committed_then_broke)
+    return calls
+
+
+def test_a_claim_or_a_replay_tried_again_after_it_committed_is_its_own(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tried again, each found a claim in flight (its own, by a token made anew for the retry):
+    a 409 for the sender and a replay refused as "in flight", the delivery held for a lease."""
+    keep = Kept(type="order.paid", body=b"{}", headers=(), received_at=T0, secret_index=0, retention=TTL)
+    calls = breaking_after(monkeypatch, "claim")
+    claim = store.claim(NS, "evt_1", now=T0, lease=LEASE, ttl=TTL, keep=keep)
+    assert (claim.state, len(calls)) == ("new", 2)
+    store.mark(NS, "evt_1", claim.token, "h", None, now=T0)
+    complete(store, "evt_1", claim.token)
+    calls = breaking_after(monkeypatch, "reopen")
+    again = store.reopen(NS, "evt_1", now=T0 + 1, lease=LEASE, rerun=["h"])
+    assert (again.state, again.handlers, len(calls)) == ("new", {}, 2)
+    assert again.outcome == "received"
+    complete(store, "evt_1", again.token, now=T0 + 1)
+
+
+def test_a_log_line_whose_connection_broke_is_not_written_twice(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log is best effort: tried again after it had committed, a refused request's line
+    (one statement, committed by itself) was there twice, and a duplicate's too."""
+    calls = breaking_after(monkeypatch, "append")
+    refused = LogEntry(id=None, type=None, status="rejected", code=401, received_at=T0)
+    with pytest.raises(StoreUnavailable):
+        store.log(NS, refused)
+    assert len(calls) == 1
+    assert [e.status for e in store.deliveries(NS, limit=10)] == ["rejected"]
 
 
 def test_an_error_that_invalidated_the_connection_is_tried_again() -> None:
