@@ -51,6 +51,9 @@ _OUR_SETTINGS = sa.text(
     " AND source = 'client')"
 )
 
+#: What the store's transactions on an engine built here start with, on pg8000.
+_READ_COMMITTED = sa.text("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
 #: What every write transaction on SQLite starts with (see :meth:`Connections._lock_writes`).
 _BEGIN_IMMEDIATE = sa.text("BEGIN IMMEDIATE")
 
@@ -190,6 +193,10 @@ class Connections:
             if raw is not None and not getattr(raw, "in_transaction", True):
                 cursor.run(_BEGIN_IMMEDIATE, {})
         elif name == "postgresql" and not self._bounded:
+            if self._owned and conn.dialect.driver not in BOUNDED_DRIVERS:
+                # pg8000's isolation_level is a session setting, which a pooler would share:
+                # read committed per transaction, before any query (see build_engine).
+                cursor.run(_READ_COMMITTED, {})
             # An engine given may bound lock waits itself (in its connect options), and commit
             # asynchronously (a DBA's synchronous_commit=off: a 200, then the record lost in a
             # crash). Asked once per connection; only those that need it pay a statement per

@@ -346,5 +346,7 @@ def reopen(
     values = {"state": "inflight", "token": token, "lease_until": until, "status": "in-flight"}
     values.update(expires_at=max(row.expires_at, until), retained_until=max(row.retained_until, until))
     values["handlers"] = encode_handlers(handlers)
+    if row.state != "done":  # a released row may keep an earlier completion's: the row says what this answers
+        values.update(reply=None, outcome="")
     cursor.run(_UPDATE, {**values, **_key(ns, id)})
     return Claim("new", token, handlers, reply=prior[0], outcome=prior[1])

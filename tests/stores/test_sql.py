@@ -677,11 +677,17 @@ def test_tables_of_an_older_schema_are_refused_before_any_claim(
         engine.dispose()
 
 
-def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -> None:  # noqa: F811
+def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(
+    postgres: PostgresServer,  # noqa: F811
+    pg_url: str,  # noqa: F811
+) -> None:
     """Only psycopg's connections get the store's lock_timeout in their connect options; on
     another driver (pg8000) a store built from a URL bounded nothing: a row locked elsewhere
-    was a wait without bound. Its transactions bound their lock waits themselves now."""
+    was a wait without bound. Its transactions bound their lock waits themselves now, and
+    run at read committed on a serializable database."""
     pytest.importorskip("pg8000")
+    database = sa.make_url(pg_url).database
+    postgres._admin(f'ALTER DATABASE "{database}" SET default_transaction_isolation = serializable')
     store = SqlStore(pg_url.replace("+psycopg", "+pg8000"), timeout=0.3)
     engine = sa.create_engine(pg_url)
     try:
@@ -691,6 +697,8 @@ def test_a_url_on_another_postgres_driver_still_bounds_lock_waits(pg_url: str) -
             engine, hold, lambda: store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL)
         )
         assert store.claim(NS, "evt_1", now=T0 + 5, lease=1, ttl=TTL).state == "new"
+        level = sa.text("SELECT current_setting('transaction_isolation')")
+        assert tuple(store._write(lambda cursor: cursor.row(level, {}))) == ("read committed",)
     finally:
         store.close()
         engine.dispose()

@@ -241,7 +241,10 @@ def breaking_after(monkeypatch: pytest.MonkeyPatch, name: str) -> list[object]:
     def committed_then_broke(cursor: Any, *args: Any, **kwargs: Any) -> object:
         calls.append(step(cursor, *args, **kwargs))
         if len(calls) == 1:
-            cursor._held.driver.close()
+            driver = cursor._held.driver
+            if not driver.autocommit:  # its transaction (begun by the step) commits first
+                driver.commit()
+            driver.close()
             broke = psycopg.OperationalError("server closed the connection unexpectedly")
             raise cursor._unavailable(broke, None) from broke
         return calls[-1]
@@ -265,7 +268,11 @@ def test_a_claim_or_a_replay_tried_again_after_it_committed_is_its_own(
     again = store.reopen(NS, "evt_1", now=T0 + 1, lease=LEASE, rerun=["h"])
     assert (again.state, again.handlers, len(calls)) == ("new", {}, 2)
     assert again.outcome == "received"
-    complete(store, "evt_1", again.token, now=T0 + 1)
+    store.release(NS, "evt_1", again.token, now=T0 + 1)  # the replay failed: a free row, once done
+    calls = breaking_after(monkeypatch, "reopen")
+    last = store.reopen(NS, "evt_1", now=T0 + 2, lease=LEASE)
+    assert (last.state, last.reply, last.outcome, len(calls)) == ("new", None, "", 2)  # as a first try
+    complete(store, "evt_1", last.token, now=T0 + 2)
 
 
 def test_a_log_line_whose_connection_broke_is_not_written_twice(
