@@ -42,10 +42,9 @@ log = logging.getLogger("flask_hooks")
 
 #: Per pooled connection: what the store's transactions on it set first (PostgreSQL), if anything.
 _SET_LOCAL = "flask_hooks.set_local"
-#: The two settings the store needs of a connection: read once per connection.
-_SHOW_SETTINGS = sa.text("SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')")
-#: Those two, and how many of them the client's connect options set (not a role's or database's).
-_OUR_SETTINGS = sa.text(
+#: The two settings the store needs of a connection (read once per connection), and how many
+#: of them the client's connect options set (not a role's or database's).
+_SETTINGS = sa.text(
     "SELECT current_setting('lock_timeout'), current_setting('synchronous_commit'),"
     " (SELECT count(*) FROM pg_settings WHERE name IN ('lock_timeout', 'synchronous_commit')"
     " AND source = 'client')"
@@ -176,7 +175,7 @@ class Connections:
         """Whether the connect options of the engine built here reached the server: PgBouncer
         drops them with ``ignore_startup_parameters = options``. If not, the store's
         transactions set their bounds themselves, on connections of the pool's."""
-        lock, commit, given = cursor.row(_OUR_SETTINGS, {})
+        lock, commit, given = cursor.row(_SETTINGS, {})
         if given == 2 and lock != "0" and commit != "off":  # the URL's own options may undo ours
             return True
         log.warning("the SQL store's connect options did not reach the server (a pooler drops them?):"
@@ -203,8 +202,8 @@ class Connections:
             # transaction, which sets what it must for the transaction only.
             info = conn.connection.info
             if _SET_LOCAL not in info:
-                lock, commit = cursor.row(_SHOW_SETTINGS, {})
-                ours = self._owned  # an engine built here whose options were lost: its own bound
+                lock, commit, _ = cursor.row(_SETTINGS, {})
+                ours = self._owned  # an engine built here (pg8000, or its options lost): its own bound
                 needed = [self._lock_timeout] if lock == "0" or ours else []
                 needed += ["set_config('synchronous_commit', 'on', true)"] if commit == "off" else []
                 info[_SET_LOCAL] = sa.text(f"SELECT {', '.join(needed)}") if needed else None
