@@ -31,8 +31,9 @@ from .core.inbox import (
 )
 from .core.scrub import REDACTED, scrub
 from .core.store import LogEntry
+from .handler_reply import run
 from .replay_request import as_received
-from .view import _notify, _run
+from .view import _notify
 
 if TYPE_CHECKING:
     from .extension import Receiver
@@ -323,7 +324,7 @@ class Inbox:
         if stored is None:
             raise LookupError(f"no delivery {id!r} is kept by receiver {self.receiver.name!r}")
         with as_received(self.app, self.receiver, stored):
-            outcome = self.receiver.pipeline.replay(stored, run=_run, notify=_notify, handlers=handlers)
+            outcome = self.receiver.pipeline.replay(stored, run=run, notify=_notify, handlers=handlers)
         if outcome.kind == "unavailable" and outcome.error is not None:
             raise outcome.error
         if outcome.kind == "in-flight":  # its lease ran out mid-handler: a retry took it over

@@ -6,7 +6,6 @@ view only turns into a Flask response.
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import logging
@@ -15,17 +14,14 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 from flask import Flask, Request, Response, current_app, request
-from werkzeug.exceptions import Aborter, HTTPException, MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wsgi import get_content_length
 
 from . import signals
 from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
-from .core.event import Event
-from .core.replies import reply_content_type, reply_headers
-from .core.routing import Route
 from .extension import Receiver, get_state, rule_host
-from .stores.base import Reply
+from .handler_reply import run
 from .stores.memory import MemoryStore
 
 log = logging.getLogger("flask_hooks")
@@ -188,7 +184,7 @@ def receive(**_host: str) -> Response:
     if req.environ.get("wsgi.multiprocess") and isinstance(receiver.store, MemoryStore):
         receiver.store.shared_by_processes()
     if isinstance(body, bytes):
-        outcome = receiver.pipeline.process(req.headers, body, run=_run, notify=_notify)
+        outcome = receiver.pipeline.process(req.headers, body, run=run, notify=_notify)
     else:
         outcome = receiver.pipeline.refuse(body, notify=_notify)
     status, headers, data = answer(outcome, receiver.provider)
@@ -209,41 +205,6 @@ def _notify(name: str, **kwargs: Any) -> None:
 def _credentials(app: Flask, kwargs: dict[str, Any]) -> list[str]:
     """What a raising subscriber's logged traceback must not show (asked only then)."""
     return get_state(app).receivers[kwargs["receiver"]].credentials(kwargs.get("event"), request.headers)
-
-
-def call_handler(route: Route, event: Event) -> object:
-    """What the handler returns, in the request or in a queue's worker: ``flask.abort()``
-    taken as its answer (``abort(422)`` a :class:`Reply`, ``abort(response)`` that
-    response), any other werkzeug error raised as the failure it is, and a coroutine
-    refused (an ``async def``'s, handed back: none of its work ran)."""
-    try:
-        value = route.func(event)
-    except HTTPException as exc:
-        if not _by_abort(exc):  # werkzeug's own (request.form["missing"]): a bug, a 500
-            raise
-        return aborted(exc) if exc.response is None else exc.response
-    if inspect.iscoroutine(value):
-        value.close()
-        raise TypeError(f"handler {route.name} returned a coroutine, which never runs: return its reply")
-    return value
-
-
-def _run(route: Route, event: Event) -> Reply | None:
-    value = call_handler(route, event)
-    if isinstance(value, Reply):  # abort(422)
-        return value
-    try:
-        return render(value)
-    except Exception:
-        # The handler did its work; a reply we cannot build must not make the
-        # sender retry it (and repeat its side effects).
-        log.error(
-            "handler %s returned %r, which is not a response: answered with the default body",
-            route.name,
-            type(value),
-            exc_info=True,
-        )
-        return None
 
 
 def _take_body(app: Flask, req: Request, limit: int) -> bytes | BodyTooLarge | PayloadError:
@@ -342,52 +303,6 @@ def lift_app_limit(app: Flask, req: Request, limit: int) -> None:
     app_limit = app.config.get("MAX_CONTENT_LENGTH")
     if app_limit is not None and app_limit <= limit:
         req.max_content_length = limit + 1
-
-
-def render(value: object) -> Reply | None:
-    """A handler's return value as a storable reply (None: the default body).
-
-    A dict or list (alone, or with a status) is JSON written like the fixed
-    bodies (``{"status": "received"}``), through the app's JSON provider;
-    anything else is what Flask makes of it, with the headers
-    :func:`~flask_hooks.core.replies.reply_headers` keeps.
-    """
-    if value is None:
-        return None
-    data, status = value, 200
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
-        data, status = value
-    if isinstance(data, (dict, list)):
-        return Reply(status, current_app.json.dumps(data).encode(), "application/json")
-    response = current_app.make_response(value)  # type: ignore[arg-type]
-    headers = reply_headers(response.headers.items())
-    content_type = reply_content_type(response.content_type or "")
-    return Reply(response.status_code, response.get_data(), content_type, headers)
-
-
-def _by_abort(exc: HTTPException) -> bool:
-    """Whether ``flask.abort()`` raised ``exc`` (werkzeug's ``Aborter``, in the frame that
-    raised it), rather than werkzeug reading the request (a missing form key's
-    ``BadRequestKeyError``, ``get_json``'s 415): a handler's choice, not its bug, whose 4xx
-    some senders would take as final."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code is Aborter.__call__.__code__
-
-
-def aborted(exc: HTTPException) -> Reply:
-    """What a handler's ``flask.abort(status)`` answers: that status, as a return value would.
-
-    ``abort(422)`` is the handler's "not done", like ``return "...", 422``:
-    the claim is released and the sender retries. Werkzeug's page for it
-    would quote the ``description`` (often exception text) in HTML, so the
-    body is the JSON an error gets.
-    """
-    status = exc.code or 500
-    body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
-    # Werkzeug's headers for it: abort(503, retry_after=30)'s Retry-After.
-    return Reply(status, body, "application/json", reply_headers(exc.get_headers()))
 
 
 def refuse(allowed: Iterable[str] = ()) -> Response:

@@ -179,15 +179,15 @@ def test_a_kept_reply_that_cannot_be_sent_is_mended_for_its_duplicates(
 ) -> None:
     # Recorded by a version that kept such headers (or, before 0.2, such a Content-Type):
     # every duplicate's answer broke in the server.
-    from flask_hooks import view
+    from flask_hooks import handler_reply
 
     hooks = Hooks(store="memory://")
     app = make_app(hooks)
     hooks.on("*")(lambda event: Response("ok", 200, UNSENDABLE, content_type=UNSENDABLE_TYPE))
     body = json.dumps(payload()).encode()
     with monkeypatch.context() as old:
-        old.setattr(view, "reply_headers", tuple)
-        old.setattr(view, "reply_content_type", str)
+        old.setattr(handler_reply, "reply_headers", tuple)
+        old.setattr(handler_reply, "reply_content_type", str)
         signed = {"X-Webhook-Signature": generic_signature(body, SECRET)}
         assert app.test_client().post("/webhooks", data=body, headers=signed).status_code == 200
     assert_sendable(served(app, body))
@@ -200,6 +200,60 @@ def test_a_not_done_reply_answers_its_retry_after(app: Flask, hooks: Hooks) -> N
     busy = generic_post(client, payload())
     assert (busy.status_code, busy.data, busy.headers.get("Retry-After")) == (503, b"busy", "30")
     assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [("X-Bad", "1\nX-Injected: y"), ("X-Bad", "1\r"), (b"X-Bad", "1"), (7, "1"), ("X-Bad", b"1")],
+    ids=["newline", "carriage-return", "bytes-name", "int-name", "bytes-value"],
+)
+def test_a_not_done_reply_with_a_header_no_server_sends_stays_not_done(
+    app: Flask, hooks: Hooks, bad: tuple[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Werkzeug refused the newline (and the store's header check the bytes or int name):
+    # the reply could not be built, so it counted as a success, answered 200 and never retried.
+    calls: list[str] = []
+
+    @hooks.on("*")
+    def busy(event: Event) -> Any:
+        calls.append(event.id)
+        return ("busy", 503, [("Retry-After", 30), bad]) if len(calls) == 1 else None
+
+    client = app.test_client()
+    first = generic_post(client, payload())
+    assert (first.status_code, first.data, first.headers.get("Retry-After")) == (503, b"busy", "30")
+    assert "X-Bad" not in first.headers and "X-Injected" not in first.headers
+    assert "cannot be sent: dropped" in caplog.text
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+    assert calls == ["evt_1", "evt_1"]
+
+
+def test_a_streamed_reply_is_read_only_up_to_the_cap(app: Flask, hooks: Hooks) -> None:
+    # The whole stream was read before the size cap applied: an endless one hung the worker.
+    from flask_hooks.core.replies import MAX_REPLY
+
+    pulled, closed = [], []
+
+    def endless() -> Any:  # bounded, so that a version reading it whole fails rather than hangs
+        try:
+            for _ in range(4 * MAX_REPLY // 1024):
+                pulled.append(1)
+                yield "x" * 1024
+        finally:
+            closed.append(True)
+
+    hooks.on("*")(lambda event: Response(endless(), mimetype="text/plain"))
+    client = app.test_client()
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+    assert generic_post(client, payload()).get_json() == {"status": "duplicate"}
+    assert len(pulled) == MAX_REPLY // 1024 + 1 and closed == [True]
+
+
+def test_a_short_streamed_reply_is_kept_whole(app: Flask, hooks: Hooks) -> None:
+    hooks.on("*")(lambda event: Response(iter(["o", b"k"]), 201, mimetype="text/plain"))
+    client = app.test_client()
+    for response in (generic_post(client, payload()), generic_post(client, payload())):
+        assert (response.status_code, response.data) == (201, b"ok")
 
 
 def test_an_abort_answers_werkzeugs_retry_after(app: Flask, hooks: Hooks) -> None:

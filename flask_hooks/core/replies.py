@@ -36,6 +36,9 @@ _VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 def sendable(name: str, value: str) -> bool:
     """Whether a WSGI server can send this header: kept, one it cannot breaks the answer
     (and every duplicate's) inside the server, after the delivery was recorded as done."""
+    # Werkzeug keeps a bytes or int name a handler's response set, as it was given.
+    if not (isinstance(name, str) and isinstance(value, str)):
+        return False
     return bool(_TOKEN.fullmatch(name) and _VALUE.fullmatch(value))
 
 
@@ -116,12 +119,12 @@ def accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
         return None
     size = len(reply.body) + sum(len(name) + len(value) for name, value in reply.headers)
     if size > MAX_REPLY:
+        # A streamed body is read only just past the cap: its size is a lower bound.
         log.error(
-            "handler %s returned %d bytes for %s (more than %d): answered with the default body",
+            "handler %s returned more than %d bytes for %s: answered with the default body",
             route.name,
-            size,
-            event.id,
             MAX_REPLY,
+            event.id,
         )
         return None
     return reply

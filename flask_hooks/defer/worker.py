@@ -27,7 +27,7 @@ from ..core.routing import Route
 from ..core.scrub import scrub
 from ..core.store import Reply
 from ..extension import Receiver, get_receiver
-from ..view import call_handler, render
+from ..handler_reply import call_handler, render
 from .base import HandlerFailed, Held, Job, handler_key, handler_namespace, log
 
 #: Seconds between tries to mark a delivery failed while another holds it, doubling up to the max.

@@ -1,0 +1,144 @@
+"""A handler's return value made a storable reply, in a request, a replay or a queue's worker.
+
+What a duplicate is answered is what the first delivery's handler
+returned, so a reply is built once, bounded, and kept with the completion.
+A reply that cannot be built counts as the handler's success (its side
+effects happened); one that says "not done" (a non-2xx status) must stay
+that, even when some of its headers cannot be sent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+
+from flask import Response, current_app
+from werkzeug.datastructures import Headers, iter_multi_items
+from werkzeug.exceptions import Aborter, HTTPException
+
+from .core.event import Event
+from .core.replies import MAX_REPLY, reply_content_type, reply_headers, sendable
+from .core.routing import Route
+from .stores.base import Reply
+
+log = logging.getLogger("flask_hooks")
+
+
+def call_handler(route: Route, event: Event) -> object:
+    """What the handler returns, in the request or in a queue's worker: ``flask.abort()``
+    taken as its answer (``abort(422)`` a :class:`Reply`, ``abort(response)`` that
+    response), any other werkzeug error raised as the failure it is, and a coroutine
+    refused (an ``async def``'s, handed back: none of its work ran)."""
+    try:
+        value = route.func(event)
+    except HTTPException as exc:
+        if not _by_abort(exc):  # werkzeug's own (request.form["missing"]): a bug, a 500
+            raise
+        return aborted(exc) if exc.response is None else exc.response
+    if inspect.iscoroutine(value):
+        value.close()
+        raise TypeError(f"handler {route.name} returned a coroutine, which never runs: return its reply")
+    return value
+
+
+def run(route: Route, event: Event) -> Reply | None:
+    """Run one handler and build its reply: the pipeline's ``run`` for requests and replays."""
+    value = call_handler(route, event)
+    if isinstance(value, Reply):  # abort(422)
+        return value
+    try:
+        return render(value)
+    except Exception:
+        # The handler did its work; a reply we cannot build must not make the
+        # sender retry it (and repeat its side effects).
+        log.error(
+            "handler %s returned %r, which is not a response: answered with the default body",
+            route.name,
+            type(value),
+            exc_info=True,
+        )
+        return None
+
+
+def render(value: object) -> Reply | None:
+    """A handler's return value as a storable reply (None: the default body).
+
+    A dict or list (alone, or with a status) is JSON written like the fixed
+    bodies (``{"status": "received"}``), through the app's JSON provider;
+    anything else is what Flask makes of it, with the headers
+    :func:`~flask_hooks.core.replies.reply_headers` keeps.
+    """
+    if value is None:
+        return None
+    data, status = value, 200
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], int):
+        data, status = value
+    if isinstance(data, (dict, list)):
+        return Reply(status, current_app.json.dumps(data).encode(), "application/json")
+    response = current_app.make_response(_sendable_headers(value))  # type: ignore[arg-type]
+    headers = reply_headers(response.headers.items())
+    content_type = reply_content_type(response.content_type or "")
+    return Reply(response.status_code, _bounded_body(response), content_type, headers)
+
+
+def _sendable_headers(value: object) -> object:
+    """A ``(body, status, headers)`` or ``(body, headers)`` return without the headers no
+    server can send. Werkzeug refuses a value with a newline: the whole reply failed, and
+    a "not done" ``("busy", 503, {...})`` became a success, never retried."""
+    if not isinstance(value, tuple) or len(value) not in (2, 3):
+        return value
+    given = value[-1]
+    if not isinstance(given, (Headers, dict, tuple, list)):
+        return value  # (body, status)
+    kept: list[tuple[str, str]] = []
+    for name, each in iter_multi_items(given):
+        text = str(each) if isinstance(each, int) else each  # werkzeug writes numbers out
+        if isinstance(name, str) and isinstance(text, str) and sendable(name, text):
+            kept.append((name, text))
+        else:
+            log.warning("a handler's response header %.40r cannot be sent: dropped", name)
+    return (*value[:-1], kept)
+
+
+def _bounded_body(response: Response) -> bytes:
+    """The response's body, read no further than just past :data:`MAX_REPLY` (the reply is
+    then not kept: ``accepted``): a streamed one could be endless."""
+    if not response.is_streamed:
+        return response.get_data()
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_encoded():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_REPLY:
+                break
+    finally:
+        response.close()  # the generator's own clean-up, as a server would call it
+    return b"".join(chunks)
+
+
+def _by_abort(exc: HTTPException) -> bool:
+    """Whether ``flask.abort()`` raised ``exc`` (werkzeug's ``Aborter``, in the frame that
+    raised it), rather than werkzeug reading the request (a missing form key's
+    ``BadRequestKeyError``, ``get_json``'s 415): a handler's choice, not its bug, whose 4xx
+    some senders would take as final."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is Aborter.__call__.__code__
+
+
+def aborted(exc: HTTPException) -> Reply:
+    """What a handler's ``flask.abort(status)`` answers: that status, as a return value would.
+
+    ``abort(422)`` is the handler's "not done", like ``return "...", 422``:
+    the claim is released and the sender retries. Werkzeug's page for it
+    would quote the ``description`` (often exception text) in HTML, so the
+    body is the JSON an error gets.
+    """
+    status = exc.code or 500
+    body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
+    # Werkzeug's headers for it: abort(503, retry_after=30)'s Retry-After.
+    return Reply(status, body, "application/json", reply_headers(exc.get_headers()))
