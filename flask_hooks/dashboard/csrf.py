@@ -60,15 +60,20 @@ def valid(candidate: object) -> bool:
     return isinstance(value, str) and hmac.compare_digest(value, expected)
 
 
-def signed_subject(id: str) -> str:
-    """``id`` signed, for the query string of a redirect that names it."""
-    return _serializer(SUBJECT_SALT).dumps(id)
+def signed_subject(done: str, result: str, id: str) -> str:
+    """What a post did (the fixed words of its notice) and the id it did it to, signed
+    together for the query string of the redirect that says so."""
+    return _serializer(SUBJECT_SALT).dumps([done, result, id])
 
 
-def subject(candidate: str) -> str | None:
-    """The id :func:`signed_subject` signed at most :data:`MAX_AGE` seconds ago, else None."""
+def subject(candidate: str) -> tuple[str, str, str] | None:
+    """The ``(done, result, id)`` :func:`signed_subject` signed at most :data:`MAX_AGE`
+    seconds ago, else None. Signed as one list: an id signed alone, or words joined to
+    it by spaces, let a link pair a notice with another outcome or another delivery."""
     try:
         value = _serializer(SUBJECT_SALT).loads(candidate, max_age=MAX_AGE)
     except BadData:
         return None
-    return value if isinstance(value, str) else None
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(part, str) for part in value):
+        return value[0], value[1], value[2]
+    return None

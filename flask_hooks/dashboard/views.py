@@ -155,13 +155,13 @@ def index() -> ResponseReturnValue:
     if found.next is not None:
         older = url_for(".index", **{**keep, **found.next.args()})
     notice = None
-    subject = csrf.subject(request.args.get("subject", ""))
-    if subject is None:
+    done, signed = request.args.get("done", ""), csrf.subject(request.args.get("subject", ""))
+    if signed is None or signed[:2] != (done, ""):
         pass  # no forget redirected here (or the link was made up)
-    elif request.args.get("done") == "forgotten":
-        notice = Notice("ok", f"Forgot {subject!r}: the sender's next redelivery is processed afresh.")
-    elif request.args.get("done") == "gone":
-        notice = Notice("warn", f"Nothing was kept under {subject!r}.")
+    elif done == "forgotten":
+        notice = Notice("ok", f"Forgot {signed[2]!r}: the sender's next redelivery is processed afresh.")
+    elif done == "gone":
+        notice = Notice("warn", f"Nothing was kept under {signed[2]!r}.")
     return _page(
         "index.html",
         receivers=receivers,
@@ -237,14 +237,9 @@ def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
     return receiver, delivery
 
 
-def _outcome(done: str, result: str, id: str) -> str:
-    """What a redirect's ``subject`` signs: the words of the notice and the id."""
-    return f"{done} {result} {id}"
-
-
 def _done_notice(args: Mapping[str, str], d: Delivery) -> Notice | None:
     done, result = args.get("done", ""), args.get("result", "")
-    if csrf.subject(args.get("subject", "")) != _outcome(done, result, d.id):
+    if csrf.subject(args.get("subject", "")) != (done, result, d.id):
         return None  # no post redirected here (or the link was made up)
     if done == "replayed" and result == "owed":
         return Notice(
@@ -280,7 +275,7 @@ def _back(receiver: Receiver, d: Delivery, done: str, result: str = "") -> str:
     args: dict[str, Any] = {"receiver": receiver.name, "id": d.id, "done": done}
     if result:
         args["result"] = result
-    args["subject"] = csrf.signed_subject(_outcome(done, result, d.id))
+    args["subject"] = csrf.signed_subject(done, result, d.id)
     return url_for(".delivery", **args)
 
 
@@ -324,7 +319,7 @@ def forget() -> ResponseReturnValue:
     except StoreUnavailable:
         return _message("Not forgotten: the store is not answering; try again shortly.", 503)
     done = "forgotten" if gone else "gone"
-    return redirect(url_for(".index", done=done, subject=csrf.signed_subject(d.id)), 303)
+    return redirect(url_for(".index", done=done, subject=csrf.signed_subject(done, "", d.id)), 303)
 
 
 #: The refusal: a page of its own, with an icon link so a browser asks for no favicon.

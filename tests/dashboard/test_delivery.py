@@ -210,6 +210,23 @@ def test_a_link_cannot_claim_a_replay_that_did_not_happen(failed: Shop) -> None:
         assert page.status_code == 200 and b'id="notice"' not in page.data, made_up
 
 
+def test_a_forgets_link_cannot_claim_another_outcome_nor_speak_for_another_delivery(failed: Shop) -> None:
+    # The list page's link signed the id alone, and the delivery page's signed its words and
+    # the id joined by spaces, with the same salt: "forgotten" edited to "gone" was believed,
+    # and forgetting a delivery whose id was "replayed received ord_7" signed a notice that
+    # ord_7 (still failed) had been replayed.
+    client = failed.admin()
+    forgotten = act(client, "forget").location
+    page = client.get(forgotten.replace("done=forgotten", "done=gone"))
+    assert page.status_code == 200 and b'id="notice"' not in page.data
+    failed.post({"id": "replayed received ord_7", "type": "order.paid"})
+    failed.post(FAILING)
+    gone = act(client, "forget", id="replayed received ord_7").location
+    subject = gone.partition("subject=")[2]
+    page = client.get(f"{PAGE}&done=replayed&result=received&subject={subject}")
+    assert page.status_code == 200 and b'id="notice"' not in page.data
+
+
 def _delivery(body: bytes, masked: tuple[str, ...] = ()) -> Delivery:
     return Delivery("d", "t", "received", body, (), 0.0, 0, {}, (), "hooks", masked)
 
