@@ -37,10 +37,10 @@ DEFAULTS: dict[str, str] = {
     # The app's own SQLite file, relative to the instance folder.
     "EXAMPLE_DATABASE": "example.sqlite3",
     # Signs the session cookie (flash messages, the operator's login, the dashboard's CSRF tokens).
-    "SECRET_KEY": "dev-only-session-key",
+    "SECRET_KEY": admin.DEV_SECRET_KEY,
     # The operator's password for /login, which opens the webhook dashboard at /hooks/;
-    # empty turns the login off.
-    "EXAMPLE_ADMIN_PASSWORD": "dev-admin-password",
+    # empty turns the login off, and so does a password of your own with the default SECRET_KEY.
+    "EXAMPLE_ADMIN_PASSWORD": admin.DEV_PASSWORD,
 }
 
 _LISTS = ("EXAMPLE_WEBHOOK_SECRET", "EXAMPLE_NOUKAI_SECRET", "EXAMPLE_NARADA_TOKEN", "EXAMPLE_NARADA_SECRET")

@@ -18,9 +18,25 @@ from flask_hooks.dashboard import Dashboard
 
 bp = Blueprint("admin", __name__)
 
+#: The development defaults (:data:`example_app.DEFAULTS`), published with this code.
+DEV_SECRET_KEY = "dev-only-session-key"
+DEV_PASSWORD = "dev-admin-password"
+
+
+def login_closed() -> str | None:
+    """Why the login is off, if it is. An operator's own password with the published
+    development ``SECRET_KEY`` would guard nothing: anyone can sign a session cookie
+    that says ``admin`` with that key, without the password."""
+    password = current_app.config["EXAMPLE_ADMIN_PASSWORD"]
+    if not password:
+        return "set EXAMPLE_ADMIN_PASSWORD to open it"
+    if password != DEV_PASSWORD and current_app.config["SECRET_KEY"] == DEV_SECRET_KEY:
+        return "set SECRET_KEY as well as EXAMPLE_ADMIN_PASSWORD (the development key is published)"
+    return None
+
 
 def is_admin() -> bool:
-    return session.get("admin") is True
+    return session.get("admin") is True and login_closed() is None
 
 
 #: Set up on each app by :func:`example_app.create_app`.
@@ -29,16 +45,16 @@ dashboard = Dashboard(url_prefix="/hooks", allow=is_admin)
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
-    password = str(current_app.config["EXAMPLE_ADMIN_PASSWORD"])
+    password, closed = str(current_app.config["EXAMPLE_ADMIN_PASSWORD"]), login_closed()
     if request.method == "GET":
-        return render_template("login.html", enabled=bool(password), error=None)
+        return render_template("login.html", closed=closed, error=None)
     given = request.form.get("password", "")
-    if password and hmac.compare_digest(given.encode(), password.encode()):
+    if closed is None and hmac.compare_digest(given.encode(), password.encode()):
         session.clear()  # a fresh session for the operator
         session["admin"] = True
         return redirect(url_for("hooks_dashboard.index"), 303)
-    error = "Wrong password." if password else "Set EXAMPLE_ADMIN_PASSWORD to enable the login."
-    return render_template("login.html", enabled=bool(password), error=error), 401
+    error = "Wrong password." if closed is None else f"The login is off: {closed}."
+    return render_template("login.html", closed=closed, error=error), 401
 
 
 @bp.post("/logout")

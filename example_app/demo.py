@@ -29,6 +29,7 @@ from flask_hooks.core.providers.base import Outgoing
 from flask_hooks.extension import get_state
 
 from . import DEFAULTS, create_app
+from .admin import login_closed
 from .webhooks import hooks
 
 EXPECTED = [(200, "received"), (200, "duplicate"), (401, "rejected")]
@@ -61,8 +62,10 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
 def login_hint(app: Flask, base: str) -> str:
     """How to get past the dashboard's login: the development password is shown, one of yours is not."""
     password = app.config["EXAMPLE_ADMIN_PASSWORD"]
-    if not password:
-        return "the login is off: set EXAMPLE_ADMIN_PASSWORD to open it"
+    with app.app_context():
+        closed = login_closed()
+    if closed is not None:
+        return f"the login is off: {closed}"
     if password == DEFAULTS["EXAMPLE_ADMIN_PASSWORD"]:
         return f"log in at {base}/login with the development password {password}"
     return f"log in at {base}/login with EXAMPLE_ADMIN_PASSWORD"

@@ -16,6 +16,7 @@ CONFIG = {
     "EXAMPLE_NARADA_SECRET": "test-narada-secret",
     "EXAMPLE_NOUKAI_SECRET": "test-noukai-secret",
     "EXAMPLE_PUBLIC_URL": "https://example.test",
+    "SECRET_KEY": "test-session-key",
 }
 
 

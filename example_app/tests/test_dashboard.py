@@ -53,6 +53,22 @@ def test_an_empty_password_turns_the_login_off(tmp_path: Path) -> None:
     assert client.get("/hooks/").status_code == 403
 
 
+def test_an_own_password_with_the_published_session_key_keeps_the_login_off(tmp_path: Path) -> None:
+    # A session cookie signed with the published key opened the dashboard without the password.
+    from flask.sessions import SecureCookieSessionInterface
+
+    from example_app.admin import DEV_SECRET_KEY
+
+    config = {**CONFIG, "EXAMPLE_ADMIN_PASSWORD": PASSWORD, "SECRET_KEY": DEV_SECRET_KEY}
+    app = create_app({**config, "HOOKS_STORE": "memory://"}, instance_path=str(tmp_path))
+    client = app.test_client()
+    assert b"set SECRET_KEY as well" in client.get("/login").data
+    assert login(client).status_code == 401
+    forged = SecureCookieSessionInterface().get_signing_serializer(app).dumps({"admin": True})  # type: ignore[union-attr]
+    client.set_cookie("session", forged)
+    assert client.get("/hooks/").status_code == 403
+
+
 def test_a_received_resource_event_shows_on_the_dashboard(app: Flask, signed_delivery: Any) -> None:
     delivery = signed_delivery("resource.created", {"data": {"object": {"id": "res_1"}}}, receiver=hooks)
     assert delivery.send().json == {"status": "received"}
