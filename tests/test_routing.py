@@ -36,6 +36,13 @@ def test_bad_patterns_fail_at_registration(pattern: str) -> None:
         check_pattern(pattern)
 
 
+@pytest.mark.parametrize("pattern", ["orders/*", "orders/*/x"])
+def test_a_slashed_topic_with_a_wildcard_says_patterns_part_at_dots(pattern: str) -> None:
+    # "'*' may only be the last part" for "orders/*", whose '*' is last.
+    with pytest.raises(ConfigError, match=r"part types at dots only.*'orders/create'"):
+        check_pattern(pattern)
+
+
 def test_match_keeps_registration_order_and_runs_each_handler_once() -> None:
     router = Router()
 

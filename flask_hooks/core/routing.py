@@ -26,6 +26,11 @@ def check_pattern(pattern: str) -> str:
         raise ConfigError(f"invalid event pattern {pattern!r}")
     parts = pattern.split(".")
     if "" in parts or "*" in parts[:-1] or any("*" in p and p != "*" for p in parts):
+        if "/" in pattern:  # a Shopify topic's
+            raise ConfigError(
+                f"invalid event pattern {pattern!r}: patterns part types at dots only, so name a"
+                " topic with a slash whole ('orders/create'), or match every type with '*'"
+            )
         raise ConfigError(f"invalid event pattern {pattern!r}: '*' may only be the last part")
     return pattern
 

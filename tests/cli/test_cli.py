@@ -367,6 +367,17 @@ def test_send_signs_with_an_older_or_a_wrong_secret(make_app: MakeApp, serve: Se
     assert both.exit_code == 2 and "not both" in both.stderr
 
 
+@pytest.mark.parametrize("provider", ["standard-webhooks", "svix"])
+def test_send_with_a_secret_not_in_the_providers_format_names_the_format_and_the_preset(
+    make_app: MakeApp, provider: str
+) -> None:
+    # svix's refusal called itself standard-webhooks.
+    app = make_app(Hooks(provider=provider, secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+    refused = run(app, "send", "a.b", "--url", "http://127.0.0.1:9", "--secret", "wrong")
+    assert refused.exit_code == 2
+    assert f"{provider}: a secret must be 'whsec_' followed by base64" in refused.stderr
+
+
 def test_send_prints_the_id_the_receiver_dedupes_on_and_says_duplicate(
     make_app: MakeApp, serve: Serve
 ) -> None:

@@ -39,24 +39,25 @@ from .base import (
 PREFIX = "whsec_"
 
 
-def decode_secret(secret: str | bytes) -> bytes:
-    """``whsec_<base64>`` (or bare base64) -> key bytes; bytes are taken as the raw key."""
+def decode_secret(secret: str | bytes, name: str = "standard-webhooks") -> bytes:
+    """``whsec_<base64>`` (or bare base64) -> key bytes; bytes are taken as the raw key.
+    ``name``: the preset an error names (``svix`` is this scheme too)."""
     if isinstance(secret, bytes):
         if not secret:
-            raise ConfigError("standard-webhooks: empty secret")
+            raise ConfigError(f"{name}: empty secret")
         return secret
     if not isinstance(secret, str) or not secret:
-        raise ConfigError("standard-webhooks: every secret must be a non-empty string")
+        raise ConfigError(f"{name}: every secret must be a non-empty string")
     raw = secret[len(PREFIX) :] if secret.startswith(PREFIX) else secret
     raw = raw.strip()
     try:
         key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise ConfigError(
-            "standard-webhooks: a secret must be 'whsec_' followed by base64 (as the sender shows it)"
+            f"{name}: a secret must be 'whsec_' followed by base64 (as the sender shows it)"
         ) from None
     if not key:
-        raise ConfigError("standard-webhooks: nothing follows 'whsec_' in a secret")
+        raise ConfigError(f"{name}: nothing follows 'whsec_' in a secret")
     return key
 
 
@@ -70,7 +71,7 @@ class StandardWebhooks(HmacProvider):
     sign_prefix = "webhook-"
 
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
-        return tuple(HmacKey(decode_secret(secret)) for secret in secrets)
+        return tuple(HmacKey(decode_secret(secret, self.name)) for secret in secrets)
 
     def secret_aliases(self, secrets: Sequence[str]) -> tuple[str, ...]:
         """The base64 after ``whsec_`` (what the spec's libraries decode), and the key's own

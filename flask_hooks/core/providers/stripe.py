@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import VerificationError
+from ..errors import ConfigError, VerificationError
 from ..event import HeaderMap
 from ._json import dump, load_object
 from ._parsing import bounded_header, parse_slots
@@ -34,6 +34,8 @@ from .base import (
 )
 
 HEADER = "Stripe-Signature"
+#: The prefixes of Stripe's API keys (secret, restricted, publishable), never a webhook secret.
+_API_KEYS = ("sk_", "rk_", "pk_")
 
 
 class Stripe(HmacProvider):
@@ -43,6 +45,12 @@ class Stripe(HmacProvider):
 
     def keys(self, secrets: Sequence[str]) -> tuple[HmacKey, ...]:
         check_issued(self.name, secrets, "whsec_...")
+        for secret in secrets:
+            # An API key pasted for the endpoint's secret: every delivery would be a 401.
+            if isinstance(secret, str) and (secret.startswith(_API_KEYS) or secret == "whsec_"):
+                raise ConfigError(
+                    "stripe: the secret is the endpoint's signing secret (whsec_...), not an API key"
+                )
         return super().keys(secrets)
 
     def verify(
