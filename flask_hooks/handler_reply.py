@@ -10,7 +10,6 @@ that, even when some of its headers cannot be sent.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 
 from flask import Response, current_app
@@ -18,7 +17,7 @@ from werkzeug.datastructures import Headers, iter_multi_items
 from werkzeug.exceptions import Aborter, HTTPException
 
 from .core.event import Event
-from .core.replies import MAX_REPLY, reply_content_type, reply_headers, sendable
+from .core.replies import MAX_REPLY, declined_reply, dropped, reply_content_type, reply_headers
 from .core.routing import Route
 from .stores.base import Reply
 
@@ -76,34 +75,47 @@ def render(value: object) -> Reply | None:
         data, status = value
     if isinstance(data, (dict, list)):
         return Reply(status, current_app.json.dumps(data).encode(), "application/json")
-    response = current_app.make_response(_sendable_headers(value))  # type: ignore[arg-type]
+    response = _response(value)
     headers = reply_headers(response.headers.items())
     content_type = reply_content_type(response.content_type or "")
-    return Reply(response.status_code, _bounded_body(response), content_type, headers)
+    try:
+        body = _bounded_body(response)
+    except Exception:
+        if 200 <= response.status_code < 300:
+            raise  # cannot be rendered: the handler's success, with the default body
+        # Its status says "not done" whatever its body: it must stay so, and be retried.
+        log.error("a handler's %d reply broke off while it was read", response.status_code, exc_info=True)
+        return declined_reply(response.status_code, headers)
+    return Reply(response.status_code, body, content_type, headers)
 
 
-def _sendable_headers(value: object) -> object:
-    """A ``(body, status, headers)`` or ``(body, headers)`` return without the headers no
-    server can send. Werkzeug refuses a value with a newline: the whole reply failed, and
-    a "not done" ``("busy", 503, {...})`` became a success, never retried."""
-    if not isinstance(value, tuple) or len(value) not in (2, 3):
-        return value
-    given = value[-1]
-    if not isinstance(given, (Headers, dict, tuple, list)):
-        return value  # (body, status)
-    kept: list[tuple[str, str]] = []
+def _response(value: object) -> Response:
+    """Flask's response for ``value``; a header werkzeug refuses (a newline in a value, a
+    name that is not text) is dropped, not the whole reply, which would make a "not done"
+    ``("busy", 503, {...})`` a success, never retried."""
+    try:
+        return current_app.make_response(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError):  # AttributeError: werkzeug lowers an int name
+        given = value[-1] if isinstance(value, tuple) and len(value) in (2, 3) else None
+        if not isinstance(value, tuple) or not isinstance(given, (Headers, dict, tuple, list)):
+            raise
+    response = current_app.make_response(value[:-1] if len(value) == 3 else value[0])
+    kept = Headers()
     for name, each in iter_multi_items(given):
-        text = str(each) if isinstance(each, int) else each  # werkzeug writes numbers out
-        if isinstance(name, str) and isinstance(text, str) and sendable(name, text):
-            kept.append((name, text))
-        else:
-            log.warning("a handler's response header %.40r cannot be sent: dropped", name)
-    return (*value[:-1], kept)
+        try:
+            if not isinstance(name, str):
+                raise TypeError(name)
+            kept.add(name, each)
+        except (ValueError, TypeError):
+            dropped(name)
+    response.headers.update(kept)  # as Flask merges a tuple's headers: each name replaced
+    return response
 
 
 def _bounded_body(response: Response) -> bytes:
-    """The response's body, read no further than just past :data:`MAX_REPLY` (the reply is
-    then not kept: ``accepted``): a streamed one could be endless."""
+    """The response's body; a streamed one is read no further than just past
+    :data:`MAX_REPLY` bytes (the reply is then not kept: ``accepted``), or as many
+    chunks: it could be endless."""
     if not response.is_streamed:
         return response.get_data()
     chunks: list[bytes] = []
@@ -112,7 +124,7 @@ def _bounded_body(response: Response) -> bytes:
         for chunk in response.iter_encoded():
             chunks.append(chunk)
             size += len(chunk)
-            if size > MAX_REPLY:
+            if size > MAX_REPLY or len(chunks) > MAX_REPLY:
                 break
     finally:
         response.close()  # the generator's own clean-up, as a server would call it
@@ -138,7 +150,5 @@ def aborted(exc: HTTPException) -> Reply:
     would quote the ``description`` (often exception text) in HTML, so the
     body is the JSON an error gets.
     """
-    status = exc.code or 500
-    body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
     # Werkzeug's headers for it: abort(503, retry_after=30)'s Retry-After.
-    return Reply(status, body, "application/json", reply_headers(exc.get_headers()))
+    return declined_reply(exc.code or 500, reply_headers(exc.get_headers()))

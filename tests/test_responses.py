@@ -204,8 +204,8 @@ def test_a_not_done_reply_answers_its_retry_after(app: Flask, hooks: Hooks) -> N
 
 @pytest.mark.parametrize(
     "bad",
-    [("X-Bad", "1\nX-Injected: y"), ("X-Bad", "1\r"), (b"X-Bad", "1"), (7, "1"), ("X-Bad", b"1")],
-    ids=["newline", "carriage-return", "bytes-name", "int-name", "bytes-value"],
+    [("X-Bad", "1\nX-Injected: y"), ("X-Bad", "1\r"), (b"X-Bad", "1"), (7, "1")],
+    ids=["newline", "carriage-return", "bytes-name", "int-name"],
 )
 def test_a_not_done_reply_with_a_header_no_server_sends_stays_not_done(
     app: Flask, hooks: Hooks, bad: tuple[Any, Any], caplog: pytest.LogCaptureFixture
@@ -226,6 +226,84 @@ def test_a_not_done_reply_with_a_header_no_server_sends_stays_not_done(
     assert "cannot be sent: dropped" in caplog.text
     assert generic_post(client, payload()).get_json() == {"status": "received"}
     assert calls == ["evt_1", "evt_1"]
+
+
+def test_a_not_done_reply_keeps_its_other_headers_as_flask_merges_them(app: Flask, hooks: Hooks) -> None:
+    # Dropping the header werkzeug refused once cut repeated ones to the last, and dropped
+    # values werkzeug writes out (a UUID, a float).
+    import uuid
+
+    request_id = uuid.UUID(int=1)
+    given = {"Link": ["<a>", "<b>"], "X-Request-Id": request_id, "Retry-After": 30.0, "X-Bad": "1\n"}
+    returned = iter([(Response("busy", 503), given), None])
+    hooks.on("*")(lambda e: next(returned))
+    client = app.test_client()
+    busy = generic_post(client, payload())
+    assert (busy.status_code, busy.data) == (503, b"busy")
+    assert busy.headers.getlist("Link") == ["<a>", "<b>"] and "X-Bad" not in busy.headers
+    assert (busy.headers["X-Request-Id"], busy.headers["Retry-After"]) == (str(request_id), "30.0")
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+def test_a_not_done_response_with_a_header_name_that_is_no_text_stays_not_done(
+    app: Flask, hooks: Hooks
+) -> None:
+    calls: list[str] = []
+
+    @hooks.on("*")
+    def busy(event: Event) -> Any:
+        calls.append(event.id)
+        if len(calls) > 1:
+            return None
+        response = Response("busy", 503)
+        response.headers.add(7, "1")  # type: ignore[arg-type]
+        return response
+
+    client = app.test_client()
+    assert generic_post(client, payload()).status_code == 503
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+def _stream(*chunks: Any, then: Any = None) -> Any:
+    yield from chunks
+    if then is not None:
+        raise then
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        lambda: _stream("x" * 100 * 1024),  # over the cap
+        lambda: _stream("partial", then=OSError("the file went away")),  # broke off
+    ],
+    ids=["over-the-cap", "broke-off"],
+)
+def test_a_streamed_not_done_reply_is_not_done_and_never_answered_cut_off(
+    app: Flask, hooks: Hooks, stream: Callable[[], Any]
+) -> None:
+    # Cut at the cap, the sender got half a body; broken off, it was the handler's success.
+    returned = iter([Response(stream(), 503, {"Retry-After": "5"}), None])
+    hooks.on("*")(lambda e: next(returned))
+    client = app.test_client()
+    busy = generic_post(client, payload())
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+    assert busy.get_json() == {"status": "error", "reason": "handler answered 503"}
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+def test_an_endless_stream_of_empty_chunks_ends(app: Flask, hooks: Hooks) -> None:
+    from flask_hooks.core.replies import MAX_REPLY
+
+    pulled: list[int] = []
+
+    def empty() -> Any:  # bounded, so that a version reading it whole fails rather than hangs
+        for _ in range(4 * MAX_REPLY):
+            pulled.append(1)
+            yield ""
+
+    hooks.on("*")(lambda event: Response(empty()))
+    assert generic_post(app.test_client(), payload()).status_code == 200
+    assert len(pulled) == MAX_REPLY + 1
 
 
 def test_a_streamed_reply_is_read_only_up_to_the_cap(app: Flask, hooks: Hooks) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,9 +37,6 @@ _VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 def sendable(name: str, value: str) -> bool:
     """Whether a WSGI server can send this header: kept, one it cannot breaks the answer
     (and every duplicate's) inside the server, after the delivery was recorded as done."""
-    # Werkzeug keeps a bytes or int name a handler's response set, as it was given.
-    if not (isinstance(name, str) and isinstance(value, str)):
-        return False
     return bool(_TOKEN.fullmatch(name) and _VALUE.fullmatch(value))
 
 
@@ -56,11 +54,15 @@ def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ..
     kept: list[tuple[str, str]] = []
     size, over = 0, 0
     for name, value in pairs:
+        # Werkzeug keeps a bytes or int name a handler's response set, as it was given.
+        if not (isinstance(name, str) and isinstance(value, str)):
+            dropped(name)
+            continue
         lower = name.lower()
         if lower in _NOT_KEPT or is_hop_by_hop(lower):
             continue
         if not sendable(name, value):
-            log.warning("a handler's response header %.40r cannot be sent: dropped", name)
+            dropped(name)
             continue
         size += len(name) + len(value) + 4  # ": " and CRLF
         if len(kept) < MAX_REPLY_HEADERS and size <= MAX_REPLY_HEADER_BYTES:
@@ -75,6 +77,18 @@ def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ..
             MAX_REPLY_HEADER_BYTES,
         )
     return tuple(kept)
+
+
+def dropped(name: object) -> None:
+    log.warning("a handler's response header %.40r cannot be sent: dropped", name)
+
+
+def declined_reply(status: int, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    """A "not done" answer of ``status`` with the JSON body an error gets, for one whose own
+    body is not answered (``abort(422)``'s page quotes its description, often exception text;
+    a body past :data:`MAX_REPLY`; a stream that broke off)."""
+    body = json.dumps({"status": "error", "reason": f"handler answered {status}"}).encode()
+    return Reply(status, body, "application/json", headers)
 
 
 def reply_content_type(content_type: str) -> str:
@@ -104,6 +118,9 @@ def refuse_not_done(reply: Reply | None) -> None:
     """Raise :class:`Declined` for a non-2xx reply: the handler says it did not do its work,
     whether it ran in the request or in a queue's worker."""
     if reply is not None and not 200 <= reply.status < 300:
+        if _size(reply) > MAX_REPLY:  # a streamed one was read only in part: not answered cut off
+            log.error("a handler's %d reply is over %d bytes: answered without it", reply.status, MAX_REPLY)
+            reply = declined_reply(reply.status, reply.headers)
         raise Declined(reply)
 
 
@@ -117,17 +134,21 @@ def accepted(route: Route, event: Event, reply: Reply | None) -> Reply | None:
     refuse_not_done(reply)
     if reply is None:
         return None
-    size = len(reply.body) + sum(len(name) + len(value) for name, value in reply.headers)
+    size = _size(reply)
     if size > MAX_REPLY:
-        # A streamed body is read only just past the cap: its size is a lower bound.
         log.error(
-            "handler %s returned more than %d bytes for %s: answered with the default body",
+            "handler %s returned %d bytes for %s (more than %d): answered with the default body",
             route.name,
-            MAX_REPLY,
+            size,  # of a streamed body, what was read: it stops just past the cap
             event.id,
+            MAX_REPLY,
         )
         return None
     return reply
+
+
+def _size(reply: Reply) -> int:
+    return len(reply.body) + sum(len(name) + len(value) for name, value in reply.headers)
 
 
 def first_reply(routes: Sequence[Route], replies: Mapping[str, Reply | None]) -> Reply | None:
