@@ -60,20 +60,24 @@ def valid(candidate: object) -> bool:
     return isinstance(value, str) and hmac.compare_digest(value, expected)
 
 
-def signed_subject(done: str, result: str, id: str) -> str:
-    """What a post did (the fixed words of its notice) and the id it did it to, signed
-    together for the query string of the redirect that says so."""
-    return _serializer(SUBJECT_SALT).dumps([done, result, id])
+#: What a redirect's notice is about: (done, result, receiver, id).
+Subject = tuple[str, str, str, str]
 
 
-def subject(candidate: str) -> tuple[str, str, str] | None:
-    """The ``(done, result, id)`` :func:`signed_subject` signed at most :data:`MAX_AGE`
-    seconds ago, else None. Signed as one list: an id signed alone, or words joined to
-    it by spaces, let a link pair a notice with another outcome or another delivery."""
+def signed_subject(*subject: str) -> str:
+    """What a post did (the fixed words of its notice) and the delivery it did it to
+    (receiver and id), signed together for the query string of the redirect that says so."""
+    return _serializer(SUBJECT_SALT).dumps(list(subject))
+
+
+def subject(candidate: str) -> Subject | None:
+    """The :data:`Subject` :func:`signed_subject` signed at most :data:`MAX_AGE` seconds
+    ago, else None. Signed as one list: an id signed alone, or words joined to it by
+    spaces, let a link pair a notice with another outcome or another delivery."""
     try:
         value = _serializer(SUBJECT_SALT).loads(candidate, max_age=MAX_AGE)
     except BadData:
         return None
-    if isinstance(value, list) and len(value) == 3 and all(isinstance(part, str) for part in value):
-        return value[0], value[1], value[2]
+    if isinstance(value, list) and len(value) == 4 and all(isinstance(part, str) for part in value):
+        return value[0], value[1], value[2], value[3]
     return None

@@ -159,9 +159,9 @@ def index() -> ResponseReturnValue:
     if signed is None or signed[:2] != (done, ""):
         pass  # no forget redirected here (or the link was made up)
     elif done == "forgotten":
-        notice = Notice("ok", f"Forgot {signed[2]!r}: the sender's next redelivery is processed afresh.")
+        notice = Notice("ok", f"Forgot {signed[3]!r}: the sender's next redelivery is processed afresh.")
     elif done == "gone":
-        notice = Notice("warn", f"Nothing was kept under {signed[2]!r}.")
+        notice = Notice("warn", f"Nothing was kept under {signed[3]!r}.")
     return _page(
         "index.html",
         receivers=receivers,
@@ -237,9 +237,9 @@ def _find(args: Mapping[str, str]) -> tuple[Receiver, Delivery]:
     return receiver, delivery
 
 
-def _done_notice(args: Mapping[str, str], d: Delivery) -> Notice | None:
+def _done_notice(args: Mapping[str, str], receiver: Receiver, d: Delivery) -> Notice | None:
     done, result = args.get("done", ""), args.get("result", "")
-    if csrf.subject(args.get("subject", "")) != (done, result, d.id):
+    if csrf.subject(args.get("subject", "")) != (done, result, receiver.name, d.id):
         return None  # no post redirected here (or the link was made up)
     if done == "replayed" and result == "owed":
         return Notice(
@@ -266,7 +266,7 @@ def delivery() -> ResponseReturnValue:
         receiver=receiver,
         d=d,
         payload=payload_text(d, hidden(d, receiver.secrets)),
-        notice=_done_notice(request.args, d),
+        notice=_done_notice(request.args, receiver, d),
     )
 
 
@@ -275,7 +275,7 @@ def _back(receiver: Receiver, d: Delivery, done: str, result: str = "") -> str:
     args: dict[str, Any] = {"receiver": receiver.name, "id": d.id, "done": done}
     if result:
         args["result"] = result
-    args["subject"] = csrf.signed_subject(done, result, d.id)
+    args["subject"] = csrf.signed_subject(done, result, receiver.name, d.id)
     return url_for(".delivery", **args)
 
 
@@ -319,7 +319,8 @@ def forget() -> ResponseReturnValue:
     except StoreUnavailable:
         return _message("Not forgotten: the store is not answering; try again shortly.", 503)
     done = "forgotten" if gone else "gone"
-    return redirect(url_for(".index", done=done, subject=csrf.signed_subject(done, "", d.id)), 303)
+    signed = csrf.signed_subject(done, "", receiver.name, d.id)
+    return redirect(url_for(".index", done=done, subject=signed), 303)
 
 
 #: The refusal: a page of its own, with an icon link so a browser asks for no favicon.
