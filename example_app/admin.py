@@ -30,7 +30,8 @@ def login_closed() -> str | None:
     password = current_app.config["EXAMPLE_ADMIN_PASSWORD"]
     if not password:
         return "set EXAMPLE_ADMIN_PASSWORD to open it"
-    if password != DEV_PASSWORD and current_app.config["SECRET_KEY"] == DEV_SECRET_KEY:
+    keys = [current_app.config["SECRET_KEY"], *(current_app.config.get("SECRET_KEY_FALLBACKS") or ())]
+    if password != DEV_PASSWORD and DEV_SECRET_KEY in keys:  # a fallback key signs sessions too
         return "set SECRET_KEY as well as EXAMPLE_ADMIN_PASSWORD (the development key is published)"
     return None
 

@@ -79,7 +79,7 @@ class StandardWebhooks(HmacProvider):
         found: list[str] = []
         for secret in secrets:
             found.append(secret.removeprefix(PREFIX).strip())
-            key = decode_secret(secret)
+            key = decode_secret(secret, self.name)
             if key.isascii() and key.decode("ascii").isprintable():
                 found.append(key.decode("ascii"))
         return tuple(found)

@@ -47,10 +47,12 @@ class Stripe(HmacProvider):
         check_issued(self.name, secrets, "whsec_...")
         for secret in secrets:
             # An API key pasted for the endpoint's secret: every delivery would be a 401.
-            if isinstance(secret, str) and (secret.startswith(_API_KEYS) or secret == "whsec_"):
+            if isinstance(secret, str) and secret.startswith(_API_KEYS):
                 raise ConfigError(
                     "stripe: the secret is the endpoint's signing secret (whsec_...), not an API key"
                 )
+            if secret == "whsec_":
+                raise ConfigError("stripe: nothing follows 'whsec_' in a secret")
         return super().keys(secrets)
 
     def verify(
