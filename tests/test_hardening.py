@@ -161,6 +161,23 @@ def test_a_renewal_racing_the_handlers_completion_warns_of_nothing(caplog: pytes
     assert "taken over" not in caplog.text
 
 
+def test_a_renewal_after_the_handlers_completion_but_before_it_lets_go_warns_of_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The completion committed, the holder had not let go yet, and the renewal found the claim
+    # done: "taken over while its handler ran" (seen with Redis paused under 2.5 s handlers).
+    store, clock, timer = MemoryStore(), ManualClock(), Timer(0.0)
+    keeper = LeaseKeeper(timer=timer, thread=False)
+    claim = store.claim("ns", "evt_1", now=clock(), lease=10, ttl=60)
+    held = keeper.hold(store, "ns", "evt_1", claim.token, lease=10, clock=clock)
+    store.complete("ns", "evt_1", claim.token, outcome="received", reply=None, now=clock(), ttl=60)
+    timer.advance(5)
+    with caplog.at_level(logging.WARNING, logger="flask_hooks"):
+        assert keeper.tick() == 0
+    keeper.drop(held)
+    assert "taken over" not in caplog.text
+
+
 # Handler return values ---------------------------------------------------------------------
 
 
