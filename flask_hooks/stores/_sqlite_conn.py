@@ -14,6 +14,7 @@ sender gets a 503.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
@@ -36,6 +37,10 @@ log = logging.getLogger("flask_hooks")
 #: SQLite's own checkpoint stays as a backstop at a WAL of this many pages.
 _CHECKPOINT_EVERY = 256
 _BACKSTOP_PAGES = 10_000
+#: What a WAL file is cut back to once checkpointed, so that a burst gives the disk its space back.
+_WAL_KEEP = 4 * 1024 * 1024
+#: After a write found the disk full, every commit is checkpointed until the disk has this much room.
+_ROOM = 64 * 1024 * 1024
 
 #: The longest ``timeout``: SQLite's busy timeout is an int of milliseconds (and a
 #: thread lock's wait cannot be much longer, ``threading.TIMEOUT_MAX``).
@@ -43,7 +48,6 @@ MAX_TIMEOUT = (2**31 - 1) / 1000
 
 #: The (device, inode) of the database file, its ``-wal`` and its ``-shm``, as a connection opened them.
 Files = tuple[tuple[int, int], ...]
-
 
 
 class _Closer:
@@ -61,6 +65,16 @@ class _Closer:
     def __del__(self) -> None:
         _close_all(self.conns)
         self.open.difference_update(self.conns)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether SQLite (``SQLITE_FULL``; Python 3.10 has only its message) or the OS said no space."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc)
+
+
+_SQLITE_FULL = 13
 
 
 def _close_all(conns: Iterable[sqlite3.Connection]) -> None:
@@ -108,6 +122,8 @@ class Connections:
         self._writers = WriterLock(path, timeout)
         self._generation = process_generation()
         self._commits = 0
+        #: Whether a write found the disk full since it last had room (see :meth:`_after_commit`).
+        self._full = False
 
     def _conn(self) -> threading.local:
         """This thread's connections, each with one cursor reused rather than one built per statement."""
@@ -150,6 +166,7 @@ class Connections:
             )
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute(f"PRAGMA wal_autocheckpoint={_BACKSTOP_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_KEEP}")
             # Switching a new file to WAL needs an exclusive lock that SQLite
             # refuses at once (no busy wait) when workers race at start-up.
             self._writers.acquire()
@@ -218,16 +235,41 @@ class Connections:
             raise StoreUnavailable() from exc
         except (sqlite3.Error, OSError) as exc:
             self._drop()
+            if _disk_full(exc) and not self._full:
+                self._full = True
+                log.error(
+                    "the disk of the SQLite store at %s is full: deliveries get 503 until it has room;"
+                    " each write is then checkpointed, so the WAL does not take that room again",
+                    self.path,
+                )
             raise StoreUnavailable() from exc
         if replaced:
             # A deleted -wal's commits are still in this connection's: copied into the database.
             self._checkpoint(cur)
             self._reopen()
             raise StoreUnavailable()
-        self._commits += 1
-        if self._commits % _CHECKPOINT_EVERY == 0:
-            self._checkpoint(cur)
+        self._after_commit(cur)
         return result
+
+    def _after_commit(self, cur: sqlite3.Cursor) -> None:
+        """Checkpoint every ``_CHECKPOINT_EVERY`` commits; after each one while the disk is short of room.
+
+        A checkpoint copies the WAL's pages into the database, which grows by
+        the new ones: on a disk the WAL itself filled, there is no room for
+        that, nothing can be checkpointed, and the store stays down until an
+        operator frees more. So once a write found the disk full, the WAL
+        never holds more than one transaction: when room is made, the next
+        commit's checkpoint takes what the database needs, and the WAL's file
+        is reused (then cut back to ``_WAL_KEEP``) instead of growing into it.
+        """
+        self._commits += 1
+        if self._full:
+            self._checkpoint(cur)
+            if self._commits % _CHECKPOINT_EVERY == 0:
+                room = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+                self._full = room.f_bavail * room.f_frsize < _ROOM
+        elif self._commits % _CHECKPOINT_EVERY == 0:
+            self._checkpoint(cur)
 
     def _files(self) -> Files:
         """The (device, inode) of the files now at ``path``; :class:`FileNotFoundError` if one is missing."""
