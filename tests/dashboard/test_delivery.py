@@ -227,6 +227,15 @@ def test_a_forgets_link_cannot_claim_another_outcome_nor_speak_for_another_deliv
     assert page.status_code == 200 and b'id="notice"' not in page.data
 
 
+def test_a_replays_notice_is_not_shown_on_another_receivers_delivery_of_the_same_id(failed: Shop) -> None:
+    failed.post_billing({"id": "ord_7", "type": "invoice.paid"})
+    client = failed.admin()
+    done = act(client, "replay").location
+    assert b"failed again" in client.get(done).data
+    page = client.get(done.replace("receiver=hooks", "receiver=billing"))
+    assert page.status_code == 200 and b'id="notice"' not in page.data
+
+
 def _delivery(body: bytes, masked: tuple[str, ...] = ()) -> Delivery:
     return Delivery("d", "t", "received", body, (), 0.0, 0, {}, (), "hooks", masked)
 
