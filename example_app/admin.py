@@ -31,7 +31,7 @@ def login_closed() -> str | None:
     if not password:
         return "set EXAMPLE_ADMIN_PASSWORD to open it"
     keys = [current_app.config["SECRET_KEY"], *(current_app.config.get("SECRET_KEY_FALLBACKS") or ())]
-    if password != DEV_PASSWORD and DEV_SECRET_KEY in keys:  # a fallback key signs sessions too
+    if password != DEV_PASSWORD and DEV_SECRET_KEY in keys:  # a session a fallback signed is accepted
         return "set SECRET_KEY as well as EXAMPLE_ADMIN_PASSWORD (the development key is published)"
     return None
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 from flask import Response, current_app
-from werkzeug.datastructures import Headers, iter_multi_items
+from werkzeug.datastructures import Headers, MultiDict, iter_multi_items
 from werkzeug.exceptions import Aborter, HTTPException
 
 from .core.event import Event
@@ -46,18 +48,25 @@ def run(route: Route, event: Event) -> Reply | None:
     value = call_handler(route, event)
     if isinstance(value, Reply):  # abort(422)
         return value
+    # The handler did its work: a reply we cannot build or keep must not make the sender
+    # retry it (and repeat its side effects).
     try:
         return render(value)
-    except Exception:
-        # The handler did its work; a reply we cannot build must not make the
-        # sender retry it (and repeat its side effects).
+    except _TooLarge:
         log.error(
-            "handler %s returned %r, which is not a response: answered with the default body",
+            "handler %s streamed more than %d bytes for %s: answered with the default body",
+            route.name,
+            MAX_REPLY,
+            event.id,
+        )
+    except Exception:
+        log.error(
+            "handler %s returned %r, whose reply could not be built: answered with the default body",
             route.name,
             type(value),
             exc_info=True,
         )
-        return None
+    return None
 
 
 def render(value: object) -> Reply | None:
@@ -66,7 +75,8 @@ def render(value: object) -> Reply | None:
     A dict or list (alone, or with a status) is JSON written like the fixed
     bodies (``{"status": "received"}``), through the app's JSON provider;
     anything else is what Flask makes of it, with the headers
-    :func:`~flask_hooks.core.replies.reply_headers` keeps.
+    :func:`~flask_hooks.core.replies.reply_headers` keeps. A 2xx whose body
+    cannot be read raises; a non-2xx's status stands whatever its body.
     """
     if value is None:
         return None
@@ -80,55 +90,76 @@ def render(value: object) -> Reply | None:
     content_type = reply_content_type(response.content_type or "")
     try:
         body = _bounded_body(response)
-    except Exception:
+    except Exception as exc:
         if 200 <= response.status_code < 300:
-            raise  # cannot be rendered: the handler's success, with the default body
-        # Its status says "not done" whatever its body: it must stay so, and be retried.
-        log.error("a handler's %d reply broke off while it was read", response.status_code, exc_info=True)
+            raise  # the handler's success, with the default body (see run)
+        # "Not done" whatever its body: it stays so, and is never answered cut off.
+        why = "is over the size cap" if isinstance(exc, _TooLarge) else "broke off while it was read"
+        log.error("a handler's %d reply %s: answered with the error body", response.status_code, why,
+                  exc_info=not isinstance(exc, _TooLarge))  # fmt: skip
         return declined_reply(response.status_code, headers)
     return Reply(response.status_code, body, content_type, headers)
 
 
 def _response(value: object) -> Response:
     """Flask's response for ``value``; a header werkzeug refuses (a newline in a value, a
-    name that is not text) is dropped, not the whole reply, which would make a "not done"
-    ``("busy", 503, {...})`` a success, never retried."""
+    name that is not text, a malformed pair) is dropped, not the whole reply, which would
+    make a "not done" ``("busy", 503, {...})`` a success, never retried."""
+    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[2], Iterator):
+        value = (*value[:2], list(value[2]))  # read once, or a second try would find it empty
     try:
         return current_app.make_response(value)  # type: ignore[arg-type]
     except (ValueError, TypeError, AttributeError):  # AttributeError: werkzeug lowers an int name
         given = value[-1] if isinstance(value, tuple) and len(value) in (2, 3) else None
         if not isinstance(value, tuple) or not isinstance(given, (Headers, dict, tuple, list)):
             raise
-    response = current_app.make_response(value[:-1] if len(value) == 3 else value[0])
-    kept = Headers()
-    for name, each in iter_multi_items(given):
+    return current_app.make_response((*value[:-1], _sendable(given)))
+
+
+def _sendable(given: Any) -> Headers | dict[str, list[str]] | list[tuple[str, str]]:
+    """``given``'s headers but those werkzeug refuses, in a container of its kind: Flask
+    merges a list's pairs into a response one by one (the last of a name wins), a mapping's
+    by name with all its values."""
+    probe = Headers()  # werkzeug's own checks, as each header is added
+    for item in iter_multi_items(given):
         try:
+            name, each = item
             if not isinstance(name, str):
                 raise TypeError(name)
-            kept.add(name, each)
+            probe.add(name, each)
         except (ValueError, TypeError):
-            dropped(name)
-    response.headers.update(kept)  # as Flask merges a tuple's headers: each name replaced
-    return response
+            dropped(item)
+    if isinstance(given, (Headers, MultiDict)):
+        return probe
+    if isinstance(given, dict):
+        merged: dict[str, list[str]] = {}
+        for name, each in probe.items():
+            merged.setdefault(name, []).append(each)
+        return merged
+    return list(probe.items())
+
+
+class _TooLarge(Exception):
+    """A streamed body past :data:`MAX_REPLY`, in bytes or in chunks: read no further."""
 
 
 def _bounded_body(response: Response) -> bytes:
-    """The response's body; a streamed one is read no further than just past
-    :data:`MAX_REPLY` bytes (the reply is then not kept: ``accepted``), or as many
-    chunks: it could be endless."""
-    if not response.is_streamed:
-        return response.get_data()
-    chunks: list[bytes] = []
-    size = 0
+    """The response's body, then closed as a server closes what it sent (its
+    ``call_on_close``, a generator's clean-up, a file). A streamed one could be
+    endless: past :data:`MAX_REPLY` bytes or as many chunks, :class:`_TooLarge`."""
     try:
+        if not response.is_streamed:
+            return response.get_data()
+        chunks: list[bytes] = []
+        size = 0
         for chunk in response.iter_encoded():
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_REPLY or len(chunks) > MAX_REPLY:
-                break
+                raise _TooLarge()
+        return b"".join(chunks)
     finally:
-        response.close()  # the generator's own clean-up, as a server would call it
-    return b"".join(chunks)
+        response.close()
 
 
 def _by_abort(exc: HTTPException) -> bool:

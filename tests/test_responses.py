@@ -302,8 +302,50 @@ def test_an_endless_stream_of_empty_chunks_ends(app: Flask, hooks: Hooks) -> Non
             yield ""
 
     hooks.on("*")(lambda event: Response(empty()))
-    assert generic_post(app.test_client(), payload()).status_code == 200
+    client = app.test_client()
+    assert generic_post(client, payload()).get_json() == {"status": "received"}  # not b"" kept
+    assert generic_post(client, payload()).get_json() == {"status": "duplicate"}
     assert len(pulled) == MAX_REPLY + 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Retry-After", "5"), ("X-A",)],  # a pair that is no pair
+        ["Retry-After: 5", ("Retry-After", "5")],  # a raw header line
+        iter([("Retry-After", "5"), ("X-Bad", "a\nb")]),  # any iterable, as Flask takes
+    ],
+    ids=["short-pair", "raw-line", "iterator"],
+)
+def test_a_not_done_reply_with_malformed_headers_stays_not_done(
+    app: Flask, hooks: Hooks, headers: Any
+) -> None:
+    returned = iter([("busy", 503, headers), None])
+    hooks.on("*")(lambda e: next(returned))
+    client = app.test_client()
+    busy = generic_post(client, payload())
+    assert (busy.status_code, busy.data, busy.headers.get("Retry-After")) == (503, b"busy", "5")
+    assert generic_post(client, payload()).get_json() == {"status": "received"}
+
+
+def test_headers_merge_into_a_returned_response_as_flask_merges_them(app: Flask, hooks: Hooks) -> None:
+    # A list's pairs replace one another by name (Flask's headers.update), a bad one or not.
+    pairs = [("Link", "<a>"), ("Link", "<b>"), ("X-Bad", "a\nb")]
+    hooks.on("*")(lambda e: (Response("busy", 503), pairs))
+    assert generic_post(app.test_client(), payload()).headers.getlist("Link") == ["<b>"]
+
+
+def test_a_returned_response_is_closed_as_a_server_would(app: Flask, hooks: Hooks) -> None:
+    closed: list[bool] = []
+
+    def reply(event: Event) -> Response:
+        response = Response("ok", 200)
+        response.call_on_close(lambda: closed.append(True))
+        return response
+
+    hooks.on("*")(reply)
+    assert generic_post(app.test_client(), payload()).data == b"ok"
+    assert closed == [True]
 
 
 def test_a_streamed_reply_is_read_only_up_to_the_cap(app: Flask, hooks: Hooks) -> None:

@@ -53,18 +53,30 @@ def test_an_empty_password_turns_the_login_off(tmp_path: Path) -> None:
     assert client.get("/hooks/").status_code == 403
 
 
-def test_an_own_password_with_the_published_session_key_keeps_the_login_off(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"SECRET_KEY": "dev-only-session-key"},
+        {"SECRET_KEY": "ours", "SECRET_KEY_FALLBACKS": ["dev-only-session-key"]},
+    ],
+    ids=["the-key", "a-fallback"],
+)
+def test_an_own_password_with_the_published_session_key_keeps_the_login_off(
+    tmp_path: Path, keys: dict[str, Any]
+) -> None:
     # A session cookie signed with the published key opened the dashboard without the password.
     from flask.sessions import SecureCookieSessionInterface
 
     from example_app.admin import DEV_SECRET_KEY
 
-    config = {**CONFIG, "EXAMPLE_ADMIN_PASSWORD": PASSWORD, "SECRET_KEY": DEV_SECRET_KEY}
+    config = {**CONFIG, "EXAMPLE_ADMIN_PASSWORD": PASSWORD, **keys}
     app = create_app({**config, "HOOKS_STORE": "memory://"}, instance_path=str(tmp_path))
     client = app.test_client()
     assert b"set SECRET_KEY as well" in client.get("/login").data
     assert login(client).status_code == 401
-    forged = SecureCookieSessionInterface().get_signing_serializer(app).dumps({"admin": True})  # type: ignore[union-attr]
+    forger = Flask("forger")
+    forger.secret_key = DEV_SECRET_KEY
+    forged = SecureCookieSessionInterface().get_signing_serializer(forger).dumps({"admin": True})  # type: ignore[union-attr]
     client.set_cookie("session", forged)
     assert client.get("/hooks/").status_code == 403
 

@@ -80,6 +80,7 @@ def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ..
 
 
 def dropped(name: object) -> None:
+    """Say that a handler's response header was left out (its name only: values may be credentials)."""
     log.warning("a handler's response header %.40r cannot be sent: dropped", name)
 
 
@@ -104,8 +105,9 @@ class Declined(HookError):
     """A handler returned a non-2xx response: it did not do its work.
 
     Nothing is recorded as done and the claim is released, so the sender
-    retries; its own status and body are answered. A 3xx is never
-    answered (senders treat a redirect as a permanent failure): it is a 500.
+    retries; its own status and body are answered (a body over
+    :data:`MAX_REPLY`, the error body). A 3xx is never answered (senders
+    treat a redirect as a permanent failure): it is a 500.
     """
 
     def __init__(self, reply: Reply) -> None:
@@ -118,8 +120,8 @@ def refuse_not_done(reply: Reply | None) -> None:
     """Raise :class:`Declined` for a non-2xx reply: the handler says it did not do its work,
     whether it ran in the request or in a queue's worker."""
     if reply is not None and not 200 <= reply.status < 300:
-        if _size(reply) > MAX_REPLY:  # a streamed one was read only in part: not answered cut off
-            log.error("a handler's %d reply is over %d bytes: answered without it", reply.status, MAX_REPLY)
+        if _size(reply) > MAX_REPLY:  # as a success's is not kept
+            log.error("a handler's %d reply is over %d bytes: sent the error body", reply.status, MAX_REPLY)
             reply = declined_reply(reply.status, reply.headers)
         raise Declined(reply)
 

@@ -64,10 +64,10 @@ def valid(candidate: object) -> bool:
 Subject = tuple[str, str, str, str]
 
 
-def signed_subject(*subject: str) -> str:
+def signed_subject(done: str, result: str, receiver: str, id: str) -> str:
     """What a post did (the fixed words of its notice) and the delivery it did it to
     (receiver and id), signed together for the query string of the redirect that says so."""
-    return _serializer(SUBJECT_SALT).dumps(list(subject))
+    return _serializer(SUBJECT_SALT).dumps([done, result, receiver, id])
 
 
 def subject(candidate: str) -> Subject | None:

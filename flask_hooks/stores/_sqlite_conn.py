@@ -41,6 +41,8 @@ _BACKSTOP_PAGES = 10_000
 _WAL_KEEP = 4 * 1024 * 1024
 #: After a write found the disk full, every commit is checkpointed until the disk has this much room.
 _ROOM = 64 * 1024 * 1024
+#: SQLite's result code for a write the disk had no room for (``sqlite3.SQLITE_FULL`` from Python 3.11).
+_SQLITE_FULL = 13
 
 #: The longest ``timeout``: SQLite's busy timeout is an int of milliseconds (and a
 #: thread lock's wait cannot be much longer, ``threading.TIMEOUT_MAX``).
@@ -72,9 +74,6 @@ def _disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError):
         return exc.errno == errno.ENOSPC
     return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc)
-
-
-_SQLITE_FULL = 13
 
 
 def _close_all(conns: Iterable[sqlite3.Connection]) -> None:
@@ -266,8 +265,9 @@ class Connections:
         if self._full:
             self._checkpoint(cur)
             if self._commits % _CHECKPOINT_EVERY == 0:
-                room = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
-                self._full = room.f_bavail * room.f_frsize < _ROOM
+                with suppress(OSError):  # then it stays full, and is asked again later
+                    room = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+                    self._full = room.f_bavail * room.f_frsize < _ROOM
         elif self._commits % _CHECKPOINT_EVERY == 0:
             self._checkpoint(cur)
 

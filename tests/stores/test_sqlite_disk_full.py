@@ -64,3 +64,23 @@ def test_a_full_disk_is_503_and_the_room_made_is_not_taken_again_by_the_wal(
     assert all(json.loads(answer.data) == {"status": "duplicate"} for answer in again)
     assert len(ran) == len(set(ran))
     assert os.path.getsize(small_disk / "hooks.db-wal") < 1024 * 1024
+
+
+def test_a_checkpointed_wal_gives_its_space_back(
+    tmp_path: Path, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without journal_size_limit, a WAL that a burst grew kept its size until the app stopped.
+    from flask_hooks.stores import _sqlite_conn
+
+    monkeypatch.setattr(_sqlite_conn, "_WAL_KEEP", 64 * 1024)
+    hooks = Hooks(store=f"sqlite:///{tmp_path / 'hooks.db'}")
+    hooks.on("*")(lambda event: None)
+    app = make_app(hooks)
+    client = app.test_client()
+    for n in range(60):
+        generic_post(client, {"id": f"evt_{n}", "type": "resource.created", "data": {"note": "x" * 2048}})
+    wal = tmp_path / "hooks.db-wal"
+    assert os.path.getsize(wal) > 1024 * 1024
+    hooks.receiver(app).store.checkpoint()  # type: ignore[attr-defined]
+    generic_post(client, {"id": "evt_next", "type": "resource.created"})
+    assert os.path.getsize(wal) < 256 * 1024
