@@ -57,6 +57,9 @@ class AppLeases:
     def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool:
         return self._keeper.after_drop(ns, id, step)
 
+    def lost(self, held: Any) -> bool:
+        return self._keeper.lost(held)
+
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None:
         app = self._app()
         if app is None:  # pragma: no cover - an app collected while its handler runs

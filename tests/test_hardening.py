@@ -62,6 +62,33 @@ def test_a_slow_handler_keeps_its_lease_and_is_not_run_twice(make_app: Callable[
     assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
 
 
+@pytest.mark.parametrize("ending", ["raises", "declines"])
+def test_a_handler_taken_over_that_then_fails_is_logged_as_a_lost_lease(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture, ending: str
+) -> None:
+    # Its release is fenced by the token and says nothing: with the keeper's warning gone, a
+    # double run whose first copy failed was reported nowhere.
+    clock, timer = ManualClock(), Timer(0.0)
+    store = MemoryStore()
+    hooks = Hooks(store=store, clock=clock, lease=30)
+    app = make_app(hooks)
+    keeper = hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=timer, thread=False)
+
+    @hooks.on("resource.created")
+    def frozen(event: Event) -> Any:
+        clock.advance(31)  # frozen past its lease: another worker claims it meanwhile
+        assert store.claim(hooks.receiver(app).ns, event.id, now=clock(), lease=30, ttl=60).state == "new"
+        timer.advance(31)
+        assert keeper.tick() == 0
+        if ending == "declines":
+            return "busy", 503
+        raise RuntimeError("the payment provider is down")
+
+    with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+        assert generic_post(app.test_client(), PAYLOAD).status_code in (500, 503)
+    assert "lease lost on hooks evt_1: another attempt claimed it" in caplog.text
+
+
 def test_a_fast_handler_costs_no_renewal(make_app: Callable[..., Flask]) -> None:
     renewals: list[str] = []
 

@@ -29,6 +29,10 @@ class Leases(Protocol):
 
     def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool: ...
 
+    def lost(self, held: Any) -> bool:
+        """Whether a renewal found the claim ended while its handlers ran: taken over, or
+        completed by its holder just before (only a holder that then failed can tell)."""
+
 
 class NoLeases:
     """Renews nothing: a claim lasts its lease (for pipelines used without a keeper)."""
@@ -40,6 +44,9 @@ class NoLeases:
         return None
 
     def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool:
+        return False
+
+    def lost(self, held: Any) -> bool:
         return False
 
 

@@ -262,7 +262,10 @@ class Pipeline:
         cfg = self.config
         held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            return self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
+            outcome = self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
+            if outcome.error is not None and self.leases.lost(held):  # its release said nothing
+                log.error("lease lost on %s %s: %s", cfg.name, event.id, _TAKEN_OVER)
+            return outcome
         finally:
             self.leases.drop(held)
 
@@ -374,13 +377,8 @@ class Pipeline:
             log.warning("%s %s not handed to %s: %s", cfg.name, event.id, route.name, exc.reason)
             error, kind = exc, "invalid"
         elif isinstance(exc, Declined):
-            log.warning(
-                "handler %s answered %s on %s %s: not done, the sender will retry",
-                route.name,
-                exc.reply.status,
-                cfg.name,
-                event.id,
-            )
+            log.warning("handler %s answered %s on %s %s: not done, the sender will retry", route.name,
+                        exc.reply.status, cfg.name, event.id)  # fmt: skip
             error, kind = exc, "error"
         else:
             log_failure(f"handler {route.name} failed on {cfg.name} {event.id}", exc, secrets)

@@ -147,6 +147,9 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
         finally:
             leases.drop(held)  # before the release or the completion: nothing renews after them
     except BaseException as exc:
+        if leases.lost(held):  # a renewal found it taken over; the release says nothing
+            log.error("deferred %s for %s %s lost its lease while it ran: another run claimed it, which"
+                      " may have run it too", route.name, receiver.name, event.id)  # fmt: skip
         try:
             store.release(ns, key, claim.token, now=receiver.now())
         except StoreUnavailable:

@@ -121,8 +121,9 @@ class Connections:
         self._writers = WriterLock(path, timeout)
         self._generation = process_generation()
         self._commits = 0
-        #: Whether a write found the disk full since it last had room (see :meth:`_after_commit`).
-        self._full = False
+        #: Whether the disk is short of room (see :meth:`_after_commit`), and whether a write
+        #: found it full since it last had room (said once, in the log).
+        self._full = self._told = False
 
     def _conn(self) -> threading.local:
         """This thread's connections, each with one cursor reused rather than one built per statement."""
@@ -137,6 +138,7 @@ class Connections:
         local = self._local
         if getattr(local, "cur", None) is None:
             conn, local.file = self._connect(self.synchronous)
+            self._look_for_room()
             local.cur = local.relaxed = conn.cursor()
             local.closer = _Closer(conn, self._open)
             if self.relaxed != self.synchronous:
@@ -234,8 +236,8 @@ class Connections:
             raise StoreUnavailable() from exc
         except (sqlite3.Error, OSError) as exc:
             self._drop()
-            if _disk_full(exc) and not self._full:
-                self._full = True
+            if _disk_full(exc) and not self._told:
+                self._full = self._told = True
                 log.error(
                     "the disk of the SQLite store at %s is full: deliveries get 503 until it has room;"
                     " each write is then checkpointed, so the WAL does not take that room again",
@@ -260,16 +262,24 @@ class Connections:
         never holds more than one transaction: when room is made, the next
         commit's checkpoint takes what the database needs, and the WAL's file
         is reused (then cut back to ``_WAL_KEEP``) instead of growing into it.
+        Every process looks for itself, when it connects and every
+        ``_CHECKPOINT_EVERY`` commits: one started after the disk filled
+        (a restart, a new gunicorn worker) would let the WAL grow back.
         """
         self._commits += 1
         if self._full:
             self._checkpoint(cur)
-            if self._commits % _CHECKPOINT_EVERY == 0:
-                with suppress(OSError):  # then it stays full, and is asked again later
-                    room = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
-                    self._full = room.f_bavail * room.f_frsize < _ROOM
-        elif self._commits % _CHECKPOINT_EVERY == 0:
-            self._checkpoint(cur)
+        if self._commits % _CHECKPOINT_EVERY == 0:
+            if not self._full:
+                self._checkpoint(cur)
+            self._look_for_room()
+
+    def _look_for_room(self) -> None:
+        """Whether the disk is short of room now (it stays as it was if the system cannot say)."""
+        with suppress(OSError):
+            room = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+            self._full = room.f_bavail * room.f_frsize < _ROOM
+            self._told = self._told and self._full
 
     def _files(self) -> Files:
         """The (device, inode) of the files now at ``path``; :class:`FileNotFoundError` if one is missing."""

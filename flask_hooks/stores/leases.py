@@ -100,6 +100,10 @@ class LeaseKeeper:
             except Exception:  # the holder's own outcome stands
                 log.exception("a step waiting for %s %s to be let go failed", held.ns, held.id)
 
+    def lost(self, held: Held) -> bool:
+        """Whether a renewal found ``held``'s claim ended (see :attr:`Held.lost`)."""
+        return held.lost
+
     def after_drop(self, ns: str, id: str, step: Callable[[], None]) -> bool:
         """Run ``step`` once this thread lets go of delivery ``id`` of ``ns``; False unless it
         holds it.

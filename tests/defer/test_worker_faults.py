@@ -95,6 +95,32 @@ def test_a_worker_frozen_past_its_lease_logs_the_lost_lease_as_an_error(
     assert "lost its lease while it ran: another run claimed it" in caplog.text
 
 
+def test_a_worker_taken_over_whose_handler_then_fails_logs_the_lost_lease(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its release is fenced and says nothing: only the renewal saw the takeover.
+    clock, timer, queue = ManualClock(), Timer(0.0), ListQueue(lease=30)
+    hooks = Hooks(store=MemoryStore(), clock=clock)
+    app = make_app(hooks)
+    keeper = hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=timer, thread=False)
+    runs: list[str] = []
+
+    @hooks.on("payment.succeeded", defer=queue)
+    def frozen(event: Event) -> None:
+        runs.append(event.id)
+        if len(runs) == 1:
+            clock.advance(31)
+            assert run_job(app, Job.from_json(queue.jobs[0])) == "handled"
+            timer.advance(31)
+            assert keeper.tick() == 0  # the renewal finds it taken over
+            raise RuntimeError("the first run fails after all")
+
+    assert send(app).status_code == 200
+    with app.app_context(), caplog.at_level(logging.ERROR, "flask_hooks"), pytest.raises(RuntimeError):
+        perform(queue.jobs[0])
+    assert "lost its lease while it ran: another run claimed it" in caplog.text
+
+
 def test_a_failure_the_queue_gives_up_on_shows_in_the_inbox_and_a_replay_runs_it(
     make_app: Callable[..., Flask],
 ) -> None:
