@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Response, current_app
 from werkzeug.datastructures import Headers, MultiDict, iter_multi_items
 from werkzeug.exceptions import Aborter, HTTPException
 
+from .core.attempts import log_failure
 from .core.event import Event
 from .core.replies import MAX_REPLY, declined_reply, dropped, reply_content_type, reply_headers
 from .core.routing import Route
+from .extension import get_state
 from .stores.base import Reply
 
 log = logging.getLogger("flask_hooks")
@@ -54,18 +56,18 @@ def run(route: Route, event: Event) -> Reply | None:
         return render(value)
     except _TooLarge:
         log.error(
-            "handler %s streamed more than %d bytes for %s: answered with the default body",
+            "handler %s streamed a body past the cap (%d bytes, or as many chunks) for %s:"
+            " answered with the default body",
             route.name,
             MAX_REPLY,
             event.id,
         )
-    except Exception:
-        log.error(
-            "handler %s returned %r, whose reply could not be built: answered with the default body",
-            route.name,
-            type(value),
-            exc_info=True,
-        )
+    except Exception as exc:
+        # A stream's own code raised: its traceback may quote what the handler knew.
+        receiver = get_state(current_app).receivers.get(event.receiver)
+        secrets = receiver.credentials(event) if receiver is not None else []
+        message = f"handler {route.name} returned {type(value)!r}, whose reply could not be built"
+        log_failure(f"{message}: answered with the default body", exc, secrets)
     return None
 
 
@@ -94,9 +96,9 @@ def render(value: object) -> Reply | None:
         if 200 <= response.status_code < 300:
             raise  # the handler's success, with the default body (see run)
         # "Not done" whatever its body: it stays so, and is never answered cut off.
-        why = "is over the size cap" if isinstance(exc, _TooLarge) else "broke off while it was read"
-        log.error("a handler's %d reply %s: answered with the error body", response.status_code, why,
-                  exc_info=not isinstance(exc, _TooLarge))  # fmt: skip
+        # Without its traceback, which may quote what the handler knew (no secrets to blank here).
+        why = "is over the size cap" if isinstance(exc, _TooLarge) else f"broke off ({type(exc).__name__})"
+        log.error("a handler's %d reply %s: answered with the error body", response.status_code, why)
         return declined_reply(response.status_code, headers)
     return Reply(response.status_code, body, content_type, headers)
 
@@ -105,7 +107,7 @@ def _response(value: object) -> Response:
     """Flask's response for ``value``; a header werkzeug refuses (a newline in a value, a
     name that is not text, a malformed pair) is dropped, not the whole reply, which would
     make a "not done" ``("busy", 503, {...})`` a success, never retried."""
-    if isinstance(value, tuple) and len(value) == 3 and isinstance(value[2], Iterator):
+    if isinstance(value, tuple) and len(value) == 3 and _other_iterable(value[2]):
         value = (*value[:2], list(value[2]))  # read once, or a second try would find it empty
     try:
         return current_app.make_response(value)  # type: ignore[arg-type]
@@ -114,6 +116,12 @@ def _response(value: object) -> Response:
         if not isinstance(value, tuple) or not isinstance(given, (Headers, dict, tuple, list)):
             raise
     return current_app.make_response((*value[:-1], _sendable(given)))
+
+
+def _other_iterable(headers: object) -> bool:
+    """Headers Flask takes that are no list or mapping (``dict.items()``, a set, a generator)."""
+    listed = (str, bytes, Mapping, Headers, tuple, list)
+    return isinstance(headers, Iterable) and not isinstance(headers, listed)
 
 
 def _sendable(given: Any) -> Headers | dict[str, list[str]] | list[tuple[str, str]]:
@@ -128,7 +136,7 @@ def _sendable(given: Any) -> Headers | dict[str, list[str]] | list[tuple[str, st
                 raise TypeError(name)
             probe.add(name, each)
         except (ValueError, TypeError):
-            dropped(item)
+            dropped(item[0] if isinstance(item, tuple) and item else "(not a name and a value)")
     if isinstance(given, (Headers, MultiDict)):
         return probe
     if isinstance(given, dict):

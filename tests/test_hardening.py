@@ -89,6 +89,34 @@ def test_a_handler_taken_over_that_then_fails_is_logged_as_a_lost_lease(
     assert "lease lost on hooks evt_1: another attempt claimed it" in caplog.text
 
 
+def test_a_renewal_after_a_failed_handlers_own_release_reports_no_lost_lease(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Asked after the release, the renewal that ran just after it (finding the claim gone)
+    # made a failure read as a takeover.
+    from flask_hooks import Retry
+
+    clock, timer = ManualClock(), Timer(0.0)
+
+    class Releasing(MemoryStore):
+        def release(self, *args: Any, **kwargs: Any) -> None:
+            super().release(*args, **kwargs)
+            assert keeper.tick() == 0  # the keeper's thread, just after: the claim is gone
+
+    hooks = Hooks(store=Releasing(), clock=clock, lease=30)
+    app = make_app(hooks)
+    keeper = hooks.receiver(app).pipeline.leases = LeaseKeeper(timer=timer, thread=False)
+
+    @hooks.on("resource.created")
+    def slow(event: Event) -> None:
+        timer.advance(11)  # held past a third of its lease: due for renewal
+        raise Retry("not yet")
+
+    with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+        assert generic_post(app.test_client(), PAYLOAD).status_code == 503
+    assert "lease lost" not in caplog.text
+
+
 def test_a_fast_handler_costs_no_renewal(make_app: Callable[..., Flask]) -> None:
     renewals: list[str] = []
 

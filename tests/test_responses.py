@@ -314,11 +314,14 @@ def test_an_endless_stream_of_empty_chunks_ends(app: Flask, hooks: Hooks) -> Non
         [("Retry-After", "5"), ("X-A",)],  # a pair that is no pair
         ["Retry-After: 5", ("Retry-After", "5")],  # a raw header line
         iter([("Retry-After", "5"), ("X-Bad", "a\nb")]),  # any iterable, as Flask takes
+        {"Retry-After": "5", "X-Bad": "a\nb"}.items(),
+        {("Retry-After", "5"), ("X-Api-Key", "sk_live_KEY\r\n")},
+        ["Authorization: Bearer sk_live_KEY", ("Retry-After", "5")],
     ],
-    ids=["short-pair", "raw-line", "iterator"],
+    ids=["short-pair", "raw-line", "iterator", "dict-items", "set", "raw-credential"],
 )
 def test_a_not_done_reply_with_malformed_headers_stays_not_done(
-    app: Flask, hooks: Hooks, headers: Any
+    app: Flask, hooks: Hooks, headers: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     returned = iter([("busy", 503, headers), None])
     hooks.on("*")(lambda e: next(returned))
@@ -326,6 +329,18 @@ def test_a_not_done_reply_with_malformed_headers_stays_not_done(
     busy = generic_post(client, payload())
     assert (busy.status_code, busy.data, busy.headers.get("Retry-After")) == (503, b"busy", "5")
     assert generic_post(client, payload()).get_json() == {"status": "received"}
+    assert "cannot be sent: dropped" in caplog.text and "sk_live_KEY" not in caplog.text  # names only
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_a_stream_that_raises_is_logged_without_the_secrets_it_quotes(
+    app: Flask, hooks: Hooks, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    hooks.on("*")(lambda e: Response(_stream("ok", then=RuntimeError(f"signed with {SECRET}")), status))
+    with caplog.at_level(logging.ERROR, logger="flask_hooks"):
+        assert generic_post(app.test_client(), payload()).status_code == status
+    assert "broke off" in caplog.text or "could not be built" in caplog.text
+    assert SECRET not in caplog.text
 
 
 def test_headers_merge_into_a_returned_response_as_flask_merges_them(app: Flask, hooks: Hooks) -> None:

@@ -262,10 +262,7 @@ class Pipeline:
         cfg = self.config
         held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            outcome = self._run_pending(event, routes, done, token, run, notify, started, at, rerun)
-            if outcome.error is not None and self.leases.lost(held):  # its release said nothing
-                log.error("lease lost on %s %s: %s", cfg.name, event.id, _TAKEN_OVER)
-            return outcome
+            return self._run_pending(event, routes, done, token, run, notify, started, at, rerun, held)
         finally:
             self.leases.drop(held)
 
@@ -280,6 +277,7 @@ class Pipeline:
         started: float,
         at: float | None,
         rerun: Rerun | None = None,
+        held: object = None,
     ) -> Outcome:
         """Run the handlers an earlier attempt has not completed (of ``rerun``'s, for a replay
         of some), then complete; or, when handlers besides those are still owed, release."""
@@ -296,7 +294,7 @@ class Pipeline:
                 again = rerun is not None and route.name in rerun.again
                 reply = self._run_one(route, handed, token, run, rerun=token if again else "")
             except Exception as exc:
-                return self._failed(event, route, exc, token, ran, notify, started, at)
+                return self._failed(event, route, exc, token, ran, notify, started, at, held)
             replies[route.name] = reply
             (ran if route.defer is None else deferred).append(route.name)
             if (owed or position < len(pending) - 1) and not route.atomic:
@@ -361,6 +359,7 @@ class Pipeline:
         notify: Notify,
         started: float,
         at: float | None,
+        held: object,
     ) -> Outcome:
         cfg = self.config
         error: HookError
@@ -389,6 +388,8 @@ class Pipeline:
         reason = safe_reason(error)  # a Retry's own words stay in its error text, blanked
         entry = log_entry(event, kind, error.status, started, ran, reason, error=exc, failed=route.name,
                           at=at, secrets=secrets)  # fmt: skip
+        if self.leases.lost(held):  # asked before the release, which is fenced and says nothing
+            log.error("lease lost on %s %s: %s", cfg.name, event.id, _TAKEN_OVER)
         try:
             cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
         except StoreUnavailable:

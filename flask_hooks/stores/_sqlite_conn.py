@@ -278,8 +278,15 @@ class Connections:
         """Whether the disk is short of room now (it stays as it was if the system cannot say)."""
         with suppress(OSError):
             room = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
-            self._full = room.f_bavail * room.f_frsize < _ROOM
-            self._told = self._told and self._full
+            short = room.f_bavail * room.f_frsize < _ROOM
+            if short and not self._full:
+                log.warning(
+                    "the disk of the SQLite store at %s has less than %d MiB free: each write is"
+                    " checkpointed (about one more fsync each) until it has room",
+                    self.path,
+                    _ROOM // 2**20,
+                )
+            self._full, self._told = short, self._told and short
 
     def _files(self) -> Files:
         """The (device, inode) of the files now at ``path``; :class:`FileNotFoundError` if one is missing."""
