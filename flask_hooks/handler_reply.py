@@ -113,7 +113,7 @@ def _response(value: object) -> Response:
         return current_app.make_response(value)  # type: ignore[arg-type]
     except (ValueError, TypeError, AttributeError):  # AttributeError: werkzeug lowers an int name
         given = value[-1] if isinstance(value, tuple) and len(value) in (2, 3) else None
-        if not isinstance(value, tuple) or not isinstance(given, (Headers, dict, tuple, list)):
+        if not isinstance(value, tuple) or not isinstance(given, (Headers, Mapping, tuple, list)):
             raise
     return current_app.make_response((*value[:-1], _sendable(given)))
 
@@ -136,10 +136,10 @@ def _sendable(given: Any) -> Headers | dict[str, list[str]] | list[tuple[str, st
                 raise TypeError(name)
             probe.add(name, each)
         except (ValueError, TypeError):
-            dropped(item[0] if isinstance(item, tuple) and item else "(not a name and a value)")
+            dropped(item[0] if isinstance(item, tuple) and len(item) == 2 else None)
     if isinstance(given, (Headers, MultiDict)):
         return probe
-    if isinstance(given, dict):
+    if isinstance(given, Mapping):  # a dict, or any mapping (werkzeug reads both alike)
         merged: dict[str, list[str]] = {}
         for name, each in probe.items():
             merged.setdefault(name, []).append(each)

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import math
+import types
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -317,8 +318,21 @@ def test_an_endless_stream_of_empty_chunks_ends(app: Flask, hooks: Hooks) -> Non
         {"Retry-After": "5", "X-Bad": "a\nb"}.items(),
         {("Retry-After", "5"), ("X-Api-Key", "sk_live_KEY\r\n")},
         ["Authorization: Bearer sk_live_KEY", ("Retry-After", "5")],
+        [("Authorization: Bearer sk_live_KEY",), ("Retry-After", "5")],
+        [("X-Api-Key: sk_live_KEY\r\nX", "v"), ("Retry-After", "5")],
+        types.MappingProxyType({"Retry-After": "5", "X-Bad": "a\nb"}),
     ],
-    ids=["short-pair", "raw-line", "iterator", "dict-items", "set", "raw-credential"],
+    ids=[
+        "short-pair",
+        "raw-line",
+        "iterator",
+        "dict-items",
+        "set",
+        "raw-credential",
+        "one-tuple",
+        "name-with-a-line",
+        "mapping",
+    ],
 )
 def test_a_not_done_reply_with_malformed_headers_stays_not_done(
     app: Flask, hooks: Hooks, headers: Any, caplog: pytest.LogCaptureFixture

@@ -80,8 +80,10 @@ def reply_headers(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ..
 
 
 def dropped(name: object) -> None:
-    """Say that a handler's response header was left out (its name only: values may be credentials)."""
-    log.warning("a handler's response header %.40r cannot be sent: dropped", name)
+    """Say that a handler's response header was left out: by its name only, and only a name
+    that is a plain token (a value may be a credential, and so may a malformed name's text)."""
+    shown = name if isinstance(name, str) and _TOKEN.fullmatch(name) else "(a malformed name)"
+    log.warning("a handler's response header %.40r cannot be sent: dropped", shown)
 
 
 def declined_reply(status: int, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
