@@ -262,7 +262,7 @@ class Pipeline:
         cfg = self.config
         held = self.leases.hold(cfg.store, cfg.ns, event.id, token, lease=cfg.lease, clock=cfg.clock)
         try:
-            return self._run_pending(event, routes, done, token, run, notify, started, at, rerun, held)
+            return self._run_pending(event, routes, done, token, run, notify, started, at, held, rerun)
         finally:
             self.leases.drop(held)
 
@@ -276,8 +276,8 @@ class Pipeline:
         notify: Notify,
         started: float,
         at: float | None,
+        held: object,
         rerun: Rerun | None = None,
-        held: object = None,
     ) -> Outcome:
         """Run the handlers an earlier attempt has not completed (of ``rerun``'s, for a replay
         of some), then complete; or, when handlers besides those are still owed, release."""

@@ -31,6 +31,7 @@ class Renews(Protocol):
 
     def renew(self, ns: str, id: str, token: str, *, now: float, lease: float) -> None: ...
 
+
 #: A claim is renewed once it has been held for this share of its lease.
 RENEW_AFTER = 1 / 3
 
@@ -146,8 +147,9 @@ class LeaseKeeper:
         except LeaseLost:
             # Not logged here: the holder's own completion may have ended the claim just before
             # (it lets go after that write), and a warning then sent operators after a double
-            # run that never happened. A claim really taken over fails the holder's next mark
-            # or completion too, and that is logged as the error it is.
+            # run that never happened. The holder logs a claim really taken over: when its
+            # next mark or completion is refused, or, when its handler failed, by asking
+            # :meth:`lost` before its release (which is fenced without a word).
             held.lost = True
         except StoreUnavailable:
             log.warning("could not renew the lease of %s %s; trying again", held.ns, held.id)
