@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -19,6 +18,7 @@ from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
 from .core.deferral import handler_key, handler_namespace, worker_lease
+from .core.durations import is_seconds, shown
 from .core.errors import InFlight, LeaseLost, StoreUnavailable
 from .core.inbox import (
     STATUSES,
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 log = logging.getLogger("flask_hooks")
+
+#: The largest limit and time the inbox passes a store: more than any holds, within what
+#: each one's numbers take (SQLite's 64-bit integers; ``now - 10**400`` overflows a float).
+_MOST = 2**62
 
 #: What masked values read as wherever a delivery is shown.
 MASK = REDACTED
@@ -286,14 +290,15 @@ class Inbox:
         if status is not None and status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError(f"limit must be a positive whole number, not {limit!r}")
+            raise ValueError(f"limit must be a positive whole number, not {shown(limit)}")
+        limit = min(limit, _MOST)  # what a store's integers hold (SQLite's: 64 bits)
         for name, bound in (
             ("since", since),
             ("until", until),
             *(() if before is None else [("before", before[0])]),
         ):
-            if bound is not None and not math.isfinite(bound):
-                raise ValueError(f"{name} must be a finite time, not {bound!r}")
+            if bound is not None and not (is_seconds(bound) and abs(bound) <= _MOST):
+                raise ValueError(f"{name} must be a finite time, not {shown(bound)}")
         if (type is not None and not is_text(type)) or (before is not None and not is_text(before[1])):
             return []  # nothing was kept under a type or id no store could write
         now = self.receiver.now()
@@ -371,9 +376,10 @@ class Inbox:
         if isinstance(older_than, bool) or not isinstance(older_than, (int, float)):
             # "30d" is the CLI's spelling: say so, rather than fail comparing a str.
             raise TypeError(f"older_than is a number of seconds (30 days: 30 * 86400), not {older_than!r}")
-        if not 0 <= older_than < math.inf:
-            raise ValueError(f"older_than must be a number of seconds, 0 or more, not {older_than!r}")
+        if not (is_seconds(older_than) and older_than >= 0):
+            raise ValueError(f"older_than must be a number of seconds, 0 or more, not {shown(older_than)}")
         now = self.receiver.now()
+        older_than = min(older_than, _MOST)  # now - 10**400 overflows
         total = 0
         store, ns = self.receiver.store, self.receiver.ns
         while removed := self._in_app(lambda: store.purge(ns, now=now, received_before=now - older_than)):

@@ -14,6 +14,7 @@ from typing import Any
 from .core.clock import Clock, system_clock
 from .core.durations import MAX_SECONDS, is_seconds, shown
 from .core.errors import ConfigError
+from .core.ids import is_plain
 from .core.providers import PRESETS, Provider, get_provider
 from .core.providers.base import Tolerance
 from .stores import DEFAULT_URL, DedupeStore
@@ -38,7 +39,7 @@ DEFAULT_RETENTION = 7 * 86400
 #: scheme and URL. Every other option falls back to the app-wide key.
 _OWN = frozenset({"url", "provider", "secret"})
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 #: The presets' classes: a custom provider's replay-window error also says how to opt out.
 _PRESET_TYPES = frozenset(PRESETS.values())
@@ -73,7 +74,7 @@ class Settings:
 
 def config_prefix(name: str) -> str:
     """``HOOKS_`` for the default receiver, ``HOOKS_STRIPE_`` for ``name="stripe"``."""
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):  # "$" would let "stripe\n" pass
         raise ConfigError(f"receiver name {name!r} must be an identifier")
     return "HOOKS_" if name == "hooks" else f"HOOKS_{name.upper()}_"
 
@@ -160,6 +161,8 @@ def resolve(
             f"{prefix}URL is a path, matched without the query string: {url!r} has a '?' or '#'"
             " that no request path has"
         )
+    if "<" in url or ">" in url or not is_plain(url):  # a variable part, a newline, a NUL
+        raise ConfigError(f"{prefix}URL must be a plain path, no variable part or control character: {url!r}")
     provider = get_provider(pick("provider"))
     secrets = _secrets(prefix + "SECRET", pick("secret"), provider)
     if provider.needs_secret and not secrets:
@@ -182,10 +185,27 @@ def resolve(
         lease=_positive(prefix + "LEASE", pick("lease")),
         tolerance=tolerance,
         max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True, most=MAX_BODY_LIMIT),
-        clock=options.get("clock") or system_clock,
+        clock=_clock(options.get("clock")),
         namespace=_namespace(prefix + "NAMESPACE", pick("namespace"), import_name, name),
         retention=_retention(prefix, pick("retention"), dedupe_ttl),
     )
+
+
+def _clock(clock: Any) -> Clock:
+    """The receiver's clock, read once now: one that cannot be called would fail every
+    delivery, and one reading NaN or infinity would find every record expired (each
+    copy of a delivery run again)."""
+    if clock is None:
+        return system_clock
+    if not callable(clock):
+        raise ConfigError(f"clock must be a callable returning seconds since the epoch, not {shown(clock)}")
+    try:
+        now = clock()
+    except Exception as exc:
+        raise ConfigError(f"clock() raised {type(exc).__name__}") from exc
+    if not is_seconds(now) or not abs(now) < 2**53:
+        raise ConfigError(f"clock() must return a finite number of seconds, not {shown(now)}")
+    return clock  # type: ignore[no-any-return]
 
 
 def _check_replay_window(prefix: str, provider: Provider, dedupe_ttl: float, tolerance: Tolerance) -> None:
@@ -245,6 +265,9 @@ def _namespace(key: str, value: Any, import_name: str, name: str) -> str:
     receiver's name is always added, so receivers never share records.
     """
     app_part = import_name if value is None else value
-    if not isinstance(app_part, str) or len(app_part) > 200:
-        raise ConfigError(f"{key} must be a string of at most 200 characters, not {value!r}")
+    # A lone surrogate (a byte from_prefixed_env() could not decode) no store could write.
+    if not isinstance(app_part, str) or len(app_part) > 200 or not is_plain(app_part):
+        raise ConfigError(
+            f"{key} must be text of at most 200 characters, without control characters, not {shown(value)}"
+        )
     return f"{app_part}:{name}" if app_part else name

@@ -82,6 +82,13 @@ def test_non_finite_numeric_ids_are_refused_not_collapsed_into_inf(number: bytes
     assert Generic().parse(Headers({}), b'{"id":12,"type":"a"}').id == "12"
 
 
+@pytest.mark.parametrize("number", [b"1.0", b"1e0", b"9007199254740993.0"])
+def test_numeric_ids_with_a_fraction_or_an_exponent_are_refused_not_collapsed(number: bytes) -> None:
+    # As floats, 1.0 and 1e0 (or ...993.0 and ...992.0) are one value: two deliveries, one id.
+    with pytest.raises(PayloadError, match="fraction or an exponent"):
+        Generic().parse(Headers({}), b'{"id":' + number + b',"type":"a"}')
+
+
 def test_an_oversized_id_header_says_too_long_not_missing() -> None:
     with pytest.raises(PayloadError, match=r"^id too long"):
         Generic().parse(Headers({"X-Webhook-Id": "x" * 8000}), b'{"type":"a"}')

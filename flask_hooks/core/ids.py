@@ -21,6 +21,13 @@ def check_id_and_type(id: str, type: str) -> None:
         _check("type", type)
 
 
+def is_plain(value: str) -> bool:
+    """Whether ``value`` is text every store keeps and every log quotes on one line:
+    what :func:`check_id_and_type` accepts, and so all a handler's name or pattern,
+    a namespace or a receiver's URL may hold."""
+    return is_text(value) and not _CONTROL.search(value)
+
+
 def _check(field: str, value: str) -> None:
     """Ids and types are keys in stores and logs: they must be text every store can write.
 

@@ -109,12 +109,13 @@ class Declined(HookError):
     Nothing is recorded as done and the claim is released, so the sender
     retries; its own status and body are answered (a body over
     :data:`MAX_REPLY`, the error body). A 3xx is never answered (senders
-    treat a redirect as a permanent failure): it is a 500.
+    treat a redirect as a permanent failure), nor a status HTTP does not have (600 and
+    over, which werkzeug would send as given): each is a 500.
     """
 
     def __init__(self, reply: Reply) -> None:
         self.reply = reply
-        self.status = reply.status if reply.status >= 400 else 500
+        self.status = reply.status if 400 <= reply.status < 600 else 500
         super().__init__(f"handler answered {reply.status}")
 
 

@@ -16,13 +16,15 @@ from typing import Any
 
 from .errors import ConfigError
 from .event import Event
+from .ids import is_plain
 
 Handler = Callable[[Event], Any]
 
 
 def check_pattern(pattern: str) -> str:
-    """Reject patterns that would silently never match."""
-    if not isinstance(pattern, str) or not pattern or pattern != pattern.strip():
+    """Reject patterns that would silently never match (a type with a NUL, a lone
+    surrogate or a control character is refused before routing, a 400)."""
+    if not isinstance(pattern, str) or not pattern or pattern != pattern.strip() or not is_plain(pattern):
         raise ConfigError(f"invalid event pattern {pattern!r}")
     parts = pattern.split(".")
     if "" in parts or "*" in parts[:-1] or any("*" in p and p != "*" for p in parts):
@@ -131,7 +133,8 @@ class Router:
         _check_runs_when_called(func)
         checked = tuple(check_pattern(p) for p in patterns)
         if name is not None:
-            if not isinstance(name, str) or not name or name != name.strip():
+            # Stores record each handler's success under its name, and logs quote it.
+            if not isinstance(name, str) or not name or name != name.strip() or not is_plain(name):
                 raise ConfigError(f"invalid handler name {name!r}")
             if any(r.name == name and r.func is not func for r in self.routes):
                 raise ConfigError(f"two different handlers are both named {name!r}")

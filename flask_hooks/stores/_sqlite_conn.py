@@ -25,6 +25,7 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 from ..core.errors import StoreUnavailable
+from ..core.inbox import is_text
 from ._flock import WriterLock
 from ._sqlite_schema import prepare
 from .base import NOT_A_FILE, fork_lock, process_generation
@@ -93,6 +94,8 @@ class Connections:
     """
 
     def __init__(self, path: str, *, timeout: float, synchronous: str) -> None:
+        if not is_text(path):  # sqlite3.connect() would refuse it on every delivery
+            raise ValueError("the path must be UTF-8 text without a NUL")
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         # Not 0, which reads as "no limit" and never waits: every write that met another

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NamedTuple, TypeAlias
@@ -304,16 +303,17 @@ MAX_ID = 512
 
 
 def require_str(value: Any, what: str) -> str:
-    """A non-empty string field (finite numbers are accepted and stringified), or a 400.
+    """A non-empty string field (whole numbers are accepted and stringified), or a 400.
 
-    Non-finite numbers are refused: ``1e400`` and ``2e400`` both parse
-    as ``inf`` and would collapse into one id.
+    Other numbers are refused: parsed as floats, distinct ones would
+    collapse into one id (``1.0`` and ``1e0``, ``1e400`` and ``2e400``,
+    ``9007199254740993.0`` and ``9007199254740992.0``).
     """
     if value is None:
         raise PayloadError(f"missing {what}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PayloadError(f"{what} is not a finite number")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, float):
+        raise PayloadError(f"{what} is a number with a fraction or an exponent, not text or a whole number")
+    if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         raise PayloadError(f"{what} is not a string")

@@ -105,6 +105,8 @@ class FlowStep(Provider):
             raise PayloadError("payload is not a JSON object")
         request_id = require_str(field(payload, "context", "request_id"), "context.request_id")
         step = require_str(field(payload, "context", "step_name"), "context.step_name")
+        if ":" in request_id:  # ("a:b", "c") and ("a", "b:c") would be one id; step names may have one
+            raise PayloadError("context.request_id has a ':'")
         # Checked again as a whole: two fields of MAX_ID each make a key no store should have to take.
         return Parsed(id=require_str(f"{request_id}:{step}", "id"), type=step, payload=payload)
 

@@ -183,6 +183,8 @@ class Narada(Provider):
         payload = load_object(body)
         request_id = require_str(field(payload, "requestId"), "requestId")
         status = require_str(field(payload, "status"), "status")
+        if ":" in status:  # ("a:b", "c") and ("a", "b:c") would be one id; no Narada status has one
+            raise PayloadError("status has a ':'")
         # Checked again as a whole: two fields of MAX_ID each make a key no store should have to take.
         return Parsed(id=require_str(f"{request_id}:{status}", "id"), type=status, payload=payload)
 
