@@ -24,7 +24,7 @@ from .core.event import Event, HeaderMap
 from .core.pipeline import Pipeline, ReceiverConfig
 from .core.providers import Provider
 from .core.routing import Router
-from .settings import Settings, resolve
+from .settings import Settings, checked_clock, config_prefix, resolve
 from .stores import DedupeStore, open_store
 from .stores.leases import LeaseKeeper, keeper
 
@@ -77,8 +77,7 @@ class Receiver:
         self.name = settings.name
         self.provider = settings.provider
         self.store = store
-        #: The receiver's clock; tests swap it (``webhook_clock``) without patching time.
-        self.clock: Clock = settings.clock
+        self.clock = settings.clock
         self.keys = settings.provider.keys(settings.secrets)
         #: Every credential as text, blanked wherever a traceback or an excerpt is shown.
         provider, configured = settings.provider, settings.secrets
@@ -106,8 +105,21 @@ class Receiver:
         """What the store keys this receiver's records under (app and receiver)."""
         return self.settings.namespace
 
+    @property
+    def clock(self) -> Clock:
+        """The receiver's clock; tests swap it (``webhook_clock``) without patching time.
+
+        One swapped in is read once, as ``Hooks(clock=...)`` is: a clock
+        reading NaN would find every record expired.
+        """
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = checked_clock(clock)
+
     def now(self) -> float:
-        return self.clock()
+        return self._clock()
 
     def credentials(self, event: Event | None, headers: HeaderMap | None = None) -> list[str]:
         """What no log line may show: the secrets and the delivery's credentials, those of
@@ -163,6 +175,7 @@ class Hooks:
         retention: float | None = None,
         clock: Clock | None = None,
     ) -> None:
+        config_prefix(name)  # a ConfigError now, not a TypeError at init_app (an unhashable name)
         self.name = name
         self.options: dict[str, Any] = {
             "url": url,

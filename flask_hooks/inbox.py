@@ -18,7 +18,7 @@ from flask import Flask, current_app, has_app_context
 
 from .core.attempts import field_values
 from .core.deferral import handler_key, handler_namespace, worker_lease
-from .core.durations import is_seconds, shown
+from .core.durations import is_seconds, shown, time_bound
 from .core.errors import InFlight, LeaseLost, StoreUnavailable
 from .core.inbox import (
     STATUSES,
@@ -42,8 +42,8 @@ T = TypeVar("T")
 
 log = logging.getLogger("flask_hooks")
 
-#: The largest limit and time the inbox passes a store: more than any holds, within what
-#: each one's numbers take (SQLite's 64-bit integers; ``now - 10**400`` overflows a float).
+#: The largest limit, and age to purge, the inbox passes a store: more than any holds,
+#: within SQLite's 64-bit integers (``now - 10**400`` overflows a float).
 _MOST = 2**62
 
 #: What masked values read as wherever a delivery is shown.
@@ -82,7 +82,8 @@ class Attempt(NamedTuple):
 
 _TAKEN_OVER = (
     "the replay's claim ran out while its handlers ran, and a sender's retry took the delivery"
-    " over: they may have run twice; check their effects before replaying again"
+    " over: they may have run twice; check their effects before replaying again (an atomic"
+    " handler's database writes were rolled back)"
 )
 
 
@@ -292,13 +293,9 @@ class Inbox:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive whole number, not {shown(limit)}")
         limit = min(limit, _MOST)  # what a store's integers hold (SQLite's: 64 bits)
-        for name, bound in (
-            ("since", since),
-            ("until", until),
-            *(() if before is None else [("before", before[0])]),
-        ):
-            if bound is not None and not (is_seconds(bound) and abs(bound) <= _MOST):
-                raise ValueError(f"{name} must be a finite time, not {shown(bound)}")
+        since, until = time_bound("since", since), time_bound("until", until)
+        if before is not None:
+            before = (time_bound("before", before[0]), before[1])
         if (type is not None and not is_text(type)) or (before is not None and not is_text(before[1])):
             return []  # nothing was kept under a type or id no store could write
         now = self.receiver.now()

@@ -185,13 +185,13 @@ def resolve(
         lease=_positive(prefix + "LEASE", pick("lease")),
         tolerance=tolerance,
         max_body=_positive(prefix + "MAX_BODY", pick("max_body"), integer=True, most=MAX_BODY_LIMIT),
-        clock=_clock(options.get("clock")),
+        clock=checked_clock(options.get("clock")),
         namespace=_namespace(prefix + "NAMESPACE", pick("namespace"), import_name, name),
         retention=_retention(prefix, pick("retention"), dedupe_ttl),
     )
 
 
-def _clock(clock: Any) -> Clock:
+def checked_clock(clock: Any) -> Clock:
     """The receiver's clock, read once now: one that cannot be called would fail every
     delivery, and one reading NaN or infinity would find every record expired (each
     copy of a delivery run again)."""

@@ -26,6 +26,8 @@ from .stores.memory import MemoryStore
 
 log = logging.getLogger("flask_hooks")
 _SLASHES = re.compile("//+")
+#: The dashboard's blueprint (flask_hooks.dashboard), by name: its forms check their own token.
+DASHBOARD = "hooks_dashboard"
 
 
 def add_url_rules(app: Flask, receiver: Receiver) -> None:
@@ -58,16 +60,21 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
 
 
 def exempt_from_csrf(app: Flask) -> None:
-    """Deliveries carry a signature, not a form token: exempt them from Flask-WTF.
+    """Deliveries carry a signature, not a form token: exempt them from Flask-WTF, and the
+    dashboard's pages, whose forms carry a token of their own (Flask-WTF took that for its
+    own and refused every replay).
 
     ``CSRFProtect`` checks every POST in a ``before_request`` hook and keeps
-    its exemptions by view name. Initialised before us, it is in
+    its exemptions by view and blueprint name. Initialised before us, it is in
     ``app.extensions["csrf"]`` now; initialised after, its hook runs after
-    ours, so ours exempts the view on the first request.
+    ours, so ours exempts the views on the first request.
     """
     csrf = app.extensions.get("csrf")
     if csrf is not None and callable(getattr(csrf, "exempt", None)):
         csrf.exempt(f"{receive.__module__}.{receive.__name__}")
+        dashboard = app.blueprints.get(DASHBOARD)
+        if dashboard is not None:
+            csrf.exempt(dashboard)
     elif _late_csrf_exempt not in app.before_request_funcs.get(None, ()):
         app.before_request(_late_csrf_exempt)
 

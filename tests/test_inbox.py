@@ -648,6 +648,11 @@ def test_a_replay_that_lost_its_claim_mid_handler_says_so(make_app: Callable[...
         hooks.inbox(app).replay("evt_1")
     assert calls == [False, True, False]
     assert generic_post(client, PAYLOAD).get_json() == {"status": "duplicate"}
+    # The lost attempt is kept among the delivery's attempts, not only in the app's log.
+    delivery = hooks.inbox(app).get("evt_1")
+    assert delivery is not None
+    lost = [a for a in delivery.attempts if a.code == 409]
+    assert [a.outcome for a in lost] == ["in-flight"] and "LeaseLost" in lost[0].error
 
 
 def test_a_replay_its_provider_no_longer_reads_is_refused_not_a_500(make_app: Callable[..., Flask]) -> None:

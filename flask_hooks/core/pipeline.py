@@ -51,7 +51,7 @@ log = logging.getLogger("flask_hooks")
 
 Run = Callable[[Route, Event], "Reply | None"]
 Notify = Callable[..., None]
-_TAKEN_OVER = "another attempt claimed it while its handlers ran, which may have run them too"
+_TAKEN_OVER = "another attempt claimed it mid-handler and may have run them too (atomic ones: rolled back)"
 
 
 class Rerun(NamedTuple):
@@ -111,7 +111,7 @@ class Pipeline:
         if immediate is not None:  # a handshake (Slack's url_verification): no dedupe, no handler
             reply = immediate if isinstance(immediate, Reply) else Reply(200, json.dumps(immediate).encode())
             return Outcome("received", reply=reply, event=event)
-        return self._guarded(event, lambda: self._dispatch(event, run, notify, started))
+        return self._guarded(event, started, lambda: self._dispatch(event, run, notify, started))
 
     def refuse(self, error: BodyTooLarge | PayloadError, *, notify: Notify = _noop) -> Outcome:
         """A request refused before its body could be read (413, or a 400 for a short body).
@@ -192,15 +192,17 @@ class Pipeline:
         rerun = None if handlers is None else Rerun(chosen, completed, claim.reply, again)
         marks, token = claim.handlers, claim.token
         outcome = self._guarded(
-            event, lambda: self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)
+            event,
+            started,
+            lambda: self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun),
         )
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
 
     # Steps ----------------------------------------------------------------
 
-    def _guarded(self, event: Event, step: Callable[[], Outcome]) -> Outcome:
-        """Store trouble after verification: 503 (never a 2xx), or 409 when the lease was lost."""
+    def _guarded(self, event: Event, started: float, step: Callable[[], Outcome]) -> Outcome:
+        """Store trouble after verification: 503 (never a 2xx); a lost lease, a 409 kept as an attempt."""
         try:
             return step()
         except StoreUnavailable as exc:
@@ -210,6 +212,8 @@ class Pipeline:
         except LeaseLost as exc:
             # Our lease ran out mid-handler (or the store lost the record): another attempt owns it.
             log.error("lease lost on %s %s: %s", self.config.name, event.id, _TAKEN_OVER)
+            entry = log_entry(event, "in-flight", exc.status, started, "lease lost", error=exc)
+            log_quietly(self.config.store, self.config.ns, entry)
             return Outcome("in-flight", error=exc, event=event)
 
     def _reject(

@@ -16,6 +16,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 
 from ..core.errors import ConfigError
 from ..extension import require_app, rule_host
+from ..view import exempt_from_csrf
 
 EXTENSION_KEY = "hooks_dashboard"
 
@@ -121,3 +122,4 @@ class Dashboard:
         state = DashboardState(self.allow, self.url_prefix)
         app.extensions[EXTENSION_KEY] = state
         app.register_blueprint(bp, url_prefix=self.url_prefix)
+        exempt_from_csrf(app)  # from Flask-WTF: the forms carry a token of our own

@@ -23,11 +23,12 @@ from ..core.inbox import STATUSES
 from ..extension import HOST_ARG, Receiver, get_state
 from ..inbox import Delivery, hidden
 from ..stores import DedupeStore
+from ..view import DASHBOARD
 from . import charts, csrf, listing
 from .extension import EXTENSION_KEY, HEADERS, DashboardState, PagesBlueprint
 from .text import payload_text, printable, printable_lines
 
-bp = PagesBlueprint("hooks_dashboard", __name__, template_folder="templates", static_folder="static")
+bp = PagesBlueprint(DASHBOARD, __name__, template_folder="templates", static_folder="static")
 
 T = "flask_hooks_dashboard/"
 

@@ -25,7 +25,6 @@ from contextlib import suppress
 from typing import Any, TypeVar
 
 from ..core.errors import StoreUnavailable
-from ..core.inbox import is_text
 from ._flock import WriterLock
 from ._sqlite_schema import prepare
 from .base import NOT_A_FILE, fork_lock, process_generation
@@ -77,6 +76,15 @@ def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(exc)
 
 
+def _file_name(path: str) -> bool:
+    """Whether ``path`` is one the OS can be given: no NUL, and a lone surrogate only as
+    ``os.fsdecode`` makes an undecodable byte of (``sqlite3`` encodes paths as it does)."""
+    try:
+        return b"\x00" not in os.fsencode(path)
+    except UnicodeEncodeError:
+        return False
+
+
 def _close_all(conns: Iterable[sqlite3.Connection]) -> None:
     """Close ``conns`` ourselves: the garbage collector closes an open one with a
     ``ResourceWarning`` (Python 3.13), an error under ``pytest -W error`` in every
@@ -94,8 +102,8 @@ class Connections:
     """
 
     def __init__(self, path: str, *, timeout: float, synchronous: str) -> None:
-        if not is_text(path):  # sqlite3.connect() would refuse it on every delivery
-            raise ValueError("the path must be UTF-8 text without a NUL")
+        if not _file_name(path):  # sqlite3.connect() would refuse it on every delivery
+            raise ValueError("the path is no file name the OS takes (it has a NUL or a lone surrogate)")
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
         # Not 0, which reads as "no limit" and never waits: every write that met another

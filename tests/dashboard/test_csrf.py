@@ -131,3 +131,28 @@ def test_options_is_answered_not_refused_as_a_form(failed: Shop, path: str) -> N
     assert answer.status_code == 200
     assert "GET" in answer.headers["Allow"]
     assert b"has expired" not in answer.data
+
+
+@pytest.mark.parametrize("when", ["before Hooks", "between", "after Dashboard"])
+def test_flask_wtf_csrf_protect_leaves_the_dashboard_to_its_own_tokens(
+    make_app: Callable[..., Flask], when: str
+) -> None:
+    """Flask-WTF read the dashboard's ``csrf_token`` field as its own: every replay a 400."""
+    from flask_wtf import CSRFProtect
+
+    hooks, wtf = Hooks(store="memory://"), CSRFProtect()
+    hooks.on("order.*")(lambda event: None)
+    app = make_app(SECRET_KEY=SECRET_KEY)
+    app.add_url_rule("/profile", "profile", lambda: "saved", methods=["POST"])
+    steps = [hooks.init_app, lambda app: Dashboard(app, allow=lambda: True)]
+    steps.insert({"before Hooks": 0, "between": 1, "after Dashboard": 2}[when], wtf.init_app)
+    for step in steps:
+        step(app)
+    client = app.test_client()
+    assert generic_post(client, {"id": "evt_1", "type": "order.created"}).status_code == 200
+    good = token(client.get("/hooks/delivery/replay?receiver=hooks&id=evt_1"))
+    form = {"receiver": "hooks", "id": "evt_1"}
+    assert client.post("/hooks/delivery/replay", data=form).status_code == 400  # ours, still
+    assert client.post("/hooks/delivery/replay", data={**form, "csrf_token": good}).status_code == 303
+    assert client.post("/hooks/delivery/forget", data={**form, "csrf_token": good}).status_code == 303
+    assert client.post("/profile").status_code == 400  # Flask-WTF still guards the app's own forms
