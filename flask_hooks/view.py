@@ -13,14 +13,14 @@ import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from flask import Flask, Request, Response, current_app, request
+from flask import Flask, Request, Response, current_app, has_request_context, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wsgi import get_content_length
 
 from . import signals
 from .core.answer import answer
 from .core.errors import BodyTooLarge, PayloadError
-from .extension import Receiver, get_state, rule_host
+from .extension import HOST_ARG, Receiver, get_state, rule_host
 from .handler_reply import run
 from .stores.memory import MemoryStore
 
@@ -53,10 +53,19 @@ def add_url_rules(app: Flask, receiver: Receiver) -> None:
             merge_slashes=False,
             provide_automatic_options=False,
         )
+    if host is not None and _this_host not in app.url_default_functions.get(None, ()):
+        app.url_defaults(_this_host)
     first = app.before_request_funcs.setdefault(None, [])
     if read_first not in first:
         first.insert(0, read_first)  # before the app's own hooks, those registered earlier too
     exempt_from_csrf(app)
+
+
+def _this_host(endpoint: str, values: dict[str, Any]) -> None:
+    """``url_for`` a receiver on an app that matches hosts: the request's host, as the
+    dashboard's links have (its rules take any host, so url_for needed one)."""
+    if endpoint.startswith("flask_hooks.") and has_request_context():
+        values.setdefault(HOST_ARG, request.host)
 
 
 def exempt_from_csrf(app: Flask) -> None:

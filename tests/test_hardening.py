@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flask import Flask, Response, abort, redirect, request
+from flask import Flask, Response, abort, redirect, request, url_for
 from flask_wtf import CSRFProtect
 from werkzeug.exceptions import NotFound
 
@@ -739,3 +739,7 @@ def test_an_app_that_matches_hosts_receives_on_every_host(tmp_path: Any) -> None
         assert client.get("/webhooks", headers={"Host": host}).status_code == 405
     assert seen == ["evt_0", "evt_1", "evt_2"]
     assert client.get("/webhooks", headers={"Host": "docs.example"}).data == b"how to send us webhooks"
+    # url_for the receiver needed a host its rule takes (a BuildError in handlers and views).
+    with app.test_request_context("/", headers={"Host": "api.example"}):
+        assert url_for("flask_hooks.hooks") == "/webhooks"
+        assert url_for("flask_hooks.hooks", _external=True) == "http://api.example/webhooks"

@@ -128,13 +128,11 @@ class Pipeline:
     ) -> Outcome:
         """Run a kept delivery's handlers again, through the same claim and lease.
 
-        Without ``handlers``, those that have not succeeded; with them,
-        exactly those (even if they succeeded), and a handler still owed
-        besides keeps the delivery failed: it is released, not completed,
-        so a sender's retry or the next replay runs that one. The signature
-        and the timestamp are not checked again: they were at receipt.
-        Raises :class:`InFlight` while a sender's retry or another replay
-        holds it.
+        Without ``handlers``, those that have not succeeded; with them, exactly those (even
+        if they succeeded), and a handler still owed besides keeps the delivery failed: it is
+        released, not completed, so a sender's retry or the next replay runs that one. The
+        signature and the timestamp are not checked again: they were at receipt. Raises
+        :class:`InFlight` while a sender's retry or another replay holds it.
         """
         cfg = self.config
         if isinstance(handlers, str):
@@ -191,11 +189,11 @@ class Pipeline:
         completed = bool(claim.outcome)
         rerun = None if handlers is None else Rerun(chosen, completed, claim.reply, again)
         marks, token = claim.handlers, claim.token
-        outcome = self._guarded(
-            event,
-            started,
-            lambda: self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun),
-        )
+
+        def held() -> Outcome:
+            return self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)
+
+        outcome = self._guarded(event, started, held)
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
 
