@@ -12,24 +12,19 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
 import logging
 import re
 import sys
 import time
 import traceback
-from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .core.attempts import exception_line
 from .core.errors import ConfigError, StoreUnavailable
-from .core.inbox import is_text, mask_excerpt, type_matches
+from .core.inbox import is_text
 from .core.routing import check_pattern
-from .core.scrub import scrub
-from .core.store import LogEntry
 from .extension import HooksState, Receiver, get_state
 from .stores.url import masked_url
 
@@ -231,164 +226,8 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
-# deliveries ------------------------------------------------------------------
-
-#: The words of the delivery log (``flask_hooks.core.pipeline``).
-LOG_STATUSES = (
-    "received",
-    "ignored",
-    "duplicate",
-    "error",
-    "retry",
-    "rejected",
-    "invalid",
-    "in-flight",
-    "replayed",
-    "unavailable",
-)
-#: The worker's own word (``flask_hooks.defer.worker``): a deferred handler's job done. It
-#: answers no sender, so it is no outcome of the dashboard's chart, but ``--status`` takes it.
-WORKER_STATUSES = ("handled",)
-
-
-class LogStatus(click.Choice):  # type: ignore[type-arg]  # generic since click 8.2; Flask allows 8.1
-    """One of the log's words; ``failed``, the inbox's word (``replay --status``), says which it means."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value == "failed":
-            self.fail(
-                "'failed' is a delivery's state in the inbox (flask hooks replay --status failed);"
-                " the log's word for an attempt whose handler failed is 'error'",
-                param,
-                ctx,
-            )
-        return super().convert(value, param, ctx)
-
-
-def _reason(entry: LogEntry) -> str:
-    if entry.failed:
-        return f"{entry.failed}: {exception_line(entry.error) or entry.reason}"
-    return entry.reason
-
-
-def _format(entry: LogEntry, receiver: str) -> list[str]:
-    secret = "-" if entry.secret_index is None else str(entry.secret_index)
-    return [
-        when(entry.received_at),
-        receiver,
-        printable(entry.id or "-"),
-        printable(entry.type or "-"),
-        entry.status,
-        str(entry.code),
-        secret,
-        f"{entry.duration * 1000:.1f}",
-        ",".join(entry.handlers) or "-",
-        printable(_reason(entry)),
-    ]
-
-
-_HEADER = ["RECEIVED (UTC)", "RECEIVER", "ID", "TYPE", "STATUS", "CODE", "SECRET", "MS", "HANDLERS", "REASON"]
-
-
-def read_log(
-    receiver: Receiver,
-    *,
-    status: str | None,
-    pattern: str | None,
-    since: float | None,
-    delivery_id: str | None,
-    limit: int,
-) -> list[LogEntry]:
-    """The receiver's log lines that pass the filters, newest first.
-
-    The store filters by status only, so with other filters the whole
-    bounded log is read (``log_size`` lines at most).
-    """
-    filtered = pattern is not None or since is not None or delivery_id is not None
-    scan = max(limit, receiver.store.log_size) if filtered else limit
-    try:
-        entries = receiver.store.deliveries(receiver.ns, status=status, limit=scan)
-    except StoreUnavailable as exc:
-        raise store_down(receiver, exc, ": cannot read the delivery log") from None
-    after = None if since is None else receiver.now() - since
-    return [
-        e
-        for e in entries
-        if type_matches(pattern, e.type or "")
-        and (after is None or e.received_at >= after)
-        and (delivery_id is None or e.id == delivery_id)
-    ][:limit]
-
-
-def _as_json(receiver: Receiver, entry: LogEntry) -> str:
-    excerpt = scrub(mask_excerpt(entry.excerpt, receiver.provider.redacted_fields), receiver.secrets)
-    data = {"receiver": receiver.name, **entry._asdict(), "excerpt": excerpt}
-    return json.dumps(data)
-
-
-def _nothing_found(
-    status: str | None, pattern: str | None, delivery_id: str | None, since: float | None
-) -> str:
-    named = (("status", status), ("type", pattern), ("id", delivery_id))
-    filters = ", ".join(f"{name} {value!r}" for name, value in named if value is not None)
-    message = "no deliveries" + (f" with {filters}" if filters else "")
-    return message + (f" in the last {format_duration(since)}" if since is not None else "")
-
-
-@cli.command("deliveries")
-@click.option("--receiver", "receiver_name", metavar="NAME", help="Only this receiver (default: all).")
-@click.option("--status", type=LogStatus(LOG_STATUSES + WORKER_STATUSES), help="Only this outcome.")
-@click.option(
-    "--type",
-    "pattern",
-    callback=pattern_option,
-    metavar="PATTERN",
-    help="Only these types, as handlers match (payment.*).",
-)
-@click.option(
-    "--since", callback=duration_option, metavar="DURATION", help="Only the last DURATION (90s, 15m, 2h, 7d)."
-)
-@click.option("--id", "delivery_id", callback=text_option, metavar="ID", help="Only this delivery's lines.")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many lines.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, for scripts.")
-def deliveries_command(
-    receiver_name: str | None,
-    status: str | None,
-    pattern: str | None,
-    since: float | None,
-    delivery_id: str | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """Show the delivery log, newest first: one line per attempt.
-
-    SECRET is the position of the secret that matched (0 = newest): once
-    no line shows 1 any more, the old secret can be removed. REASON names
-    the handler that failed, with its exception.
-    """
-    found: list[tuple[Receiver, LogEntry]] = []
-    for receiver in receivers_of(current_state(), receiver_name):
-        entries = read_log(
-            receiver, status=status, pattern=pattern, since=since, delivery_id=delivery_id, limit=limit
-        )
-        found.extend((receiver, entry) for entry in entries)
-    found.sort(key=lambda item: item[1].received_at, reverse=True)
-    found = found[:limit]
-    if as_json:
-        for receiver, entry in found:
-            click.echo(_as_json(receiver, entry))
-        return
-    if not found:
-        click.echo(_nothing_found(status, pattern, delivery_id, since))
-        return
-    table = [_HEADER] + [_format(entry, receiver.name) for receiver, entry in found]
-    widths = [max(len(line[i]) for line in table) for i in range(len(_HEADER) - 1)]
-    for line in table:
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
-        click.echo("  ".join([*cells, line[-1]]).rstrip())
-
-
-# send, show, replay, forget and purge register themselves on ``cli``.
+# deliveries, send, show, replay, forget and purge register themselves on ``cli``.
+from . import deliveries_cli as deliveries_cli  # noqa: E402
 from . import inbox_cli as inbox_cli  # noqa: E402
 from . import replay_cli as replay_cli  # noqa: E402
 from . import send_cli as send_cli  # noqa: E402

@@ -86,7 +86,9 @@ def to_run(delivery: Delivery, handlers: Sequence[str]) -> str:
     queued = delivery.queued
     pending = [n for n, state in delivery.handlers.items() if state != "succeeded" and n not in queued]
     note = f" (queued, left to their jobs: {', '.join(queued)}; --handler NAME hands one over)"
-    return (", ".join(pending) or "nothing (every handler succeeded)") + (note if queued else "")
+    if not pending:  # "every handler succeeded" would contradict the queued ones
+        return "nothing" + (note if queued else " (every handler succeeded)")
+    return ", ".join(pending) + (note if queued else "")
 
 
 #: The order of a summary's counts, as the docs show them, whichever came first.

@@ -19,11 +19,10 @@ import pytest
 from flask import Flask
 
 from flask_hooks import Hooks
-from flask_hooks.cli import mask_excerpt
 from flask_hooks.core import inbox
 from flask_hooks.core.attempts import error_text
 from flask_hooks.core.errors import ConfigError
-from flask_hooks.core.inbox import EXCERPT, PARSED, READ, excerpt, mask_text
+from flask_hooks.core.inbox import EXCERPT, PARSED, READ, excerpt, mask_excerpt, mask_text
 from flask_hooks.core.scrub import REDACTED, scrub
 from flask_hooks.providers import MAX_DEPTH, Narada
 from flask_hooks.stores.url import masked_url, open_store

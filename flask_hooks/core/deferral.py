@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from .errors import HookError, PayloadTooDeep, QueueUnavailable
 from .event import Event, Headers, header_pairs
-from .inbox import redact
+from .inbox import Stored, redact
 from .routing import Route
 from .store import DedupeStore
 
@@ -72,6 +72,31 @@ def worker_ran(
         return True
     store.release(space, key, claim.token, now=now)
     return False
+
+
+def run_again(
+    store: DedupeStore,
+    ns: str,
+    stored: Stored,
+    routes: Sequence[Route],
+    chosen: Collection[str],
+    *,
+    now: float,
+    lease: float,
+    ttl: float,
+) -> frozenset[str]:
+    """The chosen deferred handlers a replay hands over as re-runs, jobs of their own: those an
+    attempt and their worker's record say ran. Of the others the replay's job is the first
+    job's run; so is one the inbox shows pending whose worker ran it unseen (its completion's
+    answer lost): run once for both, its duplicate then says it ran."""
+    return frozenset(
+        r.name
+        for r in routes
+        if r.defer is not None
+        and r.name in chosen
+        and worker_ran(store, ns, stored.id, r, now=now, lease=lease, ttl=ttl)
+        and any(r.name in a.handlers for a in stored.attempts)
+    )
 
 
 @functools.lru_cache(maxsize=64)

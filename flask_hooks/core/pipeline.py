@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from .answer import Outcome, answer, safe_reason
 from .attempts import cause_line, credentials, log_entry, log_failure, log_quietly
 from .config import ReceiverConfig as ReceiverConfig
-from .deferral import hand_over, worker_ran
+from .deferral import hand_over, run_again
 from .errors import (
     BodyTooLarge,
     HookError,
@@ -164,16 +164,9 @@ class Pipeline:
             secret_index=stored.secret_index or 0,
             replayed=True,
         )
-        # A chosen deferred handler is re-run if its worker ran it (else the replay's job is its
-        # first job's run); asked before the claim, so a store failing here leaves nothing held.
+        # Asked before the claim, so a store failing here leaves nothing held.
         chosen, ttl = frozenset(handlers or ()), max(cfg.dedupe_ttl, cfg.retention)
-        again = frozenset(
-            r.name
-            for r in routes
-            if r.defer is not None
-            and r.name in chosen
-            and worker_ran(cfg.store, cfg.ns, stored.id, r, now=now, lease=cfg.lease, ttl=ttl)
-        )
+        again = run_again(cfg.store, cfg.ns, stored, routes, chosen, now=now, lease=cfg.lease, ttl=ttl)
         # The store says, with the claim, whether the delivery was completed: `stored` may be
         # stale (a sender's retry may have completed it since it was read).
         keep = [r.name for r in routes if r.name not in chosen] if handlers is not None else []

@@ -19,9 +19,9 @@ import pytest
 from flask import Flask
 
 from flask_hooks import Event, Hooks, StoreUnavailable
-from flask_hooks.cli import format_duration, mask_excerpt, parse_duration
+from flask_hooks.cli import format_duration, parse_duration
 from flask_hooks.core.attempts import exception_line
-from flask_hooks.core.inbox import Kept, Stored
+from flask_hooks.core.inbox import Kept, Stored, mask_excerpt
 from flask_hooks.core.providers.base import Outgoing
 from flask_hooks.core.providers.narada import NaradaKey
 from flask_hooks.core.store import Claim, LogEntry
@@ -560,6 +560,33 @@ def test_a_narada_token_and_body_secret_appear_in_no_output(make_app: MakeApp) -
     assert '"secret": "[redacted]"' in everything
     assert TOKEN not in everything
     assert BODY_SECRET not in everything
+
+
+def test_a_field_declared_after_the_delivery_was_kept_is_blanked_in_the_log_too(make_app: MakeApp) -> None:
+    # ``show`` masked it; ``deliveries`` printed the stored error, which quoted it, as kept.
+    from flask_hooks.providers import Generic
+
+    class Declaring(Generic):
+        redacted_fields = ("token",)
+
+    def failing(hooks: Hooks) -> Hooks:
+        @hooks.on("*")
+        def fails(event: Event) -> None:
+            raise RuntimeError(f"refused {event.payload['token']}")
+
+        return hooks
+
+    before = failing(Hooks(store=f"sqlite:///{make_app().instance_path}/h.db"))
+    app = make_app(before)
+    body = {"id": "evt_1", "type": "a", "token": "tok-SECRET-0"}
+    assert generic_post(app.test_client(), body).status_code == 500
+    assert "tok-SECRET-0" in run(app, "deliveries").stdout  # as kept: nothing declared it yet
+    after = make_app(failing(Hooks(store=f"sqlite:///{app.instance_path}/h.db", provider=Declaring())))
+    views = (("deliveries",), ("deliveries", "--json"), ("deliveries", "--id", "evt_1"), ("show", "evt_1"))
+    for args in views:
+        result = run(after, *args)
+        assert result.exit_code == 0 and "refused" in result.stdout, args
+        assert "tok-SECRET-0" not in result.stdout + result.stderr, args
 
 
 def test_the_token_header_is_redacted_whatever_the_body(make_app: MakeApp) -> None:

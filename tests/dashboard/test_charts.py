@@ -5,9 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
-from flask_hooks.cli import LOG_STATUSES
 from flask_hooks.core.store import LogEntry
 from flask_hooks.dashboard import charts
+from flask_hooks.deliveries_cli import LOG_STATUSES
 from flask_hooks.stores import MemoryStore
 from tests.dashboard.shop import NOW, OLD, Shop, seed_day
 
