@@ -323,9 +323,17 @@ class Connections:
         except FileNotFoundError:
             return True
 
-    def checkpoint(self) -> None:
-        """A passive checkpoint now, after a write much larger than a delivery's (a purge batch)."""
-        self._checkpoint(self._conn().relaxed)
+    def checkpoint(self, *, young_only: bool = False) -> None:
+        """A passive checkpoint now, after a write much larger than a delivery's (a purge batch).
+
+        ``young_only``: only in a process that has not made ``_CHECKPOINT_EVERY``
+        commits, at the store's sweep (a count of the database's): workers
+        restarted often (``--max-requests``, RQ's process per job) never reach
+        their own cadence, and the WAL grew to SQLite's own checkpoint, run
+        inside a commit while every writer waits.
+        """
+        if not young_only or self._commits < _CHECKPOINT_EVERY:
+            self._checkpoint(self._conn().relaxed)
 
     @staticmethod
     def _checkpoint(cur: sqlite3.Cursor) -> None:

@@ -362,7 +362,8 @@ class SqliteStore(Connections, DedupeStore):
         return removed
 
     def _maintain(self, seq: int, now: float) -> None:
-        """Every ``_PURGE_EVERY`` log lines, sweep the rows past their retention, of every receiver.
+        """Every ``_PURGE_EVERY`` log lines, sweep the rows past their retention, of every
+        receiver, then checkpoint in a young process (:meth:`checkpoint`).
 
         After the delivery's own transaction, in batches: the lock is free
         between them. Best effort: what a failure leaves is swept next time.
@@ -371,5 +372,6 @@ class SqliteStore(Connections, DedupeStore):
             return
         try:
             self._purge(None, now, None, _SWEEP_MAX)
+            self.checkpoint(young_only=True)
         except StoreUnavailable:
             log.debug("purging the SQLite store failed; trying again later", exc_info=True)

@@ -43,6 +43,7 @@ def transactions(store: SqliteStore, work: Callable[[], object]) -> list[tuple[l
             current = []
         elif sql == "COMMIT":
             out.append((current, mode))
+            current = []  # what runs outside a transaction (a checkpoint) belongs to none
         else:
             current.append(" ".join(sql.split()[:2]))
     return out

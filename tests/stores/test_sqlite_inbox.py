@@ -215,3 +215,23 @@ def test_a_long_purge_never_lets_the_wal_grow_to_sqlites_own_checkpoint(tmp_path
         side.close()
     assert one > 0 and ten <= 2 * one, (one, ten)
     store.close()
+
+
+def test_workers_that_never_reach_their_own_checkpoint_cadence_checkpoint_with_the_sweep(
+    tmp_path: Path,
+) -> None:
+    """Processes that make a few commits each (RQ's process per job, gunicorn's
+    ``--max-requests``) never reached their own checkpoint every ``_CHECKPOINT_EVERY`` commits:
+    the WAL grew to SQLite's own checkpoint (29 MB after 600 such jobs), run inside a commit."""
+    path = str(tmp_path / "hooks.db")
+    other = SqliteStore(path)  # another process's connection: the WAL is not dropped at each close
+    other.log(NS, LogEntry(None, None, "rejected", 401))
+    for n in range(300):
+        job = SqliteStore(path)
+        keep = Kept("a.b", b"x" * 2048, (("Host", "shop.example"),), T0, 0, 600.0)
+        claim = job.claim(NS, f"evt_{n}", now=T0, lease=30, ttl=60, keep=keep)
+        entry = LogEntry(f"evt_{n}", "a.b", "received", 200)
+        job.complete(NS, f"evt_{n}", claim.token, outcome="received", reply=None, now=T0, ttl=60, entry=entry)
+        job.close()
+    assert wal_bytes(path) < 6 * 2**20  # about 15 MB without the sweep's checkpoint
+    other.close()
