@@ -77,7 +77,7 @@ class Receiver:
         self.name = settings.name
         self.provider = settings.provider
         self.store = store
-        self.clock = settings.clock
+        self._clock = settings.clock  # checked when the settings were resolved
         self.keys = settings.provider.keys(settings.secrets)
         #: Every credential as text, blanked wherever a traceback or an excerpt is shown.
         provider, configured = settings.provider, settings.secrets
@@ -117,6 +117,11 @@ class Receiver:
     @clock.setter
     def clock(self, clock: Clock) -> None:
         self._clock = checked_clock(clock)
+
+    @clock.deleter
+    def clock(self) -> None:
+        """Back to the configured clock (``mock.patch.object`` deletes what it patched)."""
+        self._clock = self.settings.clock
 
     def now(self) -> float:
         return self._clock()

@@ -192,17 +192,17 @@ def resolve(
 
 
 def checked_clock(clock: Any) -> Clock:
-    """The receiver's clock, read once now: one that cannot be called would fail every
-    delivery, and one reading NaN or infinity would find every record expired (each
-    copy of a delivery run again)."""
+    """The receiver's clock, read once now (unless it cannot be read yet: it may need an
+    app context): one that cannot be called would fail every delivery, and one reading
+    NaN or infinity would find every record expired (each copy of a delivery run again)."""
     if clock is None:
         return system_clock
     if not callable(clock):
         raise ConfigError(f"clock must be a callable returning seconds since the epoch, not {shown(clock)}")
     try:
         now = clock()
-    except Exception as exc:
-        raise ConfigError(f"clock() raised {type(exc).__name__}") from exc
+    except Exception:  # one that reads the app (current_app) cannot be read before a request
+        return clock  # type: ignore[no-any-return]
     if not is_seconds(now) or not abs(now) < 2**53:
         raise ConfigError(f"clock() must return a finite number of seconds, not {shown(now)}")
     return clock  # type: ignore[no-any-return]

@@ -644,6 +644,7 @@ def test_a_replay_that_lost_its_claim_mid_handler_says_so(make_app: Callable[...
 
     client = app.test_client()
     assert generic_post(client, PAYLOAD).status_code == 500
+    clock.advance(3600)  # the operator replays an hour later
     with pytest.raises(LeaseLost, match="may have run twice"):  # an InFlight: nothing catches it as done
         hooks.inbox(app).replay("evt_1")
     assert calls == [False, True, False]
@@ -653,6 +654,9 @@ def test_a_replay_that_lost_its_claim_mid_handler_says_so(make_app: Callable[...
     assert delivery is not None
     lost = [a for a in delivery.attempts if a.code == 409]
     assert [a.outcome for a in lost] == ["in-flight"] and "LeaseLost" in lost[0].error
+    assert lost[0].handlers == () and lost[0].at == delivery.received_at + 3600  # when the replay began
+    [line] = [e for e in hooks.receiver(app).store.deliveries(hooks.receiver(app).ns) if e.code == 409]
+    assert line.reason == "lease lost"
 
 
 def test_a_replay_its_provider_no_longer_reads_is_refused_not_a_500(make_app: Callable[..., Flask]) -> None:

@@ -11,9 +11,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
-from flask import Flask
+from flask import Flask, current_app
 from werkzeug.datastructures import Headers
 
 from flask_hooks import ConfigError, Hooks
@@ -49,12 +50,20 @@ def test_a_clock_that_cannot_be_called_is_refused_at_init_app(make_app: MakeApp,
         make_app(Hooks(store="memory://", clock=clock))
 
 
-def test_a_clock_that_raises_is_a_config_error(make_app: MakeApp) -> None:
-    def broken() -> float:
-        raise OSError("no time")
+def test_a_clock_that_reads_the_app_is_read_at_the_first_request(make_app: MakeApp) -> None:
+    # init_app runs outside any app context: such a clock cannot be read there, only later.
+    hooks = Hooks(store="memory://", clock=lambda: current_app.config["NOW"])
+    hooks.on("a")(lambda event: None)
+    app = make_app(hooks, NOW=1_700_000_000.0)
+    assert generic_post(app.test_client(), {"id": "e1", "type": "a"}).status_code == 200
 
-    with pytest.raises(ConfigError, match=r"clock\(\) raised OSError"):
-        make_app(Hooks(store="memory://", clock=broken))
+
+def test_a_clock_patched_with_mock_is_put_back(make_app: MakeApp) -> None:
+    hooks = Hooks(store="memory://", clock=lambda: 5.0)
+    receiver = hooks.receiver(make_app(hooks))
+    with mock.patch.object(receiver, "clock", lambda: 7.0):
+        assert receiver.now() == 7.0
+    assert receiver.now() == 5.0  # mock deletes what it patched: back to the configured clock
 
 
 def test_a_fake_clock_at_any_finite_time_is_taken(make_app: MakeApp) -> None:

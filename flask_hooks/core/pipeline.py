@@ -186,13 +186,15 @@ class Pipeline:
         def held() -> Outcome:
             return self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)
 
-        outcome = self._guarded(event, started, held)
+        outcome = self._guarded(event, started, held, at=now)  # the replay's attempt, dated now
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
 
     # Steps ----------------------------------------------------------------
 
-    def _guarded(self, event: Event, started: float, step: Callable[[], Outcome]) -> Outcome:
+    def _guarded(
+        self, event: Event, started: float, step: Callable[[], Outcome], at: float | None = None
+    ) -> Outcome:
         """Store trouble after verification: 503 (never a 2xx); a lost lease, a 409 kept as an attempt."""
         try:
             return step()
@@ -203,7 +205,7 @@ class Pipeline:
         except LeaseLost as exc:
             # Our lease ran out mid-handler (or the store lost the record): another attempt owns it.
             log.error("lease lost on %s %s: %s", self.config.name, event.id, _TAKEN_OVER)
-            entry = log_entry(event, "in-flight", exc.status, started, "lease lost", error=exc)
+            entry = log_entry(event, "in-flight", exc.status, started, reason="lease lost", error=exc, at=at)
             log_quietly(self.config.store, self.config.ns, entry)
             return Outcome("in-flight", error=exc, event=event)
 
