@@ -24,7 +24,7 @@ from .core.event import Event, HeaderMap
 from .core.pipeline import Pipeline, ReceiverConfig
 from .core.providers import Provider
 from .core.routing import Router
-from .settings import Settings, checked_clock, config_prefix, resolve
+from .settings import Settings, config_prefix, resolve
 from .stores import DedupeStore, open_store
 from .stores.leases import LeaseKeeper, keeper
 
@@ -77,7 +77,8 @@ class Receiver:
         self.name = settings.name
         self.provider = settings.provider
         self.store = store
-        self._clock = settings.clock  # checked when the settings were resolved
+        #: The receiver's clock; tests swap it (``webhook_clock``) without patching time.
+        self.clock: Clock = settings.clock
         self.keys = settings.provider.keys(settings.secrets)
         #: Every credential as text, blanked wherever a traceback or an excerpt is shown.
         provider, configured = settings.provider, settings.secrets
@@ -105,26 +106,8 @@ class Receiver:
         """What the store keys this receiver's records under (app and receiver)."""
         return self.settings.namespace
 
-    @property
-    def clock(self) -> Clock:
-        """The receiver's clock; tests swap it (``webhook_clock``) without patching time.
-
-        One swapped in is read once, as ``Hooks(clock=...)`` is: a clock
-        reading NaN would find every record expired.
-        """
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Clock) -> None:
-        self._clock = checked_clock(clock)
-
-    @clock.deleter
-    def clock(self) -> None:
-        """Back to the configured clock (``mock.patch.object`` deletes what it patched)."""
-        self._clock = self.settings.clock
-
     def now(self) -> float:
-        return self._clock()
+        return self.clock()
 
     def credentials(self, event: Event | None, headers: HeaderMap | None = None) -> list[str]:
         """What no log line may show: the secrets and the delivery's credentials, those of

@@ -654,7 +654,7 @@ def test_a_replay_that_lost_its_claim_mid_handler_says_so(make_app: Callable[...
     assert delivery is not None
     lost = [a for a in delivery.attempts if a.code == 409]
     assert [a.outcome for a in lost] == ["in-flight"] and "LeaseLost" in lost[0].error
-    assert lost[0].handlers == () and lost[0].at == delivery.received_at + 3600  # when the replay began
+    assert lost[0].handlers == () and lost[0].at == delivery.received_at + 3661  # when it found out
     [line] = [e for e in hooks.receiver(app).store.deliveries(hooks.receiver(app).ns) if e.code == 409]
     assert line.reason == "lease lost"
 

@@ -186,15 +186,13 @@ class Pipeline:
         def held() -> Outcome:
             return self._held(event, routes, marks, token, run, notify, started, at=now, rerun=rerun)
 
-        outcome = self._guarded(event, started, held, at=now)  # the replay's attempt, dated now
+        outcome = self._guarded(event, started, held)
         notify("delivery_replayed", receiver=cfg.name, event=event, outcome=outcome.kind)
         return outcome
 
     # Steps ----------------------------------------------------------------
 
-    def _guarded(
-        self, event: Event, started: float, step: Callable[[], Outcome], at: float | None = None
-    ) -> Outcome:
+    def _guarded(self, event: Event, started: float, step: Callable[[], Outcome]) -> Outcome:
         """Store trouble after verification: 503 (never a 2xx); a lost lease, a 409 kept as an attempt."""
         try:
             return step()
@@ -205,6 +203,7 @@ class Pipeline:
         except LeaseLost as exc:
             # Our lease ran out mid-handler (or the store lost the record): another attempt owns it.
             log.error("lease lost on %s %s: %s", self.config.name, event.id, _TAKEN_OVER)
+            at = self.config.clock()  # when it was found out: after the attempt that took it over
             entry = log_entry(event, "in-flight", exc.status, started, reason="lease lost", error=exc, at=at)
             log_quietly(self.config.store, self.config.ns, entry)
             return Outcome("in-flight", error=exc, event=event)
@@ -385,11 +384,14 @@ class Pipeline:
         reason = safe_reason(error)  # a Retry's own words stay in its error text, blanked
         entry = log_entry(event, kind, error.status, started, ran, reason, error=exc, failed=route.name,
                           at=at, secrets=secrets)  # fmt: skip
-        if self.leases.lost(held):  # asked before the release, which is fenced and says nothing
+        lost = self.leases.lost(held)  # asked before the release, which is fenced and says nothing
+        if lost:
             log.error("lease lost on %s %s: %s", cfg.name, event.id, _TAKEN_OVER)
         try:
             cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
         except StoreUnavailable:
             log.warning("could not release %s; its lease will expire", event.id)
+        if lost:  # taken over: answered as one whose handlers succeeded is (a replay says so)
+            return Outcome("in-flight", error=LeaseLost(), event=event)
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)
