@@ -201,9 +201,9 @@ def checked_clock(clock: Any) -> Clock:
         raise ConfigError(f"clock must be a callable returning seconds since the epoch, not {shown(clock)}")
     try:
         now = clock()
-    except RuntimeError:  # one that reads the app (current_app) cannot be read before a request
-        return clock  # type: ignore[no-any-return]
     except Exception as exc:
+        if type(exc) is RuntimeError:  # Flask's "outside of application context": read it later
+            return clock  # type: ignore[no-any-return]
         raise ConfigError(f"clock() raised {type(exc).__name__}") from exc
     if not is_seconds(now) or not abs(now) < 2**53:
         raise ConfigError(f"clock() must return a finite number of seconds, not {shown(now)}")

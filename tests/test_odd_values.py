@@ -52,6 +52,12 @@ def test_a_clock_that_raises_is_a_config_error(make_app: MakeApp) -> None:
     with pytest.raises(ConfigError, match=r"clock\(\) raised TypeError"):
         make_app(Hooks(store="memory://", clock=lambda now: now))  # every delivery a 500
 
+    def unfinished() -> float:
+        raise NotImplementedError  # a RuntimeError, but no missing app context
+
+    with pytest.raises(ConfigError, match=r"clock\(\) raised NotImplementedError"):
+        make_app(Hooks(store="memory://", clock=unfinished))
+
 
 def test_a_fake_clock_at_any_finite_time_is_taken(make_app: MakeApp) -> None:
     app = make_app(Hooks(store="memory://", clock=lambda: 0))

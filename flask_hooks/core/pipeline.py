@@ -384,14 +384,11 @@ class Pipeline:
         reason = safe_reason(error)  # a Retry's own words stay in its error text, blanked
         entry = log_entry(event, kind, error.status, started, ran, reason, error=exc, failed=route.name,
                           at=at, secrets=secrets)  # fmt: skip
-        lost = self.leases.lost(held)  # asked before the release, which is fenced and says nothing
-        if lost:
+        if self.leases.lost(held):  # asked before the release, which is fenced and says nothing
             log.error("lease lost on %s %s: %s", cfg.name, event.id, _TAKEN_OVER)
         try:
             cfg.store.release(cfg.ns, event.id, token, now=cfg.clock(), entry=entry)
         except StoreUnavailable:
             log.warning("could not release %s; its lease will expire", event.id)
-        if lost:  # taken over: answered as one whose handlers succeeded is (a replay says so)
-            return Outcome("in-flight", error=LeaseLost(), event=event)
         reply = exc.reply if isinstance(exc, Declined) and exc.status == exc.reply.status else None
         return Outcome(kind, reply=reply, error=error, event=event)

@@ -177,8 +177,6 @@ def run_job(app: Flask, job: Job, *, final: bool = False) -> str:
             receiver.name,
             event.id,
         )
-        entry = log_entry(event, "in-flight", 409, started, (route.name,), "lease lost", at=receiver.now())
-        log_quietly(store, receiver.ns, entry)  # kept among its attempts, as a request's is
         raise
     # At the worker's time, not the delivery's receipt: attempts are shown in the order they were made.
     log_quietly(
